@@ -1,0 +1,183 @@
+//! `idgraph bench`: resolved ingest through the library with durable (synced) writes,
+//! in-process profile lookups, and bytes on disk / resident memory per profile, on
+//! generated events of 3 to 5 identifiers with realistic overlap. Prints a table and,
+//! with `--json`, one JSON object.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::json;
+
+use crate::config::Settings;
+use crate::demo::generate::bench_events;
+use crate::engine::Engine;
+use crate::ingest::event::NormalizedEvent;
+use crate::resolve::EventOutcome;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Events to ingest (about 4 events per person, so events/4 profiles).
+    #[arg(long, default_value_t = 400_000)]
+    pub events: usize,
+    /// Events per durable write batch.
+    #[arg(long, default_value_t = 1000)]
+    pub batch: usize,
+    /// Lookups to run after ingest.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub lookups: usize,
+    /// Threads running lookups.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Scratch directory (deleted before and after); default: a temp dir.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Resident set size of this process in bytes (Linux), 0 elsewhere.
+pub fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()))
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+fn dir_size(path: &std::path::Path) -> u64 {
+    std::fs::read_dir(path)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_size(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+pub fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("idgraph-bench-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&dir);
+    settings.storage.data_dir = dir.clone();
+    let rss_before = rss_bytes();
+
+    let t = Instant::now();
+    let raw = bench_events(args.events, args.seed);
+    let generate_s = t.elapsed().as_secs_f64();
+
+    let engine = Engine::open(settings)?;
+    let t = Instant::now();
+    let mut events: Vec<NormalizedEvent> = Vec::with_capacity(raw.len());
+    for e in &raw {
+        events.push(engine.validate(e).map_err(|e| anyhow::anyhow!("generated event invalid: {}: {}", e.field, e.message))?);
+    }
+    drop(raw);
+    let validate_s = t.elapsed().as_secs_f64();
+
+    let keys: Vec<(String, String)> = events
+        .iter()
+        .step_by(3)
+        .flat_map(|e| e.identifiers.iter().map(|i| (i.kind.clone(), i.value.clone())))
+        .collect();
+    let total = events.len();
+    let t = Instant::now();
+    let mut merges = 0u64;
+    let mut batch = Vec::with_capacity(args.batch);
+    for e in events {
+        batch.push(e);
+        if batch.len() >= args.batch {
+            merges += count_merges(engine.ingest(std::mem::take(&mut batch))?);
+        }
+    }
+    if !batch.is_empty() {
+        merges += count_merges(engine.ingest(batch)?);
+    }
+    let ingest_s = t.elapsed().as_secs_f64();
+    let profiles = engine.store().counters()?.profile_seq.saturating_sub(merges).max(1);
+
+    let engine = Arc::new(engine);
+    let keys = Arc::new(keys);
+    let next = Arc::new(AtomicUsize::new(0));
+    let t = Instant::now();
+    let mut handles = Vec::new();
+    for _ in 0..args.threads.max(1) {
+        let (engine, keys, next) = (engine.clone(), keys.clone(), next.clone());
+        let n = args.lookups;
+        handles.push(std::thread::spawn(move || -> anyhow::Result<usize> {
+            let mut found = 0;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n || keys.is_empty() {
+                    return Ok(found);
+                }
+                let (kind, value) = &keys[i % keys.len()];
+                let p = engine.lookup(kind, value)?;
+                found += usize::from(p.get("profile_id").is_some());
+            }
+        }));
+    }
+    let mut found = 0;
+    for h in handles {
+        found += h.join().map_err(|_| anyhow::anyhow!("lookup thread panicked"))??;
+    }
+    let lookup_s = t.elapsed().as_secs_f64();
+    let rss_after = rss_bytes();
+    drop(engine);
+    let disk = dir_size(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let report = json!({
+        "events": total,
+        "profiles": profiles,
+        "merges": merges,
+        "batch": args.batch,
+        "generate_seconds": generate_s,
+        "validate_events_per_s": total as f64 / validate_s,
+        "ingest_seconds": ingest_s,
+        "ingest_events_per_s": total as f64 / ingest_s,
+        "ingest_with_validation_events_per_s": total as f64 / (ingest_s + validate_s),
+        "lookups": args.lookups,
+        "lookup_threads": args.threads,
+        "lookups_found": found,
+        "lookups_per_s": args.lookups as f64 / lookup_s,
+        "disk_bytes": disk,
+        "disk_bytes_per_profile": disk as f64 / profiles as f64,
+        "rss_bytes": rss_after,
+        "rss_growth_bytes_per_profile": rss_after.saturating_sub(rss_before) as f64 / profiles as f64,
+    });
+    if args.json {
+        println!("{report}");
+    } else {
+        println!("idgraph bench ({} events, {} profiles, batches of {})", total, profiles, args.batch);
+        println!("  validate:        {:>12.0} events/s", total as f64 / validate_s);
+        println!("  resolve+fsync:   {:>12.0} events/s ({:.2}s)", total as f64 / ingest_s, ingest_s);
+        println!("  lookups:         {:>12.0} /s on {} threads ({found} found)", args.lookups as f64 / lookup_s, args.threads);
+        println!("  disk:            {:>12.0} bytes/profile ({} bytes)", disk as f64 / profiles as f64, disk);
+        println!("  resident memory: {:>12.0} bytes/profile growth (RSS {} bytes)", rss_after.saturating_sub(rss_before) as f64 / profiles as f64, rss_after);
+    }
+    Ok(())
+}
+
+fn count_merges(outcomes: Vec<EventOutcome>) -> u64 {
+    outcomes
+        .iter()
+        .map(|o| match o {
+            EventOutcome::Accepted { merged, .. } => merged.len() as u64,
+            EventOutcome::Duplicate { .. } => 0,
+        })
+        .sum()
+}

@@ -1,0 +1,168 @@
+//! The command line (clap): `serve`, `import`, `demo`, `profile`, `bench`.
+//!
+//! Settings are layered: defaults, `--config` TOML file, `IDGRAPH_*` environment variables,
+//! then the flags given here.
+
+pub mod bench;
+pub mod demo;
+pub mod import;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Settings;
+use crate::engine::Engine;
+use crate::serve::Application;
+
+#[derive(Parser, Debug)]
+#[command(name = "idgraph", version, about = "Graph-native identity resolution: events in, golden profiles out")]
+pub struct Cli {
+    /// TOML configuration file (see README "Configuration").
+    #[arg(long, global = true, env = "IDGRAPH_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve the HTTP API.
+    Serve {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        bind: Option<String>,
+    },
+    /// Import events from a JSONL file, or a CSV file with a column mapping.
+    Import {
+        file: PathBuf,
+        /// Source of every imported event (web, crm, pos, ...).
+        #[arg(long)]
+        source: String,
+        /// Column mapping (TOML) for CSV files.
+        #[arg(long)]
+        mapping: Option<PathBuf>,
+        /// jsonl or csv; guessed from the file extension when omitted.
+        #[arg(long)]
+        format: Option<String>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Generate a realistic sample of people across sources into a fresh data directory,
+    /// ingest it and serve it.
+    Demo {
+        /// Number of people to generate.
+        #[arg(long, default_value_t = 3000)]
+        people: usize,
+        #[arg(long, default_value = "./idgraph-demo-data")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        bind: Option<String>,
+        /// Ingest and print the examples, then exit instead of serving.
+        #[arg(long)]
+        no_serve: bool,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Print the golden profile holding an identifier, e.g. `email:bob@example.com`.
+    Profile {
+        identifier: String,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Measure resolved ingest, lookups and storage footprint on generated data.
+    Bench(bench::BenchArgs),
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn settings(config: Option<&PathBuf>, data_dir: Option<PathBuf>, bind: Option<String>) -> anyhow::Result<Settings> {
+    let mut s = Settings::load(config.map(|p| p.as_path()))?;
+    if let Some(d) = data_dir {
+        s.storage.data_dir = d;
+    }
+    if let Some(b) = bind {
+        s.server.bind = b;
+    }
+    Ok(s)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+/// Serves `engine` until Ctrl-C / SIGTERM.
+pub fn serve(engine: Arc<Engine>) -> anyhow::Result<()> {
+    let bind = engine.settings().server.bind.clone();
+    runtime()?.block_on(async move {
+        let app = Application::with_engine(engine, &bind)?;
+        tracing::info!(port = app.port(), "idgraph listening");
+        // Machine-readable for scripts and tests that start the binary on port 0.
+        println!("listening on http://{}", bind_with_port(&bind, app.port()));
+        app.run_until_stopped().await?;
+        Ok(())
+    })
+}
+
+fn bind_with_port(bind: &str, port: u16) -> String {
+    match bind.rsplit_once(':') {
+        Some((host, _)) => format!("{host}:{port}"),
+        None => format!("{bind}:{port}"),
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = cli.config.as_ref();
+    match cli.command {
+        Command::Serve { data_dir, bind } => {
+            let s = settings(config, data_dir, bind)?;
+            tracing::info!(data_dir = %s.storage.data_dir.display(), bind = %s.server.bind, "starting idgraph");
+            serve(Arc::new(Engine::open(s)?))
+        }
+        Command::Import { file, source, mapping, format, data_dir, json } => {
+            let s = settings(config, data_dir, None)?;
+            let engine = Engine::open(s)?;
+            let summary = import::import_file(&engine, &file, &source, mapping.as_deref(), format.as_deref(), true)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                print!("{}", summary.human());
+            }
+            Ok(())
+        }
+        Command::Demo { people, data_dir, bind, no_serve, seed } => {
+            let s = settings(config, Some(data_dir), bind)?;
+            demo::run(s, people, seed, !no_serve)
+        }
+        Command::Profile { identifier, data_dir } => {
+            let s = settings(config, data_dir, None)?;
+            let engine = Engine::open(s)?;
+            let (kind, value) = identifier
+                .split_once(':')
+                .ok_or_else(|| anyhow::anyhow!("identifier must be kind:value, e.g. email:bob@example.com"))?;
+            let profile = engine.lookup(kind, value)?;
+            println!("{}", serde_json::to_string_pretty(&profile)?);
+            Ok(())
+        }
+        Command::Bench(args) => {
+            let s = settings(config, None, None)?;
+            bench::run(s, args)
+        }
+    }
+}

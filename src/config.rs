@@ -1,0 +1,238 @@
+//! Configuration: compiled-in defaults, then a TOML file, then `IDGRAPH_*` environment
+//! variables (`__` separates nesting, e.g. `IDGRAPH_SERVER__BIND`), then CLI flags.
+//!
+//! Every section has working defaults, so idgraph runs with no file at all. The rules
+//! section mirrors the identity rules users know from Segment: a priority order of
+//! identifier kinds and a per-kind maximum of distinct values per profile.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::profile::survivorship::Strategy;
+
+/// All of idgraph's settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub storage: StorageSettings,
+    pub identifiers: IdentifierSettings,
+    pub sources: SourceSettings,
+    pub rules: RuleSettings,
+    pub blocklist: BlocklistSettings,
+    pub survivorship: SurvivorshipSettings,
+    pub households: HouseholdSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address to listen on.
+    pub bind: String,
+    /// Largest accepted request body; larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// Most events in one `POST /v1/events` batch.
+    pub max_batch_events: usize,
+    /// HTTP worker threads (0 = number of cores).
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSettings {
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentifierSettings {
+    /// ISO 3166 region used to read phone numbers written without a country code.
+    pub default_region: String,
+    /// Extra identifier kinds (lowercase `[a-z][a-z0-9_]*`), normalized like ids (trimmed).
+    pub custom_kinds: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SourceSettings {
+    /// Extra event sources besides the built-in ones.
+    pub custom: Vec<String>,
+    /// Most trusted first; used by the `source_priority` survivorship strategy.
+    pub priority: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuleSettings {
+    /// Identifier kinds, most important first. Kinds not listed rank after all listed ones.
+    pub priority: Vec<String>,
+    /// Maximum distinct values of a kind in one profile. Kinds not listed are unlimited.
+    pub limits: BTreeMap<String, usize>,
+    /// Most identifiers (all kinds, all values) accepted in one event.
+    pub max_identifiers_per_event: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct BlocklistSettings {
+    /// Extra junk values: `kind:value` (normalized) or a bare value matching any kind.
+    pub values: Vec<String>,
+    /// Regexes matched against `kind:value` of the normalized identifier.
+    pub patterns: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SurvivorshipSettings {
+    /// Strategy for traits not listed in `traits`.
+    pub default: Strategy,
+    /// Per-trait strategy (`first_name`, `last_name`, `birth_date`, `address`, extra traits).
+    pub traits: BTreeMap<String, Strategy>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HouseholdSettings {
+    /// A household view stops growing at this many member profiles.
+    pub max_members: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            bind: "127.0.0.1:8080".into(),
+            max_body_bytes: 1024 * 1024,
+            max_batch_events: 1000,
+            workers: 0,
+        }
+    }
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        StorageSettings {
+            data_dir: PathBuf::from("./idgraph-data"),
+        }
+    }
+}
+
+impl Default for IdentifierSettings {
+    fn default() -> Self {
+        IdentifierSettings {
+            default_region: "US".into(),
+            custom_kinds: Vec::new(),
+        }
+    }
+}
+
+impl Default for SourceSettings {
+    fn default() -> Self {
+        SourceSettings {
+            custom: Vec::new(),
+            priority: ["crm", "pos", "contact_center", "mobile", "web", "email", "third_party"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+}
+
+impl Default for RuleSettings {
+    fn default() -> Self {
+        let limits = [
+            ("customer_id", 1),
+            ("loyalty_id", 2),
+            ("email", 5),
+            ("phone", 5),
+            ("device_id", 10),
+            ("cookie_id", 100),
+        ];
+        RuleSettings {
+            priority: [
+                "customer_id",
+                "loyalty_id",
+                "email",
+                "phone",
+                "device_id",
+                "cookie_id",
+            ]
+            .map(String::from)
+            .to_vec(),
+            limits: limits.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            max_identifiers_per_event: 32,
+        }
+    }
+}
+
+impl Default for SurvivorshipSettings {
+    fn default() -> Self {
+        let traits = [
+            ("first_name", Strategy::SourcePriority),
+            ("last_name", Strategy::SourcePriority),
+            ("birth_date", Strategy::MostFrequent),
+            ("address", Strategy::MostRecent),
+        ];
+        SurvivorshipSettings {
+            default: Strategy::MostRecent,
+            traits: traits.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        }
+    }
+}
+
+impl Default for HouseholdSettings {
+    fn default() -> Self {
+        HouseholdSettings { max_members: 50 }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            server: ServerSettings::default(),
+            storage: StorageSettings::default(),
+            identifiers: IdentifierSettings::default(),
+            sources: SourceSettings::default(),
+            rules: RuleSettings::default(),
+            blocklist: BlocklistSettings::default(),
+            survivorship: SurvivorshipSettings::default(),
+            households: HouseholdSettings::default(),
+        }
+    }
+}
+
+/// A configuration problem, naming the setting.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(pub String);
+
+impl Settings {
+    /// Defaults, then the TOML file (if given), then `IDGRAPH_*` environment variables.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(Env::prefixed("IDGRAPH_").split("__"));
+        let settings: Settings = figment
+            .extract()
+            .map_err(|e| ConfigError(e.to_string()))?;
+        Ok(settings)
+    }
+
+    /// Parses settings from TOML text layered over the defaults (no environment).
+    pub fn from_toml_str(text: &str) -> Result<Settings, ConfigError> {
+        Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(|e| ConfigError(e.to_string()))
+    }
+}

@@ -1,0 +1,3 @@
+//! Realistic sample data: `idgraph demo` and the benchmark fixtures share this generator.
+
+pub mod generate;

@@ -1,0 +1,396 @@
+//! The transport-neutral service: every HTTP handler and CLI command calls these functions.
+//!
+//! Writes (ingest, unmerge) go through one writer thread that does group commit: it takes
+//! every request waiting in its queue, resolves them in one [`Session`], applies the
+//! resulting [`Changes`] in one synced RocksDB write and only then answers each request.
+//! So a 2xx answer means the events are durable, and reads (which go straight to the
+//! store, from any thread) see a merge as soon as its request is answered.
+//!
+//! **Invariant:** only the writer thread writes to the store. Nothing here logs identifier
+//! values or traits.
+
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use serde_json::Value;
+
+use crate::config::Settings;
+use crate::ingest::blocklist::Blocklist;
+use crate::ingest::event::{NormalizedEvent, ValidationError, Validator};
+use crate::ingest::identifier::{NormalizeError, Normalizer};
+use crate::profile::household::{household_of, profile_of_household_id, Household};
+use crate::profile::views::{self, Device, ExplainError};
+use crate::resolve::split::{self, SplitOutcome, UnmergeError};
+use crate::resolve::{self, EventOutcome, Rules, Session};
+use crate::store::records::ident_key;
+use crate::store::rocks::RocksStore;
+use crate::store::{GraphStore, HistoryEntry, IdentKey, ProfileId, ProfileState, StoreError};
+
+/// Most requests folded into one group commit.
+const MAX_GROUP_REQUESTS: usize = 512;
+/// Most events folded into one group commit.
+const MAX_GROUP_EVENTS: usize = 20_000;
+/// Queue length of the writer; a full queue answers 503 instead of piling up memory.
+const QUEUE_DEPTH: usize = 4096;
+
+/// Errors of the service layer; `serve::error` maps each to an HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{what} not found")]
+    NotFound { what: String },
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    #[error("the write queue is full; retry later")]
+    Overloaded,
+    #[error("the service is shutting down")]
+    ShuttingDown,
+    #[error("configuration error: {0}")]
+    Config(String),
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> EngineError {
+    EngineError::Invalid {
+        field: field.to_owned(),
+        message: message.into(),
+    }
+}
+
+fn not_found(what: impl Into<String>) -> EngineError {
+    EngineError::NotFound { what: what.into() }
+}
+
+enum Op {
+    Ingest(Vec<NormalizedEvent>),
+    DeleteLink(IdentKey, IdentKey),
+    DeleteIdentifier(IdentKey),
+}
+
+/// Result of a write request.
+#[derive(Debug)]
+pub enum OpResult {
+    Ingested(Vec<EventOutcome>),
+    Unmerged(SplitOutcome),
+}
+
+type Reply = tokio::sync::oneshot::Sender<Result<OpResult, EngineError>>;
+
+struct Job {
+    op: Op,
+    reply: Reply,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The running service over one store.
+pub struct Engine {
+    store: Arc<dyn GraphStore>,
+    rules: Arc<Rules>,
+    validator: Validator,
+    settings: Settings,
+    queue: Option<SyncSender<Job>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl Engine {
+    /// Opens the embedded store in `settings.storage.data_dir`.
+    pub fn open(settings: Settings) -> Result<Engine, EngineError> {
+        let store = RocksStore::open(&settings.storage.data_dir)?;
+        Engine::with_store(settings, Arc::new(store))
+    }
+
+    /// Runs the service over any graph store.
+    pub fn with_store(settings: Settings, store: Arc<dyn GraphStore>) -> Result<Engine, EngineError> {
+        let rules = Arc::new(Rules::from_settings(&settings).map_err(EngineError::Config)?);
+        let normalizer = Normalizer::new(&settings.identifiers.default_region, &settings.identifiers.custom_kinds)
+            .map_err(EngineError::Config)?;
+        let blocklist = Blocklist::new(&settings.blocklist).map_err(EngineError::Config)?;
+        let validator = Validator::new(
+            normalizer,
+            blocklist,
+            &settings.sources.custom,
+            settings.rules.max_identifiers_per_event,
+        )
+        .map_err(EngineError::Config)?;
+        let (tx, rx) = sync_channel::<Job>(QUEUE_DEPTH);
+        let writer_store = store.clone();
+        let writer_rules = rules.clone();
+        let writer = std::thread::Builder::new()
+            .name("idgraph-writer".into())
+            .spawn(move || writer_loop(writer_store.as_ref(), &writer_rules, rx))
+            .map_err(|e| EngineError::Config(format!("cannot start writer thread: {e}")))?;
+        Ok(Engine {
+            store,
+            rules,
+            validator,
+            settings,
+            queue: Some(tx),
+            writer: Some(writer),
+        })
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn store(&self) -> &dyn GraphStore {
+        self.store.as_ref()
+    }
+
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// Validates and normalizes one wire event.
+    pub fn validate(&self, event: &Value) -> Result<NormalizedEvent, ValidationError> {
+        self.validator.validate(event, now_ms())
+    }
+
+    fn submit(&self, op: Op) -> Result<tokio::sync::oneshot::Receiver<Result<OpResult, EngineError>>, EngineError> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let queue = self.queue.as_ref().ok_or(EngineError::ShuttingDown)?;
+        match queue.try_send(Job { op, reply }) {
+            Ok(()) => Ok(rx),
+            Err(TrySendError::Full(_)) => Err(EngineError::Overloaded),
+            Err(TrySendError::Disconnected(_)) => Err(EngineError::ShuttingDown),
+        }
+    }
+
+    /// Resolves events durably; returns one outcome per event, in order. Async form.
+    pub async fn ingest_async(&self, events: Vec<NormalizedEvent>) -> Result<Vec<EventOutcome>, EngineError> {
+        let rx = self.submit(Op::Ingest(events))?;
+        match rx.await.map_err(|_| EngineError::ShuttingDown)?? {
+            OpResult::Ingested(o) => Ok(o),
+            OpResult::Unmerged(_) => Err(EngineError::ShuttingDown),
+        }
+    }
+
+    /// Resolves events durably (blocking form, for the CLI, benches and tests).
+    pub fn ingest(&self, events: Vec<NormalizedEvent>) -> Result<Vec<EventOutcome>, EngineError> {
+        let rx = self.submit(Op::Ingest(events))?;
+        match rx.blocking_recv().map_err(|_| EngineError::ShuttingDown)?? {
+            OpResult::Ingested(o) => Ok(o),
+            OpResult::Unmerged(_) => Err(EngineError::ShuttingDown),
+        }
+    }
+
+    /// Parses and normalizes `kind:value` text (as used by explain and unmerge).
+    pub fn parse_identifier(&self, field: &str, text: &str) -> Result<IdentKey, EngineError> {
+        let (kind, value) = text
+            .split_once(':')
+            .ok_or_else(|| invalid(field, "must be kind:value, e.g. email:bob@example.com"))?;
+        self.normalize(field, kind, value)
+    }
+
+    /// Normalizes a value of `kind` the same way ingest does.
+    pub fn normalize(&self, field: &str, kind: &str, value: &str) -> Result<IdentKey, EngineError> {
+        match self.validator.normalizer.normalize(kind, value) {
+            Ok(id) => Ok(id.key()),
+            Err(NormalizeError::UnknownKind) => Err(invalid(field, format!("unknown identifier kind {kind:?}"))),
+            Err(NormalizeError::Invalid(why)) => Err(invalid(field, why)),
+        }
+    }
+
+    async fn unmerge(&self, op: Op) -> Result<SplitOutcome, EngineError> {
+        match self.submit(op)?.await.map_err(|_| EngineError::ShuttingDown)?? {
+            OpResult::Unmerged(o) => Ok(o),
+            OpResult::Ingested(_) => Err(EngineError::ShuttingDown),
+        }
+    }
+
+    /// Deletes the link between two identifiers and splits the profile if it falls apart.
+    pub async fn delete_link(&self, a: IdentKey, b: IdentKey) -> Result<SplitOutcome, EngineError> {
+        self.unmerge(Op::DeleteLink(a, b)).await
+    }
+
+    /// Deletes an identifier (its node, edges and event index) and splits what falls apart.
+    pub async fn delete_identifier(&self, key: IdentKey) -> Result<SplitOutcome, EngineError> {
+        self.unmerge(Op::DeleteIdentifier(key)).await
+    }
+
+    // ---- reads (blocking; call from a blocking thread) ----
+
+    /// The live profile for `id`, following aliases of absorbed ids.
+    pub fn profile_state(&self, id: &str) -> Result<ProfileState, EngineError> {
+        let mut current = id.to_owned();
+        for _ in 0..64 {
+            if let Some(state) = self.store.profile(&current)? {
+                return Ok(state);
+            }
+            match self.store.alias(&current)? {
+                Some(next) => current = next,
+                None => break,
+            }
+        }
+        Err(not_found(format!("profile {id}")))
+    }
+
+    /// The golden profile JSON of `id` (an absorbed id answers with its survivor).
+    pub fn profile(&self, id: &str) -> Result<Value, EngineError> {
+        let state = self.profile_state(id)?;
+        self.golden_of(&state)
+    }
+
+    fn golden_of(&self, state: &ProfileState) -> Result<Value, EngineError> {
+        let bytes = self
+            .store
+            .golden(&state.id)?
+            .ok_or_else(|| StoreError::Corrupt { key: state.id.clone(), reason: "golden profile missing from cache".into() })?;
+        let mut golden: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| StoreError::Corrupt { key: state.id.clone(), reason: e.to_string() })?;
+        let hh = self.household_state(state)?;
+        if hh.members.len() > 1 {
+            golden["household_id"] = Value::String(hh.household_id);
+        }
+        Ok(golden)
+    }
+
+    /// The golden profile holding identifier `kind`/`value` (normalized like ingest).
+    pub fn lookup(&self, kind: &str, value: &str) -> Result<Value, EngineError> {
+        let key = self.normalize("value", kind, value)?;
+        let node = self.store.node(&key)?.ok_or_else(|| not_found("identifier"))?;
+        let state = self.profile_state(&node.profile_id)?;
+        self.golden_of(&state)
+    }
+
+    /// The profile id holding identifier `key`, if any.
+    pub fn profile_id_of(&self, key: &IdentKey) -> Result<Option<ProfileId>, EngineError> {
+        Ok(self.store.node(key)?.map(|n| n.profile_id))
+    }
+
+    pub fn devices(&self, id: &str) -> Result<(ProfileId, Vec<Device>), EngineError> {
+        let state = self.profile_state(id)?;
+        Ok((state.id.clone(), views::devices(self.store.as_ref(), &state)?))
+    }
+
+    fn household_state(&self, state: &ProfileState) -> Result<Household, EngineError> {
+        Ok(household_of(self.store.as_ref(), state, self.rules.household_max_members)?)
+    }
+
+    pub fn household(&self, id: &str) -> Result<Household, EngineError> {
+        let state = self.profile_state(id)?;
+        self.household_state(&state)
+    }
+
+    /// The household named by `hid` (`hh_<seq>`), now identified by its current oldest member.
+    pub fn household_by_id(&self, hid: &str) -> Result<Household, EngineError> {
+        let pid = profile_of_household_id(hid).ok_or_else(|| not_found(format!("household {hid}")))?;
+        let state = self.profile_state(&pid).map_err(|_| not_found(format!("household {hid}")))?;
+        let hh = self.household_state(&state)?;
+        if hh.members.len() < 2 {
+            return Err(not_found(format!("household {hid}")));
+        }
+        Ok(hh)
+    }
+
+    pub fn graph(&self, id: &str, depth: usize, limit: usize) -> Result<Value, EngineError> {
+        let state = self.profile_state(id)?;
+        Ok(views::graph(self.store.as_ref(), &state, depth, limit)?)
+    }
+
+    pub fn explain(&self, id: &str, a: &IdentKey, b: &IdentKey) -> Result<Value, EngineError> {
+        let state = self.profile_state(id)?;
+        views::explain(self.store.as_ref(), &state, a, b).map_err(|e| match e {
+            ExplainError::NotInProfile(which) => not_found(format!("identifier {which} in profile {}", state.id)),
+            ExplainError::Store(s) => EngineError::Store(s),
+        })
+    }
+
+    pub fn history(&self, id: &str, limit: usize) -> Result<(ProfileId, Vec<HistoryEntry>), EngineError> {
+        let live = self.profile_state(id)?;
+        Ok((live.id.clone(), views::history(self.store.as_ref(), &live.id, limit)?))
+    }
+
+    /// Bytes on disk of the store.
+    pub fn disk_usage_bytes(&self) -> Result<u64, EngineError> {
+        Ok(self.store.disk_usage_bytes()?)
+    }
+
+    /// Key of an identifier from its parts (no normalization).
+    pub fn key(kind: &str, value: &str) -> IdentKey {
+        ident_key(kind, value)
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // Closing the queue stops the writer after it has answered everything queued.
+        self.queue.take();
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+fn run(s: &mut Session<'_>, rules: &Rules, op: &Op) -> Result<Result<OpResult, EngineError>, StoreError> {
+    Ok(match op {
+        Op::Ingest(events) => {
+            let mut out = Vec::with_capacity(events.len());
+            for ev in events {
+                out.push(resolve::apply_event(s, rules, ev)?);
+            }
+            Ok(OpResult::Ingested(out))
+        }
+        Op::DeleteLink(a, b) => match split::delete_link(s, rules, a, b, "api") {
+            Ok(o) => Ok(OpResult::Unmerged(o)),
+            Err(UnmergeError::NotFound(what)) => Err(not_found(what)),
+            Err(UnmergeError::Store(e)) => return Err(e),
+        },
+        Op::DeleteIdentifier(key) => match split::delete_identifier(s, rules, key, "api") {
+            Ok(o) => Ok(OpResult::Unmerged(o)),
+            Err(UnmergeError::NotFound(what)) => Err(not_found(what)),
+            Err(UnmergeError::Store(e)) => return Err(e),
+        },
+    })
+}
+
+fn writer_loop(store: &dyn GraphStore, rules: &Rules, rx: Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        let mut events = jobs.iter().map(job_events).sum::<usize>();
+        while jobs.len() < MAX_GROUP_REQUESTS && events < MAX_GROUP_EVENTS {
+            match rx.try_recv() {
+                Ok(job) => {
+                    events += job_events(&job);
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let outcome = (|| -> Result<Vec<Result<OpResult, EngineError>>, StoreError> {
+            let mut session = Session::new(store, now_ms())?;
+            let mut results = Vec::with_capacity(jobs.len());
+            for job in &jobs {
+                results.push(run(&mut session, rules, &job.op)?);
+            }
+            let changes = resolve::finish(session, rules)?;
+            store.apply(changes)?;
+            Ok(results)
+        })();
+        match outcome {
+            Ok(results) => {
+                for (job, result) in jobs.into_iter().zip(results) {
+                    let _ = job.reply.send(result);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, requests = jobs.len(), "write group failed; nothing of it was stored");
+                for job in jobs {
+                    let _ = job.reply.send(Err(EngineError::Store(StoreError::Engine(e.to_string()))));
+                }
+            }
+        }
+    }
+}
+
+fn job_events(job: &Job) -> usize {
+    match &job.op {
+        Op::Ingest(e) => e.len(),
+        _ => 1,
+    }
+}

@@ -1,0 +1,400 @@
+//! The event wire format and its validation into a [`NormalizedEvent`].
+//!
+//! The rules here are the ones `schema/event.schema.json` states; a test checks that the
+//! schema and this validator agree on a table of valid and invalid events. Errors name the
+//! offending field with a JSON-path-like string (`identifiers.email[1]`) and never echo the
+//! value itself (it may be personal data).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use serde_json::{Map, Value};
+
+use super::blocklist::Blocklist;
+use super::identifier::{valid_kind_name, Identifier, NormalizeError, Normalizer};
+
+/// Sources every deployment knows.
+pub const BUILTIN_SOURCES: [&str; 7] = [
+    "web",
+    "mobile",
+    "crm",
+    "pos",
+    "contact_center",
+    "email",
+    "third_party",
+];
+
+const TOP_LEVEL_FIELDS: [&str; 7] = [
+    "event_id",
+    "source",
+    "timestamp",
+    "type",
+    "identifiers",
+    "traits",
+    "properties",
+];
+const ADDRESS_FIELDS: [&str; 5] = ["street", "city", "postal_code", "region", "country"];
+const MAX_ID_CHARS: usize = 128;
+const MAX_NAME_CHARS: usize = 200;
+const MAX_EXTRA_TRAITS: usize = 50;
+const MAX_TRAIT_BYTES: usize = 4096;
+const MAX_PROPERTIES_BYTES: usize = 16 * 1024;
+const MAX_VALUES_PER_KIND: usize = 10;
+
+/// A rejected event: which field and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ValidationError {
+    pub field: String,
+    pub message: String,
+    /// Stable machine-readable code (`invalid_field`, `no_linkable_identifier`...).
+    pub code: &'static str,
+}
+
+impl ValidationError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ValidationError {
+            field: field.into(),
+            message: message.into(),
+            code: "invalid_field",
+        }
+    }
+}
+
+/// An identifier value dropped because it is on the blocklist.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Ignored {
+    pub field: String,
+    pub reason: &'static str,
+}
+
+/// A validated event with normalized identifiers and traits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NormalizedEvent {
+    pub event_id: String,
+    pub source: String,
+    pub event_type: String,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp: i64,
+    /// Distinct identifiers, blocklisted values removed. Never empty.
+    pub identifiers: Vec<Identifier>,
+    pub ignored: Vec<Ignored>,
+    pub traits: BTreeMap<String, Value>,
+    pub properties: Map<String, Value>,
+}
+
+/// Validates wire events against the configured kinds, sources and blocklist.
+#[derive(Debug, Clone)]
+pub struct Validator {
+    pub normalizer: Normalizer,
+    pub blocklist: Blocklist,
+    sources: BTreeSet<String>,
+    max_identifiers: usize,
+}
+
+fn str_field<'a>(obj: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, ValidationError> {
+    match obj.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(ValidationError::new(name, "must be a string")),
+    }
+}
+
+fn plain_text(field: &str, s: &str, max: usize) -> Result<String, ValidationError> {
+    let t = s.trim();
+    if t.chars().count() > max {
+        return Err(ValidationError::new(field, format!("longer than {max} characters")));
+    }
+    if t.chars().any(char::is_control) {
+        return Err(ValidationError::new(field, "must not contain control characters"));
+    }
+    Ok(t.to_owned())
+}
+
+impl Validator {
+    pub fn new(
+        normalizer: Normalizer,
+        blocklist: Blocklist,
+        custom_sources: &[String],
+        max_identifiers: usize,
+    ) -> Result<Self, String> {
+        let mut sources: BTreeSet<String> = BUILTIN_SOURCES.iter().map(|s| s.to_string()).collect();
+        for s in custom_sources {
+            if !valid_kind_name(s) {
+                return Err(format!("sources.custom: {s:?} is not a valid source name ([a-z][a-z0-9_]*)"));
+            }
+            sources.insert(s.clone());
+        }
+        Ok(Validator {
+            normalizer,
+            blocklist,
+            sources,
+            max_identifiers: max_identifiers.max(1),
+        })
+    }
+
+    pub fn knows_source(&self, source: &str) -> bool {
+        self.sources.contains(source)
+    }
+
+    /// Validates one wire event. `now` (ms) stamps events that carry no timestamp.
+    pub fn validate(&self, value: &Value, now: i64) -> Result<NormalizedEvent, ValidationError> {
+        let obj = value
+            .as_object()
+            .ok_or_else(|| ValidationError::new("", "an event must be a JSON object"))?;
+        if let Some(unknown) = obj.keys().find(|k| !TOP_LEVEL_FIELDS.contains(&k.as_str())) {
+            return Err(ValidationError::new(
+                unknown.as_str(),
+                format!("unknown field; allowed: {}", TOP_LEVEL_FIELDS.join(", ")),
+            ));
+        }
+        let event_id = str_field(obj, "event_id")?
+            .ok_or_else(|| ValidationError::new("event_id", "is required"))?;
+        let event_id = plain_text("event_id", event_id, MAX_ID_CHARS)?;
+        if event_id.is_empty() {
+            return Err(ValidationError::new("event_id", "must not be empty"));
+        }
+        let source = str_field(obj, "source")?
+            .ok_or_else(|| ValidationError::new("source", "is required"))?;
+        if !self.knows_source(source) {
+            return Err(ValidationError::new(
+                "source",
+                format!(
+                    "unknown source; declared sources: {}",
+                    self.sources.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        let event_type = match str_field(obj, "type")? {
+            Some(t) => {
+                let t = plain_text("type", t, 64)?;
+                if t.is_empty() {
+                    return Err(ValidationError::new("type", "must not be empty"));
+                }
+                t
+            }
+            None => "identify".to_owned(),
+        };
+        let timestamp = parse_timestamp(obj.get("timestamp"), now)?;
+        let (identifiers, ignored) = self.identifiers(obj.get("identifiers"))?;
+        let traits = match obj.get("traits") {
+            None | Some(Value::Null) => BTreeMap::new(),
+            Some(Value::Object(t)) => normalize_traits(t, now)?,
+            Some(_) => return Err(ValidationError::new("traits", "must be an object")),
+        };
+        let properties = match obj.get("properties") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(p)) => {
+                if serde_json::to_vec(p).map(|b| b.len()).unwrap_or(usize::MAX) > MAX_PROPERTIES_BYTES {
+                    return Err(ValidationError::new(
+                        "properties",
+                        format!("larger than {MAX_PROPERTIES_BYTES} bytes"),
+                    ));
+                }
+                p.clone()
+            }
+            Some(_) => return Err(ValidationError::new("properties", "must be an object")),
+        };
+        Ok(NormalizedEvent {
+            event_id,
+            source: source.to_owned(),
+            event_type,
+            timestamp,
+            identifiers,
+            ignored,
+            traits,
+            properties,
+        })
+    }
+
+    fn identifiers(
+        &self,
+        value: Option<&Value>,
+    ) -> Result<(Vec<Identifier>, Vec<Ignored>), ValidationError> {
+        let obj = match value {
+            Some(Value::Object(o)) => o,
+            None | Some(Value::Null) => {
+                return Err(ValidationError::new("identifiers", "is required"))
+            }
+            Some(_) => {
+                return Err(ValidationError::new(
+                    "identifiers",
+                    "must be an object mapping kind to a value or a list of values",
+                ))
+            }
+        };
+        let mut out = BTreeSet::new();
+        let mut ignored = Vec::new();
+        let mut total = 0usize;
+        for (kind, v) in obj {
+            let field = format!("identifiers.{kind}");
+            if !self.normalizer.knows(kind) {
+                return Err(ValidationError::new(
+                    field,
+                    format!(
+                        "unknown identifier kind; known kinds: {}",
+                        self.normalizer.kinds().collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+            let values: Vec<(String, &Value)> = match v {
+                Value::Array(items) => {
+                    if items.len() > MAX_VALUES_PER_KIND {
+                        return Err(ValidationError::new(
+                            field,
+                            format!("at most {MAX_VALUES_PER_KIND} values per kind"),
+                        ));
+                    }
+                    items.iter().enumerate().map(|(i, x)| (format!("{field}[{i}]"), x)).collect()
+                }
+                other => vec![(field.clone(), other)],
+            };
+            for (field, item) in values {
+                let raw = match item {
+                    Value::String(s) => s.as_str(),
+                    Value::Null => {
+                        ignored.push(Ignored { field, reason: "blocklisted" });
+                        continue;
+                    }
+                    _ => return Err(ValidationError::new(field, "must be a string")),
+                };
+                total += 1;
+                if total > self.max_identifiers {
+                    return Err(ValidationError::new(
+                        "identifiers",
+                        format!("more than {} identifier values in one event", self.max_identifiers),
+                    ));
+                }
+                if self.blocklist.is_junk_raw(kind, raw) {
+                    ignored.push(Ignored { field, reason: "blocklisted" });
+                    continue;
+                }
+                match self.normalizer.normalize(kind, raw) {
+                    Ok(id) if self.blocklist.is_junk(&id.kind, &id.value) => {
+                        ignored.push(Ignored { field, reason: "blocklisted" })
+                    }
+                    Ok(id) => {
+                        out.insert(id);
+                    }
+                    Err(NormalizeError::Invalid(why)) => {
+                        return Err(ValidationError::new(field, why))
+                    }
+                    Err(NormalizeError::UnknownKind) => {
+                        return Err(ValidationError::new(field, "unknown identifier kind"))
+                    }
+                }
+            }
+        }
+        if out.is_empty() {
+            return Err(ValidationError {
+                field: "identifiers".into(),
+                message: if ignored.is_empty() {
+                    "at least one identifier is required".into()
+                } else {
+                    "every identifier is a blocklisted placeholder value; nothing to resolve".into()
+                },
+                code: "no_linkable_identifier",
+            });
+        }
+        Ok((out.into_iter().collect(), ignored))
+    }
+}
+
+fn parse_timestamp(value: Option<&Value>, now: i64) -> Result<i64, ValidationError> {
+    let ms = match value {
+        None | Some(Value::Null) => return Ok(now),
+        Some(Value::String(s)) => DateTime::parse_from_rfc3339(s.trim())
+            .map_err(|_| {
+                ValidationError::new("timestamp", "must be an RFC 3339 date-time such as 2026-01-31T12:00:00Z")
+            })?
+            .with_timezone(&Utc)
+            .timestamp_millis(),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .ok_or_else(|| ValidationError::new("timestamp", "must be integer milliseconds since the epoch"))?,
+        Some(_) => {
+            return Err(ValidationError::new(
+                "timestamp",
+                "must be an RFC 3339 string or integer milliseconds since the epoch",
+            ))
+        }
+    };
+    // 1970-01-01 .. now + 1 day (clock skew).
+    if ms < 0 || ms > now + 86_400_000 {
+        return Err(ValidationError::new("timestamp", "is out of range (before 1970 or more than a day in the future)"));
+    }
+    Ok(ms)
+}
+
+fn normalize_traits(t: &Map<String, Value>, now: i64) -> Result<BTreeMap<String, Value>, ValidationError> {
+    let mut out = BTreeMap::new();
+    let mut extra = 0usize;
+    for (name, v) in t {
+        let field = format!("traits.{name}");
+        if v.is_null() {
+            continue;
+        }
+        match name.as_str() {
+            "first_name" | "last_name" => {
+                let s = v.as_str().ok_or_else(|| ValidationError::new(&field, "must be a string"))?;
+                let s = plain_text(&field, s, MAX_NAME_CHARS)?;
+                if !s.is_empty() {
+                    out.insert(name.clone(), Value::String(s.split_whitespace().collect::<Vec<_>>().join(" ")));
+                }
+            }
+            "birth_date" => {
+                let s = v.as_str().ok_or_else(|| ValidationError::new(&field, "must be a YYYY-MM-DD string"))?;
+                let d = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
+                    .map_err(|_| ValidationError::new(&field, "must be a valid date in YYYY-MM-DD form"))?;
+                let today = DateTime::from_timestamp_millis(now).map(|t| t.date_naive());
+                if d.year() < 1900 || today.is_some_and(|t| d > t) {
+                    return Err(ValidationError::new(&field, "must be between 1900-01-01 and today"));
+                }
+                out.insert(name.clone(), Value::String(d.format("%Y-%m-%d").to_string()));
+            }
+            "address" => {
+                let a = v.as_object().ok_or_else(|| ValidationError::new(&field, "must be an object"))?;
+                let mut addr = Map::new();
+                for (k, x) in a {
+                    let f = format!("{field}.{k}");
+                    if !ADDRESS_FIELDS.contains(&k.as_str()) {
+                        return Err(ValidationError::new(f, format!("unknown address field; allowed: {}", ADDRESS_FIELDS.join(", "))));
+                    }
+                    if x.is_null() {
+                        continue;
+                    }
+                    let s = x.as_str().ok_or_else(|| ValidationError::new(&f, "must be a string"))?;
+                    let mut s = plain_text(&f, s, MAX_NAME_CHARS)?;
+                    if k == "country" || k == "postal_code" {
+                        s = s.to_uppercase();
+                    }
+                    if !s.is_empty() {
+                        addr.insert(k.clone(), Value::String(s));
+                    }
+                }
+                if !addr.is_empty() {
+                    out.insert(name.clone(), Value::Object(addr));
+                }
+            }
+            _ => {
+                extra += 1;
+                if extra > MAX_EXTRA_TRAITS {
+                    return Err(ValidationError::new("traits", format!("more than {MAX_EXTRA_TRAITS} extra traits")));
+                }
+                if !valid_trait_name(name) {
+                    return Err(ValidationError::new(&field, "trait names are 1 to 64 characters of letters, digits, '_', '-' or '.'"));
+                }
+                if serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX) > MAX_TRAIT_BYTES {
+                    return Err(ValidationError::new(&field, format!("larger than {MAX_TRAIT_BYTES} bytes")));
+                }
+                out.insert(name.clone(), v.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn valid_trait_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+}

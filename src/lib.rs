@@ -1,0 +1,18 @@
+//! idgraph: graph-native identity resolution.
+//!
+//! The data's path through the crate: [`ingest`] validates and normalizes events,
+//! [`resolve`] links their identifiers into the identity graph and merges or splits
+//! profiles, [`profile`] renders golden profiles and the analyst views, [`store`] keeps the
+//! graph (embedded RocksDB by default), [`engine`] is the transport-neutral service, and
+//! [`serve`] / [`cli`] are the HTTP and command-line edges. See ARCHITECTURE.md.
+
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod engine;
+pub mod ingest;
+pub mod profile;
+pub mod resolve;
+pub mod serve;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,362 @@
+//! Deterministic, incremental resolution of events into profiles.
+//!
+//! For each event (identifiers sorted by kind priority, then value):
+//! 1. Each identifier already in the graph brings its profile into the event's merge group
+//!    unless the union would break a per-kind limit; then that identifier is *refused*:
+//!    it stays in its own profile and its link from this event is kept as a refused edge
+//!    carrying the rule. A new identifier joins the group unless its kind is at its limit,
+//!    in which case it starts a profile of its own, linked by a refused edge.
+//! 2. The group's profiles merge into the oldest (lowest sequence number); absorbed ids
+//!    become aliases of the survivor. History records the event and rule of every merge
+//!    and refusal.
+//! 3. Edges run from the event's anchor (its highest-priority identifier) to every other
+//!    identifier of the event, carrying provenance (sources, count, first/last seen, event
+//!    ids). **Invariant:** a profile is exactly a connected component of the active edges.
+//!
+//! Unmerge (deleting a link or an identifier) recomputes components with petgraph and
+//! splits the profile along them (see [`split`]).
+
+pub mod rules;
+pub mod session;
+pub mod split;
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde::Serialize;
+
+use crate::ingest::event::{Ignored, NormalizedEvent};
+use crate::profile::golden;
+use crate::store::records::{split_key, EDGE_EVENT_IDS};
+use crate::store::{Edge, EdgeStatus, HistoryKind, IdentKey, Node, ProfileId, StoreError, StoredEvent};
+pub use rules::Rules;
+pub use session::Session;
+
+/// A refused link of an event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Conflict {
+    /// Kind of the refused identifier (values stay out of responses that get logged).
+    pub kind: String,
+    pub rule: String,
+    /// The profile the refused identifier stays in.
+    pub profile_id: ProfileId,
+}
+
+/// What happened to one event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum EventOutcome {
+    Accepted {
+        event_id: String,
+        profile_id: ProfileId,
+        /// Profiles absorbed into `profile_id` by this event.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        merged: Vec<ProfileId>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        conflicts: Vec<Conflict>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        ignored: Vec<Ignored>,
+    },
+    Duplicate {
+        event_id: String,
+        profile_id: Option<ProfileId>,
+    },
+}
+
+enum Placement {
+    Group,
+    /// Refused; `Some(profile)` if the identifier already existed there.
+    Refused { rule: String, own: Option<ProfileId> },
+}
+
+/// Resolves one validated event inside `s`.
+pub fn apply_event(
+    s: &mut Session<'_>,
+    rules: &Rules,
+    ev: &NormalizedEvent,
+) -> Result<EventOutcome, StoreError> {
+    if s.event_exists(&ev.event_id)? {
+        let profile_id = match ev.identifiers.first() {
+            Some(id) => s.node(&id.key())?.map(|n| n.profile_id),
+            None => None,
+        };
+        return Ok(EventOutcome::Duplicate {
+            event_id: ev.event_id.clone(),
+            profile_id,
+        });
+    }
+    let mut ids: Vec<_> = ev.identifiers.iter().collect();
+    ids.sort_by(|a, b| {
+        (rules.kind_rank(&a.kind), &a.kind, &a.value).cmp(&(rules.kind_rank(&b.kind), &b.kind, &b.value))
+    });
+
+    // 1. Decide which identifiers (and their profiles) join the merge group.
+    let mut group: Vec<(ProfileId, u64)> = Vec::new();
+    let mut counts: HashMap<String, BTreeSet<String>> = HashMap::new();
+    let mut placed: Vec<(IdentKey, Option<Node>, Placement)> = Vec::with_capacity(ids.len());
+    for id in &ids {
+        let key = id.key();
+        let node = s.node(&key)?;
+        let placement = match &node {
+            Some(n) if group.iter().any(|(g, _)| *g == n.profile_id) => Placement::Group,
+            Some(n) => {
+                let st = s.existing_profile(&n.profile_id)?;
+                match rules.violation(&counts, &st.identifiers) {
+                    Some(rule) if !group.is_empty() => Placement::Refused {
+                        rule,
+                        own: Some(n.profile_id.clone()),
+                    },
+                    _ => {
+                        for (k, vs) in &st.identifiers {
+                            counts.entry(k.clone()).or_default().extend(vs.iter().cloned());
+                        }
+                        group.push((st.id.clone(), st.seq));
+                        Placement::Group
+                    }
+                }
+            }
+            None => {
+                let set = counts.entry(id.kind.clone()).or_default();
+                match rules.limit(&id.kind) {
+                    Some(limit) if set.len() >= limit && !set.contains(&id.value) => {
+                        Placement::Refused {
+                            rule: rules.limit_rule(&id.kind),
+                            own: None,
+                        }
+                    }
+                    _ => {
+                        set.insert(id.value.clone());
+                        Placement::Group
+                    }
+                }
+            }
+        };
+        placed.push((key, node, placement));
+    }
+
+    // 2. The target profile: the oldest of the group, or a new one.
+    group.sort_by_key(|(_, seq)| *seq);
+    let (target, absorbed): (ProfileId, Vec<ProfileId>) = match group.split_first() {
+        Some(((first, _), rest)) => (first.clone(), rest.iter().map(|(p, _)| p.clone()).collect()),
+        None => {
+            let state = s.new_profile(ev.timestamp);
+            let id = state.id.clone();
+            s.record(HistoryKind::Created, vec![id.clone()], None, vec![], Some(ev.event_id.clone()), "new_identifier".into(), vec![], None);
+            s.put_profile(state);
+            (id, vec![])
+        }
+    };
+    let anchor = placed.first().map(|(k, _, _)| k.clone()).unwrap_or_default();
+    for other in &absorbed {
+        let via: Vec<IdentKey> = placed
+            .iter()
+            .filter(|(_, n, p)| matches!(p, Placement::Group) && n.as_ref().is_some_and(|n| n.profile_id == *other))
+            .map(|(k, _, _)| k.clone())
+            .collect();
+        merge_into(s, &target, other, ev, &anchor, via)?;
+    }
+
+    // 3. Nodes, refused identifiers and edges.
+    let mut conflicts = Vec::new();
+    let mut target_state = s.existing_profile(&target)?;
+    for (key, _, placement) in &placed {
+        let (kind, value) = split_key(key);
+        let profile_of_node = match placement {
+            Placement::Group => {
+                target_state.insert_identifier(kind, value);
+                target.clone()
+            }
+            Placement::Refused { rule, own } => {
+                let pid = match own {
+                    Some(p) => p.clone(),
+                    None => {
+                        let mut st = s.new_profile(ev.timestamp);
+                        st.insert_identifier(kind, value);
+                        st.sources.insert(ev.source.clone());
+                        let id = st.id.clone();
+                        s.put_profile(st);
+                        id
+                    }
+                };
+                s.record(
+                    HistoryKind::Conflict,
+                    vec![target.clone(), pid.clone()],
+                    None,
+                    vec![],
+                    Some(ev.event_id.clone()),
+                    rule.clone(),
+                    vec![anchor.clone(), key.clone()],
+                    Some("link refused; identifier kept in its own profile".into()),
+                );
+                s.mark_dirty(&pid);
+                conflicts.push(Conflict {
+                    kind: kind.to_owned(),
+                    rule: rule.clone(),
+                    profile_id: pid.clone(),
+                });
+                pid
+            }
+        };
+        // Re-read: a merge above may have moved the node to the target.
+        let mut n = match s.node(key)? {
+            Some(n) => n,
+            None => Node {
+                kind: kind.to_owned(),
+                value: value.to_owned(),
+                profile_id: profile_of_node.clone(),
+                first_seen: ev.timestamp,
+                last_seen: ev.timestamp,
+                sources: BTreeSet::new(),
+                event_count: 0,
+                platform: None,
+            },
+        };
+        n.profile_id = profile_of_node;
+        n.first_seen = n.first_seen.min(ev.timestamp);
+        n.last_seen = n.last_seen.max(ev.timestamp);
+        n.sources.insert(ev.source.clone());
+        n.event_count += 1;
+        if let Some(p) = platform_of(ev, kind) {
+            n.platform = Some(p);
+        }
+        s.put_node(n);
+        if *key != anchor {
+            let status = match placement {
+                Placement::Group => EdgeStatus::Active,
+                Placement::Refused { rule, .. } => EdgeStatus::Refused { rule: rule.clone() },
+            };
+            link(s, &anchor, key, status, ev)?;
+        }
+    }
+
+    // 4. The event itself is attributed to the target profile.
+    target_state.event_count += 1;
+    target_state.first_seen = target_state.first_seen.min(ev.timestamp);
+    target_state.last_seen = target_state.last_seen.max(ev.timestamp);
+    target_state.sources.insert(ev.source.clone());
+    for (name, value) in &ev.traits {
+        target_state.traits.observe(name, value, &ev.source, ev.timestamp);
+    }
+    s.put_profile(target_state);
+    let seq = s.next_event_seq();
+    s.put_event(StoredEvent {
+        event_id: ev.event_id.clone(),
+        seq,
+        source: ev.source.clone(),
+        event_type: ev.event_type.clone(),
+        timestamp: ev.timestamp,
+        received_at: s.now,
+        identifiers: placed.iter().map(|(k, _, _)| k.clone()).collect(),
+        traits: ev.traits.clone(),
+        properties: ev.properties.clone(),
+    });
+    Ok(EventOutcome::Accepted {
+        event_id: ev.event_id.clone(),
+        profile_id: target,
+        merged: absorbed,
+        conflicts,
+        ignored: ev.ignored.clone(),
+    })
+}
+
+fn platform_of(ev: &NormalizedEvent, kind: &str) -> Option<String> {
+    if !crate::ingest::identifier::DEVICE_KINDS.contains(&kind) {
+        return None;
+    }
+    match ev.properties.get("platform").and_then(|v| v.as_str()) {
+        Some(p) if !p.is_empty() && p.len() <= 32 => Some(p.to_lowercase()),
+        _ => match ev.source.as_str() {
+            "web" => Some("web".into()),
+            _ => None,
+        },
+    }
+}
+
+/// Creates or reinforces the edge `a`-`b` with this event's provenance.
+fn link(s: &mut Session<'_>, a: &str, b: &str, status: EdgeStatus, ev: &NormalizedEvent) -> Result<(), StoreError> {
+    let edge = match s.edge(a, b)? {
+        Some(mut e) => {
+            e.status = status;
+            e.count += 1;
+            e.first_seen = e.first_seen.min(ev.timestamp);
+            e.last_seen = e.last_seen.max(ev.timestamp);
+            e.sources.insert(ev.source.clone());
+            if e.event_ids.len() < EDGE_EVENT_IDS {
+                e.event_ids.push(ev.event_id.clone());
+            }
+            e
+        }
+        None => {
+            let (a, b) = crate::store::records::edge_pair(a, b);
+            Edge {
+                a,
+                b,
+                status,
+                sources: BTreeSet::from([ev.source.clone()]),
+                count: 1,
+                first_seen: ev.timestamp,
+                last_seen: ev.timestamp,
+                event_ids: vec![ev.event_id.clone()],
+            }
+        }
+    };
+    s.put_edge(edge);
+    Ok(())
+}
+
+/// Merges profile `absorbed` into `target`.
+fn merge_into(
+    s: &mut Session<'_>,
+    target: &str,
+    absorbed: &str,
+    ev: &NormalizedEvent,
+    anchor: &str,
+    via: Vec<IdentKey>,
+) -> Result<(), StoreError> {
+    let gone = s.existing_profile(absorbed)?;
+    let mut t = s.existing_profile(target)?;
+    for key in gone.identifier_keys() {
+        if let Some(mut n) = s.node(&key)? {
+            n.profile_id = target.to_owned();
+            s.put_node(n);
+        }
+    }
+    for (kind, values) in &gone.identifiers {
+        t.identifiers.entry(kind.clone()).or_default().extend(values.iter().cloned());
+    }
+    t.traits.merge(&gone.traits);
+    t.first_seen = t.first_seen.min(gone.first_seen);
+    t.last_seen = t.last_seen.max(gone.last_seen);
+    t.event_count += gone.event_count;
+    t.sources.extend(gone.sources.iter().cloned());
+    t.absorbed.insert(absorbed.to_owned());
+    s.put_profile(t);
+    s.delete_profile(absorbed)?;
+    s.set_alias(absorbed, target);
+    let mut identifiers = vec![anchor.to_owned()];
+    identifiers.extend(via);
+    s.record(
+        HistoryKind::Merged,
+        vec![target.to_owned(), absorbed.to_owned()],
+        Some(target.to_owned()),
+        vec![absorbed.to_owned()],
+        Some(ev.event_id.clone()),
+        "shared_identifier".into(),
+        identifiers,
+        Some("the event linked identifiers of both profiles; the oldest profile survives".into()),
+    );
+    Ok(())
+}
+
+/// Renders the golden profile of every profile changed in the session and returns the
+/// session's changes, ready for one atomic write.
+pub fn finish(mut s: Session<'_>, rules: &Rules) -> Result<crate::store::Changes, StoreError> {
+    for id in s.take_dirty() {
+        let Some(mut state) = s.profile(&id)? else { continue };
+        let address = golden::chosen_address_key(&state, rules);
+        s.set_address(&mut state, address);
+        let json = golden::render(&s, &state, rules)?;
+        s.put_golden(&id, json);
+        s.put_profile_clean(state);
+    }
+    Ok(s.into_changes())
+}

@@ -1,0 +1,114 @@
+//! Identity rules: the priority order of identifier kinds, per-kind limits of distinct values
+//! per profile, source trust order and survivorship strategies, compiled from settings.
+//!
+//! A merge that would give a profile more distinct values of a kind than its limit is
+//! refused; the rule is recorded as `max_per_profile:<kind>=<limit>`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::config::Settings;
+use crate::profile::survivorship::Strategy;
+
+/// Compiled identity and survivorship rules.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    kind_rank: HashMap<String, usize>,
+    limits: HashMap<String, usize>,
+    source_rank: HashMap<String, usize>,
+    default_strategy: Strategy,
+    strategies: HashMap<String, Strategy>,
+    pub household_max_members: usize,
+}
+
+impl Rules {
+    pub fn from_settings(settings: &Settings) -> Result<Self, String> {
+        let mut kind_rank = HashMap::new();
+        for (i, k) in settings.rules.priority.iter().enumerate() {
+            if kind_rank.insert(k.clone(), i).is_some() {
+                return Err(format!("rules.priority: kind {k:?} is listed twice"));
+            }
+        }
+        for (k, l) in &settings.rules.limits {
+            if *l == 0 {
+                return Err(format!("rules.limits.{k}: a limit must be at least 1"));
+            }
+        }
+        Ok(Rules {
+            kind_rank,
+            limits: settings.rules.limits.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            source_rank: settings
+                .sources
+                .priority
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.clone(), i))
+                .collect(),
+            default_strategy: settings.survivorship.default,
+            strategies: settings
+                .survivorship
+                .traits
+                .iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
+            household_max_members: settings.households.max_members.max(1),
+        })
+    }
+
+    /// Lower is more important; unlisted kinds rank after every listed one.
+    pub fn kind_rank(&self, kind: &str) -> usize {
+        self.kind_rank.get(kind).copied().unwrap_or(usize::MAX)
+    }
+
+    pub fn limit(&self, kind: &str) -> Option<usize> {
+        self.limits.get(kind).copied()
+    }
+
+    pub fn source_rank(&self, source: &str) -> usize {
+        self.source_rank.get(source).copied().unwrap_or(usize::MAX)
+    }
+
+    pub fn strategy(&self, trait_name: &str) -> Strategy {
+        self.strategies
+            .get(trait_name)
+            .copied()
+            .unwrap_or(self.default_strategy)
+    }
+
+    pub fn limit_rule(&self, kind: &str) -> String {
+        format!(
+            "max_per_profile:{kind}={}",
+            self.limit(kind).unwrap_or(usize::MAX)
+        )
+    }
+
+    /// The rule a union of `have` and `add` would break, if any.
+    pub fn violation(
+        &self,
+        have: &HashMap<String, BTreeSet<String>>,
+        add: &BTreeMap<String, BTreeSet<String>>,
+    ) -> Option<String> {
+        for (kind, values) in add {
+            let Some(limit) = self.limit(kind) else {
+                continue;
+            };
+            let union = match have.get(kind) {
+                Some(h) => h.len() + values.iter().filter(|v| !h.contains(*v)).count(),
+                None => values.len(),
+            };
+            if union > limit {
+                return Some(self.limit_rule(kind));
+            }
+        }
+        None
+    }
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        // The default settings always compile.
+        match Rules::from_settings(&Settings::default()) {
+            Ok(r) => r,
+            Err(e) => unreachable!("default rules are valid: {e}"),
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! A unit of work over a [`GraphStore`]: reads see the store plus this session's own
+//! uncommitted writes, and [`Session::finish`] turns everything into one atomic
+//! [`Changes`]. Group commit resolves many events in one session and writes once.
+
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use crate::store::records::{edge_pair, split_key};
+use crate::store::{
+    Changes, Counters, Edge, GraphStore, HistoryEntry, HistoryKind, IdentKey, Node, ProfileId,
+    ProfileState, StoreError, StoredEvent,
+};
+
+/// Most alias hops followed before giving up (guards against a corrupt cycle).
+const MAX_ALIAS_HOPS: usize = 64;
+/// Most events read back per identifier when a profile is rebuilt after a split.
+pub const MAX_EVENTS_PER_IDENTIFIER: usize = 100_000;
+
+/// Formats the id of the profile created with sequence number `seq`.
+pub fn profile_id(seq: u64) -> ProfileId {
+    format!("p_{seq:012}")
+}
+
+pub struct Session<'s> {
+    store: &'s dyn GraphStore,
+    ch: Changes,
+    counters: Counters,
+    /// Endpoints of edges written in this session, for `edges_of`.
+    touched_adjacency: HashMap<IdentKey, BTreeSet<IdentKey>>,
+    new_events: HashMap<String, usize>,
+    dirty: BTreeSet<ProfileId>,
+    /// Decoded store reads, so a record read twice in a group is decoded once.
+    read_nodes: RefCell<HashMap<IdentKey, Option<Node>>>,
+    read_profiles: RefCell<HashMap<ProfileId, Option<ProfileState>>>,
+    pub now: i64,
+}
+
+impl<'s> Session<'s> {
+    pub fn new(store: &'s dyn GraphStore, now: i64) -> Result<Self, StoreError> {
+        Ok(Session {
+            store,
+            counters: store.counters()?,
+            ch: Changes::default(),
+            touched_adjacency: HashMap::new(),
+            new_events: HashMap::new(),
+            dirty: BTreeSet::new(),
+            read_nodes: RefCell::new(HashMap::new()),
+            read_profiles: RefCell::new(HashMap::new()),
+            now,
+        })
+    }
+
+    pub fn store(&self) -> &'s dyn GraphStore {
+        self.store
+    }
+
+    // ---- nodes ----
+
+    pub fn node(&self, key: &str) -> Result<Option<Node>, StoreError> {
+        if let Some(n) = self.ch.nodes.get(key) {
+            return Ok(n.clone());
+        }
+        if let Some(n) = self.read_nodes.borrow().get(key) {
+            return Ok(n.clone());
+        }
+        let n = self.store.node(&key.to_owned())?;
+        self.read_nodes.borrow_mut().insert(key.to_owned(), n.clone());
+        Ok(n)
+    }
+
+    pub fn put_node(&mut self, node: Node) {
+        self.ch.nodes.insert(node.key(), Some(node));
+    }
+
+    pub fn delete_node(&mut self, key: &str) {
+        self.ch.nodes.insert(key.to_owned(), None);
+    }
+
+    // ---- edges ----
+
+    pub fn edge(&self, a: &str, b: &str) -> Result<Option<Edge>, StoreError> {
+        let pair = edge_pair(a, b);
+        match self.ch.edges.get(&pair) {
+            Some(e) => Ok(e.clone()),
+            None => self.store.edge(&pair.0, &pair.1),
+        }
+    }
+
+    pub fn put_edge(&mut self, edge: Edge) {
+        let pair = edge_pair(&edge.a, &edge.b);
+        self.touch(&pair);
+        self.ch.edges.insert(pair, Some(edge));
+    }
+
+    pub fn delete_edge(&mut self, a: &str, b: &str) {
+        let pair = edge_pair(a, b);
+        self.touch(&pair);
+        self.ch.edges.insert(pair, None);
+    }
+
+    fn touch(&mut self, pair: &(IdentKey, IdentKey)) {
+        self.touched_adjacency
+            .entry(pair.0.clone())
+            .or_default()
+            .insert(pair.1.clone());
+        self.touched_adjacency
+            .entry(pair.1.clone())
+            .or_default()
+            .insert(pair.0.clone());
+    }
+
+    /// Every edge incident to `key`, this session's writes included.
+    pub fn edges_of(&self, key: &str) -> Result<Vec<Edge>, StoreError> {
+        let mut out: Vec<Edge> = self
+            .store
+            .edges_of(&key.to_owned(), usize::MAX)?
+            .into_iter()
+            .filter(|e| {
+                !self
+                    .touched_adjacency
+                    .get(key)
+                    .is_some_and(|t| t.contains(e.other(key)))
+            })
+            .collect();
+        if let Some(touched) = self.touched_adjacency.get(key) {
+            for other in touched {
+                if let Some(Some(e)) = self.ch.edges.get(&edge_pair(key, other)) {
+                    out.push(e.clone());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    // ---- profiles ----
+
+    pub fn profile(&self, id: &str) -> Result<Option<ProfileState>, StoreError> {
+        if let Some(p) = self.ch.profiles.get(id) {
+            return Ok(p.clone());
+        }
+        if let Some(p) = self.read_profiles.borrow().get(id) {
+            return Ok(p.clone());
+        }
+        let p = self.store.profile(&id.to_owned())?;
+        self.read_profiles.borrow_mut().insert(id.to_owned(), p.clone());
+        Ok(p)
+    }
+
+    /// The profile a node points to; a missing one means the store is inconsistent.
+    pub fn existing_profile(&self, id: &str) -> Result<ProfileState, StoreError> {
+        self.profile(id)?.ok_or_else(|| StoreError::Corrupt {
+            key: id.to_owned(),
+            reason: "an identifier points to a profile that does not exist".into(),
+        })
+    }
+
+    pub fn put_profile(&mut self, state: ProfileState) {
+        self.dirty.insert(state.id.clone());
+        self.ch.profiles.insert(state.id.clone(), Some(state));
+    }
+
+    pub fn delete_profile(&mut self, id: &str) -> Result<(), StoreError> {
+        if let Some(old) = self.profile(id)? {
+            if let Some(addr) = old.address_key {
+                self.ch.address_index.push((addr, id.to_owned(), false));
+            }
+        }
+        self.dirty.remove(id);
+        self.ch.profiles.insert(id.to_owned(), None);
+        self.ch.goldens.insert(id.to_owned(), None);
+        Ok(())
+    }
+
+    pub fn new_profile(&mut self, at: i64) -> ProfileState {
+        self.counters.profile_seq += 1;
+        let seq = self.counters.profile_seq;
+        ProfileState::new(profile_id(seq), seq, at)
+    }
+
+    pub fn set_alias(&mut self, absorbed: &str, survivor: &str) {
+        self.ch
+            .aliases
+            .insert(absorbed.to_owned(), survivor.to_owned());
+    }
+
+    /// Follows aliases of absorbed profiles to the live one.
+    pub fn resolve_alias(&self, id: &str) -> Result<ProfileId, StoreError> {
+        let mut current = id.to_owned();
+        for _ in 0..MAX_ALIAS_HOPS {
+            let next = match self.ch.aliases.get(&current) {
+                Some(s) => Some(s.clone()),
+                None => self.store.alias(&current)?,
+            };
+            match next {
+                Some(n) => current = n,
+                None => return Ok(current),
+            }
+        }
+        Err(StoreError::Corrupt {
+            key: id.to_owned(),
+            reason: "alias chain too long".into(),
+        })
+    }
+
+    pub fn mark_dirty(&mut self, id: &str) {
+        self.dirty.insert(id.to_owned());
+    }
+
+    // ---- events ----
+
+    pub fn event_exists(&self, event_id: &str) -> Result<bool, StoreError> {
+        Ok(self.new_events.contains_key(event_id) || self.store.event(event_id)?.is_some())
+    }
+
+    pub fn event(&self, event_id: &str) -> Result<Option<StoredEvent>, StoreError> {
+        match self.new_events.get(event_id) {
+            Some(i) => Ok(self.ch.events.get(*i).cloned()),
+            None => self.store.event(event_id),
+        }
+    }
+
+    pub fn next_event_seq(&mut self) -> u64 {
+        self.counters.event_seq += 1;
+        self.counters.event_seq
+    }
+
+    pub fn put_event(&mut self, event: StoredEvent) {
+        for key in &event.identifiers {
+            self.ch
+                .event_index
+                .push((key.clone(), event.seq, event.event_id.clone()));
+        }
+        self.new_events
+            .insert(event.event_id.clone(), self.ch.events.len());
+        self.ch.events.push(event);
+    }
+
+    /// Ids of the events that carried `key` (stored and new in this session).
+    pub fn event_ids_of(&self, key: &str) -> Result<Vec<String>, StoreError> {
+        let mut ids = if self.ch.drop_event_index.iter().any(|k| k == key) {
+            Vec::new()
+        } else {
+            self.store
+                .event_ids_of(&key.to_owned(), MAX_EVENTS_PER_IDENTIFIER)?
+        };
+        ids.extend(
+            self.ch
+                .event_index
+                .iter()
+                .filter(|(k, _, _)| k == key)
+                .map(|(_, _, id)| id.clone()),
+        );
+        Ok(ids)
+    }
+
+    pub fn drop_event_index(&mut self, key: &str) {
+        self.ch.event_index.retain(|(k, _, _)| k != key);
+        self.ch.drop_event_index.push(key.to_owned());
+    }
+
+    // ---- history ----
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn record(
+        &mut self,
+        kind: HistoryKind,
+        profiles: Vec<ProfileId>,
+        survivor: Option<ProfileId>,
+        absorbed: Vec<ProfileId>,
+        event_id: Option<String>,
+        rule: String,
+        identifiers: Vec<IdentKey>,
+        detail: Option<String>,
+    ) {
+        self.counters.history_seq += 1;
+        self.ch.history.push(HistoryEntry {
+            seq: self.counters.history_seq,
+            at: self.now,
+            kind,
+            profiles,
+            survivor,
+            absorbed,
+            event_id,
+            rule,
+            identifiers,
+            detail,
+        });
+    }
+
+    // ---- finishing ----
+
+    /// Profiles whose golden copy must be re-rendered before commit.
+    pub fn take_dirty(&mut self) -> BTreeSet<ProfileId> {
+        std::mem::take(&mut self.dirty)
+    }
+
+    pub fn put_golden(&mut self, id: &str, json: Vec<u8>) {
+        self.ch.goldens.insert(id.to_owned(), Some(json));
+    }
+
+    pub fn set_address(&mut self, state: &mut ProfileState, key: Option<String>) {
+        if state.address_key == key {
+            return;
+        }
+        if let Some(old) = state.address_key.take() {
+            self.ch.address_index.push((old, state.id.clone(), false));
+        }
+        if let Some(new) = &key {
+            self.ch
+                .address_index
+                .push((new.clone(), state.id.clone(), true));
+        }
+        state.address_key = key;
+    }
+
+    /// Stores a profile without marking it dirty (used while rendering).
+    pub fn put_profile_clean(&mut self, state: ProfileState) {
+        self.ch.profiles.insert(state.id.clone(), Some(state));
+    }
+
+    pub fn into_changes(mut self) -> Changes {
+        self.ch.counters = Some(self.counters);
+        self.ch
+    }
+
+    /// Identifier keys of a profile grouped as the store sees them (used by split).
+    pub fn kinds_of(keys: &HashSet<IdentKey>) -> BTreeSet<String> {
+        keys.iter().map(|k| split_key(k).0.to_owned()).collect()
+    }
+}

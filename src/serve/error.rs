@@ -1,0 +1,134 @@
+//! The one place where errors become HTTP responses.
+//!
+//! Every error body has the shape `{"error": {"code", "message", "field"?}}`. The match on
+//! [`EngineError`] and [`StoreError`] lists every variant (no catch-all), so a new error
+//! cannot silently turn into a 500.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::engine::EngineError;
+use crate::ingest::event::ValidationError;
+use crate::store::StoreError;
+
+#[derive(Debug, Serialize)]
+struct Body<'a> {
+    error: Detail<'a>,
+}
+
+#[derive(Debug, Serialize)]
+struct Detail<'a> {
+    code: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+}
+
+/// An error answer of the API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status).json(Body {
+            error: Detail {
+                code: self.code,
+                message: &self.message,
+                field: self.field.as_deref(),
+            },
+        })
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match &e {
+            StoreError::Engine(_) => {
+                tracing::error!(error = %e, "storage failure");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage_error", "the store failed; see the server log")
+            }
+            StoreError::Corrupt { .. } => {
+                tracing::error!(error = %e, "corrupt record");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "corrupt_record", "a stored record is unreadable; see the server log")
+            }
+            StoreError::Unavailable(msg) => ApiError::unavailable(format!("graph store unavailable: {msg}")),
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Store(s) => s.into(),
+            EngineError::NotFound { what } => ApiError::not_found(format!("{what} not found")),
+            EngineError::Invalid { field, message } => {
+                ApiError::bad_request("invalid_parameter", format!("{field}: {message}")).with_field(field)
+            }
+            EngineError::Overloaded => ApiError::unavailable("the write queue is full; retry later"),
+            EngineError::ShuttingDown => ApiError::unavailable("the service is shutting down"),
+            EngineError::Config(msg) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "config_error", msg),
+        }
+    }
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(e: ValidationError) -> Self {
+        let message = if e.field.is_empty() { e.message.clone() } else { format!("{}: {}", e.field, e.message) };
+        let err = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code, message);
+        if e.field.is_empty() {
+            err
+        } else {
+            err.with_field(e.field)
+        }
+    }
+}
+
+impl From<actix_web::error::BlockingError> for ApiError {
+    fn from(_: actix_web::error::BlockingError) -> Self {
+        ApiError::unavailable("worker pool unavailable")
+    }
+}

@@ -1,0 +1,129 @@
+//! The HTTP edge: actix-web application, routes, error mapping and metrics.
+//!
+//! [`Application::build`] binds the listener (port 0 picks a free one, as tests do) and
+//! exposes [`Application::port`] and [`Application::run_until_stopped`]; `main` only sets
+//! up telemetry and calls it.
+
+pub mod error;
+pub mod metrics;
+pub mod routes;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+
+use crate::engine::Engine;
+use error::ApiError;
+use metrics::Metrics;
+
+/// A bound, ready-to-run server.
+pub struct Application {
+    port: u16,
+    server: Server,
+    engine: Arc<Engine>,
+}
+
+impl Application {
+    /// Opens the store and binds `settings.server.bind`.
+    pub fn build(settings: crate::config::Settings) -> anyhow::Result<Application> {
+        let bind = settings.server.bind.clone();
+        let engine = Arc::new(Engine::open(settings)?);
+        Application::with_engine(engine, &bind)
+    }
+
+    /// Serves an already open engine on `bind`.
+    pub fn with_engine(engine: Arc<Engine>, bind: &str) -> anyhow::Result<Application> {
+        let listener = TcpListener::bind(bind).map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
+        let port = listener.local_addr()?.port();
+        let metrics = web::Data::new(Metrics::new()?);
+        let data = web::Data::from(engine.clone());
+        let workers = match engine.settings().server.workers {
+            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            n => n,
+        };
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(metrics.clone())
+                .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                    ApiError::bad_request("invalid_query", format!("invalid query parameters: {e}")).into()
+                }))
+                .app_data(web::PathConfig::default().error_handler(|e, _| {
+                    ApiError::bad_request("invalid_path", format!("invalid path: {e}")).into()
+                }))
+                .wrap(from_fn(metrics::track))
+                .route("/health", web::get().to(routes::health))
+                .route("/metrics", web::get().to(routes::metrics))
+                .service(
+                    web::scope("/v1")
+                        .route("/events", web::post().to(routes::post_events))
+                        .route("/lookup", web::get().to(routes::lookup))
+                        .route("/profiles/{id}", web::get().to(routes::get_profile))
+                        .route("/profiles/{id}/devices", web::get().to(routes::devices))
+                        .route("/profiles/{id}/household", web::get().to(routes::profile_household))
+                        .route("/profiles/{id}/graph", web::get().to(routes::graph))
+                        .route("/profiles/{id}/explain", web::get().to(routes::explain))
+                        .route("/profiles/{id}/history", web::get().to(routes::history))
+                        .route("/households/{id}", web::get().to(routes::household))
+                        .route("/links", web::delete().to(routes::delete_link))
+                        .route("/identifiers/{kind}/{value:.*}", web::delete().to(routes::delete_identifier)),
+                )
+                .default_service(web::to(routes::not_found))
+        })
+        .workers(workers)
+        .disable_signals()
+        .shutdown_timeout(10)
+        .listen(listener)?
+        .run();
+        Ok(Application { port, server, engine })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn engine(&self) -> Arc<Engine> {
+        self.engine.clone()
+    }
+
+    /// Runs until the server stops (Ctrl-C / SIGTERM when run from `main`).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutdown signal received; finishing in-flight requests");
+            handle.stop(true).await;
+        });
+        self.server.await
+    }
+
+    /// Runs without installing signal handlers (tests).
+    pub async fn run_in_background(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

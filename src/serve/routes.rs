@@ -1,0 +1,281 @@
+//! HTTP handlers under `/v1`. Each parses and bounds its input, then calls the
+//! transport-neutral [`Engine`]; store work runs on the blocking pool, never on the
+//! async executor.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::metrics::Metrics;
+use crate::engine::Engine;
+use crate::resolve::EventOutcome;
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+const MAX_ID_LEN: usize = 128;
+
+fn check_id(id: &str) -> Result<()> {
+    if id.is_empty() || id.len() > MAX_ID_LEN {
+        return Err(ApiError::not_found("profile not found"));
+    }
+    Ok(())
+}
+
+async fn blocking<T, F>(f: F) -> Result<T>
+where
+    F: FnOnce() -> std::result::Result<T, crate::engine::EngineError> + Send + 'static,
+    T: Send + 'static,
+{
+    Ok(web::block(f).await??)
+}
+
+/// Reads a JSON body of at most `max_body_bytes`.
+async fn json_body(req: &HttpRequest, payload: web::Payload, engine: &Engine) -> Result<Value> {
+    let limit = engine.settings().server.max_body_bytes;
+    if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("");
+        if !ct.to_ascii_lowercase().contains("json") {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the body must be JSON (Content-Type: application/json)",
+            ));
+        }
+    }
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is larger than the limit of {limit} bytes (server.max_body_bytes)"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let bytes = payload
+        .to_bytes_limited(limit)
+        .await
+        .map_err(|_| too_large())?
+        .map_err(|e| ApiError::bad_request("invalid_body", format!("could not read the body: {e}")))?;
+    if bytes.is_empty() {
+        return Err(ApiError::bad_request("invalid_json", "the body is empty; send a JSON event or an array of events"));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}")))
+}
+
+/// `POST /v1/events`: one event (object) or a batch (array).
+pub async fn post_events(
+    req: HttpRequest,
+    payload: web::Payload,
+    engine: web::Data<Engine>,
+    metrics: web::Data<Metrics>,
+) -> Result<HttpResponse> {
+    let body = json_body(&req, payload, &engine).await?;
+    let (items, single) = match body {
+        Value::Array(items) => (items, false),
+        obj @ Value::Object(_) => (vec![obj], true),
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                "the body must be an event object or an array of event objects",
+            ))
+        }
+    };
+    let max = engine.settings().server.max_batch_events;
+    if items.is_empty() {
+        return Err(ApiError::bad_request("empty_batch", "the batch holds no events"));
+    }
+    if items.len() > max {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!("a batch holds at most {max} events (server.max_batch_events); got {}", items.len()),
+        ));
+    }
+    let mut results: Vec<Option<Value>> = vec![None; items.len()];
+    let mut valid = Vec::new();
+    let mut positions = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        match engine.validate(item) {
+            Ok(ev) => {
+                valid.push(ev);
+                positions.push(i);
+            }
+            Err(e) => {
+                metrics.events.with_label_values(&["rejected"]).inc();
+                if single {
+                    return Err(e.into());
+                }
+                let api: ApiError = e.into();
+                results[i] = Some(json!({
+                    "index": i,
+                    "status": "rejected",
+                    "event_id": item.get("event_id").and_then(Value::as_str),
+                    "error": { "code": api.code, "message": api.message, "field": api.field },
+                }));
+            }
+        }
+    }
+    let outcomes = if valid.is_empty() { Vec::new() } else { engine.ingest_async(valid).await? };
+    for (pos, outcome) in positions.into_iter().zip(outcomes) {
+        let label = match &outcome {
+            EventOutcome::Accepted { .. } => "accepted",
+            EventOutcome::Duplicate { .. } => "duplicate",
+        };
+        metrics.events.with_label_values(&[label]).inc();
+        let mut v = serde_json::to_value(&outcome).unwrap_or(Value::Null);
+        v["index"] = json!(pos);
+        results[pos] = Some(v);
+    }
+    let results: Vec<Value> = results.into_iter().map(|r| r.unwrap_or(Value::Null)).collect();
+    if single {
+        return Ok(HttpResponse::Ok().json(results.into_iter().next().unwrap_or(Value::Null)));
+    }
+    let count = |s: &str| results.iter().filter(|r| r["status"] == s).count();
+    Ok(HttpResponse::Ok().json(json!({
+        "accepted": count("accepted"),
+        "duplicate": count("duplicate"),
+        "rejected": count("rejected"),
+        "results": results,
+    })))
+}
+
+pub async fn get_profile(path: web::Path<String>, engine: web::Data<Engine>) -> Result<HttpResponse> {
+    let id = path.into_inner();
+    check_id(&id)?;
+    let v = blocking(move || engine.profile(&id)).await?;
+    Ok(HttpResponse::Ok().json(v))
+}
+
+#[derive(Deserialize)]
+pub struct LookupQuery {
+    kind: String,
+    value: String,
+}
+
+pub async fn lookup(q: web::Query<LookupQuery>, engine: web::Data<Engine>) -> Result<HttpResponse> {
+    let LookupQuery { kind, value } = q.into_inner();
+    let v = blocking(move || engine.lookup(&kind, &value)).await?;
+    Ok(HttpResponse::Ok().json(v))
+}
+
+pub async fn devices(path: web::Path<String>, engine: web::Data<Engine>) -> Result<HttpResponse> {
+    let id = path.into_inner();
+    check_id(&id)?;
+    let (pid, devices) = blocking(move || engine.devices(&id)).await?;
+    Ok(HttpResponse::Ok().json(json!({ "profile_id": pid, "devices": devices })))
+}
+
+pub async fn profile_household(path: web::Path<String>, engine: web::Data<Engine>) -> Result<HttpResponse> {
+    let id = path.into_inner();
+    check_id(&id)?;
+    let hh = blocking(move || engine.household(&id)).await?;
+    Ok(HttpResponse::Ok().json(hh))
+}
+
+pub async fn household(path: web::Path<String>, engine: web::Data<Engine>) -> Result<HttpResponse> {
+    let id = path.into_inner();
+    check_id(&id)?;
+    let hh = blocking(move || engine.household_by_id(&id)).await?;
+    Ok(HttpResponse::Ok().json(hh))
+}
+
+#[derive(Deserialize)]
+pub struct GraphQuery {
+    depth: Option<usize>,
+    limit: Option<usize>,
+}
+
+pub const MAX_GRAPH_DEPTH: usize = 4;
+pub const MAX_GRAPH_NODES: usize = 2000;
+
+pub async fn graph(path: web::Path<String>, q: web::Query<GraphQuery>, engine: web::Data<Engine>) -> Result<HttpResponse> {
+    let id = path.into_inner();
+    check_id(&id)?;
+    let depth = q.depth.unwrap_or(1);
+    let limit = q.limit.unwrap_or(300);
+    if depth > MAX_GRAPH_DEPTH {
+        return Err(ApiError::bad_request("invalid_parameter", format!("depth: at most {MAX_GRAPH_DEPTH}")).with_field("depth"));
+    }
+    if limit == 0 || limit > MAX_GRAPH_NODES {
+        return Err(ApiError::bad_request("invalid_parameter", format!("limit: between 1 and {MAX_GRAPH_NODES}")).with_field("limit"));
+    }
+    let v = blocking(move || engine.graph(&id, depth, limit)).await?;
+    Ok(HttpResponse::Ok().json(v))
+}
+
+#[derive(Deserialize)]
+pub struct PairQuery {
+    a: String,
+    b: String,
+}
+
+pub async fn explain(path: web::Path<String>, q: web::Query<PairQuery>, engine: web::Data<Engine>) -> Result<HttpResponse> {
+    let id = path.into_inner();
+    check_id(&id)?;
+    let a = engine.parse_identifier("a", &q.a)?;
+    let b = engine.parse_identifier("b", &q.b)?;
+    let v = blocking(move || engine.explain(&id, &a, &b)).await?;
+    Ok(HttpResponse::Ok().json(v))
+}
+
+#[derive(Deserialize)]
+pub struct HistoryQuery {
+    limit: Option<usize>,
+}
+
+pub async fn history(path: web::Path<String>, q: web::Query<HistoryQuery>, engine: web::Data<Engine>) -> Result<HttpResponse> {
+    let id = path.into_inner();
+    check_id(&id)?;
+    let limit = q.limit.unwrap_or(500);
+    if limit == 0 || limit > 5000 {
+        return Err(ApiError::bad_request("invalid_parameter", "limit: between 1 and 5000").with_field("limit"));
+    }
+    let (pid, entries) = blocking(move || engine.history(&id, limit)).await?;
+    Ok(HttpResponse::Ok().json(json!({ "profile_id": pid, "history": entries })))
+}
+
+pub async fn delete_link(q: web::Query<PairQuery>, engine: web::Data<Engine>) -> Result<HttpResponse> {
+    let a = engine.parse_identifier("a", &q.a)?;
+    let b = engine.parse_identifier("b", &q.b)?;
+    if a == b {
+        return Err(ApiError::bad_request("invalid_parameter", "a and b are the same identifier").with_field("b"));
+    }
+    let out = engine.delete_link(a, b).await?;
+    Ok(HttpResponse::Ok().json(out))
+}
+
+pub async fn delete_identifier(path: web::Path<(String, String)>, engine: web::Data<Engine>) -> Result<HttpResponse> {
+    let (kind, value) = path.into_inner();
+    let key = engine.normalize("value", &kind, &value)?;
+    let out = engine.delete_identifier(key).await?;
+    Ok(HttpResponse::Ok().json(out))
+}
+
+pub async fn health(engine: web::Data<Engine>) -> Result<HttpResponse> {
+    let counters = blocking(move || Ok(engine.store().counters()?)).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "status": "ok",
+        "profiles_created": counters.profile_seq,
+        "events": counters.event_seq,
+    })))
+}
+
+pub async fn metrics(metrics: web::Data<Metrics>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(metrics.render())
+}
+
+pub async fn not_found(req: HttpRequest) -> Result<HttpResponse> {
+    let _ = req;
+    Err(ApiError::not_found("no such route; the API lives under /v1 (see README)"))
+}

@@ -1,0 +1,113 @@
+//! Storage of the identity graph behind one trait.
+//!
+//! [`GraphStore`] is what the resolver and the read views need from a graph store: point
+//! reads of identifier nodes, edges, profile state and events, adjacency scans, and one
+//! atomic, durable [`Changes`] write. The embedded store ([`rocks::RocksStore`]) implements
+//! it on RocksDB; graph-database backends (Neo4j/Neptune over Bolt) implement the same trait.
+//!
+//! **Invariant:** `apply` is all-or-nothing and durable when it returns `Ok` (synced write).
+//! Records are plain serde types; the store never interprets them beyond their keys.
+
+pub mod records;
+pub mod rocks;
+
+pub use records::{
+    Edge, EdgeStatus, HistoryEntry, HistoryKind, IdentKey, Node, ProfileId, ProfileState,
+    StoredEvent,
+};
+
+use std::collections::HashMap;
+
+/// Errors of the storage layer. Every variant is mapped to an HTTP status in `serve::error`.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The underlying engine failed (I/O, corruption, lock held by another process).
+    #[error("storage engine error: {0}")]
+    Engine(String),
+    /// A stored record could not be decoded: data written by an incompatible version.
+    #[error("stored record {key} is corrupt: {reason}")]
+    Corrupt { key: String, reason: String },
+    /// The store is temporarily unavailable (e.g. remote graph database down).
+    #[error("graph store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Monotonic counters kept in the metadata column family.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Counters {
+    pub profile_seq: u64,
+    pub event_seq: u64,
+    pub history_seq: u64,
+}
+
+/// One atomic unit of change produced by a resolver session.
+///
+/// `None` values mean "delete". Applying the same `Changes` twice is harmless.
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub nodes: HashMap<IdentKey, Option<Node>>,
+    /// Keyed by the canonical (ordered) identifier pair.
+    pub edges: HashMap<(IdentKey, IdentKey), Option<Edge>>,
+    pub profiles: HashMap<ProfileId, Option<ProfileState>>,
+    /// Rendered golden profiles (JSON) to cache; `None` removes the cached copy.
+    pub goldens: HashMap<ProfileId, Option<Vec<u8>>>,
+    /// absorbed profile id -> survivor.
+    pub aliases: HashMap<ProfileId, ProfileId>,
+    pub events: Vec<StoredEvent>,
+    /// (identifier, event sequence number, event id) rows of the identifier -> events index.
+    pub event_index: Vec<(IdentKey, u64, String)>,
+    /// Identifiers whose whole event index is dropped (identifier deleted).
+    pub drop_event_index: Vec<IdentKey>,
+    /// (address key, profile id, present?) rows of the household address index.
+    pub address_index: Vec<(String, ProfileId, bool)>,
+    /// History entries, written under every profile id they concern.
+    pub history: Vec<HistoryEntry>,
+    pub counters: Option<Counters>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+            && self.edges.is_empty()
+            && self.profiles.is_empty()
+            && self.goldens.is_empty()
+            && self.aliases.is_empty()
+            && self.events.is_empty()
+            && self.event_index.is_empty()
+            && self.drop_event_index.is_empty()
+            && self.address_index.is_empty()
+            && self.history.is_empty()
+            && self.counters.is_none()
+    }
+}
+
+/// The operations idgraph needs from a graph store.
+///
+/// Reads see the last successfully applied [`Changes`]; the resolver layers its own
+/// uncommitted writes on top (see `resolve::session`).
+pub trait GraphStore: Send + Sync + 'static {
+    fn node(&self, key: &IdentKey) -> Result<Option<Node>, StoreError>;
+    fn edge(&self, a: &IdentKey, b: &IdentKey) -> Result<Option<Edge>, StoreError>;
+    /// All edges incident to `key`, at most `limit`.
+    fn edges_of(&self, key: &IdentKey, limit: usize) -> Result<Vec<Edge>, StoreError>;
+    fn profile(&self, id: &ProfileId) -> Result<Option<ProfileState>, StoreError>;
+    /// The cached golden profile JSON.
+    fn golden(&self, id: &ProfileId) -> Result<Option<Vec<u8>>, StoreError>;
+    fn alias(&self, id: &ProfileId) -> Result<Option<ProfileId>, StoreError>;
+    fn event(&self, event_id: &str) -> Result<Option<StoredEvent>, StoreError>;
+    /// Event ids that carried `key`, oldest first, at most `limit`.
+    fn event_ids_of(&self, key: &IdentKey, limit: usize) -> Result<Vec<String>, StoreError>;
+    /// Profiles registered under a normalized address key, at most `limit`.
+    fn profiles_at_address(
+        &self,
+        address_key: &str,
+        limit: usize,
+    ) -> Result<Vec<ProfileId>, StoreError>;
+    /// History entries recorded under `id`, oldest first, at most `limit`.
+    fn history(&self, id: &ProfileId, limit: usize) -> Result<Vec<HistoryEntry>, StoreError>;
+    fn counters(&self) -> Result<Counters, StoreError>;
+    /// Atomically and durably apply a unit of change.
+    fn apply(&self, changes: Changes) -> Result<(), StoreError>;
+    /// Approximate bytes on disk (SST + WAL) for capacity reporting.
+    fn disk_usage_bytes(&self) -> Result<u64, StoreError>;
+}

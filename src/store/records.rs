@@ -1,0 +1,212 @@
+//! The records kept in a graph store: identifier nodes, edges with provenance, profile
+//! state, stored events and merge history. Plain serde types, no storage engine types.
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::profile::survivorship::TraitStats;
+
+/// Canonical identifier key `kind:value` (value already normalized).
+pub type IdentKey = String;
+/// Stable profile id, e.g. `p_000000000001`.
+pub type ProfileId = String;
+
+/// Upper bound of event ids kept on an edge for provenance.
+pub const EDGE_EVENT_IDS: usize = 16;
+
+/// Builds the canonical key of an identifier.
+pub fn ident_key(kind: &str, value: &str) -> IdentKey {
+    format!("{kind}:{value}")
+}
+
+/// Splits a canonical key into (kind, value). Kinds never contain ':'.
+pub fn split_key(key: &str) -> (&str, &str) {
+    key.split_once(':').unwrap_or((key, ""))
+}
+
+/// The two identifiers of an edge in canonical order.
+pub fn edge_pair(a: &str, b: &str) -> (IdentKey, IdentKey) {
+    if a <= b {
+        (a.to_owned(), b.to_owned())
+    } else {
+        (b.to_owned(), a.to_owned())
+    }
+}
+
+/// An identifier node of the identity graph.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    pub kind: String,
+    pub value: String,
+    /// The profile this identifier currently belongs to (always a live profile id).
+    pub profile_id: ProfileId,
+    /// Milliseconds since the Unix epoch.
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub sources: BTreeSet<String>,
+    pub event_count: u64,
+    /// Device platform (ios, android, web...) when an event told it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+}
+
+impl Node {
+    pub fn key(&self) -> IdentKey {
+        ident_key(&self.kind, &self.value)
+    }
+}
+
+/// Whether an edge may join profiles.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum EdgeStatus {
+    /// The link joins its two identifiers into one profile.
+    Active,
+    /// The link was refused by an identity rule and never joins profiles.
+    Refused { rule: String },
+}
+
+/// An edge between two identifiers seen together, with provenance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Edge {
+    pub a: IdentKey,
+    pub b: IdentKey,
+    #[serde(flatten)]
+    pub status: EdgeStatus,
+    pub sources: BTreeSet<String>,
+    pub count: u64,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    /// Ids of the first events that created or reinforced the edge (bounded).
+    pub event_ids: Vec<String>,
+}
+
+impl Edge {
+    pub fn is_active(&self) -> bool {
+        matches!(self.status, EdgeStatus::Active)
+    }
+
+    /// The endpoint that is not `key`.
+    pub fn other<'a>(&'a self, key: &str) -> &'a str {
+        if self.a == key {
+            &self.b
+        } else {
+            &self.a
+        }
+    }
+}
+
+/// The resolver's state of one profile; the golden profile is rendered from it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProfileState {
+    pub id: ProfileId,
+    /// Creation order; the oldest profile (lowest seq) survives a merge.
+    pub seq: u64,
+    /// Identifier values by kind.
+    pub identifiers: BTreeMap<String, BTreeSet<String>>,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub event_count: u64,
+    pub sources: BTreeSet<String>,
+    pub traits: TraitStats,
+    /// Normalized address key of the surviving address, for household grouping.
+    #[serde(default)]
+    pub address_key: Option<String>,
+    /// Profile ids absorbed into this one (for history and alias resolution).
+    #[serde(default)]
+    pub absorbed: BTreeSet<ProfileId>,
+}
+
+impl ProfileState {
+    pub fn new(id: ProfileId, seq: u64, at: i64) -> Self {
+        ProfileState {
+            id,
+            seq,
+            identifiers: BTreeMap::new(),
+            first_seen: at,
+            last_seen: at,
+            event_count: 0,
+            sources: BTreeSet::new(),
+            traits: TraitStats::default(),
+            address_key: None,
+            absorbed: BTreeSet::new(),
+        }
+    }
+
+    pub fn identifier_keys(&self) -> impl Iterator<Item = IdentKey> + '_ {
+        self.identifiers
+            .iter()
+            .flat_map(|(k, vs)| vs.iter().map(move |v| ident_key(k, v)))
+    }
+
+    pub fn identifier_count(&self) -> usize {
+        self.identifiers.values().map(BTreeSet::len).sum()
+    }
+
+    pub fn insert_identifier(&mut self, kind: &str, value: &str) {
+        self.identifiers
+            .entry(kind.to_owned())
+            .or_default()
+            .insert(value.to_owned());
+    }
+
+    pub fn remove_identifier(&mut self, kind: &str, value: &str) {
+        if let Some(set) = self.identifiers.get_mut(kind) {
+            set.remove(value);
+            if set.is_empty() {
+                self.identifiers.remove(kind);
+            }
+        }
+    }
+}
+
+/// An event as stored: normalized identifiers and the attributes survivorship needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    pub event_id: String,
+    pub seq: u64,
+    pub source: String,
+    pub event_type: String,
+    pub timestamp: i64,
+    pub received_at: i64,
+    /// Normalized identifier keys carried by the event (blocklisted ones excluded).
+    pub identifiers: Vec<IdentKey>,
+    pub traits: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub properties: serde_json::Map<String, serde_json::Value>,
+}
+
+/// What a history entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HistoryKind {
+    Created,
+    Merged,
+    Conflict,
+    Split,
+    LinkDeleted,
+    IdentifierDeleted,
+}
+
+/// One entry of a profile's merge history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub seq: u64,
+    pub at: i64,
+    pub kind: HistoryKind,
+    /// Every profile the entry concerns; it is stored under each of them.
+    pub profiles: Vec<ProfileId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub survivor: Option<ProfileId>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub absorbed: Vec<ProfileId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    /// The rule behind the change, e.g. `shared_identifier` or `max_per_profile:customer_id=1`.
+    pub rule: String,
+    /// Identifiers that caused it (the linking identifiers, the deleted link...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identifiers: Vec<IdentKey>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}

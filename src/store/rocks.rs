@@ -1,0 +1,365 @@
+//! The embedded graph store: RocksDB column families hold the graph, petgraph does the
+//! graph algorithms in memory on the parts that are read (see `resolve::split`).
+//!
+//! Column families and keys (all values JSON):
+//! - `identifiers`: `kind:value` -> [`Node`]
+//! - `edges`: `a \0 b` -> [`Edge`], stored under both orders for adjacency scans
+//! - `events`: `e \0 event_id` -> [`StoredEvent`]; `i \0 kind:value \0 seq(be64)` -> event id
+//! - `profiles`: `s \0 id` -> [`ProfileState`]; `g \0 id` -> golden profile JSON (the cache);
+//!   `a \0 id` -> survivor id (alias of an absorbed profile); `h \0 address \0 id` -> ""
+//! - `history`: `profile id \0 seq(be64)` -> [`HistoryEntry`]
+//! - `meta`: `counters` -> [`Counters`], `format` -> storage format version
+//!
+//! All access goes through this file: column-family names, one options function, and
+//! reads/writes returning [`StoreError`]. Identifier values never contain control
+//! characters (ingest rejects them), so `\0` is a safe separator.
+
+use std::path::{Path, PathBuf};
+
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, Direction, IteratorMode, Options, ReadOptions, WriteBatch,
+    WriteOptions, DB,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{
+    Changes, Counters, Edge, GraphStore, HistoryEntry, IdentKey, Node, ProfileId, ProfileState,
+    StoreError, StoredEvent,
+};
+
+const CF_IDENTIFIERS: &str = "identifiers";
+const CF_EDGES: &str = "edges";
+const CF_EVENTS: &str = "events";
+const CF_PROFILES: &str = "profiles";
+const CF_HISTORY: &str = "history";
+const CF_META: &str = "meta";
+const ALL_CFS: [&str; 6] = [
+    CF_IDENTIFIERS,
+    CF_EDGES,
+    CF_EVENTS,
+    CF_PROFILES,
+    CF_HISTORY,
+    CF_META,
+];
+const FORMAT_VERSION: &[u8] = b"1";
+
+/// The RocksDB-backed [`GraphStore`].
+pub struct RocksStore {
+    db: DB,
+    path: PathBuf,
+}
+
+fn engine(e: rocksdb::Error) -> StoreError {
+    StoreError::Engine(e.into_string())
+}
+
+/// Block cache shared by every column family.
+const BLOCK_CACHE_BYTES: usize = 256 << 20;
+
+fn options(cache: &Cache) -> Options {
+    let mut table = BlockBasedOptions::default();
+    table.set_bloom_filter(10.0, false);
+    table.set_block_cache(cache);
+    table.set_cache_index_and_filter_blocks(true);
+    let mut opts = Options::default();
+    opts.set_block_based_table_factory(&table);
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    opts.increase_parallelism(2);
+    opts.set_max_background_jobs(2);
+    opts.set_bytes_per_sync(1 << 20);
+    opts
+}
+
+fn joined(parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            k.push(0);
+        }
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    // Every prefix we scan ends with the 0 separator, so bumping it to 1 is the bound.
+    let mut end = prefix.to_vec();
+    if let Some(last) = end.last_mut() {
+        *last += 1;
+    }
+    end
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Engine(format!("encode: {e}")))
+}
+
+/// Decodes a record; the error names the key only where keys hold no personal data
+/// (profile ids, history, metadata), otherwise just the column family.
+fn decode<T: DeserializeOwned>(cf: &str, key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: match cf {
+            CF_PROFILES | CF_HISTORY | CF_META => String::from_utf8_lossy(key).into_owned(),
+            other => format!("<{other} record>"),
+        },
+        reason: e.to_string(),
+    })
+}
+
+impl RocksStore {
+    /// Opens (or creates) the store in `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(path)
+            .map_err(|e| StoreError::Engine(format!("cannot create {}: {e}", path.display())))?;
+        let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+        let cfs = ALL_CFS
+            .iter()
+            .map(|name| ColumnFamilyDescriptor::new(*name, options(&cache)));
+        let db = DB::open_cf_descriptors(&options(&cache), path, cfs).map_err(engine)?;
+        let store = RocksStore {
+            db,
+            path: path.to_owned(),
+        };
+        match store.get_raw(CF_META, b"format")? {
+            None => store.put_raw(CF_META, b"format", FORMAT_VERSION)?,
+            Some(v) if v == FORMAT_VERSION => {}
+            Some(v) => {
+                return Err(StoreError::Engine(format!(
+                    "data directory has storage format {}, this build reads {}",
+                    String::from_utf8_lossy(&v),
+                    String::from_utf8_lossy(FORMAT_VERSION)
+                )))
+            }
+        }
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StoreError> {
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| StoreError::Engine(format!("missing column family {name}")))
+    }
+
+    fn get_raw(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.get_cf(self.cf(cf)?, key).map_err(engine)
+    }
+
+    fn put_raw(&self, cf: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db
+            .put_cf_opt(self.cf(cf)?, key, value, &wo)
+            .map_err(engine)
+    }
+
+    fn get<T: DeserializeOwned>(&self, cf: &str, key: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.get_raw(cf, key)? {
+            Some(bytes) => decode(cf, key, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Values of keys starting with `prefix` (which ends with the 0 separator).
+    fn scan(&self, cf: &str, prefix: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(prefix_end(prefix));
+        let iter = self
+            .db
+            .iterator_cf_opt(self.cf(cf)?, ro, IteratorMode::From(prefix, Direction::Forward));
+        let mut out = Vec::new();
+        for item in iter.take(limit) {
+            let (k, v) = item.map_err(engine)?;
+            out.push((k.into_vec(), v.into_vec()));
+        }
+        Ok(out)
+    }
+
+    fn batch_put<T: Serialize>(
+        &self,
+        batch: &mut WriteBatch,
+        cf: &str,
+        key: &[u8],
+        value: &T,
+    ) -> Result<(), StoreError> {
+        batch.put_cf(self.cf(cf)?, key, encode(value)?);
+        Ok(())
+    }
+}
+
+impl GraphStore for RocksStore {
+    fn node(&self, key: &IdentKey) -> Result<Option<Node>, StoreError> {
+        self.get(CF_IDENTIFIERS, key.as_bytes())
+    }
+
+    fn edge(&self, a: &IdentKey, b: &IdentKey) -> Result<Option<Edge>, StoreError> {
+        self.get(CF_EDGES, &joined(&[a.as_bytes(), b.as_bytes()]))
+    }
+
+    fn edges_of(&self, key: &IdentKey, limit: usize) -> Result<Vec<Edge>, StoreError> {
+        let prefix = joined(&[key.as_bytes(), b""]);
+        self.scan(CF_EDGES, &prefix, limit)?
+            .into_iter()
+            .map(|(k, v)| decode(CF_EDGES, &k, &v))
+            .collect()
+    }
+
+    fn profile(&self, id: &ProfileId) -> Result<Option<ProfileState>, StoreError> {
+        self.get(CF_PROFILES, &joined(&[b"s", id.as_bytes()]))
+    }
+
+    fn golden(&self, id: &ProfileId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_raw(CF_PROFILES, &joined(&[b"g", id.as_bytes()]))
+    }
+
+    fn alias(&self, id: &ProfileId) -> Result<Option<ProfileId>, StoreError> {
+        self.get(CF_PROFILES, &joined(&[b"a", id.as_bytes()]))
+    }
+
+    fn event(&self, event_id: &str) -> Result<Option<StoredEvent>, StoreError> {
+        self.get(CF_EVENTS, &joined(&[b"e", event_id.as_bytes()]))
+    }
+
+    fn event_ids_of(&self, key: &IdentKey, limit: usize) -> Result<Vec<String>, StoreError> {
+        let prefix = joined(&[b"i", key.as_bytes(), b""]);
+        self.scan(CF_EVENTS, &prefix, limit)?
+            .into_iter()
+            .map(|(_, v)| {
+                String::from_utf8(v).map_err(|e| StoreError::Corrupt {
+                    key: "<event index record>".into(),
+                    reason: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    fn profiles_at_address(
+        &self,
+        address_key: &str,
+        limit: usize,
+    ) -> Result<Vec<ProfileId>, StoreError> {
+        let prefix = joined(&[b"h", address_key.as_bytes(), b""]);
+        Ok(self
+            .scan(CF_PROFILES, &prefix, limit)?
+            .into_iter()
+            .map(|(k, _)| String::from_utf8_lossy(&k[prefix.len()..]).into_owned())
+            .collect())
+    }
+
+    fn history(&self, id: &ProfileId, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
+        let prefix = joined(&[id.as_bytes(), b""]);
+        self.scan(CF_HISTORY, &prefix, limit)?
+            .into_iter()
+            .map(|(k, v)| decode(CF_HISTORY, &k, &v))
+            .collect()
+    }
+
+    fn counters(&self) -> Result<Counters, StoreError> {
+        Ok(self.get(CF_META, b"counters")?.unwrap_or_default())
+    }
+
+    fn apply(&self, changes: Changes) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::default();
+        for (key, node) in &changes.nodes {
+            match node {
+                Some(n) => self.batch_put(&mut batch, CF_IDENTIFIERS, key.as_bytes(), n)?,
+                None => batch.delete_cf(self.cf(CF_IDENTIFIERS)?, key.as_bytes()),
+            }
+        }
+        for ((a, b), edge) in &changes.edges {
+            let ab = joined(&[a.as_bytes(), b.as_bytes()]);
+            let ba = joined(&[b.as_bytes(), a.as_bytes()]);
+            match edge {
+                Some(e) => {
+                    let bytes = encode(e)?;
+                    batch.put_cf(self.cf(CF_EDGES)?, ab, &bytes);
+                    batch.put_cf(self.cf(CF_EDGES)?, ba, bytes);
+                }
+                None => {
+                    batch.delete_cf(self.cf(CF_EDGES)?, ab);
+                    batch.delete_cf(self.cf(CF_EDGES)?, ba);
+                }
+            }
+        }
+        for (id, state) in &changes.profiles {
+            let key = joined(&[b"s", id.as_bytes()]);
+            match state {
+                Some(s) => self.batch_put(&mut batch, CF_PROFILES, &key, s)?,
+                None => batch.delete_cf(self.cf(CF_PROFILES)?, key),
+            }
+        }
+        for (id, golden) in &changes.goldens {
+            let key = joined(&[b"g", id.as_bytes()]);
+            match golden {
+                Some(g) => batch.put_cf(self.cf(CF_PROFILES)?, key, g),
+                None => batch.delete_cf(self.cf(CF_PROFILES)?, key),
+            }
+        }
+        for (absorbed, survivor) in &changes.aliases {
+            let key = joined(&[b"a", absorbed.as_bytes()]);
+            self.batch_put(&mut batch, CF_PROFILES, &key, survivor)?;
+        }
+        for (address, id, present) in &changes.address_index {
+            let key = joined(&[b"h", address.as_bytes(), id.as_bytes()]);
+            if *present {
+                batch.put_cf(self.cf(CF_PROFILES)?, key, b"");
+            } else {
+                batch.delete_cf(self.cf(CF_PROFILES)?, key);
+            }
+        }
+        for event in &changes.events {
+            let key = joined(&[b"e", event.event_id.as_bytes()]);
+            self.batch_put(&mut batch, CF_EVENTS, &key, event)?;
+        }
+        for key in &changes.drop_event_index {
+            let prefix = joined(&[b"i", key.as_bytes(), b""]);
+            batch.delete_range_cf(self.cf(CF_EVENTS)?, &prefix, prefix_end(&prefix));
+        }
+        for (ident, seq, event_id) in &changes.event_index {
+            let key = joined(&[b"i", ident.as_bytes(), &seq.to_be_bytes()]);
+            batch.put_cf(self.cf(CF_EVENTS)?, key, event_id.as_bytes());
+        }
+        for entry in &changes.history {
+            for id in &entry.profiles {
+                let key = joined(&[id.as_bytes(), &entry.seq.to_be_bytes()]);
+                self.batch_put(&mut batch, CF_HISTORY, &key, entry)?;
+            }
+        }
+        if let Some(counters) = &changes.counters {
+            self.batch_put(&mut batch, CF_META, b"counters", counters)?;
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(batch, &wo).map_err(engine)
+    }
+
+    fn disk_usage_bytes(&self) -> Result<u64, StoreError> {
+        let mut total = 0u64;
+        for name in ALL_CFS {
+            total += self
+                .db
+                .property_int_value_cf(self.cf(name)?, "rocksdb.total-sst-files-size")
+                .map_err(engine)?
+                .unwrap_or(0);
+        }
+        let wal: u64 = std::fs::read_dir(&self.path)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0);
+        Ok(total + wal)
+    }
+}

@@ -1,0 +1,325 @@
+//! Errors: every bad request gets a 4xx with the stable JSON body
+//! `{"error": {"code", "message", "field"?}}` naming the field; never a 500.
+
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_error, event, json_ok, spawn_app, spawn_app_with};
+
+fn valid() -> Value {
+    event("err-1", "web", json!({ "email": "ok@example.com" }), Value::Null)
+}
+
+#[tokio::test]
+async fn malformed_json_is_400_invalid_json() {
+    let app = spawn_app().await;
+    for body in ["{\"event_id\": \"e1\",", "not json at all", "{'single': 'quotes'}", ""] {
+        let resp = app.post_raw(body, Some("application/json")).await;
+        assert_error(resp, 400, "invalid_json").await;
+    }
+    // Nothing was stored.
+    assert_eq!(json_ok(app.get("/health").await).await["events"], 0);
+}
+
+#[tokio::test]
+async fn wrong_types_and_missing_fields_are_422_naming_the_field() {
+    let app = spawn_app().await;
+    let mut cases: Vec<(Value, &str)> = Vec::new();
+
+    let mut v = valid();
+    v["identifiers"] = json!(42);
+    cases.push((v, "identifiers"));
+
+    let mut v = valid();
+    v.as_object_mut().unwrap().remove("event_id");
+    cases.push((v, "event_id"));
+
+    let mut v = valid();
+    v["event_id"] = json!(17);
+    cases.push((v, "event_id"));
+
+    let mut v = valid();
+    v.as_object_mut().unwrap().remove("identifiers");
+    cases.push((v, "identifiers"));
+
+    let mut v = valid();
+    v["traits"] = json!({ "birth_date": "31/12/1990" });
+    cases.push((v, "traits.birth_date"));
+
+    let mut v = valid();
+    v["traits"] = json!({ "birth_date": "1990-02-30" });
+    cases.push((v, "traits.birth_date"));
+
+    let mut v = valid();
+    v["traits"] = json!({ "first_name": 12 });
+    cases.push((v, "traits.first_name"));
+
+    let mut v = valid();
+    v["traits"] = json!({ "address": { "street": "1 Main St", "planet": "Mars" } });
+    cases.push((v, "traits.address.planet"));
+
+    let mut v = valid();
+    v["traits"] = json!("tall");
+    cases.push((v, "traits"));
+
+    let mut v = valid();
+    v["colour"] = json!("blue");
+    cases.push((v, "colour"));
+
+    let mut v = valid();
+    v["source"] = json!("carrier_pigeon");
+    cases.push((v, "source"));
+
+    let mut v = valid();
+    v["timestamp"] = json!("yesterday");
+    cases.push((v, "timestamp"));
+
+    let mut v = valid();
+    v["timestamp"] = json!("2999-01-01T00:00:00Z");
+    cases.push((v, "timestamp"));
+
+    let mut v = valid();
+    v["properties"] = json!([1, 2]);
+    cases.push((v, "properties"));
+
+    let mut v = valid();
+    v["identifiers"] = json!({ "email": ["a@example.com", 5] });
+    cases.push((v, "identifiers.email[1]"));
+
+    for (body, field) in cases {
+        let err = assert_error(app.post_events(&body).await, 422, "invalid_field").await;
+        assert_eq!(err["field"], field, "body {body}");
+        let message = err["message"].as_str().unwrap();
+        assert!(message.contains(field), "the message names the field: {message}");
+    }
+    assert_eq!(json_ok(app.get("/health").await).await["events"], 0, "nothing was stored");
+}
+
+#[tokio::test]
+async fn invalid_identifier_values_are_422_naming_the_identifier() {
+    let app = spawn_app().await;
+    let cases = [
+        (json!({ "email": "bob@" }), "identifiers.email"),
+        (json!({ "email": "bob at example.com" }), "identifiers.email"),
+        (json!({ "email": "bob@localhost" }), "identifiers.email"),
+        (json!({ "phone": "12" }), "identifiers.phone"),
+        (json!({ "phone": "call me maybe" }), "identifiers.phone"),
+        (json!({ "phone": "+1 415 234 567899999" }), "identifiers.phone"),
+        (json!({ "customer_id": "a\u{0007}b" }), "identifiers.customer_id"),
+        (json!({ "device_id": "x".repeat(300) }), "identifiers.device_id"),
+        (json!({ "passport": "X123" }), "identifiers.passport"),
+        (json!({ "Email": "bob@example.com" }), "identifiers.Email"),
+    ];
+    for (identifiers, field) in cases {
+        let body = event("bad-id", "web", identifiers.clone(), Value::Null);
+        let err = assert_error(app.post_events(&body).await, 422, "invalid_field").await;
+        assert_eq!(err["field"], field, "identifiers {identifiers}");
+    }
+    // Values are never echoed back (they may be personal data).
+    let err = assert_error(
+        app.post_events(&event("bad-id", "web", json!({ "email": "secret.person@" }), Value::Null))
+            .await,
+        422,
+        "invalid_field",
+    )
+    .await;
+    assert!(!err["message"].as_str().unwrap().contains("secret.person"), "{err}");
+}
+
+#[tokio::test]
+async fn a_body_over_max_body_bytes_is_413() {
+    let app = spawn_app_with(|s| s.server.max_body_bytes = 2048).await;
+    let big = event("big-1", "web", json!({ "email": "big@example.com" }), json!({ "note": "x".repeat(4000) }));
+    assert_error(app.post_events(&big).await, 413, "payload_too_large").await;
+    // A small event still goes through under the same limit.
+    let small = json_ok(app.post_events(&valid()).await).await;
+    assert_eq!(small["status"], "accepted");
+    assert_error(app.lookup("email", "big@example.com").await, 404, "not_found").await;
+}
+
+#[tokio::test]
+async fn a_batch_over_max_batch_events_is_413() {
+    let app = spawn_app_with(|s| s.server.max_batch_events = 3).await;
+    let batch: Vec<Value> = (0..4)
+        .map(|i| event(&format!("mb-{i}"), "web", json!({ "cookie_id": format!("ck-{i}") }), Value::Null))
+        .collect();
+    assert_error(app.post_events(&json!(batch)).await, 413, "batch_too_large").await;
+    assert_eq!(json_ok(app.get("/health").await).await["events"], 0, "nothing of it was stored");
+    let ok = json_ok(app.post_events(&json!(batch[..3])).await).await;
+    assert_eq!(ok["accepted"], 3, "{ok}");
+}
+
+#[tokio::test]
+async fn an_empty_batch_is_400() {
+    let app = spawn_app().await;
+    assert_error(app.post_events(&json!([])).await, 400, "empty_batch").await;
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_an_event_is_422() {
+    let app = spawn_app().await;
+    for body in [json!(42), json!("event"), json!(null), json!(true)] {
+        assert_error(app.post_events(&body).await, 422, "invalid_field").await;
+    }
+    // Batch items that are not objects are rejected one by one.
+    let body = json_ok(app.post_events(&json!([valid(), 7])).await).await;
+    assert_eq!(body["accepted"], 1, "{body}");
+    assert_eq!(body["rejected"], 1, "{body}");
+    assert_eq!(body["results"][1]["status"], "rejected");
+    assert_eq!(body["results"][1]["index"], 1);
+}
+
+#[tokio::test]
+async fn a_non_json_content_type_is_415() {
+    let app = spawn_app().await;
+    let body = serde_json::to_string(&valid()).unwrap();
+    assert_error(app.post_raw(body.clone(), Some("text/plain")).await, 415, "unsupported_media_type").await;
+    assert_error(
+        app.post_raw(body, Some("application/x-www-form-urlencoded")).await,
+        415,
+        "unsupported_media_type",
+    )
+    .await;
+    assert_eq!(json_ok(app.get("/health").await).await["events"], 0);
+}
+
+#[tokio::test]
+async fn an_unknown_profile_is_404() {
+    let app = spawn_app().await;
+    for path in [
+        "/v1/profiles/p_999999999999",
+        "/v1/profiles/nobody",
+        "/v1/profiles/p_999999999999/history",
+        "/v1/profiles/p_999999999999/household",
+        "/v1/profiles/p_999999999999/graph",
+    ] {
+        assert_error(app.get(path).await, 404, "not_found").await;
+    }
+    let long = format!("/v1/profiles/{}", "p".repeat(300));
+    assert_error(app.get(&long).await, 404, "not_found").await;
+}
+
+#[tokio::test]
+async fn lookup_errors() {
+    let app = spawn_app().await;
+    app.ingest(&valid()).await;
+    // Missing parameters.
+    assert_error(app.get("/v1/lookup").await, 400, "invalid_query").await;
+    assert_error(app.get_query("/v1/lookup", &[("kind", "email")]).await, 400, "invalid_query").await;
+    assert_error(app.get_query("/v1/lookup", &[("value", "ok@example.com")]).await, 400, "invalid_query").await;
+    // Unknown identifier.
+    assert_error(app.lookup("email", "unknown@example.com").await, 404, "not_found").await;
+    // Invalid values and kinds name the parameter.
+    let err = assert_error(app.lookup("phone", "12").await, 400, "invalid_parameter").await;
+    assert_eq!(err["field"], "value");
+    let err = assert_error(app.lookup("email", "not-an-email").await, 400, "invalid_parameter").await;
+    assert_eq!(err["field"], "value");
+    let err = assert_error(app.lookup("passport", "X1").await, 400, "invalid_parameter").await;
+    assert_eq!(err["field"], "value");
+}
+
+#[tokio::test]
+async fn view_parameters_are_bounded() {
+    let app = spawn_app().await;
+    let id = app.ingest_pid(&valid()).await;
+    let graph = format!("/v1/profiles/{id}/graph");
+    let err = assert_error(app.get(&format!("{graph}?depth=99")).await, 400, "invalid_parameter").await;
+    assert_eq!(err["field"], "depth");
+    let err = assert_error(app.get(&format!("{graph}?limit=0")).await, 400, "invalid_parameter").await;
+    assert_eq!(err["field"], "limit");
+    let err = assert_error(app.get(&format!("{graph}?limit=100000")).await, 400, "invalid_parameter").await;
+    assert_eq!(err["field"], "limit");
+    assert_error(app.get(&format!("{graph}?depth=-1")).await, 400, "invalid_query").await;
+    assert_error(app.get(&format!("{graph}?depth=deep")).await, 400, "invalid_query").await;
+    let err = assert_error(app.get(&format!("/v1/profiles/{id}/history?limit=0")).await, 400, "invalid_parameter").await;
+    assert_eq!(err["field"], "limit");
+
+    let explain = format!("/v1/profiles/{id}/explain");
+    let err = assert_error(
+        app.get_query(&explain, &[("a", "nocolon"), ("b", "email:ok@example.com")]).await,
+        400,
+        "invalid_parameter",
+    )
+    .await;
+    assert_eq!(err["field"], "a");
+    let err = assert_error(
+        app.get_query(&explain, &[("a", "email:ok@example.com"), ("b", "phone:12")]).await,
+        400,
+        "invalid_parameter",
+    )
+    .await;
+    assert_eq!(err["field"], "b");
+    assert_error(app.get_query(&explain, &[("a", "email:ok@example.com")]).await, 400, "invalid_query").await;
+}
+
+#[tokio::test]
+async fn an_unknown_route_is_404_json() {
+    let app = spawn_app().await;
+    for path in ["/nope", "/v1/nope", "/v2/profiles/p_000000000001", "/v1/profiles"] {
+        assert_error(app.get(path).await, 404, "not_found").await;
+    }
+}
+
+/// The README promises the JSON error shape for every error, including a known route
+/// called with the wrong method.
+#[tokio::test]
+async fn a_wrong_method_is_405_with_the_json_error_shape() {
+    let app = spawn_app().await;
+    for (method, path) in [(reqwest::Method::GET, "/v1/events"), (reqwest::Method::POST, "/v1/lookup")] {
+        let resp = app.client.request(method.clone(), app.url(path)).send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        assert_eq!(status, 405, "{method} {path}: {text}");
+        let body: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("{method} {path}: 405 body is not the JSON error shape: {text:?}"));
+        assert!(body["error"]["code"].is_string(), "{method} {path}: {text}");
+        assert!(body["error"]["message"].is_string(), "{method} {path}: {text}");
+    }
+}
+
+/// A spread of odd inputs: each one is a 4xx with the JSON error shape, never a 500, and
+/// the server keeps answering afterwards.
+#[tokio::test]
+async fn odd_inputs_never_cause_a_500() {
+    let app = spawn_app().await;
+    let odd_events = [
+        json!({ "event_id": "", "source": "web", "identifiers": { "email": "a@example.com" } }),
+        json!({ "event_id": "   ", "source": "web", "identifiers": { "email": "a@example.com" } }),
+        json!({ "event_id": "x".repeat(500), "source": "web", "identifiers": { "email": "a@example.com" } }),
+        json!({ "event_id": "e\u{0000}", "source": "web", "identifiers": { "email": "a@example.com" } }),
+        json!({ "event_id": "e", "source": "web", "identifiers": {} }),
+        json!({ "event_id": "e", "source": "web", "identifiers": { "email": [] } }),
+        json!({ "event_id": "e", "source": "web", "identifiers": { "email": {"nested": 1} } }),
+        json!({ "event_id": "e", "source": "web", "identifiers": { "phone": "☎☎☎☎☎☎☎☎☎☎" } }),
+        json!({ "event_id": "e", "source": "web", "identifiers": { "phone": "+".repeat(39) } }),
+        json!({ "event_id": "e", "source": "web", "identifiers": { "cookie_id": (0..33).map(|i| format!("c{i}")).collect::<Vec<_>>() } }),
+        json!({ "event_id": "e", "source": "web", "timestamp": -5, "identifiers": { "email": "a@example.com" } }),
+        json!({ "event_id": "e", "source": "web", "timestamp": 1.5e300, "identifiers": { "email": "a@example.com" } }),
+        json!({ "event_id": "e", "source": "web", "identifiers": { "email": "a@example.com" }, "traits": { "birth_date": "1850-01-01" } }),
+        json!({ "event_id": "e", "source": "web", "identifiers": { "email": "a@example.com" }, "traits": { "bad name!": 1 } }),
+    ];
+    for body in odd_events {
+        let resp = app.post_events(&body).await;
+        let status = resp.status().as_u16();
+        assert!((400..500).contains(&status), "{status} for {body}");
+        let text = resp.text().await.unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+        assert!(v["error"]["code"].is_string() && v["error"]["message"].is_string(), "{text}");
+    }
+    for path in [
+        "/v1/lookup?kind=&value=",
+        "/v1/lookup?kind=email&value=%FF%FE",
+        "/v1/profiles/%00",
+        "/v1/profiles/..%2F..%2Fetc/graph",
+        "/v1/households/hh_99999999999999999999999",
+        "/v1/profiles/p_1/explain?a=:&b=:",
+    ] {
+        let resp = app.get(path).await;
+        let status = resp.status().as_u16();
+        assert!((400..500).contains(&status), "{status} for {path}");
+        let text = resp.text().await.unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text}"));
+        assert!(v["error"]["code"].is_string(), "{path}: {text}");
+    }
+    let ok = json_ok(app.post_events(&valid()).await).await;
+    assert_eq!(ok["status"], "accepted");
+}

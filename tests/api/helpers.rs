@@ -1,0 +1,204 @@
+//! Test harness: starts the real actix-web application on a random loopback port over a
+//! fresh temporary data directory, plus small request and assertion helpers.
+
+use std::sync::Arc;
+
+use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+use idgraph::config::Settings;
+use idgraph::engine::Engine;
+use idgraph::serve::Application;
+
+/// A running server and a client for it. The data directory lives as long as this value.
+pub struct TestApp {
+    /// `http://127.0.0.1:<port>`
+    pub address: String,
+    pub client: reqwest::Client,
+    _dir: TempDir,
+}
+
+/// Starts the server with default settings.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts the server with default settings changed by `modify`.
+pub async fn spawn_app_with(modify: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().expect("cannot create a temporary data directory");
+    let mut settings = Settings::default();
+    settings.storage.data_dir = dir.path().to_path_buf();
+    settings.server.bind = "127.0.0.1:0".into();
+    // Many servers run at once (one per test): keep each one small.
+    settings.server.workers = 2;
+    modify(&mut settings);
+    let engine = Engine::open(settings).expect("cannot open the engine");
+    let app = Application::with_engine(Arc::new(engine), "127.0.0.1:0")
+        .expect("cannot build the application");
+    let port = app.port();
+    tokio::spawn(app.run_in_background());
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("cannot build the HTTP client");
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        client,
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// `POST /v1/events` with a JSON body (one event or an array).
+    pub async fn post_events(&self, body: &Value) -> Response {
+        self.client
+            .post(self.url("/v1/events"))
+            .json(body)
+            .send()
+            .await
+            .expect("POST /v1/events failed")
+    }
+
+    /// `POST /v1/events` with a raw body and an optional Content-Type.
+    pub async fn post_raw(&self, body: impl Into<reqwest::Body>, content_type: Option<&str>) -> Response {
+        let mut req = self.client.post(self.url("/v1/events")).body(body);
+        if let Some(ct) = content_type {
+            req = req.header(reqwest::header::CONTENT_TYPE, ct);
+        }
+        req.send().await.expect("POST /v1/events failed")
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path} failed: {e}"))
+    }
+
+    /// GET with URL-encoded query parameters.
+    pub async fn get_query(&self, path: &str, query: &[(&str, &str)]) -> Response {
+        self.client
+            .get(self.url(path))
+            .query(query)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path} failed: {e}"))
+    }
+
+    pub async fn delete(&self, path: &str) -> Response {
+        self.client
+            .delete(self.url(path))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("DELETE {path} failed: {e}"))
+    }
+
+    /// `DELETE /v1/links?a=..&b=..` (identifiers as `kind:value`).
+    pub async fn delete_link(&self, a: &str, b: &str) -> Response {
+        self.client
+            .delete(self.url("/v1/links"))
+            .query(&[("a", a), ("b", b)])
+            .send()
+            .await
+            .expect("DELETE /v1/links failed")
+    }
+
+    /// `GET /v1/lookup?kind=..&value=..`
+    pub async fn lookup(&self, kind: &str, value: &str) -> Response {
+        self.get_query("/v1/lookup", &[("kind", kind), ("value", value)]).await
+    }
+
+    /// Posts one event and asserts it was accepted; returns its outcome.
+    pub async fn ingest(&self, event: &Value) -> Value {
+        let outcome = json_ok(self.post_events(event).await).await;
+        assert_eq!(outcome["status"], "accepted", "event not accepted: {outcome}");
+        outcome
+    }
+
+    /// Posts one event, asserts it was accepted and returns its profile id.
+    pub async fn ingest_pid(&self, event: &Value) -> String {
+        pid(&self.ingest(event).await)
+    }
+
+    /// The golden profile `id` (asserts 200).
+    pub async fn profile(&self, id: &str) -> Value {
+        json_ok(self.get(&format!("/v1/profiles/{id}")).await).await
+    }
+
+    /// The profile id holding identifier `kind`/`value` (asserts the lookup answers 200).
+    pub async fn pid_of(&self, kind: &str, value: &str) -> String {
+        pid(&json_ok(self.lookup(kind, value).await).await)
+    }
+}
+
+/// Builds a wire event; `traits` is left out when it is `null`.
+pub fn event(id: &str, source: &str, identifiers: Value, traits: Value) -> Value {
+    let mut ev = json!({ "event_id": id, "source": source, "identifiers": identifiers });
+    if !traits.is_null() {
+        ev["traits"] = traits;
+    }
+    ev
+}
+
+/// The `profile_id` string of a JSON answer.
+pub fn pid(v: &Value) -> String {
+    v["profile_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no profile_id in {v}"))
+        .to_owned()
+}
+
+/// Asserts a 200 answer and returns its JSON body.
+pub async fn json_ok(resp: Response) -> Value {
+    let status = resp.status();
+    let url = resp.url().clone();
+    let text = resp.text().await.expect("cannot read the body");
+    assert_eq!(status, StatusCode::OK, "{url} answered {status}: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: body is not JSON ({e}): {text}"))
+}
+
+/// Asserts an error answer with `status` and `code` in the stable error shape
+/// `{"error": {"code", "message", "field"?}}`; returns the `error` object.
+pub async fn assert_error(resp: Response, status: u16, code: &str) -> Value {
+    let got = resp.status();
+    let url = resp.url().clone();
+    let text = resp.text().await.expect("cannot read the body");
+    assert_ne!(got.as_u16(), 500, "{url} answered 500: {text}");
+    assert_eq!(got.as_u16(), status, "{url}: unexpected status; body: {text}");
+    let body: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{url}: error body is not JSON ({e}): {text:?}"));
+    let obj = body.as_object().unwrap_or_else(|| panic!("error body is not an object: {body}"));
+    assert_eq!(obj.len(), 1, "error body has extra top-level keys: {body}");
+    let err = &body["error"];
+    assert_eq!(err["code"], code, "unexpected error code: {body}");
+    let message = err["message"].as_str().unwrap_or_else(|| panic!("no message: {body}"));
+    assert!(!message.is_empty(), "empty message: {body}");
+    if let Some(field) = err.get("field") {
+        assert!(field.is_string(), "field must be a string when present: {body}");
+    }
+    err.clone()
+}
+
+/// Number of identifier values in a golden profile.
+pub fn identifier_count(profile: &Value) -> usize {
+    profile["identifiers"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no identifiers in {profile}"))
+        .values()
+        .map(|v| v.as_array().map_or(0, Vec::len))
+        .sum()
+}
+
+/// The values of identifier `kind` in a golden profile (empty if none).
+pub fn identifiers_of(profile: &Value, kind: &str) -> Vec<String> {
+    profile["identifiers"][kind]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}

@@ -1,0 +1,14 @@
+//! HTTP integration tests: one test binary that drives the real server over loopback.
+//!
+//! Every test starts its own server (`helpers::spawn_app`) on a free port with a fresh
+//! data directory, so tests are independent and run in parallel.
+
+mod durability;
+mod errors;
+mod helpers;
+mod ingest;
+mod properties;
+mod resolution;
+mod schema;
+mod unmerge;
+mod views;
