@@ -322,7 +322,7 @@ impl GraphStore for RocksStore {
         }
         for key in &changes.drop_event_index {
             let prefix = joined(&[b"i", key.as_bytes(), b""]);
-            batch.delete_range_cf(self.cf(CF_EVENTS)?, &prefix, prefix_end(&prefix));
+            batch.delete_range_cf(self.cf(CF_EVENTS)?, &prefix, &prefix_end(&prefix));
         }
         for (ident, seq, event_id) in &changes.event_index {
             let key = joined(&[b"i", ident.as_bytes(), &seq.to_be_bytes()]);

@@ -6,13 +6,23 @@ use serde_json::{json, Value};
 use crate::helpers::{assert_error, event, json_ok, spawn_app, spawn_app_with};
 
 fn valid() -> Value {
-    event("err-1", "web", json!({ "email": "ok@example.com" }), Value::Null)
+    event(
+        "err-1",
+        "web",
+        json!({ "email": "ok@example.com" }),
+        Value::Null,
+    )
 }
 
 #[tokio::test]
 async fn malformed_json_is_400_invalid_json() {
     let app = spawn_app().await;
-    for body in ["{\"event_id\": \"e1\",", "not json at all", "{'single': 'quotes'}", ""] {
+    for body in [
+        "{\"event_id\": \"e1\",",
+        "not json at all",
+        "{'single': 'quotes'}",
+        "",
+    ] {
         let resp = app.post_raw(body, Some("application/json")).await;
         assert_error(resp, 400, "invalid_json").await;
     }
@@ -89,9 +99,16 @@ async fn wrong_types_and_missing_fields_are_422_naming_the_field() {
         let err = assert_error(app.post_events(&body).await, 422, "invalid_field").await;
         assert_eq!(err["field"], field, "body {body}");
         let message = err["message"].as_str().unwrap();
-        assert!(message.contains(field), "the message names the field: {message}");
+        assert!(
+            message.contains(field),
+            "the message names the field: {message}"
+        );
     }
-    assert_eq!(json_ok(app.get("/health").await).await["events"], 0, "nothing was stored");
+    assert_eq!(
+        json_ok(app.get("/health").await).await["events"],
+        0,
+        "nothing was stored"
+    );
 }
 
 #[tokio::test]
@@ -99,13 +116,25 @@ async fn invalid_identifier_values_are_422_naming_the_identifier() {
     let app = spawn_app().await;
     let cases = [
         (json!({ "email": "bob@" }), "identifiers.email"),
-        (json!({ "email": "bob at example.com" }), "identifiers.email"),
+        (
+            json!({ "email": "bob at example.com" }),
+            "identifiers.email",
+        ),
         (json!({ "email": "bob@localhost" }), "identifiers.email"),
         (json!({ "phone": "12" }), "identifiers.phone"),
         (json!({ "phone": "call me maybe" }), "identifiers.phone"),
-        (json!({ "phone": "+1 415 234 567899999" }), "identifiers.phone"),
-        (json!({ "customer_id": "a\u{0007}b" }), "identifiers.customer_id"),
-        (json!({ "device_id": "x".repeat(300) }), "identifiers.device_id"),
+        (
+            json!({ "phone": "+1 415 234 567899999" }),
+            "identifiers.phone",
+        ),
+        (
+            json!({ "customer_id": "a\u{0007}b" }),
+            "identifiers.customer_id",
+        ),
+        (
+            json!({ "device_id": "x".repeat(300) }),
+            "identifiers.device_id",
+        ),
         (json!({ "passport": "X123" }), "identifiers.passport"),
         (json!({ "Email": "bob@example.com" }), "identifiers.Email"),
     ];
@@ -116,34 +145,63 @@ async fn invalid_identifier_values_are_422_naming_the_identifier() {
     }
     // Values are never echoed back (they may be personal data).
     let err = assert_error(
-        app.post_events(&event("bad-id", "web", json!({ "email": "secret.person@" }), Value::Null))
-            .await,
+        app.post_events(&event(
+            "bad-id",
+            "web",
+            json!({ "email": "secret.person@" }),
+            Value::Null,
+        ))
+        .await,
         422,
         "invalid_field",
     )
     .await;
-    assert!(!err["message"].as_str().unwrap().contains("secret.person"), "{err}");
+    assert!(
+        !err["message"].as_str().unwrap().contains("secret.person"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn a_body_over_max_body_bytes_is_413() {
     let app = spawn_app_with(|s| s.server.max_body_bytes = 2048).await;
-    let big = event("big-1", "web", json!({ "email": "big@example.com" }), json!({ "note": "x".repeat(4000) }));
+    let big = event(
+        "big-1",
+        "web",
+        json!({ "email": "big@example.com" }),
+        json!({ "note": "x".repeat(4000) }),
+    );
     assert_error(app.post_events(&big).await, 413, "payload_too_large").await;
     // A small event still goes through under the same limit.
     let small = json_ok(app.post_events(&valid()).await).await;
     assert_eq!(small["status"], "accepted");
-    assert_error(app.lookup("email", "big@example.com").await, 404, "not_found").await;
+    assert_error(
+        app.lookup("email", "big@example.com").await,
+        404,
+        "not_found",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_batch_over_max_batch_events_is_413() {
     let app = spawn_app_with(|s| s.server.max_batch_events = 3).await;
     let batch: Vec<Value> = (0..4)
-        .map(|i| event(&format!("mb-{i}"), "web", json!({ "cookie_id": format!("ck-{i}") }), Value::Null))
+        .map(|i| {
+            event(
+                &format!("mb-{i}"),
+                "web",
+                json!({ "cookie_id": format!("ck-{i}") }),
+                Value::Null,
+            )
+        })
         .collect();
     assert_error(app.post_events(&json!(batch)).await, 413, "batch_too_large").await;
-    assert_eq!(json_ok(app.get("/health").await).await["events"], 0, "nothing of it was stored");
+    assert_eq!(
+        json_ok(app.get("/health").await).await["events"],
+        0,
+        "nothing of it was stored"
+    );
     let ok = json_ok(app.post_events(&json!(batch[..3])).await).await;
     assert_eq!(ok["accepted"], 3, "{ok}");
 }
@@ -172,9 +230,15 @@ async fn a_body_that_is_not_an_event_is_422() {
 async fn a_non_json_content_type_is_415() {
     let app = spawn_app().await;
     let body = serde_json::to_string(&valid()).unwrap();
-    assert_error(app.post_raw(body.clone(), Some("text/plain")).await, 415, "unsupported_media_type").await;
     assert_error(
-        app.post_raw(body, Some("application/x-www-form-urlencoded")).await,
+        app.post_raw(body.clone(), Some("text/plain")).await,
+        415,
+        "unsupported_media_type",
+    )
+    .await;
+    assert_error(
+        app.post_raw(body, Some("application/x-www-form-urlencoded"))
+            .await,
         415,
         "unsupported_media_type",
     )
@@ -204,14 +268,35 @@ async fn lookup_errors() {
     app.ingest(&valid()).await;
     // Missing parameters.
     assert_error(app.get("/v1/lookup").await, 400, "invalid_query").await;
-    assert_error(app.get_query("/v1/lookup", &[("kind", "email")]).await, 400, "invalid_query").await;
-    assert_error(app.get_query("/v1/lookup", &[("value", "ok@example.com")]).await, 400, "invalid_query").await;
+    assert_error(
+        app.get_query("/v1/lookup", &[("kind", "email")]).await,
+        400,
+        "invalid_query",
+    )
+    .await;
+    assert_error(
+        app.get_query("/v1/lookup", &[("value", "ok@example.com")])
+            .await,
+        400,
+        "invalid_query",
+    )
+    .await;
     // Unknown identifier.
-    assert_error(app.lookup("email", "unknown@example.com").await, 404, "not_found").await;
+    assert_error(
+        app.lookup("email", "unknown@example.com").await,
+        404,
+        "not_found",
+    )
+    .await;
     // Invalid values and kinds name the parameter.
     let err = assert_error(app.lookup("phone", "12").await, 400, "invalid_parameter").await;
     assert_eq!(err["field"], "value");
-    let err = assert_error(app.lookup("email", "not-an-email").await, 400, "invalid_parameter").await;
+    let err = assert_error(
+        app.lookup("email", "not-an-email").await,
+        400,
+        "invalid_parameter",
+    )
+    .await;
     assert_eq!(err["field"], "value");
     let err = assert_error(app.lookup("passport", "X1").await, 400, "invalid_parameter").await;
     assert_eq!(err["field"], "value");
@@ -222,39 +307,85 @@ async fn view_parameters_are_bounded() {
     let app = spawn_app().await;
     let id = app.ingest_pid(&valid()).await;
     let graph = format!("/v1/profiles/{id}/graph");
-    let err = assert_error(app.get(&format!("{graph}?depth=99")).await, 400, "invalid_parameter").await;
+    let err = assert_error(
+        app.get(&format!("{graph}?depth=99")).await,
+        400,
+        "invalid_parameter",
+    )
+    .await;
     assert_eq!(err["field"], "depth");
-    let err = assert_error(app.get(&format!("{graph}?limit=0")).await, 400, "invalid_parameter").await;
+    let err = assert_error(
+        app.get(&format!("{graph}?limit=0")).await,
+        400,
+        "invalid_parameter",
+    )
+    .await;
     assert_eq!(err["field"], "limit");
-    let err = assert_error(app.get(&format!("{graph}?limit=100000")).await, 400, "invalid_parameter").await;
+    let err = assert_error(
+        app.get(&format!("{graph}?limit=100000")).await,
+        400,
+        "invalid_parameter",
+    )
+    .await;
     assert_eq!(err["field"], "limit");
-    assert_error(app.get(&format!("{graph}?depth=-1")).await, 400, "invalid_query").await;
-    assert_error(app.get(&format!("{graph}?depth=deep")).await, 400, "invalid_query").await;
-    let err = assert_error(app.get(&format!("/v1/profiles/{id}/history?limit=0")).await, 400, "invalid_parameter").await;
+    assert_error(
+        app.get(&format!("{graph}?depth=-1")).await,
+        400,
+        "invalid_query",
+    )
+    .await;
+    assert_error(
+        app.get(&format!("{graph}?depth=deep")).await,
+        400,
+        "invalid_query",
+    )
+    .await;
+    let err = assert_error(
+        app.get(&format!("/v1/profiles/{id}/history?limit=0")).await,
+        400,
+        "invalid_parameter",
+    )
+    .await;
     assert_eq!(err["field"], "limit");
 
     let explain = format!("/v1/profiles/{id}/explain");
     let err = assert_error(
-        app.get_query(&explain, &[("a", "nocolon"), ("b", "email:ok@example.com")]).await,
+        app.get_query(&explain, &[("a", "nocolon"), ("b", "email:ok@example.com")])
+            .await,
         400,
         "invalid_parameter",
     )
     .await;
     assert_eq!(err["field"], "a");
     let err = assert_error(
-        app.get_query(&explain, &[("a", "email:ok@example.com"), ("b", "phone:12")]).await,
+        app.get_query(
+            &explain,
+            &[("a", "email:ok@example.com"), ("b", "phone:12")],
+        )
+        .await,
         400,
         "invalid_parameter",
     )
     .await;
     assert_eq!(err["field"], "b");
-    assert_error(app.get_query(&explain, &[("a", "email:ok@example.com")]).await, 400, "invalid_query").await;
+    assert_error(
+        app.get_query(&explain, &[("a", "email:ok@example.com")])
+            .await,
+        400,
+        "invalid_query",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn an_unknown_route_is_404_json() {
     let app = spawn_app().await;
-    for path in ["/nope", "/v1/nope", "/v2/profiles/p_000000000001", "/v1/profiles"] {
+    for path in [
+        "/nope",
+        "/v1/nope",
+        "/v2/profiles/p_000000000001",
+        "/v1/profiles",
+    ] {
         assert_error(app.get(path).await, 404, "not_found").await;
     }
 }
@@ -264,15 +395,27 @@ async fn an_unknown_route_is_404_json() {
 #[tokio::test]
 async fn a_wrong_method_is_405_with_the_json_error_shape() {
     let app = spawn_app().await;
-    for (method, path) in [(reqwest::Method::GET, "/v1/events"), (reqwest::Method::POST, "/v1/lookup")] {
-        let resp = app.client.request(method.clone(), app.url(path)).send().await.unwrap();
+    for (method, path) in [
+        (reqwest::Method::GET, "/v1/events"),
+        (reqwest::Method::POST, "/v1/lookup"),
+    ] {
+        let resp = app
+            .client
+            .request(method.clone(), app.url(path))
+            .send()
+            .await
+            .unwrap();
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
         assert_eq!(status, 405, "{method} {path}: {text}");
-        let body: Value = serde_json::from_str(&text)
-            .unwrap_or_else(|_| panic!("{method} {path}: 405 body is not the JSON error shape: {text:?}"));
+        let body: Value = serde_json::from_str(&text).unwrap_or_else(|_| {
+            panic!("{method} {path}: 405 body is not the JSON error shape: {text:?}")
+        });
         assert!(body["error"]["code"].is_string(), "{method} {path}: {text}");
-        assert!(body["error"]["message"].is_string(), "{method} {path}: {text}");
+        assert!(
+            body["error"]["message"].is_string(),
+            "{method} {path}: {text}"
+        );
     }
 }
 
@@ -303,7 +446,10 @@ async fn odd_inputs_never_cause_a_500() {
         assert!((400..500).contains(&status), "{status} for {body}");
         let text = resp.text().await.unwrap();
         let v: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
-        assert!(v["error"]["code"].is_string() && v["error"]["message"].is_string(), "{text}");
+        assert!(
+            v["error"]["code"].is_string() && v["error"]["message"].is_string(),
+            "{text}"
+        );
     }
     for path in [
         "/v1/lookup?kind=&value=",
@@ -317,7 +463,8 @@ async fn odd_inputs_never_cause_a_500() {
         let status = resp.status().as_u16();
         assert!((400..500).contains(&status), "{status} for {path}");
         let text = resp.text().await.unwrap();
-        let v: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text}"));
+        let v: Value =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text}"));
         assert!(v["error"]["code"].is_string(), "{path}: {text}");
     }
     let ok = json_ok(app.post_events(&valid()).await).await;

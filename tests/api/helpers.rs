@@ -65,7 +65,11 @@ impl TestApp {
     }
 
     /// `POST /v1/events` with a raw body and an optional Content-Type.
-    pub async fn post_raw(&self, body: impl Into<reqwest::Body>, content_type: Option<&str>) -> Response {
+    pub async fn post_raw(
+        &self,
+        body: impl Into<reqwest::Body>,
+        content_type: Option<&str>,
+    ) -> Response {
         let mut req = self.client.post(self.url("/v1/events")).body(body);
         if let Some(ct) = content_type {
             req = req.header(reqwest::header::CONTENT_TYPE, ct);
@@ -111,13 +115,17 @@ impl TestApp {
 
     /// `GET /v1/lookup?kind=..&value=..`
     pub async fn lookup(&self, kind: &str, value: &str) -> Response {
-        self.get_query("/v1/lookup", &[("kind", kind), ("value", value)]).await
+        self.get_query("/v1/lookup", &[("kind", kind), ("value", value)])
+            .await
     }
 
     /// Posts one event and asserts it was accepted; returns its outcome.
     pub async fn ingest(&self, event: &Value) -> Value {
         let outcome = json_ok(self.post_events(event).await).await;
-        assert_eq!(outcome["status"], "accepted", "event not accepted: {outcome}");
+        assert_eq!(
+            outcome["status"], "accepted",
+            "event not accepted: {outcome}"
+        );
         outcome
     }
 
@@ -170,17 +178,28 @@ pub async fn assert_error(resp: Response, status: u16, code: &str) -> Value {
     let url = resp.url().clone();
     let text = resp.text().await.expect("cannot read the body");
     assert_ne!(got.as_u16(), 500, "{url} answered 500: {text}");
-    assert_eq!(got.as_u16(), status, "{url}: unexpected status; body: {text}");
+    assert_eq!(
+        got.as_u16(),
+        status,
+        "{url}: unexpected status; body: {text}"
+    );
     let body: Value = serde_json::from_str(&text)
         .unwrap_or_else(|e| panic!("{url}: error body is not JSON ({e}): {text:?}"));
-    let obj = body.as_object().unwrap_or_else(|| panic!("error body is not an object: {body}"));
+    let obj = body
+        .as_object()
+        .unwrap_or_else(|| panic!("error body is not an object: {body}"));
     assert_eq!(obj.len(), 1, "error body has extra top-level keys: {body}");
     let err = &body["error"];
     assert_eq!(err["code"], code, "unexpected error code: {body}");
-    let message = err["message"].as_str().unwrap_or_else(|| panic!("no message: {body}"));
+    let message = err["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no message: {body}"));
     assert!(!message.is_empty(), "empty message: {body}");
     if let Some(field) = err.get("field") {
-        assert!(field.is_string(), "field must be a string when present: {body}");
+        assert!(
+            field.is_string(),
+            "field must be a string when present: {body}"
+        );
     }
     err.clone()
 }
@@ -199,6 +218,10 @@ pub fn identifier_count(profile: &Value) -> usize {
 pub fn identifiers_of(profile: &Value, kind: &str) -> Vec<String> {
     profile["identifiers"][kind]
         .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }

@@ -21,7 +21,9 @@ async fn a_single_event_is_accepted_and_gets_a_profile() {
     assert_eq!(outcome["event_id"], "e-1");
     let id = pid(&outcome);
     assert!(id.starts_with("p_"), "unexpected profile id {id}");
-    assert!(outcome.get("conflicts").is_none_or(|c| c.as_array().is_some_and(Vec::is_empty)));
+    assert!(outcome
+        .get("conflicts")
+        .is_none_or(|c| c.as_array().is_some_and(Vec::is_empty)));
 
     let profile = app.profile(&id).await;
     assert_eq!(profile["profile_id"], id.as_str());
@@ -69,17 +71,34 @@ async fn lookup_finds_the_profile_by_every_identifier_kind() {
     }
 
     let profile = app.profile(&id).await;
-    assert_eq!(identifiers_of(&profile, "phone"), ["+14152345678"], "phones are stored as E.164");
-    assert_eq!(identifiers_of(&profile, "customer_id"), ["C-100"], "ids are trimmed");
+    assert_eq!(
+        identifiers_of(&profile, "phone"),
+        ["+14152345678"],
+        "phones are stored as E.164"
+    );
+    assert_eq!(
+        identifiers_of(&profile, "customer_id"),
+        ["C-100"],
+        "ids are trimmed"
+    );
 }
 
 #[tokio::test]
 async fn email_lookup_ignores_case_and_surrounding_spaces() {
     let app = spawn_app().await;
     let id = app
-        .ingest_pid(&event("e-1", "web", json!({ "email": "Bob.Smith@Example.COM" }), Value::Null))
+        .ingest_pid(&event(
+            "e-1",
+            "web",
+            json!({ "email": "Bob.Smith@Example.COM" }),
+            Value::Null,
+        ))
         .await;
-    for typed in ["bob.smith@example.com", "BOB.SMITH@EXAMPLE.COM", "  Bob.Smith@example.com "] {
+    for typed in [
+        "bob.smith@example.com",
+        "BOB.SMITH@EXAMPLE.COM",
+        "  Bob.Smith@example.com ",
+    ] {
         let found = json_ok(app.lookup("email", typed).await).await;
         assert_eq!(found["profile_id"], id.as_str(), "lookup email={typed:?}");
         assert_eq!(identifiers_of(&found, "email"), ["bob.smith@example.com"]);
@@ -103,7 +122,12 @@ async fn a_resent_event_id_is_a_duplicate_and_changes_nothing() {
     assert_eq!(again["profile_id"], id.as_str());
 
     // Same id, different content: still a duplicate, and the new identifier is not stored.
-    let changed = event("e-dup", "web", json!({ "email": "dup@example.com", "cookie_id": "ck-new" }), Value::Null);
+    let changed = event(
+        "e-dup",
+        "web",
+        json!({ "email": "dup@example.com", "cookie_id": "ck-new" }),
+        Value::Null,
+    );
     let again = json_ok(app.post_events(&changed).await).await;
     assert_eq!(again["status"], "duplicate", "{again}");
     assert_error(app.lookup("cookie_id", "ck-new").await, 404, "not_found").await;
@@ -112,7 +136,12 @@ async fn a_resent_event_id_is_a_duplicate_and_changes_nothing() {
     assert_eq!(profile["event_count"], 1, "{profile}");
 
     // In a batch too, and twice within one batch.
-    let other = event("e-2", "web", json!({ "email": "dup@example.com" }), Value::Null);
+    let other = event(
+        "e-2",
+        "web",
+        json!({ "email": "dup@example.com" }),
+        Value::Null,
+    );
     let batch = json_ok(app.post_events(&json!([ev, other.clone(), other])).await).await;
     assert_eq!(batch["accepted"], 1, "{batch}");
     assert_eq!(batch["duplicate"], 2, "{batch}");
@@ -131,9 +160,24 @@ async fn a_resent_event_id_is_a_duplicate_and_changes_nothing() {
 async fn a_bad_event_in_a_batch_rejects_only_itself() {
     let app = spawn_app().await;
     let batch = json!([
-        event("b-1", "web", json!({ "email": "one@example.com" }), Value::Null),
-        event("b-2", "web", json!({ "email": "not-an-email", "customer_id": "C-bad" }), Value::Null),
-        event("b-3", "mobile", json!({ "device_id": "dev-3" }), Value::Null),
+        event(
+            "b-1",
+            "web",
+            json!({ "email": "one@example.com" }),
+            Value::Null
+        ),
+        event(
+            "b-2",
+            "web",
+            json!({ "email": "not-an-email", "customer_id": "C-bad" }),
+            Value::Null
+        ),
+        event(
+            "b-3",
+            "mobile",
+            json!({ "device_id": "dev-3" }),
+            Value::Null
+        ),
     ]);
     let body = json_ok(app.post_events(&batch).await).await;
     assert_eq!(body["accepted"], 2, "{body}");
@@ -155,14 +199,22 @@ async fn a_bad_event_in_a_batch_rejects_only_itself() {
     assert_eq!(bad["event_id"], "b-2");
     assert_eq!(bad["error"]["code"], "invalid_field");
     assert_eq!(bad["error"]["field"], "identifiers.email");
-    assert!(bad["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert!(bad["error"]["message"]
+        .as_str()
+        .is_some_and(|m| !m.is_empty()));
     assert!(
-        !bad["error"]["message"].as_str().unwrap().contains("not-an-email"),
+        !bad["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not-an-email"),
         "error messages must not echo identifier values"
     );
 
     // The good events are stored, nothing of the bad one is.
-    assert_eq!(app.pid_of("email", "one@example.com").await, pid(&results[0]));
+    assert_eq!(
+        app.pid_of("email", "one@example.com").await,
+        pid(&results[0])
+    );
     assert_eq!(app.pid_of("device_id", "dev-3").await, pid(&results[2]));
     assert_error(app.lookup("customer_id", "C-bad").await, 404, "not_found").await;
 }
@@ -225,8 +277,20 @@ async fn golden_traits_follow_the_survivorship_rules() {
     assert_eq!(traits["extra"]["tier"], "gold", "{profile}");
     assert_eq!(profile["event_count"], 3);
     assert_eq!(profile["sources"], json!(["crm", "web"]));
-    assert!(profile["first_seen"].as_str().unwrap().starts_with("2024-01-01"), "{profile}");
-    assert!(profile["last_seen"].as_str().unwrap().starts_with("2024-03-01"), "{profile}");
+    assert!(
+        profile["first_seen"]
+            .as_str()
+            .unwrap()
+            .starts_with("2024-01-01"),
+        "{profile}"
+    );
+    assert!(
+        profile["last_seen"]
+            .as_str()
+            .unwrap()
+            .starts_with("2024-03-01"),
+        "{profile}"
+    );
 }
 
 #[tokio::test]
@@ -237,10 +301,20 @@ async fn health_answers_ok_with_counters() {
     assert_eq!(health["events"], 0);
     assert_eq!(health["profiles_created"], 0);
 
-    app.ingest(&event("h-1", "web", json!({ "email": "h1@example.com" }), Value::Null))
-        .await;
-    app.ingest(&event("h-2", "web", json!({ "email": "h2@example.com" }), Value::Null))
-        .await;
+    app.ingest(&event(
+        "h-1",
+        "web",
+        json!({ "email": "h1@example.com" }),
+        Value::Null,
+    ))
+    .await;
+    app.ingest(&event(
+        "h-2",
+        "web",
+        json!({ "email": "h2@example.com" }),
+        Value::Null,
+    ))
+    .await;
     let health = json_ok(app.get("/health").await).await;
     assert_eq!(health["status"], "ok");
     assert_eq!(health["events"], 2);
@@ -251,7 +325,12 @@ async fn health_answers_ok_with_counters() {
 async fn metrics_are_labelled_by_route_pattern_never_by_raw_path() {
     let app = spawn_app().await;
     let id = app
-        .ingest_pid(&event("m-1", "web", json!({ "email": "metrics.person@example.com" }), Value::Null))
+        .ingest_pid(&event(
+            "m-1",
+            "web",
+            json!({ "email": "metrics.person@example.com" }),
+            Value::Null,
+        ))
         .await;
     app.profile(&id).await;
     app.lookup("email", "metrics.person@example.com").await;
@@ -264,26 +343,42 @@ async fn metrics_are_labelled_by_route_pattern_never_by_raw_path() {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
-    assert!(content_type.starts_with("text/plain"), "content type {content_type}");
+    assert!(
+        content_type.starts_with("text/plain"),
+        "content type {content_type}"
+    );
     let text = resp.text().await.unwrap();
 
     assert!(text.contains("idgraph_http_requests_total"), "{text}");
     let profile_line = text
         .lines()
-        .find(|l| l.starts_with("idgraph_http_requests_total") && l.contains(r#"route="/v1/profiles/{id}""#))
+        .find(|l| {
+            l.starts_with("idgraph_http_requests_total")
+                && l.contains(r#"route="/v1/profiles/{id}""#)
+        })
         .unwrap_or_else(|| panic!("no request counter for the profile route pattern:\n{text}"));
     assert!(profile_line.contains(r#"method="GET""#), "{profile_line}");
     assert!(profile_line.contains(r#"status="200""#), "{profile_line}");
     assert!(
-        text.lines().any(|l| l.starts_with("idgraph_http_requests_total") && l.contains(r#"route="/v1/events""#)),
+        text.lines()
+            .any(|l| l.starts_with("idgraph_http_requests_total")
+                && l.contains(r#"route="/v1/events""#)),
         "{text}"
     );
-    assert!(text.contains("idgraph_http_request_duration_seconds"), "{text}");
     assert!(
-        text.lines().any(|l| l.starts_with("idgraph_events_total") && l.contains(r#"outcome="accepted""#) && l.ends_with(" 1")),
+        text.contains("idgraph_http_request_duration_seconds"),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.starts_with("idgraph_events_total")
+            && l.contains(r#"outcome="accepted""#)
+            && l.ends_with(" 1")),
         "{text}"
     );
     // Neither profile ids nor identifier values leak into labels.
     assert!(!text.contains(&id), "raw profile id in metrics:\n{text}");
-    assert!(!text.contains("metrics.person"), "identifier value in metrics:\n{text}");
+    assert!(
+        !text.contains("metrics.person"),
+        "identifier value in metrics:\n{text}"
+    );
 }

@@ -3,7 +3,9 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, event, identifier_count, identifiers_of, json_ok, pid, spawn_app};
+use crate::helpers::{
+    assert_error, event, identifier_count, identifiers_of, json_ok, pid, spawn_app,
+};
 
 #[tokio::test]
 async fn an_event_sharing_an_email_merges_two_profiles_into_the_oldest() {
@@ -34,7 +36,11 @@ async fn an_event_sharing_an_email_merges_two_profiles_into_the_oldest() {
             Value::Null,
         ))
         .await;
-    assert_eq!(outcome["profile_id"], first.as_str(), "the oldest profile survives: {outcome}");
+    assert_eq!(
+        outcome["profile_id"],
+        first.as_str(),
+        "the oldest profile survives: {outcome}"
+    );
     assert_eq!(outcome["merged"], json!([second]), "{outcome}");
 
     // A lookup right after the 2xx sees the merge, through any identifier.
@@ -70,8 +76,18 @@ async fn a_merge_inside_one_batch_is_visible_right_after_the_answer() {
     let app = spawn_app().await;
     let batch = json!([
         event("rb-1", "web", json!({ "cookie_id": "ck-b1" }), Value::Null),
-        event("rb-2", "web", json!({ "email": "batch@example.com" }), Value::Null),
-        event("rb-3", "web", json!({ "email": "batch@example.com", "cookie_id": "ck-b1" }), Value::Null),
+        event(
+            "rb-2",
+            "web",
+            json!({ "email": "batch@example.com" }),
+            Value::Null
+        ),
+        event(
+            "rb-3",
+            "web",
+            json!({ "email": "batch@example.com", "cookie_id": "ck-b1" }),
+            Value::Null
+        ),
     ]);
     let body = json_ok(app.post_events(&batch).await).await;
     assert_eq!(body["accepted"], 3, "{body}");
@@ -110,10 +126,17 @@ async fn a_second_customer_id_on_a_known_email_is_refused() {
         .as_array()
         .unwrap_or_else(|| panic!("no conflicts reported: {outcome}"));
     assert!(
-        conflicts.iter().any(|c| c["rule"] == "max_per_profile:customer_id=1"),
+        conflicts
+            .iter()
+            .any(|c| c["rule"] == "max_per_profile:customer_id=1"),
         "{outcome}"
     );
-    assert!(outcome.get("merged").is_none_or(|m| m.as_array().is_some_and(Vec::is_empty)), "{outcome}");
+    assert!(
+        outcome
+            .get("merged")
+            .is_none_or(|m| m.as_array().is_some_and(Vec::is_empty)),
+        "{outcome}"
+    );
 
     // The profiles stay separate; the email stays with the first customer.
     let c1 = app.pid_of("customer_id", "C-1").await;
@@ -168,8 +191,15 @@ async fn an_email_linking_two_known_customer_ids_is_refused() {
 
     assert_eq!(app.pid_of("customer_id", "C-1").await, first);
     assert_eq!(app.pid_of("customer_id", "C-2").await, second);
-    assert_eq!(app.pid_of("email", "shared@example.com").await, first, "the email stays with the first");
-    assert_eq!(identifiers_of(&app.profile(&first).await, "customer_id"), ["C-1"]);
+    assert_eq!(
+        app.pid_of("email", "shared@example.com").await,
+        first,
+        "the email stays with the first"
+    );
+    assert_eq!(
+        identifiers_of(&app.profile(&first).await, "customer_id"),
+        ["C-1"]
+    );
     let golden2 = app.profile(&second).await;
     assert_eq!(identifiers_of(&golden2, "customer_id"), ["C-2"]);
     assert!(identifiers_of(&golden2, "email").is_empty(), "{golden2}");
@@ -178,9 +208,13 @@ async fn an_email_linking_two_known_customer_ids_is_refused() {
     for id in [&first, &second] {
         let history = json_ok(app.get(&format!("/v1/profiles/{id}/history")).await).await;
         assert!(
-            history["history"].as_array().unwrap().iter().any(|h| h["kind"] == "conflict"
-                && h["rule"] == "max_per_profile:customer_id=1"
-                && h["event_id"] == "k-3"),
+            history["history"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|h| h["kind"] == "conflict"
+                    && h["rule"] == "max_per_profile:customer_id=1"
+                    && h["event_id"] == "k-3"),
             "{history}"
         );
     }
@@ -208,7 +242,12 @@ async fn blocklisted_values_never_link_two_people() {
             .as_array()
             .unwrap_or_else(|| panic!("no ignored list: {outcome}"))
             .iter()
-            .map(|i| (i["field"].as_str().unwrap().to_owned(), i["reason"].as_str().unwrap().to_owned()))
+            .map(|i| {
+                (
+                    i["field"].as_str().unwrap().to_owned(),
+                    i["reason"].as_str().unwrap().to_owned(),
+                )
+            })
             .collect();
         ignored.sort();
         assert_eq!(
@@ -223,11 +262,18 @@ async fn blocklisted_values_never_link_two_people() {
         assert!(outcome.get("merged").is_none(), "{outcome}");
         outcomes.push(pid(&outcome));
     }
-    assert_ne!(outcomes[0], outcomes[1], "junk values glued two people together");
+    assert_ne!(
+        outcomes[0], outcomes[1],
+        "junk values glued two people together"
+    );
     for (id, customer) in outcomes.iter().zip(["C-A", "C-B"]) {
         let golden = app.profile(id).await;
         assert_eq!(identifiers_of(&golden, "customer_id"), [customer]);
-        assert_eq!(identifier_count(&golden), 1, "junk stored as an identifier: {golden}");
+        assert_eq!(
+            identifier_count(&golden),
+            1,
+            "junk stored as an identifier: {golden}"
+        );
     }
     assert_error(app.lookup("email", "test@test.com").await, 404, "not_found").await;
     assert_error(app.lookup("cookie_id", "undefined").await, 404, "not_found").await;
@@ -245,26 +291,47 @@ async fn an_event_with_only_junk_identifiers_is_rejected() {
     let err = assert_error(app.post_events(&junk).await, 422, "no_linkable_identifier").await;
     assert_eq!(err["field"], "identifiers");
 
-    let good = event("junk-2", "web", json!({ "email": "real@example.com" }), Value::Null);
+    let good = event(
+        "junk-2",
+        "web",
+        json!({ "email": "real@example.com" }),
+        Value::Null,
+    );
     let body = json_ok(app.post_events(&json!([junk, good])).await).await;
     assert_eq!(body["accepted"], 1, "{body}");
     assert_eq!(body["rejected"], 1, "{body}");
     assert_eq!(body["results"][0]["status"], "rejected");
-    assert_eq!(body["results"][0]["error"]["code"], "no_linkable_identifier");
+    assert_eq!(
+        body["results"][0]["error"]["code"],
+        "no_linkable_identifier"
+    );
     assert_eq!(body["results"][0]["error"]["field"], "identifiers");
 
     let health = json_ok(app.get("/health").await).await;
-    assert_eq!(health["events"], 1, "only the good event is stored: {health}");
+    assert_eq!(
+        health["events"], 1,
+        "only the good event is stored: {health}"
+    );
 }
 
 #[tokio::test]
 async fn history_of_a_merged_profile_names_the_event_and_rule() {
     let app = spawn_app().await;
     let first = app
-        .ingest_pid(&event("hm-1", "web", json!({ "email": "hist@example.com" }), Value::Null))
+        .ingest_pid(&event(
+            "hm-1",
+            "web",
+            json!({ "email": "hist@example.com" }),
+            Value::Null,
+        ))
         .await;
     let second = app
-        .ingest_pid(&event("hm-2", "mobile", json!({ "device_id": "dev-h" }), Value::Null))
+        .ingest_pid(&event(
+            "hm-2",
+            "mobile",
+            json!({ "device_id": "dev-h" }),
+            Value::Null,
+        ))
         .await;
     app.ingest(&event(
         "hm-3",
@@ -289,7 +356,10 @@ async fn history_of_a_merged_profile_names_the_event_and_rule() {
     let created: Vec<&Value> = history.iter().filter(|h| h["kind"] == "created").collect();
     assert_eq!(created.len(), 2, "{body}");
     let seqs: Vec<u64> = history.iter().map(|h| h["seq"].as_u64().unwrap()).collect();
-    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "history is oldest first: {seqs:?}");
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "history is oldest first: {seqs:?}"
+    );
 
     // The absorbed id answers with the survivor's history.
     let via_absorbed = json_ok(app.get(&format!("/v1/profiles/{second}/history")).await).await;

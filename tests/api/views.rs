@@ -18,16 +18,31 @@ async fn family_tablet(app: &TestApp) -> (String, String) {
     e1["properties"] = json!({ "platform": "iOS" });
     let first = app.ingest_pid(&e1).await;
     assert_eq!(
-        app.ingest_pid(&event("d-2", "web", json!({ "customer_id": "C-1", "cookie_id": "ck-mom" }), Value::Null))
-            .await,
+        app.ingest_pid(&event(
+            "d-2",
+            "web",
+            json!({ "customer_id": "C-1", "cookie_id": "ck-mom" }),
+            Value::Null
+        ))
+        .await,
         first
     );
     let second = app
-        .ingest_pid(&event("d-3", "crm", json!({ "customer_id": "C-2", "email": "kid@example.com" }), Value::Null))
+        .ingest_pid(&event(
+            "d-3",
+            "crm",
+            json!({ "customer_id": "C-2", "email": "kid@example.com" }),
+            Value::Null,
+        ))
         .await;
     assert_ne!(first, second);
     let outcome = app
-        .ingest(&event("d-4", "pos", json!({ "customer_id": "C-2", "device_id": "tab-1" }), Value::Null))
+        .ingest(&event(
+            "d-4",
+            "pos",
+            json!({ "customer_id": "C-2", "device_id": "tab-1" }),
+            Value::Null,
+        ))
         .await;
     assert_eq!(outcome["profile_id"], second.as_str(), "{outcome}");
     assert_eq!(
@@ -35,7 +50,11 @@ async fn family_tablet(app: &TestApp) -> (String, String) {
         json!([{ "kind": "device_id", "rule": "max_per_profile:customer_id=1", "profile_id": first }]),
         "{outcome}"
     );
-    assert_eq!(app.pid_of("device_id", "tab-1").await, first, "the tablet stays with its first user");
+    assert_eq!(
+        app.pid_of("device_id", "tab-1").await,
+        first,
+        "the tablet stays with its first user"
+    );
     (first, second)
 }
 
@@ -53,11 +72,17 @@ async fn devices_view_lists_platform_and_who_else_uses_the_device() {
         .find(|d| d["kind"] == "device_id")
         .unwrap_or_else(|| panic!("no device_id: {body}"));
     assert_eq!(tablet["value"], "tab-1");
-    assert_eq!(tablet["platform"], "ios", "platform comes from properties.platform: {body}");
+    assert_eq!(
+        tablet["platform"], "ios",
+        "platform comes from properties.platform: {body}"
+    );
     assert_eq!(tablet["shared_with"], json!([second]), "{body}");
     assert_eq!(tablet["event_count"], 2, "{body}");
     assert_eq!(tablet["sources"], json!(["mobile", "pos"]), "{body}");
-    assert!(tablet["first_seen"].is_string() && tablet["last_seen"].is_string(), "{body}");
+    assert!(
+        tablet["first_seen"].is_string() && tablet["last_seen"].is_string(),
+        "{body}"
+    );
     let cookie = devices
         .iter()
         .find(|d| d["kind"] == "cookie_id")
@@ -68,12 +93,24 @@ async fn devices_view_lists_platform_and_who_else_uses_the_device() {
 
     // The golden profile summarizes the same devices.
     let golden = app.profile(&first).await;
-    let summary = golden["devices"].as_array().expect("devices in golden profile");
+    let summary = golden["devices"]
+        .as_array()
+        .expect("devices in golden profile");
     assert_eq!(summary.len(), 2, "{golden}");
-    assert!(summary.iter().any(|d| d["value"] == "tab-1" && d["platform"] == "ios"), "{golden}");
+    assert!(
+        summary
+            .iter()
+            .any(|d| d["value"] == "tab-1" && d["platform"] == "ios"),
+        "{golden}"
+    );
 
     // An absorbed or unknown id: the view follows aliases, unknown is 404.
-    assert_error(app.get("/v1/profiles/p_999999999999/devices").await, 404, "not_found").await;
+    assert_error(
+        app.get("/v1/profiles/p_999999999999/devices").await,
+        404,
+        "not_found",
+    )
+    .await;
 }
 
 /// Two people at one address written two ways; a third elsewhere. Returns the three ids.
@@ -112,9 +149,16 @@ async fn a_shared_address_written_differently_makes_a_household() {
 
     let hh = json_ok(app.get(&format!("/v1/profiles/{a}/household")).await).await;
     assert_eq!(hh["members"], json!([a, b]), "{hh}");
-    assert_eq!(hh["bonds"], json!([{ "type": "shared_address", "a": a, "b": b }]), "{hh}");
+    assert_eq!(
+        hh["bonds"],
+        json!([{ "type": "shared_address", "a": a, "b": b }]),
+        "{hh}"
+    );
     assert_eq!(hh["truncated"], false);
-    let hid = hh["household_id"].as_str().expect("household_id").to_owned();
+    let hid = hh["household_id"]
+        .as_str()
+        .expect("household_id")
+        .to_owned();
     assert!(hid.starts_with("hh_"), "{hh}");
 
     // Same household seen from the other member and by its id.
@@ -136,9 +180,24 @@ async fn a_shared_address_written_differently_makes_a_household() {
     assert_eq!(own["bonds"], json!([]), "{own}");
     // A one-person "household" is not a household.
     let lone_id = own["household_id"].as_str().unwrap();
-    assert_error(app.get(&format!("/v1/households/{lone_id}")).await, 404, "not_found").await;
-    assert_error(app.get("/v1/households/hh_999999999999").await, 404, "not_found").await;
-    assert_error(app.get("/v1/households/not-a-household").await, 404, "not_found").await;
+    assert_error(
+        app.get(&format!("/v1/households/{lone_id}")).await,
+        404,
+        "not_found",
+    )
+    .await;
+    assert_error(
+        app.get("/v1/households/hh_999999999999").await,
+        404,
+        "not_found",
+    )
+    .await;
+    assert_error(
+        app.get("/v1/households/not-a-household").await,
+        404,
+        "not_found",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -188,10 +247,17 @@ async fn a_shared_device_household_is_the_same_from_either_member() {
     let (first, second) = family_tablet(&app).await;
     let from_first = json_ok(app.get(&format!("/v1/profiles/{first}/household")).await).await;
     let from_second = json_ok(app.get(&format!("/v1/profiles/{second}/household")).await).await;
-    assert_eq!(from_second["members"], json!([first, second]), "{from_second}");
+    assert_eq!(
+        from_second["members"],
+        json!([first, second]),
+        "{from_second}"
+    );
     assert_eq!(from_second["household_id"], from_first["household_id"]);
     assert_eq!(from_second["bonds"], from_first["bonds"]);
-    assert_eq!(app.profile(&second).await["household_id"], from_first["household_id"]);
+    assert_eq!(
+        app.profile(&second).await["household_id"],
+        from_first["household_id"]
+    );
 }
 
 #[tokio::test]
@@ -202,27 +268,55 @@ async fn graph_shows_the_profile_and_its_refused_neighbours() {
     let own = identifier_count(&golden);
     assert_eq!(own, 4, "{golden}");
 
-    let g0 = json_ok(app.get(&format!("/v1/profiles/{first}/graph?depth=0")).await).await;
+    let g0 = json_ok(
+        app.get(&format!("/v1/profiles/{first}/graph?depth=0"))
+            .await,
+    )
+    .await;
     assert_eq!(g0["profile_id"], first.as_str());
     assert_eq!(g0["truncated"], false);
     let nodes = g0["elements"]["nodes"].as_array().expect("nodes");
     assert_eq!(nodes.len(), own, "{g0}");
-    assert!(nodes.iter().all(|n| n["data"]["in_profile"] == true && n["data"]["profile_id"] == first.as_str()), "{g0}");
-    let ids: Vec<&str> = nodes.iter().map(|n| n["data"]["id"].as_str().unwrap()).collect();
-    for k in ["customer_id:C-1", "email:mom@example.com", "device_id:tab-1", "cookie_id:ck-mom"] {
+    assert!(
+        nodes
+            .iter()
+            .all(|n| n["data"]["in_profile"] == true && n["data"]["profile_id"] == first.as_str()),
+        "{g0}"
+    );
+    let ids: Vec<&str> = nodes
+        .iter()
+        .map(|n| n["data"]["id"].as_str().unwrap())
+        .collect();
+    for k in [
+        "customer_id:C-1",
+        "email:mom@example.com",
+        "device_id:tab-1",
+        "cookie_id:ck-mom",
+    ] {
         assert!(ids.contains(&k), "{k} missing: {g0}");
     }
     let edges = g0["elements"]["edges"].as_array().expect("edges");
-    assert_eq!(edges.len(), 3, "the anchor customer id links the three others: {g0}");
+    assert_eq!(
+        edges.len(),
+        3,
+        "the anchor customer id links the three others: {g0}"
+    );
     for e in edges {
         let d = &e["data"];
         assert_eq!(d["status"], "active", "{g0}");
-        assert!(ids.contains(&d["source"].as_str().unwrap()) && ids.contains(&d["target"].as_str().unwrap()));
+        assert!(
+            ids.contains(&d["source"].as_str().unwrap())
+                && ids.contains(&d["target"].as_str().unwrap())
+        );
         assert!(d["count"].as_u64().unwrap() >= 1);
         assert!(!d["event_ids"].as_array().unwrap().is_empty());
     }
 
-    let g1 = json_ok(app.get(&format!("/v1/profiles/{first}/graph?depth=1")).await).await;
+    let g1 = json_ok(
+        app.get(&format!("/v1/profiles/{first}/graph?depth=1"))
+            .await,
+    )
+    .await;
     let nodes = g1["elements"]["nodes"].as_array().expect("nodes");
     assert_eq!(nodes.len(), own + 1, "{g1}");
     let outsider = nodes
@@ -238,8 +332,14 @@ async fn graph_shows_the_profile_and_its_refused_neighbours() {
         .find(|e| e["data"]["status"] == "refused")
         .unwrap_or_else(|| panic!("no refused edge: {g1}"));
     assert_eq!(refused["data"]["rule"], "max_per_profile:customer_id=1");
-    let ends = [refused["data"]["source"].as_str().unwrap(), refused["data"]["target"].as_str().unwrap()];
-    assert!(ends.contains(&"customer_id:C-2") && ends.contains(&"device_id:tab-1"), "{refused}");
+    let ends = [
+        refused["data"]["source"].as_str().unwrap(),
+        refused["data"]["target"].as_str().unwrap(),
+    ];
+    assert!(
+        ends.contains(&"customer_id:C-2") && ends.contains(&"device_id:tab-1"),
+        "{refused}"
+    );
     assert_eq!(refused["data"]["event_ids"], json!(["d-4"]));
 }
 
@@ -255,18 +355,35 @@ async fn graph_limit_bounds_the_nodes_and_says_truncated() {
         ))
         .await;
     let full = json_ok(app.get(&format!("/v1/profiles/{id}/graph")).await).await;
-    assert_eq!(full["elements"]["nodes"].as_array().unwrap().len(), 6, "{full}");
+    assert_eq!(
+        full["elements"]["nodes"].as_array().unwrap().len(),
+        6,
+        "{full}"
+    );
     assert_eq!(full["truncated"], false);
 
-    let cut = json_ok(app.get(&format!("/v1/profiles/{id}/graph?depth=1&limit=3")).await).await;
+    let cut = json_ok(
+        app.get(&format!("/v1/profiles/{id}/graph?depth=1&limit=3"))
+            .await,
+    )
+    .await;
     let nodes = cut["elements"]["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 3, "{cut}");
     assert_eq!(cut["truncated"], true, "{cut}");
     // Edges only join nodes that are shown.
-    let shown: Vec<&str> = nodes.iter().map(|n| n["data"]["id"].as_str().unwrap()).collect();
+    let shown: Vec<&str> = nodes
+        .iter()
+        .map(|n| n["data"]["id"].as_str().unwrap())
+        .collect();
     for e in cut["elements"]["edges"].as_array().unwrap() {
-        assert!(shown.contains(&e["data"]["source"].as_str().unwrap()), "{cut}");
-        assert!(shown.contains(&e["data"]["target"].as_str().unwrap()), "{cut}");
+        assert!(
+            shown.contains(&e["data"]["source"].as_str().unwrap()),
+            "{cut}"
+        );
+        assert!(
+            shown.contains(&e["data"]["target"].as_str().unwrap()),
+            "{cut}"
+        );
     }
 }
 
@@ -274,12 +391,27 @@ async fn graph_limit_bounds_the_nodes_and_says_truncated() {
 async fn explain_shows_the_path_and_the_provenance_of_each_edge() {
     let app = spawn_app().await;
     let id = app
-        .ingest_pid(&event("x-1", "web", json!({ "customer_id": "C-9", "email": "path@example.com" }), Value::Null))
+        .ingest_pid(&event(
+            "x-1",
+            "web",
+            json!({ "customer_id": "C-9", "email": "path@example.com" }),
+            Value::Null,
+        ))
         .await;
-    app.ingest(&event("x-2", "mobile", json!({ "customer_id": "C-9", "device_id": "dev-9" }), Value::Null))
-        .await;
-    app.ingest(&event("x-3", "pos", json!({ "customer_id": "C-9", "device_id": "dev-9" }), Value::Null))
-        .await;
+    app.ingest(&event(
+        "x-2",
+        "mobile",
+        json!({ "customer_id": "C-9", "device_id": "dev-9" }),
+        Value::Null,
+    ))
+    .await;
+    app.ingest(&event(
+        "x-3",
+        "pos",
+        json!({ "customer_id": "C-9", "device_id": "dev-9" }),
+        Value::Null,
+    ))
+    .await;
 
     let body = json_ok(
         app.get_query(
@@ -290,13 +422,20 @@ async fn explain_shows_the_path_and_the_provenance_of_each_edge() {
     )
     .await;
     assert_eq!(body["profile_id"], id.as_str());
-    assert_eq!(body["a"], "email:path@example.com", "a is normalized: {body}");
+    assert_eq!(
+        body["a"], "email:path@example.com",
+        "a is normalized: {body}"
+    );
     assert_eq!(body["b"], "device_id:dev-9");
     assert_eq!(body["connected"], true);
     assert_eq!(body["hops"], 2, "{body}");
     assert_eq!(
         body["path"],
-        json!(["email:path@example.com", "customer_id:C-9", "device_id:dev-9"]),
+        json!([
+            "email:path@example.com",
+            "customer_id:C-9",
+            "device_id:dev-9"
+        ]),
         "{body}"
     );
     let edges = body["edges"].as_array().expect("edges");
@@ -313,7 +452,10 @@ async fn explain_shows_the_path_and_the_provenance_of_each_edge() {
     assert_eq!(edges[1]["sources"], json!(["mobile", "pos"]));
     assert_eq!(edges[1]["count"], 2);
     for e in edges {
-        assert!(e["first_seen"].is_string() && e["last_seen"].is_string(), "{e}");
+        assert!(
+            e["first_seen"].is_string() && e["last_seen"].is_string(),
+            "{e}"
+        );
     }
 }
 
@@ -321,18 +463,37 @@ async fn explain_shows_the_path_and_the_provenance_of_each_edge() {
 async fn explain_for_an_identifier_outside_the_profile_is_404() {
     let app = spawn_app().await;
     let id = app
-        .ingest_pid(&event("x-1", "web", json!({ "customer_id": "C-9", "email": "in@example.com" }), Value::Null))
+        .ingest_pid(&event(
+            "x-1",
+            "web",
+            json!({ "customer_id": "C-9", "email": "in@example.com" }),
+            Value::Null,
+        ))
         .await;
-    app.ingest(&event("x-2", "web", json!({ "email": "elsewhere@example.com" }), Value::Null))
-        .await;
+    app.ingest(&event(
+        "x-2",
+        "web",
+        json!({ "email": "elsewhere@example.com" }),
+        Value::Null,
+    ))
+    .await;
     let path = format!("/v1/profiles/{id}/explain");
     // Exists nowhere.
     let q = [("a", "email:nobody@example.com"), ("b", "customer_id:C-9")];
     assert_error(app.get_query(&path, &q).await, 404, "not_found").await;
     // Exists, in another profile.
-    let q = [("a", "customer_id:C-9"), ("b", "email:elsewhere@example.com")];
+    let q = [
+        ("a", "customer_id:C-9"),
+        ("b", "email:elsewhere@example.com"),
+    ];
     assert_error(app.get_query(&path, &q).await, 404, "not_found").await;
     // Unknown profile.
     let q = [("a", "customer_id:C-9"), ("b", "email:in@example.com")];
-    assert_error(app.get_query("/v1/profiles/p_999999999999/explain", &q).await, 404, "not_found").await;
+    assert_error(
+        app.get_query("/v1/profiles/p_999999999999/explain", &q)
+            .await,
+        404,
+        "not_found",
+    )
+    .await;
 }
