@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::profile::survivorship::Strategy;
 
 /// All of idgraph's settings.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub server: ServerSettings,
@@ -133,9 +133,17 @@ impl Default for SourceSettings {
     fn default() -> Self {
         SourceSettings {
             custom: Vec::new(),
-            priority: ["crm", "pos", "contact_center", "mobile", "web", "email", "third_party"]
-                .map(String::from)
-                .to_vec(),
+            priority: [
+                "crm",
+                "pos",
+                "contact_center",
+                "mobile",
+                "web",
+                "email",
+                "third_party",
+            ]
+            .map(String::from)
+            .to_vec(),
         }
     }
 }
@@ -188,21 +196,6 @@ impl Default for HouseholdSettings {
     }
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            server: ServerSettings::default(),
-            storage: StorageSettings::default(),
-            identifiers: IdentifierSettings::default(),
-            sources: SourceSettings::default(),
-            rules: RuleSettings::default(),
-            blocklist: BlocklistSettings::default(),
-            survivorship: SurvivorshipSettings::default(),
-            households: HouseholdSettings::default(),
-        }
-    }
-}
-
 /// A configuration problem, naming the setting.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration error: {0}")]
@@ -222,9 +215,7 @@ impl Settings {
             figment = figment.merge(Toml::file(path));
         }
         figment = figment.merge(Env::prefixed("IDGRAPH_").split("__"));
-        let settings: Settings = figment
-            .extract()
-            .map_err(|e| ConfigError(e.to_string()))?;
+        let settings: Settings = figment.extract().map_err(|e| ConfigError(e.to_string()))?;
         Ok(settings)
     }
 

@@ -105,10 +105,16 @@ impl Engine {
     }
 
     /// Runs the service over any graph store.
-    pub fn with_store(settings: Settings, store: Arc<dyn GraphStore>) -> Result<Engine, EngineError> {
+    pub fn with_store(
+        settings: Settings,
+        store: Arc<dyn GraphStore>,
+    ) -> Result<Engine, EngineError> {
         let rules = Arc::new(Rules::from_settings(&settings).map_err(EngineError::Config)?);
-        let normalizer = Normalizer::new(&settings.identifiers.default_region, &settings.identifiers.custom_kinds)
-            .map_err(EngineError::Config)?;
+        let normalizer = Normalizer::new(
+            &settings.identifiers.default_region,
+            &settings.identifiers.custom_kinds,
+        )
+        .map_err(EngineError::Config)?;
         let blocklist = Blocklist::new(&settings.blocklist).map_err(EngineError::Config)?;
         let validator = Validator::new(
             normalizer,
@@ -151,7 +157,10 @@ impl Engine {
         self.validator.validate(event, now_ms())
     }
 
-    fn submit(&self, op: Op) -> Result<tokio::sync::oneshot::Receiver<Result<OpResult, EngineError>>, EngineError> {
+    fn submit(
+        &self,
+        op: Op,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<OpResult, EngineError>>, EngineError> {
         let (reply, rx) = tokio::sync::oneshot::channel();
         let queue = self.queue.as_ref().ok_or(EngineError::ShuttingDown)?;
         match queue.try_send(Job { op, reply }) {
@@ -162,7 +171,10 @@ impl Engine {
     }
 
     /// Resolves events durably; returns one outcome per event, in order. Async form.
-    pub async fn ingest_async(&self, events: Vec<NormalizedEvent>) -> Result<Vec<EventOutcome>, EngineError> {
+    pub async fn ingest_async(
+        &self,
+        events: Vec<NormalizedEvent>,
+    ) -> Result<Vec<EventOutcome>, EngineError> {
         let rx = self.submit(Op::Ingest(events))?;
         match rx.await.map_err(|_| EngineError::ShuttingDown)?? {
             OpResult::Ingested(o) => Ok(o),
@@ -173,7 +185,10 @@ impl Engine {
     /// Resolves events durably (blocking form, for the CLI, benches and tests).
     pub fn ingest(&self, events: Vec<NormalizedEvent>) -> Result<Vec<EventOutcome>, EngineError> {
         let rx = self.submit(Op::Ingest(events))?;
-        match rx.blocking_recv().map_err(|_| EngineError::ShuttingDown)?? {
+        match rx
+            .blocking_recv()
+            .map_err(|_| EngineError::ShuttingDown)??
+        {
             OpResult::Ingested(o) => Ok(o),
             OpResult::Unmerged(_) => Err(EngineError::ShuttingDown),
         }
@@ -191,13 +206,19 @@ impl Engine {
     pub fn normalize(&self, field: &str, kind: &str, value: &str) -> Result<IdentKey, EngineError> {
         match self.validator.normalizer.normalize(kind, value) {
             Ok(id) => Ok(id.key()),
-            Err(NormalizeError::UnknownKind) => Err(invalid(field, format!("unknown identifier kind {kind:?}"))),
+            Err(NormalizeError::UnknownKind) => {
+                Err(invalid(field, format!("unknown identifier kind {kind:?}")))
+            }
             Err(NormalizeError::Invalid(why)) => Err(invalid(field, why)),
         }
     }
 
     async fn unmerge(&self, op: Op) -> Result<SplitOutcome, EngineError> {
-        match self.submit(op)?.await.map_err(|_| EngineError::ShuttingDown)?? {
+        match self
+            .submit(op)?
+            .await
+            .map_err(|_| EngineError::ShuttingDown)??
+        {
             OpResult::Unmerged(o) => Ok(o),
             OpResult::Ingested(_) => Err(EngineError::ShuttingDown),
         }
@@ -240,9 +261,15 @@ impl Engine {
         let bytes = self
             .store
             .golden(&state.id)?
-            .ok_or_else(|| StoreError::Corrupt { key: state.id.clone(), reason: "golden profile missing from cache".into() })?;
-        let mut golden: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| StoreError::Corrupt { key: state.id.clone(), reason: e.to_string() })?;
+            .ok_or_else(|| StoreError::Corrupt {
+                key: state.id.clone(),
+                reason: "golden profile missing from cache".into(),
+            })?;
+        let mut golden: Value =
+            serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                key: state.id.clone(),
+                reason: e.to_string(),
+            })?;
         let hh = self.household_state(state)?;
         if hh.members.len() > 1 {
             golden["household_id"] = Value::String(hh.household_id);
@@ -253,7 +280,10 @@ impl Engine {
     /// The golden profile holding identifier `kind`/`value` (normalized like ingest).
     pub fn lookup(&self, kind: &str, value: &str) -> Result<Value, EngineError> {
         let key = self.normalize("value", kind, value)?;
-        let node = self.store.node(&key)?.ok_or_else(|| not_found("identifier"))?;
+        let node = self
+            .store
+            .node(&key)?
+            .ok_or_else(|| not_found("identifier"))?;
         let state = self.profile_state(&node.profile_id)?;
         self.golden_of(&state)
     }
@@ -265,11 +295,18 @@ impl Engine {
 
     pub fn devices(&self, id: &str) -> Result<(ProfileId, Vec<Device>), EngineError> {
         let state = self.profile_state(id)?;
-        Ok((state.id.clone(), views::devices(self.store.as_ref(), &state)?))
+        Ok((
+            state.id.clone(),
+            views::devices(self.store.as_ref(), &state)?,
+        ))
     }
 
     fn household_state(&self, state: &ProfileState) -> Result<Household, EngineError> {
-        Ok(household_of(self.store.as_ref(), state, self.rules.household_max_members)?)
+        Ok(household_of(
+            self.store.as_ref(),
+            state,
+            self.rules.household_max_members,
+        )?)
     }
 
     pub fn household(&self, id: &str) -> Result<Household, EngineError> {
@@ -279,8 +316,11 @@ impl Engine {
 
     /// The household named by `hid` (`hh_<seq>`), now identified by its current oldest member.
     pub fn household_by_id(&self, hid: &str) -> Result<Household, EngineError> {
-        let pid = profile_of_household_id(hid).ok_or_else(|| not_found(format!("household {hid}")))?;
-        let state = self.profile_state(&pid).map_err(|_| not_found(format!("household {hid}")))?;
+        let pid =
+            profile_of_household_id(hid).ok_or_else(|| not_found(format!("household {hid}")))?;
+        let state = self
+            .profile_state(&pid)
+            .map_err(|_| not_found(format!("household {hid}")))?;
         let hh = self.household_state(&state)?;
         if hh.members.len() < 2 {
             return Err(not_found(format!("household {hid}")));
@@ -296,14 +336,23 @@ impl Engine {
     pub fn explain(&self, id: &str, a: &IdentKey, b: &IdentKey) -> Result<Value, EngineError> {
         let state = self.profile_state(id)?;
         views::explain(self.store.as_ref(), &state, a, b).map_err(|e| match e {
-            ExplainError::NotInProfile(which) => not_found(format!("identifier {which} in profile {}", state.id)),
+            ExplainError::NotInProfile(which) => {
+                not_found(format!("identifier {which} in profile {}", state.id))
+            }
             ExplainError::Store(s) => EngineError::Store(s),
         })
     }
 
-    pub fn history(&self, id: &str, limit: usize) -> Result<(ProfileId, Vec<HistoryEntry>), EngineError> {
+    pub fn history(
+        &self,
+        id: &str,
+        limit: usize,
+    ) -> Result<(ProfileId, Vec<HistoryEntry>), EngineError> {
         let live = self.profile_state(id)?;
-        Ok((live.id.clone(), views::history(self.store.as_ref(), &live.id, limit)?))
+        Ok((
+            live.id.clone(),
+            views::history(self.store.as_ref(), &live.id, limit)?,
+        ))
     }
 
     /// Bytes on disk of the store.
@@ -327,7 +376,11 @@ impl Drop for Engine {
     }
 }
 
-fn run(s: &mut Session<'_>, rules: &Rules, op: &Op) -> Result<Result<OpResult, EngineError>, StoreError> {
+fn run(
+    s: &mut Session<'_>,
+    rules: &Rules,
+    op: &Op,
+) -> Result<Result<OpResult, EngineError>, StoreError> {
     Ok(match op {
         Op::Ingest(events) => {
             let mut out = Vec::with_capacity(events.len());
@@ -381,7 +434,9 @@ fn writer_loop(store: &dyn GraphStore, rules: &Rules, rx: Receiver<Job>) {
             Err(e) => {
                 tracing::error!(error = %e, requests = jobs.len(), "write group failed; nothing of it was stored");
                 for job in jobs {
-                    let _ = job.reply.send(Err(EngineError::Store(StoreError::Engine(e.to_string()))));
+                    let _ = job
+                        .reply
+                        .send(Err(EngineError::Store(StoreError::Engine(e.to_string()))));
                 }
             }
         }

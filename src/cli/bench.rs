@@ -44,9 +44,11 @@ pub fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()))
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|kb| kb.parse::<u64>().ok())
+            })
         })
         .map(|kb| kb * 1024)
         .unwrap_or(0)
@@ -67,10 +69,9 @@ fn dir_size(path: &std::path::Path) -> u64 {
 }
 
 pub fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
-    let dir = args
-        .dir
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("idgraph-bench-{}", std::process::id())));
+    let dir = args.dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("idgraph-bench-{}", std::process::id()))
+    });
     let _ = std::fs::remove_dir_all(&dir);
     settings.storage.data_dir = dir.clone();
     let rss_before = rss_bytes();
@@ -83,7 +84,11 @@ pub fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
     let t = Instant::now();
     let mut events: Vec<NormalizedEvent> = Vec::with_capacity(raw.len());
     for e in &raw {
-        events.push(engine.validate(e).map_err(|e| anyhow::anyhow!("generated event invalid: {}: {}", e.field, e.message))?);
+        events.push(
+            engine.validate(e).map_err(|e| {
+                anyhow::anyhow!("generated event invalid: {}: {}", e.field, e.message)
+            })?,
+        );
     }
     drop(raw);
     let validate_s = t.elapsed().as_secs_f64();
@@ -91,7 +96,11 @@ pub fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
     let keys: Vec<(String, String)> = events
         .iter()
         .step_by(3)
-        .flat_map(|e| e.identifiers.iter().map(|i| (i.kind.clone(), i.value.clone())))
+        .flat_map(|e| {
+            e.identifiers
+                .iter()
+                .map(|i| (i.kind.clone(), i.value.clone()))
+        })
         .collect();
     let total = events.len();
     let t = Instant::now();
@@ -107,7 +116,12 @@ pub fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
         merges += count_merges(engine.ingest(batch)?);
     }
     let ingest_s = t.elapsed().as_secs_f64();
-    let profiles = engine.store().counters()?.profile_seq.saturating_sub(merges).max(1);
+    let profiles = engine
+        .store()
+        .counters()?
+        .profile_seq
+        .saturating_sub(merges)
+        .max(1);
 
     let engine = Arc::new(engine);
     let keys = Arc::new(keys);
@@ -132,7 +146,9 @@ pub fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
     }
     let mut found = 0;
     for h in handles {
-        found += h.join().map_err(|_| anyhow::anyhow!("lookup thread panicked"))??;
+        found += h
+            .join()
+            .map_err(|_| anyhow::anyhow!("lookup thread panicked"))??;
     }
     let lookup_s = t.elapsed().as_secs_f64();
     let rss_after = rss_bytes();
@@ -162,12 +178,34 @@ pub fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
     if args.json {
         println!("{report}");
     } else {
-        println!("idgraph bench ({} events, {} profiles, batches of {})", total, profiles, args.batch);
-        println!("  validate:        {:>12.0} events/s", total as f64 / validate_s);
-        println!("  resolve+fsync:   {:>12.0} events/s ({:.2}s)", total as f64 / ingest_s, ingest_s);
-        println!("  lookups:         {:>12.0} /s on {} threads ({found} found)", args.lookups as f64 / lookup_s, args.threads);
-        println!("  disk:            {:>12.0} bytes/profile ({} bytes)", disk as f64 / profiles as f64, disk);
-        println!("  resident memory: {:>12.0} bytes/profile growth (RSS {} bytes)", rss_after.saturating_sub(rss_before) as f64 / profiles as f64, rss_after);
+        println!(
+            "idgraph bench ({} events, {} profiles, batches of {})",
+            total, profiles, args.batch
+        );
+        println!(
+            "  validate:        {:>12.0} events/s",
+            total as f64 / validate_s
+        );
+        println!(
+            "  resolve+fsync:   {:>12.0} events/s ({:.2}s)",
+            total as f64 / ingest_s,
+            ingest_s
+        );
+        println!(
+            "  lookups:         {:>12.0} /s on {} threads ({found} found)",
+            args.lookups as f64 / lookup_s,
+            args.threads
+        );
+        println!(
+            "  disk:            {:>12.0} bytes/profile ({} bytes)",
+            disk as f64 / profiles as f64,
+            disk
+        );
+        println!(
+            "  resident memory: {:>12.0} bytes/profile growth (RSS {} bytes)",
+            rss_after.saturating_sub(rss_before) as f64 / profiles as f64,
+            rss_after
+        );
     }
     Ok(())
 }

@@ -19,7 +19,8 @@ fn fresh_dir(dir: &Path) -> anyhow::Result<()> {
     if dir.exists() {
         let empty = std::fs::read_dir(dir)?.next().is_none();
         if dir.join(MARKER).exists() {
-            std::fs::remove_dir_all(dir).with_context(|| format!("cannot clear {}", dir.display()))?;
+            std::fs::remove_dir_all(dir)
+                .with_context(|| format!("cannot clear {}", dir.display()))?;
         } else if !empty {
             bail!(
                 "{} is not empty and is not an idgraph demo directory; pass --data-dir with a new path",
@@ -28,7 +29,10 @@ fn fresh_dir(dir: &Path) -> anyhow::Result<()> {
         }
     }
     std::fs::create_dir_all(dir)?;
-    std::fs::write(dir.join(MARKER), b"created by idgraph demo; deleted by the next demo run\n")?;
+    std::fs::write(
+        dir.join(MARKER),
+        b"created by idgraph demo; deleted by the next demo run\n",
+    )?;
     Ok(())
 }
 
@@ -58,23 +62,36 @@ pub fn ingest(engine: &Engine, data: &DemoData) -> anyhow::Result<(u64, u64, u64
 
 fn examples(engine: &Engine, data: &DemoData, base: &str) -> Vec<String> {
     let mut out = Vec::new();
-    let person = data.people.iter().find(|p| !p.emails.is_empty() && !p.phones.is_empty() && !p.devices.is_empty());
+    let person = data
+        .people
+        .iter()
+        .find(|p| !p.emails.is_empty() && !p.phones.is_empty() && !p.devices.is_empty());
     let Some(p) = person else { return out };
     let email = &p.emails[0];
-    let Ok(profile) = engine.lookup("email", email) else { return out };
-    let pid = profile["profile_id"].as_str().unwrap_or_default().to_owned();
+    let Ok(profile) = engine.lookup("email", email) else {
+        return out;
+    };
+    let pid = profile["profile_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let phone = p.phones[0].trim_start_matches("+1");
     let national = if phone.len() == 10 {
         format!("({}) {}-{}", &phone[..3], &phone[3..6], &phone[6..])
     } else {
         p.phones[0].clone()
     };
-    out.push(format!("curl -s '{base}/v1/lookup?kind=email&value={}'", email.to_uppercase()));
+    out.push(format!(
+        "curl -s '{base}/v1/lookup?kind=email&value={}'",
+        email.to_uppercase()
+    ));
     out.push(format!("curl -s -G '{base}/v1/lookup' --data-urlencode kind=phone --data-urlencode 'value={national}'"));
     out.push(format!("curl -s '{base}/v1/profiles/{pid}'"));
     out.push(format!("curl -s '{base}/v1/profiles/{pid}/devices'"));
     out.push(format!("curl -s '{base}/v1/profiles/{pid}/household'"));
-    out.push(format!("curl -s '{base}/v1/profiles/{pid}/graph?depth=1&limit=100'"));
+    out.push(format!(
+        "curl -s '{base}/v1/profiles/{pid}/graph?depth=1&limit=100'"
+    ));
     out.push(format!("curl -s '{base}/v1/profiles/{pid}/history'"));
     out.push(format!(
         "curl -s -G '{base}/v1/profiles/{pid}/explain' --data-urlencode 'a=email:{email}' --data-urlencode 'b=device_id:{}'",

@@ -58,7 +58,10 @@ impl ImportSummary {
         if !self.reasons.is_empty() {
             out.push_str("rejections:\n");
             for (reason, r) in &self.reasons {
-                out.push_str(&format!("  {} x {reason} (first records: {:?})\n", r.count, r.first_records));
+                out.push_str(&format!(
+                    "  {} x {reason} (first records: {:?})\n",
+                    r.count, r.first_records
+                ));
             }
         }
         out
@@ -77,7 +80,11 @@ impl Batcher<'_> {
         match self.engine.validate(&event) {
             Ok(ev) => self.pending.push((record, ev)),
             Err(e) => {
-                let reason = if e.field.is_empty() { e.message } else { format!("{}: {}", e.field, e.message) };
+                let reason = if e.field.is_empty() {
+                    e.message
+                } else {
+                    format!("{}: {}", e.field, e.message)
+                };
                 self.summary.reject(record, reason);
             }
         }
@@ -121,20 +128,37 @@ pub fn import_file(
     progress: bool,
 ) -> anyhow::Result<ImportSummary> {
     let started = std::time::Instant::now();
-    let ext = file.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let ext = file
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let format = match format {
         Some(f) => f.to_ascii_lowercase(),
         None if ext == "csv" || ext == "tsv" => "csv".into(),
         None if ext == "jsonl" || ext == "ndjson" || ext == "json" => "jsonl".into(),
-        None => bail!("cannot guess the format of {}; pass --format jsonl or --format csv", file.display()),
+        None => bail!(
+            "cannot guess the format of {}; pass --format jsonl or --format csv",
+            file.display()
+        ),
     };
-    let size = std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?.len();
-    let bar = if progress { ProgressBar::new(size) } else { ProgressBar::hidden() };
+    let size = std::fs::metadata(file)
+        .with_context(|| format!("cannot read {}", file.display()))?
+        .len();
+    let bar = if progress {
+        ProgressBar::new(size)
+    } else {
+        ProgressBar::hidden()
+    };
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {per_sec} eta {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut b = Batcher { engine, pending: Vec::new(), summary: ImportSummary::default() };
+    let mut b = Batcher {
+        engine,
+        pending: Vec::new(),
+        summary: ImportSummary::default(),
+    };
     let handle = File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
     let reader = bar.wrap_read(handle);
     match format.as_str() {
@@ -165,14 +189,19 @@ pub fn import_file(
             }
         }
         "csv" => {
-            let mapping_path = mapping.ok_or_else(|| anyhow::anyhow!("CSV import needs --mapping <file.toml>"))?;
+            let mapping_path =
+                mapping.ok_or_else(|| anyhow::anyhow!("CSV import needs --mapping <file.toml>"))?;
             let text = std::fs::read_to_string(mapping_path)
                 .with_context(|| format!("cannot read mapping {}", mapping_path.display()))?;
-            let mapping = Mapping::from_toml_str(&text).with_context(|| format!("mapping {}", mapping_path.display()))?;
+            let mapping = Mapping::from_toml_str(&text)
+                .with_context(|| format!("mapping {}", mapping_path.display()))?;
             for row in CsvEvents::new(reader, &mapping, source)? {
                 match row {
                     Ok((event, _truth)) => {
-                        let row_no = event.pointer("/properties/row").and_then(Value::as_u64).unwrap_or(0);
+                        let row_no = event
+                            .pointer("/properties/row")
+                            .and_then(Value::as_u64)
+                            .unwrap_or(0);
                         b.push(row_no, event)?;
                     }
                     Err(e) => {
@@ -187,6 +216,11 @@ pub fn import_file(
     b.flush()?;
     bar.finish_and_clear();
     b.summary.seconds = started.elapsed().as_secs_f64();
-    tracing::info!(records = b.summary.records, accepted = b.summary.accepted, rejected = b.summary.rejected, "import finished");
+    tracing::info!(
+        records = b.summary.records,
+        accepted = b.summary.accepted,
+        rejected = b.summary.rejected,
+        "import finished"
+    );
     Ok(b.summary)
 }

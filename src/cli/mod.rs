@@ -18,7 +18,11 @@ use crate::engine::Engine;
 use crate::serve::Application;
 
 #[derive(Parser, Debug)]
-#[command(name = "idgraph", version, about = "Graph-native identity resolution: events in, golden profiles out")]
+#[command(
+    name = "idgraph",
+    version,
+    about = "Graph-native identity resolution: events in, golden profiles out"
+)]
 pub struct Cli {
     /// TOML configuration file (see README "Configuration").
     #[arg(long, global = true, env = "IDGRAPH_CONFIG")]
@@ -92,7 +96,11 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn settings(config: Option<&PathBuf>, data_dir: Option<PathBuf>, bind: Option<String>) -> anyhow::Result<Settings> {
+fn settings(
+    config: Option<&PathBuf>,
+    data_dir: Option<PathBuf>,
+    bind: Option<String>,
+) -> anyhow::Result<Settings> {
     let mut s = Settings::load(config.map(|p| p.as_path()))?;
     if let Some(d) = data_dir {
         s.storage.data_dir = d;
@@ -104,7 +112,9 @@ fn settings(config: Option<&PathBuf>, data_dir: Option<PathBuf>, bind: Option<St
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 /// Serves `engine` until Ctrl-C / SIGTERM.
@@ -135,10 +145,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!(data_dir = %s.storage.data_dir.display(), bind = %s.server.bind, "starting idgraph");
             serve(Arc::new(Engine::open(s)?))
         }
-        Command::Import { file, source, mapping, format, data_dir, json } => {
+        Command::Import {
+            file,
+            source,
+            mapping,
+            format,
+            data_dir,
+            json,
+        } => {
             let s = settings(config, data_dir, None)?;
             let engine = Engine::open(s)?;
-            let summary = import::import_file(&engine, &file, &source, mapping.as_deref(), format.as_deref(), true)?;
+            let summary = import::import_file(
+                &engine,
+                &file,
+                &source,
+                mapping.as_deref(),
+                format.as_deref(),
+                true,
+            )?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&summary)?);
             } else {
@@ -146,16 +170,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Demo { people, data_dir, bind, no_serve, seed } => {
+        Command::Demo {
+            people,
+            data_dir,
+            bind,
+            no_serve,
+            seed,
+        } => {
             let s = settings(config, Some(data_dir), bind)?;
             demo::run(s, people, seed, !no_serve)
         }
-        Command::Profile { identifier, data_dir } => {
+        Command::Profile {
+            identifier,
+            data_dir,
+        } => {
             let s = settings(config, data_dir, None)?;
             let engine = Engine::open(s)?;
-            let (kind, value) = identifier
-                .split_once(':')
-                .ok_or_else(|| anyhow::anyhow!("identifier must be kind:value, e.g. email:bob@example.com"))?;
+            let (kind, value) = identifier.split_once(':').ok_or_else(|| {
+                anyhow::anyhow!("identifier must be kind:value, e.g. email:bob@example.com")
+            })?;
             let profile = engine.lookup(kind, value)?;
             println!("{}", serde_json::to_string_pretty(&profile)?);
             Ok(())

@@ -18,13 +18,37 @@ use regex::RegexSet;
 use crate::config::BlocklistSettings;
 
 const GENERIC_JUNK: [&str; 17] = [
-    "null", "nil", "none", "undefined", "unknown", "anonymous", "n/a", "na", "-", "0", "nan",
-    "test", "[object object]", "default", "guest", "empty", "void",
+    "null",
+    "nil",
+    "none",
+    "undefined",
+    "unknown",
+    "anonymous",
+    "n/a",
+    "na",
+    "-",
+    "0",
+    "nan",
+    "test",
+    "[object object]",
+    "default",
+    "guest",
+    "empty",
+    "void",
 ];
 
 const JUNK_EMAIL_LOCALS: [&str; 11] = [
-    "noemail", "no-email", "no_email", "none", "null", "unknown", "noreply", "no-reply",
-    "donotreply", "do-not-reply", "nobody",
+    "noemail",
+    "no-email",
+    "no_email",
+    "none",
+    "null",
+    "unknown",
+    "noreply",
+    "no-reply",
+    "donotreply",
+    "do-not-reply",
+    "nobody",
 ];
 
 const JUNK_EMAILS: [&str; 3] = ["test@test.com", "email@email.com", "a@a.com"];
@@ -119,7 +143,16 @@ mod tests {
 
     #[test]
     fn placeholders_are_junk_for_every_kind() {
-        for v in ["", "  ", "null", "NULL", "undefined", "Anonymous", "unknown", "n/a"] {
+        for v in [
+            "",
+            "  ",
+            "null",
+            "NULL",
+            "undefined",
+            "Anonymous",
+            "unknown",
+            "n/a",
+        ] {
             assert!(list().is_junk_raw("cookie_id", v), "{v:?}");
             assert!(list().is_junk_raw("email", v), "{v:?}");
         }
@@ -128,7 +161,13 @@ mod tests {
 
     #[test]
     fn one_digit_phones_are_junk() {
-        for v in ["0000000000", "111-111-1111", "+1 111 111 1111", "9999999", "1234567890"] {
+        for v in [
+            "0000000000",
+            "111-111-1111",
+            "+1 111 111 1111",
+            "9999999",
+            "1234567890",
+        ] {
             assert!(list().is_junk_raw("phone", v), "{v}");
         }
         assert!(!list().is_junk_raw("phone", "+1 415 234 5678"));
@@ -136,7 +175,12 @@ mod tests {
 
     #[test]
     fn junk_emails() {
-        for v in ["test@test.com", "noemail@example.com", "none@shop.example", "noreply@x.org"] {
+        for v in [
+            "test@test.com",
+            "noemail@example.com",
+            "none@shop.example",
+            "noreply@x.org",
+        ] {
             assert!(list().is_junk("email", v), "{v}");
         }
         assert!(!list().is_junk("email", "bob@example.com"));

@@ -91,7 +91,10 @@ pub struct Validator {
     max_identifiers: usize,
 }
 
-fn str_field<'a>(obj: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, ValidationError> {
+fn str_field<'a>(
+    obj: &'a Map<String, Value>,
+    name: &str,
+) -> Result<Option<&'a str>, ValidationError> {
     match obj.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -102,10 +105,16 @@ fn str_field<'a>(obj: &'a Map<String, Value>, name: &str) -> Result<Option<&'a s
 fn plain_text(field: &str, s: &str, max: usize) -> Result<String, ValidationError> {
     let t = s.trim();
     if t.chars().count() > max {
-        return Err(ValidationError::new(field, format!("longer than {max} characters")));
+        return Err(ValidationError::new(
+            field,
+            format!("longer than {max} characters"),
+        ));
     }
     if t.chars().any(char::is_control) {
-        return Err(ValidationError::new(field, "must not contain control characters"));
+        return Err(ValidationError::new(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(t.to_owned())
 }
@@ -120,7 +129,9 @@ impl Validator {
         let mut sources: BTreeSet<String> = BUILTIN_SOURCES.iter().map(|s| s.to_string()).collect();
         for s in custom_sources {
             if !valid_kind_name(s) {
-                return Err(format!("sources.custom: {s:?} is not a valid source name ([a-z][a-z0-9_]*)"));
+                return Err(format!(
+                    "sources.custom: {s:?} is not a valid source name ([a-z][a-z0-9_]*)"
+                ));
             }
             sources.insert(s.clone());
         }
@@ -184,7 +195,9 @@ impl Validator {
         let properties = match obj.get("properties") {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(p)) => {
-                if serde_json::to_vec(p).map(|b| b.len()).unwrap_or(usize::MAX) > MAX_PROPERTIES_BYTES {
+                if serde_json::to_vec(p).map(|b| b.len()).unwrap_or(usize::MAX)
+                    > MAX_PROPERTIES_BYTES
+                {
                     return Err(ValidationError::new(
                         "properties",
                         format!("larger than {MAX_PROPERTIES_BYTES} bytes"),
@@ -244,7 +257,11 @@ impl Validator {
                             format!("at most {MAX_VALUES_PER_KIND} values per kind"),
                         ));
                     }
-                    items.iter().enumerate().map(|(i, x)| (format!("{field}[{i}]"), x)).collect()
+                    items
+                        .iter()
+                        .enumerate()
+                        .map(|(i, x)| (format!("{field}[{i}]"), x))
+                        .collect()
                 }
                 other => vec![(field.clone(), other)],
             };
@@ -252,7 +269,10 @@ impl Validator {
                 let raw = match item {
                     Value::String(s) => s.as_str(),
                     Value::Null => {
-                        ignored.push(Ignored { field, reason: "blocklisted" });
+                        ignored.push(Ignored {
+                            field,
+                            reason: "blocklisted",
+                        });
                         continue;
                     }
                     _ => return Err(ValidationError::new(field, "must be a string")),
@@ -261,16 +281,25 @@ impl Validator {
                 if total > self.max_identifiers {
                     return Err(ValidationError::new(
                         "identifiers",
-                        format!("more than {} identifier values in one event", self.max_identifiers),
+                        format!(
+                            "more than {} identifier values in one event",
+                            self.max_identifiers
+                        ),
                     ));
                 }
                 if self.blocklist.is_junk_raw(kind, raw) {
-                    ignored.push(Ignored { field, reason: "blocklisted" });
+                    ignored.push(Ignored {
+                        field,
+                        reason: "blocklisted",
+                    });
                     continue;
                 }
                 match self.normalizer.normalize(kind, raw) {
                     Ok(id) if self.blocklist.is_junk(&id.kind, &id.value) => {
-                        ignored.push(Ignored { field, reason: "blocklisted" })
+                        ignored.push(Ignored {
+                            field,
+                            reason: "blocklisted",
+                        })
                     }
                     Ok(id) => {
                         out.insert(id);
@@ -304,13 +333,16 @@ fn parse_timestamp(value: Option<&Value>, now: i64) -> Result<i64, ValidationErr
         None | Some(Value::Null) => return Ok(now),
         Some(Value::String(s)) => DateTime::parse_from_rfc3339(s.trim())
             .map_err(|_| {
-                ValidationError::new("timestamp", "must be an RFC 3339 date-time such as 2026-01-31T12:00:00Z")
+                ValidationError::new(
+                    "timestamp",
+                    "must be an RFC 3339 date-time such as 2026-01-31T12:00:00Z",
+                )
             })?
             .with_timezone(&Utc)
             .timestamp_millis(),
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .ok_or_else(|| ValidationError::new("timestamp", "must be integer milliseconds since the epoch"))?,
+        Some(Value::Number(n)) => n.as_i64().ok_or_else(|| {
+            ValidationError::new("timestamp", "must be integer milliseconds since the epoch")
+        })?,
         Some(_) => {
             return Err(ValidationError::new(
                 "timestamp",
@@ -320,12 +352,18 @@ fn parse_timestamp(value: Option<&Value>, now: i64) -> Result<i64, ValidationErr
     };
     // 1970-01-01 .. now + 1 day (clock skew).
     if ms < 0 || ms > now + 86_400_000 {
-        return Err(ValidationError::new("timestamp", "is out of range (before 1970 or more than a day in the future)"));
+        return Err(ValidationError::new(
+            "timestamp",
+            "is out of range (before 1970 or more than a day in the future)",
+        ));
     }
     Ok(ms)
 }
 
-fn normalize_traits(t: &Map<String, Value>, now: i64) -> Result<BTreeMap<String, Value>, ValidationError> {
+fn normalize_traits(
+    t: &Map<String, Value>,
+    now: i64,
+) -> Result<BTreeMap<String, Value>, ValidationError> {
     let mut out = BTreeMap::new();
     let mut extra = 0usize;
     for (name, v) in t {
@@ -335,34 +373,58 @@ fn normalize_traits(t: &Map<String, Value>, now: i64) -> Result<BTreeMap<String,
         }
         match name.as_str() {
             "first_name" | "last_name" => {
-                let s = v.as_str().ok_or_else(|| ValidationError::new(&field, "must be a string"))?;
+                let s = v
+                    .as_str()
+                    .ok_or_else(|| ValidationError::new(&field, "must be a string"))?;
                 let s = plain_text(&field, s, MAX_NAME_CHARS)?;
                 if !s.is_empty() {
-                    out.insert(name.clone(), Value::String(s.split_whitespace().collect::<Vec<_>>().join(" ")));
+                    out.insert(
+                        name.clone(),
+                        Value::String(s.split_whitespace().collect::<Vec<_>>().join(" ")),
+                    );
                 }
             }
             "birth_date" => {
-                let s = v.as_str().ok_or_else(|| ValidationError::new(&field, "must be a YYYY-MM-DD string"))?;
-                let d = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
-                    .map_err(|_| ValidationError::new(&field, "must be a valid date in YYYY-MM-DD form"))?;
+                let s = v
+                    .as_str()
+                    .ok_or_else(|| ValidationError::new(&field, "must be a YYYY-MM-DD string"))?;
+                let d = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| {
+                    ValidationError::new(&field, "must be a valid date in YYYY-MM-DD form")
+                })?;
                 let today = DateTime::from_timestamp_millis(now).map(|t| t.date_naive());
                 if d.year() < 1900 || today.is_some_and(|t| d > t) {
-                    return Err(ValidationError::new(&field, "must be between 1900-01-01 and today"));
+                    return Err(ValidationError::new(
+                        &field,
+                        "must be between 1900-01-01 and today",
+                    ));
                 }
-                out.insert(name.clone(), Value::String(d.format("%Y-%m-%d").to_string()));
+                out.insert(
+                    name.clone(),
+                    Value::String(d.format("%Y-%m-%d").to_string()),
+                );
             }
             "address" => {
-                let a = v.as_object().ok_or_else(|| ValidationError::new(&field, "must be an object"))?;
+                let a = v
+                    .as_object()
+                    .ok_or_else(|| ValidationError::new(&field, "must be an object"))?;
                 let mut addr = Map::new();
                 for (k, x) in a {
                     let f = format!("{field}.{k}");
                     if !ADDRESS_FIELDS.contains(&k.as_str()) {
-                        return Err(ValidationError::new(f, format!("unknown address field; allowed: {}", ADDRESS_FIELDS.join(", "))));
+                        return Err(ValidationError::new(
+                            f,
+                            format!(
+                                "unknown address field; allowed: {}",
+                                ADDRESS_FIELDS.join(", ")
+                            ),
+                        ));
                     }
                     if x.is_null() {
                         continue;
                     }
-                    let s = x.as_str().ok_or_else(|| ValidationError::new(&f, "must be a string"))?;
+                    let s = x
+                        .as_str()
+                        .ok_or_else(|| ValidationError::new(&f, "must be a string"))?;
                     let mut s = plain_text(&f, s, MAX_NAME_CHARS)?;
                     if k == "country" || k == "postal_code" {
                         s = s.to_uppercase();
@@ -378,13 +440,22 @@ fn normalize_traits(t: &Map<String, Value>, now: i64) -> Result<BTreeMap<String,
             _ => {
                 extra += 1;
                 if extra > MAX_EXTRA_TRAITS {
-                    return Err(ValidationError::new("traits", format!("more than {MAX_EXTRA_TRAITS} extra traits")));
+                    return Err(ValidationError::new(
+                        "traits",
+                        format!("more than {MAX_EXTRA_TRAITS} extra traits"),
+                    ));
                 }
                 if !valid_trait_name(name) {
-                    return Err(ValidationError::new(&field, "trait names are 1 to 64 characters of letters, digits, '_', '-' or '.'"));
+                    return Err(ValidationError::new(
+                        &field,
+                        "trait names are 1 to 64 characters of letters, digits, '_', '-' or '.'",
+                    ));
                 }
                 if serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX) > MAX_TRAIT_BYTES {
-                    return Err(ValidationError::new(&field, format!("larger than {MAX_TRAIT_BYTES} bytes")));
+                    return Err(ValidationError::new(
+                        &field,
+                        format!("larger than {MAX_TRAIT_BYTES} bytes"),
+                    ));
                 }
                 out.insert(name.clone(), v.clone());
             }
@@ -396,5 +467,7 @@ fn normalize_traits(t: &Map<String, Value>, now: i64) -> Result<BTreeMap<String,
 fn valid_trait_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
 }

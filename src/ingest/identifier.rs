@@ -133,7 +133,9 @@ impl Normalizer {
 
     fn normalize_phone(&self, raw: &str) -> Result<String, NormalizeError> {
         if raw.len() > 40 {
-            return Err(NormalizeError::Invalid("is not a phone number (too long)".into()));
+            return Err(NormalizeError::Invalid(
+                "is not a phone number (too long)".into(),
+            ));
         }
         if !raw
             .chars()
@@ -164,11 +166,18 @@ impl Normalizer {
 
 fn normalize_email(raw: &str) -> Result<String, NormalizeError> {
     let lower = raw.to_lowercase();
-    let invalid = |why: &str| Err(NormalizeError::Invalid(format!("is not a valid email address: {why}")));
+    let invalid = |why: &str| {
+        Err(NormalizeError::Invalid(format!(
+            "is not a valid email address: {why}"
+        )))
+    };
     if lower.len() > 254 {
         return invalid("longer than 254 characters");
     }
-    if lower.chars().any(|c| c.is_whitespace() || c == '<' || c == '>') {
+    if lower
+        .chars()
+        .any(|c| c.is_whitespace() || c == '<' || c == '>')
+    {
         return invalid("contains spaces or angle brackets");
     }
     let Some((local, domain)) = lower.rsplit_once('@') else {
@@ -177,7 +186,11 @@ fn normalize_email(raw: &str) -> Result<String, NormalizeError> {
     if local.is_empty() || domain.is_empty() {
         return invalid("empty local part or domain");
     }
-    if !domain.contains('.') || domain.starts_with('.') || domain.ends_with('.') || domain.contains("..") {
+    if !domain.contains('.')
+        || domain.starts_with('.')
+        || domain.ends_with('.')
+        || domain.contains("..")
+    {
         return invalid("domain must be a dotted host name");
     }
     if domain.starts_with('[') {
@@ -205,7 +218,15 @@ mod tests {
 
     #[test]
     fn bad_emails_are_rejected_with_reason() {
-        for bad in ["bob", "bob@", "@example.com", "bob@localhost", "a b@example.com", "Bob <b@example.com>", "bob@ex..com"] {
+        for bad in [
+            "bob",
+            "bob@",
+            "@example.com",
+            "bob@localhost",
+            "a b@example.com",
+            "Bob <b@example.com>",
+            "bob@ex..com",
+        ] {
             match n().normalize("email", bad) {
                 Err(NormalizeError::Invalid(why)) => assert!(why.contains("email"), "{bad}: {why}"),
                 other => panic!("{bad:?} gave {other:?}"),
@@ -215,28 +236,59 @@ mod tests {
 
     #[test]
     fn phones_become_e164_whatever_the_typing() {
-        for typed in ["(415) 234-5678", "415.234.5678", "+1 415 234 5678", "+14152345678", "1-415-234-5678"] {
-            assert_eq!(n().normalize("phone", typed).unwrap().value, "+14152345678", "{typed}");
+        for typed in [
+            "(415) 234-5678",
+            "415.234.5678",
+            "+1 415 234 5678",
+            "+14152345678",
+            "1-415-234-5678",
+        ] {
+            assert_eq!(
+                n().normalize("phone", typed).unwrap().value,
+                "+14152345678",
+                "{typed}"
+            );
         }
         let gb = Normalizer::new("GB", &[]).unwrap();
-        assert_eq!(gb.normalize("phone", "020 7946 0018").unwrap().value, "+442079460018");
+        assert_eq!(
+            gb.normalize("phone", "020 7946 0018").unwrap().value,
+            "+442079460018"
+        );
     }
 
     #[test]
     fn invalid_phones_are_rejected() {
         for bad in ["12", "not a phone", "+1 415 234 567899999", "☎☎☎"] {
-            assert!(matches!(n().normalize("phone", bad), Err(NormalizeError::Invalid(_))), "{bad}");
+            assert!(
+                matches!(n().normalize("phone", bad), Err(NormalizeError::Invalid(_))),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn ids_are_trimmed_and_checked() {
         assert_eq!(n().normalize("customer_id", " C-1 ").unwrap().value, "C-1");
-        assert_eq!(n().normalize("national_id", "123").unwrap().kind, "national_id");
-        assert!(matches!(n().normalize("customer_id", "a\u{0}b"), Err(NormalizeError::Invalid(_))));
-        assert!(matches!(n().normalize("customer_id", "  "), Err(NormalizeError::Invalid(_))));
-        assert!(matches!(n().normalize("customer_id", &"x".repeat(300)), Err(NormalizeError::Invalid(_))));
-        assert_eq!(n().normalize("passport", "1"), Err(NormalizeError::UnknownKind));
+        assert_eq!(
+            n().normalize("national_id", "123").unwrap().kind,
+            "national_id"
+        );
+        assert!(matches!(
+            n().normalize("customer_id", "a\u{0}b"),
+            Err(NormalizeError::Invalid(_))
+        ));
+        assert!(matches!(
+            n().normalize("customer_id", "  "),
+            Err(NormalizeError::Invalid(_))
+        ));
+        assert!(matches!(
+            n().normalize("customer_id", &"x".repeat(300)),
+            Err(NormalizeError::Invalid(_))
+        ));
+        assert_eq!(
+            n().normalize("passport", "1"),
+            Err(NormalizeError::UnknownKind)
+        );
     }
 
     #[test]
@@ -247,7 +299,11 @@ mod tests {
 
     #[test]
     fn config_errors_are_named() {
-        assert!(Normalizer::new("XX", &[]).unwrap_err().contains("default_region"));
-        assert!(Normalizer::new("US", &["Bad Kind".into()]).unwrap_err().contains("custom_kinds"));
+        assert!(Normalizer::new("XX", &[])
+            .unwrap_err()
+            .contains("default_region"));
+        assert!(Normalizer::new("US", &["Bad Kind".into()])
+            .unwrap_err()
+            .contains("custom_kinds"));
     }
 }

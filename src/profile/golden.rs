@@ -77,7 +77,11 @@ pub fn chosen_address_key(state: &ProfileState, rules: &Rules) -> Option<String>
 }
 
 /// Builds the golden profile of `state`.
-pub fn build(s: &Session<'_>, state: &ProfileState, rules: &Rules) -> Result<GoldenProfile, StoreError> {
+pub fn build(
+    s: &Session<'_>,
+    state: &ProfileState,
+    rules: &Rules,
+) -> Result<GoldenProfile, StoreError> {
     let mut devices = Vec::new();
     for kind in DEVICE_KINDS {
         for value in state.identifiers.get(kind).into_iter().flatten() {
@@ -121,5 +125,6 @@ pub fn build(s: &Session<'_>, state: &ProfileState, rules: &Rules) -> Result<Gol
 /// Renders the cached JSON of the golden profile.
 pub fn render(s: &Session<'_>, state: &ProfileState, rules: &Rules) -> Result<Vec<u8>, StoreError> {
     let golden = build(s, state, rules)?;
-    serde_json::to_vec(&golden).map_err(|e| StoreError::Engine(format!("encode golden profile: {e}")))
+    serde_json::to_vec(&golden)
+        .map_err(|e| StoreError::Engine(format!("encode golden profile: {e}")))
 }

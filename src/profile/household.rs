@@ -14,14 +14,18 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::ingest::identifier::DEVICE_KINDS;
-use crate::store::records::ident_key;
+use crate::store::records::{ident_key, split_key};
 use crate::store::{GraphStore, ProfileId, ProfileState, StoreError};
 
 /// Normalized street + postal code + country; `None` without street and postal code.
 pub fn address_key(address: &Value) -> Option<String> {
     let field = |name: &str| address.get(name).and_then(Value::as_str).unwrap_or("");
     let street = normalize_street(field("street"));
-    let postal: String = field("postal_code").chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_uppercase();
+    let postal: String = field("postal_code")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect::<String>()
+        .to_uppercase();
     if street.is_empty() || postal.is_empty() {
         return None;
     }
@@ -63,8 +67,15 @@ pub fn normalize_street(street: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Bond {
-    SharedAddress { a: ProfileId, b: ProfileId },
-    SharedDevice { a: ProfileId, b: ProfileId, device: String },
+    SharedAddress {
+        a: ProfileId,
+        b: ProfileId,
+    },
+    SharedDevice {
+        a: ProfileId,
+        b: ProfileId,
+        device: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -88,19 +99,32 @@ pub fn profile_of_household_id(hid: &str) -> Option<ProfileId> {
     Some(crate::resolve::session::profile_id(seq))
 }
 
-/// Profiles sharing a device with `state` (through refused device edges).
-fn device_partners(store: &dyn GraphStore, state: &ProfileState) -> Result<Vec<(ProfileId, String)>, StoreError> {
+/// Profiles sharing a device with `state`: refused edges between an identifier of this
+/// profile and one of another profile where either end is a device or cookie. Either
+/// person may own the device node, so both directions are found.
+fn device_partners(
+    store: &dyn GraphStore,
+    state: &ProfileState,
+) -> Result<Vec<(ProfileId, String)>, StoreError> {
     let mut out = Vec::new();
-    for kind in DEVICE_KINDS {
-        for value in state.identifiers.get(kind).into_iter().flatten() {
+    for (kind, values) in &state.identifiers {
+        for value in values {
             let key = ident_key(kind, value);
             for e in store.edges_of(&key, 1000)? {
                 if e.is_active() {
                     continue;
                 }
-                if let Some(n) = store.node(&e.other(&key).to_owned())? {
+                let other = e.other(&key).to_owned();
+                let device = if DEVICE_KINDS.contains(&kind.as_str()) {
+                    key.clone()
+                } else if DEVICE_KINDS.contains(&split_key(&other).0) {
+                    other.clone()
+                } else {
+                    continue;
+                };
+                if let Some(n) = store.node(&other)? {
                     if n.profile_id != state.id {
-                        out.push((n.profile_id, key.clone()));
+                        out.push((n.profile_id, device));
                     }
                 }
             }
@@ -110,7 +134,11 @@ fn device_partners(store: &dyn GraphStore, state: &ProfileState) -> Result<Vec<(
 }
 
 /// The household of profile `start` (which must be live), by breadth-first search.
-pub fn household_of(store: &dyn GraphStore, start: &ProfileState, max_members: usize) -> Result<Household, StoreError> {
+pub fn household_of(
+    store: &dyn GraphStore,
+    start: &ProfileState,
+    max_members: usize,
+) -> Result<Household, StoreError> {
     let mut members: BTreeMap<ProfileId, u64> = BTreeMap::from([(start.id.clone(), start.seq)]);
     let mut bonds = BTreeSet::new();
     let mut queue = VecDeque::from([start.clone()]);
@@ -145,7 +173,9 @@ pub fn household_of(store: &dyn GraphStore, start: &ProfileState, max_members: u
         }
     }
     bonds.retain(|b| match b {
-        Bond::SharedAddress { a, b } | Bond::SharedDevice { a, b, .. } => members.contains_key(a) && members.contains_key(b),
+        Bond::SharedAddress { a, b } | Bond::SharedDevice { a, b, .. } => {
+            members.contains_key(a) && members.contains_key(b)
+        }
     });
     let oldest = members.values().min().copied().unwrap_or(start.seq);
     Ok(Household {
@@ -171,7 +201,8 @@ mod tests {
 
     #[test]
     fn address_keys_ignore_case_punctuation_and_street_words() {
-        let a = json!({"street": "12 Main Street, Apt. 4", "postal_code": "94107", "country": "us"});
+        let a =
+            json!({"street": "12 Main Street, Apt. 4", "postal_code": "94107", "country": "us"});
         let b = json!({"street": "12 MAIN ST # 4", "postal_code": " 94107", "country": "US", "city": "SF"});
         assert_eq!(address_key(&a), address_key(&b));
         assert!(address_key(&a).is_some());
@@ -186,7 +217,10 @@ mod tests {
     #[test]
     fn household_ids_round_trip() {
         let hid = household_id(42);
-        assert_eq!(profile_of_household_id(&hid).as_deref(), Some("p_000000000042"));
+        assert_eq!(
+            profile_of_household_id(&hid).as_deref(),
+            Some("p_000000000042")
+        );
         assert_eq!(profile_of_household_id("hh_x"), None);
         assert_eq!(profile_of_household_id("p_1"), None);
     }

@@ -95,7 +95,12 @@ impl TraitStats {
             Strategy::MostRecent => list.iter().max_by_key(|o| (o.last_seen, o.count)),
             Strategy::MostFrequent => list.iter().max_by_key(|o| (o.count, o.last_seen)),
             Strategy::SourcePriority => list.iter().max_by_key(|o| {
-                let rank = o.sources.iter().map(|s| source_rank(s)).min().unwrap_or(usize::MAX);
+                let rank = o
+                    .sources
+                    .iter()
+                    .map(|s| source_rank(s))
+                    .min()
+                    .unwrap_or(usize::MAX);
                 (std::cmp::Reverse(rank), o.last_seen, o.count)
             }),
         };
@@ -113,7 +118,10 @@ mod tests {
     use serde_json::json;
 
     fn rank(s: &str) -> usize {
-        ["crm", "pos", "web"].iter().position(|x| *x == s).unwrap_or(99)
+        ["crm", "pos", "web"]
+            .iter()
+            .position(|x| *x == s)
+            .unwrap_or(99)
     }
 
     fn stats() -> TraitStats {
@@ -128,9 +136,18 @@ mod tests {
     #[test]
     fn strategies_pick_as_documented() {
         let t = stats();
-        assert_eq!(t.choose("first_name", Strategy::MostRecent, &rank), Some(&json!("Rob")));
-        assert_eq!(t.choose("first_name", Strategy::MostFrequent, &rank), Some(&json!("Bob")));
-        assert_eq!(t.choose("first_name", Strategy::SourcePriority, &rank), Some(&json!("Robert")));
+        assert_eq!(
+            t.choose("first_name", Strategy::MostRecent, &rank),
+            Some(&json!("Rob"))
+        );
+        assert_eq!(
+            t.choose("first_name", Strategy::MostFrequent, &rank),
+            Some(&json!("Bob"))
+        );
+        assert_eq!(
+            t.choose("first_name", Strategy::SourcePriority, &rank),
+            Some(&json!("Robert"))
+        );
         assert_eq!(t.choose("last_name", Strategy::MostRecent, &rank), None);
     }
 
@@ -144,8 +161,15 @@ mod tests {
         b.observe("first_name", &json!("Rob"), "pos", 40);
         a.merge(&b);
         let all = stats();
-        for s in [Strategy::MostRecent, Strategy::MostFrequent, Strategy::SourcePriority] {
-            assert_eq!(a.choose("first_name", s, &rank), all.choose("first_name", s, &rank));
+        for s in [
+            Strategy::MostRecent,
+            Strategy::MostFrequent,
+            Strategy::SourcePriority,
+        ] {
+            assert_eq!(
+                a.choose("first_name", s, &rank),
+                all.choose("first_name", s, &rank)
+            );
         }
     }
 
@@ -156,6 +180,9 @@ mod tests {
             t.observe("nickname", &json!(format!("n{i}")), "web", i);
         }
         assert_eq!(t.0["nickname"].len(), MAX_VALUES_PER_TRAIT);
-        assert_eq!(t.choose("nickname", Strategy::MostRecent, &rank), Some(&json!("n99")));
+        assert_eq!(
+            t.choose("nickname", Strategy::MostRecent, &rank),
+            Some(&json!("n99"))
+        );
     }
 }

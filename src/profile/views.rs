@@ -10,7 +10,9 @@ use serde_json::{json, Value};
 use super::golden::iso;
 use crate::ingest::identifier::DEVICE_KINDS;
 use crate::store::records::{ident_key, split_key};
-use crate::store::{Edge, EdgeStatus, GraphStore, HistoryEntry, IdentKey, Node, ProfileId, ProfileState, StoreError};
+use crate::store::{
+    Edge, EdgeStatus, GraphStore, HistoryEntry, IdentKey, Node, ProfileId, ProfileState, StoreError,
+};
 
 /// One device or browser of a profile.
 #[derive(Debug, Clone, Serialize)]
@@ -95,7 +97,12 @@ fn node_json(n: &Node, in_profile: bool) -> Value {
 
 /// The identity subgraph around a profile: its identifiers (depth 0) and everything within
 /// `depth` further hops over any edge, at most `limit` nodes, in Cytoscape.js elements form.
-pub fn graph(store: &dyn GraphStore, state: &ProfileState, depth: usize, limit: usize) -> Result<Value, StoreError> {
+pub fn graph(
+    store: &dyn GraphStore,
+    state: &ProfileState,
+    depth: usize,
+    limit: usize,
+) -> Result<Value, StoreError> {
     let mut dist: BTreeMap<IdentKey, usize> = BTreeMap::new();
     let mut queue: VecDeque<IdentKey> = VecDeque::new();
     let mut truncated = false;
@@ -116,7 +123,9 @@ pub fn graph(store: &dyn GraphStore, state: &ProfileState, depth: usize, limit: 
         for e in store.edges_of(&key, 10_000)? {
             let other = e.other(&key).to_owned();
             if !dist.contains_key(&other) {
-                let inside = store.node(&other)?.is_some_and(|o| o.profile_id == state.id);
+                let inside = store
+                    .node(&other)?
+                    .is_some_and(|o| o.profile_id == state.id);
                 if !inside && d >= depth {
                     continue;
                 }
@@ -158,10 +167,21 @@ impl From<StoreError> for ExplainError {
 
 /// The shortest path of active edges joining identifiers `a` and `b` inside the profile,
 /// each edge with its provenance (petgraph A* with a zero heuristic, i.e. BFS by hops).
-pub fn explain(store: &dyn GraphStore, state: &ProfileState, a: &str, b: &str) -> Result<Value, ExplainError> {
+pub fn explain(
+    store: &dyn GraphStore,
+    state: &ProfileState,
+    a: &str,
+    b: &str,
+) -> Result<Value, ExplainError> {
     let keys: Vec<IdentKey> = state.identifier_keys().collect();
-    let a = keys.iter().find(|k| *k == a).ok_or(ExplainError::NotInProfile("a"))?;
-    let b = keys.iter().find(|k| *k == b).ok_or(ExplainError::NotInProfile("b"))?;
+    let a = keys
+        .iter()
+        .find(|k| *k == a)
+        .ok_or(ExplainError::NotInProfile("a"))?;
+    let b = keys
+        .iter()
+        .find(|k| *k == b)
+        .ok_or(ExplainError::NotInProfile("b"))?;
     let mut g: UnGraphMap<&str, ()> = UnGraphMap::new();
     let mut records: HashMap<(String, String), Edge> = HashMap::new();
     for k in &keys {
@@ -206,7 +226,11 @@ pub fn explain(store: &dyn GraphStore, state: &ProfileState, a: &str, b: &str) -
 }
 
 /// History of a profile and of every profile merged into it, oldest first.
-pub fn history(store: &dyn GraphStore, id: &ProfileId, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
+pub fn history(
+    store: &dyn GraphStore,
+    id: &ProfileId,
+    limit: usize,
+) -> Result<Vec<HistoryEntry>, StoreError> {
     let mut seen_profiles = BTreeSet::from([id.clone()]);
     let mut queue = vec![id.clone()];
     let mut entries: BTreeMap<u64, HistoryEntry> = BTreeMap::new();

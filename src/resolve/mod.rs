@@ -27,7 +27,9 @@ use serde::Serialize;
 use crate::ingest::event::{Ignored, NormalizedEvent};
 use crate::profile::golden;
 use crate::store::records::{split_key, EDGE_EVENT_IDS};
-use crate::store::{Edge, EdgeStatus, HistoryKind, IdentKey, Node, ProfileId, StoreError, StoredEvent};
+use crate::store::{
+    Edge, EdgeStatus, HistoryKind, IdentKey, Node, ProfileId, StoreError, StoredEvent,
+};
 pub use rules::Rules;
 pub use session::Session;
 
@@ -65,7 +67,10 @@ pub enum EventOutcome {
 enum Placement {
     Group,
     /// Refused; `Some(profile)` if the identifier already existed there.
-    Refused { rule: String, own: Option<ProfileId> },
+    Refused {
+        rule: String,
+        own: Option<ProfileId>,
+    },
 }
 
 /// Resolves one validated event inside `s`.
@@ -86,7 +91,11 @@ pub fn apply_event(
     }
     let mut ids: Vec<_> = ev.identifiers.iter().collect();
     ids.sort_by(|a, b| {
-        (rules.kind_rank(&a.kind), &a.kind, &a.value).cmp(&(rules.kind_rank(&b.kind), &b.kind, &b.value))
+        (rules.kind_rank(&a.kind), &a.kind, &a.value).cmp(&(
+            rules.kind_rank(&b.kind),
+            &b.kind,
+            &b.value,
+        ))
     });
 
     // 1. Decide which identifiers (and their profiles) join the merge group.
@@ -101,13 +110,16 @@ pub fn apply_event(
             Some(n) => {
                 let st = s.existing_profile(&n.profile_id)?;
                 match rules.violation(&counts, &st.identifiers) {
-                    Some(rule) if !group.is_empty() => Placement::Refused {
+                    Some(rule) if !placed.is_empty() => Placement::Refused {
                         rule,
                         own: Some(n.profile_id.clone()),
                     },
                     _ => {
                         for (k, vs) in &st.identifiers {
-                            counts.entry(k.clone()).or_default().extend(vs.iter().cloned());
+                            counts
+                                .entry(k.clone())
+                                .or_default()
+                                .extend(vs.iter().cloned());
                         }
                         group.push((st.id.clone(), st.seq));
                         Placement::Group
@@ -117,7 +129,9 @@ pub fn apply_event(
             None => {
                 let set = counts.entry(id.kind.clone()).or_default();
                 match rules.limit(&id.kind) {
-                    Some(limit) if set.len() >= limit && !set.contains(&id.value) => {
+                    Some(limit)
+                        if !placed.is_empty() && set.len() >= limit && !set.contains(&id.value) =>
+                    {
                         Placement::Refused {
                             rule: rules.limit_rule(&id.kind),
                             own: None,
@@ -140,16 +154,30 @@ pub fn apply_event(
         None => {
             let state = s.new_profile(ev.timestamp);
             let id = state.id.clone();
-            s.record(HistoryKind::Created, vec![id.clone()], None, vec![], Some(ev.event_id.clone()), "new_identifier".into(), vec![], None);
+            s.record(
+                HistoryKind::Created,
+                vec![id.clone()],
+                None,
+                vec![],
+                Some(ev.event_id.clone()),
+                "new_identifier".into(),
+                vec![],
+                None,
+            );
             s.put_profile(state);
             (id, vec![])
         }
     };
-    let anchor = placed.first().map(|(k, _, _)| k.clone()).unwrap_or_default();
+    let anchor = placed
+        .first()
+        .map(|(k, _, _)| k.clone())
+        .unwrap_or_default();
     for other in &absorbed {
         let via: Vec<IdentKey> = placed
             .iter()
-            .filter(|(_, n, p)| matches!(p, Placement::Group) && n.as_ref().is_some_and(|n| n.profile_id == *other))
+            .filter(|(_, n, p)| {
+                matches!(p, Placement::Group) && n.as_ref().is_some_and(|n| n.profile_id == *other)
+            })
             .map(|(k, _, _)| k.clone())
             .collect();
         merge_into(s, &target, other, ev, &anchor, via)?;
@@ -234,7 +262,9 @@ pub fn apply_event(
     target_state.last_seen = target_state.last_seen.max(ev.timestamp);
     target_state.sources.insert(ev.source.clone());
     for (name, value) in &ev.traits {
-        target_state.traits.observe(name, value, &ev.source, ev.timestamp);
+        target_state
+            .traits
+            .observe(name, value, &ev.source, ev.timestamp);
     }
     s.put_profile(target_state);
     let seq = s.next_event_seq();
@@ -272,7 +302,13 @@ fn platform_of(ev: &NormalizedEvent, kind: &str) -> Option<String> {
 }
 
 /// Creates or reinforces the edge `a`-`b` with this event's provenance.
-fn link(s: &mut Session<'_>, a: &str, b: &str, status: EdgeStatus, ev: &NormalizedEvent) -> Result<(), StoreError> {
+fn link(
+    s: &mut Session<'_>,
+    a: &str,
+    b: &str,
+    status: EdgeStatus,
+    ev: &NormalizedEvent,
+) -> Result<(), StoreError> {
     let edge = match s.edge(a, b)? {
         Some(mut e) => {
             e.status = status;
@@ -321,7 +357,10 @@ fn merge_into(
         }
     }
     for (kind, values) in &gone.identifiers {
-        t.identifiers.entry(kind.clone()).or_default().extend(values.iter().cloned());
+        t.identifiers
+            .entry(kind.clone())
+            .or_default()
+            .extend(values.iter().cloned());
     }
     t.traits.merge(&gone.traits);
     t.first_seen = t.first_seen.min(gone.first_seen);
@@ -351,7 +390,9 @@ fn merge_into(
 /// session's changes, ready for one atomic write.
 pub fn finish(mut s: Session<'_>, rules: &Rules) -> Result<crate::store::Changes, StoreError> {
     for id in s.take_dirty() {
-        let Some(mut state) = s.profile(&id)? else { continue };
+        let Some(mut state) = s.profile(&id)? else {
+            continue;
+        };
         let address = golden::chosen_address_key(&state, rules);
         s.set_address(&mut state, address);
         let json = golden::render(&s, &state, rules)?;

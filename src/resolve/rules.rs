@@ -35,7 +35,12 @@ impl Rules {
         }
         Ok(Rules {
             kind_rank,
-            limits: settings.rules.limits.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            limits: settings
+                .rules
+                .limits
+                .iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
             source_rank: settings
                 .sources
                 .priority

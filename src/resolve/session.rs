@@ -64,7 +64,9 @@ impl<'s> Session<'s> {
             return Ok(n.clone());
         }
         let n = self.store.node(&key.to_owned())?;
-        self.read_nodes.borrow_mut().insert(key.to_owned(), n.clone());
+        self.read_nodes
+            .borrow_mut()
+            .insert(key.to_owned(), n.clone());
         Ok(n)
     }
 
@@ -142,7 +144,9 @@ impl<'s> Session<'s> {
             return Ok(p.clone());
         }
         let p = self.store.profile(&id.to_owned())?;
-        self.read_profiles.borrow_mut().insert(id.to_owned(), p.clone());
+        self.read_profiles
+            .borrow_mut()
+            .insert(id.to_owned(), p.clone());
         Ok(p)
     }
 

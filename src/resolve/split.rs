@@ -40,7 +40,13 @@ impl From<StoreError> for UnmergeError {
 }
 
 /// Deletes the link between identifiers `a` and `b`.
-pub fn delete_link(s: &mut Session<'_>, rules: &Rules, a: &str, b: &str, actor: &str) -> Result<SplitOutcome, UnmergeError> {
+pub fn delete_link(
+    s: &mut Session<'_>,
+    rules: &Rules,
+    a: &str,
+    b: &str,
+    actor: &str,
+) -> Result<SplitOutcome, UnmergeError> {
     let edge = s
         .edge(a, b)?
         .ok_or_else(|| UnmergeError::NotFound("no link between these identifiers".into()))?;
@@ -57,16 +63,38 @@ pub fn delete_link(s: &mut Session<'_>, rules: &Rules, a: &str, b: &str, actor: 
         None,
         format!("manual_unmerge:{actor}"),
         vec![edge.a.clone(), edge.b.clone()],
-        Some(format!("link deleted (it was {})", if edge.is_active() { "active" } else { "refused" })),
+        Some(format!(
+            "link deleted (it was {})",
+            if edge.is_active() {
+                "active"
+            } else {
+                "refused"
+            }
+        )),
     );
     if !edge.is_active() {
-        return Ok(SplitOutcome { profile_id: pid.clone(), profiles: vec![pid], split: false });
+        return Ok(SplitOutcome {
+            profile_id: pid.clone(),
+            profiles: vec![pid],
+            split: false,
+        });
     }
-    Ok(resplit(s, rules, &pid, &format!("manual_unmerge:{actor}"), vec![edge.a, edge.b])?)
+    Ok(resplit(
+        s,
+        rules,
+        &pid,
+        &format!("manual_unmerge:{actor}"),
+        vec![edge.a, edge.b],
+    )?)
 }
 
 /// Deletes identifier `key`, its edges and its event index, and splits what falls apart.
-pub fn delete_identifier(s: &mut Session<'_>, rules: &Rules, key: &str, actor: &str) -> Result<SplitOutcome, UnmergeError> {
+pub fn delete_identifier(
+    s: &mut Session<'_>,
+    rules: &Rules,
+    key: &str,
+    actor: &str,
+) -> Result<SplitOutcome, UnmergeError> {
     let node = s
         .node(key)?
         .ok_or_else(|| UnmergeError::NotFound("identifier does not exist".into()))?;
@@ -89,18 +117,38 @@ pub fn delete_identifier(s: &mut Session<'_>, rules: &Rules, key: &str, actor: &
         vec![key.to_owned()],
         None,
     );
-    Ok(resplit(s, rules, &pid, &format!("manual_delete:{actor}"), vec![key.to_owned()])?)
+    Ok(resplit(
+        s,
+        rules,
+        &pid,
+        &format!("manual_delete:{actor}"),
+        vec![key.to_owned()],
+    )?)
 }
 
 /// Recomputes the components of profile `pid` and splits it if it fell apart.
-pub fn resplit(s: &mut Session<'_>, rules: &Rules, pid: &str, rule: &str, cause: Vec<IdentKey>) -> Result<SplitOutcome, StoreError> {
+pub fn resplit(
+    s: &mut Session<'_>,
+    rules: &Rules,
+    pid: &str,
+    rule: &str,
+    cause: Vec<IdentKey>,
+) -> Result<SplitOutcome, StoreError> {
     let state = s.existing_profile(pid)?;
     let keys: Vec<IdentKey> = state.identifier_keys().collect();
     if keys.is_empty() {
         s.delete_profile(pid)?;
-        return Ok(SplitOutcome { profile_id: pid.to_owned(), profiles: vec![], split: false });
+        return Ok(SplitOutcome {
+            profile_id: pid.to_owned(),
+            profiles: vec![],
+            split: false,
+        });
     }
-    let index: HashMap<&str, usize> = keys.iter().enumerate().map(|(i, k)| (k.as_str(), i)).collect();
+    let index: HashMap<&str, usize> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.as_str(), i))
+        .collect();
     let mut uf = UnionFind::<usize>::new(keys.len());
     for (i, key) in keys.iter().enumerate() {
         for e in s.edges_of(key)? {
@@ -116,11 +164,24 @@ pub fn resplit(s: &mut Session<'_>, rules: &Rules, pid: &str, rule: &str, cause:
     let mut comps: Vec<Vec<IdentKey>> = comps.into_values().collect();
     if comps.len() == 1 {
         rebuild(s, rules, vec![(state.clone(), keys)])?;
-        return Ok(SplitOutcome { profile_id: pid.to_owned(), profiles: vec![pid.to_owned()], split: false });
+        return Ok(SplitOutcome {
+            profile_id: pid.to_owned(),
+            profiles: vec![pid.to_owned()],
+            split: false,
+        });
     }
-    let best_rank = |c: &Vec<IdentKey>| c.iter().map(|k| rules.kind_rank(split_key(k).0)).min().unwrap_or(usize::MAX);
+    let best_rank = |c: &Vec<IdentKey>| {
+        c.iter()
+            .map(|k| rules.kind_rank(split_key(k).0))
+            .min()
+            .unwrap_or(usize::MAX)
+    };
     comps.sort_by(|x, y| {
-        (best_rank(x), std::cmp::Reverse(x.len()), x.iter().min()).cmp(&(best_rank(y), std::cmp::Reverse(y.len()), y.iter().min()))
+        (best_rank(x), std::cmp::Reverse(x.len()), x.iter().min()).cmp(&(
+            best_rank(y),
+            std::cmp::Reverse(y.len()),
+            y.iter().min(),
+        ))
     });
     let mut parts = Vec::with_capacity(comps.len());
     for (i, comp) in comps.into_iter().enumerate() {
@@ -147,15 +208,26 @@ pub fn resplit(s: &mut Session<'_>, rules: &Rules, pid: &str, rule: &str, cause:
         None,
         rule.to_owned(),
         cause,
-        Some(format!("profile fell apart into {} connected components", ids.len())),
+        Some(format!(
+            "profile fell apart into {} connected components",
+            ids.len()
+        )),
     );
     rebuild(s, rules, parts)?;
-    Ok(SplitOutcome { profile_id: pid.to_owned(), profiles: ids, split: true })
+    Ok(SplitOutcome {
+        profile_id: pid.to_owned(),
+        profiles: ids,
+        split: true,
+    })
 }
 
 /// Rebuilds counters and traits of each part from the events of its identifiers and
 /// points the parts' nodes at them.
-fn rebuild(s: &mut Session<'_>, rules: &Rules, parts: Vec<(ProfileState, Vec<IdentKey>)>) -> Result<(), StoreError> {
+fn rebuild(
+    s: &mut Session<'_>,
+    rules: &Rules,
+    parts: Vec<(ProfileState, Vec<IdentKey>)>,
+) -> Result<(), StoreError> {
     let owner: HashMap<IdentKey, usize> = parts
         .iter()
         .enumerate()
@@ -185,9 +257,15 @@ fn rebuild(s: &mut Session<'_>, rules: &Rules, parts: Vec<(ProfileState, Vec<Ide
         })
         .collect();
     for e in &events {
-        let mut ids: Vec<&IdentKey> = e.identifiers.iter().filter(|k| owner.contains_key(*k)).collect();
+        let mut ids: Vec<&IdentKey> = e
+            .identifiers
+            .iter()
+            .filter(|k| owner.contains_key(*k))
+            .collect();
         ids.sort_by_key(|k| (rules.kind_rank(split_key(k).0), k.as_str()));
-        let Some(i) = ids.first().and_then(|k| owner.get(*k)) else { continue };
+        let Some(i) = ids.first().and_then(|k| owner.get(*k)) else {
+            continue;
+        };
         let p = &mut parts[*i];
         p.event_count += 1;
         p.first_seen = p.first_seen.min(e.timestamp);

@@ -64,7 +64,13 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 
@@ -89,13 +95,23 @@ impl From<StoreError> for ApiError {
         match &e {
             StoreError::Engine(_) => {
                 tracing::error!(error = %e, "storage failure");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage_error", "the store failed; see the server log")
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "storage_error",
+                    "the store failed; see the server log",
+                )
             }
             StoreError::Corrupt { .. } => {
                 tracing::error!(error = %e, "corrupt record");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "corrupt_record", "a stored record is unreadable; see the server log")
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "corrupt_record",
+                    "a stored record is unreadable; see the server log",
+                )
             }
-            StoreError::Unavailable(msg) => ApiError::unavailable(format!("graph store unavailable: {msg}")),
+            StoreError::Unavailable(msg) => {
+                ApiError::unavailable(format!("graph store unavailable: {msg}"))
+            }
         }
     }
 }
@@ -106,18 +122,27 @@ impl From<EngineError> for ApiError {
             EngineError::Store(s) => s.into(),
             EngineError::NotFound { what } => ApiError::not_found(format!("{what} not found")),
             EngineError::Invalid { field, message } => {
-                ApiError::bad_request("invalid_parameter", format!("{field}: {message}")).with_field(field)
+                ApiError::bad_request("invalid_parameter", format!("{field}: {message}"))
+                    .with_field(field)
             }
-            EngineError::Overloaded => ApiError::unavailable("the write queue is full; retry later"),
+            EngineError::Overloaded => {
+                ApiError::unavailable("the write queue is full; retry later")
+            }
             EngineError::ShuttingDown => ApiError::unavailable("the service is shutting down"),
-            EngineError::Config(msg) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "config_error", msg),
+            EngineError::Config(msg) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "config_error", msg)
+            }
         }
     }
 }
 
 impl From<ValidationError> for ApiError {
     fn from(e: ValidationError) -> Self {
-        let message = if e.field.is_empty() { e.message.clone() } else { format!("{}: {}", e.field, e.message) };
+        let message = if e.field.is_empty() {
+            e.message.clone()
+        } else {
+            format!("{}: {}", e.field, e.message)
+        };
         let err = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code, message);
         if e.field.is_empty() {
             err

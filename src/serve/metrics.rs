@@ -7,7 +7,9 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::web;
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
 
 /// The metrics registry of one server.
 pub struct Metrics {
@@ -21,22 +23,38 @@ impl Metrics {
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("idgraph_http_requests_total", "HTTP requests by route pattern, method and status"),
+            Opts::new(
+                "idgraph_http_requests_total",
+                "HTTP requests by route pattern, method and status",
+            ),
             &["method", "route", "status"],
         )?;
         let latency = HistogramVec::new(
-            HistogramOpts::new("idgraph_http_request_duration_seconds", "HTTP request latency by route pattern")
-                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+            HistogramOpts::new(
+                "idgraph_http_request_duration_seconds",
+                "HTTP request latency by route pattern",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
             &["method", "route"],
         )?;
         let events = IntCounterVec::new(
-            Opts::new("idgraph_events_total", "Ingested events by outcome (accepted, duplicate, rejected)"),
+            Opts::new(
+                "idgraph_events_total",
+                "Ingested events by outcome (accepted, duplicate, rejected)",
+            ),
             &["outcome"],
         )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(events.clone()))?;
-        Ok(Metrics { registry, requests, latency, events })
+        Ok(Metrics {
+            registry,
+            requests,
+            latency,
+            events,
+        })
     }
 
     /// Prometheus text exposition of every metric.
@@ -53,13 +71,17 @@ pub async fn track(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
-    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
     let method = req.method().as_str().to_owned();
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
     let res = next.call(req).await?;
     if let Some(m) = metrics {
         let status = res.status().as_u16().to_string();
-        m.requests.with_label_values(&[method.as_str(), route.as_str(), status.as_str()]).inc();
+        m.requests
+            .with_label_values(&[method.as_str(), route.as_str(), status.as_str()])
+            .inc();
         m.latency
             .with_label_values(&[method.as_str(), route.as_str()])
             .observe(started.elapsed().as_secs_f64());

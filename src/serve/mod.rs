@@ -19,6 +19,11 @@ use crate::engine::Engine;
 use error::ApiError;
 use metrics::Metrics;
 
+/// A route whose other methods answer 405 with the JSON error shape.
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(routes::method_not_allowed))
+}
+
 /// A bound, ready-to-run server.
 pub struct Application {
     port: u16,
@@ -36,12 +41,15 @@ impl Application {
 
     /// Serves an already open engine on `bind`.
     pub fn with_engine(engine: Arc<Engine>, bind: &str) -> anyhow::Result<Application> {
-        let listener = TcpListener::bind(bind).map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
+        let listener =
+            TcpListener::bind(bind).map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
         let port = listener.local_addr()?.port();
         let metrics = web::Data::new(Metrics::new()?);
         let data = web::Data::from(engine.clone());
         let workers = match engine.settings().server.workers {
-            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            0 => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
             n => n,
         };
         let server = HttpServer::new(move || {
@@ -49,27 +57,49 @@ impl Application {
                 .app_data(data.clone())
                 .app_data(metrics.clone())
                 .app_data(web::QueryConfig::default().error_handler(|e, _| {
-                    ApiError::bad_request("invalid_query", format!("invalid query parameters: {e}")).into()
+                    ApiError::bad_request("invalid_query", format!("invalid query parameters: {e}"))
+                        .into()
                 }))
                 .app_data(web::PathConfig::default().error_handler(|e, _| {
                     ApiError::bad_request("invalid_path", format!("invalid path: {e}")).into()
                 }))
                 .wrap(from_fn(metrics::track))
-                .route("/health", web::get().to(routes::health))
-                .route("/metrics", web::get().to(routes::metrics))
+                .service(resource("/health").route(web::get().to(routes::health)))
+                .service(resource("/metrics").route(web::get().to(routes::metrics)))
                 .service(
                     web::scope("/v1")
-                        .route("/events", web::post().to(routes::post_events))
-                        .route("/lookup", web::get().to(routes::lookup))
-                        .route("/profiles/{id}", web::get().to(routes::get_profile))
-                        .route("/profiles/{id}/devices", web::get().to(routes::devices))
-                        .route("/profiles/{id}/household", web::get().to(routes::profile_household))
-                        .route("/profiles/{id}/graph", web::get().to(routes::graph))
-                        .route("/profiles/{id}/explain", web::get().to(routes::explain))
-                        .route("/profiles/{id}/history", web::get().to(routes::history))
-                        .route("/households/{id}", web::get().to(routes::household))
-                        .route("/links", web::delete().to(routes::delete_link))
-                        .route("/identifiers/{kind}/{value:.*}", web::delete().to(routes::delete_identifier)),
+                        .service(resource("/events").route(web::post().to(routes::post_events)))
+                        .service(resource("/lookup").route(web::get().to(routes::lookup)))
+                        .service(
+                            resource("/profiles/{id}").route(web::get().to(routes::get_profile)),
+                        )
+                        .service(
+                            resource("/profiles/{id}/devices")
+                                .route(web::get().to(routes::devices)),
+                        )
+                        .service(
+                            resource("/profiles/{id}/household")
+                                .route(web::get().to(routes::profile_household)),
+                        )
+                        .service(
+                            resource("/profiles/{id}/graph").route(web::get().to(routes::graph)),
+                        )
+                        .service(
+                            resource("/profiles/{id}/explain")
+                                .route(web::get().to(routes::explain)),
+                        )
+                        .service(
+                            resource("/profiles/{id}/history")
+                                .route(web::get().to(routes::history)),
+                        )
+                        .service(
+                            resource("/households/{id}").route(web::get().to(routes::household)),
+                        )
+                        .service(resource("/links").route(web::delete().to(routes::delete_link)))
+                        .service(
+                            resource("/identifiers/{kind}/{value:.*}")
+                                .route(web::delete().to(routes::delete_identifier)),
+                        ),
                 )
                 .default_service(web::to(routes::not_found))
         })
@@ -78,7 +108,11 @@ impl Application {
         .shutdown_timeout(10)
         .listen(listener)?
         .run();
-        Ok(Application { port, server, engine })
+        Ok(Application {
+            port,
+            server,
+            engine,
+        })
     }
 
     pub fn port(&self) -> u16 {

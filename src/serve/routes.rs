@@ -63,11 +63,18 @@ async fn json_body(req: &HttpRequest, payload: web::Payload, engine: &Engine) ->
         .to_bytes_limited(limit)
         .await
         .map_err(|_| too_large())?
-        .map_err(|e| ApiError::bad_request("invalid_body", format!("could not read the body: {e}")))?;
+        .map_err(|e| {
+            ApiError::bad_request("invalid_body", format!("could not read the body: {e}"))
+        })?;
     if bytes.is_empty() {
-        return Err(ApiError::bad_request("invalid_json", "the body is empty; send a JSON event or an array of events"));
+        return Err(ApiError::bad_request(
+            "invalid_json",
+            "the body is empty; send a JSON event or an array of events",
+        ));
     }
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}")))
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
+    })
 }
 
 /// `POST /v1/events`: one event (object) or a batch (array).
@@ -91,13 +98,19 @@ pub async fn post_events(
     };
     let max = engine.settings().server.max_batch_events;
     if items.is_empty() {
-        return Err(ApiError::bad_request("empty_batch", "the batch holds no events"));
+        return Err(ApiError::bad_request(
+            "empty_batch",
+            "the batch holds no events",
+        ));
     }
     if items.len() > max {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "batch_too_large",
-            format!("a batch holds at most {max} events (server.max_batch_events); got {}", items.len()),
+            format!(
+                "a batch holds at most {max} events (server.max_batch_events); got {}",
+                items.len()
+            ),
         ));
     }
     let mut results: Vec<Option<Value>> = vec![None; items.len()];
@@ -124,7 +137,11 @@ pub async fn post_events(
             }
         }
     }
-    let outcomes = if valid.is_empty() { Vec::new() } else { engine.ingest_async(valid).await? };
+    let outcomes = if valid.is_empty() {
+        Vec::new()
+    } else {
+        engine.ingest_async(valid).await?
+    };
     for (pos, outcome) in positions.into_iter().zip(outcomes) {
         let label = match &outcome {
             EventOutcome::Accepted { .. } => "accepted",
@@ -135,7 +152,10 @@ pub async fn post_events(
         v["index"] = json!(pos);
         results[pos] = Some(v);
     }
-    let results: Vec<Value> = results.into_iter().map(|r| r.unwrap_or(Value::Null)).collect();
+    let results: Vec<Value> = results
+        .into_iter()
+        .map(|r| r.unwrap_or(Value::Null))
+        .collect();
     if single {
         return Ok(HttpResponse::Ok().json(results.into_iter().next().unwrap_or(Value::Null)));
     }
@@ -148,7 +168,10 @@ pub async fn post_events(
     })))
 }
 
-pub async fn get_profile(path: web::Path<String>, engine: web::Data<Engine>) -> Result<HttpResponse> {
+pub async fn get_profile(
+    path: web::Path<String>,
+    engine: web::Data<Engine>,
+) -> Result<HttpResponse> {
     let id = path.into_inner();
     check_id(&id)?;
     let v = blocking(move || engine.profile(&id)).await?;
@@ -174,7 +197,10 @@ pub async fn devices(path: web::Path<String>, engine: web::Data<Engine>) -> Resu
     Ok(HttpResponse::Ok().json(json!({ "profile_id": pid, "devices": devices })))
 }
 
-pub async fn profile_household(path: web::Path<String>, engine: web::Data<Engine>) -> Result<HttpResponse> {
+pub async fn profile_household(
+    path: web::Path<String>,
+    engine: web::Data<Engine>,
+) -> Result<HttpResponse> {
     let id = path.into_inner();
     check_id(&id)?;
     let hh = blocking(move || engine.household(&id)).await?;
@@ -197,16 +223,28 @@ pub struct GraphQuery {
 pub const MAX_GRAPH_DEPTH: usize = 4;
 pub const MAX_GRAPH_NODES: usize = 2000;
 
-pub async fn graph(path: web::Path<String>, q: web::Query<GraphQuery>, engine: web::Data<Engine>) -> Result<HttpResponse> {
+pub async fn graph(
+    path: web::Path<String>,
+    q: web::Query<GraphQuery>,
+    engine: web::Data<Engine>,
+) -> Result<HttpResponse> {
     let id = path.into_inner();
     check_id(&id)?;
     let depth = q.depth.unwrap_or(1);
     let limit = q.limit.unwrap_or(300);
     if depth > MAX_GRAPH_DEPTH {
-        return Err(ApiError::bad_request("invalid_parameter", format!("depth: at most {MAX_GRAPH_DEPTH}")).with_field("depth"));
+        return Err(ApiError::bad_request(
+            "invalid_parameter",
+            format!("depth: at most {MAX_GRAPH_DEPTH}"),
+        )
+        .with_field("depth"));
     }
     if limit == 0 || limit > MAX_GRAPH_NODES {
-        return Err(ApiError::bad_request("invalid_parameter", format!("limit: between 1 and {MAX_GRAPH_NODES}")).with_field("limit"));
+        return Err(ApiError::bad_request(
+            "invalid_parameter",
+            format!("limit: between 1 and {MAX_GRAPH_NODES}"),
+        )
+        .with_field("limit"));
     }
     let v = blocking(move || engine.graph(&id, depth, limit)).await?;
     Ok(HttpResponse::Ok().json(v))
@@ -218,7 +256,11 @@ pub struct PairQuery {
     b: String,
 }
 
-pub async fn explain(path: web::Path<String>, q: web::Query<PairQuery>, engine: web::Data<Engine>) -> Result<HttpResponse> {
+pub async fn explain(
+    path: web::Path<String>,
+    q: web::Query<PairQuery>,
+    engine: web::Data<Engine>,
+) -> Result<HttpResponse> {
     let id = path.into_inner();
     check_id(&id)?;
     let a = engine.parse_identifier("a", &q.a)?;
@@ -232,28 +274,44 @@ pub struct HistoryQuery {
     limit: Option<usize>,
 }
 
-pub async fn history(path: web::Path<String>, q: web::Query<HistoryQuery>, engine: web::Data<Engine>) -> Result<HttpResponse> {
+pub async fn history(
+    path: web::Path<String>,
+    q: web::Query<HistoryQuery>,
+    engine: web::Data<Engine>,
+) -> Result<HttpResponse> {
     let id = path.into_inner();
     check_id(&id)?;
     let limit = q.limit.unwrap_or(500);
     if limit == 0 || limit > 5000 {
-        return Err(ApiError::bad_request("invalid_parameter", "limit: between 1 and 5000").with_field("limit"));
+        return Err(
+            ApiError::bad_request("invalid_parameter", "limit: between 1 and 5000")
+                .with_field("limit"),
+        );
     }
     let (pid, entries) = blocking(move || engine.history(&id, limit)).await?;
     Ok(HttpResponse::Ok().json(json!({ "profile_id": pid, "history": entries })))
 }
 
-pub async fn delete_link(q: web::Query<PairQuery>, engine: web::Data<Engine>) -> Result<HttpResponse> {
+pub async fn delete_link(
+    q: web::Query<PairQuery>,
+    engine: web::Data<Engine>,
+) -> Result<HttpResponse> {
     let a = engine.parse_identifier("a", &q.a)?;
     let b = engine.parse_identifier("b", &q.b)?;
     if a == b {
-        return Err(ApiError::bad_request("invalid_parameter", "a and b are the same identifier").with_field("b"));
+        return Err(
+            ApiError::bad_request("invalid_parameter", "a and b are the same identifier")
+                .with_field("b"),
+        );
     }
     let out = engine.delete_link(a, b).await?;
     Ok(HttpResponse::Ok().json(out))
 }
 
-pub async fn delete_identifier(path: web::Path<(String, String)>, engine: web::Data<Engine>) -> Result<HttpResponse> {
+pub async fn delete_identifier(
+    path: web::Path<(String, String)>,
+    engine: web::Data<Engine>,
+) -> Result<HttpResponse> {
     let (kind, value) = path.into_inner();
     let key = engine.normalize("value", &kind, &value)?;
     let out = engine.delete_identifier(key).await?;
@@ -275,7 +333,16 @@ pub async fn metrics(metrics: web::Data<Metrics>) -> HttpResponse {
         .body(metrics.render())
 }
 
-pub async fn not_found(req: HttpRequest) -> Result<HttpResponse> {
-    let _ = req;
-    Err(ApiError::not_found("no such route; the API lives under /v1 (see README)"))
+pub async fn not_found() -> Result<HttpResponse> {
+    Err(ApiError::not_found(
+        "no such route; the API lives under /v1 (see README)",
+    ))
+}
+
+pub async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse> {
+    Err(ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("method {} is not allowed on this route", req.method()),
+    ))
 }

@@ -17,8 +17,8 @@
 use std::path::{Path, PathBuf};
 
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, Direction, IteratorMode, Options, ReadOptions, WriteBatch,
-    WriteOptions, DB,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, Direction, IteratorMode, Options,
+    ReadOptions, WriteBatch, WriteOptions, DB,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -43,6 +43,9 @@ const ALL_CFS: [&str; 6] = [
     CF_META,
 ];
 const FORMAT_VERSION: &[u8] = b"1";
+
+/// A raw key and value read by a scan.
+type KeyValue = (Vec<u8>, Vec<u8>);
 
 /// The RocksDB-backed [`GraphStore`].
 pub struct RocksStore {
@@ -167,12 +170,14 @@ impl RocksStore {
     }
 
     /// Values of keys starting with `prefix` (which ends with the 0 separator).
-    fn scan(&self, cf: &str, prefix: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan(&self, cf: &str, prefix: &[u8], limit: usize) -> Result<Vec<KeyValue>, StoreError> {
         let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound(prefix_end(prefix));
-        let iter = self
-            .db
-            .iterator_cf_opt(self.cf(cf)?, ro, IteratorMode::From(prefix, Direction::Forward));
+        let iter = self.db.iterator_cf_opt(
+            self.cf(cf)?,
+            ro,
+            IteratorMode::From(prefix, Direction::Forward),
+        );
         let mut out = Vec::new();
         for item in iter.take(limit) {
             let (k, v) = item.map_err(engine)?;

@@ -476,6 +476,21 @@ async fn a_sigkill_during_ingest_loses_no_acknowledged_event() {
         );
         assert_eq!(body["accepted"], json!(0), "batch {b}: {body}");
     }
+    // The batch in flight at the kill was never acknowledged: it may be lost, but one
+    // request is one atomic write, so it is stored entirely or not at all.
+    let in_flight = acked.last().map_or(0, |b| b + 1);
+    let (status, body) = post_json(
+        &client,
+        &server.url("/v1/events"),
+        &Value::Array(crash_batch(in_flight)),
+    )
+    .await;
+    assert_eq!(status, 200, "re-send in-flight batch {in_flight}: {body}");
+    let stored = body["duplicate"].as_u64().expect("duplicate count");
+    assert!(
+        stored == 0 || stored == CRASH_BATCH as u64,
+        "in-flight batch {in_flight} was stored partially ({stored} of {CRASH_BATCH} events): {body}"
+    );
     for &b in &acked {
         for pair in 0..CRASH_BATCH / 2 {
             let mut pids = Vec::new();

@@ -282,7 +282,7 @@ fn cases() -> Vec<(&'static str, Value, bool)> {
             false,
         ),
         ("55 extra traits", traits(extra_traits(55)), false),
-        // ---- rules the schema states but where the two have been seen to differ ----
+        // ---- rules the schema states that the validator did not enforce when written ----
         // `type` and `traits` are not nullable in the schema (unlike timestamp/properties).
         ("type null", with("type", Value::Null), false),
         ("traits null", with("traits", Value::Null), false),
