@@ -416,13 +416,24 @@ fn writer_loop(store: &dyn GraphStore, rules: &Rules, rx: Receiver<Job>) {
             }
         }
         let outcome = (|| -> Result<Vec<Result<OpResult, EngineError>>, StoreError> {
+            let started = std::time::Instant::now();
             let mut session = Session::new(store, now_ms())?;
             let mut results = Vec::with_capacity(jobs.len());
             for job in &jobs {
                 results.push(run(&mut session, rules, &job.op)?);
             }
+            let resolved = started.elapsed();
             let changes = resolve::finish(session, rules)?;
+            let rendered = started.elapsed();
             store.apply(changes)?;
+            tracing::debug!(
+                requests = jobs.len(),
+                events,
+                resolve_us = resolved.as_micros() as u64,
+                render_us = (rendered - resolved).as_micros() as u64,
+                write_us = (started.elapsed() - rendered).as_micros() as u64,
+                "group committed"
+            );
             Ok(results)
         })();
         match outcome {

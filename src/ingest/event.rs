@@ -251,6 +251,12 @@ impl Validator {
             }
             let values: Vec<(String, &Value)> = match v {
                 Value::Array(items) => {
+                    if items.is_empty() {
+                        return Err(ValidationError::new(
+                            field,
+                            "is an empty list; omit the kind or give at least one value",
+                        ));
+                    }
                     if items.len() > MAX_VALUES_PER_KIND {
                         return Err(ValidationError::new(
                             field,

@@ -282,11 +282,10 @@ fn cases() -> Vec<(&'static str, Value, bool)> {
             false,
         ),
         ("55 extra traits", traits(extra_traits(55)), false),
-        // ---- rules the schema states that the validator did not enforce when written ----
-        // `type` and `traits` are not nullable in the schema (unlike timestamp/properties).
-        ("type null", with("type", Value::Null), false),
-        ("traits null", with("traits", Value::Null), false),
-        // An empty list of one kind: the schema requires at least one item per list.
+        // ---- null means absent for every optional field, in the schema and the service ----
+        ("type null", with("type", Value::Null), true),
+        ("traits null", with("traits", Value::Null), true),
+        // An empty list of one kind: both require at least one value per list.
         (
             "an empty identifier list beside a real one",
             ids(json!({ "email": "ann@example.com", "cookie_id": [] })),
