@@ -19,6 +19,7 @@ use crate::config::Settings;
 use crate::ingest::blocklist::Blocklist;
 use crate::ingest::event::{NormalizedEvent, ValidationError, Validator};
 use crate::ingest::identifier::{NormalizeError, Normalizer};
+use crate::profile::golden;
 use crate::profile::household::{household_of, profile_of_household_id, Household};
 use crate::profile::views::{self, Device, ExplainError};
 use crate::resolve::split::{self, SplitOutcome, UnmergeError};
@@ -251,41 +252,81 @@ impl Engine {
         Err(not_found(format!("profile {id}")))
     }
 
-    /// The golden profile JSON of `id` (an absorbed id answers with its survivor).
+    /// The golden profile of `id` (an absorbed id answers with its survivor).
     pub fn profile(&self, id: &str) -> Result<Value, EngineError> {
-        let state = self.profile_state(id)?;
-        self.golden_of(&state)
+        parse_golden(id, &self.profile_bytes(id)?)
     }
 
-    fn golden_of(&self, state: &ProfileState) -> Result<Value, EngineError> {
-        let bytes = self
-            .store
-            .golden(&state.id)?
-            .ok_or_else(|| StoreError::Corrupt {
-                key: state.id.clone(),
-                reason: "golden profile missing from cache".into(),
-            })?;
-        let mut golden: Value =
-            serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
-                key: state.id.clone(),
-                reason: e.to_string(),
-            })?;
-        let hh = self.household_state(state)?;
-        if hh.members.len() > 1 {
-            golden["household_id"] = Value::String(hh.household_id);
+    /// The golden profile JSON of `id`, served from the cache without re-encoding when the
+    /// profile cannot belong to a household.
+    pub fn profile_bytes(&self, id: &str) -> Result<Vec<u8>, EngineError> {
+        let mut current = id.to_owned();
+        for _ in 0..64 {
+            if let Some(bytes) = self.golden_bytes(&current)? {
+                return Ok(bytes);
+            }
+            match self.store.alias(&current)? {
+                Some(next) => current = next,
+                None => break,
+            }
         }
-        Ok(golden)
+        Err(not_found(format!("profile {id}")))
+    }
+
+    /// Cached golden JSON of a live profile, with its household id filled in.
+    fn golden_bytes(&self, id: &str) -> Result<Option<Vec<u8>>, EngineError> {
+        let Some(raw) = self.store.golden(&id.to_owned())? else {
+            return Ok(None);
+        };
+        let corrupt = |reason: &str| StoreError::Corrupt {
+            key: id.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let (hint, json) = raw
+            .split_first()
+            .ok_or_else(|| corrupt("empty golden record"))?;
+        if *hint == golden::ALONE {
+            return Ok(Some(json.to_vec()));
+        }
+        let state = self
+            .store
+            .profile(&id.to_owned())?
+            .ok_or_else(|| corrupt("golden profile without state"))?;
+        let hh = self.household_state(&state)?;
+        if hh.members.len() < 2 {
+            return Ok(Some(json.to_vec()));
+        }
+        let mut golden = parse_golden(id, json)?;
+        golden["household_id"] = Value::String(hh.household_id);
+        Ok(Some(
+            serde_json::to_vec(&golden).map_err(|e| corrupt(&e.to_string()))?,
+        ))
     }
 
     /// The golden profile holding identifier `kind`/`value` (normalized like ingest).
     pub fn lookup(&self, kind: &str, value: &str) -> Result<Value, EngineError> {
         let key = self.normalize("value", kind, value)?;
+        parse_golden(&key, &self.lookup_key_bytes(&key)?)
+    }
+
+    /// Like [`Engine::lookup`], as JSON bytes.
+    pub fn lookup_bytes(&self, kind: &str, value: &str) -> Result<Vec<u8>, EngineError> {
+        let key = self.normalize("value", kind, value)?;
+        self.lookup_key_bytes(&key)
+    }
+
+    /// The golden profile JSON holding an already normalized identifier key.
+    pub fn lookup_key_bytes(&self, key: &IdentKey) -> Result<Vec<u8>, EngineError> {
         let node = self
             .store
-            .node(&key)?
+            .node(key)?
             .ok_or_else(|| not_found("identifier"))?;
-        let state = self.profile_state(&node.profile_id)?;
-        self.golden_of(&state)
+        self.golden_bytes(&node.profile_id)?.ok_or_else(|| {
+            EngineError::Store(StoreError::Corrupt {
+                key: node.profile_id.clone(),
+                reason: "an identifier points to a profile without a golden record".into(),
+            })
+        })
     }
 
     /// The profile id holding identifier `key`, if any.
@@ -452,6 +493,19 @@ fn writer_loop(store: &dyn GraphStore, rules: &Rules, rx: Receiver<Job>) {
             }
         }
     }
+}
+
+fn parse_golden(id: &str, json: &[u8]) -> Result<Value, EngineError> {
+    serde_json::from_slice(json).map_err(|e| {
+        EngineError::Store(StoreError::Corrupt {
+            key: if id.starts_with("p_") {
+                id.to_owned()
+            } else {
+                "<golden record>".into()
+            },
+            reason: e.to_string(),
+        })
+    })
 }
 
 fn job_events(job: &Job) -> usize {

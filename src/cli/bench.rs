@@ -93,13 +93,13 @@ pub fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
     drop(raw);
     let validate_s = t.elapsed().as_secs_f64();
 
-    let keys: Vec<(String, String)> = events
+    let keys: Vec<(String, String, String)> = events
         .iter()
         .step_by(3)
         .flat_map(|e| {
             e.identifiers
                 .iter()
-                .map(|i| (i.kind.clone(), i.value.clone()))
+                .map(|i| (i.kind.clone(), i.value.clone(), i.key()))
         })
         .collect();
     let total = events.len();
@@ -125,32 +125,10 @@ pub fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
 
     let engine = Arc::new(engine);
     let keys = Arc::new(keys);
-    let next = Arc::new(AtomicUsize::new(0));
-    let t = Instant::now();
-    let mut handles = Vec::new();
-    for _ in 0..args.threads.max(1) {
-        let (engine, keys, next) = (engine.clone(), keys.clone(), next.clone());
-        let n = args.lookups;
-        handles.push(std::thread::spawn(move || -> anyhow::Result<usize> {
-            let mut found = 0;
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n || keys.is_empty() {
-                    return Ok(found);
-                }
-                let (kind, value) = &keys[i % keys.len()];
-                let p = engine.lookup(kind, value)?;
-                found += usize::from(p.get("profile_id").is_some());
-            }
-        }));
-    }
-    let mut found = 0;
-    for h in handles {
-        found += h
-            .join()
-            .map_err(|_| anyhow::anyhow!("lookup thread panicked"))??;
-    }
-    let lookup_s = t.elapsed().as_secs_f64();
+    // In process, by normalized key: what a service holding canonical ids pays.
+    let (found_by_key, by_key_s) = run_lookups(&engine, &keys, args.lookups, args.threads, true)?;
+    // By the raw value, normalized like the HTTP API does (phones parsed again).
+    let (found, lookup_s) = run_lookups(&engine, &keys, args.lookups, args.threads, false)?;
     let rss_after = rss_bytes();
     drop(engine);
     let disk = dir_size(&dir);
@@ -169,6 +147,8 @@ pub fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
         "lookups": args.lookups,
         "lookup_threads": args.threads,
         "lookups_found": found,
+        "lookups_by_key_found": found_by_key,
+        "lookups_by_key_per_s": args.lookups as f64 / by_key_s,
         "lookups_per_s": args.lookups as f64 / lookup_s,
         "disk_bytes": disk,
         "disk_bytes_per_profile": disk as f64 / profiles as f64,
@@ -192,7 +172,12 @@ pub fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
             ingest_s
         );
         println!(
-            "  lookups:         {:>12.0} /s on {} threads ({found} found)",
+            "  lookups by key:  {:>12.0} /s on {} threads ({found_by_key} found)",
+            args.lookups as f64 / by_key_s,
+            args.threads
+        );
+        println!(
+            "  lookups by value:{:>12.0} /s on {} threads, normalized like the API ({found} found)",
             args.lookups as f64 / lookup_s,
             args.threads
         );
@@ -208,6 +193,45 @@ pub fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Runs `n` lookups over `threads` threads; returns (found, seconds).
+fn run_lookups(
+    engine: &Arc<Engine>,
+    keys: &Arc<Vec<(String, String, String)>>,
+    n: usize,
+    threads: usize,
+    by_key: bool,
+) -> anyhow::Result<(usize, f64)> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let t = Instant::now();
+    let mut handles = Vec::new();
+    for _ in 0..threads.max(1) {
+        let (engine, keys, next) = (engine.clone(), keys.clone(), next.clone());
+        handles.push(std::thread::spawn(move || -> anyhow::Result<usize> {
+            let mut found = 0;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n || keys.is_empty() {
+                    return Ok(found);
+                }
+                let (kind, value, key) = &keys[i % keys.len()];
+                let bytes = if by_key {
+                    engine.lookup_key_bytes(key)?
+                } else {
+                    engine.lookup_bytes(kind, value)?
+                };
+                found += usize::from(!bytes.is_empty());
+            }
+        }));
+    }
+    let mut found = 0;
+    for h in handles {
+        found += h
+            .join()
+            .map_err(|_| anyhow::anyhow!("lookup thread panicked"))??;
+    }
+    Ok((found, t.elapsed().as_secs_f64()))
 }
 
 fn count_merges(outcomes: Vec<EventOutcome>) -> u64 {

@@ -122,6 +122,24 @@ pub fn build(
     })
 }
 
+/// First byte of a cached golden profile: the profile may belong to a household (it has
+/// an address or a shared device), so serving it needs the household computed.
+pub const MAY_HAVE_HOUSEHOLD: u8 = 1;
+/// First byte of a cached golden profile that is served exactly as stored.
+pub const ALONE: u8 = 0;
+
+/// The cache value: one household-hint byte, then the golden profile JSON.
+pub fn cache_value(state: &ProfileState, json: Vec<u8>) -> Vec<u8> {
+    let mut v = Vec::with_capacity(json.len() + 1);
+    v.push(if state.address_key.is_some() || state.shared_device {
+        MAY_HAVE_HOUSEHOLD
+    } else {
+        ALONE
+    });
+    v.extend_from_slice(&json);
+    v
+}
+
 /// Renders the cached JSON of the golden profile.
 pub fn render(s: &Session<'_>, state: &ProfileState, rules: &Rules) -> Result<Vec<u8>, StoreError> {
     let golden = build(s, state, rules)?;

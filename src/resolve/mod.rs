@@ -194,17 +194,29 @@ pub fn apply_event(
                 target.clone()
             }
             Placement::Refused { rule, own } => {
+                let device = is_device(kind) || is_device(split_key(&anchor).0);
                 let pid = match own {
-                    Some(p) => p.clone(),
+                    Some(p) => {
+                        if device {
+                            let mut st = s.existing_profile(p)?;
+                            if !st.shared_device {
+                                st.shared_device = true;
+                                s.put_profile(st);
+                            }
+                        }
+                        p.clone()
+                    }
                     None => {
                         let mut st = s.new_profile(ev.timestamp);
                         st.insert_identifier(kind, value);
                         st.sources.insert(ev.source.clone());
+                        st.shared_device = device;
                         let id = st.id.clone();
                         s.put_profile(st);
                         id
                     }
                 };
+                target_state.shared_device |= device;
                 s.record(
                     HistoryKind::Conflict,
                     vec![target.clone(), pid.clone()],
@@ -288,6 +300,10 @@ pub fn apply_event(
     })
 }
 
+fn is_device(kind: &str) -> bool {
+    crate::ingest::identifier::DEVICE_KINDS.contains(&kind)
+}
+
 fn platform_of(ev: &NormalizedEvent, kind: &str) -> Option<String> {
     if !crate::ingest::identifier::DEVICE_KINDS.contains(&kind) {
         return None;
@@ -368,6 +384,7 @@ fn merge_into(
     t.event_count += gone.event_count;
     t.sources.extend(gone.sources.iter().cloned());
     t.absorbed.insert(absorbed.to_owned());
+    t.shared_device |= gone.shared_device;
     s.put_profile(t);
     s.delete_profile(absorbed)?;
     s.set_alias(absorbed, target);
@@ -396,7 +413,7 @@ pub fn finish(mut s: Session<'_>, rules: &Rules) -> Result<crate::store::Changes
         let address = golden::chosen_address_key(&state, rules);
         s.set_address(&mut state, address);
         let json = golden::render(&s, &state, rules)?;
-        s.put_golden(&id, json);
+        s.put_golden(&id, golden::cache_value(&state, json));
         s.put_profile_clean(state);
     }
     Ok(s.into_changes())

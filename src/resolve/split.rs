@@ -189,9 +189,12 @@ pub fn resplit(
             let mut p = ProfileState::new(state.id.clone(), state.seq, state.first_seen);
             p.absorbed = state.absorbed.clone();
             p.address_key = state.address_key.clone();
+            p.shared_device = state.shared_device;
             p
         } else {
-            s.new_profile(s.now)
+            let mut p = s.new_profile(s.now);
+            p.shared_device = state.shared_device;
+            p
         };
         for key in &comp {
             let (kind, value) = split_key(key);

@@ -174,8 +174,10 @@ pub async fn get_profile(
 ) -> Result<HttpResponse> {
     let id = path.into_inner();
     check_id(&id)?;
-    let v = blocking(move || engine.profile(&id)).await?;
-    Ok(HttpResponse::Ok().json(v))
+    let bytes = blocking(move || engine.profile_bytes(&id)).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(bytes))
 }
 
 #[derive(Deserialize)]
@@ -186,8 +188,10 @@ pub struct LookupQuery {
 
 pub async fn lookup(q: web::Query<LookupQuery>, engine: web::Data<Engine>) -> Result<HttpResponse> {
     let LookupQuery { kind, value } = q.into_inner();
-    let v = blocking(move || engine.lookup(&kind, &value)).await?;
-    Ok(HttpResponse::Ok().json(v))
+    let bytes = blocking(move || engine.lookup_bytes(&kind, &value)).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(bytes))
 }
 
 pub async fn devices(path: web::Path<String>, engine: web::Data<Engine>) -> Result<HttpResponse> {

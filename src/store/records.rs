@@ -115,6 +115,10 @@ pub struct ProfileState {
     /// Profile ids absorbed into this one (for history and alias resolution).
     #[serde(default)]
     pub absorbed: BTreeSet<ProfileId>,
+    /// Set once a refused edge touching a device or cookie links this profile to another
+    /// (a shared device). Never cleared by mistake: merges OR it, splits inherit it.
+    #[serde(default)]
+    pub shared_device: bool,
 }
 
 impl ProfileState {
@@ -130,6 +134,7 @@ impl ProfileState {
             traits: TraitStats::default(),
             address_key: None,
             absorbed: BTreeSet::new(),
+            shared_device: false,
         }
     }
 
