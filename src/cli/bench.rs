@@ -130,6 +130,8 @@ pub fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
     // By the raw value, normalized like the HTTP API does (phones parsed again).
     let (found, lookup_s) = run_lookups(&engine, &keys, args.lookups, args.threads, false)?;
     let rss_after = rss_bytes();
+    // Steady state on disk: memtables flushed, overwritten versions compacted away.
+    engine.store().compact()?;
     drop(engine);
     let disk = dir_size(&dir);
     let _ = std::fs::remove_dir_all(&dir);

@@ -110,4 +110,8 @@ pub trait GraphStore: Send + Sync + 'static {
     fn apply(&self, changes: Changes) -> Result<(), StoreError>;
     /// Approximate bytes on disk (SST + WAL) for capacity reporting.
     fn disk_usage_bytes(&self) -> Result<u64, StoreError>;
+    /// Flushes and compacts everything (maintenance, steady-state measurements).
+    fn compact(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

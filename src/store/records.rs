@@ -12,7 +12,7 @@ pub type IdentKey = String;
 pub type ProfileId = String;
 
 /// Upper bound of event ids kept on an edge for provenance.
-pub const EDGE_EVENT_IDS: usize = 16;
+pub const EDGE_EVENT_IDS: usize = 8;
 
 /// Builds the canonical key of an identifier.
 pub fn ident_key(kind: &str, value: &str) -> IdentKey {
@@ -34,9 +34,14 @@ pub fn edge_pair(a: &str, b: &str) -> (IdentKey, IdentKey) {
 }
 
 /// An identifier node of the identity graph.
+///
+/// `kind` and `value` are not stored in the record (the store key holds them); stores fill
+/// them in when they read a node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Node {
+    #[serde(skip)]
     pub kind: String,
+    #[serde(skip)]
     pub value: String,
     /// The profile this identifier currently belongs to (always a live profile id).
     pub profile_id: ProfileId,
@@ -67,9 +72,14 @@ pub enum EdgeStatus {
 }
 
 /// An edge between two identifiers seen together, with provenance.
+///
+/// `a < b`; like a node's kind and value, the endpoints live in the store key, not in the
+/// stored record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Edge {
+    #[serde(skip)]
     pub a: IdentKey,
+    #[serde(skip)]
     pub b: IdentKey,
     #[serde(flatten)]
     pub status: EdgeStatus,

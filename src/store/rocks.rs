@@ -3,7 +3,7 @@
 //!
 //! Column families and keys (all values JSON):
 //! - `identifiers`: `kind:value` -> [`Node`]
-//! - `edges`: `a \0 b` -> [`Edge`], stored under both orders for adjacency scans
+//! - `edges`: `a \0 b` (a < b) -> [`Edge`]; `b \0 a` -> "" (reverse adjacency entry)
 //! - `events`: `e \0 event_id` -> [`StoredEvent`]; `i \0 kind:value \0 seq(be64)` -> event id
 //! - `profiles`: `s \0 id` -> [`ProfileState`]; `g \0 id` -> golden profile JSON (the cache);
 //!   `a \0 id` -> survivor id (alias of an absorbed profile); `h \0 address \0 id` -> ""
@@ -23,6 +23,7 @@ use rocksdb::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::records::{edge_pair, split_key};
 use super::{
     Changes, Counters, Edge, GraphStore, HistoryEntry, IdentKey, Node, ProfileId, ProfileState,
     StoreError, StoredEvent,
@@ -73,6 +74,12 @@ fn options(cache: &Cache) -> Options {
     opts.increase_parallelism(2);
     opts.set_max_background_jobs(2);
     opts.set_bytes_per_sync(1 << 20);
+    // Point reads of absent keys (new identifiers, new edges, new event ids) dominate
+    // ingest: a memtable bloom filter answers them without walking the skiplist.
+    opts.set_memtable_whole_key_filtering(true);
+    opts.set_memtable_prefix_bloom_ratio(0.1);
+    // One writer thread: no need for the concurrent (CAS) memtable insert path.
+    opts.set_allow_concurrent_memtable_write(false);
     opts
 }
 
@@ -200,19 +207,43 @@ impl RocksStore {
 
 impl GraphStore for RocksStore {
     fn node(&self, key: &IdentKey) -> Result<Option<Node>, StoreError> {
-        self.get(CF_IDENTIFIERS, key.as_bytes())
+        let node: Option<Node> = self.get(CF_IDENTIFIERS, key.as_bytes())?;
+        Ok(node.map(|mut n| {
+            let (kind, value) = split_key(key);
+            n.kind = kind.to_owned();
+            n.value = value.to_owned();
+            n
+        }))
     }
 
     fn edge(&self, a: &IdentKey, b: &IdentKey) -> Result<Option<Edge>, StoreError> {
-        self.get(CF_EDGES, &joined(&[a.as_bytes(), b.as_bytes()]))
+        let (a, b) = edge_pair(a, b);
+        let edge: Option<Edge> = self.get(CF_EDGES, &joined(&[a.as_bytes(), b.as_bytes()]))?;
+        Ok(edge.map(|mut e| {
+            e.a = a;
+            e.b = b;
+            e
+        }))
     }
 
     fn edges_of(&self, key: &IdentKey, limit: usize) -> Result<Vec<Edge>, StoreError> {
         let prefix = joined(&[key.as_bytes(), b""]);
-        self.scan(CF_EDGES, &prefix, limit)?
-            .into_iter()
-            .map(|(k, v)| decode(CF_EDGES, &k, &v))
-            .collect()
+        let mut out = Vec::new();
+        for (k, v) in self.scan(CF_EDGES, &prefix, limit)? {
+            let other = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            if v.is_empty() {
+                // Reverse entry: the record lives under the canonical (other, key) order.
+                if let Some(e) = self.edge(&other, key)? {
+                    out.push(e);
+                }
+            } else {
+                let mut e: Edge = decode(CF_EDGES, &k, &v)?;
+                e.a = key.clone();
+                e.b = other;
+                out.push(e);
+            }
+        }
+        Ok(out)
     }
 
     fn profile(&self, id: &ProfileId) -> Result<Option<ProfileState>, StoreError> {
@@ -281,13 +312,13 @@ impl GraphStore for RocksStore {
             }
         }
         for ((a, b), edge) in &changes.edges {
+            debug_assert!(a <= b, "edge keys are canonical");
             let ab = joined(&[a.as_bytes(), b.as_bytes()]);
             let ba = joined(&[b.as_bytes(), a.as_bytes()]);
             match edge {
                 Some(e) => {
-                    let bytes = encode(e)?;
-                    batch.put_cf(self.cf(CF_EDGES)?, ab, &bytes);
-                    batch.put_cf(self.cf(CF_EDGES)?, ba, bytes);
+                    batch.put_cf(self.cf(CF_EDGES)?, ab, encode(e)?);
+                    batch.put_cf(self.cf(CF_EDGES)?, ba, b"");
                 }
                 None => {
                     batch.delete_cf(self.cf(CF_EDGES)?, ab);
@@ -344,7 +375,17 @@ impl GraphStore for RocksStore {
         }
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
+        tracing::debug!(bytes = batch.size_in_bytes(), "write batch");
         self.db.write_opt(batch, &wo).map_err(engine)
+    }
+
+    fn compact(&self) -> Result<(), StoreError> {
+        for name in ALL_CFS {
+            let cf = self.cf(name)?;
+            self.db.flush_cf(cf).map_err(engine)?;
+            self.db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+        }
+        Ok(())
     }
 
     fn disk_usage_bytes(&self) -> Result<u64, StoreError> {
