@@ -3,6 +3,8 @@
 //! Every test starts its own server (`helpers::spawn_app`) on a free port with a fresh
 //! data directory, so tests are independent and run in parallel.
 
+mod cli;
+mod demo_quality;
 mod durability;
 mod errors;
 mod helpers;
