@@ -185,11 +185,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             data_dir,
         } => {
             let s = settings(config, data_dir, None)?;
+            if !s.storage.data_dir.is_dir() {
+                anyhow::bail!(
+                    "data directory {} does not exist",
+                    s.storage.data_dir.display()
+                );
+            }
             let engine = Engine::open(s)?;
-            let (kind, value) = identifier.split_once(':').ok_or_else(|| {
-                anyhow::anyhow!("identifier must be kind:value, e.g. email:bob@example.com")
-            })?;
-            let profile = engine.lookup(kind, value)?;
+            let key = engine.parse_identifier("identifier", &identifier)?;
+            let bytes = engine.lookup_key_bytes(&key)?;
+            let profile: serde_json::Value = serde_json::from_slice(&bytes)?;
             println!("{}", serde_json::to_string_pretty(&profile)?);
             Ok(())
         }
