@@ -37,6 +37,9 @@ pub struct BenchArgs {
     pub seed: u64,
     #[arg(long)]
     pub json: bool,
+    /// Keep the scratch directory (e.g. to serve it and measure a serving process).
+    #[arg(long)]
+    pub keep: bool,
 }
 
 /// Resident set size of this process in bytes (Linux), 0 elsewhere.
@@ -134,7 +137,9 @@ pub fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
     engine.store().compact()?;
     drop(engine);
     let disk = dir_size(&dir);
-    let _ = std::fs::remove_dir_all(&dir);
+    if !args.keep {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     let report = json!({
         "events": total,
