@@ -1,13 +1,15 @@
 //! The transport-neutral service: every HTTP handler and CLI command calls these functions.
 //!
-//! Writes (ingest, unmerge) go through one writer thread that does group commit: it takes
-//! every request waiting in its queue, resolves them in one [`Session`], applies the
-//! resulting [`Changes`] in one synced RocksDB write and only then answers each request.
-//! So a 2xx answer means the events are durable, and reads (which go straight to the
-//! store, from any thread) see a merge as soon as its request is answered.
+//! Writes (ingest, unmerge) go through one resolver thread that does group commit: it takes
+//! every request waiting in its queue and resolves them in one [`Session`]; a commit thread
+//! applies the resulting [`Changes`] in one synced RocksDB write and only then answers each
+//! request. The two are pipelined one group deep: while group N is written, group N+1 is
+//! resolved over a [`Layered`] view (store + N's changes), and is handed over only once N
+//! is durable. So a 2xx answer means the events are durable, and reads (which go straight
+//! to the store, from any thread) see a merge as soon as its request is answered.
 //!
-//! **Invariant:** only the writer thread writes to the store. Nothing here logs identifier
-//! values or traits.
+//! **Invariant:** only the commit thread writes to the store, in the order the resolver
+//! produced the groups. Nothing here logs identifier values or traits.
 
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -24,9 +26,12 @@ use crate::profile::household::{household_of, profile_of_household_id, Household
 use crate::profile::views::{self, Device, ExplainError};
 use crate::resolve::split::{self, SplitOutcome, UnmergeError};
 use crate::resolve::{self, EventOutcome, Rules, Session};
+use crate::store::layered::Layered;
 use crate::store::records::ident_key;
 use crate::store::rocks::RocksStore;
-use crate::store::{GraphStore, HistoryEntry, IdentKey, ProfileId, ProfileState, StoreError};
+use crate::store::{
+    Changes, GraphStore, HistoryEntry, IdentKey, ProfileId, ProfileState, StoreError,
+};
 
 /// Most requests folded into one group commit.
 const MAX_GROUP_REQUESTS: usize = 512;
@@ -129,7 +134,7 @@ impl Engine {
         let writer_rules = rules.clone();
         let writer = std::thread::Builder::new()
             .name("idgraph-writer".into())
-            .spawn(move || writer_loop(writer_store.as_ref(), &writer_rules, rx))
+            .spawn(move || writer_loop(writer_store, &writer_rules, rx))
             .map_err(|e| EngineError::Config(format!("cannot start writer thread: {e}")))?;
         Ok(Engine {
             store,
@@ -443,7 +448,91 @@ fn run(
     })
 }
 
-fn writer_loop(store: &dyn GraphStore, rules: &Rules, rx: Receiver<Job>) {
+/// A resolved group on its way to the store.
+struct Commit {
+    changes: Arc<Changes>,
+    jobs: Vec<Job>,
+    results: Vec<Result<OpResult, EngineError>>,
+    events: usize,
+    resolve_us: u64,
+}
+
+fn failed(jobs: Vec<Job>, why: &str) {
+    for job in jobs {
+        let _ = job
+            .reply
+            .send(Err(EngineError::Store(StoreError::Engine(why.to_owned()))));
+    }
+}
+
+/// Writes one group durably, then answers its requests. Returns whether it was stored.
+fn commit(store: &dyn GraphStore, c: Commit) -> bool {
+    let started = std::time::Instant::now();
+    match store.apply(&c.changes) {
+        Ok(()) => {
+            tracing::debug!(
+                requests = c.jobs.len(),
+                events = c.events,
+                resolve_us = c.resolve_us,
+                write_us = started.elapsed().as_micros() as u64,
+                "group committed"
+            );
+            for (job, result) in c.jobs.into_iter().zip(c.results) {
+                let _ = job.reply.send(result);
+            }
+            true
+        }
+        Err(e) => {
+            tracing::error!(error = %e, requests = c.jobs.len(), "write group failed; nothing of it was stored");
+            failed(c.jobs, &e.to_string());
+            false
+        }
+    }
+}
+
+/// Resolves a group of jobs in one session over `view`.
+#[allow(clippy::type_complexity)]
+fn resolve_group(
+    view: &dyn GraphStore,
+    rules: &Rules,
+    jobs: &[Job],
+) -> Result<(Changes, Vec<Result<OpResult, EngineError>>), StoreError> {
+    let mut session = Session::new(view, now_ms())?;
+    let mut results = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        results.push(run(&mut session, rules, &job.op)?);
+    }
+    Ok((resolve::finish(session, rules)?, results))
+}
+
+/// The resolver thread. Group commits are pipelined one deep: while the committer thread
+/// writes group N, this thread resolves group N+1 over a [`Layered`] view (the store plus
+/// N's changes). N+1 is handed over only once N is durable; if N failed, N+1 (built on
+/// it) fails too and nothing of either is stored.
+fn writer_loop(store: Arc<dyn GraphStore>, rules: &Rules, rx: Receiver<Job>) {
+    let (commit_tx, commit_rx) = sync_channel::<Commit>(1);
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<bool>();
+    let committer_store = store.clone();
+    let committer = std::thread::Builder::new()
+        .name("idgraph-commit".into())
+        .spawn(move || {
+            for c in commit_rx {
+                if done_tx.send(commit(committer_store.as_ref(), c)).is_err() {
+                    break;
+                }
+            }
+        });
+    let committer = match committer {
+        Ok(handle) => handle,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the commit thread; writes are refused");
+            while let Ok(job) = rx.recv() {
+                failed(vec![job], "the commit thread could not start");
+            }
+            return;
+        }
+    };
+    let mut in_flight: Option<Arc<Changes>> = None;
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         let mut events = jobs.iter().map(job_events).sum::<usize>();
@@ -456,43 +545,44 @@ fn writer_loop(store: &dyn GraphStore, rules: &Rules, rx: Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let outcome = (|| -> Result<Vec<Result<OpResult, EngineError>>, StoreError> {
-            let started = std::time::Instant::now();
-            let mut session = Session::new(store, now_ms())?;
-            let mut results = Vec::with_capacity(jobs.len());
-            for job in &jobs {
-                results.push(run(&mut session, rules, &job.op)?);
-            }
-            let resolved = started.elapsed();
-            let changes = resolve::finish(session, rules)?;
-            let rendered = started.elapsed();
-            store.apply(changes)?;
-            tracing::debug!(
-                requests = jobs.len(),
-                events,
-                resolve_us = resolved.as_micros() as u64,
-                render_us = (rendered - resolved).as_micros() as u64,
-                write_us = (started.elapsed() - rendered).as_micros() as u64,
-                "group committed"
+        let started = std::time::Instant::now();
+        let view: Arc<dyn GraphStore> = match &in_flight {
+            Some(pending) => Arc::new(Layered::new(store.clone(), pending.clone())),
+            None => store.clone(),
+        };
+        let resolved = resolve_group(view.as_ref(), rules, &jobs);
+        let resolve_us = started.elapsed().as_micros() as u64;
+        if in_flight.take().is_some() && !done_rx.recv().unwrap_or(false) {
+            failed(
+                jobs,
+                "an earlier write failed; nothing of this request was stored, retry",
             );
-            Ok(results)
-        })();
-        match outcome {
-            Ok(results) => {
-                for (job, result) in jobs.into_iter().zip(results) {
-                    let _ = job.reply.send(result);
+            continue;
+        }
+        match resolved {
+            Ok((changes, results)) => {
+                let changes = Arc::new(changes);
+                in_flight = Some(changes.clone());
+                let c = Commit {
+                    changes,
+                    jobs,
+                    results,
+                    events,
+                    resolve_us,
+                };
+                if let Err(unsent) = commit_tx.send(c) {
+                    failed(unsent.0.jobs, "the commit thread has stopped");
+                    in_flight = None;
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, requests = jobs.len(), "write group failed; nothing of it was stored");
-                for job in jobs {
-                    let _ = job
-                        .reply
-                        .send(Err(EngineError::Store(StoreError::Engine(e.to_string()))));
-                }
+                tracing::error!(error = %e, requests = jobs.len(), "resolving a write group failed; nothing of it was stored");
+                failed(jobs, &e.to_string());
             }
         }
     }
+    drop(commit_tx);
+    let _ = committer.join();
 }
 
 fn parse_golden(id: &str, json: &[u8]) -> Result<Value, EngineError> {

@@ -21,9 +21,12 @@ pub struct BenchArgs {
     /// Events to ingest (about 4 events per person, so events/4 profiles).
     #[arg(long, default_value_t = 400_000)]
     pub events: usize,
-    /// Events per durable write batch.
+    /// Events per request (batch) submitted to the writer.
     #[arg(long, default_value_t = 1000)]
     pub batch: usize,
+    /// Concurrent clients submitting batches.
+    #[arg(long, default_value_t = 2)]
+    pub clients: usize,
     /// Lookups to run after ingest.
     #[arg(long, default_value_t = 1_000_000)]
     pub lookups: usize,
@@ -107,17 +110,44 @@ pub fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
         .collect();
     let total = events.len();
     let t = Instant::now();
-    let mut merges = 0u64;
+    // Clients submit batches concurrently (as HTTP clients do), so the writer can resolve
+    // one group while the previous one is being written.
+    let mut batches: Vec<Vec<NormalizedEvent>> = Vec::new();
     let mut batch = Vec::with_capacity(args.batch);
     for e in events {
         batch.push(e);
         if batch.len() >= args.batch {
-            merges += count_merges(engine.ingest(std::mem::take(&mut batch))?);
+            batches.push(std::mem::take(&mut batch));
         }
     }
     if !batch.is_empty() {
-        merges += count_merges(engine.ingest(batch)?);
+        batches.push(batch);
     }
+    let queue = std::sync::Mutex::new(batches.into_iter());
+    let merges: u64 = std::thread::scope(|scope| -> anyhow::Result<u64> {
+        let workers: Vec<_> = (0..args.clients.max(1))
+            .map(|_| {
+                scope.spawn(|| -> anyhow::Result<u64> {
+                    let mut merges = 0;
+                    loop {
+                        let next = match queue.lock() {
+                            Ok(mut q) => q.next(),
+                            Err(_) => None,
+                        };
+                        let Some(batch) = next else { return Ok(merges) };
+                        merges += count_merges(engine.ingest(batch)?);
+                    }
+                })
+            })
+            .collect();
+        let mut total = 0;
+        for w in workers {
+            total += w
+                .join()
+                .map_err(|_| anyhow::anyhow!("ingest client panicked"))??;
+        }
+        Ok(total)
+    })?;
     let ingest_s = t.elapsed().as_secs_f64();
     let profiles = engine
         .store()

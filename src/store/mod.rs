@@ -8,6 +8,7 @@
 //! **Invariant:** `apply` is all-or-nothing and durable when it returns `Ok` (synced write).
 //! Records are plain serde types; the store never interprets them beyond their keys.
 
+pub mod layered;
 pub mod records;
 pub mod rocks;
 
@@ -107,7 +108,7 @@ pub trait GraphStore: Send + Sync + 'static {
     fn history(&self, id: &ProfileId, limit: usize) -> Result<Vec<HistoryEntry>, StoreError>;
     fn counters(&self) -> Result<Counters, StoreError>;
     /// Atomically and durably apply a unit of change.
-    fn apply(&self, changes: Changes) -> Result<(), StoreError>;
+    fn apply(&self, changes: &Changes) -> Result<(), StoreError>;
     /// Approximate bytes on disk (SST + WAL) for capacity reporting.
     fn disk_usage_bytes(&self) -> Result<u64, StoreError>;
     /// Flushes and compacts everything (maintenance, steady-state measurements).

@@ -300,7 +300,7 @@ impl GraphStore for RocksStore {
         Ok(self.get(CF_META, b"counters")?.unwrap_or_default())
     }
 
-    fn apply(&self, changes: Changes) -> Result<(), StoreError> {
+    fn apply(&self, changes: &Changes) -> Result<(), StoreError> {
         if changes.is_empty() {
             return Ok(());
         }

@@ -9,6 +9,7 @@ mod durability;
 mod errors;
 mod helpers;
 mod ingest;
+mod pipeline;
 mod properties;
 mod resolution;
 mod schema;

@@ -1,0 +1,188 @@
+//! A read-only view of a store with one in-flight [`Changes`] on top.
+//!
+//! The writer pipelines group commits: while the committer thread writes group N, the
+//! resolver already resolves group N+1 and must see N's effects. [`Layered`] answers reads
+//! from N's changes first and from the store otherwise. Whether or not N has reached the
+//! store yet, the answers are the same (N's values win, duplicates from both are merged).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use super::records::edge_pair;
+use super::{
+    Changes, Counters, Edge, GraphStore, HistoryEntry, IdentKey, Node, ProfileId, ProfileState,
+    StoreError, StoredEvent,
+};
+
+/// `base` plus the not-yet-durable `pending` changes.
+pub struct Layered {
+    base: Arc<dyn GraphStore>,
+    pending: Arc<Changes>,
+    /// Endpoint -> canonical pairs of the pending edges touching it.
+    adjacency: HashMap<IdentKey, Vec<(IdentKey, IdentKey)>>,
+    /// Event id -> index into `pending.events`.
+    events: HashMap<String, usize>,
+}
+
+impl Layered {
+    pub fn new(base: Arc<dyn GraphStore>, pending: Arc<Changes>) -> Layered {
+        let mut adjacency: HashMap<IdentKey, Vec<(IdentKey, IdentKey)>> = HashMap::new();
+        for pair in pending.edges.keys() {
+            adjacency
+                .entry(pair.0.clone())
+                .or_default()
+                .push(pair.clone());
+            adjacency
+                .entry(pair.1.clone())
+                .or_default()
+                .push(pair.clone());
+        }
+        let events = pending
+            .events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.event_id.clone(), i))
+            .collect();
+        Layered {
+            base,
+            pending,
+            adjacency,
+            events,
+        }
+    }
+}
+
+impl GraphStore for Layered {
+    fn node(&self, key: &IdentKey) -> Result<Option<Node>, StoreError> {
+        match self.pending.nodes.get(key) {
+            Some(n) => Ok(n.clone()),
+            None => self.base.node(key),
+        }
+    }
+
+    fn edge(&self, a: &IdentKey, b: &IdentKey) -> Result<Option<Edge>, StoreError> {
+        match self.pending.edges.get(&edge_pair(a, b)) {
+            Some(e) => Ok(e.clone()),
+            None => self.base.edge(a, b),
+        }
+    }
+
+    fn edges_of(&self, key: &IdentKey, limit: usize) -> Result<Vec<Edge>, StoreError> {
+        let touched: HashSet<&(IdentKey, IdentKey)> = self
+            .adjacency
+            .get(key)
+            .map(|pairs| pairs.iter().collect())
+            .unwrap_or_default();
+        let mut out: Vec<Edge> = self
+            .base
+            .edges_of(key, limit)?
+            .into_iter()
+            .filter(|e| !touched.contains(&edge_pair(&e.a, &e.b)))
+            .collect();
+        for pair in touched {
+            if let Some(Some(e)) = self.pending.edges.get(pair) {
+                out.push(e.clone());
+            }
+        }
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    fn profile(&self, id: &ProfileId) -> Result<Option<ProfileState>, StoreError> {
+        match self.pending.profiles.get(id) {
+            Some(p) => Ok(p.clone()),
+            None => self.base.profile(id),
+        }
+    }
+
+    fn golden(&self, id: &ProfileId) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.pending.goldens.get(id) {
+            Some(g) => Ok(g.clone()),
+            None => self.base.golden(id),
+        }
+    }
+
+    fn alias(&self, id: &ProfileId) -> Result<Option<ProfileId>, StoreError> {
+        match self.pending.aliases.get(id) {
+            Some(s) => Ok(Some(s.clone())),
+            None => self.base.alias(id),
+        }
+    }
+
+    fn event(&self, event_id: &str) -> Result<Option<StoredEvent>, StoreError> {
+        match self.events.get(event_id) {
+            Some(i) => Ok(self.pending.events.get(*i).cloned()),
+            None => self.base.event(event_id),
+        }
+    }
+
+    fn event_ids_of(&self, key: &IdentKey, limit: usize) -> Result<Vec<String>, StoreError> {
+        let mut ids = if self.pending.drop_event_index.contains(key) {
+            Vec::new()
+        } else {
+            self.base.event_ids_of(key, limit)?
+        };
+        let mut seen: HashSet<String> = ids.iter().cloned().collect();
+        for (k, _, id) in &self.pending.event_index {
+            if k == key && seen.insert(id.clone()) {
+                ids.push(id.clone());
+            }
+        }
+        ids.truncate(limit);
+        Ok(ids)
+    }
+
+    fn profiles_at_address(
+        &self,
+        address_key: &str,
+        limit: usize,
+    ) -> Result<Vec<ProfileId>, StoreError> {
+        let mut set: BTreeSet<ProfileId> = self
+            .base
+            .profiles_at_address(address_key, usize::MAX)?
+            .into_iter()
+            .collect();
+        for (addr, id, present) in &self.pending.address_index {
+            if addr == address_key {
+                if *present {
+                    set.insert(id.clone());
+                } else {
+                    set.remove(id);
+                }
+            }
+        }
+        Ok(set.into_iter().take(limit).collect())
+    }
+
+    fn history(&self, id: &ProfileId, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
+        let mut by_seq: BTreeMap<u64, HistoryEntry> = self
+            .base
+            .history(id, limit)?
+            .into_iter()
+            .map(|e| (e.seq, e))
+            .collect();
+        for e in &self.pending.history {
+            if e.profiles.contains(id) {
+                by_seq.insert(e.seq, e.clone());
+            }
+        }
+        Ok(by_seq.into_values().take(limit).collect())
+    }
+
+    fn counters(&self) -> Result<Counters, StoreError> {
+        match self.pending.counters {
+            Some(c) => Ok(c),
+            None => self.base.counters(),
+        }
+    }
+
+    fn apply(&self, _changes: &Changes) -> Result<(), StoreError> {
+        Err(StoreError::Engine(
+            "a layered view is read-only; writes go to the base store".into(),
+        ))
+    }
+
+    fn disk_usage_bytes(&self) -> Result<u64, StoreError> {
+        self.base.disk_usage_bytes()
+    }
+}

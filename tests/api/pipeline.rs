@@ -1,0 +1,115 @@
+//! The writer pipelines group commits (resolve group N+1 while group N is written). Many
+//! clients ingesting concurrently must end with exactly the grouping a union-find over all
+//! events gives, whatever the interleaving, with every identifier in one live profile.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use idgraph::config::Settings;
+use idgraph::engine::Engine;
+use idgraph::resolve::EventOutcome;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+
+fn find(parent: &mut [usize], x: usize) -> usize {
+    let mut r = x;
+    while parent[r] != r {
+        r = parent[r];
+    }
+    parent[x] = r;
+    r
+}
+
+#[test]
+fn concurrent_clients_end_with_the_union_find_grouping() {
+    const UNIVERSE: usize = 600;
+    const EVENTS: usize = 2400;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings::default();
+    settings.storage.data_dir = dir.path().to_owned();
+    for limit in settings.rules.limits.values_mut() {
+        *limit = 10_000;
+    }
+    let engine = Arc::new(Engine::open(settings).unwrap());
+
+    // Events of 2 or 3 cookies drawn mostly from a neighbourhood, so components grow and
+    // merge across events handled by different clients.
+    let mut rng = StdRng::seed_from_u64(5);
+    let events: Vec<Vec<usize>> = (0..EVENTS)
+        .map(|_| {
+            let base = rng.gen_range(0..UNIVERSE);
+            let n = rng.gen_range(2..=3);
+            (0..n)
+                .map(|_| (base + rng.gen_range(0..8)) % UNIVERSE)
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect()
+        })
+        .collect();
+    let wire: Vec<serde_json::Value> = events
+        .iter()
+        .enumerate()
+        .map(|(i, ids)| {
+            let cookies: Vec<String> = ids.iter().map(|c| format!("ck{c}")).collect();
+            json!({ "event_id": format!("pl-{i}"), "source": "web", "identifiers": { "cookie_id": cookies } })
+        })
+        .collect();
+
+    // 4 clients, batches of 25: many small groups in flight at once.
+    let chunks: Vec<Vec<serde_json::Value>> = wire.chunks(25).map(<[_]>::to_vec).collect();
+    let chunks = Arc::new(std::sync::Mutex::new(chunks.into_iter()));
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let (engine, chunks) = (engine.clone(), chunks.clone());
+            std::thread::spawn(move || loop {
+                let next = chunks.lock().unwrap().next();
+                let Some(chunk) = next else { return };
+                let batch: Vec<_> = chunk.iter().map(|e| engine.validate(e).unwrap()).collect();
+                for outcome in engine.ingest(batch).unwrap() {
+                    assert!(matches!(outcome, EventOutcome::Accepted { .. }));
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+
+    let mut parent: Vec<usize> = (0..UNIVERSE).collect();
+    let mut seen = BTreeSet::new();
+    for ids in &events {
+        for w in ids.windows(2) {
+            let (a, b) = (find(&mut parent, w[0]), find(&mut parent, w[1]));
+            parent[a] = b;
+        }
+        seen.extend(ids.iter().copied());
+    }
+    let mut expected: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
+    for &c in &seen {
+        let root = find(&mut parent, c);
+        expected.entry(root).or_default().insert(format!("ck{c}"));
+    }
+    let expected: BTreeSet<BTreeSet<String>> = expected.into_values().collect();
+
+    let mut actual: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for &c in &seen {
+        let profile = engine.lookup("cookie_id", &format!("ck{c}")).unwrap();
+        let pid = profile["profile_id"].as_str().unwrap().to_owned();
+        let listed: BTreeSet<String> = profile["identifiers"]["cookie_id"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect();
+        assert!(
+            listed.contains(&format!("ck{c}")),
+            "profile {pid} must list ck{c}"
+        );
+        actual.entry(pid).or_default().insert(format!("ck{c}"));
+    }
+    let actual: BTreeSet<BTreeSet<String>> = actual.into_values().collect();
+    assert_eq!(actual, expected);
+    let total_events: u64 = engine.store().counters().unwrap().event_seq;
+    assert_eq!(total_events, EVENTS as u64);
+}
