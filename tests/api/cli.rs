@@ -14,7 +14,7 @@ use tempfile::TempDir;
 
 const FEBRL1: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/data/benchmarks/febrl1.csv"
+    "/tests/fixtures/febrl1-head.csv"
 );
 
 /// What a finished `idgraph` run printed.
@@ -309,7 +309,7 @@ const NATIONAL_ID_CONFIG: &str = "[identifiers]\ncustom_kinds = [\"national_id\"
 #[test]
 fn import_febrl_csv_with_mapping_and_custom_kind_from_config() {
     let text = std::fs::read_to_string(FEBRL1).unwrap_or_else(|e| {
-        panic!("benchmark data {FEBRL1} is required by this test and cannot be read: {e}")
+        panic!("fixture {FEBRL1} is required by this test and cannot be read: {e}")
     });
     let mut lines = text.lines();
     let header = lines.next().expect("febrl1.csv is empty");
