@@ -154,10 +154,6 @@ impl Engine {
         self.store.as_ref()
     }
 
-    pub fn rules(&self) -> &Rules {
-        &self.rules
-    }
-
     /// Validates and normalizes one wire event.
     pub fn validate(&self, event: &Value) -> Result<NormalizedEvent, ValidationError> {
         self.validator.validate(event, now_ms())
@@ -242,12 +238,17 @@ impl Engine {
 
     // ---- reads (blocking; call from a blocking thread) ----
 
-    /// The live profile for `id`, following aliases of absorbed ids.
-    pub fn profile_state(&self, id: &str) -> Result<ProfileState, EngineError> {
+    /// Reads `read` of the live profile `id` names, following aliases of absorbed ids
+    /// (bounded, so a corrupt alias cycle cannot spin).
+    fn follow_aliases<T>(
+        &self,
+        id: &str,
+        read: impl Fn(&ProfileId) -> Result<Option<T>, EngineError>,
+    ) -> Result<T, EngineError> {
         let mut current = id.to_owned();
         for _ in 0..64 {
-            if let Some(state) = self.store.profile(&current)? {
-                return Ok(state);
+            if let Some(found) = read(&current)? {
+                return Ok(found);
             }
             match self.store.alias(&current)? {
                 Some(next) => current = next,
@@ -255,6 +256,11 @@ impl Engine {
             }
         }
         Err(not_found(format!("profile {id}")))
+    }
+
+    /// The live profile for `id`, following aliases of absorbed ids.
+    pub fn profile_state(&self, id: &str) -> Result<ProfileState, EngineError> {
+        self.follow_aliases(id, |p| Ok(self.store.profile(p)?))
     }
 
     /// The golden profile of `id` (an absorbed id answers with its survivor).
@@ -265,17 +271,7 @@ impl Engine {
     /// The golden profile JSON of `id`, served from the cache without re-encoding when the
     /// profile cannot belong to a household.
     pub fn profile_bytes(&self, id: &str) -> Result<Vec<u8>, EngineError> {
-        let mut current = id.to_owned();
-        for _ in 0..64 {
-            if let Some(bytes) = self.golden_bytes(&current)? {
-                return Ok(bytes);
-            }
-            match self.store.alias(&current)? {
-                Some(next) => current = next,
-                None => break,
-            }
-        }
-        Err(not_found(format!("profile {id}")))
+        self.follow_aliases(id, |p| self.golden_bytes(p))
     }
 
     /// Cached golden JSON of a live profile, with its household id filled in.
@@ -310,8 +306,7 @@ impl Engine {
 
     /// The golden profile holding identifier `kind`/`value` (normalized like ingest).
     pub fn lookup(&self, kind: &str, value: &str) -> Result<Value, EngineError> {
-        let key = self.normalize("value", kind, value)?;
-        parse_golden(&key, &self.lookup_key_bytes(&key)?)
+        parse_golden("<golden record>", &self.lookup_bytes(kind, value)?)
     }
 
     /// Like [`Engine::lookup`], as JSON bytes.
@@ -332,11 +327,6 @@ impl Engine {
                 reason: "an identifier points to a profile without a golden record".into(),
             })
         })
-    }
-
-    /// The profile id holding identifier `key`, if any.
-    pub fn profile_id_of(&self, key: &IdentKey) -> Result<Option<ProfileId>, EngineError> {
-        Ok(self.store.node(key)?.map(|n| n.profile_id))
     }
 
     pub fn devices(&self, id: &str) -> Result<(ProfileId, Vec<Device>), EngineError> {
@@ -399,11 +389,6 @@ impl Engine {
             live.id.clone(),
             views::history(self.store.as_ref(), &live.id, limit)?,
         ))
-    }
-
-    /// Bytes on disk of the store.
-    pub fn disk_usage_bytes(&self) -> Result<u64, EngineError> {
-        Ok(self.store.disk_usage_bytes()?)
     }
 
     /// Key of an identifier from its parts (no normalization).

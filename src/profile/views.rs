@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::golden::iso;
 use crate::ingest::identifier::DEVICE_KINDS;
-use crate::store::records::{ident_key, split_key};
+use crate::store::records::ident_key;
 use crate::store::{
     Edge, EdgeStatus, GraphStore, HistoryEntry, IdentKey, Node, ProfileId, ProfileState, StoreError,
 };
@@ -245,14 +245,4 @@ pub fn history(
         }
     }
     Ok(entries.into_values().take(limit).collect())
-}
-
-/// Splits `kind:value` text into a normalized key with the given normalizer.
-pub fn parse_ident(text: &str) -> Option<(&str, &str)> {
-    let (k, v) = split_key(text);
-    if k.is_empty() || v.is_empty() || !text.contains(':') {
-        None
-    } else {
-        Some((k, v))
-    }
 }

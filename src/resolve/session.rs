@@ -3,16 +3,14 @@
 //! [`Changes`]. Group commit resolves many events in one session and writes once.
 
 use std::cell::RefCell;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 
-use crate::store::records::{edge_pair, split_key};
+use crate::store::records::edge_pair;
 use crate::store::{
     Changes, Counters, Edge, GraphStore, HistoryEntry, HistoryKind, IdentKey, Node, ProfileId,
     ProfileState, StoreError, StoredEvent,
 };
 
-/// Most alias hops followed before giving up (guards against a corrupt cycle).
-const MAX_ALIAS_HOPS: usize = 64;
 /// Most events read back per identifier when a profile is rebuilt after a split.
 pub const MAX_EVENTS_PER_IDENTIFIER: usize = 100_000;
 
@@ -187,25 +185,6 @@ impl<'s> Session<'s> {
             .insert(absorbed.to_owned(), survivor.to_owned());
     }
 
-    /// Follows aliases of absorbed profiles to the live one.
-    pub fn resolve_alias(&self, id: &str) -> Result<ProfileId, StoreError> {
-        let mut current = id.to_owned();
-        for _ in 0..MAX_ALIAS_HOPS {
-            let next = match self.ch.aliases.get(&current) {
-                Some(s) => Some(s.clone()),
-                None => self.store.alias(&current)?,
-            };
-            match next {
-                Some(n) => current = n,
-                None => return Ok(current),
-            }
-        }
-        Err(StoreError::Corrupt {
-            key: id.to_owned(),
-            reason: "alias chain too long".into(),
-        })
-    }
-
     pub fn mark_dirty(&mut self, id: &str) {
         self.dirty.insert(id.to_owned());
     }
@@ -325,10 +304,5 @@ impl<'s> Session<'s> {
     pub fn into_changes(mut self) -> Changes {
         self.ch.counters = Some(self.counters);
         self.ch
-    }
-
-    /// Identifier keys of a profile grouped as the store sees them (used by split).
-    pub fn kinds_of(keys: &HashSet<IdentKey>) -> BTreeSet<String> {
-        keys.iter().map(|k| split_key(k).0.to_owned()).collect()
     }
 }

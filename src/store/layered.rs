@@ -181,8 +181,4 @@ impl GraphStore for Layered {
             "a layered view is read-only; writes go to the base store".into(),
         ))
     }
-
-    fn disk_usage_bytes(&self) -> Result<u64, StoreError> {
-        self.base.disk_usage_bytes()
-    }
 }

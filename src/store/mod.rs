@@ -109,8 +109,6 @@ pub trait GraphStore: Send + Sync + 'static {
     fn counters(&self) -> Result<Counters, StoreError>;
     /// Atomically and durably apply a unit of change.
     fn apply(&self, changes: &Changes) -> Result<(), StoreError>;
-    /// Approximate bytes on disk (SST + WAL) for capacity reporting.
-    fn disk_usage_bytes(&self) -> Result<u64, StoreError>;
     /// Flushes and compacts everything (maintenance, steady-state measurements).
     fn compact(&self) -> Result<(), StoreError> {
         Ok(())

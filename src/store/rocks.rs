@@ -14,7 +14,7 @@
 //! reads/writes returning [`StoreError`]. Identifier values never contain control
 //! characters (ingest rejects them), so `\0` is a safe separator.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, Direction, IteratorMode, Options,
@@ -51,7 +51,6 @@ type KeyValue = (Vec<u8>, Vec<u8>);
 /// The RocksDB-backed [`GraphStore`].
 pub struct RocksStore {
     db: DB,
-    path: PathBuf,
 }
 
 fn engine(e: rocksdb::Error) -> StoreError {
@@ -129,10 +128,7 @@ impl RocksStore {
             .iter()
             .map(|name| ColumnFamilyDescriptor::new(*name, options(&cache)));
         let db = DB::open_cf_descriptors(&options(&cache), path, cfs).map_err(engine)?;
-        let store = RocksStore {
-            db,
-            path: path.to_owned(),
-        };
+        let store = RocksStore { db };
         match store.get_raw(CF_META, b"format")? {
             None => store.put_raw(CF_META, b"format", FORMAT_VERSION)?,
             Some(v) if v == FORMAT_VERSION => {}
@@ -145,10 +141,6 @@ impl RocksStore {
             }
         }
         Ok(store)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StoreError> {
@@ -386,26 +378,5 @@ impl GraphStore for RocksStore {
             self.db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
         }
         Ok(())
-    }
-
-    fn disk_usage_bytes(&self) -> Result<u64, StoreError> {
-        let mut total = 0u64;
-        for name in ALL_CFS {
-            total += self
-                .db
-                .property_int_value_cf(self.cf(name)?, "rocksdb.total-sst-files-size")
-                .map_err(engine)?
-                .unwrap_or(0);
-        }
-        let wal: u64 = std::fs::read_dir(&self.path)
-            .map(|rd| {
-                rd.filter_map(Result::ok)
-                    .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
-                    .filter_map(|e| e.metadata().ok())
-                    .map(|m| m.len())
-                    .sum()
-            })
-            .unwrap_or(0);
-        Ok(total + wal)
     }
 }
