@@ -20,7 +20,8 @@ pub mod rules;
 pub mod session;
 pub mod split;
 
-use std::collections::{BTreeSet, HashMap};
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::BTreeSet;
 
 use serde::Serialize;
 
@@ -100,7 +101,7 @@ pub fn apply_event(
 
     // 1. Decide which identifiers (and their profiles) join the merge group.
     let mut group: Vec<(ProfileId, u64)> = Vec::new();
-    let mut counts: HashMap<String, BTreeSet<String>> = HashMap::new();
+    let mut counts: HashMap<String, BTreeSet<String>> = HashMap::default();
     let mut placed: Vec<(IdentKey, Option<Node>, Placement)> = Vec::with_capacity(ids.len());
     for id in &ids {
         let key = id.key();

@@ -4,7 +4,8 @@
 //! A merge that would give a profile more distinct values of a kind than its limit is
 //! refused; the rule is recorded as `max_per_profile:<kind>=<limit>`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::Settings;
 use crate::profile::survivorship::Strategy;
@@ -22,7 +23,7 @@ pub struct Rules {
 
 impl Rules {
     pub fn from_settings(settings: &Settings) -> Result<Self, String> {
-        let mut kind_rank = HashMap::new();
+        let mut kind_rank = HashMap::default();
         for (i, k) in settings.rules.priority.iter().enumerate() {
             if kind_rank.insert(k.clone(), i).is_some() {
                 return Err(format!("rules.priority: kind {k:?} is listed twice"));

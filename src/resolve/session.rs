@@ -2,8 +2,9 @@
 //! uncommitted writes, and [`Session::finish`] turns everything into one atomic
 //! [`Changes`]. Group commit resolves many events in one session and writes once.
 
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::cell::RefCell;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use crate::store::records::edge_pair;
 use crate::store::{
@@ -30,6 +31,8 @@ pub struct Session<'s> {
     /// Decoded store reads, so a record read twice in a group is decoded once.
     read_nodes: RefCell<HashMap<IdentKey, Option<Node>>>,
     read_profiles: RefCell<HashMap<ProfileId, Option<ProfileState>>>,
+    /// Edges read back from the store (so their reverse adjacency entry exists already).
+    stored_edges: RefCell<HashSet<(IdentKey, IdentKey)>>,
     pub now: i64,
 }
 
@@ -39,11 +42,12 @@ impl<'s> Session<'s> {
             store,
             counters: store.counters()?,
             ch: Changes::default(),
-            touched_adjacency: HashMap::new(),
-            new_events: HashMap::new(),
+            touched_adjacency: HashMap::default(),
+            new_events: HashMap::default(),
             dirty: BTreeSet::new(),
-            read_nodes: RefCell::new(HashMap::new()),
-            read_profiles: RefCell::new(HashMap::new()),
+            read_nodes: RefCell::new(HashMap::default()),
+            read_profiles: RefCell::new(HashMap::default()),
+            stored_edges: RefCell::new(HashSet::default()),
             now,
         })
     }
@@ -82,7 +86,13 @@ impl<'s> Session<'s> {
         let pair = edge_pair(a, b);
         match self.ch.edges.get(&pair) {
             Some(e) => Ok(e.clone()),
-            None => self.store.edge(&pair.0, &pair.1),
+            None => {
+                let e = self.store.edge(&pair.0, &pair.1)?;
+                if e.is_some() {
+                    self.stored_edges.borrow_mut().insert(pair);
+                }
+                Ok(e)
+            }
         }
     }
 
@@ -95,6 +105,7 @@ impl<'s> Session<'s> {
     pub fn delete_edge(&mut self, a: &str, b: &str) {
         let pair = edge_pair(a, b);
         self.touch(&pair);
+        self.stored_edges.borrow_mut().remove(&pair);
         self.ch.edges.insert(pair, None);
     }
 
@@ -303,6 +314,11 @@ impl<'s> Session<'s> {
 
     pub fn into_changes(mut self) -> Changes {
         self.ch.counters = Some(self.counters);
+        let stored = self.stored_edges.into_inner();
+        self.ch.stored_edges = stored
+            .into_iter()
+            .filter(|pair| matches!(self.ch.edges.get(pair), Some(Some(_))))
+            .collect();
         self.ch
     }
 }

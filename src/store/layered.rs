@@ -5,7 +5,8 @@
 //! from N's changes first and from the store otherwise. Whether or not N has reached the
 //! store yet, the answers are the same (N's values win, duplicates from both are merged).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::records::edge_pair;
@@ -26,7 +27,7 @@ pub struct Layered {
 
 impl Layered {
     pub fn new(base: Arc<dyn GraphStore>, pending: Arc<Changes>) -> Layered {
-        let mut adjacency: HashMap<IdentKey, Vec<(IdentKey, IdentKey)>> = HashMap::new();
+        let mut adjacency: HashMap<IdentKey, Vec<(IdentKey, IdentKey)>> = HashMap::default();
         for pair in pending.edges.keys() {
             adjacency
                 .entry(pair.0.clone())

@@ -17,7 +17,7 @@ pub use records::{
     StoredEvent,
 };
 
-use std::collections::HashMap;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 /// Errors of the storage layer. Every variant is mapped to an HTTP status in `serve::error`.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +49,9 @@ pub struct Changes {
     pub nodes: HashMap<IdentKey, Option<Node>>,
     /// Keyed by the canonical (ordered) identifier pair.
     pub edges: HashMap<(IdentKey, IdentKey), Option<Edge>>,
+    /// Edges of `edges` that were already stored before this unit of work: their (empty)
+    /// reverse adjacency entry exists and is not rewritten.
+    pub stored_edges: HashSet<(IdentKey, IdentKey)>,
     pub profiles: HashMap<ProfileId, Option<ProfileState>>,
     /// Rendered golden profiles (JSON) to cache; `None` removes the cached copy.
     pub goldens: HashMap<ProfileId, Option<Vec<u8>>>,

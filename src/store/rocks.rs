@@ -310,7 +310,9 @@ impl GraphStore for RocksStore {
             match edge {
                 Some(e) => {
                     batch.put_cf(self.cf(CF_EDGES)?, ab, encode(e)?);
-                    batch.put_cf(self.cf(CF_EDGES)?, ba, b"");
+                    if !changes.stored_edges.contains(&(a.clone(), b.clone())) {
+                        batch.put_cf(self.cf(CF_EDGES)?, ba, b"");
+                    }
                 }
                 None => {
                     batch.delete_cf(self.cf(CF_EDGES)?, ab);
