@@ -39,6 +39,10 @@ pub struct ServerSettings {
     pub max_batch_events: usize,
     /// HTTP worker threads (0 = number of cores).
     pub workers: usize,
+    /// Serve the web console's own files (`index.html`, `app.js`, `app.css`) from this
+    /// directory instead of the copy compiled into the binary: for console development.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -108,6 +112,7 @@ impl Default for ServerSettings {
             max_body_bytes: 1024 * 1024,
             max_batch_events: 1000,
             workers: 0,
+            console_dir: None,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! exposes [`Application::port`] and [`Application::run_until_stopped`]; `main` only sets
 //! up telemetry and calls it.
 
+pub mod console;
 pub mod error;
 pub mod metrics;
 pub mod routes;
@@ -64,6 +65,8 @@ impl Application {
                     ApiError::bad_request("invalid_path", format!("invalid path: {e}")).into()
                 }))
                 .wrap(from_fn(metrics::track))
+                .service(resource("/").route(web::get().to(console::index)))
+                .service(resource("/assets/{name}").route(web::get().to(console::asset)))
                 .service(resource("/health").route(web::get().to(routes::health)))
                 .service(resource("/metrics").route(web::get().to(routes::metrics)))
                 .service(
