@@ -60,7 +60,7 @@ pub fn rss_bytes() -> u64 {
         .unwrap_or(0)
 }
 
-fn dir_size(path: &std::path::Path) -> u64 {
+pub fn dir_size(path: &std::path::Path) -> u64 {
     std::fs::read_dir(path)
         .map(|rd| {
             rd.filter_map(Result::ok)
