@@ -250,11 +250,19 @@ impl SearchIndex {
     /// Runs a validated request.
     pub fn search(&self, req: &SearchRequest) -> Result<Hits, IndexError> {
         let searcher = self.reader.searcher();
-        let query = query::build(&self.fields, &self.normalizer, req)?;
-        let (top, total) = searcher.search(
-            &query,
-            &(TopDocs::with_limit(req.limit).and_offset(req.offset), Count),
-        )?;
+        let plan = query::build(&self.fields, &self.normalizer, req)?;
+        let collector = (TopDocs::with_limit(req.limit).and_offset(req.offset), Count);
+        let mut found = None;
+        if let Some(exact) = &plan.exact_only {
+            let (top, total) = searcher.search(exact.as_ref(), &collector)?;
+            if total > 0 {
+                found = Some((top, total));
+            }
+        }
+        let (top, total) = match found {
+            Some(found) => found,
+            None => searcher.search(plan.full.as_ref(), &collector)?,
+        };
         let mut hits = Vec::with_capacity(top.len());
         for (score, addr) in top {
             let doc: TantivyDocument = searcher.doc(addr)?;

@@ -209,19 +209,56 @@ fn phone_digits(normalizer: &Normalizer, q: &str) -> Option<String> {
         .map(|id| id.value.trim_start_matches('+').to_owned())
 }
 
+/// The queries of a request.
+pub struct Plan {
+    /// When `q` is shaped like an email or a phone: exact identifier matches only. If it
+    /// finds anything, that is the answer (cheap, and what an agent typing a whole email or
+    /// number wants); otherwise `full` runs.
+    pub exact_only: Option<Box<dyn Query>>,
+    pub full: Box<dyn Query>,
+}
+
 pub fn build(
     f: &Fields,
     normalizer: &Normalizer,
     req: &SearchRequest,
-) -> Result<Box<dyn Query>, tantivy::TantivyError> {
+) -> Result<Plan, tantivy::TantivyError> {
     let q = req.q.trim_matches('"').trim();
     let lower = q.to_lowercase();
-    let words = words(q);
+    // An email's domain words (`example`, `com`) are in a large share of all profiles and
+    // say little: only the local part's words are matched word by word.
+    let words = match lower.split_once('@') {
+        Some((local, _)) => words(local),
+        None => words(q),
+    };
 
     // 1. The whole of q as an identifier.
     let mut exact: Vec<Box<dyn Query>> = vec![boost(term(f.ident_value, &lower), 50.0)];
+    let mut shaped = false;
     if lower.contains('@') {
+        shaped = true;
         exact.push(boost(term(f.email, &lower), 50.0));
+    }
+    if let Some(digits) = phone_digits(normalizer, q) {
+        shaped = true;
+        exact.push(boost(term(f.phone, &digits), 50.0));
+    }
+    let filters: Vec<(Occur, Box<dyn Query>)> = [
+        (f.source, &req.source),
+        (f.kind, &req.kind),
+        (f.city, &req.city),
+    ]
+    .into_iter()
+    .filter_map(|(field, value)| value.as_ref().map(|v| (Occur::Must, term(field, v))))
+    .collect();
+    let with_filters = |q: Box<dyn Query>| -> Box<dyn Query> {
+        let mut must = vec![(Occur::Must, q)];
+        must.extend(filters.iter().map(|(o, q)| (*o, q.box_clone())));
+        Box::new(BooleanQuery::new(must))
+    };
+    let exact_only =
+        shaped.then(|| with_filters(any(exact.iter().map(|q| q.box_clone()).collect())));
+    if lower.contains('@') {
         exact.push(boost(
             Box::new(FuzzyTermQuery::new(
                 Term::from_field_text(f.email, &lower),
@@ -230,9 +267,6 @@ pub fn build(
             )),
             10.0,
         ));
-    }
-    if let Some(digits) = phone_digits(normalizer, q) {
-        exact.push(boost(term(f.phone, &digits), 50.0));
     }
     let typed_digits: String = q.chars().filter(char::is_ascii_digit).collect();
     if typed_digits.len() >= 6 && typed_digits.len() <= 15 {
@@ -261,18 +295,10 @@ pub fn build(
     if !all_words.is_empty() {
         top.push(Box::new(BooleanQuery::new(all_words)));
     }
-    let mut must: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, any(top))];
-    for (field, value) in [
-        (f.source, &req.source),
-        (f.kind, &req.kind),
-        (f.city, &req.city),
-    ] {
-        if let Some(v) = value {
-            must.push((Occur::Must, term(field, v)));
-        }
-    }
-
-    Ok(Box::new(BooleanQuery::new(must)))
+    Ok(Plan {
+        exact_only,
+        full: with_filters(any(top)),
+    })
 }
 
 fn word_matches(q: &str, w: &str, last: bool, m: Matching) -> bool {
