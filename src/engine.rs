@@ -26,6 +26,8 @@ use crate::profile::household::{household_of, profile_of_household_id, Household
 use crate::profile::views::{self, Device, ExplainError};
 use crate::resolve::split::{self, SplitOutcome, UnmergeError};
 use crate::resolve::{self, EventOutcome, Rules, Session};
+use crate::search::indexer::{self, IndexFeed};
+use crate::search::{Opened, SearchIndex, SearchRequest};
 use crate::store::layered::Layered;
 use crate::store::records::ident_key;
 use crate::store::rocks::RocksStore;
@@ -88,6 +90,11 @@ struct Job {
     reply: Reply,
 }
 
+/// Where the search index of a data directory lives.
+pub fn search_dir(settings: &Settings) -> std::path::PathBuf {
+    settings.storage.data_dir.join("search")
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -96,31 +103,63 @@ pub fn now_ms() -> i64 {
 /// The running service over one store.
 pub struct Engine {
     store: Arc<dyn GraphStore>,
+    search: Option<Arc<SearchIndex>>,
     rules: Arc<Rules>,
     validator: Validator,
     settings: Settings,
     queue: Option<SyncSender<Job>>,
     writer: Option<JoinHandle<()>>,
+    indexer: Option<JoinHandle<()>>,
 }
 
 impl Engine {
-    /// Opens the embedded store in `settings.storage.data_dir`.
+    /// Opens the embedded store in `settings.storage.data_dir` and its search index in
+    /// `<data_dir>/search` (rebuilt from the store when missing, corrupt or behind).
     pub fn open(settings: Settings) -> Result<Engine, EngineError> {
-        let store = RocksStore::open(&settings.storage.data_dir)?;
-        Engine::with_store(settings, Arc::new(store))
+        let store: Arc<dyn GraphStore> = Arc::new(RocksStore::open(&settings.storage.data_dir)?);
+        let search = Engine::open_search(&settings, store.as_ref())?;
+        Engine::with_store(settings, store, Some(search))
     }
 
-    /// Runs the service over any graph store.
-    pub fn with_store(
-        settings: Settings,
-        store: Arc<dyn GraphStore>,
-    ) -> Result<Engine, EngineError> {
-        let rules = Arc::new(Rules::from_settings(&settings).map_err(EngineError::Config)?);
-        let normalizer = Normalizer::new(
+    /// Opens (or rebuilds) the search index of the store in `settings.storage.data_dir`.
+    pub fn open_search(
+        settings: &Settings,
+        store: &dyn GraphStore,
+    ) -> Result<Arc<SearchIndex>, EngineError> {
+        let dir = search_dir(settings);
+        let started = std::time::Instant::now();
+        let (index, opened) = SearchIndex::open(&dir, store, Engine::normalizer(settings)?)
+            .map_err(|e| EngineError::Store(StoreError::Engine(e.to_string())))?;
+        match opened {
+            Opened::Current => {
+                tracing::info!(profiles = index.len(), "search index opened")
+            }
+            Opened::Rebuilt { reason, profiles } => tracing::warn!(
+                reason = %reason,
+                profiles,
+                seconds = started.elapsed().as_secs_f64(),
+                "search index rebuilt from the store"
+            ),
+        }
+        Ok(Arc::new(index))
+    }
+
+    fn normalizer(settings: &Settings) -> Result<Normalizer, EngineError> {
+        Normalizer::new(
             &settings.identifiers.default_region,
             &settings.identifiers.custom_kinds,
         )
-        .map_err(EngineError::Config)?;
+        .map_err(EngineError::Config)
+    }
+
+    /// Runs the service over any graph store, with or without a search index.
+    pub fn with_store(
+        settings: Settings,
+        store: Arc<dyn GraphStore>,
+        search: Option<Arc<SearchIndex>>,
+    ) -> Result<Engine, EngineError> {
+        let rules = Arc::new(Rules::from_settings(&settings).map_err(EngineError::Config)?);
+        let normalizer = Engine::normalizer(&settings)?;
         let blocklist = Blocklist::new(&settings.blocklist).map_err(EngineError::Config)?;
         let validator = Validator::new(
             normalizer,
@@ -130,14 +169,25 @@ impl Engine {
         )
         .map_err(EngineError::Config)?;
         let (tx, rx) = sync_channel::<Job>(QUEUE_DEPTH);
+        let (feed, indexer) = match &search {
+            Some(index) => {
+                let (feed, handle) = indexer::spawn(index.clone(), store.clone()).map_err(|e| {
+                    EngineError::Config(format!("cannot start the search indexer: {e}"))
+                })?;
+                (Some(feed), Some(handle))
+            }
+            None => (None, None),
+        };
         let writer_store = store.clone();
         let writer_rules = rules.clone();
         let writer = std::thread::Builder::new()
             .name("idgraph-writer".into())
-            .spawn(move || writer_loop(writer_store, &writer_rules, rx))
+            .spawn(move || writer_loop(writer_store, &writer_rules, rx, feed))
             .map_err(|e| EngineError::Config(format!("cannot start writer thread: {e}")))?;
         Ok(Engine {
             store,
+            search,
+            indexer,
             rules,
             validator,
             settings,
@@ -304,6 +354,50 @@ impl Engine {
         ))
     }
 
+    /// Searches profiles. Each hit carries its golden profile read from the store, so a
+    /// hit is never stale; a profile merged away or deleted since the index's last commit
+    /// (at most [`indexer::COMMIT_EVERY`] ago) is left out.
+    pub fn search(&self, req: &SearchRequest) -> Result<Value, EngineError> {
+        let index = self
+            .search
+            .as_ref()
+            .ok_or_else(|| EngineError::Config("search is not enabled on this engine".into()))?;
+        let found = index
+            .search(req)
+            .map_err(|e| EngineError::Store(StoreError::Engine(e.to_string())))?;
+        let mut total = found.total;
+        let mut hits = Vec::with_capacity(found.hits.len());
+        for hit in found.hits {
+            let Some(json) = self.golden_bytes(&hit.profile_id)? else {
+                total = total.saturating_sub(1);
+                continue;
+            };
+            hits.push(serde_json::json!({
+                "profile_id": hit.profile_id,
+                "score": hit.score,
+                "matched": hit.matched,
+                "profile": parse_golden(&hit.profile_id, &json)?,
+            }));
+        }
+        Ok(serde_json::json!({
+            "query": req.q,
+            "total": total,
+            "limit": req.limit,
+            "offset": req.offset,
+            "hits": hits,
+        }))
+    }
+
+    /// Rebuilds the search index of the store in `settings.storage.data_dir` (the server
+    /// must not be running on it); returns the number of profiles indexed.
+    pub fn reindex(settings: &Settings) -> Result<usize, EngineError> {
+        let store = RocksStore::open(&settings.storage.data_dir)?;
+        let index = Engine::open_search(settings, &store)?;
+        index
+            .rebuild_from(&store)
+            .map_err(|e| EngineError::Store(StoreError::Engine(e.to_string())))
+    }
+
     /// The golden profile holding identifier `kind`/`value` (normalized like ingest).
     pub fn lookup(&self, kind: &str, value: &str) -> Result<Value, EngineError> {
         parse_golden("<golden record>", &self.lookup_bytes(kind, value)?)
@@ -404,6 +498,10 @@ impl Drop for Engine {
         if let Some(w) = self.writer.take() {
             let _ = w.join();
         }
+        // The writer held the last index feed: the indexer now commits and stops.
+        if let Some(i) = self.indexer.take() {
+            let _ = i.join();
+        }
     }
 }
 
@@ -451,7 +549,7 @@ fn failed(jobs: Vec<Job>, why: &str) {
 }
 
 /// Writes one group durably, then answers its requests. Returns whether it was stored.
-fn commit(store: &dyn GraphStore, c: Commit) -> bool {
+fn commit(store: &dyn GraphStore, c: Commit, feed: Option<&IndexFeed>) -> bool {
     let started = std::time::Instant::now();
     match store.apply(&c.changes) {
         Ok(()) => {
@@ -464,6 +562,9 @@ fn commit(store: &dyn GraphStore, c: Commit) -> bool {
             );
             for (job, result) in c.jobs.into_iter().zip(c.results) {
                 let _ = job.reply.send(result);
+            }
+            if let Some(feed) = feed {
+                feed.send(c.changes);
             }
             true
         }
@@ -494,7 +595,12 @@ fn resolve_group(
 /// writes group N, this thread resolves group N+1 over a [`Layered`] view (the store plus
 /// N's changes). N+1 is handed over only once N is durable; if N failed, N+1 (built on
 /// it) fails too and nothing of either is stored.
-fn writer_loop(store: Arc<dyn GraphStore>, rules: &Rules, rx: Receiver<Job>) {
+fn writer_loop(
+    store: Arc<dyn GraphStore>,
+    rules: &Rules,
+    rx: Receiver<Job>,
+    feed: Option<IndexFeed>,
+) {
     let (commit_tx, commit_rx) = sync_channel::<Commit>(1);
     let (done_tx, done_rx) = std::sync::mpsc::channel::<bool>();
     let committer_store = store.clone();
@@ -502,7 +608,10 @@ fn writer_loop(store: Arc<dyn GraphStore>, rules: &Rules, rx: Receiver<Job>) {
         .name("idgraph-commit".into())
         .spawn(move || {
             for c in commit_rx {
-                if done_tx.send(commit(committer_store.as_ref(), c)).is_err() {
+                if done_tx
+                    .send(commit(committer_store.as_ref(), c, feed.as_ref()))
+                    .is_err()
+                {
                     break;
                 }
             }

@@ -13,6 +13,7 @@ pub mod engine;
 pub mod ingest;
 pub mod profile;
 pub mod resolve;
+pub mod search;
 pub mod serve;
 pub mod store;
 pub mod telemetry;

@@ -80,6 +80,12 @@ pub enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Rebuild the search index from the store (stop the server on that data directory
+    /// first). A missing, corrupt or lagging index is also rebuilt at start-up.
+    Reindex {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Measure resolved ingest, lookups and storage footprint on generated data.
     Bench(bench::BenchArgs),
 }
@@ -196,6 +202,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let bytes = engine.lookup_key_bytes(&key)?;
             let profile: serde_json::Value = serde_json::from_slice(&bytes)?;
             println!("{}", serde_json::to_string_pretty(&profile)?);
+            Ok(())
+        }
+        Command::Reindex { data_dir } => {
+            let s = settings(config, data_dir, None)?;
+            if !s.storage.data_dir.is_dir() {
+                anyhow::bail!(
+                    "data directory {} does not exist",
+                    s.storage.data_dir.display()
+                );
+            }
+            let started = std::time::Instant::now();
+            let profiles = Engine::reindex(&s)?;
+            println!(
+                "reindexed {profiles} profiles in {:.1}s into {}",
+                started.elapsed().as_secs_f64(),
+                crate::engine::search_dir(&s).display()
+            );
             Ok(())
         }
         Command::Bench(args) => {

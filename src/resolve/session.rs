@@ -313,6 +313,7 @@ impl<'s> Session<'s> {
     }
 
     pub fn into_changes(mut self) -> Changes {
+        self.counters.commit_seq += 1;
         self.ch.counters = Some(self.counters);
         let stored = self.stored_edges.into_inner();
         self.ch.stored_edges = stored

@@ -61,7 +61,10 @@ fn body(engine: &Engine, name: &str, embedded: &'static [u8]) -> Result<Vec<u8>,
 
 /// `GET /`: the console page.
 pub async fn index(engine: web::Data<Engine>) -> Result<HttpResponse, ApiError> {
-    Ok(respond("text/html; charset=utf-8", body(&engine, "index.html", INDEX)?))
+    Ok(respond(
+        "text/html; charset=utf-8",
+        body(&engine, "index.html", INDEX)?,
+    ))
 }
 
 /// `GET /assets/{name}`.
@@ -72,6 +75,11 @@ pub async fn asset(
     let asset = ASSETS
         .iter()
         .find(|a| a.name == name.as_str())
-        .ok_or_else(|| ApiError::not_found(format!("no console asset named {:?}", name.as_str())))?;
-    Ok(respond(asset.content_type, body(&engine, asset.name, asset.body)?))
+        .ok_or_else(|| {
+            ApiError::not_found(format!("no console asset named {:?}", name.as_str()))
+        })?;
+    Ok(respond(
+        asset.content_type,
+        body(&engine, asset.name, asset.body)?,
+    ))
 }

@@ -73,6 +73,7 @@ impl Application {
                     web::scope("/v1")
                         .service(resource("/events").route(web::post().to(routes::post_events)))
                         .service(resource("/lookup").route(web::get().to(routes::lookup)))
+                        .service(resource("/search").route(web::get().to(routes::search)))
                         .service(
                             resource("/profiles/{id}").route(web::get().to(routes::get_profile)),
                         )

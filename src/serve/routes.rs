@@ -11,6 +11,7 @@ use super::error::ApiError;
 use super::metrics::Metrics;
 use crate::engine::Engine;
 use crate::resolve::EventOutcome;
+use crate::search::SearchRequest;
 
 type Result<T> = std::result::Result<T, ApiError>;
 
@@ -192,6 +193,32 @@ pub async fn lookup(q: web::Query<LookupQuery>, engine: web::Data<Engine>) -> Re
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .body(bytes))
+}
+
+#[derive(Deserialize)]
+pub struct SearchQuery {
+    q: Option<String>,
+    limit: Option<usize>,
+    offset: Option<usize>,
+    source: Option<String>,
+    kind: Option<String>,
+    city: Option<String>,
+}
+
+/// `GET /v1/search`: profiles for a support agent's query (see `search::query`).
+pub async fn search(q: web::Query<SearchQuery>, engine: web::Data<Engine>) -> Result<HttpResponse> {
+    let q = q.into_inner();
+    let req = SearchRequest::new(
+        q.q.as_deref(),
+        q.limit,
+        q.offset,
+        q.source.as_deref(),
+        q.kind.as_deref(),
+        q.city.as_deref(),
+    )
+    .map_err(|e| ApiError::bad_request("invalid_search", e.to_string()).with_field(e.field))?;
+    let body = blocking(move || engine.search(&req)).await?;
+    Ok(HttpResponse::Ok().json(body))
 }
 
 pub async fn devices(path: web::Path<String>, engine: web::Data<Engine>) -> Result<HttpResponse> {

@@ -177,6 +177,15 @@ impl GraphStore for Layered {
         }
     }
 
+    /// The base store's goldens: used to rebuild indexes, never while groups are in flight.
+    fn goldens_after(
+        &self,
+        after: Option<&ProfileId>,
+        limit: usize,
+    ) -> Result<Vec<(ProfileId, Vec<u8>)>, StoreError> {
+        self.base.goldens_after(after, limit)
+    }
+
     fn apply(&self, _changes: &Changes) -> Result<(), StoreError> {
         Err(StoreError::Engine(
             "a layered view is read-only; writes go to the base store".into(),

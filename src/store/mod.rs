@@ -38,6 +38,10 @@ pub enum StoreError {
 pub struct Counters {
     pub profile_seq: u64,
     pub event_seq: u64,
+    /// Number of write groups applied; derived indexes (search) record the last one they
+    /// reflect.
+    #[serde(default)]
+    pub commit_seq: u64,
     pub history_seq: u64,
 }
 
@@ -110,6 +114,13 @@ pub trait GraphStore: Send + Sync + 'static {
     /// History entries recorded under `id`, oldest first, at most `limit`.
     fn history(&self, id: &ProfileId, limit: usize) -> Result<Vec<HistoryEntry>, StoreError>;
     fn counters(&self) -> Result<Counters, StoreError>;
+    /// Cached golden profiles (hint byte + JSON) in profile-id order, starting after
+    /// `after`, at most `limit`: rebuilding derived indexes pages through them.
+    fn goldens_after(
+        &self,
+        after: Option<&ProfileId>,
+        limit: usize,
+    ) -> Result<Vec<(ProfileId, Vec<u8>)>, StoreError>;
     /// Atomically and durably apply a unit of change.
     fn apply(&self, changes: &Changes) -> Result<(), StoreError>;
     /// Flushes and compacts everything (maintenance, steady-state measurements).

@@ -292,6 +292,33 @@ impl GraphStore for RocksStore {
         Ok(self.get(CF_META, b"counters")?.unwrap_or_default())
     }
 
+    fn goldens_after(
+        &self,
+        after: Option<&ProfileId>,
+        limit: usize,
+    ) -> Result<Vec<(ProfileId, Vec<u8>)>, StoreError> {
+        let prefix = joined(&[b"g", b""]);
+        let start = match after {
+            // The smallest key after `g\0<after>`: ids never contain a 0 byte.
+            Some(id) => joined(&[b"g", id.as_bytes(), b""]),
+            None => prefix.clone(),
+        };
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(prefix_end(&prefix));
+        let iter = self.db.iterator_cf_opt(
+            self.cf(CF_PROFILES)?,
+            ro,
+            IteratorMode::From(&start, Direction::Forward),
+        );
+        let mut out = Vec::new();
+        for item in iter.take(limit) {
+            let (k, v) = item.map_err(engine)?;
+            let id = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            out.push((id, v.into_vec()));
+        }
+        Ok(out)
+    }
+
     fn apply(&self, changes: &Changes) -> Result<(), StoreError> {
         if changes.is_empty() {
             return Ok(());

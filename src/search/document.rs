@@ -1,0 +1,140 @@
+//! The index schema and the document of one golden profile.
+
+use serde_json::Value;
+use tantivy::schema::{
+    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, STORED, STRING,
+};
+use tantivy::tokenizer::{
+    AsciiFoldingFilter, LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer,
+};
+use tantivy::{Index, TantivyDocument};
+
+use crate::profile::golden::GoldenProfile;
+
+/// Words: split on anything not alphanumeric, lowercased, accents folded (`Zoë` = `zoe`).
+pub const FOLDED: &str = "idgraph_folded";
+
+/// The fields of the index.
+#[derive(Debug, Clone, Copy)]
+pub struct Fields {
+    /// Profile id (stored; the only stored field).
+    pub id: Field,
+    /// First and last name, folded words.
+    pub name: Field,
+    /// Whole emails, lowercased (exact and one-typo matches of a typed email).
+    pub email: Field,
+    /// Email words: local part and domain split (`bob.smith@x.com` = bob, smith, x, com).
+    pub email_part: Field,
+    /// Phones as E.164 digits and as national significant digits.
+    pub phone: Field,
+    /// Street, city, postal code, region, country, folded words.
+    pub address: Field,
+    /// Every identifier as `kind:value` (exact).
+    pub ident: Field,
+    /// Every identifier value, lowercased (an id typed in without its kind).
+    pub ident_value: Field,
+    /// Filters: city (lowercased), sources, identifier kinds.
+    pub city: Field,
+    pub source: Field,
+    pub kind: Field,
+}
+
+pub fn folded_analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(64))
+        .filter(LowerCaser)
+        .filter(AsciiFoldingFilter)
+        .build()
+}
+
+pub fn register_analyzers(index: &Index) {
+    index.tokenizers().register(FOLDED, folded_analyzer());
+}
+
+pub fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let words = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(FOLDED)
+            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+    );
+    let fields = Fields {
+        id: b.add_text_field("id", STRING | STORED),
+        name: b.add_text_field("name", words.clone()),
+        email: b.add_text_field("email", STRING),
+        email_part: b.add_text_field("email_part", words.clone()),
+        phone: b.add_text_field("phone", STRING),
+        address: b.add_text_field("address", words),
+        ident: b.add_text_field("ident", STRING),
+        ident_value: b.add_text_field("ident_value", STRING),
+        city: b.add_text_field("city", STRING),
+        source: b.add_text_field("source", STRING),
+        kind: b.add_text_field("kind", STRING),
+    };
+    (b.build(), fields)
+}
+
+fn text(v: &Value) -> Option<&str> {
+    v.as_str().map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// Lowercased, trimmed filter value (city, source, kind) as indexed and as queried.
+pub fn filter_term(s: &str) -> String {
+    s.trim().to_lowercase()
+}
+
+/// National significant digits of an E.164 number (`+14155550100` -> `4155550100`).
+pub fn national_digits(e164: &str) -> Option<String> {
+    let n = phonenumber::parse(None, e164).ok()?;
+    Some(n.national().value().to_string())
+}
+
+/// The document of a cached golden profile (hint byte + JSON). `None` if the cached value
+/// cannot be read; the caller skips it (the profile stays reachable by lookup).
+pub fn build(f: &Fields, id: &str, cached: &[u8]) -> Option<TantivyDocument> {
+    let json = cached.get(1..)?;
+    let golden: GoldenProfile = serde_json::from_slice(json).ok()?;
+    let mut doc = TantivyDocument::default();
+    doc.add_text(f.id, id);
+    for name in [&golden.traits.first_name, &golden.traits.last_name]
+        .into_iter()
+        .flatten()
+        .filter_map(text)
+    {
+        doc.add_text(f.name, name);
+    }
+    if let Some(Value::Object(addr)) = &golden.traits.address {
+        for part in ["street", "city", "postal_code", "region", "country"] {
+            if let Some(t) = addr.get(part).and_then(text) {
+                doc.add_text(f.address, t);
+            }
+        }
+        if let Some(city) = addr.get("city").and_then(text) {
+            doc.add_text(f.city, filter_term(city));
+        }
+    }
+    for (kind, values) in &golden.identifiers {
+        doc.add_text(f.kind, kind);
+        for value in values {
+            doc.add_text(f.ident, format!("{kind}:{value}"));
+            doc.add_text(f.ident_value, value.to_lowercase());
+            match kind.as_str() {
+                "email" => {
+                    doc.add_text(f.email, value);
+                    doc.add_text(f.email_part, value);
+                }
+                "phone" => {
+                    doc.add_text(f.phone, value.trim_start_matches('+'));
+                    if let Some(national) = national_digits(value) {
+                        doc.add_text(f.phone, national);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    for source in &golden.sources {
+        doc.add_text(f.source, filter_term(source));
+    }
+    Some(doc)
+}

@@ -1,0 +1,329 @@
+//! Search for support agents: a tantivy index of golden profiles.
+//!
+//! - [`document`] turns a cached golden profile into an index document (names, emails whole
+//!   and in parts, phones as E.164 and national digits, address, every identifier, sources).
+//! - [`query`] validates a search request and builds the query: an exact identifier typed in
+//!   ranks first; otherwise every word must match some field, exactly, with one typo, or as
+//!   a prefix (the last word, for results as you type).
+//! - [`SearchIndex`] owns the index: it applies the golden-profile changes of every write
+//!   group (merged-away and deleted profiles are removed), commits in batches, and is
+//!   rebuilt from the store when missing, corrupt, or behind the store.
+//!
+//! **Invariant:** the index holds only profile ids and analyzed terms; hits are always
+//! rendered from the store, so a hit never shows stale or merged-away data. Each commit
+//! carries the store's `commit_seq` of the last write group it reflects (the commit
+//! payload); at start-up an index whose payload differs from the store is rebuilt.
+
+pub mod document;
+pub mod indexer;
+pub mod query;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use tantivy::collector::{Count, TopDocs};
+use tantivy::directory::MmapDirectory;
+use tantivy::query::{EnableScoring, Query};
+use tantivy::schema::{Field, Schema, Value as _};
+use tantivy::{
+    DocAddress, DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument,
+    Term,
+};
+
+use crate::ingest::identifier::Normalizer;
+use crate::store::{GraphStore, ProfileId, StoreError};
+use document::Fields;
+pub use query::{SearchError, SearchRequest};
+
+/// Indexing memory budget of the (single) indexing thread.
+const WRITER_MEMORY_BYTES: usize = 64 << 20;
+/// Golden profiles read from the store per page when rebuilding.
+const REBUILD_PAGE: usize = 2_000;
+
+/// One search hit, before its profile is read from the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    pub profile_id: ProfileId,
+    pub score: f32,
+    /// Which kinds of fields matched: `identifier`, `name`, `email`, `phone`, `address`.
+    pub matched: Vec<&'static str>,
+}
+
+/// A page of hits and the number of matching profiles.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hits {
+    pub total: usize,
+    pub hits: Vec<Hit>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("search index: {0}")]
+    Tantivy(#[from] tantivy::TantivyError),
+    #[error("search index: {0}")]
+    Io(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why the index was rebuilt at start-up (logged; no personal data).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Opened {
+    /// The index was present and in step with the store.
+    Current,
+    /// Rebuilt from the store, with the reason.
+    Rebuilt { reason: String, profiles: usize },
+}
+
+/// The search index of one data directory.
+pub struct SearchIndex {
+    dir: PathBuf,
+    index: Index,
+    reader: IndexReader,
+    writer: Mutex<IndexWriter>,
+    fields: Fields,
+    normalizer: Normalizer,
+}
+
+fn payload(commit_seq: u64) -> String {
+    format!("{{\"store_commit\":{commit_seq}}}")
+}
+
+fn payload_seq(payload: Option<&str>) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_str(payload?).ok()?;
+    v.get("store_commit")?.as_u64()
+}
+
+impl SearchIndex {
+    /// Opens the index in `dir`, rebuilding it from `store` when it is missing, unreadable,
+    /// built with another schema, or not in step with the store's last write.
+    pub fn open(
+        dir: &Path,
+        store: &dyn GraphStore,
+        normalizer: Normalizer,
+    ) -> Result<(SearchIndex, Opened), IndexError> {
+        let commit_seq = store.counters()?.commit_seq;
+        let (schema, fields) = document::schema();
+        let reason = match Self::try_open(dir, &schema, fields, normalizer.clone()) {
+            Ok(idx) => {
+                let metas = idx.index.load_metas()?;
+                match payload_seq(metas.payload.as_deref()) {
+                    Some(seq) if seq == commit_seq => return Ok((idx, Opened::Current)),
+                    Some(seq) => format!("index reflects write {seq}, store is at {commit_seq}"),
+                    None if commit_seq == 0 && metas.segments.is_empty() => {
+                        return Ok((idx, Opened::Current))
+                    }
+                    None => "index has no commit marker".to_owned(),
+                }
+            }
+            Err(e) => e,
+        };
+        let idx = Self::create(dir, &schema, fields, normalizer)?;
+        let profiles = idx.rebuild_from(store)?;
+        Ok((idx, Opened::Rebuilt { reason, profiles }))
+    }
+
+    fn try_open(
+        dir: &Path,
+        schema: &Schema,
+        fields: Fields,
+        normalizer: Normalizer,
+    ) -> Result<SearchIndex, String> {
+        if !dir.join("meta.json").exists() {
+            return Err("no index yet".into());
+        }
+        let mmap = MmapDirectory::open(dir).map_err(|e| format!("cannot open: {e}"))?;
+        let index = Index::open(mmap).map_err(|e| format!("unreadable: {e}"))?;
+        if index.schema() != *schema {
+            return Err("built with another schema".into());
+        }
+        Self::finish(dir, index, fields, normalizer).map_err(|e| format!("unusable: {e}"))
+    }
+
+    fn create(
+        dir: &Path,
+        schema: &Schema,
+        fields: Fields,
+        normalizer: Normalizer,
+    ) -> Result<SearchIndex, IndexError> {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir)
+                .map_err(|e| IndexError::Io(format!("cannot clear {}: {e}", dir.display())))?;
+        }
+        std::fs::create_dir_all(dir)
+            .map_err(|e| IndexError::Io(format!("cannot create {}: {e}", dir.display())))?;
+        let mmap = MmapDirectory::open(dir)
+            .map_err(|e| IndexError::Io(format!("cannot open {}: {e}", dir.display())))?;
+        let index = Index::create(mmap, schema.clone(), Default::default())?;
+        Self::finish(dir, index, fields, normalizer)
+    }
+
+    fn finish(
+        dir: &Path,
+        index: Index,
+        fields: Fields,
+        normalizer: Normalizer,
+    ) -> Result<SearchIndex, IndexError> {
+        document::register_analyzers(&index);
+        let writer = index.writer_with_num_threads(1, WRITER_MEMORY_BYTES)?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        Ok(SearchIndex {
+            dir: dir.to_owned(),
+            index,
+            reader,
+            writer: Mutex::new(writer),
+            fields,
+            normalizer,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn writer(&self) -> Result<std::sync::MutexGuard<'_, IndexWriter>, IndexError> {
+        self.writer
+            .lock()
+            .map_err(|_| IndexError::Io("index writer lock poisoned".into()))
+    }
+
+    /// Drops everything and indexes every cached golden profile of `store`; returns how
+    /// many profiles were indexed.
+    pub fn rebuild_from(&self, store: &dyn GraphStore) -> Result<usize, IndexError> {
+        let commit_seq = store.counters()?.commit_seq;
+        let mut writer = self.writer()?;
+        writer.delete_all_documents()?;
+        let mut after: Option<ProfileId> = None;
+        let mut count = 0;
+        loop {
+            let page = store.goldens_after(after.as_ref(), REBUILD_PAGE)?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (id, cached) in &page {
+                if let Some(doc) = document::build(&self.fields, id, cached) {
+                    writer.add_document(doc)?;
+                    count += 1;
+                }
+            }
+            if page.len() < REBUILD_PAGE {
+                break;
+            }
+        }
+        let mut prepared = writer.prepare_commit()?;
+        prepared.set_payload(&payload(commit_seq));
+        prepared.commit()?;
+        drop(writer);
+        self.reader.reload()?;
+        Ok(count)
+    }
+
+    /// Stages the golden-profile changes of one write group (`None` = profile gone).
+    /// Nothing is searchable before [`SearchIndex::commit`].
+    pub fn stage<'a>(
+        &self,
+        goldens: impl Iterator<Item = (&'a ProfileId, Option<&'a [u8]>)>,
+    ) -> Result<(), IndexError> {
+        let writer = self.writer()?;
+        for (id, cached) in goldens {
+            writer.delete_term(Term::from_field_text(self.fields.id, id));
+            if let Some(doc) = cached.and_then(|c| document::build(&self.fields, id, c)) {
+                writer.add_document(doc)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits what was staged, marked as reflecting the store's write `commit_seq`, and
+    /// makes it searchable.
+    pub fn commit(&self, commit_seq: u64) -> Result<(), IndexError> {
+        let mut writer = self.writer()?;
+        let mut prepared = writer.prepare_commit()?;
+        prepared.set_payload(&payload(commit_seq));
+        prepared.commit()?;
+        drop(writer);
+        self.reader.reload()?;
+        Ok(())
+    }
+
+    /// Runs a validated request.
+    pub fn search(&self, req: &SearchRequest) -> Result<Hits, IndexError> {
+        let searcher = self.reader.searcher();
+        let built = query::build(&self.fields, &self.normalizer, req)?;
+        let (top, total) = searcher.search(
+            &built.query,
+            &(TopDocs::with_limit(req.limit).and_offset(req.offset), Count),
+        )?;
+        let addrs: Vec<DocAddress> = top.iter().map(|(_, a)| *a).collect();
+        let mut matched: Vec<Vec<&'static str>> = vec![Vec::new(); addrs.len()];
+        for (name, probe) in &built.probes {
+            for (i, hit) in matching(&searcher, probe.as_ref(), &addrs)?
+                .into_iter()
+                .enumerate()
+            {
+                if hit {
+                    matched[i].push(*name);
+                }
+            }
+        }
+        let mut hits = Vec::with_capacity(top.len());
+        for ((score, addr), matched) in top.into_iter().zip(matched) {
+            let doc: TantivyDocument = searcher.doc(addr)?;
+            let Some(id) = doc.get_first(self.fields.id).and_then(|v| v.as_str()) else {
+                continue;
+            };
+            hits.push(Hit {
+                profile_id: id.to_owned(),
+                score,
+                matched,
+            });
+        }
+        Ok(Hits { total, hits })
+    }
+
+    /// Number of indexed profiles (as of the last commit).
+    pub fn len(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The id field, for tests and tools.
+    pub fn id_field(&self) -> Field {
+        self.fields.id
+    }
+}
+
+/// Which of `addrs` match `query`: one scorer per segment, advanced in document order.
+fn matching(
+    searcher: &Searcher,
+    query: &dyn Query,
+    addrs: &[DocAddress],
+) -> Result<Vec<bool>, IndexError> {
+    let weight = query.weight(EnableScoring::disabled_from_searcher(searcher))?;
+    let mut order: Vec<usize> = (0..addrs.len()).collect();
+    order.sort_by_key(|&i| (addrs[i].segment_ord, addrs[i].doc_id));
+    let mut out = vec![false; addrs.len()];
+    let mut current: Option<(u32, Box<dyn tantivy::query::Scorer>)> = None;
+    for i in order {
+        let DocAddress {
+            segment_ord,
+            doc_id,
+        } = addrs[i];
+        if current.as_ref().is_none_or(|(seg, _)| *seg != segment_ord) {
+            let reader = searcher.segment_reader(segment_ord);
+            current = Some((segment_ord, weight.scorer(reader, 1.0)?));
+        }
+        if let Some((_, scorer)) = current.as_mut() {
+            if scorer.doc() < doc_id {
+                scorer.seek(doc_id);
+            }
+            out[i] = scorer.doc() == doc_id;
+        }
+    }
+    Ok(out)
+}
