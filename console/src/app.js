@@ -371,16 +371,15 @@
       els.summary, els.error, els.exact, els.results, els.more));
   }
 
-  /** Identifier-looking text → a lookup that may find one profile exactly. */
+  /**
+   * A profile id (`p_…`) or an explicit `kind:value` identifier → a direct read that may
+   * find one profile exactly (the search ranks whole emails and phones first by itself).
+   */
   function exactCandidate(q) {
     const s = q.trim();
     if (/^p_\d{6,}$/.test(s)) return { path: `/v1/profiles/${enc(s)}`, what: 'profile id' };
     const m = /^([a-z][a-z0-9_]*):(\S.*)$/.exec(s);
     if (m) return { path: `/v1/lookup?kind=${enc(m[1])}&value=${enc(m[2])}`, what: m[1] };
-    if (/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(s)) return { path: `/v1/lookup?kind=email&value=${enc(s)}`, what: 'email' };
-    if (/^\+?[\d\s().-]{7,}$/.test(s) && s.replace(/\D/g, '').length >= 7) {
-      return { path: `/v1/lookup?kind=phone&value=${enc(s)}`, what: 'phone' };
-    }
     return null;
   }
 

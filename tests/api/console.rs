@@ -127,6 +127,26 @@ async fn scenario(app: &TestApp) -> String {
     anonymous
 }
 
+/// Waits until the search index (which follows writes asynchronously) has the profile
+/// under its correctly spelled name, so the browser test measures the console, not the lag.
+async fn wait_until_searchable(app: &TestApp, name: &str, pid: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let body = json_ok(app.get_query("/v1/search", &[("q", name)]).await).await;
+        let found = body["hits"]
+            .as_array()
+            .is_some_and(|hits| hits.iter().any(|h| h["profile_id"] == pid));
+        if found {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{pid} is not searchable as {name:?} after 15 s: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// `node --version`, or a clear failure.
 fn require_tools(root: &Path) {
     match Command::new("node").arg("--version").output() {
@@ -158,6 +178,7 @@ async fn console_in_headless_chromium_search_profile_graph_provenance_explain() 
     let pid = scenario(&app).await;
     let profile = app.profile(&pid).await;
     assert_eq!(profile["traits"]["first_name"], "Ximena", "{profile}");
+    wait_until_searchable(&app, "Ximena Quarterfield", &pid).await;
 
     let envs = [
         ("CONSOLE_URL", app.address.clone()),
