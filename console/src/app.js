@@ -57,10 +57,10 @@
     return el;
   }
 
-  function append(el, children) {
+  function append(el, ...children) {
     for (const c of children) {
       if (c === null || c === undefined || c === false) continue;
-      if (Array.isArray(c)) append(el, c);
+      if (Array.isArray(c)) append(el, ...c);
       else if (c instanceof Node) el.appendChild(c);
       else el.appendChild(document.createTextNode(String(c)));
     }
@@ -424,7 +424,7 @@
       const total = Number(res.total) || 0;
       replace(els.summary, total === 0
         ? `No profile matches “${r.q}”.`
-        : `${plural(total, 'profile')} match “${r.q}”` + (total > lastHits.length ? ` · showing ${lastHits.length}` : ''));
+        : `${plural(total, 'profile')} ${total === 1 ? 'matches' : 'match'} “${r.q}”` + (total > lastHits.length ? ` · showing ${lastHits.length}` : ''));
       els.summary.dataset.total = String(total);
       clear(els.more);
       if (lastHits.length < total && offset + hits.length < 10000 && hits.length) {
@@ -516,8 +516,7 @@
       replace(identifiersSlot, h('h2', { class: 'card-title', text: 'Identifiers' }), identifiersBody(profile, nodes));
     });
     replace(head, goldenCard(profile, requested));
-    append(view, graph.el,
-      h('div', { class: 'grid-2' }, identifiersSlot, devicesSlot),
+    append(view, graph.el, identifiersSlot, devicesSlot,
       h('div', { class: 'grid-2' }, householdSlot, historySlot));
     graph.load(1);
 
@@ -581,25 +580,28 @@
     const byKey = new Map((nodes || []).map((n) => [n.id, n]));
     const kinds = Object.keys(profile.identifiers || {}).sort(kindOrder);
     if (!kinds.length) return h('p', { class: 'muted', text: 'No identifiers.' });
-    return h('div', { class: 'kinds' }, kinds.map((kind) => {
-      const values = Array.from(profile.identifiers[kind] || []);
-      return h('div', { class: 'kind-group', 'data-testid': `identifiers-${kind}` },
-        h('h3', {}, kindBadge(kind), h('span', { text: ` ${kindLabel(kind)} · ${values.length}` })),
-        h('table', { class: 'table' },
-          h('thead', {}, h('tr', {}, ['Value', 'Sources', 'First seen', 'Last seen', 'Events'].map((c) => h('th', { text: c })))),
-          h('tbody', {}, values.map((value) => {
-            const n = byKey.get(`${kind}:${value}`);
-            return h('tr', { 'data-testid': 'identifier-row', 'data-key': `${kind}:${value}` },
-              h('td', { class: 'mono wrap' }, h('button', {
+    const cols = ['Value', 'Sources', 'First seen', 'Last seen', 'Events'];
+    return h('table', { class: 'table identifiers' },
+      h('thead', {}, h('tr', {}, cols.map((c) => h('th', { text: c })))),
+      kinds.map((kind) => {
+        const values = Array.from(profile.identifiers[kind] || []);
+        return h('tbody', { 'data-testid': `identifiers-${kind}` },
+          h('tr', { class: 'group-row' }, h('th', { colspan: String(cols.length) },
+            kindBadge(kind), h('span', { text: `${kindLabel(kind)} · ${values.length}` }))),
+          values.map((value) => {
+            const key = `${kind}:${value}`;
+            const n = byKey.get(key);
+            return h('tr', { 'data-testid': 'identifier-row', 'data-key': key },
+              h('td', { class: 'mono value-cell' }, h('button', {
                 type: 'button', class: 'linklike', title: 'Show in the graph', text: value,
-                onclick: () => focusNode(`${kind}:${value}`),
+                onclick: () => focusNode(key),
               })),
               h('td', {}, n ? chips(n.sources, 'source') : h('span', { class: 'muted', text: '—' })),
-              h('td', {}, n ? time(n.first_seen) : '—'),
-              h('td', {}, n ? time(n.last_seen) : '—'),
+              h('td', { class: 'nowrap' }, n ? time(n.first_seen) : '—'),
+              h('td', { class: 'nowrap' }, n ? time(n.last_seen) : '—'),
               h('td', { class: 'num', text: n ? String(n.event_count) : '—' }));
-          }))));
-    }));
+          }));
+      }));
   }
 
   function devicesBody(r) {
@@ -611,7 +613,7 @@
         h('td', {}, identKey(`${d.kind}:${d.value}`)),
         h('td', { text: d.platform || '—' }),
         h('td', {}, chips(d.sources, 'source')),
-        h('td', {}, time(d.first_seen), h('br'), time(d.last_seen)),
+        h('td', { class: 'nowrap' }, time(d.first_seen), h('br'), time(d.last_seen)),
         h('td', { class: 'num', text: String(d.event_count ?? '—') }),
         h('td', {}, (d.shared_with || []).length
           ? h('span', { class: 'shared', 'data-testid': 'shared-with' }, h('span', { class: 'chip warn', text: 'shared' }), ' ',
@@ -764,7 +766,6 @@
     const canvas = h('div', { class: 'graph-canvas', 'data-testid': 'graph-canvas' });
     const notice = h('div', { class: 'graph-notice' });
     const selection = h('div', { class: 'selection', 'data-testid': 'explain-selection' });
-    const explainPanel = h('div', { class: 'panel', 'data-testid': 'explain-panel' });
     const details = h('div', { class: 'panel', 'data-testid': 'details-panel' });
     const legend = h('div', { class: 'legend' },
       KIND_ORDER.map((k) => h('span', { class: 'legend-item' }, h('span', { class: 'dot', style: `background:${KIND_COLOR[k]}` }), k)),
@@ -780,7 +781,7 @@
       legend,
       h('div', { class: 'graph-body' },
         h('div', { class: 'graph-wrap' }, canvas, notice),
-        h('aside', { class: 'graph-side' }, selection, explainPanel, details)));
+        h('aside', { class: 'graph-side' }, selection, details)));
 
     let loadCtrl = null;
     function load(d) {
@@ -830,11 +831,10 @@
         style: graphStyle(),
         minZoom: 0.2,
         maxZoom: 3,
-        wheelSensitivity: 0.3,
         boxSelectionEnabled: false,
         autounselectify: true,
       });
-      graphState = { cy, pid, el, selection: [], explainCtrl: null, picked: null, selectionEl: selection, explainEl: explainPanel, detailsEl: details };
+      graphState = { cy, pid, el, selection: [], explainCtrl: null, picked: null, selectionEl: selection, detailsEl: details };
       window.idgraphConsole.cy = cy;
       cy.on('tap', 'node', (ev) => onNodeTap(ev.target));
       cy.on('tap', 'edge', (ev) => onEdgeTap(ev.target));
@@ -844,8 +844,7 @@
       cy.on('mouseover', 'node, edge', () => { canvas.style.cursor = 'pointer'; });
       cy.on('mouseout', 'node, edge', () => { canvas.style.cursor = ''; });
       renderSelection();
-      replace(explainPanel, h('p', { class: 'muted', text: 'Click two identifiers of this profile to see the chain of links (and the events behind each) that joins them.' }));
-      replace(details, h('p', { class: 'muted', text: 'Click a link to see its provenance: sources, event count, first and last seen, events, rule.' }));
+      showHelp();
       if (!nodes.length) {
         replace(notice, h('p', { class: 'muted', text: 'No identifiers to draw.' }));
       } else if (truncated) {
@@ -888,7 +887,9 @@
       return { name, concentric: (n) => (n.data('in_profile') ? 10 - Math.max(0, KIND_ORDER.indexOf(n.data('kind'))) : 0), levelWidth: () => 1, animate: false, padding: 30, minNodeSpacing: 40 };
     }
     return {
-      name: 'cose', animate: false, padding: 30, nodeRepulsion: () => 12000, idealEdgeLength: () => 90,
+      name: 'cose', animate: false, padding: 30, nodeRepulsion: () => 12000,
+      // Refused links get room for their rule label.
+      idealEdgeLength: (e) => (e.data('status') === 'refused' ? 200 : 90),
       edgeElasticity: () => 80, gravity: 0.4, numIter: 1500, randomize: true, componentSpacing: 80,
     };
   }
@@ -916,7 +917,15 @@
     gs.selection = [];
     gs.cy.elements().removeClass('on-path faded');
     renderSelection();
-    replace(gs.explainEl, h('p', { class: 'muted', text: 'Click two identifiers of this profile to see the chain of links that joins them.' }));
+    showHelp();
+  }
+
+  function showHelp() {
+    const gs = graphState;
+    if (!gs) return;
+    replace(gs.detailsEl, h('div', { class: 'help', 'data-testid': 'graph-help' },
+      h('p', {}, h('strong', { text: 'Click a link' }), ' to see its provenance: sources, how many events saw both identifiers, first and last seen, the events, and the rule that refused it (dashed red).'),
+      h('p', {}, h('strong', { text: 'Click two identifiers' }), ' of this profile to see the chain of links, and the events behind each, that joins them.')));
   }
 
   function clearPicked() {
@@ -941,21 +950,26 @@
     gs.selection.push(key);
     renderSelection();
     if (gs.selection.length === 2) runExplain(gs.selection[0], gs.selection[1]);
-    else replace(gs.explainEl, h('p', { class: 'muted', text: 'Now click a second identifier.' }));
   }
 
   function showNodeDetails(d) {
     const gs = graphState;
+    const hint = !d.in_profile
+      ? h('p', { class: 'muted small', text: 'This identifier belongs to another profile; explain works between identifiers of this profile.' })
+      : gs.selection.length === 0 || gs.selection.length === 2
+        ? h('p', { class: 'muted small', text: 'Selected as A: now click a second identifier to explain the link.' })
+        : null;
     replace(gs.detailsEl, h('div', { 'data-testid': 'node-details', 'data-node-id': d.id },
       h('div', { class: 'panel-title' }, h('span', { text: 'Identifier' })),
       h('p', {}, identKey(d.id)),
       h('dl', { class: 'kv' },
-        d.in_profile ? null : field('Profile', profileLink(d.profile_id), h('div', { class: 'muted small', text: 'another profile: explain works within this profile' })),
+        d.in_profile ? null : field('Profile', profileLink(d.profile_id)),
         d.platform ? field('Platform', d.platform) : null,
         field('Sources', chips(d.sources, 'source')),
         field('Events', String(d.event_count ?? '—')),
         field('First seen', time(d.first_seen)),
-        field('Last seen', time(d.last_seen)))));
+        field('Last seen', time(d.last_seen))),
+      hint));
   }
 
   function provenance(e, testid) {
@@ -983,7 +997,7 @@
     gs.picked = e.id;
     replace(gs.detailsEl, h('div', { 'data-testid': 'edge-panel', 'data-edge-id': e.id },
       h('div', { class: 'panel-title' }, h('span', { text: 'Link provenance' }),
-        h('button', { type: 'button', class: 'button small', text: 'Close', onclick: () => { clearPicked(); replace(gs.detailsEl); } })),
+        h('button', { type: 'button', class: 'button small', text: 'Close', onclick: () => { clearPicked(); showHelp(); } })),
       h('div', { class: 'endpoints' }, identKey(e.source), h('span', { class: 'muted', text: '↔' }), identKey(e.target)),
       provenance(e, 'edge-provenance')));
   }
@@ -993,21 +1007,22 @@
     if (!gs) return;
     if (gs.explainCtrl) gs.explainCtrl.abort();
     gs.explainCtrl = new AbortController();
-    replace(gs.explainEl, loading('Explaining…'));
+    replace(gs.detailsEl, loading('Explaining…'));
     let r;
     try {
       r = await api(`/v1/profiles/${enc(gs.pid)}/explain?${new URLSearchParams({ a, b }).toString()}`, gs.explainCtrl.signal);
     } catch (e) {
       if (isAbort(e)) return;
-      replace(gs.explainEl, errorBox(e, 'explain-error'));
+      replace(gs.detailsEl, errorBox(e, 'explain-error'));
       return;
     }
     if (graphState !== gs) return;
     const cy = gs.cy;
+    clearPicked();
     cy.elements().removeClass('on-path faded');
     const steps = Array.isArray(r.edges) ? r.edges : [];
     if (!r.connected) {
-      replace(gs.explainEl, h('p', { class: 'notice', 'data-testid': 'explain-result', 'data-hops': '0', text: 'These identifiers are not joined by active links in this profile.' }));
+      replace(gs.detailsEl, h('p', { class: 'notice', 'data-testid': 'explain-result', 'data-hops': '0', text: 'These identifiers are not joined by active links in this profile.' }));
       return;
     }
     const onPath = cy.collection();
@@ -1015,7 +1030,8 @@
     for (const s of steps) onPath.merge(cy.getElementById(s.id));
     onPath.addClass('on-path');
     cy.elements().difference(onPath).addClass('faded');
-    replace(gs.explainEl, h('div', { 'data-testid': 'explain-result', 'data-hops': String(steps.length) },
+    replace(gs.detailsEl, h('div', { 'data-testid': 'explain-result', 'data-hops': String(steps.length) },
+      h('div', { class: 'panel-title' }, h('span', { text: 'Why they are one person' })),
       h('p', { class: 'explain-summary', text: `${plural(steps.length, 'link')} join${steps.length === 1 ? 's' : ''} them:` }),
       h('ol', { class: 'path', 'data-testid': 'explain-path' }, steps.map((s, i) => h('li', { class: 'path-step', 'data-testid': 'explain-step', 'data-edge-id': s.id },
         h('div', { class: 'endpoints' }, h('span', { class: 'step-no', text: String(i + 1) }), identKey(s.from), h('span', { class: 'muted', text: '→' }), identKey(s.to)),
