@@ -426,6 +426,7 @@
         ? `No profile matches “${r.q}”.`
         : `${plural(total, 'profile')} ${total === 1 ? 'matches' : 'match'} “${r.q}”` + (total > lastHits.length ? ` · showing ${lastHits.length}` : ''));
       els.summary.dataset.total = String(total);
+      els.summary.dataset.query = r.q; // which query the results on screen answer
       clear(els.more);
       if (lastHits.length < total && offset + hits.length < 10000 && hits.length) {
         append(els.more, h('button', {
@@ -444,7 +445,9 @@
         clear(els.results);
         replace(els.summary, '');
       }
-      replace(els.error, errorBox(e, 'search-error'));
+      const box = errorBox(e, 'search-error');
+      box.dataset.query = r.q;
+      replace(els.error, box);
     });
   }
 
