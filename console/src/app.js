@@ -361,7 +361,7 @@
       summary: h('p', { class: 'summary', 'data-testid': 'search-summary', 'aria-live': 'polite' }),
       error: h('div', { 'data-testid': 'search-error-slot' }),
       exact: h('div', { 'data-testid': 'exact-match-slot' }),
-      results: h('ol', { class: 'results', 'data-testid': 'search-results' }),
+      results: h('ol', { class: 'results', 'data-testid': 'search-results', onkeydown: moveInResults }),
       more: h('div', { class: 'more' }),
     };
     current.search = els;
@@ -369,6 +369,18 @@
       h('div', { class: 'filters', 'data-testid': 'search-filters' },
         filter('Source', source), filter('Identifier kind', kind), filter('City', city)),
       els.summary, els.error, els.exact, els.results, els.more));
+  }
+
+  /** ↑/↓ between result links; ↑ from the first one goes back to the search box. */
+  function moveInResults(ev) {
+    if (ev.key !== 'ArrowDown' && ev.key !== 'ArrowUp') return;
+    const links = Array.from(view.querySelectorAll('[data-testid="search-hit"] a'));
+    const i = links.indexOf(document.activeElement);
+    if (i < 0) return;
+    ev.preventDefault();
+    if (ev.key === 'ArrowDown') (links[i + 1] || links[i]).focus();
+    else if (i === 0) searchInput.focus();
+    else links[i - 1].focus();
   }
 
   /**
@@ -701,7 +713,7 @@
           'background-color': 'data(color)',
           label: 'data(display)',
           'font-family': 'Inter, system-ui, -apple-system, "Segoe UI", Roboto, sans-serif',
-          'font-size': 9,
+          'font-size': 10,
           color: '#1f2937',
           'text-wrap': 'wrap',
           'text-max-width': 160,
@@ -743,9 +755,9 @@
           'font-size': 8,
           color: '#b91c1c',
           'text-rotation': 'autorotate',
-          'text-background-color': '#ffffff',
-          'text-background-opacity': 0.9,
-          'text-background-padding': 2,
+          'text-margin-y': -9,
+          'text-outline-color': '#ffffff',
+          'text-outline-width': 2,
         },
       },
       { selector: '.faded', style: { opacity: 0.25 } },
@@ -780,7 +792,7 @@
         h('div', { class: 'toolbar' },
           h('label', {}, h('span', { class: 'muted', text: 'Show ' }), depth),
           h('label', {}, h('span', { class: 'muted', text: 'Layout ' }), layoutSel),
-          h('button', { type: 'button', class: 'button small', text: 'Fit', onclick: () => graphState && graphState.cy && graphState.cy.fit(undefined, 30) }))),
+          h('button', { type: 'button', class: 'button small', text: 'Fit', onclick: () => graphState && graphState.cy && fitGraph(graphState.cy) }))),
       legend,
       h('div', { class: 'graph-body' },
         h('div', { class: 'graph-wrap' }, canvas, notice),
@@ -854,11 +866,8 @@
         replace(notice, h('p', { class: 'notice small', text: `Only the first ${GRAPH_LIMIT} identifiers are drawn.` }));
       }
       cy.one('layoutstop', () => {
-        cy.fit(undefined, 30);
-        if (cy.zoom() > 1.6) {
-          cy.zoom(1.6);
-          cy.center();
-        }
+        if (layoutSel.value === 'cose') normalizeLayout(cy);
+        fitGraph(cy);
         const nIn = cy.nodes('[?in_profile]').length;
         const refused = cy.edges('[status = "refused"]').length;
         replace(counts, `${plural(cy.nodes().length, 'identifier')} · ${plural(cy.edges().length, 'link')}` +
@@ -874,11 +883,58 @@
     layoutSel.addEventListener('change', () => {
       if (graphState && graphState.cy) {
         const cy = graphState.cy;
-        cy.one('layoutstop', () => cy.fit(undefined, 30));
+        cy.one('layoutstop', () => {
+          if (layoutSel.value === 'cose') normalizeLayout(cy);
+          fitGraph(cy);
+        });
         cy.layout(layoutOptions(layoutSel.value, cy)).run();
       }
     });
     return { el, load };
+  }
+
+  /**
+   * After a force layout: turn the drawing so its long axis is horizontal (the canvas is
+   * wide) and scale it so the median link is LINK_PX long, so labels stay readable when fit.
+   */
+  const LINK_PX = 120;
+  function normalizeLayout(cy) {
+    const nodes = cy.nodes();
+    if (nodes.length < 2) return;
+    const ps = nodes.map((n) => n.position());
+    const cx = ps.reduce((a, p) => a + p.x, 0) / ps.length;
+    const cyy = ps.reduce((a, p) => a + p.y, 0) / ps.length;
+    let sxx = 0;
+    let syy = 0;
+    let sxy = 0;
+    for (const p of ps) {
+      sxx += (p.x - cx) ** 2;
+      syy += (p.y - cyy) ** 2;
+      sxy += (p.x - cx) * (p.y - cyy);
+    }
+    const angle = 0.5 * Math.atan2(2 * sxy, sxx - syy);
+    const lens = cy.edges().map((e) => {
+      const a = e.source().position();
+      const b = e.target().position();
+      return Math.hypot(a.x - b.x, a.y - b.y);
+    }).filter((l) => l > 0).sort((a, b) => a - b);
+    const scale = lens.length ? LINK_PX / lens[Math.floor(lens.length / 2)] : 1;
+    const cos = Math.cos(-angle);
+    const sin = Math.sin(-angle);
+    nodes.positions((n) => {
+      const p = n.position();
+      const x = p.x - cx;
+      const y = p.y - cyy;
+      return { x: (x * cos - y * sin) * scale, y: (x * sin + y * cos) * scale };
+    });
+  }
+
+  function fitGraph(cy) {
+    cy.fit(undefined, 40);
+    if (cy.zoom() > 1.5) {
+      cy.zoom(1.5);
+      cy.center();
+    }
   }
 
   function layoutOptions(name, cy) {
@@ -889,11 +945,14 @@
     if (name === 'concentric') {
       return { name, concentric: (n) => (n.data('in_profile') ? 10 - Math.max(0, KIND_ORDER.indexOf(n.data('kind'))) : 0), levelWidth: () => 1, animate: false, padding: 30, minNodeSpacing: 40 };
     }
+    // Measured on demo profiles: strong repulsion keeps the closest two identifiers about
+    // one link length apart in every run (weaker settings let nodes land on each other).
     return {
-      name: 'cose', animate: false, padding: 30, nodeRepulsion: () => 12000,
+      name: 'cose', animate: false, padding: 30, randomize: true,
+      nodeRepulsion: () => 400000, nodeOverlap: 20, gravity: 0.25, numIter: 2500,
       // Refused links get room for their rule label.
-      idealEdgeLength: (e) => (e.data('status') === 'refused' ? 200 : 90),
-      edgeElasticity: () => 80, gravity: 0.4, numIter: 1500, randomize: true, componentSpacing: 80,
+      idealEdgeLength: (e) => (e.data('status') === 'refused' ? 200 : 100),
+      edgeElasticity: () => 100, componentSpacing: 100, initialTemp: 1000, coolingFactor: 0.99,
     };
   }
 
