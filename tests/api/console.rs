@@ -121,9 +121,16 @@ async fn scenario(app: &TestApp) -> String {
     ))
     .await;
 
-    let household = json_ok(app.get(&format!("/v1/profiles/{anonymous}/household")).await).await;
+    let household = json_ok(
+        app.get(&format!("/v1/profiles/{anonymous}/household"))
+            .await,
+    )
+    .await;
     let members = household["members"].as_array().map_or(0, Vec::len);
-    assert_eq!(members, 2, "Ximena and Tobias form a household: {household}");
+    assert_eq!(
+        members, 2,
+        "Ximena and Tobias form a household: {household}"
+    );
     anonymous
 }
 
