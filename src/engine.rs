@@ -365,18 +365,25 @@ impl Engine {
         let found = index
             .search(req)
             .map_err(|e| EngineError::Store(StoreError::Engine(e.to_string())))?;
+        let matcher = index.matcher(req);
         let mut total = found.total;
         let mut hits = Vec::with_capacity(found.hits.len());
         for hit in found.hits {
-            let Some(json) = self.golden_bytes(&hit.profile_id)? else {
+            // The cached golden profile, without the household (computed on read; the
+            // profile and household endpoints serve it).
+            let Some(cached) = self.store.golden(&hit.profile_id)? else {
                 total = total.saturating_sub(1);
                 continue;
             };
+            let mut profile = parse_golden(&hit.profile_id, cached.get(1..).unwrap_or_default())?;
+            if let Some(o) = profile.as_object_mut() {
+                o.remove("household_id");
+            }
             hits.push(serde_json::json!({
                 "profile_id": hit.profile_id,
                 "score": hit.score,
-                "matched": hit.matched,
-                "profile": parse_golden(&hit.profile_id, &json)?,
+                "matched": matcher.matched(&profile),
+                "profile": profile,
             }));
         }
         Ok(serde_json::json!({

@@ -43,6 +43,10 @@ pub struct BenchArgs {
     /// Keep the scratch directory (e.g. to serve it and measure a serving process).
     #[arg(long)]
     pub keep: bool,
+    /// Run without the search index (the core path alone); by default ingest also feeds
+    /// the search indexer, as `idgraph serve` does.
+    #[arg(long)]
+    pub no_search: bool,
 }
 
 /// Resident set size of this process in bytes (Linux), 0 elsewhere.
@@ -60,7 +64,7 @@ pub fn rss_bytes() -> u64 {
         .unwrap_or(0)
 }
 
-fn dir_size(path: &std::path::Path) -> u64 {
+pub fn dir_size(path: &std::path::Path) -> u64 {
     std::fs::read_dir(path)
         .map(|rd| {
             rd.filter_map(Result::ok)
@@ -86,7 +90,12 @@ pub fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
     let raw = bench_events(args.events, args.seed);
     let generate_s = t.elapsed().as_secs_f64();
 
-    let engine = Engine::open(settings)?;
+    let engine = if args.no_search {
+        let store = crate::store::rocks::RocksStore::open(&settings.storage.data_dir)?;
+        Engine::with_store(settings, Arc::new(store), None)?
+    } else {
+        Engine::open(settings)?
+    };
     let t = Instant::now();
     let mut events: Vec<NormalizedEvent> = Vec::with_capacity(raw.len());
     for e in &raw {
@@ -173,6 +182,7 @@ pub fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
 
     let report = json!({
         "events": total,
+        "search_index": !args.no_search,
         "profiles": profiles,
         "merges": merges,
         "batch": args.batch,

@@ -4,6 +4,7 @@
 //! then the flags given here.
 
 pub mod bench;
+pub mod bench_search;
 pub mod demo;
 pub mod import;
 
@@ -88,6 +89,9 @@ pub enum Command {
     },
     /// Measure resolved ingest, lookups and storage footprint on generated data.
     Bench(bench::BenchArgs),
+    /// Measure the search index at scale: build time, size, queries/s and latency while
+    /// ingest runs, and how soon a change is searchable.
+    BenchSearch(bench_search::SearchBenchArgs),
 }
 
 /// Entry point of the binary.
@@ -224,6 +228,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => {
             let s = settings(config, None, None)?;
             bench::run(s, args)
+        }
+        Command::BenchSearch(args) => {
+            let s = settings(config, None, None)?;
+            bench_search::run(s, args)
         }
     }
 }

@@ -523,6 +523,66 @@ fn bench_with_owners(events: usize, seed: u64) -> (Vec<Value>, Vec<usize>) {
     (out, owners)
 }
 
+/// What a support agent would type to find generated person `i` of [`search_person`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchKeys {
+    pub first_name: String,
+    pub last_name: String,
+    pub email: String,
+    pub phone: String,
+}
+
+/// One CRM record of person `i` (1 event = 1 profile): name, email, phone, loyalty id and
+/// a postal address, all derived from `(seed, i)`, with identifiers unique per person.
+/// Used by the search benchmark to build large populations without holding them.
+pub fn search_person(ids: &SearchIds, i: usize) -> (Value, SearchKeys) {
+    let h = mix(i as u64 ^ ids.0.seed.rotate_left(7));
+    let first = FIRST_NAMES[(h % 60) as usize];
+    let last = LAST_NAMES[(h >> 8) as usize % 60];
+    let city = (h >> 16) as usize % CITIES.len();
+    let phone = ids
+        .0
+        .phone(AREA_CODES[CITIES[city].3], i as u64)
+        .unwrap_or_default();
+    let email = email((h >> 24) as usize % 3, first, last, i);
+    let mut rng = StdRng::seed_from_u64(h);
+    let mut m = Map::new();
+    add_id(&mut m, "email", &email);
+    if !phone.is_empty() {
+        add_id(&mut m, "phone", &phone);
+    }
+    add_id(&mut m, "loyalty_id", &loyalty_id(i));
+    let mut ev = event(
+        format!("search-{}-{i}", ids.0.seed),
+        "crm",
+        "identify",
+        &mut rng,
+        m,
+    );
+    let traits = json!({
+        "first_name": first,
+        "last_name": last,
+        "address": address(&mut rng, city),
+    });
+    ev.insert("traits".into(), traits);
+    let keys = SearchKeys {
+        first_name: first.to_owned(),
+        last_name: last.to_owned(),
+        email,
+        phone,
+    };
+    (Value::Object(ev), keys)
+}
+
+/// The identifier space of [`search_person`] for one seed.
+pub struct SearchIds(Ids);
+
+impl SearchIds {
+    pub fn new(seed: u64) -> Self {
+        SearchIds(Ids::new(seed))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

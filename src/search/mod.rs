@@ -23,17 +23,13 @@ use std::sync::Mutex;
 
 use tantivy::collector::{Count, TopDocs};
 use tantivy::directory::MmapDirectory;
-use tantivy::query::{EnableScoring, Query};
 use tantivy::schema::{Field, Schema, Value as _};
-use tantivy::{
-    DocAddress, DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument,
-    Term,
-};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 use crate::ingest::identifier::Normalizer;
 use crate::store::{GraphStore, ProfileId, StoreError};
 use document::Fields;
-pub use query::{SearchError, SearchRequest};
+pub use query::{Matcher, SearchError, SearchRequest};
 
 /// Indexing memory budget of the (single) indexing thread.
 const WRITER_MEMORY_BYTES: usize = 64 << 20;
@@ -45,8 +41,6 @@ const REBUILD_PAGE: usize = 2_000;
 pub struct Hit {
     pub profile_id: ProfileId,
     pub score: f32,
-    /// Which kinds of fields matched: `identifier`, `name`, `email`, `phone`, `address`.
-    pub matched: Vec<&'static str>,
 }
 
 /// A page of hits and the number of matching profiles.
@@ -180,6 +174,11 @@ impl SearchIndex {
         })
     }
 
+    /// Tells which fields of a hit matched `req`.
+    pub fn matcher(&self, req: &SearchRequest) -> Matcher {
+        Matcher::new(&self.normalizer, req)
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -251,34 +250,20 @@ impl SearchIndex {
     /// Runs a validated request.
     pub fn search(&self, req: &SearchRequest) -> Result<Hits, IndexError> {
         let searcher = self.reader.searcher();
-        let built = query::build(&self.fields, &self.normalizer, req)?;
+        let query = query::build(&self.fields, &self.normalizer, req)?;
         let (top, total) = searcher.search(
-            &built.query,
+            &query,
             &(TopDocs::with_limit(req.limit).and_offset(req.offset), Count),
         )?;
-        let addrs: Vec<DocAddress> = top.iter().map(|(_, a)| *a).collect();
-        let mut matched: Vec<Vec<&'static str>> = vec![Vec::new(); addrs.len()];
-        for (name, probe) in &built.probes {
-            for (i, hit) in matching(&searcher, probe.as_ref(), &addrs)?
-                .into_iter()
-                .enumerate()
-            {
-                if hit {
-                    matched[i].push(*name);
-                }
-            }
-        }
         let mut hits = Vec::with_capacity(top.len());
-        for ((score, addr), matched) in top.into_iter().zip(matched) {
+        for (score, addr) in top {
             let doc: TantivyDocument = searcher.doc(addr)?;
-            let Some(id) = doc.get_first(self.fields.id).and_then(|v| v.as_str()) else {
-                continue;
-            };
-            hits.push(Hit {
-                profile_id: id.to_owned(),
-                score,
-                matched,
-            });
+            if let Some(id) = doc.get_first(self.fields.id).and_then(|v| v.as_str()) {
+                hits.push(Hit {
+                    profile_id: id.to_owned(),
+                    score,
+                });
+            }
         }
         Ok(Hits { total, hits })
     }
@@ -296,34 +281,4 @@ impl SearchIndex {
     pub fn id_field(&self) -> Field {
         self.fields.id
     }
-}
-
-/// Which of `addrs` match `query`: one scorer per segment, advanced in document order.
-fn matching(
-    searcher: &Searcher,
-    query: &dyn Query,
-    addrs: &[DocAddress],
-) -> Result<Vec<bool>, IndexError> {
-    let weight = query.weight(EnableScoring::disabled_from_searcher(searcher))?;
-    let mut order: Vec<usize> = (0..addrs.len()).collect();
-    order.sort_by_key(|&i| (addrs[i].segment_ord, addrs[i].doc_id));
-    let mut out = vec![false; addrs.len()];
-    let mut current: Option<(u32, Box<dyn tantivy::query::Scorer>)> = None;
-    for i in order {
-        let DocAddress {
-            segment_ord,
-            doc_id,
-        } = addrs[i];
-        if current.as_ref().is_none_or(|(seg, _)| *seg != segment_ord) {
-            let reader = searcher.segment_reader(segment_ord);
-            current = Some((segment_ord, weight.scorer(reader, 1.0)?));
-        }
-        if let Some((_, scorer)) = current.as_mut() {
-            if scorer.doc() < doc_id {
-                scorer.seek(doc_id);
-            }
-            out[i] = scorer.doc() == doc_id;
-        }
-    }
-    Ok(out)
 }

@@ -121,13 +121,6 @@ impl SearchRequest {
     }
 }
 
-/// The query of a request, and one probe query per field group, used to tell which
-/// fields matched a hit.
-pub struct Built {
-    pub query: Box<dyn Query>,
-    pub probes: Vec<(&'static str, Box<dyn Query>)>,
-}
-
 fn term(field: Field, text: &str) -> Box<dyn Query> {
     Box::new(TermQuery::new(
         Term::from_field_text(field, text),
@@ -145,24 +138,50 @@ fn any(clauses: Vec<Box<dyn Query>>) -> Box<dyn Query> {
     ))
 }
 
+/// How a word may match a word field.
+#[derive(Clone, Copy)]
+struct Matching {
+    weight: f32,
+    typo: bool,
+    /// Shortest last word matched as a prefix (`None`: no prefix matching).
+    prefix_from: Option<usize>,
+}
+
 /// Exact word, one typo, and (last word) prefix matches of `word` in a word field.
-fn word_in(field: Field, word: &str, last: bool, weight: f32) -> Vec<Box<dyn Query>> {
+fn word_in(field: Field, word: &str, last: bool, m: Matching) -> Vec<Box<dyn Query>> {
     let t = Term::from_field_text(field, word);
-    let mut out = vec![boost(term(field, word), 3.0 * weight)];
-    if word.chars().count() >= MIN_FUZZY_CHARS {
+    let chars = word.chars().count();
+    let mut out = vec![boost(term(field, word), 3.0 * m.weight)];
+    if m.typo && chars >= MIN_FUZZY_CHARS {
         out.push(boost(
             Box::new(FuzzyTermQuery::new(t.clone(), 1, true)),
-            1.5 * weight,
+            1.5 * m.weight,
         ));
     }
-    if last {
+    if last && m.prefix_from.is_some_and(|min| chars >= min) {
         out.push(boost(
             Box::new(FuzzyTermQuery::new_prefix(t, 0, true)),
-            weight,
+            m.weight,
         ));
     }
     out
 }
+
+const NAME: Matching = Matching {
+    weight: 2.0,
+    typo: true,
+    prefix_from: Some(2),
+};
+const EMAIL_WORDS: Matching = Matching {
+    weight: 1.5,
+    typo: true,
+    prefix_from: Some(3),
+};
+const ADDRESS: Matching = Matching {
+    weight: 1.0,
+    typo: false,
+    prefix_from: Some(3),
+};
 
 /// The words of `q`, analyzed like the indexed text.
 fn words(q: &str) -> Vec<String> {
@@ -194,15 +213,13 @@ pub fn build(
     f: &Fields,
     normalizer: &Normalizer,
     req: &SearchRequest,
-) -> Result<Built, tantivy::TantivyError> {
+) -> Result<Box<dyn Query>, tantivy::TantivyError> {
     let q = req.q.trim_matches('"').trim();
     let lower = q.to_lowercase();
     let words = words(q);
 
     // 1. The whole of q as an identifier.
     let mut exact: Vec<Box<dyn Query>> = vec![boost(term(f.ident_value, &lower), 50.0)];
-    let mut email_probe: Vec<Box<dyn Query>> = Vec::new();
-    let mut phone_probe: Vec<Box<dyn Query>> = Vec::new();
     if lower.contains('@') {
         exact.push(boost(term(f.email, &lower), 50.0));
         exact.push(boost(
@@ -213,35 +230,22 @@ pub fn build(
             )),
             10.0,
         ));
-        email_probe.push(term(f.email, &lower));
-        email_probe.push(Box::new(FuzzyTermQuery::new(
-            Term::from_field_text(f.email, &lower),
-            1,
-            true,
-        )));
     }
     if let Some(digits) = phone_digits(normalizer, q) {
         exact.push(boost(term(f.phone, &digits), 50.0));
-        phone_probe.push(term(f.phone, &digits));
     }
     let typed_digits: String = q.chars().filter(char::is_ascii_digit).collect();
     if typed_digits.len() >= 6 && typed_digits.len() <= 15 {
         exact.push(boost(term(f.phone, &typed_digits), 20.0));
-        phone_probe.push(term(f.phone, &typed_digits));
     }
 
     // 2. Every word somewhere.
-    let mut name_probe = Vec::new();
-    let mut address_probe = Vec::new();
     let mut all_words: Vec<(Occur, Box<dyn Query>)> = Vec::new();
     for (i, w) in words.iter().enumerate() {
         let last = i + 1 == words.len();
-        let name = word_in(f.name, w, last, 2.0);
-        let email = word_in(f.email_part, w, last, 1.5);
-        let address = word_in(f.address, w, last, 1.0);
-        name_probe.extend(name.iter().map(|q| q.box_clone()));
-        email_probe.extend(email.iter().map(|q| q.box_clone()));
-        address_probe.extend(address.iter().map(|q| q.box_clone()));
+        let name = word_in(f.name, w, last, NAME);
+        let email = word_in(f.email_part, w, last, EMAIL_WORDS);
+        let address = word_in(f.address, w, last, ADDRESS);
         let mut clauses = Vec::new();
         clauses.extend(name);
         clauses.extend(email);
@@ -268,23 +272,109 @@ pub fn build(
         }
     }
 
-    let mut ident_probe: Vec<Box<dyn Query>> = vec![term(f.ident_value, &lower)];
-    ident_probe.extend(words.iter().map(|w| term(f.ident_value, w)));
-    let mut probes: Vec<(&'static str, Box<dyn Query>)> = vec![("identifier", any(ident_probe))];
-    for (name, clauses) in [
-        ("name", name_probe),
-        ("email", email_probe),
-        ("phone", phone_probe),
-        ("address", address_probe),
-    ] {
-        if !clauses.is_empty() {
-            probes.push((name, any(clauses)));
+    Ok(Box::new(BooleanQuery::new(must)))
+}
+
+fn word_matches(q: &str, w: &str, last: bool, m: Matching) -> bool {
+    let chars = q.chars().count();
+    q == w
+        || (m.typo && chars >= MIN_FUZZY_CHARS && strsim::osa_distance(q, w) <= 1)
+        || (last && m.prefix_from.is_some_and(|min| chars >= min) && w.starts_with(q))
+}
+
+/// Tells which fields of a hit's golden profile match a request, by the same rules as the
+/// query (exact word, one typo, last-word prefix), for the `matched` list of a hit.
+pub struct Matcher {
+    lower: String,
+    words: Vec<String>,
+    phones: Vec<String>,
+}
+
+impl Matcher {
+    pub fn new(normalizer: &Normalizer, req: &SearchRequest) -> Matcher {
+        let q = req.q.trim_matches('"').trim();
+        let typed: String = q.chars().filter(char::is_ascii_digit).collect();
+        let mut phones: Vec<String> = phone_digits(normalizer, q).into_iter().collect();
+        if (6..=15).contains(&typed.len()) {
+            phones.push(typed);
+        }
+        Matcher {
+            lower: q.to_lowercase(),
+            words: words(q),
+            phones,
         }
     }
-    Ok(Built {
-        query: Box::new(BooleanQuery::new(must)),
-        probes,
-    })
+
+    fn any_word(&self, texts: &[&str], m: Matching) -> bool {
+        let indexed: Vec<String> = texts.iter().flat_map(|t| words(t)).collect();
+        let n = self.words.len();
+        self.words
+            .iter()
+            .enumerate()
+            .any(|(i, q)| indexed.iter().any(|w| word_matches(q, w, i + 1 == n, m)))
+    }
+
+    /// `identifier`, `name`, `email`, `phone`, `address`: the fields of `golden` (a golden
+    /// profile's JSON) that match.
+    pub fn matched(&self, golden: &serde_json::Value) -> Vec<&'static str> {
+        let ids = &golden["identifiers"];
+        let values = |kind: &str| -> Vec<&str> {
+            ids[kind]
+                .as_array()
+                .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+                .unwrap_or_default()
+        };
+        let all_ids: Vec<&str> = ids
+            .as_object()
+            .map(|o| {
+                o.values()
+                    .filter_map(|v| v.as_array())
+                    .flatten()
+                    .filter_map(|v| v.as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let traits = &golden["traits"];
+        let names: Vec<&str> = ["first_name", "last_name"]
+            .iter()
+            .filter_map(|k| traits[*k].as_str())
+            .collect();
+        let address: Vec<&str> = traits["address"]
+            .as_object()
+            .map(|a| a.values().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        let emails = values("email");
+        let mut out = Vec::new();
+        if all_ids.iter().any(|v| {
+            let v = v.to_lowercase();
+            v == self.lower || self.words.contains(&v)
+        }) {
+            out.push("identifier");
+        }
+        if self.any_word(&names, NAME) {
+            out.push("name");
+        }
+        let email_typo = self.lower.contains('@')
+            && emails
+                .iter()
+                .any(|e| strsim::osa_distance(e, &self.lower) <= 1);
+        if email_typo || self.any_word(&emails, EMAIL_WORDS) {
+            out.push("email");
+        }
+        let phone_hit = values("phone").iter().any(|p| {
+            let e164 = p.trim_start_matches('+');
+            let national = super::document::national_digits(p).unwrap_or_default();
+            self.phones.iter().any(|d| d == e164 || *d == national)
+                || self.words.iter().any(|w| w == e164 || *w == national)
+        });
+        if phone_hit {
+            out.push("phone");
+        }
+        if self.any_word(&address, ADDRESS) {
+            out.push("address");
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -329,6 +419,35 @@ mod tests {
         assert_eq!((r.limit, r.offset), (5, 10));
         assert_eq!(r.source.as_deref(), Some("crm"));
         assert_eq!(r.city.as_deref(), Some("springfield"));
+    }
+
+    #[test]
+    fn matcher_names_the_fields_that_match() {
+        let n = Normalizer::new("US", &[]).unwrap();
+        let golden = serde_json::json!({
+            "identifiers": {
+                "email": ["bob.smith@example.com"],
+                "phone": ["+14155550100"],
+                "loyalty_id": ["LOY-123"],
+            },
+            "traits": {
+                "first_name": "Robert",
+                "last_name": "Smith",
+                "address": {"street": "12 Mill Rd", "city": "Chicago"},
+            },
+        });
+        let m = |q: &str| Matcher::new(&n, &req(q).unwrap()).matched(&golden);
+        assert_eq!(m("Robert Smiht"), vec!["name", "email"]);
+        assert_eq!(m("Rob"), vec!["name"]);
+        assert_eq!(m("+1 (415) 555-0100"), vec!["phone"]);
+        assert_eq!(
+            m("Bob.Smith@Example.com"),
+            vec!["identifier", "name", "email"]
+        );
+        assert_eq!(m("bob.smiht@example.com"), vec!["name", "email"]);
+        assert_eq!(m("loy-123"), vec!["identifier"]);
+        assert_eq!(m("mill chic"), vec!["address"]);
+        assert!(m("Alice").is_empty());
     }
 
     #[test]
