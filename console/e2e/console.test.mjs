@@ -63,7 +63,7 @@ async function apiGet(path) {
 async function withPage(body) {
   const context = await browser.newContext({ viewport: { width: 1440, height: 1000 } });
   const page = await context.newPage();
-  page.setDefaultTimeout(15000);
+  page.setDefaultTimeout(30000); // generous: the whole cargo test suite runs alongside
   const pageErrors = [];
   const consoleErrors = [];
   page.on('pageerror', (e) => pageErrors.push(String(e)));
@@ -80,7 +80,7 @@ async function withPage(body) {
   }
 }
 
-test('search as you type with a misspelled name finds the person and opens the profile', { timeout: 90_000 }, async () => {
+test('search as you type with a misspelled name finds the person and opens the profile', { timeout: 180_000 }, async () => {
   await withPage(async (page) => {
     const searches = [];
     page.on('request', (r) => { if (new URL(r.url()).pathname === '/v1/search') searches.push(r.url()); });
@@ -115,7 +115,7 @@ test('search as you type with a misspelled name finds the person and opens the p
   });
 });
 
-test('profile page: golden profile, identifiers, devices, household, history', { timeout: 90_000 }, async () => {
+test('profile page: golden profile, identifiers, devices, household, history', { timeout: 180_000 }, async () => {
   const profile = await apiGet(`/v1/profiles/${PID}`);
   const household = await apiGet(`/v1/profiles/${PID}/household`);
   const devices = await apiGet(`/v1/profiles/${PID}/devices`);
@@ -172,7 +172,7 @@ test('profile page: golden profile, identifiers, devices, household, history', {
   });
 });
 
-test('identity graph: drawn like the API says, edge provenance on click, explain between two identifiers', { timeout: 90_000 }, async () => {
+test('identity graph: drawn like the API says, edge provenance on click, explain between two identifiers', { timeout: 180_000 }, async () => {
   const graph = await apiGet(`/v1/profiles/${PID}/graph`);
   const apiNodes = graph.elements.nodes.length;
   const apiEdges = graph.elements.edges.map((e) => e.data);
