@@ -237,6 +237,8 @@
 
   function newView(name) {
     if (viewCtrl) viewCtrl.abort();
+    if (searchCtrl) searchCtrl.abort();
+    spinner.hidden = true;
     viewCtrl = new AbortController();
     destroyGraph();
     current = { name };
@@ -250,6 +252,7 @@
     if (r.name === 'search') {
       if (searchInput.value !== r.q && document.activeElement !== searchInput) searchInput.value = r.q;
       if (current.name !== 'search') renderSearchView(r);
+      else syncFilters(r);
       updateSearch(r);
     } else if (r.name === 'profile') {
       renderProfile(r.id);
@@ -266,6 +269,7 @@
   let debounceTimer = 0;
   let searchCtrl = null;
   let lastHits = [];
+  let openFirstFor = null; // Enter pressed before the results of this query arrived
 
   function searchHash(r) {
     const p = new URLSearchParams();
@@ -317,7 +321,8 @@
     const q = searchInput.value;
     if (r.name === 'search' && r.q === q && lastHits.length) {
       location.hash = '#/profiles/' + enc(lastHits[0].profile_id);
-    } else {
+    } else if (q.trim()) {
+      openFirstFor = q;
       goSearch(Object.assign(currentFilters(), { q }));
     }
   });
@@ -364,11 +369,21 @@
       results: h('ol', { class: 'results', 'data-testid': 'search-results', onkeydown: moveInResults }),
       more: h('div', { class: 'more' }),
     };
+    els.filters = { source, kind, city };
     current.search = els;
     append(view, h('section', { class: 'search-page' },
       h('div', { class: 'filters', 'data-testid': 'search-filters' },
         filter('Source', source), filter('Identifier kind', kind), filter('City', city)),
       els.summary, els.error, els.exact, els.results, els.more));
+  }
+
+  /** Back/forward between searches: the filter controls follow the URL. */
+  function syncFilters(r) {
+    const f = current.search && current.search.filters;
+    if (!f) return;
+    f.source.value = r.source || '';
+    f.kind.value = r.kind || '';
+    if (document.activeElement !== f.city) f.city.value = r.city || '';
   }
 
   /** ↑/↓ between result links; ↑ from the first one goes back to the search box. */
@@ -432,6 +447,14 @@
       const hits = Array.isArray(res.hits) ? res.hits : [];
       if (offset === 0) clear(els.results);
       lastHits = lastHits.concat(hits);
+      if (openFirstFor === r.q) {
+        openFirstFor = null;
+        if (hits.length) {
+          spinner.hidden = true;
+          location.hash = '#/profiles/' + enc(hits[0].profile_id);
+          return;
+        }
+      }
       append(els.results, hits.map(hitItem));
       const total = Number(res.total) || 0;
       replace(els.summary, total === 0
