@@ -1024,26 +1024,24 @@
     const gs = graphState;
     if (!gs) return;
     const d = node.data();
-    showNodeDetails(d);
-    if (!d.in_profile) return;
-    const key = d.id;
-    if (gs.selection.length === 2 || (gs.selection.length === 1 && gs.selection[0] === key)) {
-      const same = gs.selection.length === 1;
-      clearSelection();
-      if (same) return;
+    if (!d.in_profile) {
+      showNodeDetails(d, h('p', { class: 'muted small', text: 'This identifier belongs to another profile; explain works between identifiers of this profile.' }));
+      return;
     }
+    const key = d.id;
+    if (gs.selection.length === 1 && gs.selection[0] === key) {
+      clearSelection(); // clicking A again unselects it
+      return;
+    }
+    if (gs.selection.length === 2) clearSelection();
     gs.selection.push(key);
     renderSelection();
     if (gs.selection.length === 2) runExplain(gs.selection[0], gs.selection[1]);
+    else showNodeDetails(d, h('p', { class: 'muted small', text: 'Selected as A: now click a second identifier to see how they are linked.' }));
   }
 
-  function showNodeDetails(d) {
+  function showNodeDetails(d, hint) {
     const gs = graphState;
-    const hint = !d.in_profile
-      ? h('p', { class: 'muted small', text: 'This identifier belongs to another profile; explain works between identifiers of this profile.' })
-      : gs.selection.length === 0 || gs.selection.length === 2
-        ? h('p', { class: 'muted small', text: 'Selected as A: now click a second identifier to explain the link.' })
-        : null;
     replace(gs.detailsEl, h('div', { 'data-testid': 'node-details', 'data-node-id': d.id },
       h('div', { class: 'panel-title' }, h('span', { text: 'Identifier' })),
       h('p', {}, identKey(d.id)),
