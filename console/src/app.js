@@ -920,7 +920,7 @@
    * After a force layout: turn the drawing so its long axis is horizontal (the canvas is
    * wide) and scale it so the median link is LINK_PX long, so labels stay readable when fit.
    */
-  const LINK_PX = 120;
+  const LINK_PX = 140;
   function normalizeLayout(cy) {
     const nodes = cy.nodes();
     if (nodes.length < 2) return;
