@@ -1,7 +1,17 @@
 #!/usr/bin/env bash
 # Installs what building and testing idgraph needs on a fresh Debian machine:
-# libclang (bindgen for the rocksdb crate) and a C++ compiler. Idempotent.
+# libclang (bindgen for the rocksdb crate), a C++ compiler, and for the web console
+# Node.js + npm, the console's npm packages (Cytoscape.js, bundled into the binary, and
+# playwright-core for the browser tests) and Debian's chromium (the browser tests drive it).
+# Idempotent: installs only what is missing.
 set -euo pipefail
+cd "$(dirname "$0")/.."
+
+console_dir=console
+# npm ci when the console's packages are missing or older than the lock file.
+needs_npm_ci() {
+  [ ! -d "$console_dir/node_modules" ] || [ "$console_dir/package-lock.json" -nt "$console_dir/node_modules" ]
+}
 
 need=()
 if ! ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 && ! ldconfig -p 2>/dev/null | grep -q 'libclang[-.0-9]*\.so'; then
@@ -9,6 +19,9 @@ if ! ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 && ! ldconfig -p 2>/dev
 fi
 command -v g++ >/dev/null 2>&1 || need+=(g++)
 command -v make >/dev/null 2>&1 || need+=(make)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+if needs_npm_ci && ! command -v npm >/dev/null 2>&1; then need+=(npm); fi
+[ -x /usr/bin/chromium ] || need+=(chromium)
 
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
@@ -20,6 +33,12 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: installing ${need[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
+fi
+
+if needs_npm_ci; then
+  echo "install-deps: npm ci in $console_dir/"
+  (cd "$console_dir" && npm ci --no-audit --no-fund)
+  touch "$console_dir/node_modules"
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -4,6 +4,7 @@
 //! data directory, so tests are independent and run in parallel.
 
 mod cli;
+mod console;
 mod demo_quality;
 mod durability;
 mod errors;

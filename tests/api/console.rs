@@ -1,0 +1,223 @@
+//! The web console end to end: the real server on loopback with a small realistic
+//! scenario, and `node --test console/e2e/` driving Debian's chromium (playwright-core)
+//! against it: search with a typo, profile page, the identity graph, edge provenance and
+//! explain. A missing node, chromium or npm package fails the test; it never skips.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use crate::helpers::{event, json_ok, spawn_app, TestApp};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const MARKUP: &str = "<img src=x onerror=alert(1)>";
+
+fn at(mut ev: Value, timestamp: &str) -> Value {
+    ev["timestamp"] = json!(timestamp);
+    ev
+}
+
+/// Ximena Quarterfield, seen by web, crm, pos and mobile over a few weeks (an anonymous web
+/// visitor first, merged into her CRM record when she logs in), and Tobias Quarterfield,
+/// who lives at the same address and once used her tablet in a shop (a refused link:
+/// one customer id per profile). Returns Ximena's profile id.
+async fn scenario(app: &TestApp) -> String {
+    let address = json!({
+        "street": "48 Lantern Row", "city": "Portland", "postal_code": "97205",
+        "region": "OR", "country": "US"
+    });
+    let mut visit = at(
+        event(
+            "web-0001",
+            "web",
+            json!({ "cookie_id": "ck-xq-7f3a", "device_id": "dev-xq-tab" }),
+            Value::Null,
+        ),
+        "2026-01-05T09:12:00Z",
+    );
+    visit["properties"] = json!({ "platform": "iOS" });
+    let anonymous = app.ingest_pid(&visit).await;
+    let crm = app
+        .ingest(&at(
+            event(
+                "crm-0001",
+                "crm",
+                json!({ "customer_id": "C-9001", "email": "ximena.q@example.com", "phone": "(503) 234-7781" }),
+                json!({
+                    "first_name": "Ximena", "last_name": "Quarterfield", "birth_date": "1986-04-17",
+                    "address": address, "note": MARKUP
+                }),
+            ),
+            "2026-01-10T15:30:00Z",
+        ))
+        .await;
+    assert_ne!(crm["profile_id"], anonymous.as_str(), "{crm}");
+    let login = app
+        .ingest(&at(
+            event(
+                "web-0002",
+                "web",
+                json!({ "email": "Ximena.Q@example.com", "cookie_id": "ck-xq-7f3a" }),
+                Value::Null,
+            ),
+            "2026-01-12T19:01:00Z",
+        ))
+        .await;
+    assert_eq!(
+        login["profile_id"],
+        anonymous.as_str(),
+        "the oldest profile survives the merge: {login}"
+    );
+    for (id, ts) in [
+        ("pos-0001", "2026-02-01T11:00:00Z"),
+        ("pos-0002", "2026-02-20T17:45:00Z"),
+    ] {
+        app.ingest(&at(
+            event(
+                id,
+                "pos",
+                json!({ "customer_id": "C-9001", "loyalty_id": "LOY-4412", "phone": "503-234-7781", "email": "ximena.q@example.com" }),
+                json!({ "first_name": "Ximena", "last_name": "Quarterfield" }),
+            ),
+            ts,
+        ))
+        .await;
+    }
+    let tobias = app
+        .ingest_pid(&at(
+            event(
+                "crm-0002",
+                "crm",
+                json!({ "customer_id": "C-9002", "email": "tobias.q@example.com" }),
+                json!({ "first_name": "Tobias", "last_name": "Quarterfield", "address": address }),
+            ),
+            "2026-01-20T10:00:00Z",
+        ))
+        .await;
+    assert_ne!(tobias, anonymous);
+    let shop = app
+        .ingest(&at(
+            event(
+                "pos-0003",
+                "pos",
+                json!({ "customer_id": "C-9002", "device_id": "dev-xq-tab" }),
+                Value::Null,
+            ),
+            "2026-03-02T12:00:00Z",
+        ))
+        .await;
+    assert_eq!(shop["profile_id"], tobias.as_str(), "{shop}");
+    assert_eq!(
+        shop["conflicts"][0]["rule"], "max_per_profile:customer_id=1",
+        "{shop}"
+    );
+    // Someone unrelated, so the search has something to leave out.
+    app.ingest(&event(
+        "crm-0003",
+        "crm",
+        json!({ "customer_id": "C-5000", "email": "marguerite.ollivander@example.org" }),
+        json!({ "first_name": "Marguerite", "last_name": "Ollivander", "address": { "city": "Boise", "country": "US" } }),
+    ))
+    .await;
+
+    let household = json_ok(
+        app.get(&format!("/v1/profiles/{anonymous}/household"))
+            .await,
+    )
+    .await;
+    let members = household["members"].as_array().map_or(0, Vec::len);
+    assert_eq!(
+        members, 2,
+        "Ximena and Tobias form a household: {household}"
+    );
+    anonymous
+}
+
+/// Waits until the search index (which follows writes asynchronously) has the profile
+/// under its correctly spelled name, so the browser test measures the console, not the lag.
+async fn wait_until_searchable(app: &TestApp, name: &str, pid: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let body = json_ok(app.get_query("/v1/search", &[("q", name)]).await).await;
+        let found = body["hits"]
+            .as_array()
+            .is_some_and(|hits| hits.iter().any(|h| h["profile_id"] == pid));
+        if found {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{pid} is not searchable as {name:?} after 15 s: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// `node --version`, or a clear failure.
+fn require_tools(root: &Path) {
+    match Command::new("node").arg("--version").output() {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => panic!(
+            "`node --version` failed ({}); install Node.js (scripts/install-deps.sh does)",
+            out.status
+        ),
+        Err(e) => panic!(
+            "cannot run `node` ({e}): the console's browser tests need Node.js; run scripts/install-deps.sh"
+        ),
+    }
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: the console's browser tests need Debian's chromium; run scripts/install-deps.sh"
+    );
+    assert!(
+        root.join("console/node_modules/playwright-core/package.json")
+            .exists(),
+        "console/node_modules/playwright-core is missing: run scripts/install-deps.sh (npm ci in console/)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_in_headless_chromium_search_profile_graph_provenance_explain() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    require_tools(root);
+    let app = spawn_app().await;
+    let pid = scenario(&app).await;
+    let profile = app.profile(&pid).await;
+    assert_eq!(profile["traits"]["first_name"], "Ximena", "{profile}");
+    wait_until_searchable(&app, "Ximena Quarterfield", &pid).await;
+
+    let envs = [
+        ("CONSOLE_URL", app.address.clone()),
+        // One letter wrong in the last name, typed key by key.
+        ("CONSOLE_QUERY", "Ximena Quartarfield".to_owned()),
+        ("CONSOLE_PROFILE_ID", pid.clone()),
+        ("CONSOLE_NAME", "Ximena Quarterfield".to_owned()),
+        ("CONSOLE_EXPLAIN_A", "device_id:dev-xq-tab".to_owned()),
+        ("CONSOLE_EXPLAIN_B", "loyalty_id:LOY-4412".to_owned()),
+        ("CONSOLE_MARKUP", MARKUP.to_owned()),
+    ];
+    let dir = root.to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .args(["--test", "--test-reporter=tap", "console/e2e/"])
+            .current_dir(&dir)
+            .envs(envs)
+            .env_remove("NODE_OPTIONS")
+            .output()
+    })
+    .await
+    .expect("the node runner thread panicked")
+    .unwrap_or_else(|e| panic!("cannot run `node --test console/e2e/`: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "`node --test console/e2e/` failed ({}); a screenshot of the failing page is in /tmp/console-e2e.png\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        out.status
+    );
+    assert!(
+        stdout.contains("# pass 3") && stdout.contains("# fail 0"),
+        "expected the 3 browser tests to pass:\n{stdout}"
+    );
+}
