@@ -65,8 +65,16 @@ impl Application {
                     ApiError::bad_request("invalid_path", format!("invalid path: {e}")).into()
                 }))
                 .wrap(from_fn(metrics::track))
-                .service(resource("/").route(web::get().to(console::index)))
-                .service(resource("/assets/{name}").route(web::get().to(console::asset)))
+                .service(
+                    resource("/")
+                        .route(web::get().to(console::index))
+                        .route(web::head().to(console::index)),
+                )
+                .service(
+                    resource("/assets/{name}")
+                        .route(web::get().to(console::asset))
+                        .route(web::head().to(console::asset)),
+                )
                 .service(resource("/health").route(web::get().to(routes::health)))
                 .service(resource("/metrics").route(web::get().to(routes::metrics)))
                 .service(
