@@ -39,6 +39,26 @@ pub struct Fields {
     pub kind: Field,
 }
 
+/// Puts a space between letters and digits (`smith123` -> `smith 123`, `12b` -> `12 b`), so a
+/// name inside an email matches the name, and a prefix of it does not expand to one term per
+/// person. Applied to every word field and to queries alike.
+pub fn split_letters_digits(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 4);
+    let mut prev: Option<char> = None;
+    for c in text.chars() {
+        if let Some(p) = prev {
+            if (p.is_alphabetic() && c.is_ascii_digit())
+                || (p.is_ascii_digit() && c.is_alphabetic())
+            {
+                out.push(' ');
+            }
+        }
+        out.push(c);
+        prev = Some(c);
+    }
+    out
+}
+
 pub fn folded_analyzer() -> TextAnalyzer {
     TextAnalyzer::builder(SimpleTokenizer::default())
         .filter(RemoveLongFilter::limit(64))
@@ -101,12 +121,12 @@ pub fn build(f: &Fields, id: &str, cached: &[u8]) -> Option<TantivyDocument> {
         .flatten()
         .filter_map(text)
     {
-        doc.add_text(f.name, name);
+        doc.add_text(f.name, split_letters_digits(name));
     }
     if let Some(Value::Object(addr)) = &golden.traits.address {
         for part in ["street", "city", "postal_code", "region", "country"] {
             if let Some(t) = addr.get(part).and_then(text) {
-                doc.add_text(f.address, t);
+                doc.add_text(f.address, split_letters_digits(t));
             }
         }
         if let Some(city) = addr.get("city").and_then(text) {
@@ -121,7 +141,7 @@ pub fn build(f: &Fields, id: &str, cached: &[u8]) -> Option<TantivyDocument> {
             match kind.as_str() {
                 "email" => {
                     doc.add_text(f.email, value);
-                    doc.add_text(f.email_part, value);
+                    doc.add_text(f.email_part, split_letters_digits(value));
                 }
                 "phone" => {
                     doc.add_text(f.phone, value.trim_start_matches('+'));

@@ -79,13 +79,23 @@ pub struct SearchIndex {
     normalizer: Normalizer,
 }
 
+/// Version of the documents' analysis; bump it when what is indexed changes, so indexes
+/// built by an older version are rebuilt at start-up.
+const INDEX_FORMAT: u64 = 2;
+
 fn payload(commit_seq: u64) -> String {
-    format!("{{\"store_commit\":{commit_seq}}}")
+    format!("{{\"store_commit\":{commit_seq},\"format\":{INDEX_FORMAT}}}")
 }
 
-fn payload_seq(payload: Option<&str>) -> Option<u64> {
-    let v: serde_json::Value = serde_json::from_str(payload?).ok()?;
-    v.get("store_commit")?.as_u64()
+/// The store write an index commit reflects, if it was written by this index format.
+fn payload_seq(payload: Option<&str>) -> Result<Option<u64>, String> {
+    let Some(text) = payload else { return Ok(None) };
+    let v: serde_json::Value =
+        serde_json::from_str(text).map_err(|_| "unreadable commit marker".to_owned())?;
+    match v.get("format").and_then(|f| f.as_u64()) {
+        Some(INDEX_FORMAT) => Ok(v.get("store_commit").and_then(|s| s.as_u64())),
+        _ => Err("built by another version".to_owned()),
+    }
 }
 
 impl SearchIndex {
@@ -102,12 +112,15 @@ impl SearchIndex {
             Ok(idx) => {
                 let metas = idx.index.load_metas()?;
                 match payload_seq(metas.payload.as_deref()) {
-                    Some(seq) if seq == commit_seq => return Ok((idx, Opened::Current)),
-                    Some(seq) => format!("index reflects write {seq}, store is at {commit_seq}"),
-                    None if commit_seq == 0 && metas.segments.is_empty() => {
+                    Ok(Some(seq)) if seq == commit_seq => return Ok((idx, Opened::Current)),
+                    Ok(Some(seq)) => {
+                        format!("index reflects write {seq}, store is at {commit_seq}")
+                    }
+                    Ok(None) if commit_seq == 0 && metas.segments.is_empty() => {
                         return Ok((idx, Opened::Current))
                     }
-                    None => "index has no commit marker".to_owned(),
+                    Ok(None) => "index has no commit marker".to_owned(),
+                    Err(why) => why,
                 }
             }
             Err(e) => e,

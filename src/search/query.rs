@@ -15,7 +15,7 @@ use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::tokenizer::TokenStream;
 use tantivy::Term;
 
-use super::document::{filter_term, folded_analyzer, Fields};
+use super::document::{filter_term, folded_analyzer, split_letters_digits, Fields};
 use crate::ingest::identifier::Normalizer;
 
 /// Most hits per page.
@@ -158,7 +158,9 @@ fn word_in(field: Field, word: &str, last: bool, m: Matching) -> Vec<Box<dyn Que
             1.5 * m.weight,
         ));
     }
-    if last && m.prefix_from.is_some_and(|min| chars >= min) {
+    // A number's prefix would expand to every longer number: digits match whole only.
+    let digits = word.chars().all(|c| c.is_ascii_digit());
+    if last && !digits && m.prefix_from.is_some_and(|min| chars >= min) {
         out.push(boost(
             Box::new(FuzzyTermQuery::new_prefix(t, 0, true)),
             m.weight,
@@ -186,7 +188,8 @@ const ADDRESS: Matching = Matching {
 /// The words of `q`, analyzed like the indexed text.
 fn words(q: &str) -> Vec<String> {
     let mut analyzer = folded_analyzer();
-    let mut stream = analyzer.token_stream(q);
+    let q = split_letters_digits(q);
+    let mut stream = analyzer.token_stream(&q);
     let mut out = Vec::new();
     while stream.advance() && out.len() < MAX_WORDS {
         out.push(stream.token().text.clone());
@@ -305,7 +308,10 @@ fn word_matches(q: &str, w: &str, last: bool, m: Matching) -> bool {
     let chars = q.chars().count();
     q == w
         || (m.typo && chars >= MIN_FUZZY_CHARS && strsim::osa_distance(q, w) <= 1)
-        || (last && m.prefix_from.is_some_and(|min| chars >= min) && w.starts_with(q))
+        || (last
+            && !q.chars().all(|c| c.is_ascii_digit())
+            && m.prefix_from.is_some_and(|min| chars >= min)
+            && w.starts_with(q))
 }
 
 /// Tells which fields of a hit's golden profile match a request, by the same rules as the
@@ -482,6 +488,7 @@ mod tests {
             words("Zoë  O'Brien-SMITH"),
             vec!["zoe", "o", "brien", "smith"]
         );
+        assert_eq!(words("smith123 12B"), vec!["smith", "123", "12", "b"]);
     }
 
     #[test]
