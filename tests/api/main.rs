@@ -13,5 +13,6 @@ mod pipeline;
 mod properties;
 mod resolution;
 mod schema;
+mod search;
 mod unmerge;
 mod views;
