@@ -1600,6 +1600,32 @@ async fn works_after_restart(dir: &Path, ids: &[String]) {
     .is_empty());
 }
 
+/// A restart after a graceful stop reuses the index as it is (a rebuild reads every
+/// profile: it must not happen on every start); a missing one is rebuilt, and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_current_index_is_reused_at_start_and_a_missing_one_rebuilt() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ids = prepare(tmp.path()).await;
+    let server = Server::start(tmp.path());
+    all_found(&server, "olaf", &ids).await;
+    let log = server.stderr();
+    server.stop();
+    assert!(
+        !log.contains("rebuilt"),
+        "a graceful restart rebuilt a current index:\n{log}"
+    );
+
+    std::fs::remove_dir_all(search_dir(tmp.path())).expect("delete the search index");
+    let server = Server::start(tmp.path());
+    all_found(&server, "olaf", &ids).await;
+    let log = server.stderr();
+    server.stop();
+    assert!(
+        log.contains("search index rebuilt"),
+        "a missing index is rebuilt and logged:\n{log}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_rebuilds_a_deleted_index() {
     let tmp = tempfile::tempdir().expect("tempdir");
