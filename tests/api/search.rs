@@ -1318,6 +1318,39 @@ async fn odd_queries_never_fail_the_server() {
     assert_eq!(hit_ids(&body).first(), Some(&c.timothy), "{body}");
 }
 
+/// Non-numeric paging parameters are bad queries too: 400 naming the parameter.
+#[tokio::test]
+async fn non_numeric_paging_is_400_naming_the_field() {
+    let app = spawn_app().await;
+    let cases = [
+        ("limit", "ten"),
+        ("limit", "-1"),
+        ("limit", "1.5"),
+        ("limit", ""),
+        ("limit", "99999999999999999999999"),
+        ("offset", "abc"),
+        ("offset", "-5"),
+    ];
+    for (field, value) in cases {
+        let resp = app
+            .get_query("/v1/search", &[("q", "Garcia"), (field, value)])
+            .await;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        assert_eq!(status, 400, "{field}={value:?}: {text}");
+        let body: Value = serde_json::from_str(&text).expect("JSON error body");
+        let code = body["error"]["code"].as_str().unwrap_or_default();
+        assert!(
+            code == "invalid_search" || code == "invalid_query",
+            "{field}={value:?}: {body}"
+        );
+        assert_eq!(
+            body["error"]["field"], field,
+            "{field}={value:?}: the error names the parameter: {body}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Rebuilding the index: the real binary on a data directory
 // ---------------------------------------------------------------------------------------
