@@ -1724,6 +1724,48 @@ async fn restart_rebuilds_an_index_with_missing_segment_files() {
     works_after_restart(tmp.path(), &ids).await;
 }
 
+/// Overwrites the middle of every segment file ending in `.{ext}` (size and footer kept),
+/// as a bad disk or a torn copy would.
+fn corrupt_segment_bytes(search: &Path, ext: &str, region: impl Fn(usize) -> (usize, usize)) {
+    let files: Vec<PathBuf> = segment_files(search)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
+    assert!(!files.is_empty(), "the index has .{ext} files");
+    for f in &files {
+        let mut bytes = std::fs::read(f).expect("read segment file");
+        let (start, len) = region(bytes.len());
+        for (i, b) in bytes[start..start + len].iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(73).wrapping_add(0xA5);
+        }
+        std::fs::write(f, &bytes).expect("write segment file");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_rebuilds_an_index_with_corrupted_postings() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ids = prepare(tmp.path()).await;
+    corrupt_segment_bytes(&search_dir(tmp.path()), "idx", |n| (n / 8, n / 3));
+    works_after_restart(tmp.path(), &ids).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_rebuilds_an_index_with_corrupted_terms() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ids = prepare(tmp.path()).await;
+    corrupt_segment_bytes(&search_dir(tmp.path()), "term", |n| (n / 8, n / 3));
+    works_after_restart(tmp.path(), &ids).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_rebuilds_an_index_with_corrupted_stored_ids() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ids = prepare(tmp.path()).await;
+    corrupt_segment_bytes(&search_dir(tmp.path()), "store", |n| (8, n / 4));
+    works_after_restart(tmp.path(), &ids).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_rebuilds_an_index_left_behind_the_store() {
     let tmp = tempfile::tempdir().expect("tempdir");
