@@ -551,6 +551,56 @@ async fn street_and_town_find_the_people_living_there() {
     assert_eq!(total(&body), 0, "{body}");
 }
 
+/// The project treats `Street` and `St` (`Avenue` and `Ave`, `Road` and `Rd`, ...) as the
+/// same street (`household::normalize_street`, README "Households"); an agent typing the
+/// street the other way than it was stored finds the people living there too.
+#[tokio::test]
+async fn street_abbreviations_find_the_same_address() {
+    let app = spawn_app().await;
+    // Stored abbreviated, as in the README's example event.
+    let bob = app
+        .ingest_pid(&event(
+            "abbr-1",
+            "crm",
+            json!({ "email": "bob.smith@example.com" }),
+            json!({
+                "first_name": "Bob", "last_name": "Smith",
+                "address": address("12 Main St", "San Francisco", "94107", "US"),
+            }),
+        ))
+        .await;
+    // Stored in full.
+    let ada = app
+        .ingest_pid(&event(
+            "abbr-2",
+            "crm",
+            json!({ "email": "ada.jones@example.com" }),
+            json!({
+                "first_name": "Ada", "last_name": "Jones",
+                "address": address("77 Ocean Avenue", "Oakland", "94601", "US"),
+            }),
+        ))
+        .await;
+    // As stored: found (the control).
+    app.search_until(&[("q", "12 Main St San Francisco")], "Bob", |b| {
+        hit_ids(b) == vec![bob.clone()]
+    })
+    .await;
+    app.search_until(&[("q", "77 Ocean Avenue Oakland")], "Ada", |b| {
+        hit_ids(b) == vec![ada.clone()]
+    })
+    .await;
+    // The other way round.
+    for (q, who) in [
+        ("12 Main Street San Francisco", &bob),
+        ("12 Main Street", &bob),
+        ("77 Ocean Ave Oakland", &ada),
+    ] {
+        let body = app.q(q).await;
+        assert_eq!(hit_ids(&body), vec![who.clone()], "{q:?}: {body}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Filters, pagination, matched fields
 // ---------------------------------------------------------------------------------------
