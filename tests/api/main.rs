@@ -14,5 +14,6 @@ mod pipeline;
 mod properties;
 mod resolution;
 mod schema;
+mod search;
 mod unmerge;
 mod views;
