@@ -130,14 +130,34 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// Serves `engine` until Ctrl-C / SIGTERM.
 pub fn serve(engine: Arc<Engine>) -> anyhow::Result<()> {
     let bind = engine.settings().server.bind.clone();
-    runtime()?.block_on(async move {
-        let app = Application::with_engine(engine, &bind)?;
-        tracing::info!(port = app.port(), "idgraph listening");
-        // Machine-readable for scripts and tests that start the binary on port 0.
-        println!("listening on http://{}", bind_with_port(&bind, app.port()));
-        app.run_until_stopped().await?;
-        Ok(())
-    })
+    let served = runtime()?.block_on({
+        let engine = engine.clone();
+        async move {
+            let app = Application::with_engine(engine, &bind)?;
+            tracing::info!(port = app.port(), "idgraph listening");
+            // Machine-readable for scripts and tests that start the binary on port 0.
+            println!("listening on http://{}", bind_with_port(&bind, app.port()));
+            app.run_until_stopped().await?;
+            anyhow::Ok(())
+        }
+    });
+    close(engine);
+    served
+}
+
+/// Closes the engine on this (the main) thread: the HTTP workers release their handles as
+/// they stop, and the store must be closed before the process exits, never by the last
+/// worker while exit handlers already run.
+fn close(engine: Arc<Engine>) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while Arc::strong_count(&engine) > 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    if Arc::strong_count(&engine) > 1 {
+        tracing::warn!("HTTP workers still hold the engine after 30 s; closing anyway");
+    }
+    drop(engine);
+    tracing::info!("store closed");
 }
 
 fn bind_with_port(bind: &str, port: u16) -> String {

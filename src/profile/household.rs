@@ -42,25 +42,31 @@ pub fn normalize_street(street: &str) -> String {
         .collect();
     cleaned
         .split_whitespace()
-        .map(|w| match w {
-            "street" => "st",
-            "avenue" => "ave",
-            "road" => "rd",
-            "drive" => "dr",
-            "lane" => "ln",
-            "boulevard" => "blvd",
-            "court" => "ct",
-            "place" => "pl",
-            "apartment" | "apt" | "unit" | "suite" | "no" => "",
-            "north" => "n",
-            "south" => "s",
-            "east" => "e",
-            "west" => "w",
-            other => other,
-        })
+        .map(street_word)
         .filter(|w| !w.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The canonical form of one lowercase street word (`street` -> `st`); empty for words
+/// that carry no address information (`apt`, `unit`).
+pub fn street_word(w: &str) -> &str {
+    match w {
+        "street" => "st",
+        "avenue" => "ave",
+        "road" => "rd",
+        "drive" => "dr",
+        "lane" => "ln",
+        "boulevard" => "blvd",
+        "court" => "ct",
+        "place" => "pl",
+        "apartment" | "apt" | "unit" | "suite" | "no" => "",
+        "north" => "n",
+        "south" => "s",
+        "east" => "e",
+        "west" => "w",
+        other => other,
+    }
 }
 
 /// What binds two members.

@@ -4,10 +4,13 @@ use serde_json::Value;
 use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, STORED, STRING,
 };
+use tantivy::tokenizer::TokenStream;
 use tantivy::tokenizer::{
     AsciiFoldingFilter, LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer,
 };
 use tantivy::{Index, TantivyDocument};
+
+use crate::profile::household::street_word;
 
 use crate::profile::golden::GoldenProfile;
 
@@ -98,9 +101,35 @@ fn text(v: &Value) -> Option<&str> {
     v.as_str().map(str::trim).filter(|s| !s.is_empty())
 }
 
-/// Lowercased, trimmed filter value (city, source, kind) as indexed and as queried.
+/// Filter value (city, source, kind) as indexed and as queried: folded words joined by
+/// one space (`Zürich` = `zurich`, ` New  York ` = `new york`).
 pub fn filter_term(s: &str) -> String {
-    s.trim().to_lowercase()
+    words(s).join(" ")
+}
+
+/// Most words of a text used.
+const MAX_WORDS: usize = 64;
+
+/// The words of a text, analyzed like the word fields (letters and digits apart, folded).
+pub fn words(text: &str) -> Vec<String> {
+    let mut analyzer = folded_analyzer();
+    let text = split_letters_digits(text);
+    let mut stream = analyzer.token_stream(&text);
+    let mut out = Vec::new();
+    while stream.advance() && out.len() < MAX_WORDS {
+        out.push(stream.token().text.clone());
+    }
+    out
+}
+
+/// Address words in canonical form (`Street` = `St`), as the household rule reads them.
+pub fn address_words(text: &str) -> Vec<String> {
+    words(text)
+        .iter()
+        .map(|w| street_word(w))
+        .filter(|w| !w.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// National significant digits of an E.164 number (`+14155550100` -> `4155550100`).
@@ -126,7 +155,7 @@ pub fn build(f: &Fields, id: &str, cached: &[u8]) -> Option<TantivyDocument> {
     if let Some(Value::Object(addr)) = &golden.traits.address {
         for part in ["street", "city", "postal_code", "region", "country"] {
             if let Some(t) = addr.get(part).and_then(text) {
-                doc.add_text(f.address, split_letters_digits(t));
+                doc.add_text(f.address, address_words(t).join(" "));
             }
         }
         if let Some(city) = addr.get("city").and_then(text) {
@@ -134,7 +163,7 @@ pub fn build(f: &Fields, id: &str, cached: &[u8]) -> Option<TantivyDocument> {
         }
     }
     for (kind, values) in &golden.identifiers {
-        doc.add_text(f.kind, kind);
+        doc.add_text(f.kind, filter_term(kind));
         for value in values {
             doc.add_text(f.ident, format!("{kind}:{value}"));
             doc.add_text(f.ident_value, value.to_lowercase());

@@ -81,7 +81,7 @@ pub struct SearchIndex {
 
 /// Version of the documents' analysis; bump it when what is indexed changes, so indexes
 /// built by an older version are rebuilt at start-up.
-const INDEX_FORMAT: u64 = 2;
+const INDEX_FORMAT: u64 = 3;
 
 fn payload(commit_seq: u64) -> String {
     format!("{{\"store_commit\":{commit_seq},\"format\":{INDEX_FORMAT}}}")
@@ -143,6 +143,13 @@ impl SearchIndex {
         let index = Index::open(mmap).map_err(|e| format!("unreadable: {e}"))?;
         if index.schema() != *schema {
             return Err("built with another schema".into());
+        }
+        // Every index file ends with a checksum of its content: a file damaged inside (not
+        // just truncated) is caught here rather than by a failing or panicking search.
+        match index.validate_checksum() {
+            Ok(bad) if bad.is_empty() => {}
+            Ok(bad) => return Err(format!("{} index file(s) fail their checksum", bad.len())),
+            Err(e) => return Err(format!("checksums unreadable: {e}")),
         }
         Self::finish(dir, index, fields, normalizer).map_err(|e| format!("unusable: {e}"))
     }

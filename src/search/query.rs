@@ -12,10 +12,9 @@
 
 use tantivy::query::{BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, Query, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption};
-use tantivy::tokenizer::TokenStream;
 use tantivy::Term;
 
-use super::document::{filter_term, folded_analyzer, split_letters_digits, Fields};
+use super::document::{self, address_words, filter_term, Fields};
 use crate::ingest::identifier::Normalizer;
 
 /// Most hits per page.
@@ -152,14 +151,14 @@ fn word_in(field: Field, word: &str, last: bool, m: Matching) -> Vec<Box<dyn Que
     let t = Term::from_field_text(field, word);
     let chars = word.chars().count();
     let mut out = vec![boost(term(field, word), 3.0 * m.weight)];
-    if m.typo && chars >= MIN_FUZZY_CHARS {
+    let digits = word.chars().all(|c| c.is_ascii_digit());
+    if m.typo && !digits && chars >= MIN_FUZZY_CHARS {
         out.push(boost(
             Box::new(FuzzyTermQuery::new(t.clone(), 1, true)),
             1.5 * m.weight,
         ));
     }
-    // A number's prefix would expand to every longer number: digits match whole only.
-    let digits = word.chars().all(|c| c.is_ascii_digit());
+    // A number's prefix or one-digit neighbours are other numbers: digits match whole.
     if last && !digits && m.prefix_from.is_some_and(|min| chars >= min) {
         out.push(boost(
             Box::new(FuzzyTermQuery::new_prefix(t, 0, true)),
@@ -185,16 +184,11 @@ const ADDRESS: Matching = Matching {
     prefix_from: Some(3),
 };
 
-/// The words of `q`, analyzed like the indexed text.
+/// The words of `q`, analyzed like the indexed text (at most [`MAX_WORDS`]).
 fn words(q: &str) -> Vec<String> {
-    let mut analyzer = folded_analyzer();
-    let q = split_letters_digits(q);
-    let mut stream = analyzer.token_stream(&q);
-    let mut out = Vec::new();
-    while stream.advance() && out.len() < MAX_WORDS {
-        out.push(stream.token().text.clone());
-    }
-    out
+    let mut w = document::words(q);
+    w.truncate(MAX_WORDS);
+    w
 }
 
 /// `q` read as a phone number: E.164 digits, if it looks like one.
@@ -282,7 +276,12 @@ pub fn build(
         let last = i + 1 == words.len();
         let name = word_in(f.name, w, last, NAME);
         let email = word_in(f.email_part, w, last, EMAIL_WORDS);
-        let address = word_in(f.address, w, last, ADDRESS);
+        let street = crate::profile::household::street_word(w);
+        let address = if street.is_empty() {
+            Vec::new()
+        } else {
+            word_in(f.address, street, last, ADDRESS)
+        };
         let mut clauses = Vec::new();
         clauses.extend(name);
         clauses.extend(email);
@@ -306,12 +305,10 @@ pub fn build(
 
 fn word_matches(q: &str, w: &str, last: bool, m: Matching) -> bool {
     let chars = q.chars().count();
+    let digits = q.chars().all(|c| c.is_ascii_digit());
     q == w
-        || (m.typo && chars >= MIN_FUZZY_CHARS && strsim::osa_distance(q, w) <= 1)
-        || (last
-            && !q.chars().all(|c| c.is_ascii_digit())
-            && m.prefix_from.is_some_and(|min| chars >= min)
-            && w.starts_with(q))
+        || (m.typo && !digits && chars >= MIN_FUZZY_CHARS && strsim::osa_distance(q, w) <= 1)
+        || (last && !digits && m.prefix_from.is_some_and(|min| chars >= min) && w.starts_with(q))
 }
 
 /// Tells which fields of a hit's golden profile match a request, by the same rules as the
@@ -344,6 +341,18 @@ impl Matcher {
             .iter()
             .enumerate()
             .any(|(i, q)| indexed.iter().any(|w| word_matches(q, w, i + 1 == n, m)))
+    }
+
+    fn any_address_word(&self, texts: &[&str]) -> bool {
+        let indexed: Vec<String> = texts.iter().flat_map(|t| address_words(t)).collect();
+        let n = self.words.len();
+        self.words.iter().enumerate().any(|(i, q)| {
+            let q = crate::profile::household::street_word(q);
+            !q.is_empty()
+                && indexed
+                    .iter()
+                    .any(|w| word_matches(q, w, i + 1 == n, ADDRESS))
+        })
     }
 
     /// `identifier`, `name`, `email`, `phone`, `address`: the fields of `golden` (a golden
@@ -402,7 +411,7 @@ impl Matcher {
         if phone_hit {
             out.push("phone");
         }
-        if self.any_word(&address, ADDRESS) {
+        if self.any_address_word(&address) {
             out.push("address");
         }
         out

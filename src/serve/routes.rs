@@ -198,8 +198,8 @@ pub async fn lookup(q: web::Query<LookupQuery>, engine: web::Data<Engine>) -> Re
 #[derive(Deserialize)]
 pub struct SearchQuery {
     q: Option<String>,
-    limit: Option<usize>,
-    offset: Option<usize>,
+    limit: Option<String>,
+    offset: Option<String>,
     source: Option<String>,
     kind: Option<String>,
     city: Option<String>,
@@ -208,10 +208,22 @@ pub struct SearchQuery {
 /// `GET /v1/search`: profiles for a support agent's query (see `search::query`).
 pub async fn search(q: web::Query<SearchQuery>, engine: web::Data<Engine>) -> Result<HttpResponse> {
     let q = q.into_inner();
+    let number = |field: &'static str, v: Option<String>| -> Result<Option<usize>> {
+        v.map(|v| {
+            v.trim().parse::<usize>().map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_search",
+                    format!("{field}: {field} must be a whole number"),
+                )
+                .with_field(field)
+            })
+        })
+        .transpose()
+    };
     let req = SearchRequest::new(
         q.q.as_deref(),
-        q.limit,
-        q.offset,
+        number("limit", q.limit)?,
+        number("offset", q.offset)?,
         q.source.as_deref(),
         q.kind.as_deref(),
         q.city.as_deref(),
