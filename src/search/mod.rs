@@ -18,12 +18,12 @@ pub mod document;
 pub mod indexer;
 pub mod query;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 
 use tantivy::collector::{Count, TopDocs};
 use tantivy::directory::MmapDirectory;
-use tantivy::schema::{Field, Schema, Value as _};
+use tantivy::schema::{Schema, Value as _};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 use crate::ingest::identifier::Normalizer;
@@ -71,7 +71,6 @@ pub enum Opened {
 
 /// The search index of one data directory.
 pub struct SearchIndex {
-    dir: PathBuf,
     index: Index,
     reader: IndexReader,
     writer: Mutex<IndexWriter>,
@@ -151,7 +150,7 @@ impl SearchIndex {
             Ok(bad) => return Err(format!("{} index file(s) fail their checksum", bad.len())),
             Err(e) => return Err(format!("checksums unreadable: {e}")),
         }
-        Self::finish(dir, index, fields, normalizer).map_err(|e| format!("unusable: {e}"))
+        Self::finish(index, fields, normalizer).map_err(|e| format!("unusable: {e}"))
     }
 
     fn create(
@@ -169,11 +168,10 @@ impl SearchIndex {
         let mmap = MmapDirectory::open(dir)
             .map_err(|e| IndexError::Io(format!("cannot open {}: {e}", dir.display())))?;
         let index = Index::create(mmap, schema.clone(), Default::default())?;
-        Self::finish(dir, index, fields, normalizer)
+        Self::finish(index, fields, normalizer)
     }
 
     fn finish(
-        dir: &Path,
         index: Index,
         fields: Fields,
         normalizer: Normalizer,
@@ -185,7 +183,6 @@ impl SearchIndex {
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
         Ok(SearchIndex {
-            dir: dir.to_owned(),
             index,
             reader,
             writer: Mutex::new(writer),
@@ -197,10 +194,6 @@ impl SearchIndex {
     /// Tells which fields of a hit matched `req`.
     pub fn matcher(&self, req: &SearchRequest) -> Matcher {
         Matcher::new(&self.normalizer, req)
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     fn writer(&self) -> Result<std::sync::MutexGuard<'_, IndexWriter>, IndexError> {
@@ -303,10 +296,5 @@ impl SearchIndex {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    /// The id field, for tests and tools.
-    pub fn id_field(&self) -> Field {
-        self.fields.id
     }
 }

@@ -191,6 +191,13 @@ fn words(q: &str) -> Vec<String> {
     w
 }
 
+/// The digits typed in `q`, if there are as many as a phone number has (a national number
+/// typed without its country code).
+fn typed_digits(q: &str) -> Option<String> {
+    let digits: String = q.chars().filter(char::is_ascii_digit).collect();
+    (6..=15).contains(&digits.len()).then_some(digits)
+}
+
 /// `q` read as a phone number: E.164 digits, if it looks like one.
 fn phone_digits(normalizer: &Normalizer, q: &str) -> Option<String> {
     let phone_chars = q
@@ -265,9 +272,8 @@ pub fn build(
             10.0,
         ));
     }
-    let typed_digits: String = q.chars().filter(char::is_ascii_digit).collect();
-    if typed_digits.len() >= 6 && typed_digits.len() <= 15 {
-        exact.push(boost(term(f.phone, &typed_digits), 20.0));
+    if let Some(digits) = typed_digits(q) {
+        exact.push(boost(term(f.phone, &digits), 20.0));
     }
 
     // 2. Every word somewhere.
@@ -322,11 +328,8 @@ pub struct Matcher {
 impl Matcher {
     pub fn new(normalizer: &Normalizer, req: &SearchRequest) -> Matcher {
         let q = req.q.trim_matches('"').trim();
-        let typed: String = q.chars().filter(char::is_ascii_digit).collect();
         let mut phones: Vec<String> = phone_digits(normalizer, q).into_iter().collect();
-        if (6..=15).contains(&typed.len()) {
-            phones.push(typed);
-        }
+        phones.extend(typed_digits(q));
         Matcher {
             lower: q.to_lowercase(),
             words: words(q),

@@ -4,133 +4,13 @@
 //! These tests start `idgraph serve` as a child process on a loopback port chosen by the OS
 //! (`--bind 127.0.0.1:0`) and read the `listening on http://...` line from its stdout.
 
-use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-/// Longest wait for the server to print its address.
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
-/// Longest wait for a graceful stop after SIGTERM.
-const STOP_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A running `idgraph serve` child process; killed on drop if still running.
-struct Server {
-    child: Child,
-    address: String,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Server {
-    /// Starts the binary on `data_dir` and waits until it listens.
-    fn start(data_dir: &Path) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_idgraph"))
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["--bind", "127.0.0.1:0"])
-            .env_remove("IDGRAPH_CONFIG")
-            .env("RUST_LOG", "warn")
-            .env("IDGRAPH_SERVER__WORKERS", "2")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("cannot start the idgraph binary");
-
-        // Drain stderr (logs) so the child never blocks on a full pipe; keep it for diagnostics.
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut err_pipe = child.stderr.take().expect("stderr is piped");
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err_pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-
-        // Read stdout until the address line, then keep draining it.
-        let out = child.stdout.take().expect("stdout is piped");
-        let (tx, rx) = mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if !sent {
-                    if let Some(addr) = line.trim().strip_prefix("listening on ") {
-                        let _ = tx.send(addr.to_owned());
-                        sent = true;
-                    }
-                }
-            }
-        });
-        match rx.recv_timeout(STARTUP_TIMEOUT) {
-            Ok(address) => Server {
-                child,
-                address,
-                stderr,
-            },
-            Err(_) => {
-                let _ = child.kill();
-                let status = child.wait();
-                // Give the stderr thread a moment to collect the last lines.
-                std::thread::sleep(Duration::from_millis(200));
-                panic!(
-                    "idgraph did not print `listening on` within {STARTUP_TIMEOUT:?} (exit: {status:?}); stderr:\n{}",
-                    stderr.lock().unwrap()
-                );
-            }
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.address)
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    /// Sends SIGTERM and waits for the process to exit.
-    fn terminate(mut self) -> ExitStatus {
-        let sent = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("cannot run kill");
-        assert!(sent.success(), "kill -TERM failed");
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "idgraph did not exit within {STOP_TIMEOUT:?} of SIGTERM; stderr:\n{}",
-                    self.stderr()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
+use crate::helpers::ServeProcess as Server;
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -249,7 +129,7 @@ async fn a_graceful_restart_keeps_profiles_lookups_aliases_and_history() {
         }
     ]);
 
-    let server = Server::start(dir.path());
+    let mut server = Server::start(dir.path());
     let events_url = server.url("/v1/events");
     let mut outcomes = Vec::new();
     // One request per event so that the third one merges two committed profiles.
@@ -312,7 +192,7 @@ async fn a_graceful_restart_keeps_profiles_lookups_aliases_and_history() {
         "graceful stop after SIGTERM should exit 0, got {status:?}"
     );
 
-    let server = Server::start(dir.path());
+    let mut server = Server::start(dir.path());
     let after = snapshot(&client, &server, &survivor, &absorbed).await;
     assert_eq!(after, before, "state read back after a restart differs");
 
@@ -446,8 +326,7 @@ async fn a_sigkill_during_ingest_loses_no_acknowledged_event() {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let killed_while_running = !client_done.load(Ordering::SeqCst);
-    server.child.kill().expect("SIGKILL");
-    server.child.wait().expect("wait for the killed server");
+    server.kill();
     let (acked, failure) = writer.await.expect("client task");
     assert!(
         killed_while_running,
@@ -462,7 +341,7 @@ async fn a_sigkill_during_ingest_loses_no_acknowledged_event() {
     drop(server);
 
     // Restart on the same data directory: every acknowledged event must be there.
-    let server = Server::start(dir.path());
+    let mut server = Server::start(dir.path());
     let client = client();
     for &b in &acked {
         let batch = crash_batch(b);

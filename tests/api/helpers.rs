@@ -225,3 +225,141 @@ pub fn identifiers_of(profile: &Value, kind: &str) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// Longest wait for `idgraph serve` to print its address (a search index rebuild may run
+/// first).
+const SERVE_STARTUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+/// Longest wait for a graceful stop after SIGTERM.
+const SERVE_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The real `idgraph` binary with every inherited `IDGRAPH_*` variable removed.
+pub fn idgraph_command() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_idgraph"));
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("IDGRAPH_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("RUST_LOG", "warn");
+    cmd
+}
+
+/// A running `idgraph serve` child process on a loopback port chosen by the OS (it reads
+/// the `listening on http://...` line); killed on drop if still running.
+pub struct ServeProcess {
+    pub child: std::process::Child,
+    /// `http://127.0.0.1:<port>`
+    pub address: String,
+    /// Everything the process wrote to stderr so far.
+    pub stderr: Arc<std::sync::Mutex<String>>,
+}
+
+impl ServeProcess {
+    /// Starts the binary on `data_dir` and waits until it listens.
+    pub fn start(data_dir: &std::path::Path) -> ServeProcess {
+        use std::io::{BufRead, BufReader, Read};
+        use std::process::Stdio;
+        let mut child = idgraph_command()
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--bind", "127.0.0.1:0"])
+            .env("IDGRAPH_SERVER__WORKERS", "2")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start the idgraph binary");
+        // Drain stderr (logs) so the child never blocks on a full pipe; keep it for diagnostics.
+        let stderr = Arc::new(std::sync::Mutex::new(String::new()));
+        let mut err_pipe = child.stderr.take().expect("stderr is piped");
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err_pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        // Read stdout until the address line, then keep draining it.
+        let out = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if !sent {
+                    if let Some(addr) = line.trim().strip_prefix("listening on ") {
+                        let _ = tx.send(addr.to_owned());
+                        sent = true;
+                    }
+                }
+            }
+        });
+        match rx.recv_timeout(SERVE_STARTUP_TIMEOUT) {
+            Ok(address) => ServeProcess {
+                child,
+                address,
+                stderr,
+            },
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait();
+                // Give the stderr thread a moment to collect the last lines.
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                panic!(
+                    "idgraph did not print `listening on` within {SERVE_STARTUP_TIMEOUT:?} (exit: {status:?}); stderr:\n{}",
+                    stderr.lock().unwrap()
+                );
+            }
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("cannot run kill");
+        assert!(sent.success(), "kill -TERM failed");
+        let deadline = std::time::Instant::now() + SERVE_STOP_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "idgraph did not exit within {SERVE_STOP_TIMEOUT:?} of SIGTERM; stderr:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: no chance to write anything more.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("wait for the killed server");
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -8,15 +8,17 @@
 //! correctness, not timing.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::process::ExitStatus;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, event, identifiers_of, json_ok, pid, spawn_app, TestApp};
+use crate::helpers::{
+    assert_error, event, identifiers_of, idgraph_command, json_ok, pid, spawn_app, ServeProcess,
+    TestApp,
+};
 
 /// Longest wait for a change to become searchable (the requirement is 1 s; the machine
 /// running the tests may be busy).
@@ -1405,26 +1407,9 @@ async fn non_numeric_paging_is_400_naming_the_field() {
 // Rebuilding the index: the real binary on a data directory
 // ---------------------------------------------------------------------------------------
 
-/// Longest wait for the server to print its address (a rebuild happens before).
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
-/// Longest wait for a graceful stop after SIGTERM.
-const STOP_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// `idgraph` with every inherited `IDGRAPH_*` variable removed.
-fn idgraph() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_idgraph"));
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("IDGRAPH_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("RUST_LOG", "warn");
-    cmd
-}
-
-/// A running `idgraph serve`; killed on drop if still running.
+/// A running `idgraph serve` with a client for it.
 struct Server {
-    child: Child,
+    process: ServeProcess,
     base: String,
     client: reqwest::Client,
     stderr: Arc<Mutex<String>>,
@@ -1432,71 +1417,22 @@ struct Server {
 
 impl Server {
     fn start(data_dir: &Path) -> Server {
-        let mut child = idgraph()
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["--bind", "127.0.0.1:0"])
-            .env("IDGRAPH_SERVER__WORKERS", "2")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("cannot start the idgraph binary");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut err_pipe = child.stderr.take().expect("stderr is piped");
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err_pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        let out = child.stdout.take().expect("stdout is piped");
-        let (tx, rx) = mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if !sent {
-                    if let Some(addr) = line.trim().strip_prefix("listening on ") {
-                        let _ = tx.send(addr.to_owned());
-                        sent = true;
-                    }
-                }
-            }
-        });
+        let process = ServeProcess::start(data_dir);
         let client = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(30))
             .build()
             .expect("http client");
-        match rx.recv_timeout(STARTUP_TIMEOUT) {
-            Ok(base) => Server {
-                child,
-                base,
-                client,
-                stderr,
-            },
-            Err(_) => {
-                let _ = child.kill();
-                let status = child.wait();
-                std::thread::sleep(Duration::from_millis(200));
-                panic!(
-                    "idgraph did not print `listening on` within {STARTUP_TIMEOUT:?} (exit: {status:?}); stderr:\n{}",
-                    stderr.lock().unwrap()
-                );
-            }
+        Server {
+            base: process.address.clone(),
+            stderr: process.stderr.clone(),
+            process,
+            client,
         }
     }
 
     fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        self.process.stderr()
     }
 
     async fn post(&self, body: &Value) -> Value {
@@ -1525,23 +1461,7 @@ impl Server {
     /// graceful stop exits 0 is checked by one test of its own,
     /// `graceful_stops_always_exit_cleanly`; the rebuild tests only need the process gone.)
     fn stop(mut self) -> ExitStatus {
-        let sent = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("cannot run kill");
-        assert!(sent.success(), "kill -TERM failed");
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        let status: ExitStatus = loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "idgraph did not exit within {STOP_TIMEOUT:?} of SIGTERM; stderr:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status = self.process.terminate();
         // Let the stderr thread collect the last lines.
         std::thread::sleep(Duration::from_millis(50));
         assert!(
@@ -1554,17 +1474,7 @@ impl Server {
 
     /// SIGKILL: no chance to commit anything.
     fn kill(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("wait for the killed server");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        self.process.kill();
     }
 }
 
@@ -2004,7 +1914,7 @@ async fn restart_after_a_crash_finds_everything_acknowledged() {
 
 /// Runs `idgraph reindex --data-dir DIR`; returns (exit code, stdout, stderr).
 fn reindex(dir: &Path) -> (Option<i32>, String, String) {
-    let out = idgraph()
+    let out = idgraph_command()
         .arg("reindex")
         .arg("--data-dir")
         .arg(dir)
