@@ -330,14 +330,15 @@ impl GraphStore for RocksStore {
                 None => batch.delete_cf(self.cf(CF_IDENTIFIERS)?, key.as_bytes()),
             }
         }
-        for ((a, b), edge) in &changes.edges {
+        for (pair, edge) in &changes.edges {
+            let (a, b) = pair;
             debug_assert!(a <= b, "edge keys are canonical");
             let ab = joined(&[a.as_bytes(), b.as_bytes()]);
             let ba = joined(&[b.as_bytes(), a.as_bytes()]);
             match edge {
                 Some(e) => {
                     batch.put_cf(self.cf(CF_EDGES)?, ab, encode(e)?);
-                    if !changes.stored_edges.contains(&(a.clone(), b.clone())) {
+                    if !changes.stored_edges.contains(pair) {
                         batch.put_cf(self.cf(CF_EDGES)?, ba, b"");
                     }
                 }
