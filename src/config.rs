@@ -26,6 +26,7 @@ pub struct Settings {
     pub blocklist: BlocklistSettings,
     pub survivorship: SurvivorshipSettings,
     pub households: HouseholdSettings,
+    pub graph: GraphSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -49,6 +50,88 @@ pub struct ServerSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct StorageSettings {
     pub data_dir: PathBuf,
+}
+
+/// Which graph store holds the identity graph.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum GraphBackend {
+    /// RocksDB in `storage.data_dir`, no external server.
+    #[default]
+    Embedded,
+    /// A graph database over Bolt/openCypher (Neo4j, Neptune, ArcadeDB); RocksDB in
+    /// `storage.data_dir` is the golden-profile cache in front of it.
+    Bolt,
+}
+
+/// The kind of Bolt server, for `idgraph schema apply` (constraints differ per server).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum GraphFlavour {
+    #[default]
+    Neo4j,
+    Neptune,
+    Arcadedb,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct GraphSettings {
+    /// `embedded` (default) or `bolt`.
+    pub store: GraphBackend,
+    pub bolt: BoltSettings,
+}
+
+/// A secret setting: never shown by `Debug` (so never logged).
+#[derive(Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BoltSettings {
+    /// `bolt://host:7687`, `bolt+s://` (TLS, e.g. Neptune), `neo4j://`, `neo4j+s://`.
+    pub uri: String,
+    pub user: String,
+    pub password: Secret,
+    /// Database name (Neo4j: `neo4j`; ArcadeDB: the database; ignored by Neptune).
+    pub database: String,
+    /// Most connections kept open to the server.
+    pub pool_size: usize,
+    /// Server flavour, for `idgraph schema apply`.
+    pub flavour: GraphFlavour,
+    /// A graph call without an answer within this time fails with 503.
+    pub timeout_ms: u64,
+}
+
+impl Default for BoltSettings {
+    fn default() -> Self {
+        BoltSettings {
+            uri: "bolt://127.0.0.1:7687".into(),
+            user: "neo4j".into(),
+            password: Secret::default(),
+            database: "neo4j".into(),
+            pool_size: 8,
+            flavour: GraphFlavour::Neo4j,
+            timeout_ms: 10_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

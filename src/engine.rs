@@ -30,6 +30,8 @@ use crate::search::indexer::{self, IndexFeed};
 use crate::search::{Opened, SearchIndex, SearchRequest};
 use crate::store::layered::Layered;
 use crate::store::records::ident_key;
+use crate::config::GraphBackend;
+use crate::store::bolt::BoltStore;
 use crate::store::rocks::RocksStore;
 use crate::store::{
     Changes, GraphStore, HistoryEntry, IdentKey, ProfileId, ProfileState, StoreError,
@@ -116,9 +118,19 @@ impl Engine {
     /// Opens the embedded store in `settings.storage.data_dir` and its search index in
     /// `<data_dir>/search` (rebuilt from the store when missing, corrupt or behind).
     pub fn open(settings: Settings) -> Result<Engine, EngineError> {
-        let store: Arc<dyn GraphStore> = Arc::new(RocksStore::open(&settings.storage.data_dir)?);
+        let store = Engine::open_store(&settings)?;
         let search = Engine::open_search(&settings, store.as_ref())?;
         Engine::with_store(settings, store, Some(search))
+    }
+
+    /// Opens the configured graph store: the embedded RocksDB store in
+    /// `storage.data_dir`, or a Bolt graph database with its profile cache there.
+    pub fn open_store(settings: &Settings) -> Result<Arc<dyn GraphStore>, EngineError> {
+        let dir = &settings.storage.data_dir;
+        Ok(match settings.graph.store {
+            GraphBackend::Embedded => Arc::new(RocksStore::open(dir)?),
+            GraphBackend::Bolt => Arc::new(BoltStore::connect(&settings.graph.bolt, dir)?),
+        })
     }
 
     /// Opens (or rebuilds) the search index of the store in `settings.storage.data_dir`.
@@ -339,11 +351,24 @@ impl Engine {
         if *hint == golden::ALONE {
             return Ok(Some(json.to_vec()));
         }
-        let state = self
+        let household = self
             .store
-            .profile(&id.to_owned())?
-            .ok_or_else(|| corrupt("golden profile without state"))?;
-        let hh = self.household_state(&state)?;
+            .profile(&id.to_owned())
+            .map_err(EngineError::Store)
+            .and_then(|state| {
+                let state = state.ok_or_else(|| corrupt("golden profile without state"))?;
+                self.household_state(&state)
+            });
+        let hh = match household {
+            Ok(hh) => hh,
+            // The graph database is down: the cached golden profile is served without its
+            // household id rather than not at all.
+            Err(EngineError::Store(StoreError::Unavailable(why))) => {
+                tracing::warn!(profile_id = id, reason = %why, "household skipped: graph store unavailable");
+                return Ok(Some(json.to_vec()));
+            }
+            Err(e) => return Err(e),
+        };
         if hh.members.len() < 2 {
             return Ok(Some(json.to_vec()));
         }
@@ -398,10 +423,10 @@ impl Engine {
     /// Rebuilds the search index of the store in `settings.storage.data_dir` (the server
     /// must not be running on it); returns the number of profiles indexed.
     pub fn reindex(settings: &Settings) -> Result<usize, EngineError> {
-        let store = RocksStore::open(&settings.storage.data_dir)?;
-        let index = Engine::open_search(settings, &store)?;
+        let store = Engine::open_store(settings)?;
+        let index = Engine::open_search(settings, store.as_ref())?;
         index
-            .rebuild_from(&store)
+            .rebuild_from(store.as_ref())
             .map_err(|e| EngineError::Store(StoreError::Engine(e.to_string())))
     }
 
@@ -418,13 +443,13 @@ impl Engine {
 
     /// The golden profile JSON holding an already normalized identifier key.
     pub fn lookup_key_bytes(&self, key: &IdentKey) -> Result<Vec<u8>, EngineError> {
-        let node = self
+        let profile_id = self
             .store
-            .node(key)?
+            .profile_of(key)?
             .ok_or_else(|| not_found("identifier"))?;
-        self.golden_bytes(&node.profile_id)?.ok_or_else(|| {
+        self.golden_bytes(&profile_id)?.ok_or_else(|| {
             EngineError::Store(StoreError::Corrupt {
-                key: node.profile_id.clone(),
+                key: profile_id.clone(),
                 reason: "an identifier points to a profile without a golden record".into(),
             })
         })
@@ -547,16 +572,20 @@ struct Commit {
     resolve_us: u64,
 }
 
-fn failed(jobs: Vec<Job>, why: &str) {
+/// Fails every request of a group with `why`, keeping its kind: a graph database that is
+/// down or slow is a 503 the client may retry, anything else a 500.
+fn failed(jobs: Vec<Job>, why: &StoreError) {
     for job in jobs {
-        let _ = job
-            .reply
-            .send(Err(EngineError::Store(StoreError::Engine(why.to_owned()))));
+        let e = match why {
+            StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+            other => StoreError::Engine(other.to_string()),
+        };
+        let _ = job.reply.send(Err(EngineError::Store(e)));
     }
 }
 
-/// Writes one group durably, then answers its requests. Returns whether it was stored.
-fn commit(store: &dyn GraphStore, c: Commit, feed: Option<&IndexFeed>) -> bool {
+/// Writes one group durably, then answers its requests. Returns why it was not stored.
+fn commit(store: &dyn GraphStore, c: Commit, feed: Option<&IndexFeed>) -> Option<StoreError> {
     let started = std::time::Instant::now();
     match store.apply(&c.changes) {
         Ok(()) => {
@@ -573,12 +602,12 @@ fn commit(store: &dyn GraphStore, c: Commit, feed: Option<&IndexFeed>) -> bool {
             if let Some(feed) = feed {
                 feed.send(c.changes);
             }
-            true
+            None
         }
         Err(e) => {
             tracing::error!(error = %e, requests = c.jobs.len(), "write group failed; nothing of it was stored");
-            failed(c.jobs, &e.to_string());
-            false
+            failed(c.jobs, &e);
+            Some(e)
         }
     }
 }
@@ -591,6 +620,18 @@ fn resolve_group(
     jobs: &[Job],
 ) -> Result<(Changes, Vec<Result<OpResult, EngineError>>), StoreError> {
     let mut session = Session::new(view, now_ms())?;
+    // One read of every identifier the group's events carry (one round trip on a remote
+    // graph store) before they are resolved one by one.
+    let keys: Vec<IdentKey> = jobs
+        .iter()
+        .filter_map(|job| match &job.op {
+            Op::Ingest(events) => Some(events),
+            _ => None,
+        })
+        .flatten()
+        .flat_map(|e| e.identifiers.iter().map(|i| i.key()))
+        .collect();
+    session.prefetch_nodes(&keys)?;
     let mut results = Vec::with_capacity(jobs.len());
     for job in jobs {
         results.push(run(&mut session, rules, &job.op)?);
@@ -609,7 +650,7 @@ fn writer_loop(
     feed: Option<IndexFeed>,
 ) {
     let (commit_tx, commit_rx) = sync_channel::<Commit>(1);
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<bool>();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<Option<StoreError>>();
     let committer_store = store.clone();
     let committer = std::thread::Builder::new()
         .name("idgraph-commit".into())
@@ -628,7 +669,10 @@ fn writer_loop(
         Err(e) => {
             tracing::error!(error = %e, "cannot start the commit thread; writes are refused");
             while let Ok(job) = rx.recv() {
-                failed(vec![job], "the commit thread could not start");
+                failed(
+                    vec![job],
+                    &StoreError::Engine("the commit thread could not start".into()),
+                );
             }
             return;
         }
@@ -653,10 +697,22 @@ fn writer_loop(
         };
         let resolved = resolve_group(view.as_ref(), rules, &jobs);
         let resolve_us = started.elapsed().as_micros() as u64;
-        if in_flight.take().is_some() && !done_rx.recv().unwrap_or(false) {
+        let earlier = match in_flight.take() {
+            Some(_) => done_rx.recv().unwrap_or_else(|_| {
+                Some(StoreError::Engine("the commit thread has stopped".into()))
+            }),
+            None => None,
+        };
+        if let Some(e) = earlier {
+            let why = format!(
+                "an earlier write failed ({e}); nothing of this request was stored, retry"
+            );
             failed(
                 jobs,
-                "an earlier write failed; nothing of this request was stored, retry",
+                &match e {
+                    StoreError::Unavailable(_) => StoreError::Unavailable(why),
+                    _ => StoreError::Engine(why),
+                },
             );
             continue;
         }
@@ -672,13 +728,16 @@ fn writer_loop(
                     resolve_us,
                 };
                 if let Err(unsent) = commit_tx.send(c) {
-                    failed(unsent.0.jobs, "the commit thread has stopped");
+                    failed(
+                        unsent.0.jobs,
+                        &StoreError::Engine("the commit thread has stopped".into()),
+                    );
                     in_flight = None;
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, requests = jobs.len(), "resolving a write group failed; nothing of it was stored");
-                failed(jobs, &e.to_string());
+                failed(jobs, &e);
             }
         }
     }

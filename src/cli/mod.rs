@@ -87,11 +87,25 @@ pub enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Graph database schema (Bolt store): `idgraph schema apply` creates the constraints
+    /// and indexes of the configured `graph.bolt.flavour`, idempotently.
+    Schema {
+        #[command(subcommand)]
+        action: SchemaAction,
+    },
     /// Measure resolved ingest, lookups and storage footprint on generated data.
     Bench(bench::BenchArgs),
     /// Measure the search index at scale: build time, size, queries/s and latency while
     /// ingest runs, and how soon a change is searchable.
     BenchSearch(bench_search::SearchBenchArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SchemaAction {
+    /// Create the constraints and indexes (safe to run again).
+    Apply,
+    /// Print the statements `apply` would send.
+    Show,
 }
 
 /// Entry point of the binary.
@@ -243,6 +257,31 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 started.elapsed().as_secs_f64(),
                 crate::engine::search_dir(&s).display()
             );
+            Ok(())
+        }
+        Command::Schema { action } => {
+            let s = settings(config, None, None)?;
+            let flavour = s.graph.bolt.flavour;
+            if s.graph.store != crate::config::GraphBackend::Bolt {
+                anyhow::bail!(
+                    "graph.store is `embedded`, which needs no schema; set graph.store = \"bolt\" (IDGRAPH_GRAPH__STORE=bolt) to manage a graph database's schema"
+                );
+            }
+            match action {
+                SchemaAction::Show => {
+                    for statement in crate::store::bolt::schema::statements(flavour) {
+                        println!("{statement};");
+                    }
+                }
+                SchemaAction::Apply => {
+                    let n = crate::store::bolt::schema::apply(&s.graph.bolt)?;
+                    if n == 0 {
+                        println!("{flavour:?}: no user-defined constraints or indexes to apply (see schema/graph/)");
+                    } else {
+                        println!("{flavour:?}: applied {n} schema statements");
+                    }
+                }
+            }
             Ok(())
         }
         Command::Bench(args) => {

@@ -72,6 +72,29 @@ impl<'s> Session<'s> {
         Ok(n)
     }
 
+    /// Reads the nodes of `keys` not known yet in one store call (a round trip for remote
+    /// stores), so the resolution that follows finds them in the session.
+    pub fn prefetch_nodes(&self, keys: &[IdentKey]) -> Result<(), StoreError> {
+        let missing: Vec<IdentKey> = {
+            let read = self.read_nodes.borrow();
+            let mut seen = HashSet::default();
+            keys.iter()
+                .filter(|k| !self.ch.nodes.contains_key(*k) && !read.contains_key(*k))
+                .filter(|k| seen.insert(*k))
+                .cloned()
+                .collect()
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let found = self.store.nodes(&missing)?;
+        let mut read = self.read_nodes.borrow_mut();
+        for (key, node) in missing.into_iter().zip(found) {
+            read.insert(key, node);
+        }
+        Ok(())
+    }
+
     pub fn put_node(&mut self, node: Node) {
         self.ch.nodes.insert(node.key(), Some(node));
     }

@@ -61,6 +61,28 @@ impl GraphStore for Layered {
         }
     }
 
+    fn nodes(&self, keys: &[IdentKey]) -> Result<Vec<Option<Node>>, StoreError> {
+        let missing: Vec<IdentKey> = keys
+            .iter()
+            .filter(|k| !self.pending.nodes.contains_key(*k))
+            .cloned()
+            .collect();
+        let mut base = self.base.nodes(&missing)?.into_iter();
+        keys.iter()
+            .map(|k| match self.pending.nodes.get(k) {
+                Some(n) => Ok(n.clone()),
+                None => Ok(base.next().flatten()),
+            })
+            .collect()
+    }
+
+    fn profile_of(&self, key: &IdentKey) -> Result<Option<ProfileId>, StoreError> {
+        match self.pending.nodes.get(key) {
+            Some(n) => Ok(n.as_ref().map(|n| n.profile_id.clone())),
+            None => self.base.profile_of(key),
+        }
+    }
+
     fn edge(&self, a: &IdentKey, b: &IdentKey) -> Result<Option<Edge>, StoreError> {
         match self.pending.edges.get(&edge_pair(a, b)) {
             Some(e) => Ok(e.clone()),

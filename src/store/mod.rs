@@ -8,6 +8,7 @@
 //! **Invariant:** `apply` is all-or-nothing and durable when it returns `Ok` (synced write).
 //! Records are plain serde types; the store never interprets them beyond their keys.
 
+pub mod bolt;
 pub mod layered;
 pub mod records;
 pub mod rocks;
@@ -95,6 +96,15 @@ impl Changes {
 /// uncommitted writes on top (see `resolve::session`).
 pub trait GraphStore: Send + Sync + 'static {
     fn node(&self, key: &IdentKey) -> Result<Option<Node>, StoreError>;
+    /// The nodes of many identifiers, in the order of `keys` (remote stores answer in one
+    /// round trip).
+    fn nodes(&self, keys: &[IdentKey]) -> Result<Vec<Option<Node>>, StoreError> {
+        keys.iter().map(|k| self.node(k)).collect()
+    }
+    /// The profile holding `key`, for lookups (stores with a profile cache answer from it).
+    fn profile_of(&self, key: &IdentKey) -> Result<Option<ProfileId>, StoreError> {
+        Ok(self.node(key)?.map(|n| n.profile_id))
+    }
     fn edge(&self, a: &IdentKey, b: &IdentKey) -> Result<Option<Edge>, StoreError>;
     /// All edges incident to `key`, at most `limit`.
     fn edges_of(&self, key: &IdentKey, limit: usize) -> Result<Vec<Edge>, StoreError>;

@@ -149,6 +149,16 @@ impl RocksStore {
             .ok_or_else(|| StoreError::Engine(format!("missing column family {name}")))
     }
 
+    /// A metadata value written with [`RocksStore::put_meta`] (e.g. what a cache mirrors).
+    pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_raw(CF_META, format!("x\0{name}").as_bytes())
+    }
+
+    /// Durably sets a metadata value (kept apart from the store's own metadata keys).
+    pub fn put_meta(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.put_raw(CF_META, format!("x\0{name}").as_bytes(), value)
+    }
+
     fn get_raw(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.db.get_cf(self.cf(cf)?, key).map_err(engine)
     }

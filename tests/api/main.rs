@@ -3,7 +3,9 @@
 //! Every test starts its own server (`helpers::spawn_app`) on a free port with a fresh
 //! data directory, so tests are independent and run in parallel.
 
+mod arcadedb;
 mod cli;
+mod conformance;
 mod console;
 mod demo_quality;
 mod durability;

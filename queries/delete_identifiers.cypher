@@ -1,0 +1,3 @@
+UNWIND $keys AS k
+MATCH (n:Identifier {key: k})
+DETACH DELETE n

@@ -1,0 +1,2 @@
+MATCH (a:Alias {id: $id})
+RETURN a.survivor AS survivor

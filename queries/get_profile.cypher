@@ -1,0 +1,2 @@
+MATCH (p:Profile {id: $id})
+RETURN p.state AS state

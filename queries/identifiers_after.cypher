@@ -1,0 +1,7 @@
+MATCH (n:Identifier)
+WHERE n.key > $after
+RETURN n.key AS key, n.profile_id AS profile_id, n.first_seen AS first_seen,
+       n.last_seen AS last_seen, n.sources AS sources, n.event_count AS event_count,
+       n.platform AS platform
+ORDER BY n.key
+LIMIT $limit

@@ -1,0 +1,3 @@
+UNWIND $rows AS r
+MATCH (:Profile {id: r.profile})-[l:LIVES_AT]->(:Address {key: r.address})
+DELETE l

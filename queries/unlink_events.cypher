@@ -1,0 +1,3 @@
+UNWIND $keys AS k
+MATCH (:Identifier {key: k})-[s:SEEN_IN]->(:Event)
+DELETE s

@@ -1,0 +1,1 @@
+// placeholder until the ArcadeDB probe reports

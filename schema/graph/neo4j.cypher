@@ -1,0 +1,12 @@
+// Neo4j 5: uniqueness constraints (each also creates the index lookups use) and the
+// secondary indexes of the Bolt graph store. Applied by `idgraph schema apply`; every
+// statement is idempotent (IF NOT EXISTS). Statements are separated by semicolons.
+CREATE CONSTRAINT idgraph_identifier_key IF NOT EXISTS FOR (n:Identifier) REQUIRE n.key IS UNIQUE;
+CREATE CONSTRAINT idgraph_profile_id IF NOT EXISTS FOR (p:Profile) REQUIRE p.id IS UNIQUE;
+CREATE CONSTRAINT idgraph_alias_id IF NOT EXISTS FOR (a:Alias) REQUIRE a.id IS UNIQUE;
+CREATE CONSTRAINT idgraph_event_id IF NOT EXISTS FOR (e:Event) REQUIRE e.id IS UNIQUE;
+CREATE CONSTRAINT idgraph_address_key IF NOT EXISTS FOR (a:Address) REQUIRE a.key IS UNIQUE;
+CREATE CONSTRAINT idgraph_history_key IF NOT EXISTS FOR (h:History) REQUIRE h.key IS UNIQUE;
+CREATE CONSTRAINT idgraph_meta_name IF NOT EXISTS FOR (m:Meta) REQUIRE m.name IS UNIQUE;
+CREATE INDEX idgraph_history_profile IF NOT EXISTS FOR (h:History) ON (h.profile);
+CREATE INDEX idgraph_identifier_profile IF NOT EXISTS FOR (n:Identifier) ON (n.profile_id);

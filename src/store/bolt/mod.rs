@@ -1,0 +1,760 @@
+//! The Bolt graph store: the identity graph in a graph database that speaks Bolt and
+//! openCypher (Neo4j 5, Amazon Neptune, ArcadeDB), through the `neo4rs` crate.
+//!
+//! The graph database is the source of truth. Its model (see `queries/` and `schema/`):
+//! - `(:Identifier {key, kind, value, profile_id, first_seen, last_seen, sources,
+//!   event_count, platform})`, one per identifier;
+//! - `(:Identifier)-[:LINKED {status, rule, sources, count, first_seen, last_seen,
+//!   event_ids}]->(:Identifier)` from the lower key to the higher, with provenance;
+//! - `(:Profile {id, seq, state, address_key, golden, golden_hint})`,
+//!   `(:Profile)-[:LIVES_AT]->(:Address {key})` (household address index),
+//!   `(:Alias {id, survivor})` for absorbed profile ids;
+//! - `(:Event {id, seq, source, type, timestamp, body})` and
+//!   `(:Identifier)-[:SEEN_IN {seq}]->(:Event)`; `(:History {key, profile, seq, body})`;
+//! - `(:Meta {name: "counters"})` and `(:Meta {name: "instance", id})`.
+//!
+//! One [`Changes`] is one explicit Bolt transaction of batched `UNWIND $rows` statements;
+//! `apply` returns only after COMMIT succeeded, so an acknowledged event is in the graph.
+//!
+//! **The profile cache.** A RocksDB store in `<data_dir>/graph-cache` mirrors, after every
+//! committed write, what lookups need: identifier nodes, golden profiles, aliases and the
+//! counters, tagged with the graph's instance id. Lookups, golden profiles, aliases and
+//! search rebuilds read the cache (so they keep working while the graph database is down);
+//! the resolver reads the graph. At start-up a cache that is not at the graph's
+//! `commit_seq`, or belongs to another graph, is rebuilt from the graph. idgraph is the
+//! only writer of its graph (one resolver thread), which is what keeps the mirror exact.
+//!
+//! `neo4rs` is async; this store owns a small tokio runtime and every call waits for its
+//! future with a deadline (`graph.bolt.timeout_ms`), so the synchronous [`GraphStore`]
+//! trait stays the same for every backend and no call can hang. Connection failures and
+//! timeouts are [`StoreError::Unavailable`] (HTTP 503); the pool reconnects on the next
+//! call.
+
+mod queries;
+pub mod rows;
+pub mod schema;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::RwLock;
+use std::time::Duration;
+
+use neo4rs::{query, BoltType, ConfigBuilder, Graph, Query, Row};
+use rustc_hash::FxHashMap as HashMap;
+
+use super::records::edge_pair;
+use super::rocks::RocksStore;
+use super::{
+    Changes, Counters, Edge, GraphStore, HistoryEntry, IdentKey, Node, ProfileId, ProfileState,
+    StoreError, StoredEvent,
+};
+use crate::config::BoltSettings;
+use rows::{column, row, GoldenRow, IdentifierRow, LinkRow};
+
+/// Page size of the reads that rebuild the profile cache.
+const CACHE_PAGE: usize = 5_000;
+/// Rows per `UNWIND` statement.
+const WRITE_CHUNK: usize = 2_000;
+/// Cache metadata key holding the graph instance id the cache mirrors.
+const CACHE_INSTANCE: &str = "graph_instance";
+
+/// The accepted URI schemes (`+s`: TLS with the system's roots; `+ssc`: self-signed).
+const SCHEMES: [&str; 6] = ["bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc"];
+
+pub struct BoltStore {
+    graph: Graph,
+    rt: Option<tokio::runtime::Runtime>,
+    timeout: Duration,
+    cache: RwLock<RocksStore>,
+    cache_dir: PathBuf,
+    /// Set when a committed graph write could not be mirrored into the cache: reads then go
+    /// to the graph until the next start rebuilds the cache.
+    cache_stale: AtomicBool,
+}
+
+/// One write statement of a transaction; `expect` is the row count it must report.
+struct Statement {
+    name: &'static str,
+    query: Query,
+    expect: Option<usize>,
+}
+
+/// Removes quoted text from a server message: it may quote the values it was given.
+fn redact(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut quote: Option<char> = None;
+    for c in message.chars() {
+        match quote {
+            Some(q) if c == q => {
+                out.push_str("…");
+                out.push(c);
+                quote = None;
+            }
+            Some(_) => {}
+            None => {
+                out.push(c);
+                if c == '\'' || c == '"' || c == '`' {
+                    quote = Some(c);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn classify(what: &str, e: neo4rs::Error) -> StoreError {
+    use neo4rs::Error as E;
+    match e {
+        E::IOError { .. } | E::ConnectionError => {
+            StoreError::Unavailable(format!("{what}: cannot reach the graph database ({e})"))
+        }
+        E::Neo4j(ref failure) if failure.code().contains("TransientError") => {
+            StoreError::Unavailable(format!(
+                "{what}: the graph database is busy ({})",
+                failure.code()
+            ))
+        }
+        E::Neo4j(ref failure) => StoreError::Engine(format!(
+            "{what}: graph database error {}: {}",
+            failure.code(),
+            redact(failure.message())
+        )),
+        E::AuthenticationError(_) => StoreError::Unavailable(format!(
+            "{what}: the graph database refused the credentials (graph.bolt.user/password)"
+        )),
+        other => StoreError::Engine(format!("{what}: {}", redact(&other.to_string()))),
+    }
+}
+
+async fn fetch(graph: Graph, what: &'static str, q: Query) -> Result<Vec<Row>, StoreError> {
+    let mut stream = graph.execute(q).await.map_err(|e| classify(what, e))?;
+    let mut out = Vec::new();
+    while let Some(r) = stream.next().await.map_err(|e| classify(what, e))? {
+        out.push(r);
+    }
+    Ok(out)
+}
+
+async fn transact(graph: Graph, statements: Vec<Statement>) -> Result<(), StoreError> {
+    let mut txn = graph
+        .start_txn()
+        .await
+        .map_err(|e| classify("begin", e))?;
+    for st in statements {
+        let result = run_statement(&mut txn, st).await;
+        if let Err(e) = result {
+            // A failed rollback leaves the server to abort the transaction when the
+            // connection is reset; the write is not acknowledged either way.
+            let _ = txn.rollback().await;
+            return Err(e);
+        }
+    }
+    txn.commit().await.map_err(|e| classify("commit", e))
+}
+
+async fn run_statement(txn: &mut neo4rs::Txn, st: Statement) -> Result<(), StoreError> {
+    let Some(expected) = st.expect else {
+        return txn.run(st.query).await.map_err(|e| classify(st.name, e));
+    };
+    let mut stream = txn
+        .execute(st.query)
+        .await
+        .map_err(|e| classify(st.name, e))?;
+    let mut written = 0usize;
+    while let Some(r) = stream
+        .next(txn.handle())
+        .await
+        .map_err(|e| classify(st.name, e))?
+    {
+        let n: i64 = column(st.name, &r, "written")?;
+        written += usize::try_from(n).unwrap_or(0);
+    }
+    if written != expected {
+        return Err(StoreError::Corrupt {
+            key: format!("<{} statement>", st.name),
+            reason: format!(
+                "{written} of {expected} rows written: an endpoint identifier or event is missing from the graph"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Checks the settings and connects a client on its own small runtime.
+fn client(settings: &BoltSettings) -> Result<(tokio::runtime::Runtime, Graph), StoreError> {
+        let scheme = settings.uri.split("://").next().unwrap_or_default();
+        if !settings.uri.contains("://") || !SCHEMES.contains(&scheme) {
+            return Err(StoreError::Engine(format!(
+                "graph.bolt.uri must start with one of {}://",
+                SCHEMES.join("://, ")
+            )));
+        }
+        if settings.pool_size == 0 {
+            return Err(StoreError::Engine(
+                "graph.bolt.pool_size must be at least 1".into(),
+            ));
+        }
+        let config = ConfigBuilder::default()
+            .uri(settings.uri.as_str())
+            .user(settings.user.as_str())
+            .password(settings.password.expose())
+            .db(settings.database.as_str())
+            .max_connections(settings.pool_size)
+            .fetch_size(1_000)
+            .build()
+            .map_err(|e| StoreError::Engine(format!("graph.bolt settings: {e}")))?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("idgraph-bolt")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Engine(format!("cannot start the Bolt client: {e}")))?;
+        let graph = rt
+            .block_on(Graph::connect(config))
+            .map_err(|e| classify("connect", e))?;
+        Ok((rt, graph))
+}
+
+impl BoltStore {
+    /// Connects to the graph database and opens (or rebuilds) the profile cache in
+    /// `data_dir`.
+    pub fn connect(settings: &BoltSettings, data_dir: &Path) -> Result<BoltStore, StoreError> {
+        let (rt, graph) = client(settings)?;
+        let cache_dir = data_dir.join("graph-cache");
+        let cache = RocksStore::open(&cache_dir)?;
+        let store = BoltStore {
+            graph,
+            rt: Some(rt),
+            timeout: Duration::from_millis(settings.timeout_ms.max(1)),
+            cache: RwLock::new(cache),
+            cache_dir,
+            cache_stale: AtomicBool::new(false),
+        };
+        store.sync_cache()?;
+        Ok(store)
+    }
+
+    /// Runs `fut` on the client runtime and waits for it, at most the configured timeout.
+    fn call<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        fut: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let Some(rt) = &self.rt else {
+            return Err(StoreError::Unavailable("the graph client is shut down".into()));
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let timeout = self.timeout;
+        rt.spawn(async move {
+            let result = tokio::time::timeout(timeout, fut).await;
+            let _ = tx.send(result);
+        });
+        match rx.recv() {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(StoreError::Unavailable(format!(
+                "{what}: no answer from the graph database within {} ms",
+                timeout.as_millis()
+            ))),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "{what}: the graph client stopped"
+            ))),
+        }
+    }
+
+    fn rows(&self, what: &'static str, q: Query) -> Result<Vec<Row>, StoreError> {
+        self.call(what, fetch(self.graph.clone(), what, q))
+    }
+
+    fn first(&self, what: &'static str, q: Query) -> Result<Option<Row>, StoreError> {
+        Ok(self.rows(what, q)?.into_iter().next())
+    }
+
+    fn cache(&self) -> Result<std::sync::RwLockReadGuard<'_, RocksStore>, StoreError> {
+        self.cache
+            .read()
+            .map_err(|_| StoreError::Engine("profile cache lock poisoned".into()))
+    }
+
+    fn use_cache(&self) -> bool {
+        !self.cache_stale.load(Ordering::Acquire)
+    }
+
+    /// The graph's instance id, created on first use.
+    fn instance(&self) -> Result<String, StoreError> {
+        let fresh = format!("g_{:016x}", rand::random::<u64>());
+        let r = self
+            .first("instance", query(queries::CREATE_INSTANCE).param("id", fresh))?
+            .ok_or_else(|| StoreError::Engine("the graph did not return its instance id".into()))?;
+        column("instance", &r, "id")
+    }
+
+    /// Checks the cache mirrors this graph at its current commit, rebuilds it otherwise.
+    fn sync_cache(&self) -> Result<(), StoreError> {
+        let instance = self.instance()?;
+        let graph_counters = self.graph_counters()?;
+        let (cached_instance, cached_counters) = {
+            let cache = self.cache()?;
+            (cache.meta(CACHE_INSTANCE)?, cache.counters()?)
+        };
+        if cached_instance.as_deref() == Some(instance.as_bytes())
+            && cached_counters == graph_counters
+        {
+            tracing::info!(commit_seq = graph_counters.commit_seq, "profile cache is current");
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        let mut cache = self
+            .cache
+            .write()
+            .map_err(|_| StoreError::Engine("profile cache lock poisoned".into()))?;
+        // Reopen on an empty directory: the old content is dropped with the old handle.
+        let placeholder_dir = self.cache_dir.with_extension("rebuilding");
+        let _ = std::fs::remove_dir_all(&placeholder_dir);
+        let placeholder = RocksStore::open(&placeholder_dir)?;
+        drop(std::mem::replace(&mut *cache, placeholder));
+        std::fs::remove_dir_all(&self.cache_dir).map_err(|e| {
+            StoreError::Engine(format!("cannot clear {}: {e}", self.cache_dir.display()))
+        })?;
+        *cache = RocksStore::open(&self.cache_dir)?;
+        let _ = std::fs::remove_dir_all(&placeholder_dir);
+        let counts = self.fill_cache(&cache, graph_counters)?;
+        cache.put_meta(CACHE_INSTANCE, instance.as_bytes())?;
+        tracing::warn!(
+            identifiers = counts.0,
+            profiles = counts.1,
+            seconds = started.elapsed().as_secs_f64(),
+            "profile cache rebuilt from the graph database"
+        );
+        Ok(())
+    }
+
+    fn fill_cache(
+        &self,
+        cache: &RocksStore,
+        counters: Counters,
+    ) -> Result<(usize, usize), StoreError> {
+        let (mut identifiers, mut profiles) = (0, 0);
+        let mut after = String::new();
+        loop {
+            let page = self.rows(
+                "identifiers_after",
+                query(queries::IDENTIFIERS_AFTER)
+                    .param("after", after.as_str())
+                    .param("limit", CACHE_PAGE as i64),
+            )?;
+            let mut ch = Changes::default();
+            for r in &page {
+                let node = row::<IdentifierRow>("identifier", r)?.into_node();
+                after = node.key();
+                ch.nodes.insert(node.key(), Some(node));
+            }
+            identifiers += ch.nodes.len();
+            cache.apply(&ch)?;
+            if page.len() < CACHE_PAGE {
+                break;
+            }
+        }
+        let mut after = String::new();
+        loop {
+            let page = self.graph_goldens_after(&after, CACHE_PAGE)?;
+            let mut ch = Changes::default();
+            for (id, raw) in &page {
+                after.clone_from(id);
+                ch.goldens.insert(id.clone(), Some(raw.clone()));
+            }
+            profiles += ch.goldens.len();
+            cache.apply(&ch)?;
+            if page.len() < CACHE_PAGE {
+                break;
+            }
+        }
+        let mut after = String::new();
+        loop {
+            let page = self.rows(
+                "aliases_after",
+                query(queries::ALIASES_AFTER)
+                    .param("after", after.as_str())
+                    .param("limit", CACHE_PAGE as i64),
+            )?;
+            let mut ch = Changes::default();
+            for r in &page {
+                let id: String = column("alias", r, "id")?;
+                let survivor: String = column("alias", r, "survivor")?;
+                after.clone_from(&id);
+                ch.aliases.insert(id, survivor);
+            }
+            cache.apply(&ch)?;
+            if page.len() < CACHE_PAGE {
+                break;
+            }
+        }
+        cache.apply(&Changes {
+            counters: Some(counters),
+            ..Changes::default()
+        })?;
+        Ok((identifiers, profiles))
+    }
+
+    fn graph_counters(&self) -> Result<Counters, StoreError> {
+        let Some(r) = self.first("get_counters", query(queries::GET_COUNTERS))? else {
+            return Ok(Counters::default());
+        };
+        let c: rows::CountersRow = row("counters", &r)?;
+        Ok(Counters {
+            profile_seq: rows::to_u64(c.profile_seq),
+            event_seq: rows::to_u64(c.event_seq),
+            commit_seq: rows::to_u64(c.commit_seq),
+            history_seq: rows::to_u64(c.history_seq),
+        })
+    }
+
+    fn graph_goldens_after(
+        &self,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<(ProfileId, Vec<u8>)>, StoreError> {
+        let page = self.rows(
+            "goldens_after",
+            query(queries::GOLDENS_AFTER)
+                .param("after", after)
+                .param("limit", i64::try_from(limit).unwrap_or(i64::MAX)),
+        )?;
+        let mut out = Vec::with_capacity(page.len());
+        for r in &page {
+            let id: String = column("golden", r, "id")?;
+            if let Some(raw) = row::<GoldenRow>("golden", r)?.into_bytes() {
+                out.push((id, raw));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Nodes of many identifiers in one round trip (absent ones are left out).
+    fn graph_nodes(&self, keys: &[IdentKey]) -> Result<Vec<Node>, StoreError> {
+        let page = self.rows(
+            "get_identifiers",
+            query(queries::GET_IDENTIFIERS).param("keys", keys.to_vec()),
+        )?;
+        page.iter()
+            .map(|r| Ok(row::<IdentifierRow>("identifier", r)?.into_node()))
+            .collect()
+    }
+
+    /// The write statements of one unit of change, in dependency order.
+    fn statements(changes: &Changes) -> Result<Vec<Statement>, StoreError> {
+        let mut out = Vec::new();
+        let mut push = |name: &'static str, text: &'static str, param: &str, rows: Vec<BoltType>, expect: bool| {
+            for chunk in rows.chunks(WRITE_CHUNK) {
+                out.push(Statement {
+                    name,
+                    query: query(text).param(param, chunk.to_vec()),
+                    expect: expect.then_some(chunk.len()),
+                });
+            }
+        };
+        let mut upserts = Vec::new();
+        let mut deletes = Vec::new();
+        for (key, node) in &changes.nodes {
+            match node {
+                Some(n) => upserts.push(rows::identifier_row(key, n)),
+                None => deletes.push(BoltType::from(key.as_str())),
+            }
+        }
+        push("upsert_identifiers", queries::UPSERT_IDENTIFIERS, "rows", upserts, false);
+        let node_deletes = deletes;
+
+        let mut upserts = Vec::new();
+        let mut deletes = Vec::new();
+        for (id, p) in &changes.profiles {
+            match p {
+                Some(p) => upserts.push(rows::profile_row(p)?),
+                None => deletes.push(BoltType::from(id.as_str())),
+            }
+        }
+        push("upsert_profiles", queries::UPSERT_PROFILES, "rows", upserts, false);
+        let profile_deletes = deletes;
+
+        let mut set = Vec::new();
+        let mut clear = Vec::new();
+        for (id, g) in &changes.goldens {
+            match g {
+                Some(raw) => set.push(rows::golden_row(id, raw)?),
+                None => clear.push(BoltType::from(id.as_str())),
+            }
+        }
+        push("set_goldens", queries::SET_GOLDENS, "rows", set, false);
+        push("clear_goldens", queries::CLEAR_GOLDENS, "ids", clear, false);
+
+        let aliases = changes
+            .aliases
+            .iter()
+            .map(|(id, s)| rows::map([("id", id.as_str().into()), ("survivor", s.as_str().into())]))
+            .collect();
+        push("upsert_aliases", queries::UPSERT_ALIASES, "rows", aliases, false);
+
+        let mut upserts = Vec::new();
+        let mut deletes = Vec::new();
+        for ((a, b), e) in &changes.edges {
+            match e {
+                Some(e) => upserts.push(rows::link_row(a, b, e)),
+                None => deletes.push(rows::pair_row(a, b)),
+            }
+        }
+        push("delete_links", queries::DELETE_LINKS, "rows", deletes, false);
+        push("upsert_links", queries::UPSERT_LINKS, "rows", upserts, true);
+
+        let events = changes
+            .events
+            .iter()
+            .map(rows::event_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        push("insert_events", queries::INSERT_EVENTS, "rows", events, false);
+        let dropped = changes
+            .drop_event_index
+            .iter()
+            .map(|k| BoltType::from(k.as_str()))
+            .collect();
+        push("unlink_events", queries::UNLINK_EVENTS, "keys", dropped, false);
+        let index = changes
+            .event_index
+            .iter()
+            .map(|(key, seq, event)| {
+                rows::map([
+                    ("key", key.as_str().into()),
+                    ("seq", rows::int(*seq)),
+                    ("event", event.as_str().into()),
+                ])
+            })
+            .collect();
+        push("link_events", queries::LINK_EVENTS, "rows", index, true);
+
+        // The address index rows apply in order: keep each (address, profile)'s last state.
+        let mut last: HashMap<(&str, &str), bool> = HashMap::default();
+        for (addr, id, present) in &changes.address_index {
+            last.insert((addr.as_str(), id.as_str()), *present);
+        }
+        let (mut add, mut remove) = (Vec::new(), Vec::new());
+        for ((addr, id), present) in last {
+            let r = rows::map([("address", addr.into()), ("profile", id.into())]);
+            if present {
+                add.push(r);
+            } else {
+                remove.push(r);
+            }
+        }
+        push("remove_addresses", queries::REMOVE_ADDRESSES, "rows", remove, false);
+        push("add_addresses", queries::ADD_ADDRESSES, "rows", add, false);
+
+        let mut history = Vec::new();
+        for h in &changes.history {
+            history.extend(rows::history_rows(h)?);
+        }
+        push("insert_history", queries::INSERT_HISTORY, "rows", history, false);
+        push("delete_identifiers", queries::DELETE_IDENTIFIERS, "keys", node_deletes, false);
+        push("delete_profiles", queries::DELETE_PROFILES, "ids", profile_deletes, false);
+
+        if let Some(c) = changes.counters {
+            out.push(Statement {
+                name: "set_counters",
+                query: query(queries::SET_COUNTERS)
+                    .param("profile_seq", rows::int(c.profile_seq))
+                    .param("event_seq", rows::int(c.event_seq))
+                    .param("commit_seq", rows::int(c.commit_seq))
+                    .param("history_seq", rows::int(c.history_seq)),
+                expect: None,
+            });
+        }
+        Ok(out)
+    }
+
+    /// What the cache mirrors of a committed unit of change.
+    fn cache_changes(changes: &Changes) -> Changes {
+        Changes {
+            nodes: changes.nodes.clone(),
+            goldens: changes.goldens.clone(),
+            aliases: changes.aliases.clone(),
+            counters: changes.counters,
+            ..Changes::default()
+        }
+    }
+}
+
+impl Drop for BoltStore {
+    fn drop(&mut self) {
+        // Never blocks, so the store may be dropped anywhere, even inside async code.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl GraphStore for BoltStore {
+    fn node(&self, key: &IdentKey) -> Result<Option<Node>, StoreError> {
+        let Some(r) = self.first(
+            "get_identifier",
+            query(queries::GET_IDENTIFIER).param("key", key.as_str()),
+        )?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(row::<IdentifierRow>("identifier", &r)?.into_node()))
+    }
+
+    fn nodes(&self, keys: &[IdentKey]) -> Result<Vec<Option<Node>>, StoreError> {
+        let mut found: HashMap<IdentKey, Node> = HashMap::default();
+        for chunk in keys.chunks(WRITE_CHUNK) {
+            for n in self.graph_nodes(chunk)? {
+                found.insert(n.key(), n);
+            }
+        }
+        Ok(keys.iter().map(|k| found.remove(k)).collect())
+    }
+
+    fn profile_of(&self, key: &IdentKey) -> Result<Option<ProfileId>, StoreError> {
+        if self.use_cache() {
+            return Ok(self.cache()?.node(key)?.map(|n| n.profile_id));
+        }
+        Ok(self.node(key)?.map(|n| n.profile_id))
+    }
+
+    fn edge(&self, a: &IdentKey, b: &IdentKey) -> Result<Option<Edge>, StoreError> {
+        let (a, b) = edge_pair(a, b);
+        let Some(r) = self.first(
+            "get_link",
+            query(queries::GET_LINK)
+                .param("a", a.as_str())
+                .param("b", b.as_str()),
+        )?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(row::<LinkRow>("link", &r)?.into_edge(&a)?))
+    }
+
+    fn edges_of(&self, key: &IdentKey, limit: usize) -> Result<Vec<Edge>, StoreError> {
+        let page = self.rows(
+            "links_of",
+            query(queries::LINKS_OF)
+                .param("key", key.as_str())
+                .param("limit", i64::try_from(limit).unwrap_or(i64::MAX)),
+        )?;
+        page.iter()
+            .map(|r| row::<LinkRow>("link", r)?.into_edge(key))
+            .collect()
+    }
+
+    fn profile(&self, id: &ProfileId) -> Result<Option<ProfileState>, StoreError> {
+        let Some(r) = self.first("get_profile", query(queries::GET_PROFILE).param("id", id.as_str()))?
+        else {
+            return Ok(None);
+        };
+        match column::<Option<String>>("profile", &r, "state")? {
+            Some(text) => Ok(Some(rows::decode_json("profile", &text)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn golden(&self, id: &ProfileId) -> Result<Option<Vec<u8>>, StoreError> {
+        if self.use_cache() {
+            return self.cache()?.golden(id);
+        }
+        let Some(r) = self.first("get_golden", query(queries::GET_GOLDEN).param("id", id.as_str()))?
+        else {
+            return Ok(None);
+        };
+        Ok(row::<GoldenRow>("golden", &r)?.into_bytes())
+    }
+
+    fn alias(&self, id: &ProfileId) -> Result<Option<ProfileId>, StoreError> {
+        if self.use_cache() {
+            return self.cache()?.alias(id);
+        }
+        let Some(r) = self.first("get_alias", query(queries::GET_ALIAS).param("id", id.as_str()))?
+        else {
+            return Ok(None);
+        };
+        column("alias", &r, "survivor")
+    }
+
+    fn event(&self, event_id: &str) -> Result<Option<StoredEvent>, StoreError> {
+        let Some(r) = self.first("get_event", query(queries::GET_EVENT).param("id", event_id))?
+        else {
+            return Ok(None);
+        };
+        let body: String = column("event", &r, "body")?;
+        Ok(Some(rows::decode_json("event", &body)?))
+    }
+
+    fn event_ids_of(&self, key: &IdentKey, limit: usize) -> Result<Vec<String>, StoreError> {
+        let page = self.rows(
+            "event_ids_of",
+            query(queries::EVENT_IDS_OF)
+                .param("key", key.as_str())
+                .param("limit", i64::try_from(limit).unwrap_or(i64::MAX)),
+        )?;
+        page.iter().map(|r| column("event", r, "id")).collect()
+    }
+
+    fn profiles_at_address(
+        &self,
+        address_key: &str,
+        limit: usize,
+    ) -> Result<Vec<ProfileId>, StoreError> {
+        let page = self.rows(
+            "profiles_at_address",
+            query(queries::PROFILES_AT_ADDRESS)
+                .param("key", address_key)
+                .param("limit", i64::try_from(limit).unwrap_or(i64::MAX)),
+        )?;
+        page.iter().map(|r| column("address", r, "id")).collect()
+    }
+
+    fn history(&self, id: &ProfileId, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
+        let page = self.rows(
+            "history_of",
+            query(queries::HISTORY_OF)
+                .param("id", id.as_str())
+                .param("limit", i64::try_from(limit).unwrap_or(i64::MAX)),
+        )?;
+        page.iter()
+            .map(|r| {
+                let body: String = column("history", r, "body")?;
+                rows::decode_json("history", &body)
+            })
+            .collect()
+    }
+
+    fn counters(&self) -> Result<Counters, StoreError> {
+        self.graph_counters()
+    }
+
+    fn goldens_after(
+        &self,
+        after: Option<&ProfileId>,
+        limit: usize,
+    ) -> Result<Vec<(ProfileId, Vec<u8>)>, StoreError> {
+        if self.use_cache() {
+            return self.cache()?.goldens_after(after, limit);
+        }
+        self.graph_goldens_after(after.map(String::as_str).unwrap_or(""), limit)
+    }
+
+    fn apply(&self, changes: &Changes) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let statements = BoltStore::statements(changes)?;
+        self.call("write", transact(self.graph.clone(), statements))?;
+        // The graph has the write; now the cache must follow it.
+        let mirrored = self.cache().and_then(|c| c.apply(&BoltStore::cache_changes(changes)));
+        if let Err(e) = mirrored {
+            self.cache_stale.store(true, Ordering::Release);
+            tracing::error!(error = %e, "profile cache write failed; reads use the graph until restart");
+            if let Ok(cache) = self.cache() {
+                let _ = cache.put_meta(CACHE_INSTANCE, b"");
+            }
+        }
+        Ok(())
+    }
+}
