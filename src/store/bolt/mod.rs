@@ -341,7 +341,7 @@ impl BoltStore {
                 "identifiers_after",
                 query(queries::IDENTIFIERS_AFTER)
                     .param("after", after.as_str())
-                    .param("limit", CACHE_PAGE as i64),
+                    .param("limit", rows::limit(CACHE_PAGE)),
             )?;
             let mut ch = Changes::default();
             for r in &page {
@@ -375,7 +375,7 @@ impl BoltStore {
                 "aliases_after",
                 query(queries::ALIASES_AFTER)
                     .param("after", after.as_str())
-                    .param("limit", CACHE_PAGE as i64),
+                    .param("limit", rows::limit(CACHE_PAGE)),
             )?;
             let mut ch = Changes::default();
             for r in &page {
@@ -418,7 +418,7 @@ impl BoltStore {
             "goldens_after",
             query(queries::GOLDENS_AFTER)
                 .param("after", after)
-                .param("limit", i64::try_from(limit).unwrap_or(i64::MAX)),
+                .param("limit", rows::limit(limit)),
         )?;
         let mut out = Vec::with_capacity(page.len());
         for r in &page {
@@ -637,7 +637,7 @@ impl GraphStore for BoltStore {
             "links_of",
             query(queries::LINKS_OF)
                 .param("key", key.as_str())
-                .param("limit", i64::try_from(limit).unwrap_or(i64::MAX)),
+                .param("limit", rows::limit(limit)),
         )?;
         page.iter()
             .map(|r| row::<LinkRow>("link", r)?.into_edge(key))
@@ -691,7 +691,7 @@ impl GraphStore for BoltStore {
             "event_ids_of",
             query(queries::EVENT_IDS_OF)
                 .param("key", key.as_str())
-                .param("limit", i64::try_from(limit).unwrap_or(i64::MAX)),
+                .param("limit", rows::limit(limit)),
         )?;
         page.iter().map(|r| column("event", r, "id")).collect()
     }
@@ -705,7 +705,7 @@ impl GraphStore for BoltStore {
             "profiles_at_address",
             query(queries::PROFILES_AT_ADDRESS)
                 .param("key", address_key)
-                .param("limit", i64::try_from(limit).unwrap_or(i64::MAX)),
+                .param("limit", rows::limit(limit)),
         )?;
         page.iter().map(|r| column("address", r, "id")).collect()
     }
@@ -715,7 +715,7 @@ impl GraphStore for BoltStore {
             "history_of",
             query(queries::HISTORY_OF)
                 .param("id", id.as_str())
-                .param("limit", i64::try_from(limit).unwrap_or(i64::MAX)),
+                .param("limit", rows::limit(limit)),
         )?;
         page.iter()
             .map(|r| {

@@ -22,6 +22,12 @@ pub fn int(v: u64) -> BoltType {
     i64::try_from(v).unwrap_or(i64::MAX).into()
 }
 
+/// A LIMIT parameter: "no limit" (`usize::MAX`) is capped at `i32::MAX`, since servers
+/// read LIMIT as a 32-bit integer (ArcadeDB turns larger values negative).
+pub fn limit(n: usize) -> i64 {
+    i64::try_from(n.min(i32::MAX as usize)).unwrap_or(i64::from(i32::MAX))
+}
+
 pub fn strings<'a>(values: impl IntoIterator<Item = &'a String>) -> BoltType {
     values.into_iter().cloned().collect::<Vec<String>>().into()
 }
