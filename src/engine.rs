@@ -17,6 +17,7 @@ use std::thread::JoinHandle;
 
 use serde_json::Value;
 
+use crate::config::GraphBackend;
 use crate::config::Settings;
 use crate::ingest::blocklist::Blocklist;
 use crate::ingest::event::{NormalizedEvent, ValidationError, Validator};
@@ -28,10 +29,9 @@ use crate::resolve::split::{self, SplitOutcome, UnmergeError};
 use crate::resolve::{self, EventOutcome, Rules, Session};
 use crate::search::indexer::{self, IndexFeed};
 use crate::search::{Opened, SearchIndex, SearchRequest};
+use crate::store::bolt::BoltStore;
 use crate::store::layered::Layered;
 use crate::store::records::ident_key;
-use crate::config::GraphBackend;
-use crate::store::bolt::BoltStore;
 use crate::store::rocks::RocksStore;
 use crate::store::{
     Changes, GraphStore, HistoryEntry, IdentKey, ProfileId, ProfileState, StoreError,
@@ -704,9 +704,8 @@ fn writer_loop(
             None => None,
         };
         if let Some(e) = earlier {
-            let why = format!(
-                "an earlier write failed ({e}); nothing of this request was stored, retry"
-            );
+            let why =
+                format!("an earlier write failed ({e}); nothing of this request was stored, retry");
             failed(
                 jobs,
                 &match e {

@@ -7,7 +7,7 @@
 //! cannot be started the tests fail and say why; they are never skipped.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -15,7 +15,6 @@ use std::sync::OnceLock;
 /// Connection details of a running ArcadeDB server (from the script's `env` file).
 #[derive(Debug, Clone)]
 pub struct Arcade {
-    pub dir: PathBuf,
     pub bolt_uri: String,
     pub user: String,
     pub password: String,
@@ -45,10 +44,21 @@ pub fn shared() -> &'static Arcade {
 /// server in the same `dir`, so a restarted server is the same server to its clients).
 pub fn start(dir: &Path) -> Result<Arcade, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let out = Command::new(repo().join("scripts/arcadedb.sh"))
-        .arg("start")
+    let mut cmd = Command::new(repo().join("scripts/arcadedb.sh"));
+    cmd.arg("start")
         .arg(dir)
-        .env("ARCADEDB_WATCH_PID", std::process::id().to_string())
+        .env("ARCADEDB_WATCH_PID", std::process::id().to_string());
+    if let Ok(earlier) = read_env(dir) {
+        let bolt_port = earlier
+            .bolt_uri
+            .rsplit(':')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        cmd.env("ARCADEDB_BOLT_PORT", bolt_port)
+            .env("ARCADEDB_HTTP_PORT", earlier.http_port.to_string());
+    }
+    let out = cmd
         .output()
         .map_err(|e| format!("cannot run scripts/arcadedb.sh: {e}"))?;
     if !out.status.success() {
@@ -87,7 +97,6 @@ fn read_env(dir: &Path) -> Result<Arcade, String> {
             .ok_or_else(|| format!("{} has no {name}", path.display()))
     };
     Ok(Arcade {
-        dir: dir.to_owned(),
         bolt_uri: get("ARCADEDB_BOLT_URI")?,
         user: get("ARCADEDB_USER")?,
         password: get("ARCADEDB_PASSWORD")?,

@@ -21,7 +21,7 @@ pub enum Backend {
 /// after another, as a restarted server would.
 pub struct Instance {
     pub settings: Settings,
-    pub dir: TempDir,
+    _dir: TempDir,
 }
 
 impl Instance {
@@ -36,9 +36,15 @@ impl Instance {
         if let Backend::Bolt = backend {
             let server = arcadedb::shared();
             bolt_settings(&mut settings, server, &server.create_database());
+            let applied = idgraph::store::bolt::schema::apply(&settings.graph.bolt)
+                .expect("apply the ArcadeDB schema");
+            assert!(applied > 0);
         }
         modify(&mut settings);
-        Instance { settings, dir }
+        Instance {
+            settings,
+            _dir: dir,
+        }
     }
 
     pub fn open(&self) -> Engine {
@@ -99,23 +105,52 @@ pub fn merge(b: Backend) {
     ingest(
         &engine,
         &[
-            event("m1", "web", json!({"email": "ann@example.com", "device_id": "d-1"}), json!({})),
-            event("m2", "crm", json!({"phone": "+1 415 555 0100", "customer_id": "C1"}), json!({"first_name": "Ann"})),
+            event(
+                "m1",
+                "web",
+                json!({"email": "ann@example.com", "device_id": "d-1"}),
+                json!({}),
+            ),
+            event(
+                "m2",
+                "crm",
+                json!({"phone": "+1 415 555 0100", "customer_id": "C1"}),
+                json!({"first_name": "Ann"}),
+            ),
         ],
     );
-    let (p1, p2) = (pid(&engine, "email", "ann@example.com"), pid(&engine, "phone", "+14155550100"));
+    let (p1, p2) = (
+        pid(&engine, "email", "ann@example.com"),
+        pid(&engine, "phone", "+14155550100"),
+    );
     assert_ne!(p1, p2, "separate until something links them");
     let out = ingest(
         &engine,
-        &[event("m3", "pos", json!({"device_id": "d-1", "customer_id": "C1"}), json!({}))],
+        &[event(
+            "m3",
+            "pos",
+            json!({"device_id": "d-1", "customer_id": "C1"}),
+            json!({}),
+        )],
     );
     let survivor = pid(&engine, "customer_id", "C1");
-    for (kind, value) in [("email", "ann@example.com"), ("phone", "+14155550100"), ("device_id", "d-1")] {
-        assert_eq!(pid(&engine, kind, value), survivor, "{kind} resolves to the merged profile");
+    for (kind, value) in [
+        ("email", "ann@example.com"),
+        ("phone", "+14155550100"),
+        ("device_id", "d-1"),
+    ] {
+        assert_eq!(
+            pid(&engine, kind, value),
+            survivor,
+            "{kind} resolves to the merged profile"
+        );
     }
     assert!(matches!(&out[0], EventOutcome::Accepted { merged, .. } if merged.len() == 1));
     let absorbed = if survivor == p1 { &p2 } else { &p1 };
-    assert_eq!(engine.profile(absorbed).unwrap()["profile_id"], json!(survivor));
+    assert_eq!(
+        engine.profile(absorbed).unwrap()["profile_id"],
+        json!(survivor)
+    );
     let golden = engine.profile(&survivor).unwrap();
     assert_eq!(golden["traits"]["first_name"], json!("Ann"));
     assert_eq!(golden["event_count"], json!(3));
@@ -130,21 +165,44 @@ pub fn limits(b: Backend) {
     ingest(
         &engine,
         &[
-            event("l1", "crm", json!({"customer_id": "C1", "email": "a@example.com"}), json!({})),
-            event("l2", "crm", json!({"customer_id": "C2", "email": "b@example.com"}), json!({})),
+            event(
+                "l1",
+                "crm",
+                json!({"customer_id": "C1", "email": "a@example.com"}),
+                json!({}),
+            ),
+            event(
+                "l2",
+                "crm",
+                json!({"customer_id": "C2", "email": "b@example.com"}),
+                json!({}),
+            ),
         ],
     );
     let out = ingest(
         &engine,
-        &[event("l3", "web", json!({"email": ["a@example.com", "b@example.com"]}), json!({}))],
+        &[event(
+            "l3",
+            "web",
+            json!({"email": ["a@example.com", "b@example.com"]}),
+            json!({}),
+        )],
     );
-    assert_ne!(pid(&engine, "customer_id", "C1"), pid(&engine, "customer_id", "C2"));
+    assert_ne!(
+        pid(&engine, "customer_id", "C1"),
+        pid(&engine, "customer_id", "C2")
+    );
     assert!(
         matches!(&out[0], EventOutcome::Accepted { conflicts, merged, .. } if !conflicts.is_empty() && merged.is_empty()),
         "{out:?}"
     );
-    let (_, history) = engine.history(&pid(&engine, "customer_id", "C1"), 100).unwrap();
-    assert!(history.iter().any(|h| h.rule.contains("customer_id")), "{history:?}");
+    let (_, history) = engine
+        .history(&pid(&engine, "customer_id", "C1"), 100)
+        .unwrap();
+    assert!(
+        history.iter().any(|h| h.rule.contains("customer_id")),
+        "{history:?}"
+    );
 }
 
 /// A junk value shared by two people never links them.
@@ -154,21 +212,52 @@ pub fn blocklist(b: Backend) {
     ingest(
         &engine,
         &[
-            event("b1", "web", json!({"email": ["x@example.com", "test@test.com"]}), json!({})),
-            event("b2", "web", json!({"email": ["y@example.com", "test@test.com"]}), json!({})),
+            event(
+                "b1",
+                "web",
+                json!({"email": ["x@example.com", "test@test.com"]}),
+                json!({}),
+            ),
+            event(
+                "b2",
+                "web",
+                json!({"email": ["y@example.com", "test@test.com"]}),
+                json!({}),
+            ),
         ],
     );
-    assert_ne!(pid(&engine, "email", "x@example.com"), pid(&engine, "email", "y@example.com"));
-    assert!(engine.lookup("email", "test@test.com").is_err(), "junk is never stored");
+    assert_ne!(
+        pid(&engine, "email", "x@example.com"),
+        pid(&engine, "email", "y@example.com")
+    );
+    assert!(
+        engine.lookup("email", "test@test.com").is_err(),
+        "junk is never stored"
+    );
 }
 
 fn merged_pair(engine: &Engine) {
     ingest(
         engine,
         &[
-            event("s1", "web", json!({"email": "sam@example.com", "cookie_id": "ck-1"}), json!({})),
-            event("s2", "mobile", json!({"phone": "+14155550111", "device_id": "dev-9"}), json!({})),
-            event("s3", "web", json!({"cookie_id": "ck-1", "device_id": "dev-9"}), json!({})),
+            event(
+                "s1",
+                "web",
+                json!({"email": "sam@example.com", "cookie_id": "ck-1"}),
+                json!({}),
+            ),
+            event(
+                "s2",
+                "mobile",
+                json!({"phone": "+14155550111", "device_id": "dev-9"}),
+                json!({}),
+            ),
+            event(
+                "s3",
+                "web",
+                json!({"cookie_id": "ck-1", "device_id": "dev-9"}),
+                json!({}),
+            ),
         ],
     );
 }
@@ -185,22 +274,38 @@ pub fn unmerge_split(b: Backend) {
         .expect("delete link");
     assert!(out.split);
     assert_eq!(out.profiles.len(), 2);
-    let (a, c) = (pid(&engine, "email", "sam@example.com"), pid(&engine, "phone", "+14155550111"));
+    let (a, c) = (
+        pid(&engine, "email", "sam@example.com"),
+        pid(&engine, "phone", "+14155550111"),
+    );
     assert_ne!(a, c);
     assert_eq!(pid(&engine, "cookie_id", "ck-1"), a);
     assert_eq!(pid(&engine, "device_id", "dev-9"), c);
     let (_, history) = engine.history(&a, 100).unwrap();
-    assert!(history.iter().any(|h| format!("{:?}", h.kind) == "LinkDeleted"));
+    assert!(history
+        .iter()
+        .any(|h| format!("{:?}", h.kind) == "LinkDeleted"));
     ingest(
         &engine,
-        &[event("s4", "web", json!({"cookie_id": "ck-1", "device_id": "dev-9"}), json!({}))],
+        &[event(
+            "s4",
+            "web",
+            json!({"cookie_id": "ck-1", "device_id": "dev-9"}),
+            json!({}),
+        )],
     );
-    assert_eq!(pid(&engine, "email", "sam@example.com"), pid(&engine, "phone", "+14155550111"));
+    assert_eq!(
+        pid(&engine, "email", "sam@example.com"),
+        pid(&engine, "phone", "+14155550111")
+    );
     // Deleting an identifier removes it and splits what it held together.
     let out = block_on(engine.delete_identifier(key("cookie_id", "ck-1"))).expect("delete id");
     assert!(out.split);
     assert!(engine.lookup("cookie_id", "ck-1").is_err());
-    assert_ne!(pid(&engine, "email", "sam@example.com"), pid(&engine, "phone", "+14155550111"));
+    assert_ne!(
+        pid(&engine, "email", "sam@example.com"),
+        pid(&engine, "phone", "+14155550111")
+    );
 }
 
 /// The explain path names every edge between two identifiers with its provenance.
@@ -210,7 +315,11 @@ pub fn explain(b: Backend) {
     merged_pair(&engine);
     let p = pid(&engine, "email", "sam@example.com");
     let path = engine
-        .explain(&p, &key("email", "sam@example.com"), &key("phone", "+14155550111"))
+        .explain(
+            &p,
+            &key("email", "sam@example.com"),
+            &key("phone", "+14155550111"),
+        )
         .unwrap();
     assert_eq!(path["connected"], json!(true));
     assert_eq!(path["hops"], json!(3));
@@ -231,9 +340,24 @@ pub fn household(b: Backend) {
     ingest(
         &engine,
         &[
-            event("h1", "crm", json!({"email": "pat@example.com"}), json!({"last_name": "Lee", "address": address})),
-            event("h2", "crm", json!({"email": "kim@example.com"}), json!({"last_name": "Lee", "address": {"street": "12 oak st", "city": "springfield", "postal_code": "12345", "country": "US"}})),
-            event("h3", "crm", json!({"email": "other@example.com"}), json!({"address": {"street": "1 Elm Road", "city": "Springfield", "postal_code": "12345", "country": "US"}})),
+            event(
+                "h1",
+                "crm",
+                json!({"email": "pat@example.com"}),
+                json!({"last_name": "Lee", "address": address}),
+            ),
+            event(
+                "h2",
+                "crm",
+                json!({"email": "kim@example.com"}),
+                json!({"last_name": "Lee", "address": {"street": "12 oak st", "city": "springfield", "postal_code": "12345", "country": "US"}}),
+            ),
+            event(
+                "h3",
+                "crm",
+                json!({"email": "other@example.com"}),
+                json!({"address": {"street": "1 Elm Road", "city": "Springfield", "postal_code": "12345", "country": "US"}}),
+            ),
         ],
     );
     let pat = pid(&engine, "email", "pat@example.com");
@@ -244,9 +368,26 @@ pub fn household(b: Backend) {
     let mut expected = vec![pat.clone(), kim.clone()];
     expected.sort();
     assert_eq!(members, expected);
-    assert_eq!(engine.household_by_id(&hh.household_id).unwrap().members.len(), 2);
-    assert_eq!(engine.profile(&pat).unwrap()["household_id"], json!(hh.household_id));
-    assert_eq!(engine.household(&pid(&engine, "email", "other@example.com")).unwrap().members.len(), 1);
+    assert_eq!(
+        engine
+            .household_by_id(&hh.household_id)
+            .unwrap()
+            .members
+            .len(),
+        2
+    );
+    assert_eq!(
+        engine.profile(&pat).unwrap()["household_id"],
+        json!(hh.household_id)
+    );
+    assert_eq!(
+        engine
+            .household(&pid(&engine, "email", "other@example.com"))
+            .unwrap()
+            .members
+            .len(),
+        1
+    );
 }
 
 /// The device view lists devices and cookies with platform and sources.
@@ -259,11 +400,21 @@ pub fn devices(b: Backend) {
             json!({"event_id": "d1", "source": "mobile", "type": "app_open", "timestamp": "2026-11-01T10:00:00Z",
                    "identifiers": {"email": "dev@example.com", "device_id": "phone-1"},
                    "properties": {"platform": "ios"}}),
-            event("d2", "web", json!({"email": "dev@example.com", "cookie_id": "web-1"}), json!({})),
+            event(
+                "d2",
+                "web",
+                json!({"email": "dev@example.com", "cookie_id": "web-1"}),
+                json!({}),
+            ),
         ],
     );
-    let (_, devices) = engine.devices(&pid(&engine, "email", "dev@example.com")).unwrap();
-    let mut names: Vec<String> = devices.iter().map(|d| format!("{}:{}", d.kind, d.value)).collect();
+    let (_, devices) = engine
+        .devices(&pid(&engine, "email", "dev@example.com"))
+        .unwrap();
+    let mut names: Vec<String> = devices
+        .iter()
+        .map(|d| format!("{}:{}", d.kind, d.value))
+        .collect();
     names.sort();
     assert_eq!(names, ["cookie_id:web-1", "device_id:phone-1"]);
     let phone = devices.iter().find(|d| d.value == "phone-1").unwrap();
@@ -295,9 +446,17 @@ pub fn idempotent_resend(b: Backend) {
     let before = engine.profile(&p).unwrap();
     let again = ingest(
         &engine,
-        &[event("s1", "web", json!({"email": "sam@example.com", "cookie_id": "ck-1"}), json!({}))],
+        &[event(
+            "s1",
+            "web",
+            json!({"email": "sam@example.com", "cookie_id": "ck-1"}),
+            json!({}),
+        )],
     );
-    assert!(matches!(&again[0], EventOutcome::Duplicate { .. }), "{again:?}");
+    assert!(
+        matches!(&again[0], EventOutcome::Duplicate { .. }),
+        "{again:?}"
+    );
     assert_eq!(engine.profile(&p).unwrap(), before);
 }
 
@@ -308,14 +467,26 @@ pub fn restart(b: Backend) {
         let engine = inst.open();
         merged_pair(&engine);
         let p = pid(&engine, "email", "sam@example.com");
-        (p.clone(), engine.profile(&p).unwrap(), engine.history(&p, 100).unwrap().1)
+        (
+            p.clone(),
+            engine.profile(&p).unwrap(),
+            engine.history(&p, 100).unwrap().1,
+        )
     };
     let engine = inst.open();
     assert_eq!(pid(&engine, "phone", "+14155550111"), p);
     assert_eq!(engine.profile(&p).unwrap(), golden);
     assert_eq!(engine.history(&p, 100).unwrap().1, history);
     // The counters survived too: the next profile gets a new id.
-    ingest(&engine, &[event("r1", "web", json!({"email": "new@example.com"}), json!({}))]);
+    ingest(
+        &engine,
+        &[event(
+            "r1",
+            "web",
+            json!({"email": "new@example.com"}),
+            json!({}),
+        )],
+    );
     let fresh = pid(&engine, "email", "new@example.com");
     assert!(fresh > p, "{fresh} after {p}");
 }

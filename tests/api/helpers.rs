@@ -257,6 +257,11 @@ pub struct ServeProcess {
 impl ServeProcess {
     /// Starts the binary on `data_dir` and waits until it listens.
     pub fn start(data_dir: &std::path::Path) -> ServeProcess {
+        ServeProcess::start_with_env(data_dir, &[])
+    }
+
+    /// Like [`ServeProcess::start`], with extra environment (e.g. `IDGRAPH_*` settings).
+    pub fn start_with_env(data_dir: &std::path::Path, env: &[(String, String)]) -> ServeProcess {
         use std::io::{BufRead, BufReader, Read};
         use std::process::Stdio;
         let mut child = idgraph_command()
@@ -265,6 +270,7 @@ impl ServeProcess {
             .arg(data_dir)
             .args(["--bind", "127.0.0.1:0"])
             .env("IDGRAPH_SERVER__WORKERS", "2")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -60,7 +60,14 @@ const WRITE_CHUNK: usize = 2_000;
 const CACHE_INSTANCE: &str = "graph_instance";
 
 /// The accepted URI schemes (`+s`: TLS with the system's roots; `+ssc`: self-signed).
-const SCHEMES: [&str; 6] = ["bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc"];
+const SCHEMES: [&str; 6] = [
+    "bolt",
+    "bolt+s",
+    "bolt+ssc",
+    "neo4j",
+    "neo4j+s",
+    "neo4j+ssc",
+];
 
 pub struct BoltStore {
     graph: Graph,
@@ -137,10 +144,7 @@ async fn fetch(graph: Graph, what: &'static str, q: Query) -> Result<Vec<Row>, S
 }
 
 async fn transact(graph: Graph, statements: Vec<Statement>) -> Result<(), StoreError> {
-    let mut txn = graph
-        .start_txn()
-        .await
-        .map_err(|e| classify("begin", e))?;
+    let mut txn = graph.start_txn().await.map_err(|e| classify("begin", e))?;
     for st in statements {
         let result = run_statement(&mut txn, st).await;
         if let Err(e) = result {
@@ -183,37 +187,37 @@ async fn run_statement(txn: &mut neo4rs::Txn, st: Statement) -> Result<(), Store
 
 /// Checks the settings and connects a client on its own small runtime.
 fn client(settings: &BoltSettings) -> Result<(tokio::runtime::Runtime, Graph), StoreError> {
-        let scheme = settings.uri.split("://").next().unwrap_or_default();
-        if !settings.uri.contains("://") || !SCHEMES.contains(&scheme) {
-            return Err(StoreError::Engine(format!(
-                "graph.bolt.uri must start with one of {}://",
-                SCHEMES.join("://, ")
-            )));
-        }
-        if settings.pool_size == 0 {
-            return Err(StoreError::Engine(
-                "graph.bolt.pool_size must be at least 1".into(),
-            ));
-        }
-        let config = ConfigBuilder::default()
-            .uri(settings.uri.as_str())
-            .user(settings.user.as_str())
-            .password(settings.password.expose())
-            .db(settings.database.as_str())
-            .max_connections(settings.pool_size)
-            .fetch_size(1_000)
-            .build()
-            .map_err(|e| StoreError::Engine(format!("graph.bolt settings: {e}")))?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("idgraph-bolt")
-            .enable_all()
-            .build()
-            .map_err(|e| StoreError::Engine(format!("cannot start the Bolt client: {e}")))?;
-        let graph = rt
-            .block_on(Graph::connect(config))
-            .map_err(|e| classify("connect", e))?;
-        Ok((rt, graph))
+    let scheme = settings.uri.split("://").next().unwrap_or_default();
+    if !settings.uri.contains("://") || !SCHEMES.contains(&scheme) {
+        return Err(StoreError::Engine(format!(
+            "graph.bolt.uri must start with one of {}://",
+            SCHEMES.join("://, ")
+        )));
+    }
+    if settings.pool_size == 0 {
+        return Err(StoreError::Engine(
+            "graph.bolt.pool_size must be at least 1".into(),
+        ));
+    }
+    let config = ConfigBuilder::default()
+        .uri(settings.uri.as_str())
+        .user(settings.user.as_str())
+        .password(settings.password.expose())
+        .db(settings.database.as_str())
+        .max_connections(settings.pool_size)
+        .fetch_size(1_000)
+        .build()
+        .map_err(|e| StoreError::Engine(format!("graph.bolt settings: {e}")))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("idgraph-bolt")
+        .enable_all()
+        .build()
+        .map_err(|e| StoreError::Engine(format!("cannot start the Bolt client: {e}")))?;
+    let graph = rt
+        .block_on(Graph::connect(config))
+        .map_err(|e| classify("connect", e))?;
+    Ok((rt, graph))
 }
 
 impl BoltStore {
@@ -242,7 +246,9 @@ impl BoltStore {
         fut: impl Future<Output = Result<T, StoreError>> + Send + 'static,
     ) -> Result<T, StoreError> {
         let Some(rt) = &self.rt else {
-            return Err(StoreError::Unavailable("the graph client is shut down".into()));
+            return Err(StoreError::Unavailable(
+                "the graph client is shut down".into(),
+            ));
         };
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let timeout = self.timeout;
@@ -284,7 +290,10 @@ impl BoltStore {
     fn instance(&self) -> Result<String, StoreError> {
         let fresh = format!("g_{:016x}", rand::random::<u64>());
         let r = self
-            .first("instance", query(queries::CREATE_INSTANCE).param("id", fresh))?
+            .first(
+                "instance",
+                query(queries::CREATE_INSTANCE).param("id", fresh),
+            )?
             .ok_or_else(|| StoreError::Engine("the graph did not return its instance id".into()))?;
         column("instance", &r, "id")
     }
@@ -300,7 +309,10 @@ impl BoltStore {
         if cached_instance.as_deref() == Some(instance.as_bytes())
             && cached_counters == graph_counters
         {
-            tracing::info!(commit_seq = graph_counters.commit_seq, "profile cache is current");
+            tracing::info!(
+                commit_seq = graph_counters.commit_seq,
+                "profile cache is current"
+            );
             return Ok(());
         }
         let started = std::time::Instant::now();
@@ -444,7 +456,11 @@ impl BoltStore {
     /// The write statements of one unit of change, in dependency order.
     fn statements(changes: &Changes) -> Result<Vec<Statement>, StoreError> {
         let mut out = Vec::new();
-        let mut push = |name: &'static str, text: &'static str, param: &str, rows: Vec<BoltType>, expect: bool| {
+        let mut push = |name: &'static str,
+                        text: &'static str,
+                        param: &str,
+                        rows: Vec<BoltType>,
+                        expect: bool| {
             for chunk in rows.chunks(WRITE_CHUNK) {
                 out.push(Statement {
                     name,
@@ -461,7 +477,13 @@ impl BoltStore {
                 None => deletes.push(BoltType::from(key.as_str())),
             }
         }
-        push("upsert_identifiers", queries::UPSERT_IDENTIFIERS, "rows", upserts, false);
+        push(
+            "upsert_identifiers",
+            queries::UPSERT_IDENTIFIERS,
+            "rows",
+            upserts,
+            false,
+        );
         let node_deletes = deletes;
 
         let mut upserts = Vec::new();
@@ -472,7 +494,13 @@ impl BoltStore {
                 None => deletes.push(BoltType::from(id.as_str())),
             }
         }
-        push("upsert_profiles", queries::UPSERT_PROFILES, "rows", upserts, false);
+        push(
+            "upsert_profiles",
+            queries::UPSERT_PROFILES,
+            "rows",
+            upserts,
+            false,
+        );
         let profile_deletes = deletes;
 
         let mut set = Vec::new();
@@ -491,7 +519,13 @@ impl BoltStore {
             .iter()
             .map(|(id, s)| rows::map([("id", id.as_str().into()), ("survivor", s.as_str().into())]))
             .collect();
-        push("upsert_aliases", queries::UPSERT_ALIASES, "rows", aliases, false);
+        push(
+            "upsert_aliases",
+            queries::UPSERT_ALIASES,
+            "rows",
+            aliases,
+            false,
+        );
 
         let mut upserts = Vec::new();
         let mut deletes = Vec::new();
@@ -501,7 +535,13 @@ impl BoltStore {
                 None => deletes.push(rows::pair_row(a, b)),
             }
         }
-        push("delete_links", queries::DELETE_LINKS, "rows", deletes, false);
+        push(
+            "delete_links",
+            queries::DELETE_LINKS,
+            "rows",
+            deletes,
+            false,
+        );
         push("upsert_links", queries::UPSERT_LINKS, "rows", upserts, true);
 
         let events = changes
@@ -509,13 +549,25 @@ impl BoltStore {
             .iter()
             .map(rows::event_row)
             .collect::<Result<Vec<_>, _>>()?;
-        push("insert_events", queries::INSERT_EVENTS, "rows", events, false);
+        push(
+            "insert_events",
+            queries::INSERT_EVENTS,
+            "rows",
+            events,
+            false,
+        );
         let dropped = changes
             .drop_event_index
             .iter()
             .map(|k| BoltType::from(k.as_str()))
             .collect();
-        push("unlink_events", queries::UNLINK_EVENTS, "keys", dropped, false);
+        push(
+            "unlink_events",
+            queries::UNLINK_EVENTS,
+            "keys",
+            dropped,
+            false,
+        );
         let index = changes
             .event_index
             .iter()
@@ -543,16 +595,40 @@ impl BoltStore {
                 remove.push(r);
             }
         }
-        push("remove_addresses", queries::REMOVE_ADDRESSES, "rows", remove, false);
+        push(
+            "remove_addresses",
+            queries::REMOVE_ADDRESSES,
+            "rows",
+            remove,
+            false,
+        );
         push("add_addresses", queries::ADD_ADDRESSES, "rows", add, false);
 
         let mut history = Vec::new();
         for h in &changes.history {
             history.extend(rows::history_rows(h)?);
         }
-        push("insert_history", queries::INSERT_HISTORY, "rows", history, false);
-        push("delete_identifiers", queries::DELETE_IDENTIFIERS, "keys", node_deletes, false);
-        push("delete_profiles", queries::DELETE_PROFILES, "ids", profile_deletes, false);
+        push(
+            "insert_history",
+            queries::INSERT_HISTORY,
+            "rows",
+            history,
+            false,
+        );
+        push(
+            "delete_identifiers",
+            queries::DELETE_IDENTIFIERS,
+            "keys",
+            node_deletes,
+            false,
+        );
+        push(
+            "delete_profiles",
+            queries::DELETE_PROFILES,
+            "ids",
+            profile_deletes,
+            false,
+        );
 
         if let Some(c) = changes.counters {
             out.push(Statement {
@@ -645,7 +721,10 @@ impl GraphStore for BoltStore {
     }
 
     fn profile(&self, id: &ProfileId) -> Result<Option<ProfileState>, StoreError> {
-        let Some(r) = self.first("get_profile", query(queries::GET_PROFILE).param("id", id.as_str()))?
+        let Some(r) = self.first(
+            "get_profile",
+            query(queries::GET_PROFILE).param("id", id.as_str()),
+        )?
         else {
             return Ok(None);
         };
@@ -659,7 +738,10 @@ impl GraphStore for BoltStore {
         if self.use_cache() {
             return self.cache()?.golden(id);
         }
-        let Some(r) = self.first("get_golden", query(queries::GET_GOLDEN).param("id", id.as_str()))?
+        let Some(r) = self.first(
+            "get_golden",
+            query(queries::GET_GOLDEN).param("id", id.as_str()),
+        )?
         else {
             return Ok(None);
         };
@@ -670,7 +752,10 @@ impl GraphStore for BoltStore {
         if self.use_cache() {
             return self.cache()?.alias(id);
         }
-        let Some(r) = self.first("get_alias", query(queries::GET_ALIAS).param("id", id.as_str()))?
+        let Some(r) = self.first(
+            "get_alias",
+            query(queries::GET_ALIAS).param("id", id.as_str()),
+        )?
         else {
             return Ok(None);
         };
@@ -747,7 +832,9 @@ impl GraphStore for BoltStore {
         let statements = BoltStore::statements(changes)?;
         self.call("write", transact(self.graph.clone(), statements))?;
         // The graph has the write; now the cache must follow it.
-        let mirrored = self.cache().and_then(|c| c.apply(&BoltStore::cache_changes(changes)));
+        let mirrored = self
+            .cache()
+            .and_then(|c| c.apply(&BoltStore::cache_changes(changes)));
         if let Err(e) = mirrored {
             self.cache_stale.store(true, Ordering::Release);
             tracing::error!(error = %e, "profile cache write failed; reads use the graph until restart");

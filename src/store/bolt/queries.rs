@@ -3,7 +3,8 @@
 
 macro_rules! statement {
     ($name:ident, $file:literal) => {
-        pub const $name: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/queries/", $file));
+        pub const $name: &str =
+            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/queries/", $file));
     };
 }
 

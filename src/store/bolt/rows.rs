@@ -43,7 +43,10 @@ fn json<T: serde::Serialize>(what: &str, value: &T) -> Result<String, StoreError
     serde_json::to_string(value).map_err(|e| StoreError::Engine(format!("encode {what}: {e}")))
 }
 
-pub fn decode_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T, StoreError> {
+pub fn decode_json<T: serde::de::DeserializeOwned>(
+    what: &str,
+    text: &str,
+) -> Result<T, StoreError> {
     serde_json::from_str(text).map_err(|e| corrupt(what, e))
 }
 

@@ -78,9 +78,15 @@ mod tests {
     #[test]
     fn neo4j_schema_has_the_key_constraints_and_no_comments() {
         let list = statements(GraphFlavour::Neo4j);
-        assert!(list.iter().any(|s| s.contains("(n:Identifier) REQUIRE n.key IS UNIQUE")));
-        assert!(list.iter().any(|s| s.contains("(p:Profile) REQUIRE p.id IS UNIQUE")));
-        assert!(list.iter().all(|s| !s.contains("//") && s.contains("IF NOT EXISTS")));
+        assert!(list
+            .iter()
+            .any(|s| s.contains("(n:Identifier) REQUIRE n.key IS UNIQUE")));
+        assert!(list
+            .iter()
+            .any(|s| s.contains("(p:Profile) REQUIRE p.id IS UNIQUE")));
+        assert!(list
+            .iter()
+            .all(|s| !s.contains("//") && s.contains("IF NOT EXISTS")));
     }
 
     #[test]
