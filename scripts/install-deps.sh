@@ -22,6 +22,9 @@ command -v make >/dev/null 2>&1 || need+=(make)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 if needs_npm_ci && ! command -v npm >/dev/null 2>&1; then need+=(npm); fi
 [ -x /usr/bin/chromium ] || need+=(chromium)
+# scripts/arcadedb.sh (the graph-database test server) waits on it with curl and python3.
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
 
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, then every test (unit, property, integration
-# over HTTP, restart and crash tests, schema agreement, bench smoke runs).
+# over HTTP, restart and crash tests, schema agreement, bench smoke runs, the graph-store
+# conformance suite on the embedded store and on a real ArcadeDB server over Bolt).
 # Installs what it needs first. One cargo profile (dev) builds everything once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/install-deps.sh
+# The real ArcadeDB server (PyPI arcadedb-jvm: jars + a bundled Java runtime) the Bolt
+# graph-store tests run against; the tests start and stop it themselves.
+./scripts/arcadedb.sh install
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -480,9 +480,11 @@ impl Engine {
     pub fn household_by_id(&self, hid: &str) -> Result<Household, EngineError> {
         let pid =
             profile_of_household_id(hid).ok_or_else(|| not_found(format!("household {hid}")))?;
-        let state = self
-            .profile_state(&pid)
-            .map_err(|_| not_found(format!("household {hid}")))?;
+        // An unknown profile is an unknown household; a store failure stays what it is.
+        let state = self.profile_state(&pid).map_err(|e| match e {
+            EngineError::NotFound { .. } => not_found(format!("household {hid}")),
+            other => other,
+        })?;
         let hh = self.household_state(&state)?;
         if hh.members.len() < 2 {
             return Err(not_found(format!("household {hid}")));
@@ -620,18 +622,22 @@ fn resolve_group(
     jobs: &[Job],
 ) -> Result<(Changes, Vec<Result<OpResult, EngineError>>), StoreError> {
     let mut session = Session::new(view, now_ms())?;
-    // One read of every identifier the group's events carry (one round trip on a remote
-    // graph store) before they are resolved one by one.
-    let keys: Vec<IdentKey> = jobs
+    // Read ahead what the group's events need (a few round trips on a remote graph store)
+    // before they are resolved one by one.
+    let events: Vec<&NormalizedEvent> = jobs
         .iter()
         .filter_map(|job| match &job.op {
             Op::Ingest(events) => Some(events),
             _ => None,
         })
         .flatten()
-        .flat_map(|e| e.identifiers.iter().map(|i| i.key()))
         .collect();
-    session.prefetch_nodes(&keys)?;
+    let event_ids: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
+    let identifier_sets: Vec<Vec<IdentKey>> = events
+        .iter()
+        .map(|e| e.identifiers.iter().map(|i| i.key()).collect())
+        .collect();
+    session.prefetch(&event_ids, &identifier_sets)?;
     let mut results = Vec::with_capacity(jobs.len());
     for job in jobs {
         results.push(run(&mut session, rules, &job.op)?);

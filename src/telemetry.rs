@@ -3,11 +3,11 @@
 
 use tracing_subscriber::{fmt, EnvFilter};
 
-/// Installs the global subscriber: `RUST_LOG` filters (default `info`, tantivy at `warn`), and
+/// Installs the global subscriber: `RUST_LOG` filters (default `info`, tantivy and neo4rs at `warn`), and
 /// `IDGRAPH_LOG_FORMAT=json` switches to JSON lines.
 pub fn init() {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,tantivy=warn"));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,tantivy=warn,neo4rs=warn"));
     let json = std::env::var("IDGRAPH_LOG_FORMAT").is_ok_and(|v| v == "json");
     let builder = fmt()
         .with_env_filter(filter)

@@ -91,8 +91,8 @@ pub fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
     let generate_s = t.elapsed().as_secs_f64();
 
     let engine = if args.no_search {
-        let store = crate::store::rocks::RocksStore::open(&settings.storage.data_dir)?;
-        Engine::with_store(settings, Arc::new(store), None)?
+        let store = Engine::open_store(&settings)?;
+        Engine::with_store(settings, store, None)?
     } else {
         Engine::open(settings)?
     };

@@ -60,7 +60,7 @@ const CLASSES: [&str; 3] = ["exact_identifier", "name", "fuzzy_name"];
 fn query_text(class: usize, k: &SearchKeys, n: usize) -> String {
     match class {
         // Alternate a typed phone and an email in another case.
-        0 if n % 2 == 0 && k.phone.len() == 12 => {
+        0 if n.is_multiple_of(2) && k.phone.len() == 12 => {
             let p = &k.phone;
             format!("+1 ({}) {}-{}", &p[2..5], &p[5..8], &p[8..])
         }
@@ -170,7 +170,7 @@ pub fn run(mut settings: Settings, args: SearchBenchArgs) -> anyhow::Result<()> 
             while !stop.load(Ordering::Relaxed) {
                 ingest_people(&engine, &ids, next..next + per_tick)?;
                 // The first person of every 5th batch is a freshness probe.
-                if tick % 5 == 0 {
+                if tick.is_multiple_of(5) {
                     let _ = fresh_tx.send((search_person(&ids, next).1.email, Instant::now()));
                 }
                 next += per_tick;

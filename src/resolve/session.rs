@@ -33,6 +33,10 @@ pub struct Session<'s> {
     read_profiles: RefCell<HashMap<ProfileId, Option<ProfileState>>>,
     /// Edges read back from the store (so their reverse adjacency entry exists already).
     stored_edges: RefCell<HashSet<(IdentKey, IdentKey)>>,
+    /// Edges read ahead from the store (`prefetch`), absent ones as `None`.
+    read_edges: RefCell<HashMap<(IdentKey, IdentKey), Option<Edge>>>,
+    /// Events read ahead: which of them the store holds. Ids not in the map are unknown.
+    read_events: RefCell<HashMap<String, bool>>,
     pub now: i64,
 }
 
@@ -48,6 +52,8 @@ impl<'s> Session<'s> {
             read_nodes: RefCell::new(HashMap::default()),
             read_profiles: RefCell::new(HashMap::default()),
             stored_edges: RefCell::new(HashSet::default()),
+            read_edges: RefCell::new(HashMap::default()),
+            read_events: RefCell::new(HashMap::default()),
             now,
         })
     }
@@ -110,7 +116,11 @@ impl<'s> Session<'s> {
         match self.ch.edges.get(&pair) {
             Some(e) => Ok(e.clone()),
             None => {
-                let e = self.store.edge(&pair.0, &pair.1)?;
+                let read = self.read_edges.borrow().get(&pair).cloned();
+                let e = match read {
+                    Some(e) => e,
+                    None => self.store.edge(&pair.0, &pair.1)?,
+                };
                 if e.is_some() {
                     self.stored_edges.borrow_mut().insert(pair);
                 }
@@ -226,7 +236,82 @@ impl<'s> Session<'s> {
     // ---- events ----
 
     pub fn event_exists(&self, event_id: &str) -> Result<bool, StoreError> {
-        Ok(self.new_events.contains_key(event_id) || self.store.event(event_id)?.is_some())
+        if self.new_events.contains_key(event_id) {
+            return Ok(true);
+        }
+        if let Some(stored) = self.read_events.borrow().get(event_id) {
+            return Ok(*stored);
+        }
+        Ok(self.store.event(event_id)?.is_some())
+    }
+
+    /// Reads ahead, in a few store calls (one round trip each on a remote store), what
+    /// resolving a group of events will ask for: which events are stored already, the nodes
+    /// of their identifiers, the profiles those belong to, and the edges between the
+    /// identifiers of each event.
+    pub fn prefetch(
+        &self,
+        event_ids: &[String],
+        identifier_sets: &[Vec<IdentKey>],
+    ) -> Result<(), StoreError> {
+        let unknown: Vec<String> = {
+            let read = self.read_events.borrow();
+            event_ids
+                .iter()
+                .filter(|id| !self.new_events.contains_key(*id) && !read.contains_key(*id))
+                .cloned()
+                .collect()
+        };
+        if !unknown.is_empty() {
+            let stored = self.store.stored_events(&unknown)?;
+            let mut read = self.read_events.borrow_mut();
+            for id in unknown {
+                let present = stored.contains(&id);
+                read.insert(id, present);
+            }
+        }
+        let keys: Vec<IdentKey> = identifier_sets.iter().flatten().cloned().collect();
+        self.prefetch_nodes(&keys)?;
+        let profile_ids: Vec<ProfileId> = {
+            let read = self.read_nodes.borrow();
+            let profiles = self.read_profiles.borrow();
+            let mut seen = HashSet::default();
+            keys.iter()
+                .filter_map(|k| read.get(k).and_then(|n| n.as_ref()))
+                .map(|n| n.profile_id.clone())
+                .filter(|id| !profiles.contains_key(id) && !self.ch.profiles.contains_key(id))
+                .filter(|id| seen.insert(id.clone()))
+                .collect()
+        };
+        if !profile_ids.is_empty() {
+            let found = self.store.profiles(&profile_ids)?;
+            let mut profiles = self.read_profiles.borrow_mut();
+            for (id, p) in profile_ids.into_iter().zip(found) {
+                profiles.insert(id, p);
+            }
+        }
+        let pairs: Vec<(IdentKey, IdentKey)> = {
+            let read = self.read_edges.borrow();
+            let mut seen = HashSet::default();
+            identifier_sets
+                .iter()
+                .flat_map(|set| {
+                    set.iter()
+                        .enumerate()
+                        .flat_map(move |(i, a)| set[i + 1..].iter().map(move |b| edge_pair(a, b)))
+                })
+                .filter(|p| !self.ch.edges.contains_key(p) && !read.contains_key(p))
+                .filter(|p| seen.insert(p.clone()))
+                .collect()
+        };
+        if !pairs.is_empty() {
+            let found = self.store.edges(&pairs)?;
+            let mut read = self.read_edges.borrow_mut();
+            for (pair, e) in pairs.into_iter().zip(found) {
+                read.insert(pair, e);
+            }
+        }
+        Ok(())
     }
 
     pub fn event(&self, event_id: &str) -> Result<Option<StoredEvent>, StoreError> {

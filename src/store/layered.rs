@@ -76,6 +76,54 @@ impl GraphStore for Layered {
             .collect()
     }
 
+    fn edges(&self, pairs: &[(IdentKey, IdentKey)]) -> Result<Vec<Option<Edge>>, StoreError> {
+        let missing: Vec<(IdentKey, IdentKey)> = pairs
+            .iter()
+            .map(|(a, b)| edge_pair(a, b))
+            .filter(|p| !self.pending.edges.contains_key(p))
+            .collect();
+        let mut base = self.base.edges(&missing)?.into_iter();
+        Ok(pairs
+            .iter()
+            .map(|(a, b)| match self.pending.edges.get(&edge_pair(a, b)) {
+                Some(e) => e.clone(),
+                None => base.next().flatten(),
+            })
+            .collect())
+    }
+
+    fn profiles(&self, ids: &[ProfileId]) -> Result<Vec<Option<ProfileState>>, StoreError> {
+        let missing: Vec<ProfileId> = ids
+            .iter()
+            .filter(|id| !self.pending.profiles.contains_key(*id))
+            .cloned()
+            .collect();
+        let mut base = self.base.profiles(&missing)?.into_iter();
+        Ok(ids
+            .iter()
+            .map(|id| match self.pending.profiles.get(id) {
+                Some(p) => p.clone(),
+                None => base.next().flatten(),
+            })
+            .collect())
+    }
+
+    fn stored_events(&self, event_ids: &[String]) -> Result<HashSet<String>, StoreError> {
+        let missing: Vec<String> = event_ids
+            .iter()
+            .filter(|id| !self.events.contains_key(*id))
+            .cloned()
+            .collect();
+        let mut out = self.base.stored_events(&missing)?;
+        out.extend(
+            event_ids
+                .iter()
+                .filter(|id| self.events.contains_key(*id))
+                .cloned(),
+        );
+        Ok(out)
+    }
+
     fn profile_of(&self, key: &IdentKey) -> Result<Option<ProfileId>, StoreError> {
         match self.pending.nodes.get(key) {
             Some(n) => Ok(n.as_ref().map(|n| n.profile_id.clone())),

@@ -101,6 +101,24 @@ pub trait GraphStore: Send + Sync + 'static {
     fn nodes(&self, keys: &[IdentKey]) -> Result<Vec<Option<Node>>, StoreError> {
         keys.iter().map(|k| self.node(k)).collect()
     }
+    /// The edges of many identifier pairs, in the order of `pairs`.
+    fn edges(&self, pairs: &[(IdentKey, IdentKey)]) -> Result<Vec<Option<Edge>>, StoreError> {
+        pairs.iter().map(|(a, b)| self.edge(a, b)).collect()
+    }
+    /// The states of many profiles, in the order of `ids`.
+    fn profiles(&self, ids: &[ProfileId]) -> Result<Vec<Option<ProfileState>>, StoreError> {
+        ids.iter().map(|id| self.profile(id)).collect()
+    }
+    /// Which of `event_ids` are stored (duplicate detection for a whole group at once).
+    fn stored_events(&self, event_ids: &[String]) -> Result<HashSet<String>, StoreError> {
+        let mut out = HashSet::default();
+        for id in event_ids {
+            if self.event(id)?.is_some() {
+                out.insert(id.clone());
+            }
+        }
+        Ok(out)
+    }
     /// The profile holding `key`, for lookups (stores with a profile cache answer from it).
     fn profile_of(&self, key: &IdentKey) -> Result<Option<ProfileId>, StoreError> {
         Ok(self.node(key)?.map(|n| n.profile_id))

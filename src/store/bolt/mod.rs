@@ -84,6 +84,8 @@ pub struct BoltStore {
 struct Statement {
     name: &'static str,
     query: Query,
+    /// Rows sent (for the trace log).
+    rows: usize,
     expect: Option<usize>,
 }
 
@@ -94,7 +96,7 @@ fn redact(message: &str) -> String {
     for c in message.chars() {
         match quote {
             Some(q) if c == q => {
-                out.push_str("…");
+                out.push('…');
                 out.push(c);
                 quote = None;
             }
@@ -127,6 +129,10 @@ fn classify(what: &str, e: neo4rs::Error) -> StoreError {
             failure.code(),
             redact(failure.message())
         )),
+        // neo4rs 0.8 reports a failed COMMIT (e.g. a transient conflict) this way.
+        E::UnexpectedMessage(ref m) if m.contains("TransientError") => StoreError::Unavailable(
+            format!("{what}: the graph database asks to retry ({})", redact(m)),
+        ),
         E::AuthenticationError(_) => StoreError::Unavailable(format!(
             "{what}: the graph database refused the credentials (graph.bolt.user/password)"
         )),
@@ -146,7 +152,15 @@ async fn fetch(graph: Graph, what: &'static str, q: Query) -> Result<Vec<Row>, S
 async fn transact(graph: Graph, statements: Vec<Statement>) -> Result<(), StoreError> {
     let mut txn = graph.start_txn().await.map_err(|e| classify("begin", e))?;
     for st in statements {
+        let (name, rows) = (st.name, st.rows);
+        let started = std::time::Instant::now();
         let result = run_statement(&mut txn, st).await;
+        tracing::trace!(
+            statement = name,
+            rows,
+            us = started.elapsed().as_micros() as u64,
+            "graph statement"
+        );
         if let Err(e) = result {
             // A failed rollback leaves the server to abort the transaction when the
             // connection is reset; the write is not acknowledged either way.
@@ -465,6 +479,7 @@ impl BoltStore {
                 out.push(Statement {
                     name,
                     query: query(text).param(param, chunk.to_vec()),
+                    rows: chunk.len(),
                     expect: expect.then_some(chunk.len()),
                 });
             }
@@ -638,6 +653,7 @@ impl BoltStore {
                     .param("event_seq", rows::int(c.event_seq))
                     .param("commit_seq", rows::int(c.commit_seq))
                     .param("history_seq", rows::int(c.history_seq)),
+                rows: 1,
                 expect: None,
             });
         }
@@ -684,7 +700,53 @@ impl GraphStore for BoltStore {
                 found.insert(n.key(), n);
             }
         }
-        Ok(keys.iter().map(|k| found.remove(k)).collect())
+        Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
+    }
+
+    fn edges(&self, pairs: &[(IdentKey, IdentKey)]) -> Result<Vec<Option<Edge>>, StoreError> {
+        let mut found: HashMap<(IdentKey, IdentKey), Edge> = HashMap::default();
+        let canonical: Vec<(IdentKey, IdentKey)> =
+            pairs.iter().map(|(a, b)| edge_pair(a, b)).collect();
+        for chunk in canonical.chunks(WRITE_CHUNK) {
+            let rows_in: Vec<BoltType> = chunk.iter().map(|(a, b)| rows::pair_row(a, b)).collect();
+            for r in self.rows(
+                "get_links",
+                query(queries::GET_LINKS).param("rows", rows_in),
+            )? {
+                let key: String = column("link", &r, "key")?;
+                let e = row::<LinkRow>("link", &r)?.into_edge(&key)?;
+                found.insert((e.a.clone(), e.b.clone()), e);
+            }
+        }
+        Ok(canonical.iter().map(|p| found.get(p).cloned()).collect())
+    }
+
+    fn profiles(&self, ids: &[ProfileId]) -> Result<Vec<Option<ProfileState>>, StoreError> {
+        let mut found: HashMap<ProfileId, ProfileState> = HashMap::default();
+        for chunk in ids.chunks(WRITE_CHUNK) {
+            let q = query(queries::GET_PROFILES).param("ids", chunk.to_vec());
+            for r in self.rows("get_profiles", q)? {
+                let id: String = column("profile", &r, "id")?;
+                if let Some(text) = column::<Option<String>>("profile", &r, "state")? {
+                    found.insert(id, rows::decode_json("profile", &text)?);
+                }
+            }
+        }
+        Ok(ids.iter().map(|id| found.get(id).cloned()).collect())
+    }
+
+    fn stored_events(
+        &self,
+        event_ids: &[String],
+    ) -> Result<rustc_hash::FxHashSet<String>, StoreError> {
+        let mut out = rustc_hash::FxHashSet::default();
+        for chunk in event_ids.chunks(WRITE_CHUNK) {
+            let q = query(queries::STORED_EVENTS).param("ids", chunk.to_vec());
+            for r in self.rows("stored_events", q)? {
+                out.insert(column("event", &r, "id")?);
+            }
+        }
+        Ok(out)
     }
 
     fn profile_of(&self, key: &IdentKey) -> Result<Option<ProfileId>, StoreError> {
