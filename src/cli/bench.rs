@@ -168,9 +168,15 @@ pub fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
     let engine = Arc::new(engine);
     let keys = Arc::new(keys);
     // In process, by normalized key: what a service holding canonical ids pays.
-    let (found_by_key, by_key_s) = run_lookups(&engine, &keys, args.lookups, args.threads, true)?;
+    let (found_by_key, by_key_s) =
+        run_lookups(&engine, &keys, args.lookups, args.threads, Lookup::Key)?;
     // By the raw value, normalized like the HTTP API does (phones parsed again).
-    let (found, lookup_s) = run_lookups(&engine, &keys, args.lookups, args.threads, false)?;
+    let (found, lookup_s) =
+        run_lookups(&engine, &keys, args.lookups, args.threads, Lookup::Value)?;
+    // Point reads of identifier nodes from the graph store (a round trip each on Bolt).
+    let node_reads = (args.lookups / 20).max(1);
+    let (nodes_found, nodes_s) =
+        run_lookups(&engine, &keys, node_reads, args.threads, Lookup::GraphNode)?;
     let rss_after = rss_bytes();
     // Steady state on disk: memtables flushed, overwritten versions compacted away.
     engine.store().compact()?;
@@ -197,6 +203,9 @@ pub fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
         "lookups_by_key_found": found_by_key,
         "lookups_by_key_per_s": args.lookups as f64 / by_key_s,
         "lookups_per_s": args.lookups as f64 / lookup_s,
+        "graph_node_reads": node_reads,
+        "graph_node_reads_found": nodes_found,
+        "graph_node_reads_per_s": node_reads as f64 / nodes_s,
         "disk_bytes": disk,
         "disk_bytes_per_profile": disk as f64 / profiles as f64,
         "rss_bytes": rss_after,
@@ -229,6 +238,11 @@ pub fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
             args.threads
         );
         println!(
+            "  graph node reads:{:>12.0} /s on {} threads ({nodes_found} of {node_reads} found)",
+            node_reads as f64 / nodes_s,
+            args.threads
+        );
+        println!(
             "  disk:            {:>12.0} bytes/profile ({} bytes)",
             disk as f64 / profiles as f64,
             disk
@@ -243,12 +257,23 @@ pub fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
 }
 
 /// Runs `n` lookups over `threads` threads; returns (found, seconds).
+/// What a lookup reads.
+#[derive(Clone, Copy)]
+enum Lookup {
+    /// The golden profile by normalized key (profile cache on the Bolt store).
+    Key,
+    /// The golden profile by raw value, normalized like the API.
+    Value,
+    /// The identifier's node from the graph store itself (the resolver's reads).
+    GraphNode,
+}
+
 fn run_lookups(
     engine: &Arc<Engine>,
     keys: &Arc<Vec<(String, String, String)>>,
     n: usize,
     threads: usize,
-    by_key: bool,
+    mode: Lookup,
 ) -> anyhow::Result<(usize, f64)> {
     let next = Arc::new(AtomicUsize::new(0));
     let t = Instant::now();
@@ -263,12 +288,11 @@ fn run_lookups(
                     return Ok(found);
                 }
                 let (kind, value, key) = &keys[i % keys.len()];
-                let bytes = if by_key {
-                    engine.lookup_key_bytes(key)?
-                } else {
-                    engine.lookup_bytes(kind, value)?
+                found += match mode {
+                    Lookup::Key => usize::from(!engine.lookup_key_bytes(key)?.is_empty()),
+                    Lookup::Value => usize::from(!engine.lookup_bytes(kind, value)?.is_empty()),
+                    Lookup::GraphNode => usize::from(engine.store().node(key)?.is_some()),
                 };
-                found += usize::from(!bytes.is_empty());
             }
         }));
     }
