@@ -171,8 +171,7 @@ pub fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
     let (found_by_key, by_key_s) =
         run_lookups(&engine, &keys, args.lookups, args.threads, Lookup::Key)?;
     // By the raw value, normalized like the HTTP API does (phones parsed again).
-    let (found, lookup_s) =
-        run_lookups(&engine, &keys, args.lookups, args.threads, Lookup::Value)?;
+    let (found, lookup_s) = run_lookups(&engine, &keys, args.lookups, args.threads, Lookup::Value)?;
     // Point reads of identifier nodes from the graph store (a round trip each on Bolt).
     let node_reads = (args.lookups / 20).max(1);
     let (nodes_found, nodes_s) =

@@ -61,6 +61,10 @@ impl GraphStore for Layered {
         }
     }
 
+    fn prefers_batched_reads(&self) -> bool {
+        self.base.prefers_batched_reads()
+    }
+
     fn nodes(&self, keys: &[IdentKey]) -> Result<Vec<Option<Node>>, StoreError> {
         let missing: Vec<IdentKey> = keys
             .iter()

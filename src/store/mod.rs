@@ -96,6 +96,12 @@ impl Changes {
 /// uncommitted writes on top (see `resolve::session`).
 pub trait GraphStore: Send + Sync + 'static {
     fn node(&self, key: &IdentKey) -> Result<Option<Node>, StoreError>;
+    /// Whether reading ahead in batches pays off (a remote store: one round trip per call).
+    /// Local stores answer point reads cheaply and skip the read-ahead, which reads a
+    /// superset of what resolution needs.
+    fn prefers_batched_reads(&self) -> bool {
+        false
+    }
     /// The nodes of many identifiers, in the order of `keys` (remote stores answer in one
     /// round trip).
     fn nodes(&self, keys: &[IdentKey]) -> Result<Vec<Option<Node>>, StoreError> {

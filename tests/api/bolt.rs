@@ -11,7 +11,9 @@ use idgraph::engine::Engine;
 
 use crate::arcadedb;
 use crate::conformance::bolt_settings;
-use crate::helpers::{idgraph_command, ServeProcess};
+use crate::helpers::{
+    get_json as get, http_client as client, idgraph_command, post_json as post, ServeProcess,
+};
 
 fn ingest(engine: &Engine, events: &[Value]) {
     let normalized = events
@@ -68,14 +70,6 @@ fn profile_cache_is_rebuilt_when_behind_the_graph() {
     assert_eq!(a.profile(&first).unwrap()["event_count"], json!(2));
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .expect("http client")
-}
-
 fn bolt_env(server: &arcadedb::Arcade, database: &str) -> Vec<(String, String)> {
     [
         ("IDGRAPH_GRAPH__STORE", "bolt"),
@@ -89,18 +83,6 @@ fn bolt_env(server: &arcadedb::Arcade, database: &str) -> Vec<(String, String)> 
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect()
-}
-
-async fn post(client: &reqwest::Client, url: &str, body: &Value) -> (u16, Value) {
-    let resp = client.post(url).json(body).send().await.expect("POST");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
-async fn get(client: &reqwest::Client, url: &str) -> (u16, Value) {
-    let resp = client.get(url).send().await.expect("GET");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
 }
 
 /// The real binary configured for Bolt, over HTTP, against its own ArcadeDB server:

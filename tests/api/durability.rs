@@ -10,38 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::helpers::ServeProcess as Server;
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("http client")
-}
-
-async fn post_json(client: &reqwest::Client, url: &str, body: &Value) -> (u16, Value) {
-    let resp = client
-        .post(url)
-        .json(body)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
-    let status = resp.status().as_u16();
-    let body = resp.json::<Value>().await.unwrap_or(Value::Null);
-    (status, body)
-}
-
-async fn get_json(client: &reqwest::Client, url: &str) -> (u16, Value) {
-    let resp = client
-        .get(url)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    let status = resp.status().as_u16();
-    let body = resp.json::<Value>().await.unwrap_or(Value::Null);
-    (status, body)
-}
+use crate::helpers::{get_json, http_client as client, post_json, ServeProcess as Server};
 
 async fn lookup(
     client: &reqwest::Client,

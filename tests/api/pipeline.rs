@@ -6,11 +6,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use idgraph::config::Settings;
-use idgraph::engine::Engine;
 use idgraph::resolve::EventOutcome;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
+
+use crate::conformance::{Backend, Instance};
 
 fn find(parent: &mut [usize], x: usize) -> usize {
     let mut r = x;
@@ -23,15 +24,25 @@ fn find(parent: &mut [usize], x: usize) -> usize {
 
 #[test]
 fn concurrent_clients_end_with_the_union_find_grouping() {
+    concurrent_clients(Backend::Embedded);
+}
+
+/// The same on the Bolt store (ArcadeDB), where the resolver also reads ahead in batches
+/// through the pipelined view.
+#[test]
+fn concurrent_clients_end_with_the_union_find_grouping_on_bolt() {
+    concurrent_clients(Backend::Bolt);
+}
+
+fn concurrent_clients(backend: Backend) {
     const UNIVERSE: usize = 600;
     const EVENTS: usize = 2400;
-    let dir = tempfile::tempdir().unwrap();
-    let mut settings = Settings::default();
-    settings.storage.data_dir = dir.path().to_owned();
-    for limit in settings.rules.limits.values_mut() {
-        *limit = 10_000;
-    }
-    let engine = Arc::new(Engine::open(settings).unwrap());
+    let instance = Instance::with(backend, |settings: &mut Settings| {
+        for limit in settings.rules.limits.values_mut() {
+            *limit = 10_000;
+        }
+    });
+    let engine = Arc::new(instance.open());
 
     // Events of 2 or 3 cookies drawn mostly from a neighbourhood, so components grow and
     // merge across events handled by different clients.

@@ -693,6 +693,10 @@ impl GraphStore for BoltStore {
         Ok(Some(row::<IdentifierRow>("identifier", &r)?.into_node()))
     }
 
+    fn prefers_batched_reads(&self) -> bool {
+        true
+    }
+
     fn nodes(&self, keys: &[IdentKey]) -> Result<Vec<Option<Node>>, StoreError> {
         let mut found: HashMap<IdentKey, Node> = HashMap::default();
         for chunk in keys.chunks(WRITE_CHUNK) {
