@@ -891,6 +891,11 @@ impl GraphStore for BoltStore {
         self.graph_goldens_after(after.map(String::as_str).unwrap_or(""), limit)
     }
 
+    /// Compacts the profile cache (the graph database manages its own storage).
+    fn compact(&self) -> Result<(), StoreError> {
+        self.cache()?.compact()
+    }
+
     fn apply(&self, changes: &Changes) -> Result<(), StoreError> {
         if changes.is_empty() {
             return Ok(());
