@@ -89,23 +89,28 @@ struct Statement {
     expect: Option<usize>,
 }
 
-/// Removes quoted text from a server message: it may quote the values it was given.
+/// Removes quoted and bracketed text from a server message: servers quote the values they
+/// were given (`'bob@example.com'`, ArcadeDB's `Duplicated key [email:bob@example.com]`),
+/// and idgraph logs no personal data. An unclosed quote hides the rest of the message.
 fn redact(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
-    let mut quote: Option<char> = None;
+    let mut close: Option<char> = None;
     for c in message.chars() {
-        match quote {
-            Some(q) if c == q => {
+        match close {
+            Some(end) if c == end => {
                 out.push('…');
                 out.push(c);
-                quote = None;
+                close = None;
             }
             Some(_) => {}
             None => {
                 out.push(c);
-                if c == '\'' || c == '"' || c == '`' {
-                    quote = Some(c);
-                }
+                close = match c {
+                    '\'' | '"' | '`' => Some(c),
+                    '[' => Some(']'),
+                    '{' => Some('}'),
+                    _ => None,
+                };
             }
         }
     }
@@ -669,6 +674,27 @@ impl BoltStore {
             counters: changes.counters,
             ..Changes::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn server_messages_lose_every_quoted_or_bracketed_value() {
+        let message = "Duplicated key [email:bob@example.com] found on index 'Identifier[key]' \
+                       for {key: \"+14155550100\"} near `x`";
+        let clean = redact(message);
+        for secret in ["bob@example.com", "+14155550100", "Identifier[key]"] {
+            assert!(!clean.contains(secret), "{clean}");
+        }
+        assert!(
+            clean.starts_with("Duplicated key […] found on index '…'"),
+            "{clean}"
+        );
+        assert_eq!(redact("no value here"), "no value here");
+        assert_eq!(redact("unclosed 'bob@example.com"), "unclosed '");
     }
 }
 
