@@ -677,27 +677,6 @@ impl BoltStore {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn server_messages_lose_every_quoted_or_bracketed_value() {
-        let message = "Duplicated key [email:bob@example.com] found on index 'Identifier[key]' \
-                       for {key: \"+14155550100\"} near `x`";
-        let clean = redact(message);
-        for secret in ["bob@example.com", "+14155550100", "Identifier[key]"] {
-            assert!(!clean.contains(secret), "{clean}");
-        }
-        assert!(
-            clean.starts_with("Duplicated key […] found on index '…'"),
-            "{clean}"
-        );
-        assert_eq!(redact("no value here"), "no value here");
-        assert_eq!(redact("unclosed 'bob@example.com"), "unclosed '");
-    }
-}
-
 impl Drop for BoltStore {
     fn drop(&mut self) {
         // Never blocks, so the store may be dropped anywhere, even inside async code.
@@ -940,5 +919,26 @@ impl GraphStore for BoltStore {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn server_messages_lose_every_quoted_or_bracketed_value() {
+        let message = "Duplicated key [email:bob@example.com] found on index 'Identifier[key]' \
+                       for {key: \"+14155550100\"} near `x`";
+        let clean = redact(message);
+        for secret in ["bob@example.com", "+14155550100", "Identifier[key]"] {
+            assert!(!clean.contains(secret), "{clean}");
+        }
+        assert!(
+            clean.starts_with("Duplicated key […] found on index '…'"),
+            "{clean}"
+        );
+        assert_eq!(redact("no value here"), "no value here");
+        assert_eq!(redact("unclosed 'bob@example.com"), "unclosed '");
     }
 }
