@@ -25,6 +25,8 @@ if needs_npm_ci && ! command -v npm >/dev/null 2>&1; then need+=(npm); fi
 # scripts/arcadedb.sh (the graph-database test server) waits on it with curl and python3.
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+# The Bolt-over-TLS test makes a throwaway CA and server certificate with openssl.
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""

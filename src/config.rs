@@ -118,6 +118,10 @@ pub struct BoltSettings {
     pub flavour: GraphFlavour,
     /// A graph call without an answer within this time fails with 503.
     pub timeout_ms: u64,
+    /// PEM file of extra CA certificates to trust for `+s`/`+ssc` URIs (a private CA, or a
+    /// server's self-signed certificate); the system's roots are always trusted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl Default for BoltSettings {
@@ -130,6 +134,7 @@ impl Default for BoltSettings {
             pool_size: 8,
             flavour: GraphFlavour::Neo4j,
             timeout_ms: 10_000,
+            ca_cert: None,
         }
     }
 }

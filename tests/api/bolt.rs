@@ -223,3 +223,160 @@ fn an_unreachable_graph_database_fails_fast_and_clearly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("graph"), "{err}");
 }
+
+/// A TLS proxy (Python's `ssl`, `tests/support/tls_proxy.py`) in front of a Bolt port, with
+/// a certificate for 127.0.0.1 signed by a throwaway CA made with `openssl`.
+struct TlsProxy {
+    child: std::process::Child,
+    port: u16,
+    ca: std::path::PathBuf,
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl must be installed (scripts/install-deps.sh)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn tls_proxy(dir: &std::path::Path, bolt_uri: &str) -> TlsProxy {
+    use std::io::BufRead;
+    let days = ["-days", "2"];
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-subj",
+            "/CN=idgraph test CA",
+            days[0],
+            days[1],
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-extfile",
+            "server.ext",
+            days[0],
+            days[1],
+        ],
+    );
+    let target = bolt_uri.rsplit(':').next().unwrap();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/tls_proxy.py");
+    let mut child = std::process::Command::new("python3")
+        .arg(script)
+        .args([target, "server.pem", "server.key"])
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the TLS proxy");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line.trim().parse().expect("the proxy prints its port");
+    TlsProxy {
+        child,
+        port,
+        ca: dir.join("ca.pem"),
+    }
+}
+
+/// `bolt+s://` works: through a TLS endpoint whose certificate is signed by a CA idgraph is
+/// told to trust (`graph.bolt.ca_cert`), everything works; without it, the certificate is
+/// refused and the error says the graph database is unreachable rather than connecting in
+/// clear.
+#[test]
+fn bolt_over_tls_verifies_the_server_certificate() {
+    let server = arcadedb::shared();
+    let database = server.create_database();
+    let certs = tempfile::tempdir().unwrap();
+    let proxy = tls_proxy(certs.path(), &server.bolt_uri);
+    let data = tempfile::tempdir().unwrap();
+    let mut settings = Settings::default();
+    settings.storage.data_dir = data.path().to_owned();
+    bolt_settings(&mut settings, server, &database);
+    settings.graph.bolt.uri = format!("bolt+s://127.0.0.1:{}", proxy.port);
+    settings.graph.bolt.timeout_ms = 5_000;
+
+    let untrusted = Engine::open(settings.clone());
+    let err = untrusted
+        .err()
+        .expect("an unknown CA must be refused")
+        .to_string();
+    assert!(
+        err.contains("certificate"),
+        "the error names the cause: {err}"
+    );
+
+    settings.graph.bolt.ca_cert = Some(proxy.ca.clone());
+    let engine = Engine::open(settings).expect("open over TLS with the CA trusted");
+    ingest(
+        &engine,
+        &[
+            json!({"event_id": "tls1", "source": "web", "identifiers": {"email": "tls@example.com", "cookie_id": "ck-tls"}}),
+        ],
+    );
+    assert_eq!(
+        pid(&engine, "cookie_id", "ck-tls"),
+        pid(&engine, "email", "tls@example.com")
+    );
+    assert!(engine
+        .store()
+        .node(&Engine::key("email", "tls@example.com"))
+        .unwrap()
+        .is_some());
+}

@@ -218,7 +218,17 @@ fn client(settings: &BoltSettings) -> Result<(tokio::runtime::Runtime, Graph), S
             "graph.bolt.pool_size must be at least 1".into(),
         ));
     }
-    let config = ConfigBuilder::default()
+    let mut builder = ConfigBuilder::default();
+    if let Some(ca) = &settings.ca_cert {
+        if !ca.is_file() {
+            return Err(StoreError::Engine(format!(
+                "graph.bolt.ca_cert: {} is not a readable file",
+                ca.display()
+            )));
+        }
+        builder = builder.with_client_certificate(ca);
+    }
+    let config = builder
         .uri(settings.uri.as_str())
         .user(settings.user.as_str())
         .password(settings.password.expose())
@@ -306,15 +316,27 @@ impl BoltStore {
     }
 
     /// The graph's instance id, created on first use.
+    ///
+    /// This is the first call at start-up. It runs in an explicit transaction, which the
+    /// driver does not retry, so a refused certificate or password is reported as such at
+    /// once instead of being retried until the deadline.
     fn instance(&self) -> Result<String, StoreError> {
         let fresh = format!("g_{:016x}", rand::random::<u64>());
-        let r = self
-            .first(
-                "instance",
-                query(queries::CREATE_INSTANCE).param("id", fresh),
-            )?
-            .ok_or_else(|| StoreError::Engine("the graph did not return its instance id".into()))?;
-        column("instance", &r, "id")
+        let graph = self.graph.clone();
+        self.call("connect", async move {
+            let fail = |e| classify("connect", e);
+            let mut txn = graph.start_txn().await.map_err(fail)?;
+            let mut stream = txn
+                .execute(query(queries::CREATE_INSTANCE).param("id", fresh))
+                .await
+                .map_err(fail)?;
+            let mut id = None;
+            while let Some(r) = stream.next(txn.handle()).await.map_err(fail)? {
+                id = Some(column::<String>("instance", &r, "id")?);
+            }
+            txn.commit().await.map_err(fail)?;
+            id.ok_or_else(|| StoreError::Engine("the graph did not return its instance id".into()))
+        })
     }
 
     /// Checks the cache mirrors this graph at its current commit, rebuilds it otherwise.
