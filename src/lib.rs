@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod engine;
+pub mod eval;
 pub mod ingest;
 pub mod profile;
 pub mod resolve;

@@ -93,6 +93,9 @@ pub enum Command {
         #[command(subcommand)]
         action: SchemaAction,
     },
+    /// Resolution quality on a labelled CSV: ingest it into a fresh store and score the
+    /// clusters against the truth (pairwise and B-cubed precision/recall/F1).
+    Eval(crate::eval::EvalArgs),
     /// Measure resolved ingest, lookups and storage footprint on generated data.
     Bench(bench::BenchArgs),
     /// Measure the search index at scale: build time, size, queries/s and latency while
@@ -281,6 +284,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         println!("{flavour:?}: applied {n} schema statements");
                     }
                 }
+            }
+            Ok(())
+        }
+        Command::Eval(args) => {
+            let s = settings(config, None, None)?;
+            let report = crate::eval::run(s, &args)?;
+            if args.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", report.human(&args.file));
             }
             Ok(())
         }

@@ -256,6 +256,17 @@ impl Mapping {
         self.truth.as_deref()
     }
 
+    /// The same mapping with `column` as its ground-truth column.
+    pub fn with_truth(mut self, column: &str) -> Mapping {
+        self.truth = Some(column.to_owned());
+        self
+    }
+
+    /// The identifier kinds the mapping feeds.
+    pub fn identifier_kinds(&self) -> impl Iterator<Item = &str> {
+        self.identifiers.iter().map(|(kind, _)| kind.as_str())
+    }
+
     /// The cell's value, or `None` when it is missing (absent, empty or a null value).
     fn cell<'a>(&self, rec: &'a csv::StringRecord, idx: usize) -> Option<&'a str> {
         let raw = rec.get(idx)?;

@@ -11,6 +11,7 @@ mod console;
 mod demo_quality;
 mod durability;
 mod errors;
+mod eval;
 mod helpers;
 mod ingest;
 mod pipeline;

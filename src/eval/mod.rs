@@ -1,0 +1,275 @@
+//! `idgraph eval`: resolution quality on labelled data. Ingests a CSV (with the column
+//! mapping of `idgraph import`) as events into a fresh store, reads back which profile each
+//! record ended in, and scores that clustering against the ground truth (pairwise and
+//! B-cubed precision/recall/F1), with wall time and peak memory.
+//!
+//! The truth is a column (`--truth cluster`), or a column and a regular expression whose
+//! first capture group is the entity (`--truth 'rec_id~^rec-(\d+)'` for FEBRL). A record
+//! with an empty truth cell is its own entity. A record idgraph rejects (e.g. no usable
+//! identifier) is its own predicted cluster.
+
+pub mod metrics;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::config::Settings;
+use crate::engine::Engine;
+use crate::ingest::identifier::BUILTIN_KINDS;
+use crate::ingest::mapping::{CsvEvents, Mapping};
+use crate::store::rocks::RocksStore;
+use crate::store::GraphStore;
+use metrics::Scores;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct EvalArgs {
+    /// The labelled CSV file.
+    pub file: PathBuf,
+    /// Column mapping (the TOML format of `idgraph import`).
+    #[arg(long)]
+    pub mapping: PathBuf,
+    /// Ground truth: a column, or `column~regex` (the first capture group is the entity).
+    /// Default: the mapping's `truth` column.
+    #[arg(long)]
+    pub truth: Option<String>,
+    /// Source of the events.
+    #[arg(long, default_value = "third_party")]
+    pub source: String,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub pairwise: Scores,
+    pub bcubed: Scores,
+    pub clusters: usize,
+    pub records: usize,
+    pub rejected: usize,
+    /// Why records were rejected (`field: reason` -> count); never values.
+    pub rejections: std::collections::BTreeMap<String, usize>,
+    pub wall_seconds: f64,
+    pub peak_rss_bytes: u64,
+}
+
+/// How to read the entity of a record from its truth cell.
+struct Truth {
+    column: String,
+    pattern: Option<regex::Regex>,
+}
+
+impl Truth {
+    fn parse(spec: &str) -> anyhow::Result<Truth> {
+        let (column, pattern) = match spec.split_once('~') {
+            Some((c, p)) => {
+                let re = regex::Regex::new(p).with_context(|| format!("--truth pattern {p:?}"))?;
+                if re.captures_len() < 2 {
+                    bail!("--truth pattern {p:?} needs a capture group for the entity");
+                }
+                (c, Some(re))
+            }
+            None => (spec, None),
+        };
+        if column.trim().is_empty() {
+            bail!("--truth needs a column name");
+        }
+        Ok(Truth {
+            column: column.trim().to_owned(),
+            pattern,
+        })
+    }
+
+    /// The entity named by a truth cell, `None` when the cell is empty or does not match.
+    fn entity(&self, cell: Option<&str>) -> Option<String> {
+        let cell = cell?.trim();
+        if cell.is_empty() {
+            return None;
+        }
+        match &self.pattern {
+            None => Some(cell.to_owned()),
+            Some(re) => re
+                .captures(cell)
+                .and_then(|c| c.get(1))
+                .map(|m| m.as_str().to_owned()),
+        }
+    }
+}
+
+/// Peak resident set size of this process (Linux `VmHWM`), 0 elsewhere.
+fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+/// A scratch data directory, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> anyhow::Result<Scratch> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let path =
+            std::env::temp_dir().join(format!("idgraph-eval-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        Ok(Scratch(path))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Interns labels as small integers.
+#[derive(Default)]
+struct Labels(HashMap<String, usize>);
+
+impl Labels {
+    fn id(&mut self, label: String) -> usize {
+        let next = self.0.len();
+        *self.0.entry(label).or_insert(next)
+    }
+}
+
+/// Runs the evaluation in a fresh temporary store.
+pub fn run(mut settings: Settings, args: &EvalArgs) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    let text = std::fs::read_to_string(&args.mapping)
+        .with_context(|| format!("cannot read mapping {}", args.mapping.display()))?;
+    let mut mapping = Mapping::from_toml_str(&text)
+        .with_context(|| format!("mapping {}", args.mapping.display()))?;
+    let truth = match (&args.truth, mapping.truth()) {
+        (Some(spec), _) => Truth::parse(spec)?,
+        (None, Some(column)) => Truth::parse(column)?,
+        (None, None) => {
+            bail!("no ground truth: pass --truth <column> or set `truth` in the mapping")
+        }
+    };
+    mapping = mapping.with_truth(&truth.column);
+    // Identifier kinds the mapping uses (e.g. FEBRL's national_id) are declared for the run.
+    for kind in mapping.identifier_kinds() {
+        if !BUILTIN_KINDS.contains(&kind)
+            && !settings.identifiers.custom_kinds.iter().any(|k| k == kind)
+        {
+            settings.identifiers.custom_kinds.push(kind.to_owned());
+        }
+    }
+    let dir = Scratch::new()?;
+    settings.storage.data_dir = dir.0.clone();
+    let store: Arc<dyn GraphStore> = Arc::new(RocksStore::open(&dir.0)?);
+    let engine = Engine::with_store(settings, store, None)?;
+
+    let file = std::fs::File::open(&args.file)
+        .with_context(|| format!("cannot open {}", args.file.display()))?;
+    let mut record_ids = Vec::new();
+    let mut truths = Vec::new();
+    let mut pending = Vec::new();
+    let mut rejected = 0usize;
+    let mut rejections = std::collections::BTreeMap::new();
+    for row in CsvEvents::new(std::io::BufReader::new(file), &mapping, &args.source)? {
+        let (event, cell) = match row {
+            Ok(r) => r,
+            Err(e) => bail!("{}: row {}: {}", args.file.display(), e.row, e.message),
+        };
+        let record = event_id(&event);
+        truths.push(truth.entity(cell.as_deref()));
+        record_ids.push(record);
+        match engine.validate(&event) {
+            Ok(normalized) => pending.push(normalized),
+            Err(e) => {
+                rejected += 1;
+                *rejections
+                    .entry(format!("{}: {}", e.field, e.message))
+                    .or_insert(0) += 1;
+            }
+        }
+        if pending.len() >= 1000 {
+            engine.ingest(std::mem::take(&mut pending))?;
+        }
+    }
+    if !pending.is_empty() {
+        engine.ingest(pending)?;
+    }
+
+    // Which profile each record ended in (the profile of its event's identifiers now).
+    let mut predicted_labels = Labels::default();
+    let mut truth_labels = Labels::default();
+    let mut predicted = Vec::with_capacity(record_ids.len());
+    let mut actual = Vec::with_capacity(record_ids.len());
+    for (i, (record, entity)) in record_ids.iter().zip(truths).enumerate() {
+        let profile = profile_of_record(&engine, record)?;
+        predicted.push(predicted_labels.id(profile.unwrap_or_else(|| format!("\0record {i}"))));
+        actual.push(truth_labels.id(entity.unwrap_or_else(|| format!("\0record {i}"))));
+    }
+    let clusters = predicted_labels.0.len();
+    drop(engine);
+    Ok(Report {
+        pairwise: metrics::pairwise(&predicted, &actual),
+        bcubed: metrics::bcubed(&predicted, &actual),
+        clusters,
+        records: record_ids.len(),
+        rejected,
+        rejections,
+        wall_seconds: started.elapsed().as_secs_f64(),
+        peak_rss_bytes: peak_rss_bytes(),
+    })
+}
+
+fn event_id(event: &Value) -> String {
+    event
+        .get("event_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn profile_of_record(engine: &Engine, record: &str) -> anyhow::Result<Option<String>> {
+    let Some(event) = engine.store().event(record)? else {
+        return Ok(None);
+    };
+    for key in &event.identifiers {
+        if let Some(profile) = engine.store().profile_of(key)? {
+            return Ok(Some(profile));
+        }
+    }
+    Ok(None)
+}
+
+impl Report {
+    pub fn human(&self, file: &Path) -> String {
+        format!(
+            "idgraph eval {}\n  records {} ({} rejected), clusters {}\n  pairwise  precision {:.4}  recall {:.4}  F1 {:.4}\n  B-cubed   precision {:.4}  recall {:.4}  F1 {:.4}\n  wall {:.2} s, peak RSS {} MB\n",
+            file.display(),
+            self.records,
+            self.rejected,
+            self.clusters,
+            self.pairwise.precision,
+            self.pairwise.recall,
+            self.pairwise.f1,
+            self.bcubed.precision,
+            self.bcubed.recall,
+            self.bcubed.f1,
+            self.wall_seconds,
+            self.peak_rss_bytes >> 20,
+        )
+    }
+}
