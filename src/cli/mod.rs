@@ -1,4 +1,5 @@
-//! The command line (clap): `serve`, `import`, `demo`, `profile`, `bench`.
+//! The command line (clap): `serve`, `import`, `demo`, `profile`, `reindex`, `schema`, `eval`,
+//! `bench`, `bench-search`.
 //!
 //! Settings are layered: defaults, `--config` TOML file, `IDGRAPH_*` environment variables,
 //! then the flags given here.
