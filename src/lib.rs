@@ -12,6 +12,7 @@ pub mod demo;
 pub mod engine;
 pub mod eval;
 pub mod ingest;
+pub mod matching;
 pub mod profile;
 pub mod resolve;
 pub mod search;

@@ -1,0 +1,204 @@
+//! The Fellegi-Sunter model: for every field and agreement level, `m` = P(level | same
+//! person) and `u` = P(level | different people). A pair's match weight is
+//! `log2(prior odds) + Σ log2(m/u)` over its non-missing fields, its probability
+//! `2^w / (1 + 2^w)`. Like Splink, without labels: `u` from random record pairs (almost all
+//! of them different people), `m` and the prior by expectation-maximisation over blocked
+//! pairs, with `u` held fixed.
+
+use serde::{Deserialize, Serialize};
+
+use super::compare::{Field, Level};
+
+/// Smallest probability kept, so that no level can give an infinite weight.
+const FLOOR: f64 = 1e-4;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Model {
+    /// P(same person) among the pairs the model is applied to (blocked candidates).
+    pub prior: f64,
+    /// `m[field][level]`, fields in [`Field::ALL`] order.
+    pub m: Vec<Vec<f64>>,
+    /// `u[field][level]`.
+    pub u: Vec<Vec<f64>>,
+}
+
+fn normalized(mut v: Vec<f64>) -> Vec<f64> {
+    for x in v.iter_mut() {
+        *x = x.max(FLOOR);
+    }
+    let total: f64 = v.iter().sum();
+    v.into_iter().map(|x| x / total).collect()
+}
+
+/// Starting point before any data: agreement likely for matches, disagreement for
+/// non-matches (each level's share falls geometrically).
+fn starting(levels: usize, agree_first: bool) -> Vec<f64> {
+    let mut v: Vec<f64> = (0..levels).map(|l| 0.5f64.powi(l as i32 + 1)).collect();
+    if !agree_first {
+        v.reverse();
+    }
+    normalized(v)
+}
+
+impl Default for Model {
+    fn default() -> Self {
+        Model {
+            prior: 0.1,
+            m: Field::ALL
+                .iter()
+                .map(|f| starting(f.levels(), true))
+                .collect(),
+            u: Field::ALL
+                .iter()
+                .map(|f| starting(f.levels(), false))
+                .collect(),
+        }
+    }
+}
+
+impl Model {
+    /// log2(m/u) of each non-missing field of a comparison vector.
+    pub fn contributions(&self, v: &[Level]) -> Vec<(Field, f64)> {
+        Field::ALL
+            .iter()
+            .zip(v)
+            .enumerate()
+            .filter_map(|(i, (field, level))| match level {
+                Level::Missing => None,
+                Level::Agree(l) => {
+                    let l = usize::from(*l);
+                    let (m, u) = (self.m[i].get(l)?, self.u[i].get(l)?);
+                    Some((*field, (m / u).log2()))
+                }
+            })
+            .collect()
+    }
+
+    /// The match weight: prior log-odds plus every field's contribution.
+    pub fn weight(&self, v: &[Level]) -> f64 {
+        let prior = self.prior.clamp(FLOOR, 1.0 - FLOOR);
+        (prior / (1.0 - prior)).log2() + self.contributions(v).iter().map(|(_, w)| w).sum::<f64>()
+    }
+
+    /// P(same person | comparison vector).
+    pub fn probability(&self, v: &[Level]) -> f64 {
+        let odds = self.weight(v).exp2();
+        odds / (1.0 + odds)
+    }
+
+    /// Sets `u` from comparisons of random record pairs (level frequencies).
+    pub fn estimate_u(&mut self, random_pairs: &[Vec<Level>]) {
+        self.u = frequencies(random_pairs, |_| 1.0);
+    }
+
+    /// Estimates `m` and the prior by expectation-maximisation over blocked pairs, `u`
+    /// fixed; returns the number of iterations run.
+    pub fn train_m(&mut self, blocked_pairs: &[Vec<Level>], max_iterations: usize) -> usize {
+        if blocked_pairs.is_empty() {
+            return 0;
+        }
+        for iteration in 1..=max_iterations {
+            let posterior: Vec<f64> = blocked_pairs.iter().map(|v| self.probability(v)).collect();
+            let m = frequencies(blocked_pairs, |i| posterior[i]);
+            let prior =
+                (posterior.iter().sum::<f64>() / posterior.len() as f64).clamp(FLOOR, 1.0 - FLOOR);
+            let change = (prior - self.prior).abs()
+                + m.iter()
+                    .zip(&self.m)
+                    .flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).abs()))
+                    .fold(0.0, f64::max);
+            self.m = m;
+            self.prior = prior;
+            if change < 1e-6 {
+                return iteration;
+            }
+        }
+        max_iterations
+    }
+}
+
+/// Per field, the weighted share of each level among the pairs where the field is present.
+fn frequencies(pairs: &[Vec<Level>], weight: impl Fn(usize) -> f64) -> Vec<Vec<f64>> {
+    Field::ALL
+        .iter()
+        .enumerate()
+        .map(|(f, field)| {
+            let mut counts = vec![0.0; field.levels()];
+            for (i, v) in pairs.iter().enumerate() {
+                if let Some(Level::Agree(l)) = v.get(f) {
+                    if let Some(c) = counts.get_mut(usize::from(*l)) {
+                        *c += weight(i);
+                    }
+                }
+            }
+            normalized(counts)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    /// A comparison vector where each field agrees exactly with probability `p`, and
+    /// otherwise takes its "different" level.
+    fn vector(rng: &mut StdRng, p: f64) -> Vec<Level> {
+        Field::ALL
+            .iter()
+            .map(|f| {
+                let last = (f.levels() - 1) as u8;
+                Level::Agree(if rng.gen_bool(p) { 0 } else { last })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn em_recovers_m_and_the_prior_without_labels() {
+        let mut rng = StdRng::seed_from_u64(11);
+        let random: Vec<Vec<Level>> = (0..20_000).map(|_| vector(&mut rng, 0.02)).collect();
+        // Blocked pairs: 30% true matches (fields agree 90% of the time).
+        let blocked: Vec<Vec<Level>> = (0..10_000)
+            .map(|i| vector(&mut rng, if i % 10 < 3 { 0.9 } else { 0.05 }))
+            .collect();
+        let mut model = Model::default();
+        model.estimate_u(&random);
+        let iterations = model.train_m(&blocked, 200);
+        assert!(iterations > 1);
+        assert!((model.prior - 0.3).abs() < 0.03, "prior {}", model.prior);
+        for (f, m) in model.m.iter().enumerate() {
+            assert!((m[0] - 0.9).abs() < 0.05, "field {f}: m(exact) {}", m[0]);
+        }
+        let agree = vec![Level::Agree(0); 6];
+        let disagree: Vec<Level> = Field::ALL
+            .iter()
+            .map(|f| Level::Agree((f.levels() - 1) as u8))
+            .collect();
+        assert!(model.probability(&agree) > 0.99);
+        assert!(model.probability(&disagree) < 0.01);
+    }
+
+    #[test]
+    fn missing_fields_carry_no_evidence() {
+        let model = Model::default();
+        let none = vec![Level::Missing; 6];
+        let prior_weight = (0.1f64 / 0.9).log2();
+        assert!((model.weight(&none) - prior_weight).abs() < 1e-12);
+        assert!(model.contributions(&none).is_empty());
+        let mut one = none.clone();
+        one[0] = Level::Agree(0);
+        let c = model.contributions(&one);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].0, Field::FirstName);
+        assert!(c[0].1 > 0.0, "exact agreement is evidence for a match");
+    }
+
+    #[test]
+    fn a_level_out_of_range_is_ignored_not_a_panic() {
+        let model = Model::default();
+        let mut v = vec![Level::Missing; 6];
+        v[3] = Level::Agree(200);
+        assert!(model.contributions(&v).is_empty());
+    }
+}
