@@ -1,8 +1,9 @@
 //! Probabilistic matching of people without a shared identifier (issue 5), Fellegi-Sunter
-//! style. So far: graded field comparisons ([`compare`]) and the model with its
-//! unsupervised estimation ([`model`]: `u` from random pairs, `m` and the prior by EM).
-//! Not wired into the resolver yet: blocking, probable edges, the cluster guard and
-//! `idgraph train` are still to come.
+//! style. So far: blocking keys ([`blocking`]), graded field comparisons ([`compare`]) and
+//! the model with its unsupervised estimation ([`model`]: `u` from random pairs, `m` and
+//! the prior by EM). Not wired into the resolver yet: the candidate index, probable edges,
+//! the cluster guard and `idgraph train` are still to come.
 
+pub mod blocking;
 pub mod compare;
 pub mod model;
