@@ -44,6 +44,13 @@ pub struct EvalArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Also link records probabilistically (batch, `matching::batch`: blocking, a
+    /// Fellegi-Sunter model trained on the file without labels), on top of the identifiers.
+    #[arg(long)]
+    pub probabilistic: bool,
+    /// Match probability from which a probabilistic pair is linked.
+    #[arg(long, default_value_t = 0.9)]
+    pub threshold: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -53,6 +60,9 @@ pub struct Report {
     pub clusters: usize,
     pub records: usize,
     pub rejected: usize,
+    /// Pairs compared and linked by the probabilistic pass (0 without `--probabilistic`).
+    pub compared_pairs: usize,
+    pub probable_links: usize,
     /// Why records were rejected (`field: reason` -> count); never values.
     pub rejections: std::collections::BTreeMap<String, usize>,
     pub wall_seconds: f64,
@@ -181,6 +191,7 @@ pub fn run(mut settings: Settings, args: &EvalArgs) -> anyhow::Result<Report> {
     let file = std::fs::File::open(&args.file)
         .with_context(|| format!("cannot open {}", args.file.display()))?;
     let mut record_ids = Vec::new();
+    let mut attributes = Vec::new();
     let mut truths = Vec::new();
     let mut pending = Vec::new();
     let mut rejected = 0usize;
@@ -191,6 +202,9 @@ pub fn run(mut settings: Settings, args: &EvalArgs) -> anyhow::Result<Report> {
             Err(e) => bail!("{}: row {}: {}", args.file.display(), e.row, e.message),
         };
         let record = event_id(&event);
+        if args.probabilistic {
+            attributes.push(crate::matching::batch::attributes(&event));
+        }
         truths.push(truth.entity(cell.as_deref()));
         record_ids.push(record);
         match engine.validate(&event) {
@@ -220,7 +234,40 @@ pub fn run(mut settings: Settings, args: &EvalArgs) -> anyhow::Result<Report> {
         predicted.push(predicted_labels.id(profile.unwrap_or_else(|| format!("\0record {i}"))));
         actual.push(truth_labels.id(entity.unwrap_or_else(|| format!("\0record {i}"))));
     }
-    let clusters = predicted_labels.0.len();
+    let (mut compared_pairs, mut probable_links) = (0, 0);
+    if args.probabilistic {
+        if !(0.0..=1.0).contains(&args.threshold) {
+            bail!("--threshold must be between 0 and 1");
+        }
+        let linked = crate::matching::batch::link(&attributes, args.threshold, 42);
+        compared_pairs = linked.compared;
+        probable_links = linked.links.len();
+        // Union-find over the deterministic clusters, joined by the probable links.
+        let mut parent: Vec<usize> = (0..predicted_labels.0.len()).collect();
+        fn root(parent: &mut [usize], mut x: usize) -> usize {
+            while parent[x] != x {
+                parent[x] = parent[parent[x]];
+                x = parent[x];
+            }
+            x
+        }
+        for (i, j, _) in linked.links {
+            let (a, b) = (
+                root(&mut parent, predicted[i]),
+                root(&mut parent, predicted[j]),
+            );
+            if a != b {
+                parent[a.max(b)] = a.min(b);
+            }
+        }
+        for p in predicted.iter_mut() {
+            *p = root(&mut parent, *p);
+        }
+    }
+    let clusters = predicted
+        .iter()
+        .collect::<std::collections::HashSet<_>>()
+        .len();
     drop(engine);
     Ok(Report {
         pairwise: metrics::pairwise(&predicted, &actual),
@@ -228,6 +275,8 @@ pub fn run(mut settings: Settings, args: &EvalArgs) -> anyhow::Result<Report> {
         clusters,
         records: record_ids.len(),
         rejected,
+        compared_pairs,
+        probable_links,
         rejections,
         wall_seconds: started.elapsed().as_secs_f64(),
         peak_rss_bytes: peak_rss_bytes(),

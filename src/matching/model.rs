@@ -76,7 +76,7 @@ impl Model {
 
     /// The match weight: prior log-odds plus every field's contribution.
     pub fn weight(&self, v: &[Level]) -> f64 {
-        let prior = self.prior.clamp(FLOOR, 1.0 - FLOOR);
+        let prior = self.prior.clamp(1e-12, 1.0 - FLOOR);
         (prior / (1.0 - prior)).log2() + self.contributions(v).iter().map(|(_, w)| w).sum::<f64>()
     }
 
