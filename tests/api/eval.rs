@@ -6,12 +6,22 @@ use serde_json::Value;
 use crate::helpers::idgraph_command;
 
 fn eval(csv: &std::path::Path, mapping: &std::path::Path, truth: &str) -> Value {
+    eval_with(csv, mapping, truth, &[])
+}
+
+fn eval_with(
+    csv: &std::path::Path,
+    mapping: &std::path::Path,
+    truth: &str,
+    extra: &[&str],
+) -> Value {
     let out = idgraph_command()
         .arg("eval")
         .arg(csv)
         .arg("--mapping")
         .arg(mapping)
         .args(["--truth", truth, "--json"])
+        .args(extra)
         .output()
         .expect("run idgraph eval");
     assert!(
@@ -94,25 +104,12 @@ fn a_truth_pattern_without_a_capture_group_is_refused() {
 #[test]
 fn febrl1_probabilistic_stays_above_its_measured_floor() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = idgraph_command()
-        .arg("eval")
-        .arg(root.join("tests/fixtures/febrl1.csv"))
-        .arg("--mapping")
-        .arg(root.join("benches/quality/febrl.toml"))
-        .args([
-            "--truth",
-            r"rec_id~^rec-(\d+)-",
-            "--probabilistic",
-            "--json",
-        ])
-        .output()
-        .expect("run idgraph eval");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let r = eval_with(
+        &root.join("tests/fixtures/febrl1.csv"),
+        &root.join("benches/quality/febrl.toml"),
+        r"rec_id~^rec-(\d+)-",
+        &["--probabilistic"],
     );
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(r["pairwise"]["f1"].as_f64().unwrap() >= 0.99, "{r}");
     assert!(r["pairwise"]["precision"].as_f64().unwrap() >= 0.99, "{r}");
     assert!(r["probable_links"].as_u64().unwrap() > 0);
