@@ -67,10 +67,14 @@ pub struct Linked {
 }
 
 /// Links `records` with a model trained on them (no labels).
-pub fn link(records: &[Attributes], threshold: f64, seed: u64) -> Linked {
+/// The distinct pairs of records sharing a key (blocks over [`MAX_BLOCK`] skipped).
+fn blocked_pairs(
+    records: &[Attributes],
+    keys: impl Fn(&Attributes) -> Vec<String>,
+) -> Vec<(usize, usize)> {
     let mut blocks: HashMap<String, Vec<usize>> = HashMap::new();
     for (i, r) in records.iter().enumerate() {
-        for key in blocking::keys(r) {
+        for key in keys(r) {
             blocks.entry(key).or_default().push(i);
         }
     }
@@ -86,6 +90,14 @@ pub fn link(records: &[Attributes], threshold: f64, seed: u64) -> Linked {
     }
     let mut pairs: Vec<(usize, usize)> = pairs.into_iter().collect();
     pairs.sort_unstable();
+    pairs
+}
+
+/// Links `records` with a model trained on them (no labels). The model is trained (EM) on
+/// the pairs of the tight blocking keys, where matches are common enough for EM to find
+/// them; candidates also come from the wide keys.
+pub fn link(records: &[Attributes], threshold: f64, seed: u64) -> Linked {
+    let pairs = blocked_pairs(records, blocking::keys);
     let vectors: Vec<Vec<Level>> = pairs
         .iter()
         .map(|&(i, j)| compare_all(&records[i], &records[j]).to_vec())
@@ -111,18 +123,22 @@ pub fn link(records: &[Attributes], threshold: f64, seed: u64) -> Linked {
     let n = records.len() as f64;
     let all_pairs = (n * (n - 1.0) / 2.0).max(1.0);
     model.prior = (model.prior * pairs.len() as f64 / all_pairs).clamp(1e-9, 0.5);
-    let links = pairs
+    let candidates = blocked_pairs(records, |r| {
+        let mut k = blocking::keys(r);
+        k.extend(blocking::wide_keys(r));
+        k
+    });
+    let links = candidates
         .iter()
-        .zip(&vectors)
-        .filter_map(|(&(i, j), v)| {
-            let p = model.probability(v);
+        .filter_map(|&(i, j)| {
+            let p = model.probability(&compare_all(&records[i], &records[j]));
             (p >= threshold).then_some((i, j, p))
         })
         .collect();
     Linked {
         model,
         links,
-        compared: pairs.len(),
+        compared: candidates.len(),
     }
 }
 

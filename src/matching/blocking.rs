@@ -79,6 +79,23 @@ pub fn keys(a: &Attributes) -> Vec<String> {
     out
 }
 
+/// Wider keys, one field each (first name, last name, birth date): they find the
+/// duplicates whose other fields are blank or wrong, at the cost of many more candidate
+/// pairs. Used to find candidates, not to train the model (see `batch::link`).
+pub fn wide_keys(a: &Attributes) -> Vec<String> {
+    let mut out = Vec::with_capacity(3);
+    if let Some(dob) = &a.birth_date {
+        out.push(format!("bd:{}", dob.format("%Y%m%d")));
+    }
+    if let Some(first) = &a.first_name {
+        out.push(format!("fn:{first}"));
+    }
+    if let Some(last) = &a.last_name {
+        out.push(format!("ln:{last}"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
