@@ -6,7 +6,9 @@
 //! - `nm:` the first three letters of first and last name (catches birth date typos);
 //! - `dob:` the exact birth date and the last name's first letter (catches name changes).
 //!
-//! A key is only built when all its parts are present.
+//! A key is only built when all its parts are present. [`wide_keys`] adds one-field keys
+//! (first name, last name, birth date) that find more candidates; `batch::link` trains the
+//! model on the tight keys' pairs only.
 
 use chrono::Datelike;
 
@@ -135,5 +137,15 @@ mod tests {
         assert!(a.iter().any(|k| b.contains(k)), "{a:?} / {b:?}");
         assert!(!a.iter().any(|k| c.contains(k)));
         assert!(keys(&Attributes::default()).is_empty());
+        // A duplicate whose last name and birth date are blank still shares a wide key.
+        let blank = person("Jonathan", "", (1, 1, 1), "");
+        assert!(keys(&blank).is_empty());
+        assert!(wide_keys(&blank).iter().any(|k| wide_keys(&person(
+            "Jonathan",
+            "Smith",
+            (1980, 3, 7),
+            "4011"
+        ))
+        .contains(k)));
     }
 }
