@@ -242,27 +242,9 @@ pub fn run(mut settings: Settings, args: &EvalArgs) -> anyhow::Result<Report> {
         let linked = crate::matching::batch::link(&attributes, args.threshold, 42);
         compared_pairs = linked.compared;
         probable_links = linked.links.len();
-        // Union-find over the deterministic clusters, joined by the probable links.
-        let mut parent: Vec<usize> = (0..predicted_labels.0.len()).collect();
-        fn root(parent: &mut [usize], mut x: usize) -> usize {
-            while parent[x] != x {
-                parent[x] = parent[parent[x]];
-                x = parent[x];
-            }
-            x
-        }
-        for (i, j, _) in linked.links {
-            let (a, b) = (
-                root(&mut parent, predicted[i]),
-                root(&mut parent, predicted[j]),
-            );
-            if a != b {
-                parent[a.max(b)] = a.min(b);
-            }
-        }
-        for p in predicted.iter_mut() {
-            *p = root(&mut parent, *p);
-        }
+        // The deterministic clusters, joined by the probable links under the guard.
+        predicted =
+            crate::matching::batch::cluster(&predicted, &attributes, &linked.model, &linked.links);
     }
     let clusters = predicted
         .iter()
