@@ -53,7 +53,19 @@ pub fn attributes(event: &Value) -> Attributes {
         postcode: text("/address/postal_code"),
         city: text("/address/city"),
         street: text("/address/street"),
+        email: email(event),
     }
+}
+
+/// The first email identifier of an event, lowercased.
+fn email(event: &Value) -> Option<String> {
+    let v = event.pointer("/identifiers/email")?;
+    let first = match v {
+        Value::Array(a) => a.first()?.as_str()?,
+        other => other.as_str()?,
+    };
+    let t = first.trim().to_lowercase();
+    (!t.is_empty()).then_some(t)
 }
 
 /// What a batch run found.

@@ -8,8 +8,11 @@
 //!   one side is a single letter that starts the other), different;
 //! - birth date: exact, day and month transposed, same year and month or within 1 year
 //!   counted in days (<= 366), different;
-//! - postcode and city: exact, different;
-//! - street: exact, token overlap (Jaccard >= 0.5 over words), different.
+//! - postcode: exact, different;
+//! - city: exact, Jaro-Winkler >= 0.85 (typos), different;
+//! - street: exact, token overlap (Jaccard >= 0.5 over words), different;
+//! - email: exact, Jaro-Winkler >= 0.88 (a typo in either part), different. Identity by
+//!   email is the identifier's job; here a mistyped address is evidence like a mistyped name.
 //!
 //! Strings are compared after [`normalize`]: lowercased, accents folded, punctuation to
 //! spaces, whitespace collapsed. Similarity is `strsim` (Jaro-Winkler).
@@ -25,16 +28,18 @@ pub enum Field {
     Postcode,
     City,
     Street,
+    Email,
 }
 
 impl Field {
-    pub const ALL: [Field; 6] = [
+    pub const ALL: [Field; 7] = [
         Field::FirstName,
         Field::LastName,
         Field::BirthDate,
         Field::Postcode,
         Field::City,
         Field::Street,
+        Field::Email,
     ];
 
     /// Number of agreement levels of the field (excluding `Missing`).
@@ -43,8 +48,8 @@ impl Field {
             Field::FirstName => 5,
             Field::LastName => 4,
             Field::BirthDate => 4,
-            Field::Postcode | Field::City => 2,
-            Field::Street => 3,
+            Field::Postcode => 2,
+            Field::City | Field::Street | Field::Email => 3,
         }
     }
 }
@@ -66,6 +71,8 @@ pub struct Attributes {
     pub postcode: Option<String>,
     pub city: Option<String>,
     pub street: Option<String>,
+    /// Lowercased email, compared for typos (identity itself is the identifier's job).
+    pub email: Option<String>,
 }
 
 /// Lowercases, folds common accents, turns punctuation into spaces and collapses
@@ -158,6 +165,17 @@ fn street(a: &str, b: &str) -> u8 {
     }
 }
 
+/// Exact (0), Jaro-Winkler at least `close` (1), different (2).
+fn similar(a: &str, b: &str, close: f64) -> u8 {
+    if a == b {
+        0
+    } else if strsim::jaro_winkler(a, b) >= close {
+        1
+    } else {
+        2
+    }
+}
+
 /// Compares one field of two records.
 pub fn compare(field: Field, a: &Attributes, b: &Attributes) -> Level {
     let level = match field {
@@ -165,14 +183,15 @@ pub fn compare(field: Field, a: &Attributes, b: &Attributes) -> Level {
         Field::LastName => both(&a.last_name, &b.last_name).map(|(x, y)| name(x, y, false)),
         Field::BirthDate => both(&a.birth_date, &b.birth_date).map(|(x, y)| date(x, y)),
         Field::Postcode => both(&a.postcode, &b.postcode).map(|(x, y)| u8::from(x != y)),
-        Field::City => both(&a.city, &b.city).map(|(x, y)| u8::from(x != y)),
+        Field::City => both(&a.city, &b.city).map(|(x, y)| similar(x, y, 0.85)),
+        Field::Email => both(&a.email, &b.email).map(|(x, y)| similar(x, y, 0.88)),
         Field::Street => both(&a.street, &b.street).map(|(x, y)| street(x, y)),
     };
     level.map_or(Level::Missing, Level::Agree)
 }
 
 /// The comparison vector of two records, one level per field of [`Field::ALL`].
-pub fn compare_all(a: &Attributes, b: &Attributes) -> [Level; 6] {
+pub fn compare_all(a: &Attributes, b: &Attributes) -> [Level; 7] {
     Field::ALL.map(|f| compare(f, a, b))
 }
 
@@ -252,6 +271,23 @@ mod tests {
             compare(Field::BirthDate, &a, &person("", "", None)),
             Level::Missing
         );
+    }
+
+    #[test]
+    fn cities_and_emails_tolerate_typos() {
+        let r = |city: &str, email: &str| Attributes {
+            city: normalize(city),
+            email: Some(email.to_owned()),
+            ..Attributes::default()
+        };
+        let a = r("Portsmouth", "evied56@harris-bailey.net");
+        let b = r("Pootsmruth", "evihd56@earris-bailey.net");
+        let c = r("London", "lola.b@martinez-jones.net");
+        assert_eq!(compare(Field::City, &a, &a), Level::Agree(0));
+        assert_eq!(compare(Field::City, &a, &b), Level::Agree(1));
+        assert_eq!(compare(Field::City, &a, &c), Level::Agree(2));
+        assert_eq!(compare(Field::Email, &a, &b), Level::Agree(1));
+        assert_eq!(compare(Field::Email, &a, &c), Level::Agree(2));
     }
 
     #[test]

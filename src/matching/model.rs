@@ -170,7 +170,7 @@ mod tests {
         for (f, m) in model.m.iter().enumerate() {
             assert!((m[0] - 0.9).abs() < 0.05, "field {f}: m(exact) {}", m[0]);
         }
-        let agree = vec![Level::Agree(0); 6];
+        let agree = vec![Level::Agree(0); Field::ALL.len()];
         let disagree: Vec<Level> = Field::ALL
             .iter()
             .map(|f| Level::Agree((f.levels() - 1) as u8))
@@ -182,7 +182,7 @@ mod tests {
     #[test]
     fn missing_fields_carry_no_evidence() {
         let model = Model::default();
-        let none = vec![Level::Missing; 6];
+        let none = vec![Level::Missing; Field::ALL.len()];
         let prior_weight = (0.1f64 / 0.9).log2();
         assert!((model.weight(&none) - prior_weight).abs() < 1e-12);
         assert!(model.contributions(&none).is_empty());
@@ -197,7 +197,7 @@ mod tests {
     #[test]
     fn a_level_out_of_range_is_ignored_not_a_panic() {
         let model = Model::default();
-        let mut v = vec![Level::Missing; 6];
+        let mut v = vec![Level::Missing; Field::ALL.len()];
         v[3] = Level::Agree(200);
         assert!(model.contributions(&v).is_empty());
     }
