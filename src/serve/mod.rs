@@ -76,6 +76,7 @@ impl Application {
                         .route(web::head().to(console::asset)),
                 )
                 .service(resource("/health").route(web::get().to(routes::health)))
+                .service(resource("/ready").route(web::get().to(routes::ready)))
                 .service(resource("/metrics").route(web::get().to(routes::metrics)))
                 .service(
                     web::scope("/v1")

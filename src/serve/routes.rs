@@ -361,13 +361,29 @@ pub async fn delete_identifier(
     Ok(HttpResponse::Ok().json(out))
 }
 
+/// Liveness: 200 while the process serves. With the graph database unreachable (Bolt
+/// store) the status is `degraded`: lookups still answer from the profile cache, writes do
+/// not. Readiness for writes is [`ready`].
 pub async fn health(engine: web::Data<Engine>) -> Result<HttpResponse> {
-    let counters = blocking(move || Ok(engine.store().counters()?)).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "status": "ok",
-        "profiles_created": counters.profile_seq,
-        "events": counters.event_seq,
-    })))
+    match web::block(move || engine.store().counters()).await? {
+        Ok(counters) => Ok(HttpResponse::Ok().json(json!({
+            "status": "ok",
+            "profiles_created": counters.profile_seq,
+            "events": counters.event_seq,
+        }))),
+        Err(crate::store::StoreError::Unavailable(reason)) => Ok(HttpResponse::Ok().json(json!({
+            "status": "degraded",
+            "graph_store": "unavailable",
+            "reason": reason,
+        }))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Readiness: 200 when the graph store answers (writes can be taken), 503 otherwise.
+pub async fn ready(engine: web::Data<Engine>) -> Result<HttpResponse> {
+    blocking(move || Ok(engine.store().counters()?)).await?;
+    Ok(HttpResponse::Ok().json(json!({ "status": "ready" })))
 }
 
 pub async fn metrics(metrics: web::Data<Metrics>) -> HttpResponse {

@@ -155,6 +155,13 @@ async fn serve_over_bolt_survives_the_graph_database_going_down() {
         "lookups are served from the profile cache: {cached}"
     );
     assert_eq!(cached, before);
+    // Alive but degraded; not ready for writes.
+    let (status, health) = get(&http, &idgraph.url("/health")).await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["graph_store"], "unavailable", "{health}");
+    let (status, ready) = get(&http, &idgraph.url("/ready")).await;
+    assert_eq!(status, 503, "{ready}");
 
     // It comes back on the same address; idgraph reconnects without a restart.
     let again = arcadedb::start(graph_dir.path()).expect("restart ArcadeDB");
@@ -172,6 +179,9 @@ async fn serve_over_bolt_survives_the_graph_database_going_down() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert_eq!(status, 200, "writes work again after the database is back");
+    let (status, ready) = get(&http, &idgraph.url("/ready")).await;
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(get(&http, &idgraph.url("/health")).await.1["status"], "ok");
     for i in 0..12 {
         let (s, body) = get(&http, &lookup(&format!("p{i}@example.com"))).await;
         assert_eq!(s, 200, "p{i}: {body}");

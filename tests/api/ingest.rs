@@ -300,6 +300,7 @@ async fn health_answers_ok_with_counters() {
     assert_eq!(health["status"], "ok");
     assert_eq!(health["events"], 0);
     assert_eq!(health["profiles_created"], 0);
+    assert_eq!(json_ok(app.get("/ready").await).await["status"], "ready");
 
     app.ingest(&event(
         "h-1",
