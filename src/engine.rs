@@ -622,22 +622,24 @@ fn resolve_group(
     jobs: &[Job],
 ) -> Result<(Changes, Vec<Result<OpResult, EngineError>>), StoreError> {
     let mut session = Session::new(view, now_ms())?;
-    // Read ahead what the group's events need (a few round trips on a remote graph store)
+    // On a remote graph store, read ahead what the group's events need (a few round trips)
     // before they are resolved one by one.
-    let events: Vec<&NormalizedEvent> = jobs
-        .iter()
-        .filter_map(|job| match &job.op {
-            Op::Ingest(events) => Some(events),
-            _ => None,
-        })
-        .flatten()
-        .collect();
-    let event_ids: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
-    let identifier_sets: Vec<Vec<IdentKey>> = events
-        .iter()
-        .map(|e| e.identifiers.iter().map(|i| i.key()).collect())
-        .collect();
-    session.prefetch(&event_ids, &identifier_sets)?;
+    if view.prefers_batched_reads() {
+        let events: Vec<&NormalizedEvent> = jobs
+            .iter()
+            .filter_map(|job| match &job.op {
+                Op::Ingest(events) => Some(events),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let event_ids: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
+        let identifier_sets: Vec<Vec<IdentKey>> = events
+            .iter()
+            .map(|e| e.identifiers.iter().map(|i| i.key()).collect())
+            .collect();
+        session.prefetch(&event_ids, &identifier_sets)?;
+    }
     let mut results = Vec::with_capacity(jobs.len());
     for job in jobs {
         results.push(run(&mut session, rules, &job.op)?);

@@ -408,18 +408,21 @@ fn merge_into(
 /// session's changes, ready for one atomic write.
 pub fn finish(mut s: Session<'_>, rules: &Rules) -> Result<crate::store::Changes, StoreError> {
     let dirty = s.take_dirty();
-    // Rendering reads the nodes of every device of a changed profile: read them in one go.
-    let mut device_keys = Vec::new();
-    for id in &dirty {
-        if let Some(state) = s.profile(id)? {
-            for kind in crate::ingest::identifier::DEVICE_KINDS {
-                for value in state.identifiers.get(kind).into_iter().flatten() {
-                    device_keys.push(crate::store::records::ident_key(kind, value));
+    // Rendering reads the nodes of every device of a changed profile: on a remote store,
+    // read them in one go.
+    if s.store().prefers_batched_reads() {
+        let mut device_keys = Vec::new();
+        for id in &dirty {
+            if let Some(state) = s.profile(id)? {
+                for kind in crate::ingest::identifier::DEVICE_KINDS {
+                    for value in state.identifiers.get(kind).into_iter().flatten() {
+                        device_keys.push(crate::store::records::ident_key(kind, value));
+                    }
                 }
             }
         }
+        s.prefetch_nodes(&device_keys)?;
     }
-    s.prefetch_nodes(&device_keys)?;
     for id in dirty {
         let Some(mut state) = s.profile(&id)? else {
             continue;

@@ -79,11 +79,9 @@ impl<'s> Session<'s> {
     }
 
     /// Reads the nodes of `keys` not known yet in one store call (a round trip for remote
-    /// stores), so the resolution that follows finds them in the session.
+    /// stores), so the resolution that follows finds them in the session. Worth it only
+    /// where the store `prefers_batched_reads`; callers decide.
     pub fn prefetch_nodes(&self, keys: &[IdentKey]) -> Result<(), StoreError> {
-        if !self.store.prefers_batched_reads() {
-            return Ok(());
-        }
         let missing: Vec<IdentKey> = {
             let read = self.read_nodes.borrow();
             let mut seen = HashSet::default();
@@ -257,9 +255,6 @@ impl<'s> Session<'s> {
         event_ids: &[String],
         identifier_sets: &[Vec<IdentKey>],
     ) -> Result<(), StoreError> {
-        if !self.store.prefers_batched_reads() {
-            return Ok(());
-        }
         let unknown: Vec<String> = {
             let read = self.read_events.borrow();
             event_ids

@@ -502,23 +502,23 @@ impl BoltStore {
                         param: &str,
                         rows: Vec<BoltType>,
                         expect: bool| {
-            for chunk in rows.chunks(WRITE_CHUNK) {
+            let mut rows = rows.into_iter().peekable();
+            while rows.peek().is_some() {
+                let chunk: Vec<BoltType> = rows.by_ref().take(WRITE_CHUNK).collect();
+                let len = chunk.len();
                 out.push(Statement {
                     name,
-                    query: query(text).param(param, chunk.to_vec()),
-                    rows: chunk.len(),
-                    expect: expect.then_some(chunk.len()),
+                    query: query(text).param(param, chunk),
+                    rows: len,
+                    expect: expect.then_some(len),
                 });
             }
         };
-        let mut upserts = Vec::new();
-        let mut deletes = Vec::new();
-        for (key, node) in &changes.nodes {
-            match node {
-                Some(n) => upserts.push(rows::identifier_row(key, n)),
-                None => deletes.push(BoltType::from(key.as_str())),
-            }
-        }
+        let (upserts, deletes) = split(
+            &changes.nodes,
+            |key, n| Ok(rows::identifier_row(key, n)),
+            |key| key.as_str().into(),
+        )?;
         push(
             "upsert_identifiers",
             queries::UPSERT_IDENTIFIERS,
@@ -528,14 +528,11 @@ impl BoltStore {
         );
         let node_deletes = deletes;
 
-        let mut upserts = Vec::new();
-        let mut deletes = Vec::new();
-        for (id, p) in &changes.profiles {
-            match p {
-                Some(p) => upserts.push(rows::profile_row(p)?),
-                None => deletes.push(BoltType::from(id.as_str())),
-            }
-        }
+        let (upserts, deletes) = split(
+            &changes.profiles,
+            |_, p| rows::profile_row(p),
+            |id| id.as_str().into(),
+        )?;
         push(
             "upsert_profiles",
             queries::UPSERT_PROFILES,
@@ -545,14 +542,11 @@ impl BoltStore {
         );
         let profile_deletes = deletes;
 
-        let mut set = Vec::new();
-        let mut clear = Vec::new();
-        for (id, g) in &changes.goldens {
-            match g {
-                Some(raw) => set.push(rows::golden_row(id, raw)?),
-                None => clear.push(BoltType::from(id.as_str())),
-            }
-        }
+        let (set, clear) = split(
+            &changes.goldens,
+            |id, raw| rows::golden_row(id, raw),
+            |id| id.as_str().into(),
+        )?;
         push("set_goldens", queries::SET_GOLDENS, "rows", set, false);
         push("clear_goldens", queries::CLEAR_GOLDENS, "ids", clear, false);
 
@@ -569,14 +563,11 @@ impl BoltStore {
             false,
         );
 
-        let mut upserts = Vec::new();
-        let mut deletes = Vec::new();
-        for ((a, b), e) in &changes.edges {
-            match e {
-                Some(e) => upserts.push(rows::link_row(a, b, e)),
-                None => deletes.push(rows::pair_row(a, b)),
-            }
-        }
+        let (upserts, deletes) = split(
+            &changes.edges,
+            |(a, b), e| Ok(rows::link_row(a, b, e)),
+            |(a, b)| rows::pair_row(a, b),
+        )?;
         push(
             "delete_links",
             queries::DELETE_LINKS,
@@ -697,6 +688,22 @@ impl BoltStore {
             ..Changes::default()
         }
     }
+}
+
+/// Splits a map of writes (`Some`) and deletions (`None`) into the rows of each statement.
+fn split<K, V>(
+    map: &HashMap<K, Option<V>>,
+    write: impl Fn(&K, &V) -> Result<BoltType, StoreError>,
+    delete: impl Fn(&K) -> BoltType,
+) -> Result<(Vec<BoltType>, Vec<BoltType>), StoreError> {
+    let (mut writes, mut deletes) = (Vec::new(), Vec::new());
+    for (key, value) in map {
+        match value {
+            Some(v) => writes.push(write(key, v)?),
+            None => deletes.push(delete(key)),
+        }
+    }
+    Ok((writes, deletes))
 }
 
 impl Drop for BoltStore {
