@@ -49,19 +49,24 @@ pub struct BenchArgs {
     pub no_search: bool,
 }
 
-/// Resident set size of this process in bytes (Linux), 0 elsewhere.
-pub fn rss_bytes() -> u64 {
+/// A memory figure of this process from `/proc/self/status` (Linux; 0 elsewhere), in
+/// bytes: `VmRSS` (resident now) or `VmHWM` (peak resident).
+pub fn status_bytes(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|kb| kb.parse::<u64>().ok())
-            })
+            s.lines()
+                .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|kb| kb.parse::<u64>().ok())
         })
         .map(|kb| kb * 1024)
         .unwrap_or(0)
+}
+
+/// Resident set size of this process in bytes (Linux), 0 elsewhere.
+pub fn rss_bytes() -> u64 {
+    status_bytes("VmRSS")
 }
 
 pub fn dir_size(path: &std::path::Path) -> u64 {

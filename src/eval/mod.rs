@@ -112,20 +112,6 @@ impl Truth {
     }
 }
 
-/// Peak resident set size of this process (Linux `VmHWM`), 0 elsewhere.
-fn peak_rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map(|kb| kb * 1024)
-        .unwrap_or(0)
-}
-
 /// A scratch data directory, removed when dropped.
 struct Scratch(PathBuf);
 
@@ -261,7 +247,7 @@ pub fn run(mut settings: Settings, args: &EvalArgs) -> anyhow::Result<Report> {
         probable_links,
         rejections,
         wall_seconds: started.elapsed().as_secs_f64(),
-        peak_rss_bytes: peak_rss_bytes(),
+        peak_rss_bytes: crate::cli::bench::status_bytes("VmHWM"),
     })
 }
 
