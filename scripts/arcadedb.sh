@@ -10,6 +10,8 @@
 #                                     it answers; writes DIR/env (shell lines, see below) and
 #                                     prints the same lines
 #   scripts/arcadedb.sh stop DIR      stops the server started in DIR (TERM, then KILL)
+#   scripts/arcadedb.sh create-db DIR NAME
+#                                     creates the empty database NAME on the server of DIR
 #
 # DIR/env:
 #   ARCADEDB_BOLT_URI=bolt://127.0.0.1:PORT  ARCADEDB_USER=root  ARCADEDB_PASSWORD=...
@@ -388,6 +390,20 @@ cmd_stop() {
   echo "arcadedb: stopped server $pid" >&2
 }
 
+cmd_create_db() {
+  [ $# -eq 2 ] || usage
+  local dir="$1" name="$2"
+  [[ "$name" =~ ^[A-Za-z][A-Za-z0-9_]*$ ]] || die "database name must be letters, digits and _: $name"
+  [ -f "$dir/env" ] || die "no server recorded in $dir/env"
+  local port password
+  port="$(sed -n 's/^ARCADEDB_HTTP_PORT=//p' "$dir/env")"
+  password="$(sed -n 's/^ARCADEDB_PASSWORD=//p' "$dir/env")"
+  curl -fsS --max-time 60 -u "root:$password" -H 'Content-Type: application/json' \
+    -d "{\"command\":\"create database $name\"}" \
+    "http://127.0.0.1:$port/api/v1/server" >/dev/null ||
+    die "the server in $dir refused to create database $name"
+}
+
 [ $# -ge 1 ] || usage
 cmd="$1"
 shift
@@ -395,6 +411,7 @@ case "$cmd" in
   install) [ $# -eq 0 ] || usage; cmd_install ;;
   start) cmd_start "$@" ;;
   stop) cmd_stop "$@" ;;
+  create-db) cmd_create_db "$@" ;;
   -h | --help | help) usage 0 ;;
   *) usage ;;
 esac

@@ -264,7 +264,6 @@ fn openssl(dir: &std::path::Path, args: &[&str]) {
 
 fn tls_proxy(dir: &std::path::Path, bolt_uri: &str) -> TlsProxy {
     use std::io::BufRead;
-    let days = ["-days", "2"];
     openssl(
         dir,
         &[
@@ -279,8 +278,8 @@ fn tls_proxy(dir: &std::path::Path, bolt_uri: &str) -> TlsProxy {
             "ca.pem",
             "-subj",
             "/CN=idgraph test CA",
-            days[0],
-            days[1],
+            "-days",
+            "2",
         ],
     );
     openssl(
@@ -319,8 +318,8 @@ fn tls_proxy(dir: &std::path::Path, bolt_uri: &str) -> TlsProxy {
             "server.pem",
             "-extfile",
             "server.ext",
-            days[0],
-            days[1],
+            "-days",
+            "2",
         ],
     );
     let target = bolt_uri.rsplit(':').next().unwrap();
