@@ -1,4 +1,4 @@
 MATCH (a:Identifier {key: $a})-[e:LINKED]->(b:Identifier {key: $b})
 RETURN b.key AS other, e.status AS status, e.rule AS rule, e.sources AS sources,
        e.count AS count, e.first_seen AS first_seen, e.last_seen AS last_seen,
-       e.event_ids AS event_ids
+       e.event_ids AS event_ids, e.probable AS probable

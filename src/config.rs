@@ -27,6 +27,7 @@ pub struct Settings {
     pub survivorship: SurvivorshipSettings,
     pub households: HouseholdSettings,
     pub graph: GraphSettings,
+    pub matching: MatchingSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -184,6 +185,60 @@ pub struct SurvivorshipSettings {
     pub default: Strategy,
     /// Per-trait strategy (`first_name`, `last_name`, `birth_date`, `address`, extra traits).
     pub traits: BTreeMap<String, Strategy>,
+}
+
+/// Probabilistic matching of records that share no identifier (see `resolve::probable`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MatchingSettings {
+    /// Off by default: a probable merge is a judgement, and turning it on is the operator's
+    /// decision (train a model on the data first with `idgraph train`).
+    pub enabled: bool,
+    /// A candidate at or above this match probability becomes a probable link.
+    pub threshold: f64,
+    /// Mean match probability the two profiles' sampled records must reach for a probable
+    /// link to merge them (the guard against chaining).
+    pub guard: f64,
+    /// Sources whose events take no part in probabilistic matching (neither matched nor
+    /// indexed as candidates).
+    pub disabled_sources: Vec<String>,
+    /// A blocking key shared by more records than this is skipped (it says too little).
+    pub max_block: usize,
+    /// At most this many candidate records are compared per event.
+    pub max_candidates: usize,
+    /// At most this many profiles are merged into an event's profile by probable links.
+    pub max_merges_per_event: usize,
+    /// Kinds of which two profiles holding different values are never joined by a probable
+    /// link, whatever the limits say.
+    pub exclusive_kinds: Vec<String>,
+    /// The trained model (`idgraph train` writes it); default `<data_dir>/matching-model.json`.
+    /// Without a file, a conservative built-in model is used.
+    pub model: Option<PathBuf>,
+}
+
+impl Default for MatchingSettings {
+    fn default() -> Self {
+        MatchingSettings {
+            enabled: false,
+            threshold: 0.9,
+            guard: 0.2,
+            disabled_sources: Vec::new(),
+            max_block: 200,
+            max_candidates: 100,
+            max_merges_per_event: 2,
+            exclusive_kinds: vec!["customer_id".into()],
+            model: None,
+        }
+    }
+}
+
+impl MatchingSettings {
+    /// Where the model lives.
+    pub fn model_path(&self, data_dir: &Path) -> PathBuf {
+        self.model
+            .clone()
+            .unwrap_or_else(|| data_dir.join("matching-model.json"))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

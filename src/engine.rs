@@ -171,6 +171,9 @@ impl Engine {
         search: Option<Arc<SearchIndex>>,
     ) -> Result<Engine, EngineError> {
         let rules = Arc::new(Rules::from_settings(&settings).map_err(EngineError::Config)?);
+        if let Some(m) = &rules.matcher {
+            tracing::info!(model = %m.model_source, "probabilistic matching is on");
+        }
         let normalizer = Engine::normalizer(&settings)?;
         let blocklist = Blocklist::new(&settings.blocklist).map_err(EngineError::Config)?;
         let validator = Validator::new(
@@ -179,7 +182,11 @@ impl Engine {
             &settings.sources.custom,
             settings.rules.max_identifiers_per_event,
         )
-        .map_err(EngineError::Config)?;
+        .map_err(EngineError::Config)?
+        .with_record_anchors(
+            settings.matching.enabled,
+            &settings.matching.disabled_sources,
+        );
         let (tx, rx) = sync_channel::<Job>(QUEUE_DEPTH);
         let (feed, indexer) = match &search {
             Some(index) => {
@@ -247,6 +254,11 @@ impl Engine {
     }
 
     /// Resolves events durably (blocking form, for the CLI, benches and tests).
+    /// What probabilistic matching has done since start (`None` when it is off).
+    pub fn match_totals(&self) -> Option<crate::resolve::probable::MatchTotals> {
+        self.rules.matcher.as_ref().map(|m| m.counters.totals())
+    }
+
     pub fn ingest(&self, events: Vec<NormalizedEvent>) -> Result<Vec<EventOutcome>, EngineError> {
         let rx = self.submit(Op::Ingest(events))?;
         match rx

@@ -23,6 +23,7 @@ use crate::config::Settings;
 use crate::engine::Engine;
 use crate::ingest::identifier::BUILTIN_KINDS;
 use crate::ingest::mapping::{CsvEvents, Mapping};
+use crate::matching::model::{ModelFile, MODEL_FILE_VERSION};
 use crate::store::rocks::RocksStore;
 use crate::store::GraphStore;
 use metrics::Scores;
@@ -46,8 +47,15 @@ pub struct EvalArgs {
     pub json: bool,
     /// Also link records probabilistically (batch, `matching::batch`: blocking, a
     /// Fellegi-Sunter model trained on the file without labels), on top of the identifiers.
-    #[arg(long)]
+    /// Match probabilistically in the resolver, in real time: a model is first trained on
+    /// the file's records (no labels), then the records are ingested one by one with
+    /// matching on.
+    #[arg(long, conflicts_with = "batch")]
     pub probabilistic: bool,
+    /// Match probabilistically in one batch pass after ingest (all pairs known at once), for
+    /// comparison with the real-time resolver.
+    #[arg(long)]
+    pub batch: bool,
     /// Match probability from which a probabilistic pair is linked.
     #[arg(long, default_value_t = 0.9)]
     pub threshold: f64,
@@ -65,6 +73,11 @@ pub struct Report {
     pub probable_links: usize,
     /// Why records were rejected (`field: reason` -> count); never values.
     pub rejections: std::collections::BTreeMap<String, usize>,
+    /// What the resolver's probabilistic matching did (`--probabilistic`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matching: Option<crate::resolve::probable::MatchTotals>,
+    /// Time spent training the model (`--probabilistic`), included in `wall_seconds`.
+    pub train_seconds: f64,
     pub wall_seconds: f64,
     pub peak_rss_bytes: u64,
 }
@@ -171,24 +184,49 @@ pub fn run(mut settings: Settings, args: &EvalArgs) -> anyhow::Result<Report> {
     }
     let dir = Scratch::new()?;
     settings.storage.data_dir = dir.0.clone();
+    if !(0.0..=1.0).contains(&args.threshold) || args.threshold == 0.0 {
+        bail!("--threshold must be in (0, 1]");
+    }
+    let mut train_seconds = 0.0;
+    if args.probabilistic {
+        let t = Instant::now();
+        let mut records = Vec::new();
+        for row in csv_rows(args, &mapping)? {
+            let (event, _) = row.map_err(|e| anyhow::anyhow!("row {}: {}", e.row, e.message))?;
+            records.push(crate::matching::batch::attributes(&event));
+        }
+        let trained = crate::matching::batch::train(&records, 42);
+        let file = ModelFile {
+            version: MODEL_FILE_VERSION,
+            model: trained.model,
+            records: records.len(),
+            blocked_pairs: trained.blocked_pairs,
+            em_iterations: trained.em_iterations,
+            trained_at: chrono::Utc::now().to_rfc3339(),
+        };
+        let path = settings.matching.model_path(&dir.0);
+        std::fs::write(&path, serde_json::to_vec(&file)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        settings.matching.enabled = true;
+        settings.matching.threshold = args.threshold;
+        train_seconds = t.elapsed().as_secs_f64();
+    }
     let store: Arc<dyn GraphStore> = Arc::new(RocksStore::open(&dir.0)?);
     let engine = Engine::with_store(settings, store, None)?;
 
-    let file = std::fs::File::open(&args.file)
-        .with_context(|| format!("cannot open {}", args.file.display()))?;
     let mut record_ids = Vec::new();
     let mut attributes = Vec::new();
     let mut truths = Vec::new();
     let mut pending = Vec::new();
     let mut rejected = 0usize;
     let mut rejections = std::collections::BTreeMap::new();
-    for row in CsvEvents::new(std::io::BufReader::new(file), &mapping, &args.source)? {
+    for row in csv_rows(args, &mapping)? {
         let (event, cell) = match row {
             Ok(r) => r,
             Err(e) => bail!("{}: row {}: {}", args.file.display(), e.row, e.message),
         };
         let record = event_id(&event);
-        if args.probabilistic {
+        if args.batch {
             attributes.push(crate::matching::batch::attributes(&event));
         }
         truths.push(truth.entity(cell.as_deref()));
@@ -221,16 +259,18 @@ pub fn run(mut settings: Settings, args: &EvalArgs) -> anyhow::Result<Report> {
         actual.push(truth_labels.id(entity.unwrap_or_else(|| format!("\0record {i}"))));
     }
     let (mut compared_pairs, mut probable_links) = (0, 0);
-    if args.probabilistic {
-        if !(0.0..=1.0).contains(&args.threshold) {
-            bail!("--threshold must be between 0 and 1");
-        }
+    if args.batch {
         let linked = crate::matching::batch::link(&attributes, args.threshold, 42);
         compared_pairs = linked.compared;
         probable_links = linked.links.len();
         // The deterministic clusters, joined by the probable links under the guard.
         predicted =
             crate::matching::batch::cluster(&predicted, &attributes, &linked.model, &linked.links);
+    }
+    let matching = engine.match_totals();
+    if let Some(m) = &matching {
+        compared_pairs = m.compared as usize;
+        probable_links = m.merged as usize;
     }
     let clusters = predicted
         .iter()
@@ -246,9 +286,23 @@ pub fn run(mut settings: Settings, args: &EvalArgs) -> anyhow::Result<Report> {
         compared_pairs,
         probable_links,
         rejections,
+        matching,
+        train_seconds,
         wall_seconds: started.elapsed().as_secs_f64(),
         peak_rss_bytes: crate::cli::bench::status_bytes("VmHWM"),
     })
+}
+
+type Rows = CsvEvents<std::io::BufReader<std::fs::File>>;
+
+fn csv_rows(args: &EvalArgs, mapping: &Mapping) -> anyhow::Result<Rows> {
+    let file = std::fs::File::open(&args.file)
+        .with_context(|| format!("cannot open {}", args.file.display()))?;
+    Ok(CsvEvents::new(
+        std::io::BufReader::new(file),
+        mapping,
+        &args.source,
+    )?)
 }
 
 fn event_id(event: &Value) -> String {

@@ -89,7 +89,21 @@ pub struct Validator {
     pub blocklist: Blocklist,
     sources: BTreeSet<String>,
     max_identifiers: usize,
+    /// Accept an event without identifiers when it describes a person (probabilistic
+    /// matching is on): it is anchored on a `record` identifier named after the event.
+    record_anchors: bool,
+    /// Sources whose identifier-less events are still refused (matching is off for them).
+    no_record_sources: BTreeSet<String>,
 }
+
+/// The kind of the identifier that anchors an event without identifiers (its value is the
+/// event id), so a third-party row with only a name, birth date and address is a node of
+/// the graph that probabilistic matching can link.
+pub const RECORD_KIND: &str = "record";
+
+/// Person traits an identifier-less event needs (of first name, last name, birth date and
+/// address) to be accepted as a record.
+pub const RECORD_MIN_TRAITS: usize = 2;
 
 fn str_field<'a>(
     obj: &'a Map<String, Value>,
@@ -140,7 +154,17 @@ impl Validator {
             blocklist,
             sources,
             max_identifiers: max_identifiers.max(1),
+            record_anchors: false,
+            no_record_sources: BTreeSet::new(),
         })
+    }
+
+    /// Accepts events without identifiers that carry person traits (see [`RECORD_KIND`]),
+    /// except from `except` sources.
+    pub fn with_record_anchors(mut self, on: bool, except: &[String]) -> Self {
+        self.record_anchors = on;
+        self.no_record_sources = except.iter().cloned().collect();
+        self
     }
 
     pub fn knows_source(&self, source: &str) -> bool {
@@ -207,6 +231,30 @@ impl Validator {
             }
             Some(_) => return Err(ValidationError::new("properties", "must be an object")),
         };
+        let mut identifiers = identifiers;
+        if identifiers.is_empty() {
+            let person = ["first_name", "last_name", "birth_date", "address"]
+                .iter()
+                .filter(|t| traits.contains_key(**t))
+                .count();
+            let anchored = self.record_anchors && !self.no_record_sources.contains(source);
+            if !anchored || person < RECORD_MIN_TRAITS {
+                return Err(ValidationError {
+                    field: "identifiers".into(),
+                    message: if ignored.is_empty() {
+                        "at least one identifier is required".into()
+                    } else {
+                        "every identifier is a blocklisted placeholder value; nothing to resolve"
+                            .into()
+                    },
+                    code: "no_linkable_identifier",
+                });
+            }
+            identifiers.push(Identifier {
+                kind: RECORD_KIND.into(),
+                value: event_id.clone(),
+            });
+        }
         Ok(NormalizedEvent {
             event_id,
             source: source.to_owned(),
@@ -225,9 +273,7 @@ impl Validator {
     ) -> Result<(Vec<Identifier>, Vec<Ignored>), ValidationError> {
         let obj = match value {
             Some(Value::Object(o)) => o,
-            None | Some(Value::Null) => {
-                return Err(ValidationError::new("identifiers", "is required"))
-            }
+            None | Some(Value::Null) => return Ok((Vec::new(), Vec::new())),
             Some(_) => {
                 return Err(ValidationError::new(
                     "identifiers",
@@ -318,17 +364,6 @@ impl Validator {
                     }
                 }
             }
-        }
-        if out.is_empty() {
-            return Err(ValidationError {
-                field: "identifiers".into(),
-                message: if ignored.is_empty() {
-                    "at least one identifier is required".into()
-                } else {
-                    "every identifier is a blocklisted placeholder value; nothing to resolve".into()
-                },
-                code: "no_linkable_identifier",
-            });
         }
         Ok((out.into_iter().collect(), ignored))
     }

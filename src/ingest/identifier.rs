@@ -79,6 +79,11 @@ impl Normalizer {
             .map_err(|_| format!("identifiers.default_region: unknown region {region:?}"))?;
         let mut kinds: BTreeSet<String> = BUILTIN_KINDS.iter().map(|k| k.to_string()).collect();
         for kind in custom_kinds {
+            if kind == crate::ingest::event::RECORD_KIND {
+                return Err(format!(
+                    "identifiers.custom_kinds: {kind:?} is reserved for events without identifiers"
+                ));
+            }
             if !valid_kind_name(kind) {
                 return Err(format!(
                     "identifiers.custom_kinds: {kind:?} is not a valid kind name ([a-z][a-z0-9_]*, at most 32)"

@@ -33,27 +33,34 @@ pub fn parse_date(text: &str) -> Option<NaiveDate> {
 /// `last_name`, `birth_date` (or an extra `dob` trait, read leniently) and
 /// `traits.address.{street, city, postal_code}`.
 pub fn attributes(event: &Value) -> Attributes {
-    let traits = event.get("traits");
-    let text = |path: &str| {
-        traits
-            .and_then(|t| t.pointer(path))
-            .and_then(Value::as_str)
-            .and_then(normalize)
-    };
-    let dob = ["/birth_date", "/dob"].iter().find_map(|p| {
-        traits
-            .and_then(|t| t.pointer(p))
-            .and_then(Value::as_str)
-            .and_then(parse_date)
-    });
+    let traits = event.get("traits").and_then(Value::as_object);
+    let email = email(event);
+    match traits {
+        Some(t) => traits_attributes(|name| t.get(name), email),
+        None => traits_attributes(|_| None, email),
+    }
+}
+
+/// The comparable attributes of a trait map (`name -> value`, the address an object) and
+/// an email: `first_name`, `last_name`, `birth_date` (or an extra `dob` trait, read
+/// leniently), `address.{street, city, postal_code}`.
+pub fn traits_attributes<'a>(
+    get: impl Fn(&str) -> Option<&'a Value>,
+    email: Option<String>,
+) -> Attributes {
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).and_then(normalize);
+    let address = |field: &str| text(get("address").and_then(|a| a.get(field)));
+    let dob = ["birth_date", "dob"]
+        .iter()
+        .find_map(|name| get(name).and_then(Value::as_str).and_then(parse_date));
     Attributes {
-        first_name: text("/first_name"),
-        last_name: text("/last_name"),
+        first_name: text(get("first_name")),
+        last_name: text(get("last_name")),
         birth_date: dob,
-        postcode: text("/address/postal_code"),
-        city: text("/address/city"),
-        street: text("/address/street"),
-        email: email(event),
+        postcode: address("postal_code"),
+        city: address("city"),
+        street: address("street"),
+        email,
     }
 }
 
@@ -78,7 +85,6 @@ pub struct Linked {
     pub compared: usize,
 }
 
-/// Links `records` with a model trained on them (no labels).
 /// The distinct pairs of records sharing a key (blocks over [`MAX_BLOCK`] skipped).
 fn blocked_pairs(
     records: &[Attributes],
@@ -105,10 +111,19 @@ fn blocked_pairs(
     pairs
 }
 
-/// Links `records` with a model trained on them (no labels). The model is trained (EM) on
-/// the pairs of the tight blocking keys, where matches are common enough for EM to find
-/// them; candidates also come from the wide keys.
-pub fn link(records: &[Attributes], threshold: f64, seed: u64) -> Linked {
+/// A model estimated from records.
+#[derive(Debug)]
+pub struct Trained {
+    pub model: Model,
+    pub blocked_pairs: usize,
+    pub em_iterations: usize,
+}
+
+/// Estimates a model from `records` without labels: `u` from random pairs, `m` and the
+/// prior by EM over the pairs of the tight blocking keys (where matches are common enough
+/// for EM to find them). The prior is then restated against all pairs (as Splink's "two
+/// random records match"), so blocking does not inflate a pair's probability.
+pub fn train(records: &[Attributes], seed: u64) -> Trained {
     let pairs = blocked_pairs(records, blocking::keys);
     let vectors: Vec<Vec<Level>> = pairs
         .iter()
@@ -128,13 +143,21 @@ pub fn link(records: &[Attributes], threshold: f64, seed: u64) -> Linked {
             .collect();
         model.estimate_u(&random);
     }
-    model.train_m(&vectors, 100);
-    // EM estimates the share of matches among the blocked pairs; a pair's probability is
-    // stated against all pairs (as Splink's "two random records match"), so blocking does
-    // not inflate it: expected matches / all pairs.
+    let em_iterations = model.train_m(&vectors, 100);
     let n = records.len() as f64;
     let all_pairs = (n * (n - 1.0) / 2.0).max(1.0);
     model.prior = (model.prior * pairs.len() as f64 / all_pairs).clamp(1e-9, 0.5);
+    Trained {
+        model,
+        blocked_pairs: pairs.len(),
+        em_iterations,
+    }
+}
+
+/// Links `records` with a model trained on them (no labels, see [`train`]); candidates
+/// also come from the wide keys.
+pub fn link(records: &[Attributes], threshold: f64, seed: u64) -> Linked {
+    let model = train(records, seed).model;
     let candidates = blocked_pairs(records, |r| {
         let mut k = blocking::keys(r);
         k.extend(blocking::wide_keys(r));

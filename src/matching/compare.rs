@@ -32,6 +32,19 @@ pub enum Field {
 }
 
 impl Field {
+    /// The field's name in explanations and the API.
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::FirstName => "first_name",
+            Field::LastName => "last_name",
+            Field::BirthDate => "birth_date",
+            Field::Postcode => "postcode",
+            Field::City => "city",
+            Field::Street => "street",
+            Field::Email => "email",
+        }
+    }
+
     pub const ALL: [Field; 7] = [
         Field::FirstName,
         Field::LastName,
@@ -63,16 +76,57 @@ pub enum Level {
 }
 
 /// The comparable attributes of a record (already normalized with [`normalize`]).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Attributes {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub birth_date: Option<NaiveDate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postcode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub city: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub street: Option<String>,
     /// Lowercased email, compared for typos (identity itself is the identifier's job).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+}
+
+impl Attributes {
+    /// How many fields are present.
+    pub fn present(&self) -> usize {
+        [
+            self.first_name.is_some(),
+            self.last_name.is_some(),
+            self.birth_date.is_some(),
+            self.postcode.is_some(),
+            self.city.is_some(),
+            self.street.is_some(),
+            self.email.is_some(),
+        ]
+        .iter()
+        .filter(|p| **p)
+        .count()
+    }
+
+    /// `self` with every field `newer` has replaced by `newer`'s value.
+    pub fn updated_with(&self, newer: &Attributes) -> Attributes {
+        fn pick<T: Clone>(old: &Option<T>, new: &Option<T>) -> Option<T> {
+            new.clone().or_else(|| old.clone())
+        }
+        Attributes {
+            first_name: pick(&self.first_name, &newer.first_name),
+            last_name: pick(&self.last_name, &newer.last_name),
+            birth_date: pick(&self.birth_date, &newer.birth_date),
+            postcode: pick(&self.postcode, &newer.postcode),
+            city: pick(&self.city, &newer.city),
+            street: pick(&self.street, &newer.street),
+            email: pick(&self.email, &newer.email),
+        }
+    }
 }
 
 /// Lowercases, folds common accents, turns punctuation into spaces and collapses

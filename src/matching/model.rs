@@ -56,7 +56,88 @@ impl Default for Model {
     }
 }
 
+/// What `idgraph train` writes: the model and how it was estimated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelFile {
+    /// Format version of this file.
+    pub version: u32,
+    pub model: Model,
+    /// Records the model was trained on.
+    pub records: usize,
+    /// Blocked pairs EM ran over.
+    pub blocked_pairs: usize,
+    pub em_iterations: usize,
+    /// When it was trained (RFC 3339).
+    pub trained_at: String,
+}
+
+pub const MODEL_FILE_VERSION: u32 = 1;
+
 impl Model {
+    /// A conservative hand-set model for a store that has not been trained on yet: `u` from
+    /// typical population frequencies (two strangers share a last name about 0.3% of the
+    /// time, a birth date 0.03%), `m` from typical data-entry error rates, and a prior of one
+    /// in a million pairs. Name and birth date, or name and full address, must agree before
+    /// a pair passes 0.9. `idgraph train` replaces it with estimates from the data.
+    pub fn conservative() -> Model {
+        let rows = |v: &[&[f64]]| v.iter().map(|r| normalized(r.to_vec())).collect();
+        Model {
+            prior: 1e-6,
+            m: rows(&[
+                &[0.85, 0.07, 0.03, 0.02, 0.03],
+                &[0.88, 0.06, 0.03, 0.03],
+                &[0.90, 0.02, 0.04, 0.04],
+                &[0.85, 0.15],
+                &[0.85, 0.05, 0.10],
+                &[0.75, 0.10, 0.15],
+                &[0.90, 0.05, 0.05],
+            ]),
+            u: rows(&[
+                &[0.01, 0.005, 0.02, 0.005, 0.96],
+                &[0.003, 0.003, 0.02, 0.974],
+                &[0.0003, 0.0001, 0.01, 0.9896],
+                &[0.005, 0.995],
+                &[0.02, 0.01, 0.97],
+                &[0.0005, 0.005, 0.9945],
+                &[0.0001, 0.0005, 0.9994],
+            ]),
+        }
+    }
+
+    /// Checks that the model fits the comparison fields (a model file may be stale or
+    /// edited): one row of `m` and `u` per field, one probability per level, each in (0, 1].
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.prior > 0.0 && self.prior < 1.0) {
+            return Err(format!("prior {} is not between 0 and 1", self.prior));
+        }
+        for (name, table) in [("m", &self.m), ("u", &self.u)] {
+            if table.len() != Field::ALL.len() {
+                return Err(format!(
+                    "{name} has {} fields, expected {}",
+                    table.len(),
+                    Field::ALL.len()
+                ));
+            }
+            for (field, row) in Field::ALL.iter().zip(table) {
+                if row.len() != field.levels() {
+                    return Err(format!(
+                        "{name}.{} has {} levels, expected {}",
+                        field.name(),
+                        row.len(),
+                        field.levels()
+                    ));
+                }
+                if row.iter().any(|p| !(*p > 0.0 && *p <= 1.0)) {
+                    return Err(format!(
+                        "{name}.{} has a probability outside (0, 1]",
+                        field.name()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// log2(m/u) of each non-missing field of a comparison vector.
     pub fn contributions(&self, v: &[Level]) -> Vec<(Field, f64)> {
         Field::ALL

@@ -76,6 +76,7 @@ pub fn edge_json(e: &Edge) -> Value {
         "first_seen": iso(e.first_seen),
         "last_seen": iso(e.last_seen),
         "event_ids": e.event_ids,
+        "probable": e.probable,
     })
 }
 

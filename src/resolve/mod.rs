@@ -16,6 +16,7 @@
 //! Unmerge (deleting a link or an identifier) recomputes components with petgraph and
 //! splits the profile along them (see [`split`]).
 
+pub mod probable;
 pub mod rules;
 pub mod session;
 pub mod split;
@@ -27,7 +28,7 @@ use serde::Serialize;
 
 use crate::ingest::event::{Ignored, NormalizedEvent};
 use crate::profile::golden;
-use crate::store::records::{split_key, EDGE_EVENT_IDS};
+use crate::store::records::{split_key, ProbableLink, EDGE_EVENT_IDS};
 use crate::store::{
     Edge, EdgeStatus, HistoryKind, IdentKey, Node, ProfileId, StoreError, StoredEvent,
 };
@@ -56,6 +57,9 @@ pub enum EventOutcome {
         merged: Vec<ProfileId>,
         #[serde(skip_serializing_if = "Vec::is_empty")]
         conflicts: Vec<Conflict>,
+        /// Profiles absorbed by probable links (probabilistic matching); also in `merged`.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        probable: Vec<ProfileId>,
         #[serde(skip_serializing_if = "Vec::is_empty")]
         ignored: Vec<Ignored>,
     },
@@ -181,7 +185,17 @@ pub fn apply_event(
             })
             .map(|(k, _, _)| k.clone())
             .collect();
-        merge_into(s, &target, other, ev, &anchor, via)?;
+        let mut identifiers = vec![anchor.clone()];
+        identifiers.extend(via);
+        merge_into(
+            s,
+            &target,
+            other,
+            ev,
+            identifiers,
+            "shared_identifier",
+            "the event linked identifiers of both profiles; the oldest profile survives".into(),
+        )?;
     }
 
     // 3. Nodes, refused identifiers and edges.
@@ -265,7 +279,7 @@ pub fn apply_event(
                 Placement::Group => EdgeStatus::Active,
                 Placement::Refused { rule, .. } => EdgeStatus::Refused { rule: rule.clone() },
             };
-            link(s, &anchor, key, status, ev)?;
+            link(s, &anchor, key, status, ev, None)?;
         }
     }
 
@@ -292,11 +306,32 @@ pub fn apply_event(
         traits: ev.traits.clone(),
         properties: ev.properties.clone(),
     });
+
+    // 5. Probabilistic matching against other profiles' records.
+    let (mut target, mut merged, mut probable) = (target, absorbed, Vec::new());
+    if let Some(m) = &rules.matcher {
+        let found = probable::match_event(s, rules, m, ev, &anchor, &target)?;
+        if let Some(p) = found.profile_id {
+            target = p;
+        }
+        for (pid, rule) in found.refused {
+            conflicts.push(Conflict {
+                kind: "probable_match".into(),
+                rule,
+                profile_id: pid,
+            });
+        }
+        merged.extend(found.absorbed.iter().cloned());
+        probable = found.absorbed;
+        // A profile absorbed earlier in this event may itself have been absorbed since.
+        merged.retain(|p| *p != target);
+    }
     Ok(EventOutcome::Accepted {
         event_id: ev.event_id.clone(),
         profile_id: target,
-        merged: absorbed,
+        merged,
         conflicts,
+        probable,
         ignored: ev.ignored.clone(),
     })
 }
@@ -318,13 +353,15 @@ fn platform_of(ev: &NormalizedEvent, kind: &str) -> Option<String> {
     }
 }
 
-/// Creates or reinforces the edge `a`-`b` with this event's provenance.
+/// Creates or reinforces the edge `a`-`b` with this event's provenance (and, for a probable
+/// link, the evidence).
 fn link(
     s: &mut Session<'_>,
     a: &str,
     b: &str,
     status: EdgeStatus,
     ev: &NormalizedEvent,
+    probable: Option<ProbableLink>,
 ) -> Result<(), StoreError> {
     let edge = match s.edge(a, b)? {
         Some(mut e) => {
@@ -349,21 +386,27 @@ fn link(
                 first_seen: ev.timestamp,
                 last_seen: ev.timestamp,
                 event_ids: vec![ev.event_id.clone()],
+                probable: None,
             }
         }
     };
+    let mut edge = edge;
+    if probable.is_some() {
+        edge.probable = probable;
+    }
     s.put_edge(edge);
     Ok(())
 }
 
-/// Merges profile `absorbed` into `target`.
+/// Merges profile `absorbed` into `target`, recording the identifiers, rule and detail.
 fn merge_into(
     s: &mut Session<'_>,
     target: &str,
     absorbed: &str,
     ev: &NormalizedEvent,
-    anchor: &str,
-    via: Vec<IdentKey>,
+    identifiers: Vec<IdentKey>,
+    rule: &str,
+    detail: String,
 ) -> Result<(), StoreError> {
     let gone = s.existing_profile(absorbed)?;
     let mut t = s.existing_profile(target)?;
@@ -389,17 +432,15 @@ fn merge_into(
     s.put_profile(t);
     s.delete_profile(absorbed)?;
     s.set_alias(absorbed, target);
-    let mut identifiers = vec![anchor.to_owned()];
-    identifiers.extend(via);
     s.record(
         HistoryKind::Merged,
         vec![target.to_owned(), absorbed.to_owned()],
         Some(target.to_owned()),
         vec![absorbed.to_owned()],
         Some(ev.event_id.clone()),
-        "shared_identifier".into(),
+        rule.to_owned(),
         identifiers,
-        Some("the event linked identifiers of both profiles; the oldest profile survives".into()),
+        Some(detail),
     );
     Ok(())
 }

@@ -19,6 +19,8 @@ pub struct Rules {
     default_strategy: Strategy,
     strategies: HashMap<String, Strategy>,
     pub household_max_members: usize,
+    /// Probabilistic matching, when enabled.
+    pub matcher: Option<std::sync::Arc<super::probable::Matcher>>,
 }
 
 impl Rules {
@@ -57,6 +59,15 @@ impl Rules {
                 .map(|(k, v)| (k.clone(), *v))
                 .collect(),
             household_max_members: settings.households.max_members.max(1),
+            matcher: match settings.matching.enabled {
+                true => Some(std::sync::Arc::new(
+                    super::probable::Matcher::from_settings(
+                        &settings.matching,
+                        &settings.storage.data_dir,
+                    )?,
+                )),
+                false => None,
+            },
         })
     }
 

@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 
 use crate::store::records::edge_pair;
 use crate::store::{
-    Changes, Counters, Edge, GraphStore, HistoryEntry, HistoryKind, IdentKey, Node, ProfileId,
-    ProfileState, StoreError, StoredEvent,
+    Changes, Counters, Edge, GraphStore, HistoryEntry, HistoryKind, IdentKey, MatchRecord, Node,
+    ProfileId, ProfileState, StoreError, StoredEvent,
 };
 
 /// Most events read back per identifier when a profile is rebuilt after a split.
@@ -37,6 +37,8 @@ pub struct Session<'s> {
     read_edges: RefCell<HashMap<(IdentKey, IdentKey), Option<Edge>>>,
     /// Events read ahead: which of them the store holds. Ids not in the map are unknown.
     read_events: RefCell<HashMap<String, bool>>,
+    /// This session's candidate index rows by blocking key, in order.
+    match_rows: HashMap<String, Vec<(IdentKey, bool)>>,
     pub now: i64,
 }
 
@@ -54,6 +56,7 @@ impl<'s> Session<'s> {
             stored_edges: RefCell::new(HashSet::default()),
             read_edges: RefCell::new(HashMap::default()),
             read_events: RefCell::new(HashMap::default()),
+            match_rows: HashMap::default(),
             now,
         })
     }
@@ -359,6 +362,62 @@ impl<'s> Session<'s> {
     pub fn drop_event_index(&mut self, key: &str) {
         self.ch.event_index.retain(|(k, _, _)| k != key);
         self.ch.drop_event_index.push(key.to_owned());
+    }
+
+    // ---- probabilistic matching ----
+
+    pub fn match_record(&self, key: &str) -> Result<Option<MatchRecord>, StoreError> {
+        match self.ch.match_records.get(key) {
+            Some(r) => Ok(r.clone()),
+            None => self.store.match_record(&key.to_owned()),
+        }
+    }
+
+    /// Sets (or with `None` removes) the match record of `key` and moves its entries in the
+    /// candidate index to the record's blocking keys.
+    pub fn put_match_record(
+        &mut self,
+        key: &str,
+        record: Option<MatchRecord>,
+    ) -> Result<(), StoreError> {
+        let existing = self.match_record(key)?;
+        if record.is_none() && existing.is_none() {
+            return Ok(());
+        }
+        let old = existing.map(|r| r.keys).unwrap_or_default();
+        let new = record.as_ref().map(|r| r.keys.clone()).unwrap_or_default();
+        let mut rows: Vec<(String, bool)> = old
+            .iter()
+            .filter(|k| !new.contains(k))
+            .map(|k| (k.clone(), false))
+            .collect();
+        rows.extend(
+            new.iter()
+                .filter(|k| !old.contains(k))
+                .map(|k| (k.clone(), true)),
+        );
+        for (block, present) in rows {
+            self.match_rows
+                .entry(block.clone())
+                .or_default()
+                .push((key.to_owned(), present));
+            self.ch.match_index.push((block, key.to_owned(), present));
+        }
+        self.ch.match_records.insert(key.to_owned(), record);
+        Ok(())
+    }
+
+    /// Identifiers indexed under a blocking key, this session's changes included.
+    pub fn match_candidates(&self, block: &str, limit: usize) -> Result<Vec<IdentKey>, StoreError> {
+        let rows = self.match_rows.get(block).map(Vec::as_slice).unwrap_or(&[]);
+        let base = self
+            .store
+            .match_candidates(block, limit.saturating_add(rows.len()))?;
+        Ok(crate::store::layered::overlay(
+            base,
+            rows.iter().map(|(k, p)| (k, *p)),
+            limit,
+        ))
     }
 
     // ---- history ----

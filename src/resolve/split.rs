@@ -14,7 +14,9 @@ use petgraph::unionfind::UnionFind;
 
 use super::{Rules, Session};
 use crate::store::records::split_key;
-use crate::store::{HistoryKind, IdentKey, ProfileId, ProfileState, StoreError, StoredEvent};
+use crate::store::{
+    EdgeStatus, HistoryKind, IdentKey, ProfileId, ProfileState, StoreError, StoredEvent,
+};
 
 /// Result of an unmerge operation.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -53,22 +55,37 @@ pub fn delete_link(
     let node = s
         .node(a)?
         .ok_or_else(|| UnmergeError::NotFound("identifier a does not exist".into()))?;
-    s.delete_edge(a, b);
     let pid = node.profile_id.clone();
+    let rule = format!("manual_unmerge:{actor}");
+    match &edge.probable {
+        // A probable link is kept as a refused edge with its evidence, so matching never
+        // re-creates what an operator undid.
+        Some(_) if edge.is_active() => {
+            let mut kept = edge.clone();
+            kept.status = EdgeStatus::Refused { rule: rule.clone() };
+            s.put_edge(kept);
+        }
+        _ => s.delete_edge(a, b),
+    }
     s.record(
         HistoryKind::LinkDeleted,
         vec![pid.clone()],
         None,
         vec![],
         None,
-        format!("manual_unmerge:{actor}"),
+        rule.clone(),
         vec![edge.a.clone(), edge.b.clone()],
         Some(format!(
-            "link deleted (it was {})",
+            "link deleted (it was {}{})",
             if edge.is_active() {
                 "active"
             } else {
                 "refused"
+            },
+            if edge.probable.is_some() {
+                ", probable; kept as refused so matching does not re-create it"
+            } else {
+                ""
             }
         )),
     );
@@ -79,13 +96,7 @@ pub fn delete_link(
             split: false,
         });
     }
-    Ok(resplit(
-        s,
-        rules,
-        &pid,
-        &format!("manual_unmerge:{actor}"),
-        vec![edge.a, edge.b],
-    )?)
+    Ok(resplit(s, rules, &pid, &rule, vec![edge.a, edge.b])?)
 }
 
 /// Deletes identifier `key`, its edges and its event index, and splits what falls apart.
@@ -103,6 +114,7 @@ pub fn delete_identifier(
     }
     s.delete_node(key);
     s.drop_event_index(key);
+    s.put_match_record(key, None)?;
     let pid = node.profile_id.clone();
     let mut state = s.existing_profile(&pid)?;
     state.remove_identifier(&node.kind, &node.value);

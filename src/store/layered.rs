@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use super::records::edge_pair;
 use super::{
-    Changes, Counters, Edge, GraphStore, HistoryEntry, IdentKey, Node, ProfileId, ProfileState,
-    StoreError, StoredEvent,
+    Changes, Counters, Edge, GraphStore, HistoryEntry, IdentKey, MatchRecord, Node, ProfileId,
+    ProfileState, StoreError, StoredEvent,
 };
 
 /// `base` plus the not-yet-durable `pending` changes.
@@ -23,6 +23,8 @@ pub struct Layered {
     adjacency: HashMap<IdentKey, Vec<(IdentKey, IdentKey)>>,
     /// Event id -> index into `pending.events`.
     events: HashMap<String, usize>,
+    /// Blocking key -> pending candidate index rows, in order.
+    match_rows: HashMap<String, Vec<(IdentKey, bool)>>,
 }
 
 impl Layered {
@@ -44,11 +46,19 @@ impl Layered {
             .enumerate()
             .map(|(i, e)| (e.event_id.clone(), i))
             .collect();
+        let mut match_rows: HashMap<String, Vec<(IdentKey, bool)>> = HashMap::default();
+        for (block, ident, present) in &pending.match_index {
+            match_rows
+                .entry(block.clone())
+                .or_default()
+                .push((ident.clone(), *present));
+        }
         Layered {
             base,
             pending,
             adjacency,
             events,
+            match_rows,
         }
     }
 }
@@ -212,21 +222,14 @@ impl GraphStore for Layered {
         address_key: &str,
         limit: usize,
     ) -> Result<Vec<ProfileId>, StoreError> {
-        let mut set: BTreeSet<ProfileId> = self
-            .base
-            .profiles_at_address(address_key, usize::MAX)?
-            .into_iter()
-            .collect();
-        for (addr, id, present) in &self.pending.address_index {
-            if addr == address_key {
-                if *present {
-                    set.insert(id.clone());
-                } else {
-                    set.remove(id);
-                }
-            }
-        }
-        Ok(set.into_iter().take(limit).collect())
+        let base = self.base.profiles_at_address(address_key, usize::MAX)?;
+        let rows = self.pending.address_index.iter();
+        Ok(overlay(
+            base,
+            rows.filter(|(a, _, _)| a == address_key)
+                .map(|(_, id, present)| (id, *present)),
+            limit,
+        ))
     }
 
     fn history(&self, id: &ProfileId, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
@@ -260,9 +263,50 @@ impl GraphStore for Layered {
         self.base.goldens_after(after, limit)
     }
 
+    fn match_record(&self, key: &IdentKey) -> Result<Option<MatchRecord>, StoreError> {
+        match self.pending.match_records.get(key) {
+            Some(r) => Ok(r.clone()),
+            None => self.base.match_record(key),
+        }
+    }
+
+    fn match_candidates(&self, block: &str, limit: usize) -> Result<Vec<IdentKey>, StoreError> {
+        let rows = self.match_rows.get(block).map(Vec::as_slice).unwrap_or(&[]);
+        let base = self
+            .base
+            .match_candidates(block, limit.saturating_add(rows.len()))?;
+        Ok(overlay(base, rows.iter().map(|(k, p)| (k, *p)), limit))
+    }
+
+    /// The base store's records: training reads a store at rest.
+    fn match_records_after(
+        &self,
+        after: Option<&IdentKey>,
+        limit: usize,
+    ) -> Result<Vec<(IdentKey, MatchRecord)>, StoreError> {
+        self.base.match_records_after(after, limit)
+    }
+
     fn apply(&self, _changes: &Changes) -> Result<(), StoreError> {
         Err(StoreError::Engine(
             "a layered view is read-only; writes go to the base store".into(),
         ))
     }
+}
+
+/// `base` with pending `(member, present?)` rows applied in order, sorted, at most `limit`.
+pub fn overlay<'a>(
+    base: Vec<String>,
+    rows: impl Iterator<Item = (&'a String, bool)>,
+    limit: usize,
+) -> Vec<String> {
+    let mut set: BTreeSet<String> = base.into_iter().collect();
+    for (member, present) in rows {
+        if present {
+            set.insert(member.clone());
+        } else {
+            set.remove(member);
+        }
+    }
+    set.into_iter().take(limit).collect()
 }

@@ -14,8 +14,8 @@ pub mod records;
 pub mod rocks;
 
 pub use records::{
-    Edge, EdgeStatus, HistoryEntry, HistoryKind, IdentKey, Node, ProfileId, ProfileState,
-    StoredEvent,
+    Edge, EdgeStatus, HistoryEntry, HistoryKind, IdentKey, MatchRecord, Node, ProfileId,
+    ProfileState, StoredEvent,
 };
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
@@ -69,6 +69,10 @@ pub struct Changes {
     pub drop_event_index: Vec<IdentKey>,
     /// (address key, profile id, present?) rows of the household address index.
     pub address_index: Vec<(String, ProfileId, bool)>,
+    /// Match records of identifiers (probabilistic matching); `None` deletes.
+    pub match_records: HashMap<IdentKey, Option<MatchRecord>>,
+    /// (blocking key, identifier, present?) rows of the candidate index.
+    pub match_index: Vec<(String, IdentKey, bool)>,
     /// History entries, written under every profile id they concern.
     pub history: Vec<HistoryEntry>,
     pub counters: Option<Counters>,
@@ -85,6 +89,8 @@ impl Changes {
             && self.event_index.is_empty()
             && self.drop_event_index.is_empty()
             && self.address_index.is_empty()
+            && self.match_records.is_empty()
+            && self.match_index.is_empty()
             && self.history.is_empty()
             && self.counters.is_none()
     }
@@ -155,6 +161,17 @@ pub trait GraphStore: Send + Sync + 'static {
         after: Option<&ProfileId>,
         limit: usize,
     ) -> Result<Vec<(ProfileId, Vec<u8>)>, StoreError>;
+    /// The match record of an identifier.
+    fn match_record(&self, key: &IdentKey) -> Result<Option<MatchRecord>, StoreError>;
+    /// Identifiers indexed under a blocking key, at most `limit`.
+    fn match_candidates(&self, block: &str, limit: usize) -> Result<Vec<IdentKey>, StoreError>;
+    /// Match records in identifier order, starting after `after`, at most `limit` (`idgraph
+    /// train` pages through them).
+    fn match_records_after(
+        &self,
+        after: Option<&IdentKey>,
+        limit: usize,
+    ) -> Result<Vec<(IdentKey, MatchRecord)>, StoreError>;
     /// Atomically and durably apply a unit of change.
     fn apply(&self, changes: &Changes) -> Result<(), StoreError>;
     /// Flushes and compacts everything (maintenance, steady-state measurements).

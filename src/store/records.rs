@@ -89,6 +89,41 @@ pub struct Edge {
     pub last_seen: i64,
     /// Ids of the first events that created or reinforced the edge (bounded).
     pub event_ids: Vec<String>,
+    /// Set when probabilistic matching created the edge: why the two records were judged
+    /// the same person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probable: Option<ProbableLink>,
+}
+
+/// The evidence of a probable link: the model's verdict on the two records it compared.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbableLink {
+    /// P(same person) by the Fellegi-Sunter model.
+    pub probability: f64,
+    /// The match weight (log2 odds), prior included.
+    pub weight: f64,
+    /// Each compared field's contribution (log2(m/u)); missing fields are left out.
+    pub fields: Vec<FieldContribution>,
+    /// Mean probability of the two profiles' sampled records (the chaining guard).
+    pub cluster_probability: f64,
+}
+
+/// One field's share of a probable link's weight.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldContribution {
+    pub field: String,
+    /// Agreement level: 0 is the strongest agreement, the highest is "different".
+    pub level: u8,
+    pub weight: f64,
+}
+
+/// The comparable attributes last seen with an identifier (the anchor of an event that
+/// carried person traits), indexed under its blocking keys for probabilistic matching.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MatchRecord {
+    pub attributes: crate::matching::compare::Attributes,
+    /// Blocking keys the record is indexed under.
+    pub keys: Vec<String>,
 }
 
 impl Edge {

@@ -6,7 +6,9 @@
 //! - `edges`: `a \0 b` (a < b) -> [`Edge`]; `b \0 a` -> "" (reverse adjacency entry)
 //! - `events`: `e \0 event_id` -> [`StoredEvent`]; `i \0 kind:value \0 seq(be64)` -> event id
 //! - `profiles`: `s \0 id` -> [`ProfileState`]; `g \0 id` -> golden profile JSON (the cache);
-//!   `a \0 id` -> survivor id (alias of an absorbed profile); `h \0 address \0 id` -> ""
+//!   `a \0 id` -> survivor id (alias of an absorbed profile); `h \0 address \0 id` -> "";
+//!   `m \0 kind:value` -> [`MatchRecord`]; `k \0 blocking key \0 kind:value` -> "" (the
+//!   candidate index of probabilistic matching)
 //! - `history`: `profile id \0 seq(be64)` -> [`HistoryEntry`]
 //! - `meta`: `counters` -> [`Counters`], `format` -> storage format version
 //!
@@ -25,8 +27,8 @@ use serde::Serialize;
 
 use super::records::{edge_pair, split_key};
 use super::{
-    Changes, Counters, Edge, GraphStore, HistoryEntry, IdentKey, Node, ProfileId, ProfileState,
-    StoreError, StoredEvent,
+    Changes, Counters, Edge, GraphStore, HistoryEntry, IdentKey, MatchRecord, Node, ProfileId,
+    ProfileState, StoreError, StoredEvent,
 };
 
 const CF_IDENTIFIERS: &str = "identifiers";
@@ -195,6 +197,37 @@ impl RocksStore {
         Ok(out)
     }
 
+    /// Raw values under `tag \0`, in key order, starting after `tag \0 after`, at most
+    /// `limit`, with the key's part after the tag.
+    fn page_after(
+        &self,
+        cf: &str,
+        tag: &[u8],
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let prefix = joined(&[tag, b""]);
+        let start = match after {
+            // The smallest key after `tag\0<after>`: keys never contain a 0 byte.
+            Some(id) => joined(&[tag, id.as_bytes(), b""]),
+            None => prefix.clone(),
+        };
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(prefix_end(&prefix));
+        let iter = self.db.iterator_cf_opt(
+            self.cf(cf)?,
+            ro,
+            IteratorMode::From(&start, Direction::Forward),
+        );
+        let mut out = Vec::new();
+        for item in iter.take(limit) {
+            let (k, v) = item.map_err(engine)?;
+            let id = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            out.push((id, v.into_vec()));
+        }
+        Ok(out)
+    }
+
     fn batch_put<T: Serialize>(
         &self,
         batch: &mut WriteBatch,
@@ -307,26 +340,31 @@ impl GraphStore for RocksStore {
         after: Option<&ProfileId>,
         limit: usize,
     ) -> Result<Vec<(ProfileId, Vec<u8>)>, StoreError> {
-        let prefix = joined(&[b"g", b""]);
-        let start = match after {
-            // The smallest key after `g\0<after>`: ids never contain a 0 byte.
-            Some(id) => joined(&[b"g", id.as_bytes(), b""]),
-            None => prefix.clone(),
-        };
-        let mut ro = ReadOptions::default();
-        ro.set_iterate_upper_bound(prefix_end(&prefix));
-        let iter = self.db.iterator_cf_opt(
-            self.cf(CF_PROFILES)?,
-            ro,
-            IteratorMode::From(&start, Direction::Forward),
-        );
-        let mut out = Vec::new();
-        for item in iter.take(limit) {
-            let (k, v) = item.map_err(engine)?;
-            let id = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-            out.push((id, v.into_vec()));
-        }
-        Ok(out)
+        self.page_after(CF_PROFILES, b"g", after.map(String::as_str), limit)
+    }
+
+    fn match_record(&self, key: &IdentKey) -> Result<Option<MatchRecord>, StoreError> {
+        self.get(CF_PROFILES, &joined(&[b"m", key.as_bytes()]))
+    }
+
+    fn match_candidates(&self, block: &str, limit: usize) -> Result<Vec<IdentKey>, StoreError> {
+        let prefix = joined(&[b"k", block.as_bytes(), b""]);
+        Ok(self
+            .scan(CF_PROFILES, &prefix, limit)?
+            .into_iter()
+            .map(|(k, _)| String::from_utf8_lossy(&k[prefix.len()..]).into_owned())
+            .collect())
+    }
+
+    fn match_records_after(
+        &self,
+        after: Option<&IdentKey>,
+        limit: usize,
+    ) -> Result<Vec<(IdentKey, MatchRecord)>, StoreError> {
+        self.page_after(CF_PROFILES, b"m", after.map(String::as_str), limit)?
+            .into_iter()
+            .map(|(key, v)| Ok((key, decode(CF_PROFILES, b"m", &v)?)))
+            .collect()
     }
 
     fn apply(&self, changes: &Changes) -> Result<(), StoreError> {
@@ -378,6 +416,21 @@ impl GraphStore for RocksStore {
         }
         for (address, id, present) in &changes.address_index {
             let key = joined(&[b"h", address.as_bytes(), id.as_bytes()]);
+            if *present {
+                batch.put_cf(self.cf(CF_PROFILES)?, key, b"");
+            } else {
+                batch.delete_cf(self.cf(CF_PROFILES)?, key);
+            }
+        }
+        for (ident, record) in &changes.match_records {
+            let key = joined(&[b"m", ident.as_bytes()]);
+            match record {
+                Some(r) => self.batch_put(&mut batch, CF_PROFILES, &key, r)?,
+                None => batch.delete_cf(self.cf(CF_PROFILES)?, key),
+            }
+        }
+        for (block, ident, present) in &changes.match_index {
+            let key = joined(&[b"k", block.as_bytes(), ident.as_bytes()]);
             if *present {
                 batch.put_cf(self.cf(CF_PROFILES)?, key, b"");
             } else {

@@ -46,8 +46,8 @@ use rustc_hash::FxHashMap as HashMap;
 use super::records::edge_pair;
 use super::rocks::RocksStore;
 use super::{
-    Changes, Counters, Edge, GraphStore, HistoryEntry, IdentKey, Node, ProfileId, ProfileState,
-    StoreError, StoredEvent,
+    Changes, Counters, Edge, GraphStore, HistoryEntry, IdentKey, MatchRecord, Node, ProfileId,
+    ProfileState, StoreError, StoredEvent,
 };
 use crate::config::BoltSettings;
 use rows::{column, row, GoldenRow, IdentifierRow, LinkRow};
@@ -565,7 +565,7 @@ impl BoltStore {
 
         let (upserts, deletes) = split(
             &changes.edges,
-            |(a, b), e| Ok(rows::link_row(a, b, e)),
+            |(a, b), e| rows::link_row(a, b, e),
             |(a, b)| rows::pair_row(a, b),
         )?;
         push(
@@ -614,20 +614,14 @@ impl BoltStore {
             .collect();
         push("link_events", queries::LINK_EVENTS, "rows", index, true);
 
-        // The address index rows apply in order: keep each (address, profile)'s last state.
-        let mut last: HashMap<(&str, &str), bool> = HashMap::default();
-        for (addr, id, present) in &changes.address_index {
-            last.insert((addr.as_str(), id.as_str()), *present);
-        }
-        let (mut add, mut remove) = (Vec::new(), Vec::new());
-        for ((addr, id), present) in last {
-            let r = rows::map([("address", addr.into()), ("profile", id.into())]);
-            if present {
-                add.push(r);
-            } else {
-                remove.push(r);
-            }
-        }
+        let (add, remove) = last_state(changes.address_index.iter().map(|(a, id, p)| (a, id, *p)));
+        let address_row = |(addr, id): (&str, &str)| {
+            rows::map([("address", addr.into()), ("profile", id.into())])
+        };
+        let (add, remove): (Vec<BoltType>, Vec<BoltType>) = (
+            add.into_iter().map(address_row).collect(),
+            remove.into_iter().map(address_row).collect(),
+        );
         push(
             "remove_addresses",
             queries::REMOVE_ADDRESSES,
@@ -636,6 +630,49 @@ impl BoltStore {
             false,
         );
         push("add_addresses", queries::ADD_ADDRESSES, "rows", add, false);
+
+        let (upserts, deletes) = split(
+            &changes.match_records,
+            |ident, r| {
+                Ok(rows::map([
+                    ("ident", ident.as_str().into()),
+                    ("body", rows::encode_json("match record", r)?.into()),
+                ]))
+            },
+            |ident| ident.as_str().into(),
+        )?;
+        push(
+            "delete_match_records",
+            queries::DELETE_MATCH_RECORDS,
+            "keys",
+            deletes,
+            false,
+        );
+        push(
+            "upsert_match_records",
+            queries::UPSERT_MATCH_RECORDS,
+            "rows",
+            upserts,
+            false,
+        );
+        let (add, remove) = last_state(changes.match_index.iter().map(|(b, i, p)| (b, i, *p)));
+        let key_row = |(block, ident): (&str, &str)| {
+            rows::map([("key", block.into()), ("ident", ident.into())])
+        };
+        push(
+            "remove_match_keys",
+            queries::REMOVE_MATCH_KEYS,
+            "rows",
+            remove.into_iter().map(key_row).collect(),
+            false,
+        );
+        push(
+            "add_match_keys",
+            queries::ADD_MATCH_KEYS,
+            "rows",
+            add.into_iter().map(key_row).collect(),
+            false,
+        );
 
         let mut history = Vec::new();
         for h in &changes.history {
@@ -688,6 +725,27 @@ impl BoltStore {
             ..Changes::default()
         }
     }
+}
+
+/// Index rows `(key, member, present?)` apply in order: the pairs whose last state is
+/// present, and those whose last state is absent.
+type Pairs<'a> = Vec<(&'a str, &'a str)>;
+fn last_state<'a>(
+    index: impl Iterator<Item = (&'a String, &'a String, bool)>,
+) -> (Pairs<'a>, Pairs<'a>) {
+    let mut last: HashMap<(&str, &str), bool> = HashMap::default();
+    for (key, member, present) in index {
+        last.insert((key.as_str(), member.as_str()), present);
+    }
+    let (mut add, mut remove) = (Vec::new(), Vec::new());
+    for (pair, present) in last {
+        if present {
+            add.push(pair);
+        } else {
+            remove.push(pair);
+        }
+    }
+    (add, remove)
 }
 
 /// Splits a map of writes (`Some`) and deletions (`None`) into the rows of each statement.
@@ -923,6 +981,50 @@ impl GraphStore for BoltStore {
             return self.cache()?.goldens_after(after, limit);
         }
         self.graph_goldens_after(after.map(String::as_str).unwrap_or(""), limit)
+    }
+
+    fn match_record(&self, key: &IdentKey) -> Result<Option<MatchRecord>, StoreError> {
+        let Some(r) = self.first(
+            "get_match_record",
+            query(queries::GET_MATCH_RECORD).param("key", key.as_str()),
+        )?
+        else {
+            return Ok(None);
+        };
+        let body: String = column("match record", &r, "body")?;
+        Ok(Some(rows::decode_json("match record", &body)?))
+    }
+
+    fn match_candidates(&self, block: &str, limit: usize) -> Result<Vec<IdentKey>, StoreError> {
+        let page = self.rows(
+            "match_candidates",
+            query(queries::MATCH_CANDIDATES)
+                .param("key", block)
+                .param("limit", rows::limit(limit)),
+        )?;
+        page.iter()
+            .map(|r| column("match key", r, "ident"))
+            .collect()
+    }
+
+    fn match_records_after(
+        &self,
+        after: Option<&IdentKey>,
+        limit: usize,
+    ) -> Result<Vec<(IdentKey, MatchRecord)>, StoreError> {
+        let page = self.rows(
+            "match_records_after",
+            query(queries::MATCH_RECORDS_AFTER)
+                .param("after", after.map(String::as_str).unwrap_or(""))
+                .param("limit", rows::limit(limit)),
+        )?;
+        page.iter()
+            .map(|r| {
+                let ident: String = column("match record", r, "ident")?;
+                let body: String = column("match record", r, "body")?;
+                Ok((ident, rows::decode_json("match record", &body)?))
+            })
+            .collect()
     }
 
     /// Compacts the profile cache (the graph database manages its own storage).

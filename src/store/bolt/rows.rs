@@ -39,7 +39,7 @@ fn corrupt(what: &str, reason: impl std::fmt::Display) -> StoreError {
     }
 }
 
-fn json<T: serde::Serialize>(what: &str, value: &T) -> Result<String, StoreError> {
+pub fn encode_json<T: serde::Serialize>(what: &str, value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Engine(format!("encode {what}: {e}")))
 }
 
@@ -67,12 +67,12 @@ pub fn identifier_row(key: &str, n: &Node) -> BoltType {
     ])
 }
 
-pub fn link_row(a: &str, b: &str, e: &Edge) -> BoltType {
+pub fn link_row(a: &str, b: &str, e: &Edge) -> Result<BoltType, StoreError> {
     let (status, rule) = match &e.status {
         EdgeStatus::Active => ("active", None),
         EdgeStatus::Refused { rule } => ("refused", Some(rule.clone())),
     };
-    map([
+    Ok(map([
         ("a", a.into()),
         ("b", b.into()),
         ("status", status.into()),
@@ -82,7 +82,15 @@ pub fn link_row(a: &str, b: &str, e: &Edge) -> BoltType {
         ("first_seen", e.first_seen.into()),
         ("last_seen", e.last_seen.into()),
         ("event_ids", strings(&e.event_ids)),
-    ])
+        (
+            "probable",
+            e.probable
+                .as_ref()
+                .map(|p| encode_json("probable link", p))
+                .transpose()?
+                .into(),
+        ),
+    ]))
 }
 
 pub fn pair_row(a: &str, b: &str) -> BoltType {
@@ -93,7 +101,7 @@ pub fn profile_row(p: &ProfileState) -> Result<BoltType, StoreError> {
     Ok(map([
         ("id", p.id.as_str().into()),
         ("seq", int(p.seq)),
-        ("state", json("profile", p)?.into()),
+        ("state", encode_json("profile", p)?.into()),
         ("address_key", p.address_key.clone().into()),
     ]))
 }
@@ -119,12 +127,12 @@ pub fn event_row(e: &StoredEvent) -> Result<BoltType, StoreError> {
         ("source", e.source.as_str().into()),
         ("type", e.event_type.as_str().into()),
         ("timestamp", e.timestamp.into()),
-        ("body", json("event", e)?.into()),
+        ("body", encode_json("event", e)?.into()),
     ]))
 }
 
 pub fn history_rows(h: &HistoryEntry) -> Result<Vec<BoltType>, StoreError> {
-    let body = json("history", h)?;
+    let body = encode_json("history", h)?;
     Ok(h.profiles
         .iter()
         .map(|p| {
@@ -177,6 +185,8 @@ pub struct LinkRow {
     first_seen: i64,
     last_seen: i64,
     event_ids: Vec<String>,
+    #[serde(default)]
+    probable: Option<String>,
 }
 
 impl LinkRow {
@@ -201,6 +211,10 @@ impl LinkRow {
             first_seen: self.first_seen,
             last_seen: self.last_seen,
             event_ids: self.event_ids,
+            probable: match self.probable {
+                Some(body) => Some(decode_json("probable link", &body)?),
+                None => None,
+            },
         })
     }
 }

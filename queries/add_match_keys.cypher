@@ -1,0 +1,2 @@
+UNWIND $rows AS r
+MERGE (:MatchKey {key: r.key, ident: r.ident})

@@ -1,0 +1,3 @@
+UNWIND $keys AS k
+MATCH (m:MatchRecord {ident: k})
+DELETE m

@@ -1,0 +1,2 @@
+MATCH (m:MatchRecord {ident: $key})
+RETURN m.body AS body

@@ -1,0 +1,413 @@
+//! Real-time probabilistic matching inside the resolver: after an event is resolved by its
+//! identifiers, its person traits (names, birth date, address, email) are compared with the
+//! records of other profiles that share a blocking key, and a match above the threshold
+//! becomes a **probable edge** that merges the two profiles.
+//!
+//! - **Records.** The attributes last seen with an event's anchor identifier (its
+//!   highest-priority identifier) are its [`MatchRecord`], indexed under its blocking keys
+//!   (`matching::blocking`, tight and wide keys). A key already shared by more than
+//!   `max_block` records is neither searched nor extended: it says too little.
+//! - **Scoring.** Each candidate is scored with the Fellegi-Sunter model (`matching::model`);
+//!   at most `max_candidates` are compared per event, those sharing the most keys first.
+//! - **Deterministic rules win.** A probable link never joins two profiles holding
+//!   different values of an exclusive kind (`customer_id` by default) nor breaks a per-kind
+//!   limit: it is kept as a refused edge with the rule and the evidence, and recorded as a
+//!   conflict. A link an operator deleted (kept as a refused edge) is never re-created.
+//! - **Guard against chaining.** Two profiles join only if their records match *as
+//!   clusters*: the mean probability over up to [`GUARD_SAMPLE`] records of each must reach
+//!   `guard`, not just the one pair. One record resembling two people cannot glue their
+//!   profiles together, and a town of look-alikes does not collapse into one profile.
+//! - **Explainable, reversible.** The edge carries the probability, the weight and each
+//!   field's contribution; the merge is a history entry with rule `probable_match`. Deleting
+//!   the edge splits the profile like any other link.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::{link, merge_into, Rules, Session};
+use crate::config::MatchingSettings;
+use crate::ingest::event::NormalizedEvent;
+use crate::matching::batch::traits_attributes;
+use crate::matching::blocking;
+use crate::matching::compare::{compare_all, Attributes, Level};
+use crate::matching::model::{Model, ModelFile};
+use crate::store::records::{FieldContribution, ProbableLink};
+use crate::store::{
+    EdgeStatus, HistoryKind, IdentKey, MatchRecord, ProfileId, ProfileState, StoreError,
+};
+
+/// Records of each profile compared by the guard.
+pub const GUARD_SAMPLE: usize = 8;
+/// A record needs this many present fields to be matched at all.
+pub const MIN_FIELDS: usize = 2;
+
+/// Running totals of what matching did (reported by `/metrics` and `idgraph eval`).
+#[derive(Debug, Default)]
+pub struct MatchCounters {
+    pub records: AtomicU64,
+    pub compared: AtomicU64,
+    pub merged: AtomicU64,
+    pub refused: AtomicU64,
+    pub guarded: AtomicU64,
+}
+
+/// A snapshot of [`MatchCounters`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MatchTotals {
+    /// Events whose records were matched.
+    pub records: u64,
+    /// Candidate records compared.
+    pub compared: u64,
+    /// Probable links that merged two profiles.
+    pub merged: u64,
+    /// Probable links refused by a deterministic rule.
+    pub refused: u64,
+    /// Probable links the cluster guard stopped.
+    pub guarded: u64,
+}
+
+impl MatchCounters {
+    pub fn totals(&self) -> MatchTotals {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        MatchTotals {
+            records: get(&self.records),
+            compared: get(&self.compared),
+            merged: get(&self.merged),
+            refused: get(&self.refused),
+            guarded: get(&self.guarded),
+        }
+    }
+}
+
+fn bump(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+/// The compiled matching settings and model.
+#[derive(Debug)]
+pub struct Matcher {
+    pub model: Model,
+    /// Where the model came from (a file, or the built-in conservative model).
+    pub model_source: String,
+    threshold: f64,
+    guard: f64,
+    disabled_sources: HashSet<String>,
+    max_block: usize,
+    max_candidates: usize,
+    max_merges: usize,
+    exclusive_kinds: Vec<String>,
+    pub counters: MatchCounters,
+}
+
+impl Matcher {
+    /// Validates the settings and loads the model (from its file when there is one).
+    pub fn from_settings(m: &MatchingSettings, data_dir: &Path) -> Result<Matcher, String> {
+        if !(m.threshold > 0.0 && m.threshold <= 1.0) {
+            return Err("matching.threshold must be in (0, 1]".into());
+        }
+        if !(0.0..=1.0).contains(&m.guard) {
+            return Err("matching.guard must be in [0, 1]".into());
+        }
+        for (name, v) in [
+            ("max_block", m.max_block),
+            ("max_candidates", m.max_candidates),
+            ("max_merges_per_event", m.max_merges_per_event),
+        ] {
+            if v == 0 {
+                return Err(format!("matching.{name} must be at least 1"));
+            }
+        }
+        let path = m.model_path(data_dir);
+        let (model, model_source) = match std::fs::read(&path) {
+            Ok(bytes) => {
+                let file: ModelFile = serde_json::from_slice(&bytes)
+                    .map_err(|e| format!("matching model {}: {e}", path.display()))?;
+                file.model
+                    .validate()
+                    .map_err(|e| format!("matching model {}: {e}", path.display()))?;
+                (file.model, path.display().to_string())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && m.model.is_none() => {
+                (Model::conservative(), "built-in conservative model".into())
+            }
+            Err(e) => return Err(format!("matching model {}: {e}", path.display())),
+        };
+        Ok(Matcher {
+            model,
+            model_source,
+            threshold: m.threshold,
+            guard: m.guard,
+            disabled_sources: m.disabled_sources.iter().cloned().collect(),
+            max_block: m.max_block,
+            max_candidates: m.max_candidates,
+            max_merges: m.max_merges_per_event,
+            exclusive_kinds: m.exclusive_kinds.clone(),
+            counters: MatchCounters::default(),
+        })
+    }
+
+    pub fn applies_to(&self, source: &str) -> bool {
+        !self.disabled_sources.contains(source)
+    }
+
+    /// The evidence for "same person" between two records.
+    fn evidence(&self, a: &Attributes, b: &Attributes) -> (f64, ProbableLink) {
+        let v = compare_all(a, b);
+        let probability = self.model.probability(&v);
+        let fields = self
+            .model
+            .contributions(&v)
+            .into_iter()
+            .zip(v.iter().filter(|l| **l != Level::Missing))
+            .map(|((field, weight), level)| FieldContribution {
+                field: field.name().to_owned(),
+                level: match level {
+                    Level::Agree(l) => *l,
+                    Level::Missing => u8::MAX,
+                },
+                weight: (weight * 1000.0).round() / 1000.0,
+            })
+            .collect();
+        (
+            probability,
+            ProbableLink {
+                probability,
+                weight: self.model.weight(&v),
+                fields,
+                cluster_probability: 0.0,
+            },
+        )
+    }
+}
+
+/// The comparable attributes of a validated event (its traits and first email).
+pub fn event_attributes(ev: &NormalizedEvent) -> Attributes {
+    let email = ev
+        .identifiers
+        .iter()
+        .find(|i| i.kind == "email")
+        .map(|i| i.value.clone());
+    traits_attributes(|name| ev.traits.get(name), email)
+}
+
+/// What probabilistic matching did for one event.
+#[derive(Debug, Default)]
+pub struct Matched {
+    /// The event's profile afterwards (the oldest of the merged ones).
+    pub profile_id: Option<ProfileId>,
+    /// Profiles absorbed by probable links.
+    pub absorbed: Vec<ProfileId>,
+    /// Probable links refused by a deterministic rule.
+    pub refused: Vec<(ProfileId, String)>,
+}
+
+/// Matches the event (already resolved into `target` with anchor `anchor`) against the
+/// records of other profiles, merging on strong, guarded, rule-abiding matches.
+pub fn match_event(
+    s: &mut Session<'_>,
+    rules: &Rules,
+    m: &Matcher,
+    ev: &NormalizedEvent,
+    anchor: &IdentKey,
+    target: &ProfileId,
+) -> Result<Matched, StoreError> {
+    let mut out = Matched::default();
+    if !m.applies_to(&ev.source) {
+        return Ok(out);
+    }
+    let fresh = event_attributes(ev);
+    if fresh.present() == 0 {
+        return Ok(out);
+    }
+    let attrs = match s.match_record(anchor)? {
+        Some(old) => old.attributes.updated_with(&fresh),
+        None => fresh,
+    };
+    if attrs.present() < MIN_FIELDS {
+        return Ok(out);
+    }
+
+    // Candidates: records sharing a usable blocking key, those sharing the most keys first.
+    let mut keys = blocking::keys(&attrs);
+    keys.extend(blocking::wide_keys(&attrs));
+    let mut indexed = Vec::with_capacity(keys.len());
+    let mut shared: HashMap<IdentKey, usize> = HashMap::new();
+    for key in keys {
+        let members = s.match_candidates(&key, m.max_block + 1)?;
+        if members.len() > m.max_block {
+            continue;
+        }
+        for ident in members {
+            if ident != *anchor {
+                *shared.entry(ident).or_default() += 1;
+            }
+        }
+        indexed.push(key);
+    }
+    s.put_match_record(
+        anchor,
+        Some(MatchRecord {
+            attributes: attrs.clone(),
+            keys: indexed,
+        }),
+    )?;
+    let mut ranked: Vec<(IdentKey, usize)> = shared.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    ranked.truncate(m.max_candidates);
+    bump(&m.counters.records, 1);
+    bump(&m.counters.compared, ranked.len() as u64);
+
+    // The best record of each other profile at or above the threshold.
+    let mut best: BTreeMap<ProfileId, (f64, IdentKey, ProbableLink)> = BTreeMap::new();
+    for (ident, _) in ranked {
+        let (Some(node), Some(record)) = (s.node(&ident)?, s.match_record(&ident)?) else {
+            continue;
+        };
+        if node.profile_id == *target {
+            continue;
+        }
+        let (p, evidence) = m.evidence(&attrs, &record.attributes);
+        if p >= m.threshold && best.get(&node.profile_id).is_none_or(|b| p > b.0) {
+            best.insert(node.profile_id, (p, ident, evidence));
+        }
+    }
+    let mut order: Vec<(f64, IdentKey, ProbableLink)> = best.into_values().collect();
+    order.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+
+    let mut current = target.clone();
+    let mut merges = 0;
+    for (_, ident, mut evidence) in order {
+        if merges >= m.max_merges {
+            break;
+        }
+        let Some(node) = s.node(&ident)? else {
+            continue;
+        };
+        if node.profile_id == current {
+            continue;
+        }
+        // A link an operator deleted stays deleted.
+        if s.edge(anchor, &ident)?.is_some_and(|e| !e.is_active()) {
+            continue;
+        }
+        let ours = s.existing_profile(&current)?;
+        let theirs = s.existing_profile(&node.profile_id)?;
+        if let Some(rule) = conflict(rules, m, &ours, &theirs) {
+            link(
+                s,
+                anchor,
+                &ident,
+                EdgeStatus::Refused { rule: rule.clone() },
+                ev,
+                Some(evidence),
+            )?;
+            s.record(
+                HistoryKind::Conflict,
+                vec![current.clone(), theirs.id.clone()],
+                None,
+                vec![],
+                Some(ev.event_id.clone()),
+                rule.clone(),
+                vec![anchor.clone(), ident.clone()],
+                Some("probable match refused: the profiles hold conflicting identifiers".into()),
+            );
+            out.refused.push((theirs.id.clone(), rule));
+            bump(&m.counters.refused, 1);
+            continue;
+        }
+        let together = cluster_probability(s, m, &ours, &theirs)?;
+        if together < m.guard {
+            bump(&m.counters.guarded, 1);
+            continue;
+        }
+        evidence.cluster_probability = (together * 1000.0).round() / 1000.0;
+        let (survivor, gone) = if theirs.seq < ours.seq {
+            (theirs.id.clone(), ours.id.clone())
+        } else {
+            (ours.id.clone(), theirs.id.clone())
+        };
+        let detail = describe(&evidence);
+        link(s, anchor, &ident, EdgeStatus::Active, ev, Some(evidence))?;
+        merge_into(
+            s,
+            &survivor,
+            &gone,
+            ev,
+            vec![anchor.clone(), ident.clone()],
+            "probable_match",
+            detail,
+        )?;
+        out.absorbed.push(gone);
+        bump(&m.counters.merged, 1);
+        current = survivor;
+        merges += 1;
+    }
+    out.profile_id = Some(current);
+    Ok(out)
+}
+
+/// The deterministic rule a probable link between the two profiles would break.
+fn conflict(rules: &Rules, m: &Matcher, a: &ProfileState, b: &ProfileState) -> Option<String> {
+    for kind in &m.exclusive_kinds {
+        if let (Some(x), Some(y)) = (a.identifiers.get(kind), b.identifiers.get(kind)) {
+            if x != y {
+                return Some(format!("probable_conflict:{kind}"));
+            }
+        }
+    }
+    let have = a
+        .identifiers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    rules.violation(&have, &b.identifiers)
+}
+
+/// Mean match probability between up to [`GUARD_SAMPLE`] records of each profile.
+fn cluster_probability(
+    s: &Session<'_>,
+    m: &Matcher,
+    a: &ProfileState,
+    b: &ProfileState,
+) -> Result<f64, StoreError> {
+    let (xs, ys) = (sample(s, a)?, sample(s, b)?);
+    let mut total = 0.0;
+    for x in &xs {
+        for y in &ys {
+            total += m.model.probability(&compare_all(x, y));
+        }
+    }
+    Ok(total / ((xs.len() * ys.len()).max(1) as f64))
+}
+
+/// Up to [`GUARD_SAMPLE`] match records of a profile's identifiers (at most four times as
+/// many identifiers are looked at: most devices and cookies carry none).
+fn sample(s: &Session<'_>, p: &ProfileState) -> Result<Vec<Attributes>, StoreError> {
+    let mut out = Vec::new();
+    for key in p.identifier_keys().take(GUARD_SAMPLE * 4) {
+        if let Some(r) = s.match_record(&key)? {
+            out.push(r.attributes);
+            if out.len() == GUARD_SAMPLE {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A one-line account of the evidence for history (field names and weights, no values).
+fn describe(e: &ProbableLink) -> String {
+    let fields: Vec<String> = e
+        .fields
+        .iter()
+        .map(|f| format!("{} level {} {:+.2}", f.field, f.level, f.weight))
+        .collect();
+    format!(
+        "probable match p={:.4} (weight {:.2}; clusters {:.3}): {}",
+        e.probability,
+        e.weight,
+        e.cluster_probability,
+        fields.join(", ")
+    )
+}
