@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::config::Settings;
@@ -87,6 +88,22 @@ pub enum Command {
     Reindex {
         #[arg(long)]
         data_dir: Option<PathBuf>,
+    },
+    /// Re-estimate the probabilistic matching model from the store's records (no labels)
+    /// and write it where the resolver loads it (`matching.model`, default
+    /// `<data_dir>/matching-model.json`). Stop the server first on the embedded store;
+    /// restart it to use the new model.
+    Train {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Train on at most this many records, drawn uniformly.
+        #[arg(long, default_value_t = 500_000)]
+        sample: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Print the model file's summary as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Graph database schema (Bolt store): `idgraph schema apply` creates the constraints
     /// and indexes of the configured `graph.bolt.flavour`, idempotently.
@@ -261,6 +278,57 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 started.elapsed().as_secs_f64(),
                 crate::engine::search_dir(&s).display()
             );
+            Ok(())
+        }
+        Command::Train {
+            data_dir,
+            sample,
+            seed,
+            json,
+        } => {
+            let s = settings(config, data_dir, None)?;
+            if !s.storage.data_dir.is_dir() {
+                anyhow::bail!(
+                    "data directory {} does not exist",
+                    s.storage.data_dir.display()
+                );
+            }
+            if sample < crate::matching::train::MIN_RECORDS {
+                anyhow::bail!(
+                    "--sample must be at least {}",
+                    crate::matching::train::MIN_RECORDS
+                );
+            }
+            let started = std::time::Instant::now();
+            let store = Engine::open_store(&s)?;
+            let file = crate::matching::train::train_store(store.as_ref(), sample, seed)?;
+            drop(store);
+            let path = s.matching.model_path(&s.storage.data_dir);
+            let tmp = path.with_extension("json.tmp");
+            std::fs::write(&tmp, serde_json::to_vec_pretty(&file)?)
+                .with_context(|| format!("cannot write {}", tmp.display()))?;
+            std::fs::rename(&tmp, &path)
+                .with_context(|| format!("cannot move the model to {}", path.display()))?;
+            let summary = serde_json::json!({
+                "model": path,
+                "records": file.records,
+                "blocked_pairs": file.blocked_pairs,
+                "em_iterations": file.em_iterations,
+                "prior": file.model.prior,
+                "seconds": started.elapsed().as_secs_f64(),
+            });
+            if json {
+                println!("{summary}");
+            } else {
+                println!(
+                    "trained on {} records ({} blocked pairs, {} EM iterations) in {:.1}s; wrote {}",
+                    file.records,
+                    file.blocked_pairs,
+                    file.em_iterations,
+                    started.elapsed().as_secs_f64(),
+                    path.display()
+                );
+            }
             Ok(())
         }
         Command::Schema { action } => {

@@ -286,12 +286,22 @@ impl Validator {
         let mut total = 0usize;
         for (kind, v) in obj {
             let field = format!("identifiers.{kind}");
+            if kind == RECORD_KIND {
+                return Err(ValidationError::new(
+                    field,
+                    "is reserved: idgraph gives this kind to events without identifiers",
+                ));
+            }
             if !self.normalizer.knows(kind) {
                 return Err(ValidationError::new(
                     field,
                     format!(
                         "unknown identifier kind; known kinds: {}",
-                        self.normalizer.kinds().collect::<Vec<_>>().join(", ")
+                        self.normalizer
+                            .kinds()
+                            .filter(|k| *k != RECORD_KIND)
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 ));
             }

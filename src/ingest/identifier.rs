@@ -78,6 +78,8 @@ impl Normalizer {
             .parse()
             .map_err(|_| format!("identifiers.default_region: unknown region {region:?}"))?;
         let mut kinds: BTreeSet<String> = BUILTIN_KINDS.iter().map(|k| k.to_string()).collect();
+        // Known for lookups; events cannot send it (the validator reserves it).
+        kinds.insert(crate::ingest::event::RECORD_KIND.to_owned());
         for kind in custom_kinds {
             if kind == crate::ingest::event::RECORD_KIND {
                 return Err(format!(

@@ -65,6 +65,25 @@ impl Metrics {
     }
 }
 
+/// The probabilistic matching counters in the text exposition format.
+pub fn matching(t: &crate::resolve::probable::MatchTotals) -> String {
+    let mut out = String::from(
+        "# HELP idgraph_matching_total Probabilistic matching since start: records matched, \
+         candidates compared, probable links merged, refused by a rule, stopped by the guard\n\
+         # TYPE idgraph_matching_total counter\n",
+    );
+    for (what, n) in [
+        ("records", t.records),
+        ("compared", t.compared),
+        ("merged", t.merged),
+        ("refused", t.refused),
+        ("guarded", t.guarded),
+    ] {
+        out.push_str(&format!("idgraph_matching_total{{what=\"{what}\"}} {n}\n"));
+    }
+    out
+}
+
 /// Middleware recording every request under its route pattern.
 pub async fn track(
     req: ServiceRequest,

@@ -386,10 +386,14 @@ pub async fn ready(engine: web::Data<Engine>) -> Result<HttpResponse> {
     Ok(HttpResponse::Ok().json(json!({ "status": "ready" })))
 }
 
-pub async fn metrics(metrics: web::Data<Metrics>) -> HttpResponse {
+pub async fn metrics(metrics: web::Data<Metrics>, engine: web::Data<Engine>) -> HttpResponse {
+    let mut body = metrics.render();
+    if let Some(t) = engine.match_totals() {
+        body.push_str(&super::metrics::matching(&t));
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(metrics.render())
+        .body(body)
 }
 
 pub async fn not_found() -> Result<HttpResponse> {

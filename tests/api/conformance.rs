@@ -491,6 +491,144 @@ pub fn restart(b: Backend) {
     assert!(fresh > p, "{fresh} after {p}");
 }
 
+fn person(first: &str, city: &str) -> Value {
+    json!({"first_name": first, "last_name": "Kowalczyk", "birth_date": "1984-03-07",
+           "address": {"street": "12 Oak Street", "city": city, "postal_code": "62704"}})
+}
+
+/// Probabilistic matching: records without a shared identifier merge by a probable link
+/// carrying its evidence (kept across a restart), an identifier-less record is anchored
+/// and matched, a different customer_id is never joined, and a deleted probable link stays
+/// deleted.
+pub fn probable_match(b: Backend) {
+    let inst = Instance::with(b, |s| s.matching.enabled = true);
+    {
+        let engine = inst.open();
+        ingest(
+            &engine,
+            &[event(
+                "pm1",
+                "crm",
+                json!({"customer_id": "C1"}),
+                person("Jonathan", "Springfield"),
+            )],
+        );
+        let p1 = pid(&engine, "customer_id", "C1");
+        // A typo in the first name and the city, a different identifier: same person.
+        let out = ingest(
+            &engine,
+            &[event(
+                "pm2",
+                "pos",
+                json!({"phone": "+1 415 555 0100"}),
+                person("Jonathon", "Springfeld"),
+            )],
+        );
+        match &out[0] {
+            EventOutcome::Accepted {
+                profile_id,
+                probable,
+                merged,
+                ..
+            } => {
+                assert_eq!(profile_id, &p1, "the older profile survives");
+                assert_eq!(probable.len(), 1, "{out:?}");
+                assert_eq!(merged, probable);
+            }
+            other => panic!("not accepted: {other:?}"),
+        }
+        assert_eq!(pid(&engine, "phone", "+14155550100"), p1);
+        // A row with no identifier at all is anchored on a record identifier and matched.
+        let out = ingest(
+            &engine,
+            &[event(
+                "pm3",
+                "third_party",
+                json!({}),
+                person("Jon", "Springfield"),
+            )],
+        );
+        assert!(
+            matches!(&out[0], EventOutcome::Accepted { profile_id, .. } if *profile_id == p1),
+            "{out:?}"
+        );
+        assert_eq!(pid(&engine, "record", "pm3"), p1);
+        // Another customer_id is another customer, however alike.
+        let out = ingest(
+            &engine,
+            &[event(
+                "pm4",
+                "crm",
+                json!({"customer_id": "C2"}),
+                person("Jonathan", "Springfield"),
+            )],
+        );
+        match &out[0] {
+            EventOutcome::Accepted {
+                profile_id,
+                conflicts,
+                probable,
+                ..
+            } => {
+                assert_ne!(profile_id, &p1);
+                assert!(probable.is_empty());
+                assert!(
+                    conflicts
+                        .iter()
+                        .any(|c| c.rule == "probable_conflict:customer_id"),
+                    "{conflicts:?}"
+                );
+            }
+            other => panic!("not accepted: {other:?}"),
+        }
+    }
+    // After a restart, the evidence is read back from the store.
+    let engine = inst.open();
+    let p1 = pid(&engine, "customer_id", "C1");
+    let (a, b) = (key("customer_id", "C1"), key("phone", "+14155550100"));
+    let explained = engine.explain(&p1, &a, &b).expect("explain");
+    assert_eq!(explained["connected"], true, "{explained}");
+    let edge = &explained["edges"][0];
+    let evidence = &edge["probable"];
+    assert!(evidence["probability"].as_f64().unwrap() >= 0.9, "{edge}");
+    let fields: Vec<&str> = evidence["fields"]
+        .as_array()
+        .expect("per-field contributions")
+        .iter()
+        .map(|f| f["field"].as_str().unwrap())
+        .collect();
+    for f in ["first_name", "last_name", "birth_date", "postcode"] {
+        assert!(fields.contains(&f), "{f} missing from {evidence}");
+    }
+    let (_, history) = engine.history(&p1, 100).unwrap();
+    let merge = history
+        .iter()
+        .find(|h| h.rule == "probable_match")
+        .expect("the probable merge is in the history");
+    assert_eq!(merge.event_id.as_deref(), Some("pm2"));
+    let detail = merge.detail.clone().unwrap_or_default();
+    assert!(detail.contains("first_name level 1"), "{detail}");
+    assert!(
+        !detail.contains("Jonathon") && !detail.contains("62704"),
+        "{detail}"
+    );
+    // Undo: the split holds, and the same records do not merge again.
+    let out = block_on(engine.delete_link(a, b)).expect("delete the probable link");
+    assert!(out.split, "{out:?}");
+    let phone_profile = pid(&engine, "phone", "+14155550100");
+    assert_ne!(phone_profile, p1);
+    ingest(
+        &engine,
+        &[event(
+            "pm5",
+            "pos",
+            json!({"phone": "+1 415 555 0100"}),
+            person("Jonathon", "Springfeld"),
+        )],
+    );
+    assert_ne!(pid(&engine, "phone", "+14155550100"), p1);
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod embedded {
@@ -504,6 +642,7 @@ macro_rules! conformance {
 
 conformance!(
     merge,
+    probable_match,
     limits,
     blocklist,
     unmerge_split,
