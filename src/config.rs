@@ -224,7 +224,7 @@ impl Default for MatchingSettings {
             guard: 0.2,
             disabled_sources: Vec::new(),
             max_block: 200,
-            max_candidates: 100,
+            max_candidates: 20,
             max_merges_per_event: 2,
             exclusive_kinds: vec!["customer_id".into()],
             model: None,

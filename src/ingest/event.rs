@@ -238,6 +238,9 @@ impl Validator {
                 .filter(|t| traits.contains_key(**t))
                 .count();
             let anchored = self.record_anchors && !self.no_record_sources.contains(source);
+            if !anchored && matches!(obj.get("identifiers"), None | Some(Value::Null)) {
+                return Err(ValidationError::new("identifiers", "is required"));
+            }
             if !anchored || person < RECORD_MIN_TRAITS {
                 return Err(ValidationError {
                     field: "identifiers".into(),

@@ -12,7 +12,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
 use super::blocking;
-use super::compare::{compare_all, normalize, Attributes, Level};
+use super::compare::{compare_all, normalize, Attributes, Field, Level};
 use super::model::Model;
 
 /// Blocks larger than this are skipped: a key shared by that many records (a common name
@@ -119,17 +119,30 @@ pub struct Trained {
     pub em_iterations: usize,
 }
 
-/// Estimates a model from `records` without labels: `u` from random pairs, `m` and the
-/// prior by EM over the pairs of the tight blocking keys (where matches are common enough
-/// for EM to find them). The prior is then restated against all pairs (as Splink's "two
-/// random records match"), so blocking does not inflate a pair's probability.
+/// The tight blocking keys (by prefix) and the fields each one fixes: pairs that share a
+/// key agree on its fields by construction (and on the city, given the postcode), so those
+/// pairs say nothing about how often true matches agree on them.
+const KEY_FIELDS: [(&str, &[Field]); 4] = [
+    ("sx:", &[Field::LastName, Field::BirthDate]),
+    ("pc:", &[Field::Postcode, Field::FirstName, Field::City]),
+    ("nm:", &[Field::FirstName, Field::LastName]),
+    ("dob:", &[Field::BirthDate, Field::LastName]),
+];
+
+/// Estimates a model from `records` without labels, as Splink does: `u` from random
+/// pairs; `m` by EM once per tight blocking key over that key's pairs, with the key's own
+/// fields masked (they agree by construction, so EM would otherwise latch onto them: in a
+/// dense town, "same postcode" looks like a class of its own), each field's `m` averaged
+/// over the keys that do not fix it; then the share of matches among all tight pairs with
+/// `m` and `u` fixed, restated against all pairs (as Splink's "two random records
+/// match"), so blocking does not inflate a pair's probability.
 pub fn train(records: &[Attributes], seed: u64) -> Trained {
-    let pairs = blocked_pairs(records, blocking::keys);
-    let vectors: Vec<Vec<Level>> = pairs
-        .iter()
-        .map(|&(i, j)| compare_all(&records[i], &records[j]).to_vec())
-        .collect();
-    let mut model = Model::default();
+    // EM finds *a* two-class split; starting from typical match rates points it at
+    // "same person" rather than, say, "same town".
+    let mut model = Model {
+        prior: 0.1,
+        ..Model::conservative()
+    };
     if records.len() >= 2 {
         let mut rng = StdRng::seed_from_u64(seed);
         let random: Vec<Vec<Level>> = (0..RANDOM_PAIRS)
@@ -143,7 +156,53 @@ pub fn train(records: &[Attributes], seed: u64) -> Trained {
             .collect();
         model.estimate_u(&random);
     }
-    let em_iterations = model.train_m(&vectors, 100);
+    let mut sums: Vec<Option<Vec<f64>>> = vec![None; Field::ALL.len()];
+    let mut runs = vec![0usize; Field::ALL.len()];
+    let mut em_iterations = 0;
+    for (prefix, fixed) in KEY_FIELDS {
+        let pairs = blocked_pairs(records, |r| {
+            blocking::keys(r)
+                .into_iter()
+                .filter(|k| k.starts_with(prefix))
+                .collect()
+        });
+        if pairs.is_empty() {
+            continue;
+        }
+        let masked: Vec<Vec<Level>> = pairs
+            .iter()
+            .map(|&(i, j)| {
+                let mut v = compare_all(&records[i], &records[j]);
+                for f in fixed {
+                    v[*f as usize] = Level::Missing;
+                }
+                v.to_vec()
+            })
+            .collect();
+        let mut run = model.clone();
+        em_iterations += run.train_m(&masked, 100);
+        for (f, field) in Field::ALL.iter().enumerate() {
+            if fixed.contains(field) {
+                continue;
+            }
+            let sum = sums[f].get_or_insert_with(|| vec![0.0; field.levels()]);
+            for (total, m) in sum.iter_mut().zip(&run.m[f]) {
+                *total += m;
+            }
+            runs[f] += 1;
+        }
+    }
+    for (f, sum) in sums.into_iter().enumerate() {
+        if let Some(sum) = sum {
+            model.m[f] = sum.into_iter().map(|t| t / runs[f] as f64).collect();
+        }
+    }
+    let pairs = blocked_pairs(records, blocking::keys);
+    let vectors: Vec<Vec<Level>> = pairs
+        .iter()
+        .map(|&(i, j)| compare_all(&records[i], &records[j]).to_vec())
+        .collect();
+    model.estimate_prior(&vectors, 100);
     let n = records.len() as f64;
     let all_pairs = (n * (n - 1.0) / 2.0).max(1.0);
     model.prior = (model.prior * pairs.len() as f64 / all_pairs).clamp(1e-9, 0.5);

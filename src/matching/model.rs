@@ -198,6 +198,25 @@ impl Model {
     }
 }
 
+impl Model {
+    /// Estimates the prior alone by EM over `pairs`, `m` and `u` fixed.
+    pub fn estimate_prior(&mut self, pairs: &[Vec<Level>], max_iterations: usize) {
+        if pairs.is_empty() {
+            return;
+        }
+        for _ in 0..max_iterations {
+            let prior = (pairs.iter().map(|v| self.probability(v)).sum::<f64>()
+                / pairs.len() as f64)
+                .clamp(FLOOR, 1.0 - FLOOR);
+            let change = (prior - self.prior).abs();
+            self.prior = prior;
+            if change < 1e-7 {
+                break;
+            }
+        }
+    }
+}
+
 /// Per field, the weighted share of each level among the pairs where the field is present.
 fn frequencies(pairs: &[Vec<Level>], weight: impl Fn(usize) -> f64) -> Vec<Vec<f64>> {
     Field::ALL

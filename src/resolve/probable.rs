@@ -24,6 +24,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use super::{link, merge_into, Rules, Session};
 use crate::config::MatchingSettings;
@@ -98,6 +99,18 @@ pub struct Matcher {
     max_merges: usize,
     exclusive_kinds: Vec<String>,
     pub counters: MatchCounters,
+    /// Hashes of blocking keys found shared by more than `max_block` records: they are
+    /// skipped without reading the index again. Blocks only grow on ingest, so the set is
+    /// exact until records are deleted (then a key may stay skipped until restart).
+    saturated: Mutex<HashSet<u64>>,
+}
+
+/// At most this many saturated keys are remembered (8 bytes each).
+const SATURATED_MEMORY: usize = 4_000_000;
+
+fn key_hash(key: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<rustc_hash::FxHasher>::default().hash_one(key)
 }
 
 impl Matcher {
@@ -144,7 +157,20 @@ impl Matcher {
             max_merges: m.max_merges_per_event,
             exclusive_kinds: m.exclusive_kinds.clone(),
             counters: MatchCounters::default(),
+            saturated: Mutex::new(HashSet::new()),
         })
+    }
+
+    fn is_saturated(&self, hash: u64) -> bool {
+        self.saturated.lock().is_ok_and(|s| s.contains(&hash))
+    }
+
+    fn remember_saturated(&self, hash: u64) {
+        if let Ok(mut s) = self.saturated.lock() {
+            if s.len() < SATURATED_MEMORY {
+                s.insert(hash);
+            }
+        }
     }
 
     pub fn applies_to(&self, source: &str) -> bool {
@@ -234,8 +260,13 @@ pub fn match_event(
     let mut indexed = Vec::with_capacity(keys.len());
     let mut shared: HashMap<IdentKey, usize> = HashMap::new();
     for key in keys {
+        let hash = key_hash(&key);
+        if m.is_saturated(hash) {
+            continue;
+        }
         let members = s.match_candidates(&key, m.max_block + 1)?;
         if members.len() > m.max_block {
+            m.remember_saturated(hash);
             continue;
         }
         for ident in members {

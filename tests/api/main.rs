@@ -14,6 +14,7 @@ mod errors;
 mod eval;
 mod helpers;
 mod ingest;
+mod matching;
 mod pipeline;
 mod properties;
 mod resolution;

@@ -1,0 +1,261 @@
+//! Probabilistic matching over HTTP and the CLI: the cluster guard, the per-source switch,
+//! the matching counters in /metrics, and `idgraph train`. (The merge itself, its evidence,
+//! the customer_id rule and undo are in the conformance suite, on both stores.)
+
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_error, event, idgraph_command, json_ok, spawn_app_with, TestApp};
+
+fn traits(first: &str, last: &str, dob: &str, street: &str, city: &str, pc: &str) -> Value {
+    json!({"first_name": first, "last_name": last, "birth_date": dob,
+           "address": {"street": street, "city": city, "postal_code": pc}})
+}
+
+fn anna() -> Value {
+    traits(
+        "Anna",
+        "Kowalski",
+        "1980-01-01",
+        "1 Elm Street",
+        "Boston",
+        "02108",
+    )
+}
+
+fn brian() -> Value {
+    traits(
+        "Brian",
+        "O'Hara",
+        "1955-12-31",
+        "9 Palm Drive",
+        "Los Angeles",
+        "90210",
+    )
+}
+
+/// A profile holding records of two different people (a shared family email), and a new
+/// record that is the very image of one of them.
+async fn family_and_lookalike(app: &TestApp) -> (String, Value) {
+    let family = app
+        .ingest_pid(&event(
+            "g1",
+            "crm",
+            json!({"customer_id": "A1", "email": "family@example.com"}),
+            anna(),
+        ))
+        .await;
+    let again = app
+        .ingest_pid(&event(
+            "g2",
+            "crm",
+            json!({"email": "family@example.com", "phone": "+1 617 555 0101"}),
+            brian(),
+        ))
+        .await;
+    assert_eq!(
+        again, family,
+        "the shared email joins them deterministically"
+    );
+    let outcome = app
+        .ingest(&event(
+            "g3",
+            "pos",
+            json!({"phone": "+1 617 555 0199"}),
+            brian(),
+        ))
+        .await;
+    (family, outcome)
+}
+
+async fn matching_total(app: &TestApp, what: &str) -> u64 {
+    let text = app
+        .get("/metrics")
+        .await
+        .text()
+        .await
+        .expect("metrics body");
+    let prefix = format!("idgraph_matching_total{{what=\"{what}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix} in /metrics:\n{text}"))
+        .parse()
+        .expect("a counter value")
+}
+
+/// The guard compares the profiles as clusters: with a strict guard, a record matching one
+/// of a profile's two people does not pull it in; with the default guard (0.2) it does.
+#[tokio::test]
+async fn the_cluster_guard_decides_on_the_whole_profile_not_one_record() {
+    let strict = spawn_app_with(|s| {
+        s.matching.enabled = true;
+        s.matching.guard = 0.9;
+    })
+    .await;
+    let (family, outcome) = family_and_lookalike(&strict).await;
+    assert_ne!(outcome["profile_id"], family.as_str(), "{outcome}");
+    assert!(outcome.get("probable").is_none(), "{outcome}");
+    assert_eq!(matching_total(&strict, "guarded").await, 1);
+    assert_eq!(matching_total(&strict, "merged").await, 0);
+
+    let default = spawn_app_with(|s| s.matching.enabled = true).await;
+    let (family, outcome) = family_and_lookalike(&default).await;
+    assert_eq!(outcome["profile_id"], family.as_str(), "{outcome}");
+    assert_eq!(outcome["probable"].as_array().map(Vec::len), Some(1));
+    assert_eq!(matching_total(&default, "merged").await, 1);
+    assert!(matching_total(&default, "compared").await >= 1);
+}
+
+/// Matching off for a source: its events are neither matched nor anchored without an
+/// identifier; other sources still are. With matching off entirely, look-alikes stay apart.
+#[tokio::test]
+async fn probable_links_can_be_switched_off_per_source() {
+    let app = spawn_app_with(|s| {
+        s.matching.enabled = true;
+        s.matching.disabled_sources = vec!["web".into()];
+    })
+    .await;
+    let crm = app
+        .ingest_pid(&event("d1", "crm", json!({"customer_id": "B1"}), brian()))
+        .await;
+    let web = app
+        .ingest_pid(&event("d2", "web", json!({"cookie_id": "ck-9"}), brian()))
+        .await;
+    assert_ne!(web, crm, "web takes no part in probable links");
+    let no_ids = json!({"event_id": "d3", "source": "web", "traits": brian()});
+    let err = assert_error(app.post_events(&no_ids).await, 422, "invalid_field").await;
+    assert_eq!(err["field"], "identifiers", "{err}");
+    let row = json!({"event_id": "d4", "source": "third_party", "traits": brian()});
+    let outcome = json_ok(app.post_events(&row).await).await;
+    assert_eq!(outcome["profile_id"], crm.as_str(), "{outcome}");
+    let golden = json_ok(app.lookup("record", "d4").await).await;
+    assert_eq!(golden["profile_id"], crm.as_str());
+    // The record kind is idgraph's own: events cannot send it.
+    let forged = event("d5", "crm", json!({"record": "d4"}), json!({}));
+    let err = assert_error(app.post_events(&forged).await, 422, "invalid_field").await;
+    assert!(err.to_string().contains("identifiers.record"), "{err}");
+
+    let off = spawn_app_with(|_| {}).await;
+    let a = off
+        .ingest_pid(&event("o1", "crm", json!({"customer_id": "B1"}), brian()))
+        .await;
+    let b = off
+        .ingest_pid(&event(
+            "o2",
+            "pos",
+            json!({"phone": "+1 617 555 0199"}),
+            brian(),
+        ))
+        .await;
+    assert_ne!(a, b, "matching is off by default");
+    assert_error(off.post_events(&row).await, 422, "invalid_field").await;
+    let too_little = json!({"event_id": "d6", "source": "third_party", "identifiers": {},
+                            "traits": {"first_name": "Brian"}});
+    assert_error(
+        app.post_events(&too_little).await,
+        422,
+        "no_linkable_identifier",
+    )
+    .await;
+    let metrics = off.get("/metrics").await.text().await.expect("metrics");
+    assert!(!metrics.contains("idgraph_matching_total"));
+}
+
+const FEBRL1: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/febrl1.csv");
+const FEBRL_MAPPING: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/quality/febrl.toml");
+
+fn write_config(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
+    let path = dir.join("idgraph.toml");
+    std::fs::write(
+        &path,
+        format!("[identifiers]\ncustom_kinds = [\"national_id\"]\n\n[matching]\nenabled = true\n{extra}"),
+    )
+    .expect("write config");
+    path
+}
+
+/// `idgraph train` estimates a model from the store's records and the resolver then loads
+/// it; a store without records and a damaged model file are refused with the reason.
+#[test]
+fn train_writes_a_model_the_resolver_loads() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let data = dir.path().join("data");
+    let config = write_config(dir.path(), "");
+    let import = |data: &std::path::Path| {
+        idgraph_command()
+            .args(["--config"])
+            .arg(&config)
+            .args([
+                "import",
+                FEBRL1,
+                "--source",
+                "third_party",
+                "--mapping",
+                FEBRL_MAPPING,
+            ])
+            .arg("--data-dir")
+            .arg(data)
+            .arg("--json")
+            .output()
+            .expect("run idgraph import")
+    };
+    let out = import(&data);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let train = |data: &std::path::Path| {
+        idgraph_command()
+            .args(["--config"])
+            .arg(&config)
+            .arg("train")
+            .arg("--data-dir")
+            .arg(data)
+            .arg("--json")
+            .output()
+            .expect("run idgraph train")
+    };
+    let out = train(&data);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).expect("train prints JSON");
+    // One record per anchor identifier: duplicates sharing a soc_sec_id share one.
+    let records = summary["records"].as_u64().unwrap();
+    assert!((500..1000).contains(&records), "{summary}");
+    assert!(summary["blocked_pairs"].as_u64().unwrap() > 10, "{summary}");
+    let prior = summary["prior"].as_f64().unwrap();
+    assert!(prior > 0.0 && prior < 0.01, "{summary}");
+    let file: Value = serde_json::from_slice(
+        &std::fs::read(data.join("matching-model.json")).expect("the model file"),
+    )
+    .expect("the model file is JSON");
+    assert_eq!(file["version"], 1);
+    assert_eq!(file["model"]["m"].as_array().map(Vec::len), Some(7));
+
+    // The resolver loads it: a second import on the same store runs with it.
+    let out = import(&data);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A damaged model is refused, naming the file.
+    std::fs::write(data.join("matching-model.json"), b"{\"version\": 1}").expect("damage");
+    let out = import(&data);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("matching-model.json"), "{err}");
+
+    // Nothing to learn from.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).expect("empty data dir");
+    let out = train(&empty);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("match records"), "{err}");
+}
