@@ -147,6 +147,20 @@ pub struct IdentifierSettings {
     pub default_region: String,
     /// Extra identifier kinds (lowercase `[a-z][a-z0-9_]*`), normalized like ids (trimmed).
     pub custom_kinds: Vec<String>,
+    /// What an invalid identifier value (a malformed email, an impossible phone) does to its
+    /// event: `reject` it (422 naming the field, the default) or `drop` the value and keep
+    /// the rest of the event (it is listed under `ignored` with reason `invalid`), for
+    /// dirty bulk sources.
+    pub on_invalid: OnInvalid,
+}
+
+/// See [`IdentifierSettings::on_invalid`].
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnInvalid {
+    #[default]
+    Reject,
+    Drop,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -273,6 +287,7 @@ impl Default for IdentifierSettings {
         IdentifierSettings {
             default_region: "US".into(),
             custom_kinds: Vec::new(),
+            on_invalid: OnInvalid::Reject,
         }
     }
 }

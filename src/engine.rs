@@ -186,7 +186,8 @@ impl Engine {
         .with_record_anchors(
             settings.matching.enabled,
             &settings.matching.disabled_sources,
-        );
+        )
+        .with_drop_invalid(settings.identifiers.on_invalid == crate::config::OnInvalid::Drop);
         let (tx, rx) = sync_channel::<Job>(QUEUE_DEPTH);
         let (feed, indexer) = match &search {
             Some(index) => {

@@ -184,6 +184,8 @@ pub fn run(mut settings: Settings, args: &EvalArgs) -> anyhow::Result<Report> {
     }
     let dir = Scratch::new()?;
     settings.storage.data_dir = dir.0.clone();
+    // A row with one malformed email still describes a person: score it on the rest.
+    settings.identifiers.on_invalid = crate::config::OnInvalid::Drop;
     if !(0.0..=1.0).contains(&args.threshold) || args.threshold == 0.0 {
         bail!("--threshold must be in (0, 1]");
     }

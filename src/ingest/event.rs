@@ -60,7 +60,8 @@ impl ValidationError {
     }
 }
 
-/// An identifier value dropped because it is on the blocklist.
+/// An identifier value dropped: on the blocklist (`blocklisted`), or malformed while
+/// `identifiers.on_invalid = "drop"` (`invalid`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Ignored {
     pub field: String,
@@ -94,6 +95,8 @@ pub struct Validator {
     record_anchors: bool,
     /// Sources whose identifier-less events are still refused (matching is off for them).
     no_record_sources: BTreeSet<String>,
+    /// Drop invalid identifier values instead of rejecting the event.
+    drop_invalid: bool,
 }
 
 /// The kind of the identifier that anchors an event without identifiers (its value is the
@@ -156,7 +159,14 @@ impl Validator {
             max_identifiers: max_identifiers.max(1),
             record_anchors: false,
             no_record_sources: BTreeSet::new(),
+            drop_invalid: false,
         })
+    }
+
+    /// Drops invalid identifier values (listed as ignored) instead of rejecting the event.
+    pub fn with_drop_invalid(mut self, on: bool) -> Self {
+        self.drop_invalid = on;
+        self
     }
 
     /// Accepts events without identifiers that carry person traits (see [`RECORD_KIND`]),
@@ -246,8 +256,11 @@ impl Validator {
                     field: "identifiers".into(),
                     message: if ignored.is_empty() {
                         "at least one identifier is required".into()
-                    } else {
+                    } else if ignored.iter().all(|i| i.reason == "blocklisted") {
                         "every identifier is a blocklisted placeholder value; nothing to resolve"
+                            .into()
+                    } else {
+                        "every identifier was dropped (blocklisted or invalid); nothing to resolve"
                             .into()
                     },
                     code: "no_linkable_identifier",
@@ -369,6 +382,10 @@ impl Validator {
                     Ok(id) => {
                         out.insert(id);
                     }
+                    Err(NormalizeError::Invalid(_)) if self.drop_invalid => ignored.push(Ignored {
+                        field,
+                        reason: "invalid",
+                    }),
                     Err(NormalizeError::Invalid(why)) => {
                         return Err(ValidationError::new(field, why))
                     }
