@@ -104,8 +104,8 @@ pub struct Validator {
 /// the graph that probabilistic matching can link.
 pub const RECORD_KIND: &str = "record";
 
-/// Person traits an identifier-less event needs (of first name, last name, birth date and
-/// address) to be accepted as a record.
+/// Comparable person attributes an identifier-less event needs (first name, last name,
+/// birth date, street, city, postcode; one of them a name) to be accepted as a record.
 pub const RECORD_MIN_TRAITS: usize = 2;
 
 fn str_field<'a>(
@@ -243,10 +243,11 @@ impl Validator {
         };
         let mut identifiers = identifiers;
         if identifiers.is_empty() {
-            let person = ["first_name", "last_name", "birth_date", "address"]
-                .iter()
-                .filter(|t| traits.contains_key(**t))
-                .count();
+            // What the matcher can compare (names, birth date, address parts); a name is
+            // required, so an address alone is never a person.
+            let attrs = crate::matching::batch::traits_attributes(|name| traits.get(name), None);
+            let named = attrs.first_name.is_some() || attrs.last_name.is_some();
+            let person = if named { attrs.present() } else { 0 };
             let anchored = self.record_anchors && !self.no_record_sources.contains(source);
             if !anchored && matches!(obj.get("identifiers"), None | Some(Value::Null)) {
                 return Err(ValidationError::new("identifiers", "is required"));
