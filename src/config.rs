@@ -28,6 +28,7 @@ pub struct Settings {
     pub households: HouseholdSettings,
     pub graph: GraphSettings,
     pub matching: MatchingSettings,
+    pub auth: AuthSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -199,6 +200,19 @@ pub struct SurvivorshipSettings {
     pub default: Strategy,
     /// Per-trait strategy (`first_name`, `last_name`, `birth_date`, `address`, extra traits).
     pub traits: BTreeMap<String, Strategy>,
+}
+
+/// API keys and governance secrets (see `governance`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// The keys allowed to call `/v1` (`idgraph keys new` prints an entry).
+    pub keys: Vec<crate::governance::keys::KeySettings>,
+    /// Require a key (any role) for `/metrics` too.
+    pub protect_metrics: bool,
+    /// Secret for keyed hashes (analysts' pseudonyms, the suppression list). When empty, a
+    /// random one is created once in `<data_dir>/governance.secret`.
+    pub secret: Secret,
 }
 
 /// Probabilistic matching of records that share no identifier (see `resolve::probable`).

@@ -255,6 +255,15 @@ impl Engine {
     }
 
     /// Resolves events durably (blocking form, for the CLI, benches and tests).
+    /// Every identifier kind the service knows (built-in, custom, `record`).
+    pub fn identifier_kinds(&self) -> Vec<String> {
+        self.validator
+            .normalizer
+            .kinds()
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// What probabilistic matching has done since start (`None` when it is off).
     pub fn match_totals(&self) -> Option<crate::resolve::probable::MatchTotals> {
         self.rules.matcher.as_ref().map(|m| m.counters.totals())

@@ -11,6 +11,7 @@ pub mod config;
 pub mod demo;
 pub mod engine;
 pub mod eval;
+pub mod governance;
 pub mod ingest;
 pub mod matching;
 pub mod profile;

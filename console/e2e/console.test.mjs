@@ -3,6 +3,7 @@
 // ingests a scenario and passes what the tests need in the environment:
 //
 //   CONSOLE_URL         http://127.0.0.1:<port> of a running idgraph server (required)
+//   CONSOLE_KEY         an API key the console uses (agent with unmask, or admin)
 //   CONSOLE_QUERY       a misspelled name to type into the search box
 //   CONSOLE_PROFILE_ID  the profile the search must find
 //   CONSOLE_NAME        that person's golden name ("First Last")
@@ -25,6 +26,7 @@ function env(name) {
 }
 
 const BASE = env('CONSOLE_URL').replace(/\/$/, '');
+const KEY = env('CONSOLE_KEY');
 const QUERY = env('CONSOLE_QUERY');
 const PID = env('CONSOLE_PROFILE_ID');
 const NAME = env('CONSOLE_NAME');
@@ -50,7 +52,7 @@ after(async () => {
 });
 
 async function apiGet(path) {
-  const resp = await fetch(BASE + path);
+  const resp = await fetch(BASE + path, { headers: { authorization: `Bearer ${KEY}` } });
   const body = await resp.text();
   assert.equal(resp.status, 200, `GET ${path} answered ${resp.status}: ${body}`);
   return JSON.parse(body);
@@ -60,8 +62,11 @@ async function apiGet(path) {
  * Runs `body(page)` in a fresh page; on failure saves a screenshot and adds the page's
  * console errors to the message. Uncaught page errors fail the test.
  */
-async function withPage(body) {
+async function withPage(body, withKey = true) {
   const context = await browser.newContext({ viewport: { width: 1440, height: 1000 } });
+  if (withKey) {
+    await context.addInitScript((k) => sessionStorage.setItem('idgraph-api-key', k), KEY);
+  }
   const page = await context.newPage();
   page.setDefaultTimeout(30000); // generous: the whole cargo test suite runs alongside
   const pageErrors = [];
@@ -263,4 +268,15 @@ test('identity graph: drawn like the API says, edge provenance on click, explain
     const highlighted = await page.evaluate(() => window.idgraphConsole.cy.$('.on-path').map((e) => e.id()).sort());
     assert.deepEqual(highlighted, [...explain.path, ...explain.edges.map((e) => e.id)].sort(), 'the path is highlighted');
   });
+});
+
+test('without a key the console asks for one, then works with it', { timeout: 120_000 }, async () => {
+  await withPage(async (page) => {
+    await page.goto(`${BASE}/#/profiles/${PID}`);
+    await page.getByTestId('key-form').waitFor();
+    await page.getByTestId('key-input').fill(KEY);
+    await page.getByTestId('key-submit').click();
+    await page.getByTestId('profile-name').waitFor();
+    assert.equal((await page.getByTestId('profile-name').textContent()).trim(), NAME);
+  }, false);
 });

@@ -175,11 +175,45 @@
     }
   }
 
+  // ---------------------------------------------------------------- API key
+
+  // The API key lives in this tab's sessionStorage only (gone when the tab closes) and is
+  // sent as `Authorization: Bearer`. Without one, or when the server refuses it, the key
+  // form is shown.
+  const KEY_STORAGE = 'idgraph-api-key';
+  const apiKey = () => sessionStorage.getItem(KEY_STORAGE) || '';
+
+  function showKeyForm(message) {
+    const input = h('input', { type: 'password', 'data-testid': 'key-input', autocomplete: 'off',
+      placeholder: 'idg_…', 'aria-label': 'API key' });
+    const form = h('form', { class: 'key-form', 'data-testid': 'key-form',
+      onsubmit: (e) => {
+        e.preventDefault();
+        const key = input.value.trim();
+        if (!key) return;
+        sessionStorage.setItem(KEY_STORAGE, key);
+        current = { name: null };
+        route();
+      } },
+      h('h2', { text: 'API key' }),
+      h('p', { class: 'muted', text: message }),
+      input,
+      h('button', { type: 'submit', 'data-testid': 'key-submit', text: 'Use this key' }));
+    if (viewCtrl) viewCtrl.abort();
+    destroyGraph();
+    current = { name: 'key' };
+    replace(view, form);
+    view.dataset.view = 'key';
+    input.focus();
+  }
+
   /** GET a JSON API path; errors become ApiError with the server's code/message/field. */
   async function api(path, signal) {
     let resp;
     try {
-      resp = await fetch(path, { signal, headers: { accept: 'application/json' } });
+      const headers = { accept: 'application/json' };
+      if (apiKey()) headers.authorization = `Bearer ${apiKey()}`;
+      resp = await fetch(path, { signal, headers });
     } catch (e) {
       if (e && e.name === 'AbortError') throw e;
       throw new ApiError(0, 'network_error', 'cannot reach the idgraph server');
@@ -190,6 +224,11 @@
       body = text ? JSON.parse(text) : null;
     } catch (_) {
       body = null;
+    }
+    if (resp.status === 401) {
+      showKeyForm(apiKey()
+        ? 'The server does not accept this key. Paste a valid one (idgraph demo prints one).'
+        : 'The API needs a key. Paste yours (idgraph demo prints one).');
     }
     if (!resp.ok) {
       const err = body && body.error ? body.error : {};

@@ -82,30 +82,58 @@ fn examples(engine: &Engine, data: &DemoData, base: &str) -> Vec<String> {
         p.phones[0].clone()
     };
     out.push(format!(
-        "curl -s '{base}/v1/lookup?kind=email&value={}'",
+        "curl -s -H \"Authorization: Bearer $IDGRAPH_KEY\" '{base}/v1/lookup?kind=email&value={}'",
         email.to_uppercase()
     ));
-    out.push(format!("curl -s -G '{base}/v1/lookup' --data-urlencode kind=phone --data-urlencode 'value={national}'"));
-    out.push(format!("curl -s '{base}/v1/profiles/{pid}'"));
-    out.push(format!("curl -s '{base}/v1/profiles/{pid}/devices'"));
-    out.push(format!("curl -s '{base}/v1/profiles/{pid}/household'"));
+    out.push(format!("curl -s -H \"Authorization: Bearer $IDGRAPH_KEY\" -G '{base}/v1/lookup' --data-urlencode kind=phone --data-urlencode 'value={national}'"));
     out.push(format!(
-        "curl -s '{base}/v1/profiles/{pid}/graph?depth=1&limit=100'"
+        "curl -s -H \"Authorization: Bearer $IDGRAPH_KEY\" '{base}/v1/profiles/{pid}'"
     ));
-    out.push(format!("curl -s '{base}/v1/profiles/{pid}/history'"));
     out.push(format!(
-        "curl -s -G '{base}/v1/profiles/{pid}/explain' --data-urlencode 'a=email:{email}' --data-urlencode 'b=device_id:{}'",
+        "curl -s -H \"Authorization: Bearer $IDGRAPH_KEY\" '{base}/v1/profiles/{pid}/devices'"
+    ));
+    out.push(format!(
+        "curl -s -H \"Authorization: Bearer $IDGRAPH_KEY\" '{base}/v1/profiles/{pid}/household'"
+    ));
+    out.push(format!(
+        "curl -s -H \"Authorization: Bearer $IDGRAPH_KEY\" '{base}/v1/profiles/{pid}/graph?depth=1&limit=100'"
+    ));
+    out.push(format!(
+        "curl -s -H \"Authorization: Bearer $IDGRAPH_KEY\" '{base}/v1/profiles/{pid}/history'"
+    ));
+    out.push(format!(
+        "curl -s -H \"Authorization: Bearer $IDGRAPH_KEY\" -G '{base}/v1/profiles/{pid}/explain' --data-urlencode 'a=email:{email}' --data-urlencode 'b=device_id:{}'",
         p.devices[0]
     ));
     out.push(format!(
-        "curl -s -X POST '{base}/v1/events' -H 'content-type: application/json' -d '{{\"event_id\":\"try-1\",\"source\":\"web\",\"type\":\"identify\",\"identifiers\":{{\"email\":\"{email}\",\"cookie_id\":\"ck_new_browser\"}}}}'"
+        "curl -s -H \"Authorization: Bearer $IDGRAPH_KEY\" -X POST '{base}/v1/events' -H 'content-type: application/json' -d '{{\"event_id\":\"try-1\",\"source\":\"web\",\"type\":\"identify\",\"identifiers\":{{\"email\":\"{email}\",\"cookie_id\":\"ck_new_browser\"}}}}'"
     ));
     out
 }
 
 /// Runs the demo: fresh data dir, generate, ingest, print examples, serve.
-pub fn run(settings: Settings, people: usize, seed: u64, serve: bool) -> anyhow::Result<()> {
+pub fn run(mut settings: Settings, people: usize, seed: u64, serve: bool) -> anyhow::Result<()> {
     fresh_dir(&settings.storage.data_dir)?;
+    // Out of the box: keys for this run only (an admin and a support agent), unless the
+    // configuration brings its own.
+    let demo_keys = if settings.auth.keys.is_empty() {
+        use crate::governance::keys::{generate_key, hash_key, KeySettings, Role};
+        let keys: Vec<(String, Role)> =
+            vec![(generate_key(), Role::Admin), (generate_key(), Role::Agent)];
+        for (key, role) in &keys {
+            settings.auth.keys.push(KeySettings {
+                name: format!("demo-{}", role.name()),
+                role: *role,
+                hash: hash_key(key),
+                unmask: false,
+                rate_per_second: 1000.0,
+                burst: 2000,
+            });
+        }
+        keys
+    } else {
+        Vec::new()
+    };
     let bind = settings.server.bind.clone();
     let engine = Engine::open(settings)?;
     let started = std::time::Instant::now();
@@ -121,6 +149,14 @@ pub fn run(settings: Settings, people: usize, seed: u64, serve: bool) -> anyhow:
         counters.profile_seq.saturating_sub(merges),
     );
     let base = format!("http://{bind}");
+    if let [(admin, _), (agent, _)] = demo_keys.as_slice() {
+        println!("\nAPI keys of this demo run (every /v1 request needs one):");
+        println!("  admin: {admin}");
+        println!(
+            "  agent: {agent}   (the console's support view: emails, phones, addresses masked)"
+        );
+        println!("  export IDGRAPH_KEY={admin}");
+    }
     println!("\nTry:");
     for line in examples(&engine, &data, &base) {
         println!("  {line}");

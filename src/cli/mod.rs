@@ -105,6 +105,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// API keys: `idgraph keys new --name crm-sync --role ingest` prints a new random key
+    /// (shown once) and the `[[auth.keys]]` entry to add to the configuration.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// Graph database schema (Bolt store): `idgraph schema apply` creates the constraints
     /// and indexes of the configured `graph.bolt.flavour`, idempotently.
     Schema {
@@ -119,6 +125,22 @@ pub enum Command {
     /// Measure the search index at scale: build time, size, queries/s and latency while
     /// ingest runs, and how soon a change is searchable.
     BenchSearch(bench_search::SearchBenchArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysAction {
+    /// Generate a key.
+    New {
+        /// Who will hold it (shown in logs and the audit trail).
+        #[arg(long)]
+        name: String,
+        /// ingest, service, agent, analyst or admin.
+        #[arg(long)]
+        role: String,
+        /// Agents only: see personal values unmasked.
+        #[arg(long)]
+        unmask: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -329,6 +351,38 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     path.display()
                 );
             }
+            Ok(())
+        }
+        Command::Keys {
+            action: KeysAction::New { name, role, unmask },
+        } => {
+            use crate::governance::keys::{generate_key, hash_key, KeyRing, KeySettings, Role};
+            let role: Role = serde_json::from_value(serde_json::Value::String(role.clone()))
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "--role {role:?}: expected ingest, service, agent, analyst or admin"
+                    )
+                })?;
+            let key = generate_key();
+            let entry = KeySettings {
+                name,
+                role,
+                hash: hash_key(&key),
+                unmask,
+                rate_per_second: 100.0,
+                burst: 200,
+            };
+            KeyRing::new(std::slice::from_ref(&entry)).map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("key (shown once; give it to {}): {key}\n", entry.name);
+            println!("[[auth.keys]]");
+            println!("name = {:?}", entry.name);
+            println!("role = {:?}", role.name());
+            println!("hash = {:?}", entry.hash);
+            if unmask {
+                println!("unmask = true");
+            }
+            println!("rate_per_second = 100.0");
+            println!("burst = 200");
             Ok(())
         }
         Command::Schema { action } => {

@@ -4,6 +4,7 @@
 //! exposes [`Application::port`] and [`Application::run_until_stopped`]; `main` only sets
 //! up telemetry and calls it.
 
+pub mod auth;
 pub mod console;
 pub mod error;
 pub mod metrics;
@@ -46,6 +47,13 @@ impl Application {
             TcpListener::bind(bind).map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
         let port = listener.local_addr()?.port();
         let metrics = web::Data::new(Metrics::new()?);
+        let governance = web::Data::new(
+            crate::governance::Governance::new(
+                &engine.settings().auth,
+                &engine.settings().storage.data_dir,
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        );
         let data = web::Data::from(engine.clone());
         let workers = match engine.settings().server.workers {
             0 => std::thread::available_parallelism()
@@ -57,6 +65,7 @@ impl Application {
             App::new()
                 .app_data(data.clone())
                 .app_data(metrics.clone())
+                .app_data(governance.clone())
                 .app_data(web::QueryConfig::default().error_handler(|e, _| {
                     ApiError::bad_request("invalid_query", format!("invalid query parameters: {e}"))
                         .into()
@@ -80,6 +89,8 @@ impl Application {
                 .service(resource("/metrics").route(web::get().to(routes::metrics)))
                 .service(
                     web::scope("/v1")
+                        .wrap(from_fn(auth::audit))
+                        .service(resource("/audit").route(web::get().to(routes::audit)))
                         .service(resource("/events").route(web::post().to(routes::post_events)))
                         .service(resource("/lookup").route(web::get().to(routes::lookup)))
                         .service(resource("/search").route(web::get().to(routes::search)))

@@ -7,6 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::auth::{perm, Auth};
 use super::error::ApiError;
 use super::metrics::Metrics;
 use crate::engine::Engine;
@@ -80,6 +81,7 @@ async fn json_body(req: &HttpRequest, payload: web::Payload, engine: &Engine) ->
 
 /// `POST /v1/events`: one event (object) or a batch (array).
 pub async fn post_events(
+    _auth: Auth<perm::Ingest>,
     req: HttpRequest,
     payload: web::Payload,
     engine: web::Data<Engine>,
@@ -169,16 +171,54 @@ pub async fn post_events(
     })))
 }
 
+/// A golden profile as JSON bytes, masked for the caller (served byte-for-byte when the
+/// caller sees everything).
+fn golden_answer<P: super::auth::Perm>(
+    auth: &Auth<P>,
+    engine: &Engine,
+    bytes: Vec<u8>,
+) -> Result<HttpResponse> {
+    let mut v: Value = serde_json::from_slice(&bytes).map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "corrupt_record",
+            "a stored golden profile is unreadable",
+        )
+    })?;
+    if let Some(id) = v.get("profile_id").and_then(Value::as_str) {
+        auth.touched([id.to_owned()]);
+    }
+    if auth.visibility() == crate::governance::keys::Visibility::Full {
+        return Ok(HttpResponse::Ok()
+            .content_type("application/json")
+            .body(bytes));
+    }
+    auth.mask(engine, &mut v);
+    Ok(HttpResponse::Ok().json(v))
+}
+
+/// A JSON answer masked for the caller, its profile ids noted for the audit trail.
+fn answer<P: super::auth::Perm>(
+    auth: &Auth<P>,
+    engine: &Engine,
+    mut v: Value,
+    profiles: Vec<String>,
+) -> HttpResponse {
+    auth.touched(profiles);
+    auth.mask(engine, &mut v);
+    HttpResponse::Ok().json(v)
+}
+
 pub async fn get_profile(
+    auth: Auth<perm::ReadProfile>,
     path: web::Path<String>,
     engine: web::Data<Engine>,
 ) -> Result<HttpResponse> {
     let id = path.into_inner();
     check_id(&id)?;
-    let bytes = blocking(move || engine.profile_bytes(&id)).await?;
-    Ok(HttpResponse::Ok()
-        .content_type("application/json")
-        .body(bytes))
+    let e = engine.clone();
+    let bytes = blocking(move || e.profile_bytes(&id)).await?;
+    golden_answer(&auth, &engine, bytes)
 }
 
 #[derive(Deserialize)]
@@ -187,12 +227,15 @@ pub struct LookupQuery {
     value: String,
 }
 
-pub async fn lookup(q: web::Query<LookupQuery>, engine: web::Data<Engine>) -> Result<HttpResponse> {
+pub async fn lookup(
+    auth: Auth<perm::ReadProfile>,
+    q: web::Query<LookupQuery>,
+    engine: web::Data<Engine>,
+) -> Result<HttpResponse> {
     let LookupQuery { kind, value } = q.into_inner();
-    let bytes = blocking(move || engine.lookup_bytes(&kind, &value)).await?;
-    Ok(HttpResponse::Ok()
-        .content_type("application/json")
-        .body(bytes))
+    let e = engine.clone();
+    let bytes = blocking(move || e.lookup_bytes(&kind, &value)).await?;
+    golden_answer(&auth, &engine, bytes)
 }
 
 #[derive(Deserialize)]
@@ -206,7 +249,11 @@ pub struct SearchQuery {
 }
 
 /// `GET /v1/search`: profiles for a support agent's query (see `search::query`).
-pub async fn search(q: web::Query<SearchQuery>, engine: web::Data<Engine>) -> Result<HttpResponse> {
+pub async fn search(
+    auth: Auth<perm::Search>,
+    q: web::Query<SearchQuery>,
+    engine: web::Data<Engine>,
+) -> Result<HttpResponse> {
     let q = q.into_inner();
     let number = |field: &'static str, v: Option<String>| -> Result<Option<usize>> {
         v.map(|v| {
@@ -229,32 +276,75 @@ pub async fn search(q: web::Query<SearchQuery>, engine: web::Data<Engine>) -> Re
         q.city.as_deref(),
     )
     .map_err(|e| ApiError::bad_request("invalid_search", e.to_string()).with_field(e.field))?;
-    let body = blocking(move || engine.search(&req)).await?;
-    Ok(HttpResponse::Ok().json(body))
+    let e = engine.clone();
+    let body = blocking(move || e.search(&req)).await?;
+    let ids = profile_ids(&body["hits"]);
+    Ok(answer(&auth, &engine, body, ids))
 }
 
-pub async fn devices(path: web::Path<String>, engine: web::Data<Engine>) -> Result<HttpResponse> {
-    let id = path.into_inner();
-    check_id(&id)?;
-    let (pid, devices) = blocking(move || engine.devices(&id)).await?;
-    Ok(HttpResponse::Ok().json(json!({ "profile_id": pid, "devices": devices })))
+/// The `profile_id`s of a list of objects.
+fn profile_ids(list: &Value) -> Vec<String> {
+    list.as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|i| i.get("profile_id").and_then(Value::as_str))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
-pub async fn profile_household(
+pub async fn devices(
+    auth: Auth<perm::Views>,
     path: web::Path<String>,
     engine: web::Data<Engine>,
 ) -> Result<HttpResponse> {
     let id = path.into_inner();
     check_id(&id)?;
-    let hh = blocking(move || engine.household(&id)).await?;
-    Ok(HttpResponse::Ok().json(hh))
+    let e = engine.clone();
+    let (pid, devices) = blocking(move || e.devices(&id)).await?;
+    let v = json!({ "profile_id": pid, "devices": devices });
+    Ok(answer(&auth, &engine, v, vec![pid]))
 }
 
-pub async fn household(path: web::Path<String>, engine: web::Data<Engine>) -> Result<HttpResponse> {
+fn household_answer(
+    auth: &Auth<perm::Views>,
+    engine: &Engine,
+    hh: crate::profile::household::Household,
+) -> Result<HttpResponse> {
+    let v = serde_json::to_value(&hh).map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "encode_error",
+            "cannot encode the household",
+        )
+    })?;
+    Ok(answer(auth, engine, v, hh.members))
+}
+
+pub async fn profile_household(
+    auth: Auth<perm::Views>,
+    path: web::Path<String>,
+    engine: web::Data<Engine>,
+) -> Result<HttpResponse> {
     let id = path.into_inner();
     check_id(&id)?;
-    let hh = blocking(move || engine.household_by_id(&id)).await?;
-    Ok(HttpResponse::Ok().json(hh))
+    let e = engine.clone();
+    let hh = blocking(move || e.household(&id)).await?;
+    household_answer(&auth, &engine, hh)
+}
+
+pub async fn household(
+    auth: Auth<perm::Views>,
+    path: web::Path<String>,
+    engine: web::Data<Engine>,
+) -> Result<HttpResponse> {
+    let id = path.into_inner();
+    check_id(&id)?;
+    let e = engine.clone();
+    let hh = blocking(move || e.household_by_id(&id)).await?;
+    household_answer(&auth, &engine, hh)
 }
 
 #[derive(Deserialize)]
@@ -267,6 +357,7 @@ pub const MAX_GRAPH_DEPTH: usize = 4;
 pub const MAX_GRAPH_NODES: usize = 2000;
 
 pub async fn graph(
+    auth: Auth<perm::Views>,
     path: web::Path<String>,
     q: web::Query<GraphQuery>,
     engine: web::Data<Engine>,
@@ -289,8 +380,11 @@ pub async fn graph(
         )
         .with_field("limit"));
     }
-    let v = blocking(move || engine.graph(&id, depth, limit)).await?;
-    Ok(HttpResponse::Ok().json(v))
+    let e = engine.clone();
+    let pid = id.clone();
+    let v = blocking(move || e.graph(&id, depth, limit)).await?;
+    let owner = v["profile_id"].as_str().map_or(pid, str::to_owned);
+    Ok(answer(&auth, &engine, v, vec![owner]))
 }
 
 #[derive(Deserialize)]
@@ -300,16 +394,49 @@ pub struct PairQuery {
 }
 
 pub async fn explain(
+    auth: Auth<perm::Views>,
     path: web::Path<String>,
     q: web::Query<PairQuery>,
     engine: web::Data<Engine>,
 ) -> Result<HttpResponse> {
     let id = path.into_inner();
     check_id(&id)?;
-    let a = engine.parse_identifier("a", &q.a)?;
-    let b = engine.parse_identifier("b", &q.b)?;
-    let v = blocking(move || engine.explain(&id, &a, &b)).await?;
-    Ok(HttpResponse::Ok().json(v))
+    let (a, b) = if auth.visibility() == crate::governance::keys::Visibility::Full {
+        (
+            engine.parse_identifier("a", &q.a)?,
+            engine.parse_identifier("b", &q.b)?,
+        )
+    } else {
+        // The caller saw masked or pseudonymized identifiers: find them in the profile.
+        let e = engine.clone();
+        let pid = id.clone();
+        let state = blocking(move || e.profile_state(&pid)).await?;
+        let keys: Vec<String> = state.identifier_keys().collect();
+        let find = |field: &'static str, given: &str| -> Result<String> {
+            let found: Vec<&String> = keys
+                .iter()
+                .filter(|k| auth.masked_key(&engine, k) == given || *k == given)
+                .collect();
+            match found.as_slice() {
+                [one] => Ok((*one).clone()),
+                [] => Err(ApiError::not_found(format!(
+                    "{field}: not an identifier of this profile"
+                ))
+                .with_field(field)),
+                _ => Err(ApiError::bad_request(
+                    "ambiguous_identifier",
+                    format!("{field}: the masked identifier matches several of this profile's"),
+                )
+                .with_field(field)),
+            }
+        };
+        (find("a", &q.a)?, find("b", &q.b)?)
+    };
+    let e = engine.clone();
+    let pid = id.clone();
+    let v = blocking(move || e.explain(&id, &a, &b)).await?;
+    let owner = v["profile_id"].as_str().map_or(pid, str::to_owned);
+    Ok(answer(&auth, &engine, v, vec![owner]))
 }
 
 #[derive(Deserialize)]
@@ -318,6 +445,7 @@ pub struct HistoryQuery {
 }
 
 pub async fn history(
+    auth: Auth<perm::Views>,
     path: web::Path<String>,
     q: web::Query<HistoryQuery>,
     engine: web::Data<Engine>,
@@ -331,11 +459,14 @@ pub async fn history(
                 .with_field("limit"),
         );
     }
-    let (pid, entries) = blocking(move || engine.history(&id, limit)).await?;
-    Ok(HttpResponse::Ok().json(json!({ "profile_id": pid, "history": entries })))
+    let e = engine.clone();
+    let (pid, entries) = blocking(move || e.history(&id, limit)).await?;
+    let v = json!({ "profile_id": pid, "history": entries });
+    Ok(answer(&auth, &engine, v, vec![pid]))
 }
 
 pub async fn delete_link(
+    auth: Auth<perm::Admin>,
     q: web::Query<PairQuery>,
     engine: web::Data<Engine>,
 ) -> Result<HttpResponse> {
@@ -348,16 +479,19 @@ pub async fn delete_link(
         );
     }
     let out = engine.delete_link(a, b).await?;
+    auth.touched(out.profiles.iter().cloned().chain([out.profile_id.clone()]));
     Ok(HttpResponse::Ok().json(out))
 }
 
 pub async fn delete_identifier(
+    auth: Auth<perm::Admin>,
     path: web::Path<(String, String)>,
     engine: web::Data<Engine>,
 ) -> Result<HttpResponse> {
     let (kind, value) = path.into_inner();
     let key = engine.normalize("value", &kind, &value)?;
     let out = engine.delete_identifier(key).await?;
+    auth.touched(out.profiles.iter().cloned().chain([out.profile_id.clone()]));
     Ok(HttpResponse::Ok().json(out))
 }
 
@@ -386,14 +520,87 @@ pub async fn ready(engine: web::Data<Engine>) -> Result<HttpResponse> {
     Ok(HttpResponse::Ok().json(json!({ "status": "ready" })))
 }
 
-pub async fn metrics(metrics: web::Data<Metrics>, engine: web::Data<Engine>) -> HttpResponse {
+pub async fn metrics(
+    req: HttpRequest,
+    metrics: web::Data<Metrics>,
+    engine: web::Data<Engine>,
+    gov: web::Data<crate::governance::Governance>,
+) -> Result<HttpResponse> {
+    if gov.protect_metrics {
+        super::auth::any_key(&req, &gov)?;
+    }
     let mut body = metrics.render();
     if let Some(t) = engine.match_totals() {
         body.push_str(&super::metrics::matching(&t));
     }
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(body)
+        .body(body))
+}
+
+#[derive(Deserialize)]
+pub struct AuditQuery {
+    key: Option<String>,
+    profile: Option<String>,
+    route: Option<String>,
+    after: Option<u64>,
+    limit: Option<usize>,
+    format: Option<String>,
+}
+
+/// `GET /v1/audit` (admin): the latest audit entries, as JSON or JSONL (`format=jsonl`).
+pub async fn audit(
+    auth: Auth<perm::Admin>,
+    q: web::Query<AuditQuery>,
+    gov: web::Data<crate::governance::Governance>,
+) -> Result<HttpResponse> {
+    let q = q.into_inner();
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > 100_000 {
+        return Err(
+            ApiError::bad_request("invalid_parameter", "limit: between 1 and 100000")
+                .with_field("limit"),
+        );
+    }
+    let jsonl = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("jsonl") => true,
+        Some(_) => {
+            return Err(
+                ApiError::bad_request("invalid_parameter", "format: json or jsonl")
+                    .with_field("format"),
+            )
+        }
+    };
+    let filter = crate::governance::audit::AuditFilter {
+        key: q.key,
+        profile: q.profile,
+        route: q.route,
+        after: q.after,
+        limit,
+    };
+    let entries = web::block(move || gov.audit.query(&filter))
+        .await?
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot read the audit log");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "audit_unreadable",
+                "the audit log cannot be read; see the server log",
+            )
+        })?;
+    let _ = &auth;
+    if jsonl {
+        let mut body = String::new();
+        for e in &entries {
+            body.push_str(&serde_json::to_string(e).unwrap_or_default());
+            body.push('\n');
+        }
+        return Ok(HttpResponse::Ok()
+            .content_type("application/x-ndjson")
+            .body(body));
+    }
+    Ok(HttpResponse::Ok().json(json!({ "entries": entries })))
 }
 
 pub async fn not_found() -> Result<HttpResponse> {

@@ -189,6 +189,11 @@ async fn console_in_headless_chromium_search_profile_graph_provenance_explain() 
 
     let envs = [
         ("CONSOLE_URL", app.address.clone()),
+        // A support agent's key: the console must work with the masked view.
+        (
+            "CONSOLE_KEY",
+            crate::helpers::key_of("test-agent").to_owned(),
+        ),
         // One letter wrong in the last name, typed key by key.
         ("CONSOLE_QUERY", "Ximena Quartarfield".to_owned()),
         ("CONSOLE_PROFILE_ID", pid.clone()),
@@ -217,7 +222,7 @@ async fn console_in_headless_chromium_search_profile_graph_provenance_explain() 
         out.status
     );
     assert!(
-        stdout.contains("# pass 3") && stdout.contains("# fail 0"),
-        "expected the 3 browser tests to pass:\n{stdout}"
+        stdout.contains("# pass 4") && stdout.contains("# fail 0"),
+        "expected the 4 browser tests to pass:\n{stdout}"
     );
 }

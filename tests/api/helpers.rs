@@ -9,6 +9,7 @@ use tempfile::TempDir;
 
 use idgraph::config::Settings;
 use idgraph::engine::Engine;
+use idgraph::governance::keys::{hash_key, KeySettings, Role};
 use idgraph::serve::Application;
 
 /// A running server and a client for it. The data directory lives as long as this value.
@@ -24,11 +25,75 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
-/// Starts the server with default settings changed by `modify`.
+/// The test keys: one per role (`test-<role>`), plus an unmasked agent; each key is
+/// `idg_test_<name>`. Rates are high enough never to limit a test that does not mean to.
+pub const TEST_KEYS: [(&str, Role, bool); 6] = [
+    ("test-admin", Role::Admin, false),
+    ("test-ingest", Role::Ingest, false),
+    ("test-service", Role::Service, false),
+    ("test-agent", Role::Agent, false),
+    ("test-agent-unmasked", Role::Agent, true),
+    ("test-analyst", Role::Analyst, false),
+];
+
+/// The key of test key `name`.
+pub fn key_of(name: &str) -> String {
+    format!("idg_test_{name}")
+}
+
+/// `[[auth.keys]]` entries of [`TEST_KEYS`].
+pub fn test_keys() -> Vec<KeySettings> {
+    TEST_KEYS
+        .iter()
+        .map(|(name, role, unmask)| KeySettings {
+            name: (*name).to_owned(),
+            role: *role,
+            hash: hash_key(&key_of(name)),
+            unmask: *unmask,
+            rate_per_second: 1_000_000.0,
+            burst: 1_000_000,
+        })
+        .collect()
+}
+
+/// Default headers carrying the admin test key.
+pub fn admin_headers() -> reqwest::header::HeaderMap {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = format!("Bearer {}", key_of("test-admin"));
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&value).expect("a valid header value"),
+    );
+    headers
+}
+
+/// `IDGRAPH_AUTH__KEYS` for a server child process: the test keys, in figment's syntax.
+pub fn test_keys_env() -> (String, String) {
+    let entries: Vec<String> = test_keys()
+        .iter()
+        .map(|k| {
+            format!(
+                "{{name=\"{}\",role=\"{}\",hash=\"{}\",unmask={},rate_per_second=1000000.0,burst=1000000}}",
+                k.name,
+                k.role.name(),
+                k.hash,
+                k.unmask
+            )
+        })
+        .collect();
+    (
+        "IDGRAPH_AUTH__KEYS".into(),
+        format!("[{}]", entries.join(",")),
+    )
+}
+
+/// Starts the server with default settings changed by `modify`. The test keys are
+/// configured and the app's client sends the admin key.
 pub async fn spawn_app_with(modify: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = tempfile::tempdir().expect("cannot create a temporary data directory");
     let mut settings = Settings::default();
     settings.storage.data_dir = dir.path().to_path_buf();
+    settings.auth.keys = test_keys();
     settings.server.bind = "127.0.0.1:0".into();
     // Many servers run at once (one per test): keep each one small.
     settings.server.workers = 2;
@@ -40,6 +105,7 @@ pub async fn spawn_app_with(modify: impl FnOnce(&mut Settings)) -> TestApp {
     tokio::spawn(app.run_in_background());
     let client = reqwest::Client::builder()
         .no_proxy()
+        .default_headers(admin_headers())
         .build()
         .expect("cannot build the HTTP client");
     TestApp {
@@ -270,6 +336,7 @@ impl ServeProcess {
             .arg(data_dir)
             .args(["--bind", "127.0.0.1:0"])
             .env("IDGRAPH_SERVER__WORKERS", "2")
+            .envs([test_keys_env()])
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -370,10 +437,12 @@ impl Drop for ServeProcess {
     }
 }
 
-/// An HTTP client for servers started as child processes (long timeout, no proxy).
+/// An HTTP client for servers started as child processes (long timeout, no proxy, the
+/// admin test key).
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
+        .default_headers(admin_headers())
         .timeout(std::time::Duration::from_secs(60))
         .build()
         .expect("http client")

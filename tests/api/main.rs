@@ -12,6 +12,7 @@ mod demo_quality;
 mod durability;
 mod errors;
 mod eval;
+mod governance;
 mod helpers;
 mod ingest;
 mod matching;

@@ -1418,11 +1418,7 @@ struct Server {
 impl Server {
     fn start(data_dir: &Path) -> Server {
         let process = ServeProcess::start(data_dir);
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("http client");
+        let client = crate::helpers::http_client();
         Server {
             base: process.address.clone(),
             stderr: process.stderr.clone(),

@@ -1,0 +1,118 @@
+//! The audit trail: one JSON line per `/v1` request that reads personal data or changes
+//! the graph by hand (everything but event ingest), and per refused request. An entry says
+//! who (the key's name and role), when, which route pattern, the status and which profile
+//! ids were touched; never a personal value, a query string or a key.
+//!
+//! Entries are appended to `<data_dir>/audit.jsonl` and written through to the operating
+//! system per entry (fsync'd when the log is closed). `GET /v1/audit` reads it back.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+/// One audited request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub seq: u64,
+    /// RFC 3339 time.
+    pub at: String,
+    /// The key's name; `-` when no valid key was presented.
+    pub key: String,
+    pub role: Option<String>,
+    pub method: String,
+    /// The route pattern (`/v1/profiles/{id}`), never the raw path.
+    pub route: String,
+    pub status: u16,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub profiles: Vec<String>,
+}
+
+/// What `GET /v1/audit` filters on.
+#[derive(Debug, Default, Clone)]
+pub struct AuditFilter {
+    pub key: Option<String>,
+    pub profile: Option<String>,
+    pub route: Option<String>,
+    /// Entries with `seq` greater than this.
+    pub after: Option<u64>,
+    pub limit: usize,
+}
+
+pub struct AuditLog {
+    path: PathBuf,
+    file: Mutex<(File, u64)>,
+}
+
+impl AuditLog {
+    /// Opens (or creates) the log in `dir`, continuing its sequence numbers.
+    pub fn open(dir: &Path) -> std::io::Result<AuditLog> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join("audit.jsonl");
+        let mut last = 0;
+        if let Ok(f) = File::open(&path) {
+            for line in BufReader::new(f).lines() {
+                if let Ok(e) = serde_json::from_str::<AuditEntry>(&line?) {
+                    last = e.seq;
+                }
+            }
+        }
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        Ok(AuditLog {
+            path,
+            file: Mutex::new((file, last)),
+        })
+    }
+
+    /// Appends an entry, giving it the next sequence number.
+    pub fn append(&self, mut entry: AuditEntry) {
+        let Ok(mut guard) = self.file.lock() else {
+            tracing::error!("audit log lock poisoned; entry lost");
+            return;
+        };
+        guard.1 += 1;
+        entry.seq = guard.1;
+        let written = serde_json::to_vec(&entry).map(|mut line| {
+            line.push(b'\n');
+            guard.0.write_all(&line)
+        });
+        if !matches!(written, Ok(Ok(()))) {
+            tracing::error!(seq = entry.seq, "cannot append to the audit log");
+        }
+    }
+
+    /// Entries matching `filter`, oldest first, at most `filter.limit` (the latest ones).
+    pub fn query(&self, filter: &AuditFilter) -> std::io::Result<Vec<AuditEntry>> {
+        let f = File::open(&self.path)?;
+        let mut out = std::collections::VecDeque::new();
+        for line in BufReader::new(f).lines() {
+            let Ok(e) = serde_json::from_str::<AuditEntry>(&line?) else {
+                continue;
+            };
+            let keep = filter.key.as_ref().is_none_or(|k| *k == e.key)
+                && filter.route.as_ref().is_none_or(|r| *r == e.route)
+                && filter.after.is_none_or(|a| e.seq > a)
+                && filter
+                    .profile
+                    .as_ref()
+                    .is_none_or(|p| e.profiles.contains(p));
+            if keep {
+                out.push_back(e);
+                if out.len() > filter.limit {
+                    out.pop_front();
+                }
+            }
+        }
+        Ok(out.into())
+    }
+}
+
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        if let Ok(guard) = self.file.lock() {
+            let _ = guard.0.sync_all();
+        }
+    }
+}

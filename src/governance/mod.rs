@@ -1,0 +1,77 @@
+//! Governance: who may call what (API keys, roles, rate limits), how personal values are
+//! shown to each role (masking, in one place), and the audit trail. Transport-neutral: the
+//! actix extractor that enforces it lives in `serve::auth`.
+
+pub mod audit;
+pub mod keys;
+pub mod mask;
+
+use std::path::Path;
+
+use crate::config::AuthSettings;
+use audit::AuditLog;
+use keys::KeyRing;
+
+/// Everything the HTTP edge needs to authorize, mask and audit requests.
+pub struct Governance {
+    pub keys: KeyRing,
+    pub audit: AuditLog,
+    pub protect_metrics: bool,
+    /// Secret for analysts' pseudonyms (derived from the configured secret).
+    pub pseudonym_key: Vec<u8>,
+}
+
+impl Governance {
+    pub fn new(settings: &AuthSettings, data_dir: &Path) -> Result<Governance, String> {
+        let keys = KeyRing::new(&settings.keys)?;
+        if keys.is_empty() {
+            tracing::warn!(
+                "no API keys are configured: every /v1 request will be refused; create one with `idgraph keys new`"
+            );
+        }
+        let audit = AuditLog::open(data_dir)
+            .map_err(|e| format!("cannot open the audit log in {}: {e}", data_dir.display()))?;
+        let secret = match settings.secret.expose() {
+            "" => stored_secret(data_dir)?,
+            s if s.len() < 16 => return Err("auth.secret must be at least 16 characters".into()),
+            s => s.as_bytes().to_vec(),
+        };
+        Ok(Governance {
+            keys,
+            audit,
+            protect_metrics: settings.protect_metrics,
+            pseudonym_key: secret,
+        })
+    }
+}
+
+/// The secret kept in `<data_dir>/governance.secret`, created on first use (owner-only).
+fn stored_secret(data_dir: &Path) -> Result<Vec<u8>, String> {
+    let path = data_dir.join("governance.secret");
+    match std::fs::read(&path) {
+        Ok(bytes) if bytes.len() >= 32 => return Ok(bytes),
+        Ok(_) => {
+            return Err(format!(
+                "{} is too short; delete it to create a new one",
+                path.display()
+            ))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    }
+    let secret = keys::generate_key().into_bytes();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let written = options.open(&path).and_then(|mut f| {
+        use std::io::Write;
+        f.write_all(&secret)?;
+        f.sync_all()
+    });
+    written.map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    Ok(secret)
+}

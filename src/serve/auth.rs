@@ -1,0 +1,237 @@
+//! Enforcement of `governance` at the HTTP edge.
+//!
+//! Every `/v1` handler takes an [`Auth<P>`] argument, where `P` names the permission the
+//! route needs: the check is part of the handler's signature, so no route can forget it.
+//! The extractor reads the key (`Authorization: Bearer <key>` or `X-Api-Key`), checks the
+//! role and the key's rate, and registers the request for the audit trail; the [`audit`]
+//! middleware writes the entry once the answer is known (status, profile ids).
+
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::{header, StatusCode};
+use actix_web::middleware::Next;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use serde_json::Value;
+
+use super::error::ApiError;
+use crate::engine::Engine;
+use crate::governance::audit::AuditEntry;
+use crate::governance::keys::{Caller, Denied, Permission, Visibility};
+use crate::governance::mask::Masker;
+use crate::governance::Governance;
+
+/// A permission as a type, for [`Auth`].
+pub trait Perm {
+    const PERMISSION: Permission;
+}
+
+macro_rules! perms {
+    ($($name:ident),*) => {
+        $(
+            pub struct $name;
+            impl Perm for $name {
+                const PERMISSION: Permission = Permission::$name;
+            }
+        )*
+    };
+}
+
+/// The permissions, as types (`Auth<perm::Views>`).
+pub mod perm {
+    use super::{Perm, Permission};
+    perms!(Ingest, ReadProfile, Search, Views, Admin);
+}
+
+/// What the audit middleware needs to know about a request.
+#[derive(Clone, Default)]
+struct AuditNote {
+    caller: Option<Caller>,
+    profiles: Arc<Mutex<Vec<String>>>,
+}
+
+/// An authorized caller of a route that needs `P`.
+pub struct Auth<P: Perm> {
+    pub caller: Caller,
+    gov: web::Data<Governance>,
+    note: AuditNote,
+    _p: PhantomData<P>,
+}
+
+impl<P: Perm> Auth<P> {
+    /// Records the profile ids this request read or changed, for the audit trail.
+    pub fn touched<I: IntoIterator<Item = String>>(&self, ids: I) {
+        if let Ok(mut p) = self.note.profiles.lock() {
+            for id in ids {
+                if !p.contains(&id) && p.len() < 1000 {
+                    p.push(id);
+                }
+            }
+        }
+    }
+
+    pub fn visibility(&self) -> Visibility {
+        self.caller.visibility
+    }
+
+    /// Masks `v` for this caller (the one place: see `governance::mask`).
+    pub fn mask(&self, engine: &Engine, v: &mut Value) {
+        let kinds = engine.identifier_kinds();
+        Masker {
+            visibility: self.caller.visibility,
+            secret: &self.gov.pseudonym_key,
+            kinds: &kinds,
+        }
+        .apply(v);
+    }
+
+    /// The masker of this caller (to map masked identifiers back).
+    pub fn masked_key(&self, engine: &Engine, key: &str) -> String {
+        let kinds = engine.identifier_kinds();
+        let m = Masker {
+            visibility: self.caller.visibility,
+            secret: &self.gov.pseudonym_key,
+            kinds: &kinds,
+        };
+        let mut v = Value::String(key.to_owned());
+        m.apply(&mut v);
+        v.as_str().unwrap_or_default().to_owned()
+    }
+}
+
+/// The key a request presents.
+fn presented_key(req: &HttpRequest) -> Option<&str> {
+    if let Some(v) = req.headers().get(header::AUTHORIZATION) {
+        let v = v.to_str().ok()?;
+        let (scheme, key) = v.split_once(' ')?;
+        return scheme.eq_ignore_ascii_case("bearer").then(|| key.trim());
+    }
+    req.headers()
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+}
+
+fn denied(d: Denied) -> ApiError {
+    match d {
+        Denied::Unauthenticated => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "a valid API key is required (Authorization: Bearer <key>)",
+        )
+        .with_header(
+            header::WWW_AUTHENTICATE.as_str(),
+            "Bearer realm=\"idgraph\"",
+        ),
+        Denied::Forbidden { role, permission } => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "the {} role does not grant the {} permission this route needs",
+                role.name(),
+                serde_json::to_value(permission)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            ),
+        ),
+        Denied::RateLimited { retry_after } => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("this key is over its request rate; retry in {retry_after} s"),
+        )
+        .with_header(header::RETRY_AFTER.as_str(), &retry_after.to_string()),
+    }
+}
+
+impl<P: Perm> FromRequest for Auth<P> {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let Some(gov) = req.app_data::<web::Data<Governance>>().cloned() else {
+            return std::future::ready(Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "config_error",
+                "governance is not configured",
+            )));
+        };
+        let mut note = AuditNote::default();
+        let result = gov.keys.authorize(presented_key(req), P::PERMISSION);
+        note.caller = match &result {
+            Ok(caller) => Some(caller.clone()),
+            Err(_) => gov.keys.identify(presented_key(req)),
+        };
+        req.extensions_mut().insert(note.clone());
+        std::future::ready(match result {
+            Ok(caller) => Ok(Auth {
+                caller,
+                gov,
+                note,
+                _p: PhantomData,
+            }),
+            Err(d) => Err(denied(d)),
+        })
+    }
+}
+
+/// Checks a key of any role (for `/metrics` when `auth.protect_metrics` is set).
+pub fn any_key(req: &HttpRequest, gov: &Governance) -> Result<(), ApiError> {
+    let key = presented_key(req);
+    for p in [
+        Permission::ReadProfile,
+        Permission::Ingest,
+        Permission::Views,
+        Permission::Search,
+        Permission::Admin,
+    ] {
+        match gov.keys.authorize(key, p) {
+            Ok(_) => return Ok(()),
+            Err(Denied::Forbidden { .. }) => continue,
+            Err(d) => return Err(denied(d)),
+        }
+    }
+    Err(denied(Denied::Unauthenticated))
+}
+
+/// Middleware on `/v1`: writes the audit entry of every request except event ingest.
+pub async fn audit(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let method = req.method().to_string();
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "<unmatched>".to_owned());
+    let gov = req.app_data::<web::Data<Governance>>().cloned();
+    let res = next.call(req).await?;
+    if route == "/v1/events" && method == "POST" {
+        return Ok(res);
+    }
+    let Some(gov) = gov else {
+        return Ok(res);
+    };
+    let note = res.request().extensions().get::<AuditNote>().cloned();
+    let (caller, profiles) = match note {
+        Some(n) => (
+            n.caller,
+            n.profiles.lock().map(|p| p.clone()).unwrap_or_default(),
+        ),
+        None => (None, Vec::new()),
+    };
+    gov.audit.append(AuditEntry {
+        seq: 0,
+        at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        key: caller
+            .as_ref()
+            .map_or_else(|| "-".to_owned(), |c| c.name.clone()),
+        role: caller.as_ref().map(|c| c.role.name().to_owned()),
+        method,
+        route,
+        status: res.status().as_u16(),
+        profiles,
+    });
+    Ok(res)
+}

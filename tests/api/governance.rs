@@ -1,0 +1,522 @@
+//! Governance over HTTP: the authorization matrix (every route x every role, no key, a bad
+//! key), masking and pseudonymization with no personal value leaking, rate limits, the
+//! audit trail, and a log canary on the real binary.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{
+    event, http_client, json_ok, key_of, spawn_app, spawn_app_with, ServeProcess, TestApp,
+    TEST_KEYS,
+};
+
+const EMAIL: &str = "canary.person@example.com";
+const PHONE: &str = "+14155550199";
+const PHONE_DIGITS: &str = "4155550199";
+const BIRTH: &str = "1971-02-03";
+const STREET: &str = "77 Canarywharf Lane";
+const POSTCODE: &str = "94110";
+const CUSTOMER: &str = "CANARY-C-77";
+
+fn canary_event(id: &str) -> Value {
+    event(
+        id,
+        "crm",
+        json!({"email": EMAIL, "phone": PHONE, "customer_id": CUSTOMER, "device_id": "dev-canary-1"}),
+        json!({"first_name": "Ottoline", "last_name": "Quibble", "birth_date": BIRTH,
+               "address": {"street": STREET, "city": "San Francisco", "postal_code": POSTCODE}}),
+    )
+}
+
+/// Sends a request with `key` (or none).
+async fn call(
+    app: &TestApp,
+    key: Option<&str>,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> (StatusCode, String) {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let mut req = client.request(method, app.url(path));
+    if let Some(k) = key {
+        req = req.header("authorization", format!("Bearer {k}"));
+    }
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status();
+    (status, resp.text().await.expect("body"))
+}
+
+struct Route {
+    method: Method,
+    path: String,
+    body: Option<Value>,
+    /// Roles allowed (admin always is).
+    roles: &'static [&'static str],
+}
+
+fn routes(pid: &str, hh: &str) -> Vec<Route> {
+    let get = |path: String, roles: &'static [&'static str]| Route {
+        method: Method::GET,
+        path,
+        body: None,
+        roles,
+    };
+    let enc = |s: &str| {
+        s.replace('+', "%2B")
+            .replace('@', "%40")
+            .replace(':', "%3A")
+    };
+    vec![
+        Route {
+            method: Method::POST,
+            path: "/v1/events".into(),
+            body: Some(event(
+                "matrix-1",
+                "web",
+                json!({"cookie_id": "ck-matrix"}),
+                json!({}),
+            )),
+            roles: &["ingest"],
+        },
+        get(
+            format!("/v1/lookup?kind=email&value={}", enc(EMAIL)),
+            &["service", "agent"],
+        ),
+        get(format!("/v1/profiles/{pid}"), &["service", "agent"]),
+        get("/v1/search?q=Quibble".into(), &["agent"]),
+        get(format!("/v1/profiles/{pid}/devices"), &["agent", "analyst"]),
+        get(
+            format!("/v1/profiles/{pid}/household"),
+            &["agent", "analyst"],
+        ),
+        get(format!("/v1/households/{hh}"), &["agent", "analyst"]),
+        get(format!("/v1/profiles/{pid}/graph"), &["agent", "analyst"]),
+        get(
+            format!(
+                "/v1/profiles/{pid}/explain?a=customer_id%3A{CUSTOMER}&b=device_id%3Adev-canary-1"
+            ),
+            &["agent", "analyst"],
+        ),
+        get(format!("/v1/profiles/{pid}/history"), &["agent", "analyst"]),
+        get("/v1/audit".into(), &[]),
+        Route {
+            method: Method::DELETE,
+            path: "/v1/links?a=cookie_id%3Anone-1&b=cookie_id%3Anone-2".into(),
+            body: None,
+            roles: &[],
+        },
+        Route {
+            method: Method::DELETE,
+            path: "/v1/identifiers/cookie_id/none-3".into(),
+            body: None,
+            roles: &[],
+        },
+    ]
+}
+
+/// The personal values a role may not see in any answer.
+fn forbidden_values(role: &str, unmasked: bool) -> Vec<&'static str> {
+    match (role, unmasked) {
+        ("agent", false) => vec![EMAIL, PHONE_DIGITS, BIRTH, STREET, POSTCODE],
+        ("analyst", _) => vec![
+            EMAIL,
+            PHONE_DIGITS,
+            BIRTH,
+            STREET,
+            POSTCODE,
+            CUSTOMER,
+            "dev-canary-1",
+        ],
+        _ => vec![],
+    }
+}
+
+#[tokio::test]
+async fn every_route_checks_the_role_and_no_masked_value_leaks() {
+    let app = spawn_app().await;
+    let out = app.ingest(&canary_event("canary-1")).await;
+    let pid = out["profile_id"].as_str().expect("profile id").to_owned();
+    let profile = app.profile(&pid).await;
+    let hh = format!("hh_{}", &pid[2..]);
+    assert!(profile["household_id"].is_null() || profile["household_id"].is_string());
+
+    for route in routes(&pid, &hh) {
+        // No key, and a key that is not configured: 401 with a Bearer challenge.
+        for key in [None, Some("idg_not_a_configured_key")] {
+            let (status, body) = call(
+                &app,
+                key,
+                route.method.clone(),
+                &route.path,
+                route.body.as_ref(),
+            )
+            .await;
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{} {} with {key:?}: {body}",
+                route.method,
+                route.path
+            );
+            assert!(body.contains("unauthenticated"), "{body}");
+        }
+        for (name, role, unmask) in TEST_KEYS {
+            let role = role.name();
+            let key = key_of(name);
+            let (status, body) = call(
+                &app,
+                Some(&key),
+                route.method.clone(),
+                &route.path,
+                route.body.as_ref(),
+            )
+            .await;
+            let allowed = role == "admin" || route.roles.contains(&role);
+            if !allowed {
+                assert_eq!(
+                    status,
+                    StatusCode::FORBIDDEN,
+                    "{name} on {} {}: {body}",
+                    route.method,
+                    route.path
+                );
+                assert!(body.contains("forbidden"), "{body}");
+                continue;
+            }
+            assert_ne!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{name} on {}: {body}",
+                route.path
+            );
+            assert_ne!(
+                status,
+                StatusCode::FORBIDDEN,
+                "{name} on {}: {body}",
+                route.path
+            );
+            assert!(
+                status.is_success() || status == StatusCode::NOT_FOUND,
+                "{name} on {} {}: {status} {body}",
+                route.method,
+                route.path
+            );
+            for value in forbidden_values(role, unmask) {
+                assert!(
+                    !body.contains(value),
+                    "{name} saw {value} in {} {}: {body}",
+                    route.method,
+                    route.path
+                );
+            }
+        }
+    }
+
+    // What each role sees of the profile.
+    let (_, agent) = call(
+        &app,
+        Some(&key_of("test-agent")),
+        Method::GET,
+        &format!("/v1/profiles/{pid}"),
+        None,
+    )
+    .await;
+    let agent: Value = serde_json::from_str(&agent).expect("json");
+    assert_eq!(
+        agent["identifiers"]["email"][0], "c***@example.com",
+        "{agent}"
+    );
+    assert_eq!(
+        agent["identifiers"]["phone"][0], "+1 *** *** 0199",
+        "{agent}"
+    );
+    assert_eq!(
+        agent["traits"]["last_name"], "Quibble",
+        "names stay readable"
+    );
+    let (_, unmasked) = call(
+        &app,
+        Some(&key_of("test-agent-unmasked")),
+        Method::GET,
+        &format!("/v1/profiles/{pid}"),
+        None,
+    )
+    .await;
+    assert!(
+        unmasked.contains(EMAIL) && unmasked.contains(STREET),
+        "{unmasked}"
+    );
+    let (_, graph) = call(
+        &app,
+        Some(&key_of("test-analyst")),
+        Method::GET,
+        &format!("/v1/profiles/{pid}/graph"),
+        None,
+    )
+    .await;
+    let graph: Value = serde_json::from_str(&graph).expect("json");
+    let nodes: Vec<&Value> = graph["elements"]["nodes"]
+        .as_array()
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    assert_eq!(
+        nodes.len(),
+        4,
+        "the analyst sees the graph's shape: {graph}"
+    );
+    assert!(
+        nodes.iter().all(|n| n["data"]["value"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("ps_"))),
+        "{graph}"
+    );
+
+    // An agent explains two masked identifiers exactly as the console shows them.
+    let masked_email = agent["identifiers"]["email"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!(
+        "/v1/profiles/{pid}/explain?a=email%3A{}&b=device_id%3Adev-canary-1",
+        masked_email.replace('@', "%40").replace('*', "%2A")
+    );
+    let (status, body) = call(&app, Some(&key_of("test-agent")), Method::GET, &path, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("\"connected\":true"), "{body}");
+    assert!(!body.contains(EMAIL), "{body}");
+}
+
+#[tokio::test]
+async fn health_is_open_metrics_optionally_protected() {
+    let app = spawn_app_with(|s| s.auth.protect_metrics = true).await;
+    let (status, _) = call(&app, None, Method::GET, "/health", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = call(&app, None, Method::GET, "/metrics", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = call(
+        &app,
+        Some(&key_of("test-ingest")),
+        Method::GET,
+        "/metrics",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_key_over_its_rate_gets_429_with_retry_after() {
+    let app = spawn_app_with(|s| {
+        for k in &mut s.auth.keys {
+            if k.name == "test-service" {
+                k.rate_per_second = 0.2;
+                k.burst = 2;
+            }
+        }
+    })
+    .await;
+    app.ingest(&canary_event("rate-1")).await;
+    let path = "/v1/lookup?kind=customer_id&value=CANARY-C-77";
+    let key = key_of("test-service");
+    for _ in 0..2 {
+        let (status, body) = call(&app, Some(&key), Method::GET, path, None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let resp = client
+        .get(app.url(path))
+        .header("authorization", format!("Bearer {key}"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("a Retry-After header in seconds");
+    assert!((1..=5).contains(&retry), "{retry}");
+    // Other keys are not affected.
+    let (status, _) = call(&app, Some(&key_of("test-admin")), Method::GET, path, None).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_audit_trail_records_who_read_which_profile_without_values() {
+    let app = spawn_app().await;
+    let pid = app.ingest(&canary_event("audit-1")).await["profile_id"]
+        .as_str()
+        .expect("pid")
+        .to_owned();
+    // Wait until the profile is searchable (the index commits every 200 ms).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let found = json_ok(app.get("/v1/search?q=Quibble").await).await;
+        if found["total"].as_u64() == Some(1) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not searchable: {found}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let agent = key_of("test-agent");
+    let (status, _) = call(
+        &app,
+        Some(&agent),
+        Method::GET,
+        &format!("/v1/profiles/{pid}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = call(
+        &app,
+        Some(&agent),
+        Method::GET,
+        "/v1/search?q=Quibble",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = call(&app, Some(&agent), Method::GET, "/v1/audit", None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = call(
+        &app,
+        None,
+        Method::GET,
+        &format!("/v1/lookup?kind=email&value={EMAIL}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let audit = json_ok(app.get("/v1/audit?key=test-agent").await).await;
+    let entries = audit["entries"].as_array().expect("entries");
+    let routes: Vec<(&str, u64)> = entries
+        .iter()
+        .map(|e| (e["route"].as_str().unwrap(), e["status"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        routes,
+        [
+            ("/v1/profiles/{id}", 200),
+            ("/v1/search", 200),
+            ("/v1/audit", 403)
+        ],
+        "{audit}"
+    );
+    assert_eq!(entries[0]["profiles"], json!([pid]), "{audit}");
+    assert_eq!(
+        entries[1]["profiles"],
+        json!([pid]),
+        "search hits are audited: {audit}"
+    );
+    assert_eq!(entries[0]["role"], "agent");
+    let by_profile = json_ok(app.get(&format!("/v1/audit?profile={pid}")).await).await;
+    assert!(by_profile["entries"].as_array().unwrap().len() >= 2);
+    let refused = json_ok(app.get("/v1/audit?key=-").await).await;
+    assert_eq!(refused["entries"][0]["status"], 401, "{refused}");
+
+    let resp = app.get("/v1/audit?format=jsonl").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = resp.text().await.expect("jsonl");
+    for line in text.lines() {
+        let e: Value = serde_json::from_str(line).expect("each line is a JSON entry");
+        assert!(e["seq"].as_u64().unwrap() > 0);
+    }
+    for value in [EMAIL, PHONE_DIGITS, BIRTH, STREET, CUSTOMER, "Quibble"] {
+        assert!(
+            !text.contains(value),
+            "the audit trail holds {value}: {text}"
+        );
+    }
+    let err = app.get("/v1/audit?format=xml").await;
+    assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+}
+
+/// The real binary at debug log level, fed canary values through every path that touches
+/// them (ingest, a rejected event, lookups, search, views, errors): none reaches the logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_canary_value_reaches_the_logs() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server =
+        ServeProcess::start_with_env(dir.path(), &[("RUST_LOG".into(), "debug".into())]);
+    let client = http_client();
+    let base = server.address.clone();
+    let post = |body: Value| {
+        let client = client.clone();
+        let url = format!("{base}/v1/events");
+        async move {
+            client
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .expect("post")
+                .status()
+        }
+    };
+    assert!(post(canary_event("log-1")).await.is_success());
+    let bad = event(
+        "log-2",
+        "crm",
+        json!({"email": "canary-broken@@example..com"}),
+        json!({"first_name": "Canarybroken"}),
+    );
+    assert_eq!(post(bad).await.as_u16(), 422);
+    for path in [
+        format!("/v1/lookup?kind=email&value={EMAIL}"),
+        format!("/v1/lookup?kind=phone&value={PHONE}"),
+        "/v1/lookup?kind=email&value=canary-missing@example.com".to_owned(),
+        "/v1/search?q=Quibble%20canary.person".to_owned(),
+        format!("/v1/identifiers/email/{EMAIL}"),
+    ] {
+        let _ = client
+            .get(format!("{base}{path}"))
+            .send()
+            .await
+            .expect("get");
+    }
+    let unauth = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let _ = unauth
+        .get(format!("{base}/v1/lookup?kind=email&value={EMAIL}"))
+        .header("authorization", "Bearer idg_canary_secret_key")
+        .send()
+        .await;
+    server.terminate();
+    let logs = server.stderr();
+    assert!(
+        logs.contains("DEBUG") || logs.contains("INFO"),
+        "the server logged at debug level: {logs}"
+    );
+    for value in [
+        EMAIL,
+        PHONE_DIGITS,
+        BIRTH,
+        STREET,
+        CUSTOMER,
+        "Quibble",
+        "Canarybroken",
+        "canary-broken",
+        "canary-missing",
+        "idg_canary_secret_key",
+        &key_of("test-admin"),
+    ] {
+        assert!(!logs.contains(value), "{value} reached the logs:\n{logs}");
+    }
+}
