@@ -76,6 +76,8 @@ enum Op {
     Ingest(Vec<NormalizedEvent>),
     DeleteLink(IdentKey, IdentKey),
     DeleteIdentifier(IdentKey),
+    Erase(resolve::erase::ErasureTarget),
+    Unsuppress(IdentKey),
 }
 
 /// Result of a write request.
@@ -83,6 +85,8 @@ enum Op {
 pub enum OpResult {
     Ingested(Vec<EventOutcome>),
     Unmerged(SplitOutcome),
+    Erased(resolve::erase::ErasureOutcome),
+    Unsuppressed(bool),
 }
 
 type Reply = tokio::sync::oneshot::Sender<Result<OpResult, EngineError>>;
@@ -170,7 +174,12 @@ impl Engine {
         store: Arc<dyn GraphStore>,
         search: Option<Arc<SearchIndex>>,
     ) -> Result<Engine, EngineError> {
-        let rules = Arc::new(Rules::from_settings(&settings).map_err(EngineError::Config)?);
+        let mut rules = Rules::from_settings(&settings).map_err(EngineError::Config)?;
+        rules.secret = Some(Arc::new(
+            crate::governance::secret(&settings.auth, &settings.storage.data_dir)
+                .map_err(EngineError::Config)?,
+        ));
+        let rules = Arc::new(rules);
         if let Some(m) = &rules.matcher {
             tracing::info!(model = %m.model_source, "probabilistic matching is on");
         }
@@ -250,11 +259,10 @@ impl Engine {
         let rx = self.submit(Op::Ingest(events))?;
         match rx.await.map_err(|_| EngineError::ShuttingDown)?? {
             OpResult::Ingested(o) => Ok(o),
-            OpResult::Unmerged(_) => Err(EngineError::ShuttingDown),
+            _ => Err(EngineError::ShuttingDown),
         }
     }
 
-    /// Resolves events durably (blocking form, for the CLI, benches and tests).
     /// Every identifier kind the service knows (built-in, custom, `record`).
     pub fn identifier_kinds(&self) -> Vec<String> {
         self.validator
@@ -269,6 +277,7 @@ impl Engine {
         self.rules.matcher.as_ref().map(|m| m.counters.totals())
     }
 
+    /// Resolves events durably (blocking form, for the CLI, benches and tests).
     pub fn ingest(&self, events: Vec<NormalizedEvent>) -> Result<Vec<EventOutcome>, EngineError> {
         let rx = self.submit(Op::Ingest(events))?;
         match rx
@@ -276,7 +285,7 @@ impl Engine {
             .map_err(|_| EngineError::ShuttingDown)??
         {
             OpResult::Ingested(o) => Ok(o),
-            OpResult::Unmerged(_) => Err(EngineError::ShuttingDown),
+            _ => Err(EngineError::ShuttingDown),
         }
     }
 
@@ -306,7 +315,7 @@ impl Engine {
             .map_err(|_| EngineError::ShuttingDown)??
         {
             OpResult::Unmerged(o) => Ok(o),
-            OpResult::Ingested(_) => Err(EngineError::ShuttingDown),
+            _ => Err(EngineError::ShuttingDown),
         }
     }
 
@@ -318,6 +327,52 @@ impl Engine {
     /// Deletes an identifier (its node, edges and event index) and splits what falls apart.
     pub async fn delete_identifier(&self, key: IdentKey) -> Result<SplitOutcome, EngineError> {
         self.unmerge(Op::DeleteIdentifier(key)).await
+    }
+
+    /// Erases a person (see `resolve::erase`), then purges what storage keeps of deleted
+    /// data: the store is flushed and compacted and the search index merged, so no file
+    /// holds the erased values any more. The answer waits for both.
+    pub async fn erase(
+        self: &Arc<Self>,
+        target: resolve::erase::ErasureTarget,
+    ) -> Result<resolve::erase::ErasureOutcome, EngineError> {
+        let outcome = match self
+            .submit(Op::Erase(target))?
+            .await
+            .map_err(|_| EngineError::ShuttingDown)??
+        {
+            OpResult::Erased(o) => o,
+            _ => return Err(EngineError::ShuttingDown),
+        };
+        let engine = self.clone();
+        tokio::task::spawn_blocking(move || engine.purge())
+            .await
+            .map_err(|_| EngineError::ShuttingDown)??;
+        Ok(outcome)
+    }
+
+    /// Physically removes deleted data (store compaction, search index merge).
+    pub fn purge(&self) -> Result<(), EngineError> {
+        let seq = self.store.counters()?.commit_seq;
+        self.store.compact()?;
+        if let Some(index) = &self.search {
+            index
+                .purge(seq, std::time::Duration::from_secs(30))
+                .map_err(|e| EngineError::Store(StoreError::Engine(e.to_string())))?;
+        }
+        Ok(())
+    }
+
+    /// Takes an identifier off the suppression list; whether it was on it.
+    pub async fn unsuppress(&self, key: IdentKey) -> Result<bool, EngineError> {
+        match self
+            .submit(Op::Unsuppress(key))?
+            .await
+            .map_err(|_| EngineError::ShuttingDown)??
+        {
+            OpResult::Unsuppressed(found) => Ok(found),
+            _ => Err(EngineError::ShuttingDown),
+        }
     }
 
     // ---- reads (blocking; call from a blocking thread) ----
@@ -581,6 +636,16 @@ fn run(
         },
         Op::DeleteIdentifier(key) => match split::delete_identifier(s, rules, key, "api") {
             Ok(o) => Ok(OpResult::Unmerged(o)),
+            Err(UnmergeError::NotFound(what)) => Err(not_found(what)),
+            Err(UnmergeError::Store(e)) => return Err(e),
+        },
+        Op::Erase(target) => match resolve::erase::erase(s, rules, target, "api") {
+            Ok(o) => Ok(OpResult::Erased(o)),
+            Err(UnmergeError::NotFound(what)) => Err(not_found(what)),
+            Err(UnmergeError::Store(e)) => return Err(e),
+        },
+        Op::Unsuppress(key) => match resolve::erase::unsuppress(s, rules, key) {
+            Ok(found) => Ok(OpResult::Unsuppressed(found)),
             Err(UnmergeError::NotFound(what)) => Err(not_found(what)),
             Err(UnmergeError::Store(e)) => return Err(e),
         },

@@ -9,6 +9,7 @@ CREATE CONSTRAINT idgraph_address_key IF NOT EXISTS FOR (a:Address) REQUIRE a.ke
 CREATE CONSTRAINT idgraph_history_key IF NOT EXISTS FOR (h:History) REQUIRE h.key IS UNIQUE;
 CREATE CONSTRAINT idgraph_meta_name IF NOT EXISTS FOR (m:Meta) REQUIRE m.name IS UNIQUE;
 CREATE CONSTRAINT idgraph_match_record_ident IF NOT EXISTS FOR (m:MatchRecord) REQUIRE m.ident IS UNIQUE;
+CREATE CONSTRAINT idgraph_suppressed_hash IF NOT EXISTS FOR (s:Suppressed) REQUIRE s.hash IS UNIQUE;
 CREATE INDEX idgraph_history_profile IF NOT EXISTS FOR (h:History) ON (h.profile);
 CREATE INDEX idgraph_identifier_profile IF NOT EXISTS FOR (n:Identifier) ON (n.profile_id);
 CREATE INDEX idgraph_match_key IF NOT EXISTS FOR (k:MatchKey) ON (k.key);

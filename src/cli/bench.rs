@@ -314,7 +314,7 @@ fn count_merges(outcomes: Vec<EventOutcome>) -> u64 {
         .iter()
         .map(|o| match o {
             EventOutcome::Accepted { merged, .. } => merged.len() as u64,
-            EventOutcome::Duplicate { .. } => 0,
+            EventOutcome::Duplicate { .. } | EventOutcome::Suppressed { .. } => 0,
         })
         .sum()
 }

@@ -54,6 +54,7 @@ pub fn ingest(engine: &Engine, data: &DemoData) -> anyhow::Result<(u64, u64, u64
                     merges += merged.len() as u64;
                 }
                 EventOutcome::Duplicate { .. } => duplicate += 1,
+                EventOutcome::Suppressed { .. } => rejected += 1,
             }
         }
     }

@@ -28,6 +28,8 @@ pub struct ImportSummary {
     pub duplicate: u64,
     pub rejected: u64,
     pub merges: u64,
+    /// Refused because they carry identifiers erased on request.
+    pub suppressed: u64,
     /// Rejection reason -> count and the first line/row numbers.
     pub reasons: BTreeMap<String, Rejections>,
     pub seconds: f64,
@@ -106,6 +108,7 @@ impl Batcher<'_> {
                     self.summary.merges += merged.len() as u64;
                 }
                 EventOutcome::Duplicate { .. } => self.summary.duplicate += 1,
+                EventOutcome::Suppressed { .. } => self.summary.suppressed += 1,
             }
         }
         Ok(())

@@ -14,9 +14,7 @@
 //! `identifiers` maps of kind to values (golden profiles), `kind:value` strings (graph ids,
 //! explain paths, history) and the `birth_date` and `address` traits.
 
-use hmac::{Hmac, Mac};
 use serde_json::Value;
-use sha2::Sha256;
 
 use super::keys::Visibility;
 
@@ -123,15 +121,8 @@ impl Masker<'_> {
         if value.starts_with("ps_") {
             return value.to_owned();
         }
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(self.secret) else {
-            return mask_all(value);
-        };
-        mac.update(kind.as_bytes());
-        mac.update(b":");
-        mac.update(value.as_bytes());
-        let digest = mac.finalize().into_bytes();
-        let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-        format!("ps_{hex}")
+        let hash = super::keyed_hash(self.secret, &format!("pseudonym:{kind}:{value}"));
+        format!("ps_{}", hash.get(..16).unwrap_or(&hash))
     }
 }
 

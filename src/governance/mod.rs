@@ -31,11 +31,7 @@ impl Governance {
         }
         let audit = AuditLog::open(data_dir)
             .map_err(|e| format!("cannot open the audit log in {}: {e}", data_dir.display()))?;
-        let secret = match settings.secret.expose() {
-            "" => stored_secret(data_dir)?,
-            s if s.len() < 16 => return Err("auth.secret must be at least 16 characters".into()),
-            s => s.as_bytes().to_vec(),
-        };
+        let secret = secret(settings, data_dir)?;
         Ok(Governance {
             keys,
             audit,
@@ -43,6 +39,30 @@ impl Governance {
             pseudonym_key: secret,
         })
     }
+}
+
+/// The governance secret: `auth.secret`, or the one kept in the data directory.
+pub fn secret(settings: &AuthSettings, data_dir: &Path) -> Result<Vec<u8>, String> {
+    match settings.secret.expose() {
+        "" => stored_secret(data_dir),
+        s if s.len() < 16 => Err("auth.secret must be at least 16 characters".into()),
+        s => Ok(s.as_bytes().to_vec()),
+    }
+}
+
+/// HMAC-SHA256 of `text` under `secret`, hex (the suppression list's and pseudonyms' hash).
+pub fn keyed_hash(secret: &[u8], text: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(secret) else {
+        // HMAC takes keys of any length; this branch cannot be reached.
+        return String::new();
+    };
+    mac.update(text.as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The secret kept in `<data_dir>/governance.secret`, created on first use (owner-only).

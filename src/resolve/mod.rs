@@ -16,6 +16,7 @@
 //! Unmerge (deleting a link or an identifier) recomputes components with petgraph and
 //! splits the profile along them (see [`split`]).
 
+pub mod erase;
 pub mod probable;
 pub mod rules;
 pub mod session;
@@ -67,6 +68,12 @@ pub enum EventOutcome {
         event_id: String,
         profile_id: Option<ProfileId>,
     },
+    /// Refused: the event carries identifiers erased on request (on the suppression list).
+    Suppressed {
+        event_id: String,
+        /// Kinds of the suppressed identifiers (never their values).
+        kinds: Vec<String>,
+    },
 }
 
 enum Placement {
@@ -93,6 +100,22 @@ pub fn apply_event(
             event_id: ev.event_id.clone(),
             profile_id,
         });
+    }
+    if s.suppressed_count() > 0 {
+        let mut kinds = Vec::new();
+        for id in &ev.identifiers {
+            if let Some(hash) = rules.suppression_hash(&id.key()) {
+                if s.is_suppressed(&hash)? {
+                    kinds.push(id.kind.clone());
+                }
+            }
+        }
+        if !kinds.is_empty() {
+            return Ok(EventOutcome::Suppressed {
+                event_id: ev.event_id.clone(),
+                kinds,
+            });
+        }
     }
     let mut ids: Vec<_> = ev.identifiers.iter().collect();
     ids.sort_by(|a, b| {

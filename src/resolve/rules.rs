@@ -21,6 +21,8 @@ pub struct Rules {
     pub household_max_members: usize,
     /// Probabilistic matching, when enabled.
     pub matcher: Option<std::sync::Arc<super::probable::Matcher>>,
+    /// The governance secret: erased identifiers are suppressed by their keyed hash.
+    pub secret: Option<std::sync::Arc<Vec<u8>>>,
 }
 
 impl Rules {
@@ -68,6 +70,7 @@ impl Rules {
                 )),
                 false => None,
             },
+            secret: None,
         })
     }
 
@@ -89,6 +92,13 @@ impl Rules {
             .get(trait_name)
             .copied()
             .unwrap_or(self.default_strategy)
+    }
+
+    /// The suppression-list hash of an identifier key (`None` without a secret).
+    pub fn suppression_hash(&self, key: &str) -> Option<String> {
+        self.secret
+            .as_ref()
+            .map(|s| crate::governance::keyed_hash(s, &format!("suppress:{key}")))
     }
 
     pub fn limit_rule(&self, kind: &str) -> String {

@@ -319,6 +319,9 @@ impl<'s> Session<'s> {
     }
 
     pub fn event(&self, event_id: &str) -> Result<Option<StoredEvent>, StoreError> {
+        if self.ch.delete_events.iter().any(|e| e == event_id) {
+            return Ok(None);
+        }
         match self.new_events.get(event_id) {
             Some(i) => Ok(self.ch.events.get(*i).cloned()),
             None => self.store.event(event_id),
@@ -362,6 +365,56 @@ impl<'s> Session<'s> {
     pub fn drop_event_index(&mut self, key: &str) {
         self.ch.event_index.retain(|(k, _, _)| k != key);
         self.ch.drop_event_index.push(key.to_owned());
+    }
+
+    // ---- erasure and suppression ----
+
+    pub fn delete_event(&mut self, event_id: &str) {
+        self.ch.delete_events.push(event_id.to_owned());
+    }
+
+    pub fn delete_alias(&mut self, id: &str) {
+        self.ch.aliases.remove(id);
+        self.ch.delete_aliases.push(id.to_owned());
+    }
+
+    /// Deletes every history entry stored under `id` (entries written in this session
+    /// afterwards are kept).
+    pub fn drop_history(&mut self, id: &str) {
+        self.ch
+            .history
+            .retain(|h| !h.profiles.iter().any(|p| p == id));
+        self.ch.drop_history.push(id.to_owned());
+    }
+
+    /// Re-writes a stored history entry (same sequence number) under its `profiles`.
+    pub fn rewrite_history(&mut self, entry: HistoryEntry) {
+        self.ch.history.push(entry);
+    }
+
+    pub fn suppressed_count(&self) -> u64 {
+        self.counters.suppressed
+    }
+
+    pub fn is_suppressed(&self, hash: &str) -> Result<bool, StoreError> {
+        match self.ch.suppression.iter().rev().find(|(h, _)| h == hash) {
+            Some((_, present)) => Ok(*present),
+            None => self.store.is_suppressed(hash),
+        }
+    }
+
+    /// Adds a keyed hash to (or removes it from) the suppression list.
+    pub fn set_suppressed(&mut self, hash: &str, present: bool) -> Result<bool, StoreError> {
+        if self.is_suppressed(hash)? == present {
+            return Ok(false);
+        }
+        if present {
+            self.counters.suppressed += 1;
+        } else {
+            self.counters.suppressed = self.counters.suppressed.saturating_sub(1);
+        }
+        self.ch.suppression.push((hash.to_owned(), present));
+        Ok(true)
     }
 
     // ---- probabilistic matching ----

@@ -289,6 +289,44 @@ impl SearchIndex {
         Ok(Hits { total, hits })
     }
 
+    /// The store write the last index commit reflects.
+    pub fn committed_seq(&self) -> Option<u64> {
+        let metas = self.index.load_metas().ok()?;
+        payload_seq(metas.payload.as_deref()).ok().flatten()
+    }
+
+    /// Physically removes deleted documents (after an erasure): merges every segment into
+    /// one, so no segment file keeps the terms of a deleted profile, then deletes the
+    /// files no longer used. Waits (up to `wait`) for the index to reflect store write
+    /// `seq` first.
+    pub fn purge(&self, seq: u64, wait: std::time::Duration) -> Result<(), IndexError> {
+        let deadline = std::time::Instant::now() + wait;
+        while self.committed_seq().is_none_or(|s| s < seq) {
+            if std::time::Instant::now() > deadline {
+                return Err(IndexError::Io(
+                    "the index did not catch up with the erasure in time".into(),
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let mut writer = self.writer()?;
+        let segments = self.index.searchable_segment_ids()?;
+        self.reader.reload()?;
+        let deleted = self
+            .reader
+            .searcher()
+            .segment_readers()
+            .iter()
+            .any(|r| r.num_deleted_docs() > 0);
+        if !segments.is_empty() && (segments.len() > 1 || deleted) {
+            writer.merge(&segments).wait()?;
+        }
+        writer.garbage_collect_files().wait()?;
+        drop(writer);
+        self.reader.reload()?;
+        Ok(())
+    }
+
     /// Number of indexed profiles (as of the last commit).
     pub fn len(&self) -> u64 {
         self.reader.searcher().num_docs()

@@ -70,6 +70,29 @@ impl Application {
                     ApiError::bad_request("invalid_query", format!("invalid query parameters: {e}"))
                         .into()
                 }))
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(64 * 1024)
+                        .error_handler(|e, _| {
+                            // The parser's message may quote the body: name the kind of problem only.
+                            let why = match &e {
+                                actix_web::error::JsonPayloadError::ContentType => {
+                                    "the content type must be application/json"
+                                }
+                                actix_web::error::JsonPayloadError::Deserialize(d)
+                                    if d.is_data() =>
+                                {
+                                    "the JSON does not have the expected fields and types"
+                                }
+                                actix_web::error::JsonPayloadError::Overflow { .. }
+                                | actix_web::error::JsonPayloadError::OverflowKnownLength {
+                                    ..
+                                } => "the body is too large",
+                                _ => "the body is not valid JSON",
+                            };
+                            ApiError::bad_request("invalid_json", why).into()
+                        }),
+                )
                 .app_data(web::PathConfig::default().error_handler(|e, _| {
                     ApiError::bad_request("invalid_path", format!("invalid path: {e}")).into()
                 }))
@@ -91,6 +114,11 @@ impl Application {
                     web::scope("/v1")
                         .wrap(from_fn(auth::audit))
                         .service(resource("/audit").route(web::get().to(routes::audit)))
+                        .service(resource("/erasure").route(web::post().to(routes::erasure)))
+                        .service(
+                            resource("/suppressions")
+                                .route(web::delete().to(routes::delete_suppression)),
+                        )
                         .service(resource("/events").route(web::post().to(routes::post_events)))
                         .service(resource("/lookup").route(web::get().to(routes::lookup)))
                         .service(resource("/search").route(web::get().to(routes::search)))

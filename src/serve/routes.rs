@@ -149,7 +149,22 @@ pub async fn post_events(
         let label = match &outcome {
             EventOutcome::Accepted { .. } => "accepted",
             EventOutcome::Duplicate { .. } => "duplicate",
+            EventOutcome::Suppressed { .. } => "suppressed",
         };
+        if single {
+            if let EventOutcome::Suppressed { kinds, .. } = &outcome {
+                metrics.events.with_label_values(&[label]).inc();
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "suppressed",
+                    format!(
+                        "the event carries identifiers erased on request ({}); it was not stored",
+                        kinds.join(", ")
+                    ),
+                )
+                .with_field("identifiers"));
+            }
+        }
         metrics.events.with_label_values(&[label]).inc();
         let mut v = serde_json::to_value(&outcome).unwrap_or(Value::Null);
         v["index"] = json!(pos);
@@ -493,6 +508,67 @@ pub async fn delete_identifier(
     let out = engine.delete_identifier(key).await?;
     auth.touched(out.profiles.iter().cloned().chain([out.profile_id.clone()]));
     Ok(HttpResponse::Ok().json(out))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErasureRequest {
+    profile_id: Option<String>,
+    /// `kind:value`, normalized like ingest.
+    identifier: Option<String>,
+}
+
+/// `POST /v1/erasure` (admin): erases a person by profile id or by one identifier, puts
+/// the identifiers on the suppression list and purges storage (see `resolve::erase`).
+pub async fn erasure(
+    auth: Auth<perm::Admin>,
+    body: web::Json<ErasureRequest>,
+    engine: web::Data<Engine>,
+) -> Result<HttpResponse> {
+    use crate::resolve::erase::ErasureTarget;
+    let target = match body.into_inner() {
+        ErasureRequest {
+            profile_id: Some(id),
+            identifier: None,
+        } => {
+            check_id(&id)?;
+            ErasureTarget::Profile(id)
+        }
+        ErasureRequest {
+            profile_id: None,
+            identifier: Some(text),
+        } => ErasureTarget::Identifier(engine.parse_identifier("identifier", &text)?),
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                "give exactly one of profile_id and identifier",
+            ))
+        }
+    };
+    let out = engine.into_inner().erase(target).await?;
+    auth.touched(std::iter::once(out.profile_id.clone()).chain(out.absorbed.iter().cloned()));
+    Ok(HttpResponse::Ok().json(out))
+}
+
+#[derive(Deserialize)]
+pub struct SuppressionQuery {
+    identifier: String,
+}
+
+/// `DELETE /v1/suppressions?identifier=kind:value` (admin): events carrying it are accepted
+/// again.
+pub async fn delete_suppression(
+    _auth: Auth<perm::Admin>,
+    q: web::Query<SuppressionQuery>,
+    engine: web::Data<Engine>,
+) -> Result<HttpResponse> {
+    let key = engine.parse_identifier("identifier", &q.identifier)?;
+    if !engine.unsuppress(key).await? {
+        return Err(ApiError::not_found(
+            "this identifier is not on the suppression list",
+        ));
+    }
+    Ok(HttpResponse::Ok().json(json!({ "removed": true })))
 }
 
 /// Liveness: 200 while the process serves. With the graph database unreachable (Bolt

@@ -188,6 +188,9 @@ impl GraphStore for Layered {
     }
 
     fn alias(&self, id: &ProfileId) -> Result<Option<ProfileId>, StoreError> {
+        if self.pending.delete_aliases.contains(id) {
+            return Ok(None);
+        }
         match self.pending.aliases.get(id) {
             Some(s) => Ok(Some(s.clone())),
             None => self.base.alias(id),
@@ -195,6 +198,9 @@ impl GraphStore for Layered {
     }
 
     fn event(&self, event_id: &str) -> Result<Option<StoredEvent>, StoreError> {
+        if self.pending.delete_events.iter().any(|e| e == event_id) {
+            return Ok(None);
+        }
         match self.events.get(event_id) {
             Some(i) => Ok(self.pending.events.get(*i).cloned()),
             None => self.base.event(event_id),
@@ -233,12 +239,13 @@ impl GraphStore for Layered {
     }
 
     fn history(&self, id: &ProfileId, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
-        let mut by_seq: BTreeMap<u64, HistoryEntry> = self
-            .base
-            .history(id, limit)?
-            .into_iter()
-            .map(|e| (e.seq, e))
-            .collect();
+        let base = if self.pending.drop_history.contains(id) {
+            Vec::new()
+        } else {
+            self.base.history(id, limit)?
+        };
+        let mut by_seq: BTreeMap<u64, HistoryEntry> =
+            base.into_iter().map(|e| (e.seq, e)).collect();
         for e in &self.pending.history {
             if e.profiles.contains(id) {
                 by_seq.insert(e.seq, e.clone());
@@ -261,6 +268,19 @@ impl GraphStore for Layered {
         limit: usize,
     ) -> Result<Vec<(ProfileId, Vec<u8>)>, StoreError> {
         self.base.goldens_after(after, limit)
+    }
+
+    fn is_suppressed(&self, hash: &str) -> Result<bool, StoreError> {
+        match self
+            .pending
+            .suppression
+            .iter()
+            .rev()
+            .find(|(h, _)| h == hash)
+        {
+            Some((_, present)) => Ok(*present),
+            None => self.base.is_suppressed(hash),
+        }
     }
 
     fn match_record(&self, key: &IdentKey) -> Result<Option<MatchRecord>, StoreError> {

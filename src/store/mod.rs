@@ -44,6 +44,9 @@ pub struct Counters {
     #[serde(default)]
     pub commit_seq: u64,
     pub history_seq: u64,
+    /// Entries on the suppression list (ingest skips the check while there are none).
+    #[serde(default)]
+    pub suppressed: u64,
 }
 
 /// One atomic unit of change produced by a resolver session.
@@ -73,6 +76,14 @@ pub struct Changes {
     pub match_records: HashMap<IdentKey, Option<MatchRecord>>,
     /// (blocking key, identifier, present?) rows of the candidate index.
     pub match_index: Vec<(String, IdentKey, bool)>,
+    /// Events deleted (erasure).
+    pub delete_events: Vec<String>,
+    /// Aliases deleted (erasure of a profile that absorbed others).
+    pub delete_aliases: Vec<ProfileId>,
+    /// Profiles whose whole history is deleted (erasure), before `history` is written.
+    pub drop_history: Vec<ProfileId>,
+    /// Keyed hashes added to (`true`) or removed from the suppression list.
+    pub suppression: Vec<(String, bool)>,
     /// History entries, written under every profile id they concern.
     pub history: Vec<HistoryEntry>,
     pub counters: Option<Counters>,
@@ -90,6 +101,10 @@ impl Changes {
             && self.drop_event_index.is_empty()
             && self.address_index.is_empty()
             && self.match_records.is_empty()
+            && self.delete_events.is_empty()
+            && self.delete_aliases.is_empty()
+            && self.drop_history.is_empty()
+            && self.suppression.is_empty()
             && self.match_index.is_empty()
             && self.history.is_empty()
             && self.counters.is_none()
@@ -172,6 +187,8 @@ pub trait GraphStore: Send + Sync + 'static {
         after: Option<&IdentKey>,
         limit: usize,
     ) -> Result<Vec<(IdentKey, MatchRecord)>, StoreError>;
+    /// Whether a keyed hash is on the suppression list (erased identifiers).
+    fn is_suppressed(&self, hash: &str) -> Result<bool, StoreError>;
     /// Atomically and durably apply a unit of change.
     fn apply(&self, changes: &Changes) -> Result<(), StoreError>;
     /// Flushes and compacts everything (maintenance, steady-state measurements).

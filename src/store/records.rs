@@ -236,6 +236,8 @@ pub enum HistoryKind {
     Split,
     LinkDeleted,
     IdentifierDeleted,
+    /// The person was erased: only this tombstone remains.
+    Erased,
 }
 
 /// One entry of a profile's merge history.

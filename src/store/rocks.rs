@@ -10,7 +10,8 @@
 //!   `m \0 kind:value` -> [`MatchRecord`]; `k \0 blocking key \0 kind:value` -> "" (the
 //!   candidate index of probabilistic matching)
 //! - `history`: `profile id \0 seq(be64)` -> [`HistoryEntry`]
-//! - `meta`: `counters` -> [`Counters`], `format` -> storage format version
+//! - `meta`: `counters` -> [`Counters`], `format` -> storage format version,
+//!   `s \0 hash` -> "" (the suppression list: keyed hashes of erased identifiers)
 //!
 //! All access goes through this file: column-family names, one options function, and
 //! reads/writes returning [`StoreError`]. Identifier values never contain control
@@ -62,6 +63,9 @@ fn engine(e: rocksdb::Error) -> StoreError {
 /// Block cache shared by every column family.
 const BLOCK_CACHE_BYTES: usize = 256 << 20;
 
+/// (column family, key, value) of [`RocksStore::dump`].
+pub type DumpedRecord = (&'static str, Vec<u8>, Vec<u8>);
+
 fn options(cache: &Cache) -> Options {
     let mut table = BlockBasedOptions::default();
     table.set_bloom_filter(10.0, false);
@@ -79,6 +83,9 @@ fn options(cache: &Cache) -> Options {
     // ingest: a memtable bloom filter answers them without walking the skiplist.
     opts.set_memtable_whole_key_filtering(true);
     opts.set_memtable_prefix_bloom_ratio(0.1);
+    // The MANIFEST logs each file's first and last key; roll it often, so keys removed by
+    // an erasure do not linger there for long (it is also rewritten at every open).
+    opts.set_max_manifest_file_size(4 << 20);
     // One writer thread: no need for the concurrent (CAS) memtable insert path.
     opts.set_allow_concurrent_memtable_write(false);
     opts
@@ -149,6 +156,19 @@ impl RocksStore {
         self.db
             .cf_handle(name)
             .ok_or_else(|| StoreError::Engine(format!("missing column family {name}")))
+    }
+
+    /// Every live key and value of every column family (maintenance: verifying an erasure,
+    /// inspecting a small store). Reads the whole store into memory.
+    pub fn dump(&self) -> Result<Vec<DumpedRecord>, StoreError> {
+        let mut out = Vec::new();
+        for name in ALL_CFS {
+            for item in self.db.iterator_cf(self.cf(name)?, IteratorMode::Start) {
+                let (k, v) = item.map_err(engine)?;
+                out.push((name, k.into_vec(), v.into_vec()));
+            }
+        }
+        Ok(out)
     }
 
     /// A metadata value written with [`RocksStore::put_meta`] (e.g. what a cache mirrors).
@@ -343,6 +363,12 @@ impl GraphStore for RocksStore {
         self.page_after(CF_PROFILES, b"g", after.map(String::as_str), limit)
     }
 
+    fn is_suppressed(&self, hash: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .get_raw(CF_META, &joined(&[b"s", hash.as_bytes()]))?
+            .is_some())
+    }
+
     fn match_record(&self, key: &IdentKey) -> Result<Option<MatchRecord>, StoreError> {
         self.get(CF_PROFILES, &joined(&[b"m", key.as_bytes()]))
     }
@@ -437,6 +463,24 @@ impl GraphStore for RocksStore {
                 batch.delete_cf(self.cf(CF_PROFILES)?, key);
             }
         }
+        for id in &changes.delete_events {
+            batch.delete_cf(self.cf(CF_EVENTS)?, joined(&[b"e", id.as_bytes()]));
+        }
+        for id in &changes.delete_aliases {
+            batch.delete_cf(self.cf(CF_PROFILES)?, joined(&[b"a", id.as_bytes()]));
+        }
+        for id in &changes.drop_history {
+            let prefix = joined(&[id.as_bytes(), b""]);
+            batch.delete_range_cf(self.cf(CF_HISTORY)?, &prefix, &prefix_end(&prefix));
+        }
+        for (hash, present) in &changes.suppression {
+            let key = joined(&[b"s", hash.as_bytes()]);
+            if *present {
+                batch.put_cf(self.cf(CF_META)?, key, b"");
+            } else {
+                batch.delete_cf(self.cf(CF_META)?, key);
+            }
+        }
         for event in &changes.events {
             let key = joined(&[b"e", event.event_id.as_bytes()]);
             self.batch_put(&mut batch, CF_EVENTS, &key, event)?;
@@ -464,11 +508,18 @@ impl GraphStore for RocksStore {
         self.db.write_opt(batch, &wo).map_err(engine)
     }
 
+    /// Flushes every memtable and rewrites every file down to the last level, so deleted
+    /// records (and their tombstones) are physically gone: erasure relies on it. The
+    /// write-ahead logs holding them are obsolete after the flush and deleted by RocksDB.
     fn compact(&self) -> Result<(), StoreError> {
+        let mut options = rocksdb::CompactOptions::default();
+        options.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+        options.set_exclusive_manual_compaction(true);
         for name in ALL_CFS {
             let cf = self.cf(name)?;
             self.db.flush_cf(cf).map_err(engine)?;
-            self.db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+            self.db
+                .compact_range_cf_opt(cf, None::<&[u8]>, None::<&[u8]>, &options);
         }
         Ok(())
     }

@@ -10,6 +10,7 @@ mod conformance;
 mod console;
 mod demo_quality;
 mod durability;
+mod erasure;
 mod errors;
 mod eval;
 mod governance;

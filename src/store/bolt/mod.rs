@@ -459,6 +459,7 @@ impl BoltStore {
             event_seq: rows::to_u64(c.event_seq),
             commit_seq: rows::to_u64(c.commit_seq),
             history_seq: rows::to_u64(c.history_seq),
+            suppressed: rows::to_u64(c.suppressed),
         })
     }
 
@@ -674,6 +675,48 @@ impl BoltStore {
             false,
         );
 
+        let strings = |v: &[String]| v.iter().map(|x| BoltType::from(x.as_str())).collect();
+        push(
+            "delete_events",
+            queries::DELETE_EVENTS,
+            "ids",
+            strings(&changes.delete_events),
+            false,
+        );
+        push(
+            "delete_aliases",
+            queries::DELETE_ALIASES,
+            "ids",
+            strings(&changes.delete_aliases),
+            false,
+        );
+        push(
+            "drop_history",
+            queries::DROP_HISTORY,
+            "ids",
+            strings(&changes.drop_history),
+            false,
+        );
+        let mut last: HashMap<&str, bool> = HashMap::default();
+        for (hash, present) in &changes.suppression {
+            last.insert(hash.as_str(), *present);
+        }
+        let (add, remove): (Vec<_>, Vec<_>) = last.into_iter().partition(|(_, p)| *p);
+        push(
+            "remove_suppressions",
+            queries::REMOVE_SUPPRESSIONS,
+            "hashes",
+            remove.into_iter().map(|(h, _)| BoltType::from(h)).collect(),
+            false,
+        );
+        push(
+            "add_suppressions",
+            queries::ADD_SUPPRESSIONS,
+            "hashes",
+            add.into_iter().map(|(h, _)| BoltType::from(h)).collect(),
+            false,
+        );
+
         let mut history = Vec::new();
         for h in &changes.history {
             history.extend(rows::history_rows(h)?);
@@ -707,7 +750,8 @@ impl BoltStore {
                     .param("profile_seq", rows::int(c.profile_seq))
                     .param("event_seq", rows::int(c.event_seq))
                     .param("commit_seq", rows::int(c.commit_seq))
-                    .param("history_seq", rows::int(c.history_seq)),
+                    .param("history_seq", rows::int(c.history_seq))
+                    .param("suppressed", rows::int(c.suppressed)),
                 rows: 1,
                 expect: None,
             });
@@ -721,6 +765,7 @@ impl BoltStore {
             nodes: changes.nodes.clone(),
             goldens: changes.goldens.clone(),
             aliases: changes.aliases.clone(),
+            delete_aliases: changes.delete_aliases.clone(),
             counters: changes.counters,
             ..Changes::default()
         }
@@ -981,6 +1026,18 @@ impl GraphStore for BoltStore {
             return self.cache()?.goldens_after(after, limit);
         }
         self.graph_goldens_after(after.map(String::as_str).unwrap_or(""), limit)
+    }
+
+    fn is_suppressed(&self, hash: &str) -> Result<bool, StoreError> {
+        let Some(r) = self.first(
+            "is_suppressed",
+            query(queries::IS_SUPPRESSED).param("hash", hash),
+        )?
+        else {
+            return Ok(false);
+        };
+        let n: i64 = column("suppression", &r, "n")?;
+        Ok(n > 0)
     }
 
     fn match_record(&self, key: &IdentKey) -> Result<Option<MatchRecord>, StoreError> {

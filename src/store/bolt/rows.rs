@@ -241,6 +241,8 @@ pub struct CountersRow {
     pub event_seq: Option<i64>,
     pub commit_seq: Option<i64>,
     pub history_seq: Option<i64>,
+    #[serde(default)]
+    pub suppressed: Option<i64>,
 }
 
 pub fn to_u64(v: Option<i64>) -> u64 {

@@ -1,0 +1,2 @@
+UNWIND $hashes AS hash
+MERGE (:Suppressed {hash: hash})

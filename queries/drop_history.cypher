@@ -1,0 +1,3 @@
+UNWIND $ids AS id
+MATCH (h:History {profile: id})
+DELETE h

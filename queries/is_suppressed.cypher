@@ -1,0 +1,2 @@
+MATCH (s:Suppressed {hash: $hash})
+RETURN count(s) AS n

@@ -1,0 +1,3 @@
+UNWIND $hashes AS hash
+MATCH (s:Suppressed {hash: hash})
+DELETE s

@@ -1,0 +1,263 @@
+//! Erasure and suppression through the real binary, proven on the files: after
+//! `POST /v1/erasure`, neither the RocksDB data (read back key by key and scanned byte by
+//! byte, write-ahead log included), nor the search index (its terms and stored documents),
+//! nor the golden-profile cache holds any of the person's values; a later event carrying an
+//! erased identifier is refused as `suppressed` until an admin lifts the suppression.
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use crate::helpers::{get_json, http_client, post_json, ServeProcess};
+
+const EMAIL: &str = "erase.me.canary@example.com";
+const PHONE: &str = "+14155550142";
+const CUSTOMER: &str = "ERASE-CANARY-9";
+const DEVICE: &str = "dev-erase-canary";
+const LAST: &str = "Zwieblecanary";
+const STREET: &str = "12 Erasure Canary Row";
+const OTHER_CUSTOMER: &str = "KEEP-C-1";
+
+fn values() -> [&'static str; 6] {
+    [EMAIL, "4155550142", CUSTOMER, DEVICE, LAST, STREET]
+}
+
+/// Every file under `dir` that contains one of `needles`, with the needle.
+fn files_containing(dir: &Path, needles: &[&str]) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("read dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            for n in needles {
+                if bytes.windows(n.len()).any(|w| w == n.as_bytes()) {
+                    found.push((path.display().to_string(), (*n).to_owned()));
+                }
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasure_leaves_no_value_in_any_file_and_suppresses_the_identifiers() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let mut server = ServeProcess::start(&data);
+    let client = http_client();
+    let base = server.address.clone();
+    let events = json!([
+        {"event_id": "er-1", "source": "crm",
+         "identifiers": {"customer_id": CUSTOMER, "email": EMAIL},
+         "traits": {"first_name": "Ada", "last_name": LAST, "birth_date": "1980-05-06",
+                    "address": {"street": STREET, "city": "Oakland", "postal_code": "94607"}}},
+        {"event_id": "er-2", "source": "mobile",
+         "identifiers": {"phone": PHONE, "device_id": DEVICE}, "properties": {"platform": "ios"}},
+        // Joins the two: a merge, with history.
+        {"event_id": "er-3", "source": "web", "identifiers": {"email": EMAIL, "device_id": DEVICE}},
+        // Another customer with the same email: refused, so the other profile's history
+        // names the erased person's email.
+        {"event_id": "er-4", "source": "crm",
+         "identifiers": {"customer_id": OTHER_CUSTOMER, "email": EMAIL},
+         "traits": {"first_name": "Bea", "last_name": "Keepme"}},
+    ]);
+    let (status, body) = post_json(&client, &format!("{base}/v1/events"), &events).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, person) = get_json(
+        &client,
+        &format!("{base}/v1/lookup?kind=customer_id&value={CUSTOMER}"),
+    )
+    .await;
+    let pid = person["profile_id"].as_str().expect("pid").to_owned();
+    let (_, other) = get_json(
+        &client,
+        &format!("{base}/v1/lookup?kind=customer_id&value={OTHER_CUSTOMER}"),
+    )
+    .await;
+    let other_pid = other["profile_id"].as_str().expect("other pid").to_owned();
+    assert_ne!(pid, other_pid);
+    let (_, history) = get_json(&client, &format!("{base}/v1/profiles/{other_pid}/history")).await;
+    assert!(
+        history.to_string().contains(EMAIL),
+        "the conflict names the email: {history}"
+    );
+    // Searchable before.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (_, found) = get_json(&client, &format!("{base}/v1/search?q={LAST}")).await;
+        if found["total"] == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not searchable: {found}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The scan sees the values before (the write-ahead log holds them as written).
+    assert!(
+        !files_containing(&data, &[EMAIL]).is_empty(),
+        "the scan finds an ingested value before the erasure"
+    );
+
+    // Bad requests name the problem.
+    let (status, err) = post_json(&client, &format!("{base}/v1/erasure"), &json!({})).await;
+    assert_eq!(status, 400, "{err}");
+    let (status, err) = post_json(
+        &client,
+        &format!("{base}/v1/erasure"),
+        &json!({"identifier": "email:nobody@example.com"}),
+    )
+    .await;
+    assert_eq!(status, 404, "{err}");
+
+    let (status, out) = post_json(
+        &client,
+        &format!("{base}/v1/erasure"),
+        &json!({"identifier": format!("email:{EMAIL}")}),
+    )
+    .await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["profile_id"], pid.as_str());
+    assert_eq!(out["identifiers"], 4, "{out}");
+    assert_eq!(out["events"], 4, "{out}");
+    assert!(!out.to_string().contains(EMAIL), "{out}");
+
+    // Gone from every read path; the other customer stays, without the email.
+    for (kind, value) in [
+        ("email", EMAIL),
+        ("customer_id", CUSTOMER),
+        ("device_id", DEVICE),
+    ] {
+        let (status, _) = get_json(
+            &client,
+            &format!("{base}/v1/lookup?kind={kind}&value={value}"),
+        )
+        .await;
+        assert_eq!(status, 404, "{kind} still resolves");
+    }
+    let (status, _) = get_json(&client, &format!("{base}/v1/profiles/{pid}")).await;
+    assert_eq!(status, 404);
+    let (_, found) = get_json(&client, &format!("{base}/v1/search?q={LAST}")).await;
+    assert_eq!(found["total"], 0, "{found}");
+    let (status, other) = get_json(&client, &format!("{base}/v1/profiles/{other_pid}")).await;
+    assert_eq!(status, 200);
+    assert!(!other.to_string().contains(EMAIL), "{other}");
+    let (_, history) = get_json(&client, &format!("{base}/v1/profiles/{other_pid}/history")).await;
+    assert!(!history.to_string().contains(EMAIL), "{history}");
+
+    // Suppressed: a later event carrying an erased identifier is refused, clearly.
+    let again = json!({"event_id": "er-5", "source": "web", "identifiers": {"email": EMAIL, "cookie_id": "ck-new"}});
+    let (status, err) = post_json(&client, &format!("{base}/v1/events"), &again).await;
+    assert_eq!(status, 422, "{err}");
+    assert_eq!(err["error"]["code"], "suppressed", "{err}");
+    assert!(!err.to_string().contains(EMAIL), "{err}");
+    let (status, batch) = post_json(&client, &format!("{base}/v1/events"), &json!([again])).await;
+    assert_eq!(status, 200);
+    assert_eq!(batch["results"][0]["status"], "suppressed", "{batch}");
+
+    // The audit trail names the erasure, not the values.
+    let (_, audit) = get_json(&client, &format!("{base}/v1/audit?route=/v1/erasure")).await;
+    let entries = audit["entries"].as_array().expect("entries");
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["status"] == 200 && e["profiles"][0] == pid.as_str()),
+        "{audit}"
+    );
+
+    server.terminate();
+
+    // The files: every live record, and every byte of every file (WAL, SSTs, MANIFEST,
+    // search index, audit log).
+    let store = idgraph::store::rocks::RocksStore::open(&data).expect("reopen the store");
+    for (cf, k, v) in store.dump().expect("dump") {
+        let (k, v) = (String::from_utf8_lossy(&k), String::from_utf8_lossy(&v));
+        for value in values() {
+            assert!(
+                !k.contains(value) && !v.contains(value),
+                "{value} is still in column family {cf}: {k} = {v}"
+            );
+        }
+    }
+    drop(store);
+    let leftovers = files_containing(&data, &values());
+    assert!(leftovers.is_empty(), "values left in files: {leftovers:?}");
+    // The search index, term by term and document by document.
+    let index = tantivy::Index::open_in_dir(data.join("search")).expect("open the index");
+    let searcher = index.reader().expect("reader").searcher();
+    let lower: Vec<String> = values().iter().map(|v| v.to_lowercase()).collect();
+    for segment in searcher.segment_readers() {
+        assert_eq!(
+            segment.num_deleted_docs(),
+            0,
+            "deleted documents remain in a segment"
+        );
+        for (field, _) in index.schema().fields() {
+            let Ok(inverted) = segment.inverted_index(field) else {
+                continue;
+            };
+            let mut terms = inverted.terms().stream().expect("terms");
+            while terms.advance() {
+                let term = String::from_utf8_lossy(terms.key()).to_lowercase();
+                for v in &lower {
+                    assert!(
+                        !term.contains(v.as_str()),
+                        "the index still has the term {term}"
+                    );
+                }
+            }
+        }
+        let store = segment.get_store_reader(0).expect("doc store");
+        for doc in store.iter::<tantivy::TantivyDocument>(segment.alive_bitset()) {
+            let doc = doc.expect("stored doc");
+            let text = format!("{doc:?}").to_lowercase();
+            for v in &lower {
+                assert!(
+                    !text.contains(v.as_str()),
+                    "a stored document still holds {v}"
+                );
+            }
+        }
+    }
+
+    // Restarted, the suppression holds; an admin lifts it and the identifier is accepted.
+    let server = ServeProcess::start(&data);
+    let base = server.address.clone();
+    let (status, _) = post_json(
+        &client,
+        &format!("{base}/v1/events"),
+        &json!({"event_id": "er-6", "source": "web", "identifiers": {"email": EMAIL}}),
+    )
+    .await;
+    assert_eq!(status, 422);
+    let resp = client
+        .delete(format!("{base}/v1/suppressions"))
+        .query(&[("identifier", format!("email:{EMAIL}"))])
+        .send()
+        .await
+        .expect("delete suppression");
+    assert_eq!(resp.status().as_u16(), 200);
+    let resp = client
+        .delete(format!("{base}/v1/suppressions"))
+        .query(&[("identifier", format!("email:{EMAIL}"))])
+        .send()
+        .await
+        .expect("delete suppression again");
+    assert_eq!(resp.status().as_u16(), 404);
+    let (status, body) = post_json(
+        &client,
+        &format!("{base}/v1/events"),
+        &json!({"event_id": "er-7", "source": "web", "identifiers": {"email": EMAIL}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let _: Value = body;
+}
