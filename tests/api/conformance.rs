@@ -629,6 +629,92 @@ pub fn probable_match(b: Backend) {
     assert_ne!(pid(&engine, "phone", "+14155550100"), p1);
 }
 
+/// Erasure: the person is gone from every read, other profiles lose the values from
+/// their history, later events carrying the identifiers are suppressed until lifted, and
+/// all of it survives a restart.
+pub fn erasure(b: Backend) {
+    use idgraph::resolve::erase::ErasureTarget;
+    let inst = Instance::new(b);
+    {
+        let engine = std::sync::Arc::new(inst.open());
+        ingest(
+            &engine,
+            &[
+                event(
+                    "x1",
+                    "crm",
+                    json!({"customer_id": "X1", "email": "gone@example.com"}),
+                    json!({"first_name": "Gone", "last_name": "Person"}),
+                ),
+                event(
+                    "x2",
+                    "web",
+                    json!({"email": "gone@example.com", "cookie_id": "ck-gone"}),
+                    json!({}),
+                ),
+                event(
+                    "x3",
+                    "crm",
+                    json!({"customer_id": "X2", "email": "gone@example.com"}),
+                    json!({"first_name": "Stays"}),
+                ),
+            ],
+        );
+        let gone = pid(&engine, "customer_id", "X1");
+        let stays = pid(&engine, "customer_id", "X2");
+        let out = block_on(engine.erase(ErasureTarget::Profile(gone.clone()))).expect("erase");
+        assert_eq!(out.profile_id, gone);
+        assert_eq!(out.identifiers, 3);
+        assert_eq!(out.events, 3);
+        for (kind, value) in [
+            ("customer_id", "X1"),
+            ("email", "gone@example.com"),
+            ("cookie_id", "ck-gone"),
+        ] {
+            assert!(engine.lookup(kind, value).is_err(), "{kind} still resolves");
+        }
+        assert!(engine.profile(&gone).is_err());
+        assert!(engine.store().event("x2").unwrap().is_none());
+        let (_, history) = engine.history(&stays, 100).unwrap();
+        assert!(
+            !format!("{history:?}").contains("gone@example.com"),
+            "{history:?}"
+        );
+        let again = ingest(
+            &engine,
+            &[event(
+                "x4",
+                "web",
+                json!({"email": "gone@example.com"}),
+                json!({}),
+            )],
+        );
+        assert!(
+            matches!(&again[0], EventOutcome::Suppressed { kinds, .. } if kinds == &["email"]),
+            "{again:?}"
+        );
+    }
+    let engine = inst.open();
+    let again = ingest(
+        &engine,
+        &[event("x5", "web", json!({"customer_id": "X1"}), json!({}))],
+    );
+    assert!(
+        matches!(&again[0], EventOutcome::Suppressed { .. }),
+        "suppression survives a restart: {again:?}"
+    );
+    assert!(block_on(engine.unsuppress(key("customer_id", "X1"))).expect("unsuppress"));
+    assert!(!block_on(engine.unsuppress(key("customer_id", "X1"))).expect("unsuppress twice"));
+    let accepted = ingest(
+        &engine,
+        &[event("x6", "web", json!({"customer_id": "X1"}), json!({}))],
+    );
+    assert!(
+        matches!(&accepted[0], EventOutcome::Accepted { .. }),
+        "{accepted:?}"
+    );
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod embedded {
@@ -643,6 +729,7 @@ macro_rules! conformance {
 conformance!(
     merge,
     probable_match,
+    erasure,
     limits,
     blocklist,
     unmerge_split,
