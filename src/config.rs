@@ -171,6 +171,10 @@ pub struct SourceSettings {
     pub custom: Vec<String>,
     /// Most trusted first; used by the `source_priority` survivorship strategy.
     pub priority: Vec<String>,
+    /// Sources whose events may attach identifiers but never merge two existing profiles
+    /// that each hold a verified identifier (`rules.verified_kinds`), e.g. a public web
+    /// collector anyone can post to.
+    pub untrusted: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -182,6 +186,9 @@ pub struct RuleSettings {
     pub limits: BTreeMap<String, usize>,
     /// Most identifiers (all kinds, all values) accepted in one event.
     pub max_identifiers_per_event: usize,
+    /// Kinds that prove who someone is (issued by the business or verified at sign-up);
+    /// untrusted sources cannot merge two profiles that each hold one.
+    pub verified_kinds: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -321,6 +328,7 @@ impl Default for SourceSettings {
             ]
             .map(String::from)
             .to_vec(),
+            untrusted: Vec::new(),
         }
     }
 }
@@ -348,6 +356,7 @@ impl Default for RuleSettings {
             .to_vec(),
             limits: limits.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             max_identifiers_per_event: 32,
+            verified_kinds: vec!["customer_id".into(), "loyalty_id".into()],
         }
     }
 }

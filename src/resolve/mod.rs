@@ -137,7 +137,17 @@ pub fn apply_event(
             Some(n) if group.iter().any(|(g, _)| *g == n.profile_id) => Placement::Group,
             Some(n) => {
                 let st = s.existing_profile(&n.profile_id)?;
-                match rules.violation(&counts, &st.identifiers) {
+                // An untrusted source may not join two profiles that each hold a verified
+                // identifier (anti-poisoning); otherwise the per-kind limits decide.
+                let poisoning = match group.is_empty() {
+                    true => None,
+                    false => rules.poisoning(
+                        &ev.source,
+                        rules.holds_verified(&counts),
+                        rules.holds_verified(&st.identifiers),
+                    ),
+                };
+                match poisoning.or_else(|| rules.violation(&counts, &st.identifiers)) {
                     Some(rule) if !placed.is_empty() => Placement::Refused {
                         rule,
                         own: Some(n.profile_id.clone()),

@@ -324,7 +324,12 @@ pub fn match_event(
         }
         let ours = s.existing_profile(&current)?;
         let theirs = s.existing_profile(&node.profile_id)?;
-        if let Some(rule) = conflict(rules, m, &ours, &theirs) {
+        let poisoning = rules.poisoning(
+            &ev.source,
+            rules.holds_verified(&ours.identifiers),
+            rules.holds_verified(&theirs.identifiers),
+        );
+        if let Some(rule) = poisoning.or_else(|| conflict(rules, m, &ours, &theirs)) {
             link(
                 s,
                 anchor,

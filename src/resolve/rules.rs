@@ -19,6 +19,8 @@ pub struct Rules {
     default_strategy: Strategy,
     strategies: HashMap<String, Strategy>,
     pub household_max_members: usize,
+    untrusted: HashMap<String, ()>,
+    verified_kinds: Vec<String>,
     /// Probabilistic matching, when enabled.
     pub matcher: Option<std::sync::Arc<super::probable::Matcher>>,
     /// The governance secret: erased identifiers are suppressed by their keyed hash.
@@ -61,6 +63,13 @@ impl Rules {
                 .map(|(k, v)| (k.clone(), *v))
                 .collect(),
             household_max_members: settings.households.max_members.max(1),
+            untrusted: settings
+                .sources
+                .untrusted
+                .iter()
+                .map(|s| (s.clone(), ()))
+                .collect(),
+            verified_kinds: settings.rules.verified_kinds.clone(),
             matcher: match settings.matching.enabled {
                 true => Some(std::sync::Arc::new(
                     super::probable::Matcher::from_settings(
@@ -92,6 +101,29 @@ impl Rules {
             .get(trait_name)
             .copied()
             .unwrap_or(self.default_strategy)
+    }
+
+    pub fn is_untrusted(&self, source: &str) -> bool {
+        self.untrusted.contains_key(source)
+    }
+
+    /// Whether identifiers (kind -> values) include a verified kind.
+    pub fn holds_verified<'a, V: 'a>(
+        &self,
+        identifiers: impl IntoIterator<Item = (&'a String, &'a V)>,
+    ) -> bool
+    where
+        V: IsEmpty,
+    {
+        identifiers
+            .into_iter()
+            .any(|(k, v)| !v.is_empty_set() && self.verified_kinds.contains(k))
+    }
+
+    /// The rule an untrusted source breaks by merging these two groups, if it does.
+    pub fn poisoning(&self, source: &str, a_verified: bool, b_verified: bool) -> Option<String> {
+        (self.is_untrusted(source) && a_verified && b_verified)
+            .then(|| format!("untrusted_source:{source}"))
     }
 
     /// The suppression-list hash of an identifier key (`None` without a secret).
@@ -137,5 +169,16 @@ impl Default for Rules {
             Ok(r) => r,
             Err(e) => unreachable!("default rules are valid: {e}"),
         }
+    }
+}
+
+/// A set of identifier values (`BTreeSet` in profiles, `BTreeSet` in a merge group).
+pub trait IsEmpty {
+    fn is_empty_set(&self) -> bool;
+}
+
+impl IsEmpty for BTreeSet<String> {
+    fn is_empty_set(&self) -> bool {
+        self.is_empty()
     }
 }

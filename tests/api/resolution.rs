@@ -365,3 +365,78 @@ async fn history_of_a_merged_profile_names_the_event_and_rule() {
     let via_absorbed = json_ok(app.get(&format!("/v1/profiles/{second}/history")).await).await;
     assert_eq!(via_absorbed, body);
 }
+
+/// Anti-poisoning: an untrusted source attaches identifiers and may join a profile without
+/// a verified identifier, but never merges two profiles that each hold one; a trusted
+/// source still can.
+#[tokio::test]
+async fn an_untrusted_source_cannot_merge_two_verified_profiles() {
+    let app = crate::helpers::spawn_app_with(|s| s.sources.untrusted = vec!["web".into()]).await;
+    let p1 = app
+        .ingest_pid(&event(
+            "ap1",
+            "crm",
+            json!({"customer_id": "AP-1", "email": "a@ap.example"}),
+            json!({}),
+        ))
+        .await;
+    let p2 = app
+        .ingest_pid(&event(
+            "ap2",
+            "pos",
+            json!({"loyalty_id": "L-AP-2", "email": "b@ap.example"}),
+            json!({}),
+        ))
+        .await;
+    let p3 = app
+        .ingest_pid(&event(
+            "ap3",
+            "email",
+            json!({"email": "c@ap.example"}),
+            json!({}),
+        ))
+        .await;
+    let out = app
+        .ingest(&event(
+            "ap4",
+            "web",
+            json!({"email": ["a@ap.example", "b@ap.example"]}),
+            json!({}),
+        ))
+        .await;
+    assert_eq!(out["conflicts"][0]["rule"], "untrusted_source:web", "{out}");
+    assert_ne!(
+        app.pid_of("email", "a@ap.example").await,
+        app.pid_of("email", "b@ap.example").await
+    );
+    // Attaching is fine, and so is joining a profile that holds no verified identifier.
+    let out = app
+        .ingest(&event(
+            "ap5",
+            "web",
+            json!({"email": "a@ap.example", "cookie_id": "ck-ap"}),
+            json!({}),
+        ))
+        .await;
+    assert_eq!(out["profile_id"], p1.as_str());
+    let out = app
+        .ingest(&event(
+            "ap6",
+            "web",
+            json!({"email": ["a@ap.example", "c@ap.example"]}),
+            json!({}),
+        ))
+        .await;
+    assert_eq!(out["profile_id"], p1.as_str(), "{out}");
+    assert_eq!(out["merged"], json!([p3]), "{out}");
+    // A trusted source's evidence merges them.
+    let out = app
+        .ingest(&event(
+            "ap7",
+            "crm",
+            json!({"email": ["a@ap.example", "b@ap.example"]}),
+            json!({}),
+        ))
+        .await;
+    assert_eq!(out["merged"], json!([p2]), "{out}");
+}
