@@ -108,13 +108,10 @@ impl Rules {
     }
 
     /// Whether identifiers (kind -> values) include a verified kind.
-    pub fn holds_verified<'a, V: 'a>(
+    pub fn holds_verified<'a, V: IsEmpty + 'a>(
         &self,
         identifiers: impl IntoIterator<Item = (&'a String, &'a V)>,
-    ) -> bool
-    where
-        V: IsEmpty,
-    {
+    ) -> bool {
         identifiers
             .into_iter()
             .any(|(k, v)| !v.is_empty_set() && self.verified_kinds.contains(k))
