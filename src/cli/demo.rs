@@ -129,6 +129,7 @@ pub fn run(mut settings: Settings, people: usize, seed: u64, serve: bool) -> any
                 unmask: false,
                 rate_per_second: 1000.0,
                 burst: 2000,
+                sources: Vec::new(),
             });
         }
         keys

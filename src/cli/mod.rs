@@ -371,6 +371,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 unmask,
                 rate_per_second: 100.0,
                 burst: 200,
+                sources: Vec::new(),
             };
             KeyRing::new(std::slice::from_ref(&entry)).map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("key (shown once; give it to {}): {key}\n", entry.name);

@@ -97,6 +97,11 @@ pub struct KeySettings {
     /// Requests allowed at once above the rate.
     #[serde(default = "default_burst")]
     pub burst: u32,
+    /// Row-level scope: when set, the key only sees profiles holding data from one of
+    /// these sources (and may only send events from them); every other profile is
+    /// invisible to it, in search counts too.
+    #[serde(default)]
+    pub sources: Vec<String>,
 }
 
 fn default_rate() -> f64 {
@@ -113,6 +118,18 @@ pub struct Caller {
     pub name: String,
     pub role: Role,
     pub visibility: Visibility,
+    /// The sources the key is limited to (`None`: every profile).
+    pub scope: Option<std::collections::BTreeSet<String>>,
+}
+
+impl Caller {
+    /// Whether a profile with these sources is visible to the caller.
+    pub fn sees<'a>(&self, sources: impl IntoIterator<Item = &'a str>) -> bool {
+        match &self.scope {
+            None => true,
+            Some(scope) => sources.into_iter().any(|s| scope.contains(s)),
+        }
+    }
 }
 
 /// A new random key.
@@ -198,6 +215,7 @@ impl KeyRing {
                         name: k.name.clone(),
                         role: k.role,
                         visibility,
+                        scope: (!k.sources.is_empty()).then(|| k.sources.iter().cloned().collect()),
                     },
                     rate: k.rate_per_second,
                     burst,
@@ -264,6 +282,7 @@ mod tests {
             unmask: false,
             rate_per_second: rate,
             burst,
+            sources: Vec::new(),
         }])
         .expect("valid key settings");
         (ring, key)
@@ -309,6 +328,7 @@ mod tests {
             unmask: false,
             rate_per_second: 1.0,
             burst: 1,
+            sources: Vec::new(),
         };
         let bad_hash = KeySettings {
             hash: "md5:abc".into(),

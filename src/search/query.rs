@@ -52,6 +52,9 @@ pub struct SearchRequest {
     pub source: Option<String>,
     pub kind: Option<String>,
     pub city: Option<String>,
+    /// Row-level scope of the caller: only profiles with one of these sources (set by the
+    /// API from the key, never from the query string).
+    pub scope: Option<Vec<String>>,
 }
 
 impl SearchRequest {
@@ -114,6 +117,7 @@ impl SearchRequest {
             limit,
             offset,
             source: filter("source", source)?,
+            scope: None,
             kind: filter("kind", kind)?,
             city: filter("city", city)?,
         })
@@ -254,6 +258,12 @@ pub fn build(
     ]
     .into_iter()
     .filter_map(|(field, value)| value.as_ref().map(|v| (Occur::Must, term(field, v))))
+    .chain(req.scope.as_ref().map(|sources| {
+        (
+            Occur::Must,
+            any(sources.iter().map(|s| term(f.source, s)).collect()),
+        )
+    }))
     .collect();
     let with_filters = |q: Box<dyn Query>| -> Box<dyn Query> {
         let mut must = vec![(Occur::Must, q)];

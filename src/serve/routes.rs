@@ -81,7 +81,7 @@ async fn json_body(req: &HttpRequest, payload: web::Payload, engine: &Engine) ->
 
 /// `POST /v1/events`: one event (object) or a batch (array).
 pub async fn post_events(
-    _auth: Auth<perm::Ingest>,
+    auth: Auth<perm::Ingest>,
     req: HttpRequest,
     payload: web::Payload,
     engine: web::Data<Engine>,
@@ -120,6 +120,29 @@ pub async fn post_events(
     let mut valid = Vec::new();
     let mut positions = Vec::new();
     for (i, item) in items.iter().enumerate() {
+        let source = item
+            .get("source")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if !auth.caller.sees([source]) {
+            metrics.events.with_label_values(&["rejected"]).inc();
+            let err = ApiError::new(
+                StatusCode::FORBIDDEN,
+                "source_not_allowed",
+                "this key may only send events from its own sources",
+            )
+            .with_field("source");
+            if single {
+                return Err(err);
+            }
+            results[i] = Some(json!({
+                "index": i,
+                "status": "rejected",
+                "event_id": item.get("event_id").and_then(Value::as_str),
+                "error": { "code": err.code, "message": err.message, "field": err.field },
+            }));
+            continue;
+        }
         match engine.validate(item) {
             Ok(ev) => {
                 valid.push(ev);
@@ -200,6 +223,18 @@ fn golden_answer<P: super::auth::Perm>(
             "a stored golden profile is unreadable",
         )
     })?;
+    let sources = v["sources"].as_array().map(|a| {
+        a.iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    });
+    if !auth
+        .caller
+        .sees(sources.iter().flatten().map(String::as_str))
+    {
+        return Err(ApiError::not_found("profile not found"));
+    }
     if let Some(id) = v.get("profile_id").and_then(Value::as_str) {
         auth.touched([id.to_owned()]);
     }
@@ -210,6 +245,68 @@ fn golden_answer<P: super::auth::Perm>(
     }
     auth.mask(engine, &mut v);
     Ok(HttpResponse::Ok().json(v))
+}
+
+/// 404, as for a profile that does not exist, unless the caller's row-level scope covers
+/// profile `id` (see `KeySettings::sources`).
+async fn check_scope<P: super::auth::Perm>(
+    auth: &Auth<P>,
+    engine: &web::Data<Engine>,
+    id: &str,
+) -> Result<()> {
+    if auth.caller.scope.is_none() {
+        return Ok(());
+    }
+    let e = engine.clone();
+    let id = id.to_owned();
+    let state = blocking(move || e.profile_state(&id)).await?;
+    if auth.caller.sees(state.sources.iter().map(String::as_str)) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found("profile not found"))
+    }
+}
+
+/// [`check_scope`] of the profile holding identifier `key` (unknown identifiers pass:
+/// the operation then answers 404 itself).
+async fn check_identifier_scope<P: super::auth::Perm>(
+    auth: &Auth<P>,
+    engine: &web::Data<Engine>,
+    key: &str,
+) -> Result<()> {
+    if auth.caller.scope.is_none() {
+        return Ok(());
+    }
+    let e = engine.clone();
+    let k = key.to_owned();
+    match blocking(move || Ok(e.store().profile_of(&k)?)).await? {
+        Some(pid) => check_scope(auth, engine, &pid).await,
+        None => Ok(()),
+    }
+}
+
+/// The profiles of `ids` the caller's scope covers.
+async fn visible<P: super::auth::Perm>(
+    auth: &Auth<P>,
+    engine: &web::Data<Engine>,
+    ids: Vec<String>,
+) -> Result<std::collections::HashSet<String>> {
+    if auth.caller.scope.is_none() {
+        return Ok(ids.into_iter().collect());
+    }
+    let e = engine.clone();
+    let states = blocking(move || {
+        ids.into_iter()
+            .map(|id| e.profile_state(&id).map(|s| (id, s.sources)))
+            .filter(|r| !matches!(r, Err(crate::engine::EngineError::NotFound { .. })))
+            .collect::<std::result::Result<Vec<_>, _>>()
+    })
+    .await?;
+    Ok(states
+        .into_iter()
+        .filter(|(_, sources)| auth.caller.sees(sources.iter().map(String::as_str)))
+        .map(|(id, _)| id)
+        .collect())
 }
 
 /// A JSON answer masked for the caller, its profile ids noted for the audit trail.
@@ -291,6 +388,12 @@ pub async fn search(
         q.city.as_deref(),
     )
     .map_err(|e| ApiError::bad_request("invalid_search", e.to_string()).with_field(e.field))?;
+    let mut req = req;
+    req.scope = auth
+        .caller
+        .scope
+        .as_ref()
+        .map(|s| s.iter().cloned().collect());
     let e = engine.clone();
     let body = blocking(move || e.search(&req)).await?;
     let ids = profile_ids(&body["hits"]);
@@ -317,17 +420,29 @@ pub async fn devices(
 ) -> Result<HttpResponse> {
     let id = path.into_inner();
     check_id(&id)?;
+    check_scope(&auth, &engine, &id).await?;
     let e = engine.clone();
     let (pid, devices) = blocking(move || e.devices(&id)).await?;
     let v = json!({ "profile_id": pid, "devices": devices });
     Ok(answer(&auth, &engine, v, vec![pid]))
 }
 
-fn household_answer(
+async fn household_answer(
     auth: &Auth<perm::Views>,
-    engine: &Engine,
-    hh: crate::profile::household::Household,
+    engine: &web::Data<Engine>,
+    mut hh: crate::profile::household::Household,
 ) -> Result<HttpResponse> {
+    use crate::profile::household::Bond;
+    let seen = visible(auth, engine, hh.members.clone()).await?;
+    if seen.is_empty() {
+        return Err(ApiError::not_found("household not found"));
+    }
+    hh.members.retain(|m| seen.contains(m));
+    hh.bonds.retain(|b| match b {
+        Bond::SharedAddress { a, b } | Bond::SharedDevice { a, b, .. } => {
+            seen.contains(a) && seen.contains(b)
+        }
+    });
     let v = serde_json::to_value(&hh).map_err(|_| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -345,9 +460,10 @@ pub async fn profile_household(
 ) -> Result<HttpResponse> {
     let id = path.into_inner();
     check_id(&id)?;
+    check_scope(&auth, &engine, &id).await?;
     let e = engine.clone();
     let hh = blocking(move || e.household(&id)).await?;
-    household_answer(&auth, &engine, hh)
+    household_answer(&auth, &engine, hh).await
 }
 
 pub async fn household(
@@ -359,7 +475,7 @@ pub async fn household(
     check_id(&id)?;
     let e = engine.clone();
     let hh = blocking(move || e.household_by_id(&id)).await?;
-    household_answer(&auth, &engine, hh)
+    household_answer(&auth, &engine, hh).await
 }
 
 #[derive(Deserialize)]
@@ -395,10 +511,39 @@ pub async fn graph(
         )
         .with_field("limit"));
     }
+    check_scope(&auth, &engine, &id).await?;
     let e = engine.clone();
     let pid = id.clone();
-    let v = blocking(move || e.graph(&id, depth, limit)).await?;
+    let mut v = blocking(move || e.graph(&id, depth, limit)).await?;
     let owner = v["profile_id"].as_str().map_or(pid, str::to_owned);
+    if auth.caller.scope.is_some() {
+        // Neighbours in profiles outside the caller's scope are not shown.
+        let profiles: Vec<String> = v["elements"]["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n["data"]["profile_id"].as_str().map(str::to_owned))
+            .collect();
+        let seen = visible(&auth, &engine, profiles).await?;
+        let mut hidden = std::collections::HashSet::new();
+        if let Some(nodes) = v["elements"]["nodes"].as_array_mut() {
+            nodes.retain(|n| {
+                let keep = n["data"]["profile_id"]
+                    .as_str()
+                    .is_some_and(|p| seen.contains(p));
+                if !keep {
+                    hidden.insert(n["data"]["id"].as_str().unwrap_or_default().to_owned());
+                }
+                keep
+            });
+        }
+        if let Some(edges) = v["elements"]["edges"].as_array_mut() {
+            edges.retain(|e| {
+                let end = |k: &str| e["data"][k].as_str().unwrap_or_default().to_owned();
+                !hidden.contains(&end("source")) && !hidden.contains(&end("target"))
+            });
+        }
+    }
     Ok(answer(&auth, &engine, v, vec![owner]))
 }
 
@@ -416,6 +561,7 @@ pub async fn explain(
 ) -> Result<HttpResponse> {
     let id = path.into_inner();
     check_id(&id)?;
+    check_scope(&auth, &engine, &id).await?;
     let (a, b) = if auth.visibility() == crate::governance::keys::Visibility::Full {
         (
             engine.parse_identifier("a", &q.a)?,
@@ -474,6 +620,7 @@ pub async fn history(
                 .with_field("limit"),
         );
     }
+    check_scope(&auth, &engine, &id).await?;
     let e = engine.clone();
     let (pid, entries) = blocking(move || e.history(&id, limit)).await?;
     let v = json!({ "profile_id": pid, "history": entries });
@@ -493,6 +640,7 @@ pub async fn delete_link(
                 .with_field("b"),
         );
     }
+    check_identifier_scope(&auth, &engine, &a).await?;
     let out = engine.delete_link(a, b).await?;
     auth.touched(out.profiles.iter().cloned().chain([out.profile_id.clone()]));
     Ok(HttpResponse::Ok().json(out))
@@ -505,6 +653,7 @@ pub async fn delete_identifier(
 ) -> Result<HttpResponse> {
     let (kind, value) = path.into_inner();
     let key = engine.normalize("value", &kind, &value)?;
+    check_identifier_scope(&auth, &engine, &key).await?;
     let out = engine.delete_identifier(key).await?;
     auth.touched(out.profiles.iter().cloned().chain([out.profile_id.clone()]));
     Ok(HttpResponse::Ok().json(out))
@@ -545,6 +694,10 @@ pub async fn erasure(
             ))
         }
     };
+    match &target {
+        ErasureTarget::Profile(id) => check_scope(&auth, &engine, id).await?,
+        ErasureTarget::Identifier(key) => check_identifier_scope(&auth, &engine, key).await?,
+    }
     let out = engine.into_inner().erase(target).await?;
     auth.touched(std::iter::once(out.profile_id.clone()).chain(out.absorbed.iter().cloned()));
     Ok(HttpResponse::Ok().json(out))

@@ -520,3 +520,123 @@ async fn no_canary_value_reaches_the_logs() {
         assert!(!logs.contains(value), "{value} reached the logs:\n{logs}");
     }
 }
+
+/// Row-level scope: a key limited to the `pos` source sees only profiles holding POS data,
+/// in search counts too, and may only send POS events.
+#[tokio::test]
+async fn a_scoped_key_never_sees_profiles_outside_its_sources() {
+    use idgraph::governance::keys::{hash_key, KeySettings, Role};
+    let scoped = |name: &str, role: Role| KeySettings {
+        name: name.into(),
+        role,
+        hash: hash_key(&format!("idg_{name}")),
+        unmask: role == Role::Agent,
+        rate_per_second: 1000.0,
+        burst: 1000,
+        sources: vec!["pos".into()],
+    };
+    let app = spawn_app_with(|s| {
+        s.auth.keys.push(scoped("scoped-agent", Role::Agent));
+        s.auth.keys.push(scoped("scoped-ingest", Role::Ingest));
+    })
+    .await;
+    let address = json!({"street": "5 Scope Street", "city": "Reno", "postal_code": "89501"});
+    let outside = app
+        .ingest_pid(&event(
+            "sc1",
+            "crm",
+            json!({"customer_id": "SC-OUT"}),
+            json!({"first_name": "Olga", "last_name": "Scopefamily", "address": address}),
+        ))
+        .await;
+    let inside = app
+        .ingest_pid(&event(
+            "sc2",
+            "pos",
+            json!({"loyalty_id": "SC-IN"}),
+            json!({"first_name": "Ivan", "last_name": "Scopefamily", "address": address}),
+        ))
+        .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let all = json_ok(app.get("/v1/search?q=Scopefamily").await).await;
+        if all["total"] == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not searchable: {all}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let key = "idg_scoped-agent";
+    let get = |path: String| {
+        let app = &app;
+        async move { call(app, Some(key), Method::GET, &path, None).await }
+    };
+    assert_eq!(
+        get(format!("/v1/profiles/{outside}")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get(format!("/v1/profiles/{inside}")).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get("/v1/lookup?kind=customer_id&value=SC-OUT".into())
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    for view in ["devices", "graph", "history", "household"] {
+        assert_eq!(
+            get(format!("/v1/profiles/{outside}/{view}")).await.0,
+            StatusCode::NOT_FOUND,
+            "{view}"
+        );
+    }
+    let (status, found) = get("/v1/search?q=Scopefamily".into()).await;
+    assert_eq!(status, StatusCode::OK);
+    let found: Value = serde_json::from_str(&found).expect("json");
+    assert_eq!(found["total"], 1, "counts are scoped too: {found}");
+    assert_eq!(found["hits"][0]["profile_id"], inside.as_str());
+    let (status, household) = get(format!("/v1/profiles/{inside}/household")).await;
+    assert_eq!(status, StatusCode::OK, "{household}");
+    assert!(!household.contains(&outside), "{household}");
+    let all = json_ok(app.get(&format!("/v1/profiles/{inside}/household")).await).await;
+    assert!(
+        all.to_string().contains(&outside),
+        "the admin sees both members: {all}"
+    );
+
+    let ingest = "idg_scoped-ingest";
+    let (status, body) = call(
+        &app,
+        Some(ingest),
+        Method::POST,
+        "/v1/events",
+        Some(&event(
+            "sc3",
+            "crm",
+            json!({"cookie_id": "ck-sc"}),
+            json!({}),
+        )),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("source_not_allowed"), "{body}");
+    let (status, body) = call(
+        &app,
+        Some(ingest),
+        Method::POST,
+        "/v1/events",
+        Some(&event(
+            "sc4",
+            "pos",
+            json!({"cookie_id": "ck-sc"}),
+            json!({}),
+        )),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}

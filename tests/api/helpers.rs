@@ -52,6 +52,7 @@ pub fn test_keys() -> Vec<KeySettings> {
             unmask: *unmask,
             rate_per_second: 1_000_000.0,
             burst: 1_000_000,
+            sources: Vec::new(),
         })
         .collect()
 }
