@@ -114,6 +114,7 @@ impl Application {
                     web::scope("/v1")
                         .wrap(from_fn(auth::audit))
                         .service(resource("/audit").route(web::get().to(routes::audit)))
+                        .service(resource("/config").route(web::get().to(routes::config)))
                         .service(resource("/erasure").route(web::post().to(routes::erasure)))
                         .service(
                             resource("/suppressions")

@@ -767,6 +767,17 @@ pub async fn metrics(
         .body(body))
 }
 
+/// `GET /v1/config` (admin): the running configuration, secrets replaced by `***`.
+pub async fn config(_auth: Auth<perm::Admin>, engine: web::Data<Engine>) -> Result<HttpResponse> {
+    let mut settings = engine.settings().clone();
+    settings.graph.bolt.password = crate::config::Secret::new("***");
+    settings.auth.secret = crate::config::Secret::new("***");
+    for key in &mut settings.auth.keys {
+        key.hash = "sha256:***".into();
+    }
+    Ok(HttpResponse::Ok().json(settings))
+}
+
 #[derive(Deserialize)]
 pub struct AuditQuery {
     key: Option<String>,

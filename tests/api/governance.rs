@@ -105,6 +105,7 @@ fn routes(pid: &str, hh: &str) -> Vec<Route> {
         ),
         get(format!("/v1/profiles/{pid}/history"), &["agent", "analyst"]),
         get("/v1/audit".into(), &[]),
+        get("/v1/config".into(), &[]),
         Route {
             method: Method::DELETE,
             path: "/v1/links?a=cookie_id%3Anone-1&b=cookie_id%3Anone-2".into(),
@@ -139,7 +140,22 @@ fn forbidden_values(role: &str, unmasked: bool) -> Vec<&'static str> {
 
 #[tokio::test]
 async fn every_route_checks_the_role_and_no_masked_value_leaks() {
-    let app = spawn_app().await;
+    // Besides the test keys, one key per role scoped to the `pos` source: the canary
+    // profile (crm data only) is outside its scope.
+    let app = spawn_app_with(|s| {
+        for (name, role, unmask) in TEST_KEYS {
+            s.auth.keys.push(idgraph::governance::keys::KeySettings {
+                name: format!("scoped-{name}"),
+                role,
+                hash: idgraph::governance::keys::hash_key(&format!("idg_scoped-{name}")),
+                unmask,
+                rate_per_second: 1_000_000.0,
+                burst: 1_000_000,
+                sources: vec!["pos".into()],
+            });
+        }
+    })
+    .await;
     let out = app.ingest(&canary_event("canary-1")).await;
     let pid = out["profile_id"].as_str().expect("profile id").to_owned();
     let profile = app.profile(&pid).await;
@@ -218,6 +234,63 @@ async fn every_route_checks_the_role_and_no_masked_value_leaks() {
         }
     }
 
+    // The same routes with keys scoped away from the canary profile: not a trace of it.
+    for route in routes(&pid, &hh) {
+        for (name, role, _) in TEST_KEYS {
+            let role = role.name();
+            let key = format!("idg_scoped-{name}");
+            let (status, body) = call(
+                &app,
+                Some(&key),
+                route.method.clone(),
+                &route.path,
+                route.body.as_ref(),
+            )
+            .await;
+            let allowed = role == "admin" || route.roles.contains(&role);
+            let expected = match (allowed, route.method.as_str(), route.path.as_str()) {
+                (false, _, _) => StatusCode::FORBIDDEN,
+                (true, "POST", _) => StatusCode::FORBIDDEN, // a web event from a pos-only key
+                (true, _, p)
+                    if p.starts_with("/v1/search")
+                        || p.starts_with("/v1/audit")
+                        || p.starts_with("/v1/config") =>
+                {
+                    StatusCode::OK
+                }
+                (true, _, _) => StatusCode::NOT_FOUND,
+            };
+            assert_eq!(
+                status, expected,
+                "scoped {name} on {} {}: {body}",
+                route.method, route.path
+            );
+            for value in [
+                EMAIL,
+                PHONE_DIGITS,
+                BIRTH,
+                STREET,
+                POSTCODE,
+                CUSTOMER,
+                "dev-canary-1",
+                "Quibble",
+            ] {
+                // (A search echoes its own query, which is the caller's input.)
+                if route.path.contains(value) {
+                    continue;
+                }
+                assert!(
+                    !body.contains(value),
+                    "scoped {name} saw {value} in {}: {body}",
+                    route.path
+                );
+            }
+            if route.path.starts_with("/v1/search") && status == StatusCode::OK {
+                assert!(body.contains("\"total\":0"), "the count is scoped: {body}");
+            }
+        }
+    }
+
     // What each role sees of the profile.
     let (_, agent) = call(
         &app,
@@ -290,6 +363,23 @@ async fn every_route_checks_the_role_and_no_masked_value_leaks() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body.contains("\"connected\":true"), "{body}");
     assert!(!body.contains(EMAIL), "{body}");
+}
+
+#[tokio::test]
+async fn the_configuration_is_shown_to_admins_without_secrets() {
+    let app = spawn_app_with(|s| {
+        s.auth.secret = idgraph::config::Secret::new("a-very-secret-governance-key");
+        s.graph.bolt.password = idgraph::config::Secret::new("graph-db-password");
+    })
+    .await;
+    let config = json_ok(app.get("/v1/config").await).await;
+    let text = config.to_string();
+    assert!(
+        !text.contains("a-very-secret-governance-key") && !text.contains("graph-db-password"),
+        "{text}"
+    );
+    assert_eq!(config["auth"]["secret"], "***");
+    assert_eq!(config["rules"]["limits"]["customer_id"], 1);
 }
 
 #[tokio::test]
