@@ -151,6 +151,17 @@ pub enum SchemaAction {
     Show,
 }
 
+/// `s`, if its data directory exists (commands that read a store never create one).
+fn existing(s: Settings) -> anyhow::Result<Settings> {
+    if !s.storage.data_dir.is_dir() {
+        anyhow::bail!(
+            "data directory {} does not exist",
+            s.storage.data_dir.display()
+        );
+    }
+    Ok(s)
+}
+
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -271,13 +282,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             identifier,
             data_dir,
         } => {
-            let s = settings(config, data_dir, None)?;
-            if !s.storage.data_dir.is_dir() {
-                anyhow::bail!(
-                    "data directory {} does not exist",
-                    s.storage.data_dir.display()
-                );
-            }
+            let s = existing(settings(config, data_dir, None)?)?;
             let engine = Engine::open(s)?;
             let key = engine.parse_identifier("identifier", &identifier)?;
             let bytes = engine.lookup_key_bytes(&key)?;
@@ -286,13 +291,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Reindex { data_dir } => {
-            let s = settings(config, data_dir, None)?;
-            if !s.storage.data_dir.is_dir() {
-                anyhow::bail!(
-                    "data directory {} does not exist",
-                    s.storage.data_dir.display()
-                );
-            }
+            let s = existing(settings(config, data_dir, None)?)?;
             let started = std::time::Instant::now();
             let profiles = Engine::reindex(&s)?;
             println!(
@@ -308,13 +307,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             seed,
             json,
         } => {
-            let s = settings(config, data_dir, None)?;
-            if !s.storage.data_dir.is_dir() {
-                anyhow::bail!(
-                    "data directory {} does not exist",
-                    s.storage.data_dir.display()
-                );
-            }
+            let s = existing(settings(config, data_dir, None)?)?;
             if sample < crate::matching::train::MIN_RECORDS {
                 anyhow::bail!(
                     "--sample must be at least {}",

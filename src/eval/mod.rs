@@ -23,7 +23,6 @@ use crate::config::Settings;
 use crate::engine::Engine;
 use crate::ingest::identifier::BUILTIN_KINDS;
 use crate::ingest::mapping::{CsvEvents, Mapping};
-use crate::matching::model::{ModelFile, MODEL_FILE_VERSION};
 use crate::store::rocks::RocksStore;
 use crate::store::GraphStore;
 use metrics::Scores;
@@ -197,15 +196,7 @@ pub fn run(mut settings: Settings, args: &EvalArgs) -> anyhow::Result<Report> {
             let (event, _) = row.map_err(|e| anyhow::anyhow!("row {}: {}", e.row, e.message))?;
             records.push(crate::matching::batch::attributes(&event));
         }
-        let trained = crate::matching::batch::train(&records, 42);
-        let file = ModelFile {
-            version: MODEL_FILE_VERSION,
-            model: trained.model,
-            records: records.len(),
-            blocked_pairs: trained.blocked_pairs,
-            em_iterations: trained.em_iterations,
-            trained_at: chrono::Utc::now().to_rfc3339(),
-        };
+        let file = crate::matching::batch::train(&records, 42).into_file(records.len());
         let path = settings.matching.model_path(&dir.0);
         std::fs::write(&path, serde_json::to_vec(&file)?)
             .with_context(|| format!("cannot write {}", path.display()))?;

@@ -119,6 +119,20 @@ pub struct Trained {
     pub em_iterations: usize,
 }
 
+impl Trained {
+    /// The model file of this training run over `records` records.
+    pub fn into_file(self, records: usize) -> super::model::ModelFile {
+        super::model::ModelFile {
+            version: super::model::MODEL_FILE_VERSION,
+            model: self.model,
+            records,
+            blocked_pairs: self.blocked_pairs,
+            em_iterations: self.em_iterations,
+            trained_at: chrono::Utc::now().to_rfc3339(),
+        }
+    }
+}
+
 /// The tight blocking keys (by prefix) and the fields each one fixes: pairs that share a
 /// key agree on its fields by construction (and on the city, given the postcode), so those
 /// pairs say nothing about how often true matches agree on them.

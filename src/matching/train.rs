@@ -6,7 +6,7 @@ use rand::{Rng, SeedableRng};
 
 use super::batch;
 use super::compare::Attributes;
-use super::model::{ModelFile, MODEL_FILE_VERSION};
+use super::model::ModelFile;
 use crate::store::{GraphStore, StoreError};
 
 /// Fewer records than this cannot say much about who matches whom.
@@ -63,12 +63,5 @@ pub fn train_store(
     if trained.blocked_pairs == 0 {
         return Err(TrainError::NoPairs);
     }
-    Ok(ModelFile {
-        version: MODEL_FILE_VERSION,
-        model: trained.model,
-        records: records.len(),
-        blocked_pairs: trained.blocked_pairs,
-        em_iterations: trained.em_iterations,
-        trained_at: chrono::Utc::now().to_rfc3339(),
-    })
+    Ok(trained.into_file(records.len()))
 }
