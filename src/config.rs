@@ -237,6 +237,11 @@ pub struct MatchingSettings {
     /// Sources whose events take no part in probabilistic matching (neither matched nor
     /// indexed as candidates).
     pub disabled_sources: Vec<String>,
+    /// Which blocking keys find candidates (all by default): `sx` (Soundex of the last
+    /// name + birth year), `pc` (postcode + first initial), `nm` (first three letters of
+    /// first and last name), `dob` (birth date + last initial), and the one-field keys
+    /// `bd` (birth date), `fn` (first name), `ln` (last name).
+    pub blocking_keys: Vec<String>,
     /// A blocking key shared by more records than this is skipped (it says too little).
     pub max_block: usize,
     /// At most this many candidate records are compared per event.
@@ -258,6 +263,10 @@ impl Default for MatchingSettings {
             threshold: 0.9,
             guard: 0.2,
             disabled_sources: Vec::new(),
+            blocking_keys: crate::matching::blocking::KEY_NAMES
+                .iter()
+                .map(|k| k.to_string())
+                .collect(),
             max_block: 200,
             max_candidates: 20,
             max_merges_per_event: 2,

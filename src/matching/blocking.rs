@@ -98,6 +98,15 @@ pub fn wide_keys(a: &Attributes) -> Vec<String> {
     out
 }
 
+/// The names of every blocking key, as `matching.blocking_keys` lists them: the tight keys
+/// `sx`, `pc`, `nm`, `dob` and the wide one-field keys `bd`, `fn`, `ln`.
+pub const KEY_NAMES: [&str; 7] = ["sx", "pc", "nm", "dob", "bd", "fn", "ln"];
+
+/// The name of a key (`sx:S530:1984` -> `sx`).
+pub fn key_name(key: &str) -> &str {
+    key.split_once(':').map_or(key, |(name, _)| name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

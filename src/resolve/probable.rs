@@ -98,6 +98,7 @@ pub struct Matcher {
     max_candidates: usize,
     max_merges: usize,
     exclusive_kinds: Vec<String>,
+    blocking_keys: HashSet<String>,
     pub counters: MatchCounters,
     /// Hashes of blocking keys found shared by more than `max_block` records: they are
     /// skipped without reading the index again. Blocks only grow on ingest, so the set is
@@ -131,6 +132,17 @@ impl Matcher {
                 return Err(format!("matching.{name} must be at least 1"));
             }
         }
+        if m.blocking_keys.is_empty() {
+            return Err("matching.blocking_keys: at least one key is needed".into());
+        }
+        for k in &m.blocking_keys {
+            if !blocking::KEY_NAMES.contains(&k.as_str()) {
+                return Err(format!(
+                    "matching.blocking_keys: unknown key {k:?}; known keys: {}",
+                    blocking::KEY_NAMES.join(", ")
+                ));
+            }
+        }
         let path = m.model_path(data_dir);
         let (model, model_source) = match std::fs::read(&path) {
             Ok(bytes) => {
@@ -156,6 +168,7 @@ impl Matcher {
             max_candidates: m.max_candidates,
             max_merges: m.max_merges_per_event,
             exclusive_kinds: m.exclusive_kinds.clone(),
+            blocking_keys: m.blocking_keys.iter().cloned().collect(),
             counters: MatchCounters::default(),
             saturated: Mutex::new(HashSet::new()),
         })
@@ -257,6 +270,7 @@ pub fn match_event(
     // Candidates: records sharing a usable blocking key, those sharing the most keys first.
     let mut keys = blocking::keys(&attrs);
     keys.extend(blocking::wide_keys(&attrs));
+    keys.retain(|k| m.blocking_keys.contains(blocking::key_name(k)));
     let mut indexed = Vec::with_capacity(keys.len());
     let mut shared: HashMap<IdentKey, usize> = HashMap::new();
     for key in keys {

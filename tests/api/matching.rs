@@ -259,3 +259,64 @@ fn train_writes_a_model_the_resolver_loads() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("match records"), "{err}");
 }
+
+/// The blocking keys are configurable: with only the exact-first-name key, a record with a
+/// typo in the first name is never a candidate; an unknown key is refused at start.
+#[tokio::test]
+async fn blocking_keys_are_configurable() {
+    let typo = |first: &str| {
+        traits(
+            first,
+            "Kowalczyk",
+            "1984-03-07",
+            "12 Oak Street",
+            "Springfield",
+            "62704",
+        )
+    };
+    let only_first_name = spawn_app_with(|s| {
+        s.matching.enabled = true;
+        s.matching.blocking_keys = vec!["fn".into()];
+    })
+    .await;
+    let a = only_first_name
+        .ingest_pid(&event(
+            "bk1",
+            "crm",
+            json!({"customer_id": "BK1"}),
+            typo("Jonathan"),
+        ))
+        .await;
+    let b = only_first_name
+        .ingest_pid(&event(
+            "bk2",
+            "pos",
+            json!({"phone": "+1 415 555 0111"}),
+            typo("Jonathon"),
+        ))
+        .await;
+    assert_ne!(a, b, "no shared key, no candidate");
+    let c = only_first_name
+        .ingest_pid(&event(
+            "bk3",
+            "pos",
+            json!({"phone": "+1 415 555 0112"}),
+            typo("Jonathan"),
+        ))
+        .await;
+    assert_eq!(c, a, "the exact first name is a key: found and merged");
+
+    let mut settings = idgraph::config::Settings::default();
+    settings.matching.enabled = true;
+    settings.matching.blocking_keys = vec!["soundex".into()];
+    let dir = tempfile::tempdir().expect("temp dir");
+    settings.storage.data_dir = dir.path().to_path_buf();
+    let err = idgraph::engine::Engine::open(settings)
+        .err()
+        .expect("an unknown blocking key is refused")
+        .to_string();
+    assert!(
+        err.contains("matching.blocking_keys") && err.contains("soundex"),
+        "{err}"
+    );
+}
