@@ -272,6 +272,15 @@ impl Engine {
             .collect()
     }
 
+    /// The governance secret (suppression hashes; the HTTP edge's pseudonyms).
+    pub fn governance_secret(&self) -> Vec<u8> {
+        self.rules
+            .secret
+            .as_ref()
+            .map(|s| s.as_ref().clone())
+            .unwrap_or_default()
+    }
+
     /// What probabilistic matching has done since start (`None` when it is off).
     pub fn match_totals(&self) -> Option<crate::resolve::probable::MatchTotals> {
         self.rules.matcher.as_ref().map(|m| m.counters.totals())

@@ -22,7 +22,12 @@ pub struct Governance {
 }
 
 impl Governance {
-    pub fn new(settings: &AuthSettings, data_dir: &Path) -> Result<Governance, String> {
+    /// `secret` is the governance secret the engine loaded (see [`secret`]).
+    pub fn new(
+        settings: &AuthSettings,
+        data_dir: &Path,
+        secret: Vec<u8>,
+    ) -> Result<Governance, String> {
         let keys = KeyRing::new(&settings.keys)?;
         if keys.is_empty() {
             tracing::warn!(
@@ -31,7 +36,6 @@ impl Governance {
         }
         let audit = AuditLog::open(data_dir)
             .map_err(|e| format!("cannot open the audit log in {}: {e}", data_dir.display()))?;
-        let secret = secret(settings, data_dir)?;
         Ok(Governance {
             keys,
             audit,

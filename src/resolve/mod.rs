@@ -143,8 +143,8 @@ pub fn apply_event(
                     true => None,
                     false => rules.poisoning(
                         &ev.source,
-                        rules.holds_verified(&counts),
-                        rules.holds_verified(&st.identifiers),
+                        || rules.holds_verified(&counts),
+                        || rules.holds_verified(&st.identifiers),
                     ),
                 };
                 match poisoning.or_else(|| rules.violation(&counts, &st.identifiers)) {

@@ -340,8 +340,8 @@ pub fn match_event(
         let theirs = s.existing_profile(&node.profile_id)?;
         let poisoning = rules.poisoning(
             &ev.source,
-            rules.holds_verified(&ours.identifiers),
-            rules.holds_verified(&theirs.identifiers),
+            || rules.holds_verified(&ours.identifiers),
+            || rules.holds_verified(&theirs.identifiers),
         );
         if let Some(rule) = poisoning.or_else(|| conflict(rules, m, &ours, &theirs)) {
             link(

@@ -118,8 +118,14 @@ impl Rules {
     }
 
     /// The rule an untrusted source breaks by merging these two groups, if it does.
-    pub fn poisoning(&self, source: &str, a_verified: bool, b_verified: bool) -> Option<String> {
-        (self.is_untrusted(source) && a_verified && b_verified)
+    /// (The verification checks only run for untrusted sources.)
+    pub fn poisoning(
+        &self,
+        source: &str,
+        a_verified: impl FnOnce() -> bool,
+        b_verified: impl FnOnce() -> bool,
+    ) -> Option<String> {
+        (self.is_untrusted(source) && a_verified() && b_verified())
             .then(|| format!("untrusted_source:{source}"))
     }
 

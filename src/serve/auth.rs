@@ -78,6 +78,9 @@ impl<P: Perm> Auth<P> {
 
     /// Masks `v` for this caller (the one place: see `governance::mask`).
     pub fn mask(&self, engine: &Engine, v: &mut Value) {
+        if self.caller.visibility == Visibility::Full {
+            return;
+        }
         let kinds = engine.identifier_kinds();
         Masker {
             visibility: self.caller.visibility,
@@ -87,17 +90,18 @@ impl<P: Perm> Auth<P> {
         .apply(v);
     }
 
-    /// The masker of this caller (to map masked identifiers back).
-    pub fn masked_key(&self, engine: &Engine, key: &str) -> String {
-        let kinds = engine.identifier_kinds();
-        let m = Masker {
-            visibility: self.caller.visibility,
-            secret: &self.gov.pseudonym_key,
-            kinds: &kinds,
-        };
-        let mut v = Value::String(key.to_owned());
-        m.apply(&mut v);
-        v.as_str().unwrap_or_default().to_owned()
+    /// `keys` (`kind:value`) as this caller sees them, in order (to map masked
+    /// identifiers back to the real ones).
+    pub fn masked_keys(&self, engine: &Engine, keys: &[String]) -> Vec<String> {
+        let mut v = Value::Array(keys.iter().cloned().map(Value::String).collect());
+        self.mask(engine, &mut v);
+        match v {
+            Value::Array(items) => items
+                .into_iter()
+                .map(|i| i.as_str().unwrap_or_default().to_owned())
+                .collect(),
+            _ => Vec::new(),
+        }
     }
 }
 

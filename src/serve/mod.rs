@@ -51,6 +51,7 @@ impl Application {
             crate::governance::Governance::new(
                 &engine.settings().auth,
                 &engine.settings().storage.data_dir,
+                engine.governance_secret(),
             )
             .map_err(|e| anyhow::anyhow!("{e}"))?,
         );

@@ -216,33 +216,32 @@ fn golden_answer<P: super::auth::Perm>(
     engine: &Engine,
     bytes: Vec<u8>,
 ) -> Result<HttpResponse> {
-    let mut v: Value = serde_json::from_slice(&bytes).map_err(|_| {
+    // The fields the checks need, read without building the whole document (lookups are
+    // the hot path, and most callers see the stored bytes as they are).
+    #[derive(Deserialize)]
+    struct Head {
+        profile_id: String,
+        #[serde(default)]
+        sources: Vec<String>,
+    }
+    let corrupt = || {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "corrupt_record",
             "a stored golden profile is unreadable",
         )
-    })?;
-    let sources = v["sources"].as_array().map(|a| {
-        a.iter()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect::<Vec<_>>()
-    });
-    if !auth
-        .caller
-        .sees(sources.iter().flatten().map(String::as_str))
-    {
+    };
+    let head: Head = serde_json::from_slice(&bytes).map_err(|_| corrupt())?;
+    if !auth.caller.sees(head.sources.iter().map(String::as_str)) {
         return Err(ApiError::not_found("profile not found"));
     }
-    if let Some(id) = v.get("profile_id").and_then(Value::as_str) {
-        auth.touched([id.to_owned()]);
-    }
+    auth.touched([head.profile_id]);
     if auth.visibility() == crate::governance::keys::Visibility::Full {
         return Ok(HttpResponse::Ok()
             .content_type("application/json")
             .body(bytes));
     }
+    let mut v: Value = serde_json::from_slice(&bytes).map_err(|_| corrupt())?;
     auth.mask(engine, &mut v);
     Ok(HttpResponse::Ok().json(v))
 }
@@ -573,10 +572,13 @@ pub async fn explain(
         let pid = id.clone();
         let state = blocking(move || e.profile_state(&pid)).await?;
         let keys: Vec<String> = state.identifier_keys().collect();
+        let shown = auth.masked_keys(&engine, &keys);
         let find = |field: &'static str, given: &str| -> Result<String> {
             let found: Vec<&String> = keys
                 .iter()
-                .filter(|k| auth.masked_key(&engine, k) == given || *k == given)
+                .zip(&shown)
+                .filter(|(k, m)| *m == given || *k == given)
+                .map(|(k, _)| k)
                 .collect();
             match found.as_slice() {
                 [one] => Ok((*one).clone()),
