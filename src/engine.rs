@@ -473,16 +473,21 @@ impl Engine {
             .search
             .as_ref()
             .ok_or_else(|| EngineError::Config("search is not enabled on this engine".into()))?;
+        let started = std::time::Instant::now();
         let found = index
             .search(req)
             .map_err(|e| EngineError::Store(StoreError::Engine(e.to_string())))?;
+        let searched = started.elapsed();
         let matcher = index.matcher(req);
         let mut total = found.total;
         let mut hits = Vec::with_capacity(found.hits.len());
-        for hit in found.hits {
+        let ids: Vec<ProfileId> = found.hits.iter().map(|h| h.profile_id.clone()).collect();
+        let goldens = self.store.goldens(&ids)?;
+        let read = started.elapsed();
+        for (hit, cached) in found.hits.into_iter().zip(goldens) {
             // The cached golden profile, without the household (computed on read; the
             // profile and household endpoints serve it).
-            let Some(cached) = self.store.golden(&hit.profile_id)? else {
+            let Some(cached) = cached else {
                 total = total.saturating_sub(1);
                 continue;
             };
@@ -493,13 +498,22 @@ impl Engine {
             hits.push(serde_json::json!({
                 "profile_id": hit.profile_id,
                 "score": hit.score,
+                "tier": hit.tier.name(),
                 "matched": matcher.matched(&profile),
                 "profile": profile,
             }));
         }
+        tracing::trace!(
+            hits = hits.len(),
+            index_us = searched.as_micros() as u64,
+            read_us = (read - searched).as_micros() as u64,
+            render_us = (started.elapsed() - read).as_micros() as u64,
+            "search answered"
+        );
         Ok(serde_json::json!({
             "query": req.q,
             "total": total,
+            "total_relation": if found.total_is_exact { "eq" } else { "gte" },
             "limit": req.limit,
             "offset": req.offset,
             "hits": hits,

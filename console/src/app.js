@@ -496,13 +496,17 @@
       }
       append(els.results, hits.map(hitItem));
       const total = Number(res.total) || 0;
+      // "gte": the looser (typo, prefix) matches were not needed for this page and not
+      // counted, so the total is a lower bound.
+      const atLeast = res.total_relation === 'gte';
+      const count = atLeast ? `${total}+ profiles` : plural(total, 'profile');
       replace(els.summary, total === 0
         ? `No profile matches “${r.q}”.`
-        : `${plural(total, 'profile')} ${total === 1 ? 'matches' : 'match'} “${r.q}”` + (total > lastHits.length ? ` · showing ${lastHits.length}` : ''));
+        : `${count} ${total === 1 && !atLeast ? 'matches' : 'match'} “${r.q}”` + (atLeast || total > lastHits.length ? ` · showing ${lastHits.length}` : ''));
       els.summary.dataset.total = String(total);
       els.summary.dataset.query = r.q; // which query the results on screen answer
       clear(els.more);
-      if (lastHits.length < total && offset + hits.length < 10000 && hits.length) {
+      if ((atLeast || lastHits.length < total) && offset + hits.length < 10000 && hits.length) {
         append(els.more, h('button', {
           type: 'button', class: 'button', 'data-testid': 'search-more', text: 'Show more',
           onclick: (ev) => {

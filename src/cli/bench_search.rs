@@ -52,6 +52,11 @@ pub struct SearchBenchArgs {
     pub json: bool,
     #[arg(long)]
     pub keep: bool,
+    /// Reuse the store (and index) kept in `--dir` by an earlier `--keep` run when it holds
+    /// at least `--profiles` people: skips populating (the index build is then measured
+    /// only if the index is missing or behind). Implies `--keep`.
+    #[arg(long, requires = "dir")]
+    pub reuse: bool,
 }
 
 const CLASSES: [&str; 3] = ["exact_identifier", "name", "fuzzy_name"];
@@ -108,14 +113,18 @@ pub fn run(mut settings: Settings, args: SearchBenchArgs) -> anyhow::Result<()> 
     let dir = args.dir.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("idgraph-bench-search-{}", std::process::id()))
     });
-    let _ = std::fs::remove_dir_all(&dir);
+    if !args.reuse {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     settings.storage.data_dir = dir.clone();
     let ids = Arc::new(SearchIds::new(args.seed));
 
     // 1. The population, without an index (two clients keep the writer pipelined).
     let store: Arc<dyn GraphStore> = Arc::new(RocksStore::open(&dir)?);
+    let stored = usize::try_from(store.counters()?.profile_seq)?;
+    let reused = args.reuse && stored >= args.profiles;
     let t = Instant::now();
-    {
+    if !reused {
         let engine = Engine::with_store(settings.clone(), store.clone(), None)?;
         let next = AtomicUsize::new(0);
         std::thread::scope(|scope| -> anyhow::Result<()> {
@@ -161,7 +170,9 @@ pub fn run(mut settings: Settings, args: SearchBenchArgs) -> anyhow::Result<()> 
     let ingester = {
         let (engine, ids, stop, ingested) =
             (engine.clone(), ids.clone(), stop.clone(), ingested.clone());
-        let (first, rate) = (args.profiles, args.ingest_rate.max(10));
+        // New people continue after everyone stored (a reused store grew in earlier runs).
+        let first = if reused { stored } else { args.profiles };
+        let rate = args.ingest_rate.max(10);
         std::thread::spawn(move || -> anyhow::Result<()> {
             let per_tick = rate / 10;
             let mut next = first;
@@ -261,7 +272,7 @@ pub fn run(mut settings: Settings, args: SearchBenchArgs) -> anyhow::Result<()> 
         .map_err(|_| anyhow::anyhow!("freshness thread panicked"))?;
     fresh.sort_unstable();
     let rss = rss_bytes();
-    if !args.keep {
+    if !args.keep && !args.reuse {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -284,6 +295,7 @@ pub fn run(mut settings: Settings, args: SearchBenchArgs) -> anyhow::Result<()> 
         "profiles": args.profiles,
         "indexed": indexed,
         "populate_seconds": populate_s,
+        "reused_store": reused,
         "index_build_seconds": build_s,
         "index_bytes": index_bytes,
         "index_bytes_per_profile": index_bytes as f64 / indexed.max(1) as f64,

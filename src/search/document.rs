@@ -1,8 +1,10 @@
 //! The index schema and the document of one golden profile.
 
+use std::cell::RefCell;
+
 use serde_json::Value;
 use tantivy::schema::{
-    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, STORED, STRING,
+    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, STRING,
 };
 use tantivy::tokenizer::TokenStream;
 use tantivy::tokenizer::{
@@ -17,11 +19,27 @@ use crate::profile::golden::GoldenProfile;
 /// Words: split on anything not alphanumeric, lowercased, accents folded (`Zoë` = `zoe`).
 pub const FOLDED: &str = "idgraph_folded";
 
+/// Name of the profile id field.
+pub const ID: &str = "id";
+/// Name of the profile sequence-number field.
+pub const SEQ: &str = "seq";
+
+/// The sequence number of profile id `id`, if it has the usual form (formatting the
+/// number gives the id back).
+pub fn id_seq(id: &str) -> Option<u64> {
+    let seq: u64 = id.strip_prefix("p_")?.parse().ok()?;
+    (crate::resolve::session::profile_id(seq) == id).then_some(seq)
+}
+
 /// The fields of the index.
 #[derive(Debug, Clone, Copy)]
 pub struct Fields {
-    /// Profile id (stored; the only stored field).
+    /// Profile id (a fast field, read by hits without touching the document store; nothing
+    /// is stored).
     pub id: Field,
+    /// The sequence number of an id of the usual form `p_<seq>` (a fast numeric field:
+    /// reading it is much cheaper than reading the id's text).
+    pub seq: Field,
     /// First and last name, folded words.
     pub name: Field,
     /// Whole emails, lowercased (exact and one-typo matches of a typed email).
@@ -36,6 +54,11 @@ pub struct Fields {
     pub ident: Field,
     /// Every identifier value, lowercased (an id typed in without its kind).
     pub ident_value: Field,
+    /// Every word a query word can match exactly, whatever field it is in: name words,
+    /// email words, canonical address words, identifier values, phone digits (one term
+    /// each; a word in two places counts twice). A query's whole words are matched here,
+    /// one term per word, instead of in a union over the fields above.
+    pub words: Field,
     /// Filters: city (lowercased), sources, identifier kinds.
     pub city: Field,
     pub source: Field,
@@ -79,10 +102,16 @@ pub fn schema() -> (Schema, Fields) {
     let words = TextOptions::default().set_indexing_options(
         TextFieldIndexing::default()
             .set_tokenizer(FOLDED)
-            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+            .set_index_option(IndexRecordOption::WithFreqs),
+    );
+    let exact_words = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer("raw")
+            .set_index_option(IndexRecordOption::WithFreqs),
     );
     let fields = Fields {
-        id: b.add_text_field("id", STRING | STORED),
+        id: b.add_text_field(ID, STRING | FAST),
+        seq: b.add_u64_field(SEQ, FAST),
         name: b.add_text_field("name", words.clone()),
         email: b.add_text_field("email", STRING),
         email_part: b.add_text_field("email_part", words.clone()),
@@ -90,6 +119,7 @@ pub fn schema() -> (Schema, Fields) {
         address: b.add_text_field("address", words),
         ident: b.add_text_field("ident", STRING),
         ident_value: b.add_text_field("ident_value", STRING),
+        words: b.add_text_field("words", exact_words),
         city: b.add_text_field("city", STRING),
         source: b.add_text_field("source", STRING),
         kind: b.add_text_field("kind", STRING),
@@ -112,14 +142,19 @@ const MAX_WORDS: usize = 64;
 
 /// The words of a text, analyzed like the word fields (letters and digits apart, folded).
 pub fn words(text: &str) -> Vec<String> {
-    let mut analyzer = folded_analyzer();
-    let text = split_letters_digits(text);
-    let mut stream = analyzer.token_stream(&text);
-    let mut out = Vec::new();
-    while stream.advance() && out.len() < MAX_WORDS {
-        out.push(stream.token().text.clone());
+    thread_local! {
+        // Building an analyzer allocates its filter chain: one per thread, reused.
+        static ANALYZER: RefCell<TextAnalyzer> = RefCell::new(folded_analyzer());
     }
-    out
+    let text = split_letters_digits(text);
+    ANALYZER.with_borrow_mut(|analyzer| {
+        let mut stream = analyzer.token_stream(&text);
+        let mut out = Vec::new();
+        while stream.advance() && out.len() < MAX_WORDS {
+            out.push(stream.token().text.clone());
+        }
+        out
+    })
 }
 
 /// Address words in canonical form (`Street` = `St`), as the household rule reads them.
@@ -138,6 +173,12 @@ pub fn national_digits(e164: &str) -> Option<String> {
     Some(n.national().value().to_string())
 }
 
+fn add_words(doc: &mut TantivyDocument, field: Field, words: Vec<String>) {
+    for w in words {
+        doc.add_text(field, w);
+    }
+}
+
 /// The document of a cached golden profile (hint byte + JSON). `None` if the cached value
 /// cannot be read; the caller skips it (the profile stays reachable by lookup).
 pub fn build(f: &Fields, id: &str, cached: &[u8]) -> Option<TantivyDocument> {
@@ -145,17 +186,23 @@ pub fn build(f: &Fields, id: &str, cached: &[u8]) -> Option<TantivyDocument> {
     let golden: GoldenProfile = serde_json::from_slice(json).ok()?;
     let mut doc = TantivyDocument::default();
     doc.add_text(f.id, id);
+    if let Some(seq) = id_seq(id) {
+        doc.add_u64(f.seq, seq);
+    }
     for name in [&golden.traits.first_name, &golden.traits.last_name]
         .into_iter()
         .flatten()
         .filter_map(text)
     {
         doc.add_text(f.name, split_letters_digits(name));
+        add_words(&mut doc, f.words, words(name));
     }
     if let Some(Value::Object(addr)) = &golden.traits.address {
         for part in ["street", "city", "postal_code", "region", "country"] {
             if let Some(t) = addr.get(part).and_then(text) {
-                doc.add_text(f.address, address_words(t).join(" "));
+                let canonical = address_words(t);
+                doc.add_text(f.address, canonical.join(" "));
+                add_words(&mut doc, f.words, canonical);
             }
         }
         if let Some(city) = addr.get("city").and_then(text) {
@@ -167,14 +214,19 @@ pub fn build(f: &Fields, id: &str, cached: &[u8]) -> Option<TantivyDocument> {
         for value in values {
             doc.add_text(f.ident, format!("{kind}:{value}"));
             doc.add_text(f.ident_value, value.to_lowercase());
+            doc.add_text(f.words, value.to_lowercase());
             match kind.as_str() {
                 "email" => {
                     doc.add_text(f.email, value);
                     doc.add_text(f.email_part, split_letters_digits(value));
+                    add_words(&mut doc, f.words, words(value));
                 }
                 "phone" => {
-                    doc.add_text(f.phone, value.trim_start_matches('+'));
+                    let e164 = value.trim_start_matches('+');
+                    doc.add_text(f.phone, e164);
+                    doc.add_text(f.words, e164);
                     if let Some(national) = national_digits(value) {
+                        doc.add_text(f.words, &national);
                         doc.add_text(f.phone, national);
                     }
                 }

@@ -15,6 +15,7 @@
 //! payload); at start-up an index whose payload differs from the store is rebuilt.
 
 pub mod document;
+pub mod expand;
 pub mod indexer;
 pub mod query;
 
@@ -23,13 +24,18 @@ use std::sync::Mutex;
 
 use tantivy::collector::{Count, TopDocs};
 use tantivy::directory::MmapDirectory;
-use tantivy::schema::{Schema, Value as _};
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+use tantivy::schema::Schema;
+use tantivy::{DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Term};
 
 use crate::ingest::identifier::Normalizer;
 use crate::store::{GraphStore, ProfileId, StoreError};
 use document::Fields;
-pub use query::{Matcher, SearchError, SearchRequest};
+pub use query::{Matcher, SearchError, SearchRequest, Tier};
+
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
+
+use tantivy::columnar::{Column, StrColumn};
 
 /// Indexing memory budget of the (single) indexing thread.
 const WRITER_MEMORY_BYTES: usize = 64 << 20;
@@ -40,13 +46,18 @@ const REBUILD_PAGE: usize = 2_000;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hit {
     pub profile_id: ProfileId,
+    /// Score within the hit's tier.
     pub score: f32,
+    pub tier: Tier,
 }
 
 /// A page of hits and the number of matching profiles.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hits {
+    /// Matching profiles; a lower bound when `total_is_exact` is false (the looser tiers
+    /// were not needed for the page, so their matches were not counted).
     pub total: usize,
+    pub total_is_exact: bool,
     pub hits: Vec<Hit>,
 }
 
@@ -69,6 +80,33 @@ pub enum Opened {
     Rebuilt { reason: String, profiles: usize },
 }
 
+/// The fast-field columns of one segment that give a document's profile id.
+struct IdColumns {
+    seq: Option<Column<u64>>,
+    id: Option<StrColumn>,
+}
+
+impl IdColumns {
+    /// The profile id of document `doc`: from its sequence number when the id has the
+    /// usual form, else from the id's text.
+    fn id_of(&self, doc: u32) -> Result<Option<ProfileId>, IndexError> {
+        if let Some(seq) = self.seq.as_ref().and_then(|c| c.first(doc)) {
+            return Ok(Some(crate::resolve::session::profile_id(seq)));
+        }
+        let Some(column) = &self.id else {
+            return Ok(None);
+        };
+        let Some(ord) = column.term_ords(doc).next() else {
+            return Ok(None);
+        };
+        let mut id = String::new();
+        let found = column
+            .ord_to_str(ord, &mut id)
+            .map_err(|e| IndexError::Io(e.to_string()))?;
+        Ok(found.then_some(id))
+    }
+}
+
 /// The search index of one data directory.
 pub struct SearchIndex {
     index: Index,
@@ -80,7 +118,7 @@ pub struct SearchIndex {
 
 /// Version of the documents' analysis; bump it when what is indexed changes, so indexes
 /// built by an older version are rebuilt at start-up.
-const INDEX_FORMAT: u64 = 3;
+const INDEX_FORMAT: u64 = 4;
 
 fn payload(commit_seq: u64) -> String {
     format!("{{\"store_commit\":{commit_seq},\"format\":{INDEX_FORMAT}}}")
@@ -260,33 +298,74 @@ impl SearchIndex {
         Ok(())
     }
 
-    /// Runs a validated request.
+    /// Runs a validated request: the plan's tiers in order, until the requested page is
+    /// filled (see [`query::Plan`]).
     pub fn search(&self, req: &SearchRequest) -> Result<Hits, IndexError> {
         let searcher = self.reader.searcher();
-        let plan = query::build(&self.fields, &self.normalizer, req)?;
-        let collector = (TopDocs::with_limit(req.limit).and_offset(req.offset), Count);
-        let mut found = None;
-        if let Some(exact) = &plan.exact_only {
-            let (top, total) = searcher.search(exact.as_ref(), &collector)?;
-            if total > 0 {
-                found = Some((top, total));
+        let plan = query::build(&self.fields, &self.normalizer, req, &searcher)?;
+        let want = req.offset + req.limit;
+        // Documents of the tiers run so far, in rank order.
+        let mut ranked: Vec<(f32, DocAddress, Tier)> = Vec::new();
+        let mut seen: HashSet<DocAddress> = HashSet::new();
+        let mut total = 0;
+        let mut exact = true;
+        let last = plan.tiers.len().saturating_sub(1);
+        for (i, tier) in plan.tiers.iter().enumerate() {
+            let query = plan.query(&self.fields, *tier, &searcher)?;
+            // A tier matches a superset of the tiers before it: its best `want` documents
+            // not already ranked are among its best `want + ranked` ones.
+            let collector = (TopDocs::with_limit(want + ranked.len()), Count);
+            let started = std::time::Instant::now();
+            let (top, count) = searcher.search(query.as_ref(), &collector)?;
+            tracing::trace!(
+                tier = ?tier,
+                count,
+                micros = started.elapsed().as_micros() as u64,
+                "search tier run"
+            );
+            total = total.max(count);
+            for (score, addr) in top {
+                if ranked.len() < want && seen.insert(addr) {
+                    ranked.push((score, addr, *tier));
+                }
+            }
+            let identifier_answer = *tier == Tier::Identifier && plan.identifier_only;
+            if identifier_answer && count > 0 {
+                break;
+            }
+            if ranked.len() >= want && i < last {
+                // Looser tiers would only add hits below this page: they are not run, so
+                // the total is a lower bound.
+                exact = false;
+                break;
             }
         }
-        let (top, total) = match found {
-            Some(found) => found,
-            None => searcher.search(plan.full.as_ref(), &collector)?,
-        };
-        let mut hits = Vec::with_capacity(top.len());
-        for (score, addr) in top {
-            let doc: TantivyDocument = searcher.doc(addr)?;
-            if let Some(id) = doc.get_first(self.fields.id).and_then(|v| v.as_str()) {
+        let mut hits = Vec::with_capacity(req.limit);
+        let mut columns: HashMap<u32, IdColumns> = HashMap::new();
+        for (score, addr, tier) in ranked.into_iter().skip(req.offset) {
+            let columns = match columns.entry(addr.segment_ord) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => {
+                    let fast = searcher.segment_reader(addr.segment_ord).fast_fields();
+                    e.insert(IdColumns {
+                        seq: fast.u64(document::SEQ).ok(),
+                        id: fast.str(document::ID)?,
+                    })
+                }
+            };
+            if let Some(profile_id) = columns.id_of(addr.doc_id)? {
                 hits.push(Hit {
-                    profile_id: id.to_owned(),
+                    profile_id,
                     score,
+                    tier,
                 });
             }
         }
-        Ok(Hits { total, hits })
+        Ok(Hits {
+            total,
+            total_is_exact: exact,
+            hits,
+        })
     }
 
     /// The store write the last index commit reflects.

@@ -4,17 +4,27 @@
 //! 1. an exact identifier typed in: a whole email (`Bob@Example.com`), a phone written any
 //!    way (`+1 (415) 555-0100`, normalized like ingest), or any identifier value;
 //! 2. otherwise every word of `q` must match some field (name, email words, address, phone
-//!    digits, identifier value), scored best for an exact word, then one typo (Levenshtein
-//!    distance 1, a transposition counting as one), then, for the last word only, a prefix
-//!    (results while the agent is still typing). A whole email with one typo matches too.
+//!    digits, identifier value), in tiers ([`Tier`]): every hit whose words all match
+//!    whole indexed words ranks above every hit that needs a typo (Levenshtein distance 1,
+//!    a transposition counting as one) or, for the last word only, a prefix (results while
+//!    the agent is still typing); in between rank the hits where only the words found
+//!    nowhere as typed needed one. A whole email with one typo matches in the last tier.
+//!    Words are matched as whole terms of one field holding every word of a profile
+//!    (names, email words, canonical address words, identifier values, phone digits); a
+//!    typo or prefix is first expanded into the indexed words it stands for
+//!    ([`super::expand`], at most 50 each, the most frequent). Within a tier, hits are
+//!    ordered by score: BM25 over those words (a word found in two places, say the name
+//!    and the email, counts twice), a whole word weighing more than a typo, a typo more
+//!    than a prefix.
 //!
 //! Filters (`source`, `kind`, `city`) restrict the hits without changing their order.
 
 use tantivy::query::{BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, Query, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption};
-use tantivy::Term;
+use tantivy::{Searcher, Term};
 
 use super::document::{self, address_words, filter_term, Fields};
+use super::expand;
 use crate::ingest::identifier::Normalizer;
 
 /// Most hits per page.
@@ -141,49 +151,24 @@ fn any(clauses: Vec<Box<dyn Query>>) -> Box<dyn Query> {
     ))
 }
 
-/// How a word may match a word field.
+/// How a word may match the words of a field, in the looser tiers.
 #[derive(Clone, Copy)]
 struct Matching {
-    weight: f32,
+    /// One typo allowed (words of [`MIN_FUZZY_CHARS`] or more).
     typo: bool,
     /// Shortest last word matched as a prefix (`None`: no prefix matching).
     prefix_from: Option<usize>,
 }
 
-/// Exact word, one typo, and (last word) prefix matches of `word` in a word field.
-fn word_in(field: Field, word: &str, last: bool, m: Matching) -> Vec<Box<dyn Query>> {
-    let t = Term::from_field_text(field, word);
-    let chars = word.chars().count();
-    let mut out = vec![boost(term(field, word), 3.0 * m.weight)];
-    let digits = word.chars().all(|c| c.is_ascii_digit());
-    if m.typo && !digits && chars >= MIN_FUZZY_CHARS {
-        out.push(boost(
-            Box::new(FuzzyTermQuery::new(t.clone(), 1, true)),
-            1.5 * m.weight,
-        ));
-    }
-    // A number's prefix or one-digit neighbours are other numbers: digits match whole.
-    if last && !digits && m.prefix_from.is_some_and(|min| chars >= min) {
-        out.push(boost(
-            Box::new(FuzzyTermQuery::new_prefix(t, 0, true)),
-            m.weight,
-        ));
-    }
-    out
-}
-
 const NAME: Matching = Matching {
-    weight: 2.0,
     typo: true,
     prefix_from: Some(2),
 };
 const EMAIL_WORDS: Matching = Matching {
-    weight: 1.5,
     typo: true,
     prefix_from: Some(3),
 };
 const ADDRESS: Matching = Matching {
-    weight: 1.0,
     typo: false,
     prefix_from: Some(3),
 };
@@ -217,19 +202,57 @@ fn phone_digits(normalizer: &Normalizer, q: &str) -> Option<String> {
         .map(|id| id.value.trim_start_matches('+').to_owned())
 }
 
-/// The queries of a request.
+/// How far a tier lets the words of `q` stray from what is indexed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Tier {
+    /// `q` as a whole is an identifier (an email or a phone typed in).
+    Identifier,
+    /// Every word matches a whole indexed word.
+    ExactWords,
+    /// Words found nowhere as typed may match with one typo or as a prefix; the others
+    /// match whole words.
+    UnknownWordsRelaxed,
+    /// Every word may match with one typo or (the last word) as a prefix; a whole email
+    /// with one typo matches too.
+    AllWordsRelaxed,
+}
+
+impl Tier {
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::Identifier => "identifier",
+            Tier::ExactWords => "exact_words",
+            Tier::UnknownWordsRelaxed | Tier::AllWordsRelaxed => "typo_or_prefix",
+        }
+    }
+}
+
+/// The queries of a request, one per ranking tier, loosest last, each built only when it
+/// runs. Each tier matches a superset of the tier before it, and every hit of a tier ranks
+/// above the hits only a later tier finds (Meilisearch's "fewer typos first" bucket rule),
+/// so a page is answered by the first tiers that fill it and the looser, costlier tiers
+/// (which expand words into their typos and prefixes) often never run.
 pub struct Plan {
-    /// When `q` is shaped like an email or a phone: exact identifier matches only. If it
-    /// finds anything, that is the answer (cheap, and what an agent typing a whole email or
-    /// number wants); otherwise `full` runs.
-    pub exact_only: Option<Box<dyn Query>>,
-    pub full: Box<dyn Query>,
+    pub tiers: Vec<Tier>,
+    /// Whether tier [`Tier::Identifier`], when it finds anything, is the whole answer (`q`
+    /// is shaped like an email or a phone: what an agent typing one wants).
+    pub identifier_only: bool,
+    /// `q` lowercased (quotes and outer spaces trimmed).
+    lower: String,
+    /// Whole-identifier clauses of tier [`Tier::Identifier`].
+    identifier: Vec<Box<dyn Query>>,
+    /// Whole-identifier clauses of every word tier (also national digits typed in).
+    exact: Vec<Box<dyn Query>>,
+    /// The words of `q`, and whether each is indexed as a whole word somewhere.
+    words: Vec<(String, bool)>,
+    filters: Vec<(Occur, Box<dyn Query>)>,
 }
 
 pub fn build(
     f: &Fields,
     normalizer: &Normalizer,
     req: &SearchRequest,
+    searcher: &Searcher,
 ) -> Result<Plan, tantivy::TantivyError> {
     let q = req.q.trim_matches('"').trim();
     let lower = q.to_lowercase();
@@ -251,6 +274,10 @@ pub fn build(
         shaped = true;
         exact.push(boost(term(f.phone, &digits), 50.0));
     }
+    let identifier = exact.iter().map(|q| q.box_clone()).collect();
+    if let Some(digits) = typed_digits(q) {
+        exact.push(boost(term(f.phone, &digits), 20.0));
+    }
     let filters: Vec<(Occur, Box<dyn Query>)> = [
         (f.source, &req.source),
         (f.kind, &req.kind),
@@ -265,57 +292,155 @@ pub fn build(
         )
     }))
     .collect();
-    let with_filters = |q: Box<dyn Query>| -> Box<dyn Query> {
-        let mut must = vec![(Occur::Must, q)];
-        must.extend(filters.iter().map(|(o, q)| (*o, q.box_clone())));
-        Box::new(BooleanQuery::new(must))
-    };
-    let exact_only =
-        shaped.then(|| with_filters(any(exact.iter().map(|q| q.box_clone()).collect())));
-    if lower.contains('@') {
-        exact.push(boost(
-            Box::new(FuzzyTermQuery::new(
-                Term::from_field_text(f.email, &lower),
-                1,
-                true,
-            )),
-            10.0,
-        ));
-    }
-    if let Some(digits) = typed_digits(q) {
-        exact.push(boost(term(f.phone, &digits), 20.0));
-    }
 
-    // 2. Every word somewhere.
-    let mut all_words: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-    for (i, w) in words.iter().enumerate() {
-        let last = i + 1 == words.len();
-        let name = word_in(f.name, w, last, NAME);
-        let email = word_in(f.email_part, w, last, EMAIL_WORDS);
-        let street = crate::profile::household::street_word(w);
-        let address = if street.is_empty() {
-            Vec::new()
-        } else {
-            word_in(f.address, street, last, ADDRESS)
-        };
-        let mut clauses = Vec::new();
-        clauses.extend(name);
-        clauses.extend(email);
-        clauses.extend(address);
-        clauses.push(boost(term(f.ident_value, w), 4.0));
-        if w.chars().all(|c| c.is_ascii_digit()) && w.len() >= 6 {
-            clauses.push(boost(term(f.phone, w), 4.0));
-        }
-        all_words.push((Occur::Must, any(clauses)));
+    // 2. Every word somewhere: whole words first, then typos and prefixes of the words
+    // found nowhere as typed, then of every word.
+    let mut known = Vec::with_capacity(words.len());
+    for w in words {
+        let indexed = word_is_indexed(f, &w, searcher)?;
+        known.push((w, indexed));
     }
-
-    let mut top: Vec<Box<dyn Query>> = exact.iter().map(|q| q.box_clone()).collect();
-    if !all_words.is_empty() {
-        top.push(Box::new(BooleanQuery::new(all_words)));
+    let words = known;
+    let mut tiers = Vec::new();
+    if shaped {
+        tiers.push(Tier::Identifier);
     }
+    tiers.push(Tier::ExactWords);
+    if words.iter().any(|w| !w.1) && words.iter().any(|w| w.1) {
+        tiers.push(Tier::UnknownWordsRelaxed);
+    }
+    tiers.push(Tier::AllWordsRelaxed);
     Ok(Plan {
-        exact_only,
-        full: with_filters(any(top)),
+        tiers,
+        identifier_only: shaped,
+        lower,
+        identifier,
+        exact,
+        words,
+        filters,
+    })
+}
+
+impl Plan {
+    fn with_filters(&self, q: Box<dyn Query>) -> Box<dyn Query> {
+        let mut must = vec![(Occur::Must, q)];
+        must.extend(self.filters.iter().map(|(o, q)| (*o, q.box_clone())));
+        Box::new(BooleanQuery::new(must))
+    }
+
+    /// The query of `tier`.
+    pub fn query(
+        &self,
+        f: &Fields,
+        tier: Tier,
+        searcher: &Searcher,
+    ) -> tantivy::Result<Box<dyn Query>> {
+        let clone = |qs: &[Box<dyn Query>]| qs.iter().map(|q| q.box_clone()).collect();
+        if tier == Tier::Identifier {
+            return Ok(self.with_filters(any(clone(&self.identifier))));
+        }
+        let mut top: Vec<Box<dyn Query>> = clone(&self.exact);
+        if tier == Tier::AllWordsRelaxed && self.lower.contains('@') {
+            top.push(boost(
+                Box::new(FuzzyTermQuery::new(
+                    Term::from_field_text(f.email, &self.lower),
+                    1,
+                    true,
+                )),
+                10.0,
+            ));
+        }
+        let n = self.words.len();
+        let mut all_words: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(n);
+        for (i, (w, known)) in self.words.iter().enumerate() {
+            let loose = match tier {
+                Tier::AllWordsRelaxed => true,
+                Tier::UnknownWordsRelaxed => !known,
+                Tier::Identifier | Tier::ExactWords => false,
+            };
+            all_words.push((Occur::Must, word_query(f, w, i + 1 == n, loose, searcher)?));
+        }
+        if !all_words.is_empty() {
+            top.push(Box::new(BooleanQuery::new(all_words)));
+        }
+        Ok(self.with_filters(any(top)))
+    }
+}
+
+/// The whole indexed words query word `w` matches exactly: itself (a name, email or
+/// address word, an identifier value, phone digits) and its canonical address form.
+fn exact_terms(f: &Fields, w: &str) -> Vec<Term> {
+    let mut terms = vec![Term::from_field_text(f.words, w)];
+    let street = crate::profile::household::street_word(w);
+    if !street.is_empty() && street != w {
+        terms.push(Term::from_field_text(f.words, street));
+    }
+    terms
+}
+
+/// Whether word `w` of `q` is indexed as a whole word anywhere.
+fn word_is_indexed(f: &Fields, w: &str, searcher: &Searcher) -> tantivy::Result<bool> {
+    for t in exact_terms(f, w) {
+        if searcher.doc_freq(&t)? > 0 {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The clauses word `w` may match: whole words only (one term of the `words` field, or
+/// two for an address word with a canonical form), or (`loose`) also the indexed words
+/// one typo away (names and email words) and, for the last word, the words it starts
+/// (names from 2 letters, email and address words from 3), each as a term of `words`.
+fn word_query(
+    f: &Fields,
+    w: &str,
+    last: bool,
+    loose: bool,
+    searcher: &Searcher,
+) -> tantivy::Result<Box<dyn Query>> {
+    let mut terms: Vec<(Term, f32)> = exact_terms(f, w).into_iter().map(|t| (t, 6.0)).collect();
+    let chars = w.chars().count();
+    // A number's prefix or one-digit neighbours are other numbers: digits match whole.
+    let digits = w.chars().all(|c| c.is_ascii_digit());
+    if loose && !digits {
+        let street = crate::profile::household::street_word(w);
+        let fields = [
+            (f.name, w, NAME),
+            (f.email_part, w, EMAIL_WORDS),
+            (f.address, street, ADDRESS),
+        ];
+        for (field, word, m) in fields {
+            if word.is_empty() {
+                continue;
+            }
+            if m.typo && chars >= MIN_FUZZY_CHARS {
+                for t in expand::typos(searcher, &[field], word)? {
+                    terms.push((Term::from_field_text(f.words, &t), 3.0));
+                }
+            }
+            if last && m.prefix_from.is_some_and(|min| chars >= min) {
+                for t in expand::prefixed(searcher, &[field], word)? {
+                    terms.push((Term::from_field_text(f.words, &t), 2.0));
+                }
+            }
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut clauses: Vec<Box<dyn Query>> = terms
+        .into_iter()
+        .filter(|(t, _)| seen.insert(t.clone()))
+        .map(|(t, by)| {
+            boost(
+                Box::new(TermQuery::new(t, IndexRecordOption::WithFreqs)),
+                by,
+            )
+        })
+        .collect();
+    Ok(if clauses.len() == 1 {
+        clauses.remove(0)
+    } else {
+        any(clauses)
     })
 }
 
@@ -415,12 +540,19 @@ impl Matcher {
         if email_typo || self.any_word(&emails, EMAIL_WORDS) {
             out.push("email");
         }
-        let phone_hit = values("phone").iter().any(|p| {
-            let e164 = p.trim_start_matches('+');
-            let national = super::document::national_digits(p).unwrap_or_default();
-            self.phones.iter().any(|d| d == e164 || *d == national)
-                || self.words.iter().any(|w| w == e164 || *w == national)
-        });
+        // Parsing a phone for its national digits is costly: only when digits were typed.
+        let digits_typed = !self.phones.is_empty()
+            || self
+                .words
+                .iter()
+                .any(|w| w.bytes().all(|b| b.is_ascii_digit()));
+        let phone_hit = digits_typed
+            && values("phone").iter().any(|p| {
+                let e164 = p.trim_start_matches('+');
+                let national = super::document::national_digits(p).unwrap_or_default();
+                self.phones.iter().any(|d| d == e164 || *d == national)
+                    || self.words.iter().any(|w| w == e164 || *w == national)
+            });
         if phone_hit {
             out.push("phone");
         }

@@ -156,6 +156,11 @@ pub trait GraphStore: Send + Sync + 'static {
     fn profile(&self, id: &ProfileId) -> Result<Option<ProfileState>, StoreError>;
     /// The cached golden profile JSON.
     fn golden(&self, id: &ProfileId) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The cached golden profiles of `ids`, in order (a page of search hits): stores that
+    /// can batch the reads do.
+    fn goldens(&self, ids: &[ProfileId]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        ids.iter().map(|id| self.golden(id)).collect()
+    }
     fn alias(&self, id: &ProfileId) -> Result<Option<ProfileId>, StoreError>;
     fn event(&self, event_id: &str) -> Result<Option<StoredEvent>, StoreError>;
     /// Event ids that carried `key`, oldest first, at most `limit`.

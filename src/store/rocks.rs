@@ -309,6 +309,18 @@ impl GraphStore for RocksStore {
         self.get_raw(CF_PROFILES, &joined(&[b"g", id.as_bytes()]))
     }
 
+    fn goldens(&self, ids: &[ProfileId]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let keys: Vec<Vec<u8>> = ids
+            .iter()
+            .map(|id| joined(&[b"g", id.as_bytes()]))
+            .collect();
+        self.db
+            .batched_multi_get_cf(self.cf(CF_PROFILES)?, &keys, false)
+            .into_iter()
+            .map(|r| r.map(|v| v.map(|v| v.to_vec())).map_err(engine))
+            .collect()
+    }
+
     fn alias(&self, id: &ProfileId) -> Result<Option<ProfileId>, StoreError> {
         self.get(CF_PROFILES, &joined(&[b"a", id.as_bytes()]))
     }

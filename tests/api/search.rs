@@ -64,6 +64,10 @@ fn check_shape(body: &Value, params: &[(&str, &str)]) {
         );
     }
     assert!(body["total"].is_u64(), "total: {body}");
+    assert!(
+        ["eq", "gte"].contains(&body["total_relation"].as_str().unwrap_or_default()),
+        "total_relation is eq or gte: {body}"
+    );
     let hits = body["hits"].as_array().expect("hits array");
     let limit = body["limit"].as_u64().expect("limit") as usize;
     assert!(hits.len() <= limit, "more hits than the limit: {body}");
@@ -74,6 +78,11 @@ fn check_shape(body: &Value, params: &[(&str, &str)]) {
     for hit in hits {
         let id = hit["profile_id"].as_str().expect("hit profile_id");
         assert!(hit["score"].is_number(), "hit score: {hit}");
+        assert!(
+            ["identifier", "exact_words", "typo_or_prefix"]
+                .contains(&hit["tier"].as_str().unwrap_or_default()),
+            "hit tier: {hit}"
+        );
         assert!(hit["matched"].is_array(), "hit matched: {hit}");
         assert_eq!(
             hit["profile"]["profile_id"], id,
@@ -2033,4 +2042,64 @@ async fn rebuilds_page_through_more_than_two_thousand_profiles() {
     let body = server.search(&[("q", "Bulk"), ("limit", "1")]).await;
     assert_eq!(total(&body), PEOPLE as u64, "{body}");
     server.stop();
+}
+
+/// Hits whose words all match whole indexed words rank above hits that need a typo, even
+/// when the typo hit matches more fields; the looser tiers run only when the page needs
+/// them, and `total_relation` says when `total` is then a lower bound.
+#[tokio::test]
+async fn exact_words_rank_above_typos_and_total_says_when_it_is_a_lower_bound() {
+    let app = spawn_app().await;
+    let mara = app
+        .ingest_pid(&event(
+            "tier-mara",
+            "crm",
+            json!({ "email": "a1@example.com" }),
+            json!({ "first_name": "Mara", "last_name": "Smith" }),
+        ))
+        .await;
+    // "John" is one typo from "Jon", and his email repeats both words: under one flat
+    // score he would outrank Jon for "Mara Smith".
+    let maria = app
+        .ingest_pid(&event(
+            "tier-maria",
+            "crm",
+            json!({ "email": "maria.smith@example.com" }),
+            json!({ "first_name": "Maria", "last_name": "Smith" }),
+        ))
+        .await;
+    app.search_until(&[("q", "Mara Smith"), ("limit", "5")], "both indexed", |b| {
+        total(b) == 2
+    })
+    .await;
+
+    // A page the exact tier fills: the typo tier is not run, the total is a lower bound.
+    let body = app.search(&[("q", "Mara Smith"), ("limit", "1")]).await;
+    assert_eq!(hit_ids(&body), vec![mara.clone()], "{body}");
+    assert_eq!(body["hits"][0]["tier"], "exact_words", "{body}");
+    assert_eq!(body["total_relation"], "gte", "{body}");
+    assert_eq!(total(&body), 1, "{body}");
+
+    // A page that reaches past the exact tier: Maria follows Mara, and the total is exact.
+    let body = app.search(&[("q", "Mara Smith"), ("limit", "5")]).await;
+    assert_eq!(hit_ids(&body), vec![mara.clone(), maria.clone()], "{body}");
+    assert_eq!(body["hits"][1]["tier"], "typo_or_prefix", "{body}");
+    assert_eq!(body["total_relation"], "eq", "{body}");
+    assert_eq!(total(&body), 2, "{body}");
+    // The second page of one hit is Maria, the same ranking.
+    let body = app
+        .search(&[("q", "Mara Smith"), ("limit", "1"), ("offset", "1")])
+        .await;
+    assert_eq!(hit_ids(&body), vec![maria.clone()], "{body}");
+    assert_eq!(body["total_relation"], "eq", "{body}");
+
+    // A word found nowhere ("Smiht") is relaxed first, alone: Mara (mara + smith~) ranks
+    // above Maria, who needs both words relaxed.
+    let body = app.search(&[("q", "Mara Smiht"), ("limit", "1")]).await;
+    assert_eq!(hit_ids(&body), vec![mara.clone()], "{body}");
+    assert_eq!(body["total_relation"], "gte", "{body}");
+    let body = app.search(&[("q", "Mara Smiht"), ("limit", "5")]).await;
+    assert_eq!(hit_ids(&body), vec![mara, maria], "{body}");
+    assert_eq!(body["total_relation"], "eq", "{body}");
+    assert_eq!(total(&body), 2, "{body}");
 }
