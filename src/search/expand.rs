@@ -67,11 +67,11 @@ fn most_frequent(found: HashMap<String, u64>, word: &str) -> Vec<String> {
 /// or transposition of two neighbours).
 pub fn typos(searcher: &Searcher, fields: &[Field], word: &str) -> tantivy::Result<Vec<String>> {
     let mut found = HashMap::new();
+    let dfa = Dfa(one_edit().build_dfa(word));
     for segment in searcher.segment_readers() {
         for field in fields {
             let index = segment.inverted_index(*field)?;
-            let dfa = Dfa(one_edit().build_dfa(word));
-            let mut stream = index.terms().search(dfa).into_stream()?;
+            let mut stream = index.terms().search(&dfa).into_stream()?;
             while stream.advance() {
                 count(&mut found, stream.key(), stream.value().doc_freq);
             }

@@ -24,6 +24,7 @@ use std::sync::Mutex;
 
 use tantivy::collector::{Count, TopDocs};
 use tantivy::directory::MmapDirectory;
+use tantivy::indexer::LogMergePolicy;
 use tantivy::schema::Schema;
 use tantivy::{DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Term};
 
@@ -39,6 +40,8 @@ use tantivy::columnar::{Column, StrColumn};
 
 /// Indexing memory budget of the (single) indexing thread.
 const WRITER_MEMORY_BYTES: usize = 64 << 20;
+/// Segments of one size level that trigger their merge.
+const MERGE_AT: usize = 4;
 /// Golden profiles read from the store per page when rebuilding.
 const REBUILD_PAGE: usize = 2_000;
 
@@ -118,7 +121,7 @@ pub struct SearchIndex {
 
 /// Version of the documents' analysis; bump it when what is indexed changes, so indexes
 /// built by an older version are rebuilt at start-up.
-const INDEX_FORMAT: u64 = 4;
+const INDEX_FORMAT: u64 = 5;
 
 fn payload(commit_seq: u64) -> String {
     format!("{{\"store_commit\":{commit_seq},\"format\":{INDEX_FORMAT}}}")
@@ -215,7 +218,13 @@ impl SearchIndex {
         normalizer: Normalizer,
     ) -> Result<SearchIndex, IndexError> {
         document::register_analyzers(&index);
-        let writer = index.writer_with_num_threads(1, WRITER_MEMORY_BYTES)?;
+        let writer: IndexWriter = index.writer_with_num_threads(1, WRITER_MEMORY_BYTES)?;
+        // Every query looks its terms up in every segment: merge a level once it holds
+        // MERGE_AT segments (tantivy's default is 8), keeping the count low under a steady
+        // stream of small commits.
+        let mut policy = LogMergePolicy::default();
+        policy.set_min_num_segments(MERGE_AT);
+        writer.set_merge_policy(Box::new(policy));
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -265,6 +274,11 @@ impl SearchIndex {
         let mut prepared = writer.prepare_commit()?;
         prepared.set_payload(&payload(commit_seq));
         prepared.commit()?;
+        // A rebuild flushes a segment per memory budget: merge them into one.
+        let segments = self.index.searchable_segment_ids()?;
+        if segments.len() > 1 {
+            writer.merge(&segments).wait()?;
+        }
         drop(writer);
         self.reader.reload()?;
         Ok(count)
@@ -301,8 +315,10 @@ impl SearchIndex {
     /// Runs a validated request: the plan's tiers in order, until the requested page is
     /// filled (see [`query::Plan`]).
     pub fn search(&self, req: &SearchRequest) -> Result<Hits, IndexError> {
+        let started = std::time::Instant::now();
         let searcher = self.reader.searcher();
         let plan = query::build(&self.fields, &self.normalizer, req, &searcher)?;
+        let planned = started.elapsed();
         let want = req.offset + req.limit;
         // Documents of the tiers run so far, in rank order.
         let mut ranked: Vec<(f32, DocAddress, Tier)> = Vec::new();
@@ -361,6 +377,12 @@ impl SearchIndex {
                 });
             }
         }
+        tracing::trace!(
+            plan_us = planned.as_micros() as u64,
+            total_us = started.elapsed().as_micros() as u64,
+            tiers = plan.tiers.len(),
+            "search index answered"
+        );
         Ok(Hits {
             total,
             total_is_exact: exact,

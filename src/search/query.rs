@@ -145,7 +145,11 @@ fn boost(q: Box<dyn Query>, by: f32) -> Box<dyn Query> {
     Box::new(BoostQuery::new(q, by))
 }
 
-fn any(clauses: Vec<Box<dyn Query>>) -> Box<dyn Query> {
+/// A union of `clauses` (a single clause is returned as it is).
+fn any(mut clauses: Vec<Box<dyn Query>>) -> Box<dyn Query> {
+    if clauses.len() == 1 {
+        return clauses.remove(0);
+    }
     Box::new(BooleanQuery::new(
         clauses.into_iter().map(|q| (Occur::Should, q)).collect(),
     ))
@@ -264,20 +268,38 @@ pub fn build(
     };
 
     // 1. The whole of q as an identifier.
-    let mut exact: Vec<Box<dyn Query>> = vec![boost(term(f.ident_value, &lower), 50.0)];
+    let mut exact = vec![(Term::from_field_text(f.ident_value, &lower), 50.0)];
     let mut shaped = false;
     if lower.contains('@') {
         shaped = true;
-        exact.push(boost(term(f.email, &lower), 50.0));
+        exact.push((Term::from_field_text(f.email, &lower), 50.0));
     }
     if let Some(digits) = phone_digits(normalizer, q) {
         shaped = true;
-        exact.push(boost(term(f.phone, &digits), 50.0));
+        exact.push((Term::from_field_text(f.phone, &digits), 50.0));
     }
-    let identifier = exact.iter().map(|q| q.box_clone()).collect();
+    let identifier_terms = exact.len();
     if let Some(digits) = typed_digits(q) {
-        exact.push(boost(term(f.phone, &digits), 20.0));
+        exact.push((Term::from_field_text(f.phone, &digits), 20.0));
     }
+    // Terms found nowhere are left out: each clause costs a lookup per segment, and a
+    // union over them, for nothing.
+    let mut identifier = Vec::new();
+    let mut exact_clauses = Vec::new();
+    for (i, (t, by)) in exact.into_iter().enumerate() {
+        if searcher.doc_freq(&t)? == 0 {
+            continue;
+        }
+        let clause = boost(
+            Box::new(TermQuery::new(t, IndexRecordOption::WithFreqs)),
+            by,
+        );
+        if i < identifier_terms {
+            identifier.push(clause.box_clone());
+        }
+        exact_clauses.push(clause);
+    }
+    let exact = exact_clauses;
     let filters: Vec<(Occur, Box<dyn Query>)> = [
         (f.source, &req.source),
         (f.kind, &req.kind),
@@ -323,6 +345,9 @@ pub fn build(
 
 impl Plan {
     fn with_filters(&self, q: Box<dyn Query>) -> Box<dyn Query> {
+        if self.filters.is_empty() {
+            return q;
+        }
         let mut must = vec![(Occur::Must, q)];
         must.extend(self.filters.iter().map(|(o, q)| (*o, q.box_clone())));
         Box::new(BooleanQuery::new(must))
@@ -410,14 +435,20 @@ fn word_query(
             (f.email_part, w, EMAIL_WORDS),
             (f.address, street, ADDRESS),
         ];
+        if chars >= MIN_FUZZY_CHARS {
+            // One automaton over every field that allows a typo.
+            let typo_fields: Vec<Field> = fields
+                .iter()
+                .filter(|(_, word, m)| m.typo && *word == w)
+                .map(|(field, _, _)| *field)
+                .collect();
+            for t in expand::typos(searcher, &typo_fields, w)? {
+                terms.push((Term::from_field_text(f.words, &t), 3.0));
+            }
+        }
         for (field, word, m) in fields {
             if word.is_empty() {
                 continue;
-            }
-            if m.typo && chars >= MIN_FUZZY_CHARS {
-                for t in expand::typos(searcher, &[field], word)? {
-                    terms.push((Term::from_field_text(f.words, &t), 3.0));
-                }
             }
             if last && m.prefix_from.is_some_and(|min| chars >= min) {
                 for t in expand::prefixed(searcher, &[field], word)? {
@@ -427,7 +458,7 @@ fn word_query(
         }
     }
     let mut seen = std::collections::HashSet::new();
-    let mut clauses: Vec<Box<dyn Query>> = terms
+    let clauses: Vec<Box<dyn Query>> = terms
         .into_iter()
         .filter(|(t, _)| seen.insert(t.clone()))
         .map(|(t, by)| {
@@ -437,11 +468,7 @@ fn word_query(
             )
         })
         .collect();
-    Ok(if clauses.len() == 1 {
-        clauses.remove(0)
-    } else {
-        any(clauses)
-    })
+    Ok(any(clauses))
 }
 
 fn word_matches(q: &str, w: &str, last: bool, m: Matching) -> bool {

@@ -2068,9 +2068,11 @@ async fn exact_words_rank_above_typos_and_total_says_when_it_is_a_lower_bound() 
             json!({ "first_name": "Maria", "last_name": "Smith" }),
         ))
         .await;
-    app.search_until(&[("q", "Mara Smith"), ("limit", "5")], "both indexed", |b| {
-        total(b) == 2
-    })
+    app.search_until(
+        &[("q", "Mara Smith"), ("limit", "5")],
+        "both indexed",
+        |b| total(b) == 2,
+    )
     .await;
 
     // A page the exact tier fills: the typo tier is not run, the total is a lower bound.
