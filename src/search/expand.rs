@@ -48,9 +48,14 @@ fn one_edit() -> &'static LevenshteinAutomatonBuilder {
     BUILDER.get_or_init(|| LevenshteinAutomatonBuilder::new(1, true))
 }
 
-/// Adds the document frequency of `term` (summed over segments).
+/// Adds the document frequency of `term` (summed over segments), if it is a word: letters
+/// and digits, not only digits (whole identifier values and numbers are not expanded to).
 fn count(found: &mut HashMap<String, u64>, term: &[u8], doc_freq: u32) {
-    if let Ok(t) = std::str::from_utf8(term) {
+    let Ok(t) = std::str::from_utf8(term) else {
+        return;
+    };
+    let word = t.chars().all(char::is_alphanumeric) && !t.bytes().all(|b| b.is_ascii_digit());
+    if word {
         *found.entry(t.to_owned()).or_default() += u64::from(doc_freq);
     }
 }

@@ -37,6 +37,8 @@ pub const MAX_QUERY_CHARS: usize = 200;
 const MAX_WORDS: usize = 12;
 /// Words shorter than this are matched exactly or as a prefix, never with a typo.
 const MIN_FUZZY_CHARS: usize = 4;
+/// A last word shorter than this is matched whole only, never as a prefix.
+const MIN_PREFIX_CHARS: usize = 2;
 
 /// A request rejected before it reached the index.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -154,28 +156,6 @@ fn any(mut clauses: Vec<Box<dyn Query>>) -> Box<dyn Query> {
         clauses.into_iter().map(|q| (Occur::Should, q)).collect(),
     ))
 }
-
-/// How a word may match the words of a field, in the looser tiers.
-#[derive(Clone, Copy)]
-struct Matching {
-    /// One typo allowed (words of [`MIN_FUZZY_CHARS`] or more).
-    typo: bool,
-    /// Shortest last word matched as a prefix (`None`: no prefix matching).
-    prefix_from: Option<usize>,
-}
-
-const NAME: Matching = Matching {
-    typo: true,
-    prefix_from: Some(2),
-};
-const EMAIL_WORDS: Matching = Matching {
-    typo: true,
-    prefix_from: Some(3),
-};
-const ADDRESS: Matching = Matching {
-    typo: false,
-    prefix_from: Some(3),
-};
 
 /// The words of `q`, analyzed like the indexed text (at most [`MAX_WORDS`]).
 fn words(q: &str) -> Vec<String> {
@@ -424,34 +404,34 @@ fn word_query(
     loose: bool,
     searcher: &Searcher,
 ) -> tantivy::Result<Box<dyn Query>> {
-    let mut terms: Vec<(Term, f32)> = exact_terms(f, w).into_iter().map(|t| (t, 6.0)).collect();
+    let mut terms: Vec<(Term, f32)> = Vec::new();
+    for t in exact_terms(f, w) {
+        // In a loose tier a word found nowhere is left to its expansions: an empty term in
+        // a union makes tantivy score the union window by window instead of seeking one
+        // posting list.
+        if !loose || searcher.doc_freq(&t)? > 0 {
+            terms.push((t, 6.0));
+        }
+    }
     let chars = w.chars().count();
     // A number's prefix or one-digit neighbours are other numbers: digits match whole.
     let digits = w.chars().all(|c| c.is_ascii_digit());
     if loose && !digits {
-        let street = crate::profile::household::street_word(w);
-        let fields = [
-            (f.name, w, NAME),
-            (f.email_part, w, EMAIL_WORDS),
-            (f.address, street, ADDRESS),
-        ];
+        // Expansions are read from the `words` field itself (one dictionary per segment),
+        // and only words are kept (no identifier values, no numbers).
         if chars >= MIN_FUZZY_CHARS {
-            // One automaton over every field that allows a typo.
-            let typo_fields: Vec<Field> = fields
-                .iter()
-                .filter(|(_, word, m)| m.typo && *word == w)
-                .map(|(field, _, _)| *field)
-                .collect();
-            for t in expand::typos(searcher, &typo_fields, w)? {
+            for t in expand::typos(searcher, &[f.words], w)? {
                 terms.push((Term::from_field_text(f.words, &t), 3.0));
             }
         }
-        for (field, word, m) in fields {
-            if word.is_empty() {
-                continue;
+        if last && chars >= MIN_PREFIX_CHARS {
+            let street = crate::profile::household::street_word(w);
+            let mut prefixes = vec![w];
+            if !street.is_empty() && street != w {
+                prefixes.push(street);
             }
-            if last && m.prefix_from.is_some_and(|min| chars >= min) {
-                for t in expand::prefixed(searcher, &[field], word)? {
+            for prefix in prefixes {
+                for t in expand::prefixed(searcher, &[f.words], prefix)? {
                     terms.push((Term::from_field_text(f.words, &t), 2.0));
                 }
             }
@@ -471,12 +451,15 @@ fn word_query(
     Ok(any(clauses))
 }
 
-fn word_matches(q: &str, w: &str, last: bool, m: Matching) -> bool {
+/// Whether query word `q` matches indexed word `w` in a loose tier: whole, with one typo
+/// (words of [`MIN_FUZZY_CHARS`] or more), or, the last word, as a prefix; digits match
+/// whole only.
+fn word_matches(q: &str, w: &str, last: bool) -> bool {
     let chars = q.chars().count();
     let digits = q.chars().all(|c| c.is_ascii_digit());
     q == w
-        || (m.typo && !digits && chars >= MIN_FUZZY_CHARS && strsim::osa_distance(q, w) <= 1)
-        || (last && !digits && m.prefix_from.is_some_and(|min| chars >= min) && w.starts_with(q))
+        || (!digits && chars >= MIN_FUZZY_CHARS && strsim::osa_distance(q, w) <= 1)
+        || (last && !digits && chars >= MIN_PREFIX_CHARS && w.starts_with(q))
 }
 
 /// Tells which fields of a hit's golden profile match a request, by the same rules as the
@@ -499,13 +482,13 @@ impl Matcher {
         }
     }
 
-    fn any_word(&self, texts: &[&str], m: Matching) -> bool {
+    fn any_word(&self, texts: &[&str]) -> bool {
         let indexed: Vec<String> = texts.iter().flat_map(|t| words(t)).collect();
         let n = self.words.len();
         self.words
             .iter()
             .enumerate()
-            .any(|(i, q)| indexed.iter().any(|w| word_matches(q, w, i + 1 == n, m)))
+            .any(|(i, q)| indexed.iter().any(|w| word_matches(q, w, i + 1 == n)))
     }
 
     fn any_address_word(&self, texts: &[&str]) -> bool {
@@ -516,7 +499,7 @@ impl Matcher {
             !q.is_empty()
                 && indexed
                     .iter()
-                    .any(|w| word_matches(q, w, i + 1 == n, ADDRESS))
+                    .any(|w| word_matches(q, w, i + 1 == n))
         })
     }
 
@@ -557,14 +540,14 @@ impl Matcher {
         }) {
             out.push("identifier");
         }
-        if self.any_word(&names, NAME) {
+        if self.any_word(&names) {
             out.push("name");
         }
         let email_typo = self.lower.contains('@')
             && emails
                 .iter()
                 .any(|e| strsim::osa_distance(e, &self.lower) <= 1);
-        if email_typo || self.any_word(&emails, EMAIL_WORDS) {
+        if email_typo || self.any_word(&emails) {
             out.push("email");
         }
         // Parsing a phone for its national digits is costly: only when digits were typed.
