@@ -50,8 +50,6 @@ pub struct Fields {
     pub phone: Field,
     /// Street, city, postal code, region, country, folded words.
     pub address: Field,
-    /// Every identifier as `kind:value` (exact).
-    pub ident: Field,
     /// Every identifier value, lowercased (an id typed in without its kind).
     pub ident_value: Field,
     /// Every word a query word can match exactly, whatever field it is in: name words,
@@ -117,7 +115,6 @@ pub fn schema() -> (Schema, Fields) {
         email_part: b.add_text_field("email_part", words.clone()),
         phone: b.add_text_field("phone", STRING),
         address: b.add_text_field("address", words),
-        ident: b.add_text_field("ident", STRING),
         ident_value: b.add_text_field("ident_value", STRING),
         words: b.add_text_field("words", exact_words),
         city: b.add_text_field("city", STRING),
@@ -212,7 +209,6 @@ pub fn build(f: &Fields, id: &str, cached: &[u8]) -> Option<TantivyDocument> {
     for (kind, values) in &golden.identifiers {
         doc.add_text(f.kind, filter_term(kind));
         for value in values {
-            doc.add_text(f.ident, format!("{kind}:{value}"));
             doc.add_text(f.ident_value, value.to_lowercase());
             doc.add_text(f.words, value.to_lowercase());
             match kind.as_str() {

@@ -496,10 +496,7 @@ impl Matcher {
         let n = self.words.len();
         self.words.iter().enumerate().any(|(i, q)| {
             let q = crate::profile::household::street_word(q);
-            !q.is_empty()
-                && indexed
-                    .iter()
-                    .any(|w| word_matches(q, w, i + 1 == n))
+            !q.is_empty() && indexed.iter().any(|w| word_matches(q, w, i + 1 == n))
         })
     }
 
