@@ -57,6 +57,9 @@ pub struct Fields {
     /// each; a word in two places counts twice). A query's whole words are matched here,
     /// one term per word, instead of in a union over the fields above.
     pub words: Field,
+    /// Consecutive words of the name (first name then last name) as `first second`: a
+    /// query's words read as the name, in order (the proximity rule).
+    pub name_pairs: Field,
     /// Filters: city (lowercased), sources, identifier kinds.
     pub city: Field,
     pub source: Field,
@@ -116,7 +119,8 @@ pub fn schema() -> (Schema, Fields) {
         phone: b.add_text_field("phone", STRING),
         address: b.add_text_field("address", words),
         ident_value: b.add_text_field("ident_value", STRING),
-        words: b.add_text_field("words", exact_words),
+        words: b.add_text_field("words", exact_words.clone()),
+        name_pairs: b.add_text_field("name_pairs", exact_words),
         city: b.add_text_field("city", STRING),
         source: b.add_text_field("source", STRING),
         kind: b.add_text_field("kind", STRING),
@@ -186,14 +190,19 @@ pub fn build(f: &Fields, id: &str, cached: &[u8]) -> Option<TantivyDocument> {
     if let Some(seq) = id_seq(id) {
         doc.add_u64(f.seq, seq);
     }
+    let mut name_words = Vec::new();
     for name in [&golden.traits.first_name, &golden.traits.last_name]
         .into_iter()
         .flatten()
         .filter_map(text)
     {
         doc.add_text(f.name, split_letters_digits(name));
-        add_words(&mut doc, f.words, words(name));
+        name_words.extend(words(name));
     }
+    for pair in name_words.windows(2) {
+        doc.add_text(f.name_pairs, format!("{} {}", pair[0], pair[1]));
+    }
+    add_words(&mut doc, f.words, name_words);
     if let Some(Value::Object(addr)) = &golden.traits.address {
         for part in ["street", "city", "postal_code", "region", "country"] {
             if let Some(t) = addr.get(part).and_then(text) {

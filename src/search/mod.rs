@@ -121,7 +121,7 @@ pub struct SearchIndex {
 
 /// Version of the documents' analysis; bump it when what is indexed changes, so indexes
 /// built by an older version are rebuilt at start-up.
-const INDEX_FORMAT: u64 = 5;
+const INDEX_FORMAT: u64 = 6;
 
 fn payload(commit_seq: u64) -> String {
     format!("{{\"store_commit\":{commit_seq},\"format\":{INDEX_FORMAT}}}")
@@ -327,7 +327,9 @@ impl SearchIndex {
         let mut exact = true;
         let last = plan.tiers.len().saturating_sub(1);
         for (i, tier) in plan.tiers.iter().enumerate() {
-            let query = plan.query(&self.fields, *tier, &searcher)?;
+            let Some(query) = plan.query(&self.fields, *tier, &searcher)? else {
+                continue;
+            };
             // A tier matches a superset of the tiers before it: its best `want` documents
             // not already ranked are among its best `want + ranked` ones.
             let collector = (TopDocs::with_limit(want + ranked.len()), Count);

@@ -19,8 +19,12 @@
 //!
 //! Filters (`source`, `kind`, `city`) restrict the hits without changing their order.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
 use tantivy::query::{BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, Query, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption};
+
 use tantivy::{Searcher, Term};
 
 use super::document::{self, address_words, filter_term, Fields};
@@ -186,36 +190,55 @@ fn phone_digits(normalizer: &Normalizer, q: &str) -> Option<String> {
         .map(|id| id.value.trim_start_matches('+').to_owned())
 }
 
-/// How far a tier lets the words of `q` stray from what is indexed.
+/// Terms (text, boost) of the `words` field one query word stands for.
+type WordTerms = Vec<(String, f32)>;
+
+/// How far the words of `q` may stray from the indexed words.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Relax {
+    /// Every word matches a whole indexed word.
+    None,
+    /// Words found nowhere as typed may match with one typo or, the last word, as a
+    /// prefix; the others match whole words.
+    Unknown,
+    /// Every word may match with one typo or (the last word) as a prefix.
+    All,
+}
+
+/// A ranking tier.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Tier {
     /// `q` as a whole is an identifier (an email or a phone typed in).
     Identifier,
-    /// Every word matches a whole indexed word.
-    ExactWords,
-    /// Words found nowhere as typed may match with one typo or as a prefix; the others
-    /// match whole words.
-    UnknownWordsRelaxed,
-    /// Every word may match with one typo or (the last word) as a prefix; a whole email
-    /// with one typo matches too.
-    AllWordsRelaxed,
+    /// The words (relaxed as allowed) read as the profile's name, in the order typed
+    /// (consecutive words are consecutive name words): the proximity rule.
+    Name(Relax),
+    /// Every word (relaxed as allowed) matches some word of the profile. With
+    /// [`Relax::All`], a whole email with one typo matches too.
+    Words(Relax),
 }
 
 impl Tier {
     pub fn name(self) -> &'static str {
         match self {
             Tier::Identifier => "identifier",
-            Tier::ExactWords => "exact_words",
-            Tier::UnknownWordsRelaxed | Tier::AllWordsRelaxed => "typo_or_prefix",
+            Tier::Name(Relax::None) | Tier::Words(Relax::None) => "exact_words",
+            Tier::Name(_) | Tier::Words(_) => "typo_or_prefix",
         }
     }
 }
 
+/// Most name-pair terms one pair of consecutive words may stand for (a relaxed word times
+/// its relaxed neighbour); beyond it the name tier is skipped for the words tier.
+const MAX_PAIR_TERMS: usize = 64;
+
 /// The queries of a request, one per ranking tier, loosest last, each built only when it
-/// runs. Each tier matches a superset of the tier before it, and every hit of a tier ranks
-/// above the hits only a later tier finds (Meilisearch's "fewer typos first" bucket rule),
-/// so a page is answered by the first tiers that fill it and the looser, costlier tiers
-/// (which expand words into their typos and prefixes) often never run.
+/// runs. Every hit of a tier ranks above the hits only a later tier finds (Meilisearch's
+/// "fewer typos first" and "proximity" bucket rules), so a page is answered by the first
+/// tiers that fill it and the looser, costlier tiers (which expand words into their typos
+/// and prefixes) often never run. The words tiers form a chain of supersets, and each name
+/// tier is a subset of the words tier of its level, so the last tier run counts every hit
+/// of the tiers before it.
 pub struct Plan {
     pub tiers: Vec<Tier>,
     /// Whether tier [`Tier::Identifier`], when it finds anything, is the whole answer (`q`
@@ -230,6 +253,9 @@ pub struct Plan {
     /// The words of `q`, and whether each is indexed as a whole word somewhere.
     words: Vec<(String, bool)>,
     filters: Vec<(Occur, Box<dyn Query>)>,
+    /// Terms (text, boost) of the `words` field each word stands for, by (word, loose):
+    /// expanded once, used by the name and the words tier alike.
+    terms: RefCell<HashMap<(usize, bool), Rc<WordTerms>>>,
 }
 
 pub fn build(
@@ -307,11 +333,17 @@ pub fn build(
     if shaped {
         tiers.push(Tier::Identifier);
     }
-    tiers.push(Tier::ExactWords);
+    let mut levels = vec![Relax::None];
     if words.iter().any(|w| !w.1) && words.iter().any(|w| w.1) {
-        tiers.push(Tier::UnknownWordsRelaxed);
+        levels.push(Relax::Unknown);
     }
-    tiers.push(Tier::AllWordsRelaxed);
+    levels.push(Relax::All);
+    for level in levels {
+        if words.len() >= 2 {
+            tiers.push(Tier::Name(level));
+        }
+        tiers.push(Tier::Words(level));
+    }
     Ok(Plan {
         tiers,
         identifier_only: shaped,
@@ -320,6 +352,7 @@ pub fn build(
         exact,
         words,
         filters,
+        terms: RefCell::default(),
     })
 }
 
@@ -333,19 +366,46 @@ impl Plan {
         Box::new(BooleanQuery::new(must))
     }
 
-    /// The query of `tier`.
+    /// The terms word `i` stands for (see [`word_terms`]), expanded once per plan.
+    fn terms_of(
+        &self,
+        f: &Fields,
+        i: usize,
+        loose: bool,
+        searcher: &Searcher,
+    ) -> tantivy::Result<Rc<WordTerms>> {
+        if let Some(t) = self.terms.borrow().get(&(i, loose)) {
+            return Ok(t.clone());
+        }
+        let Some((w, _)) = self.words.get(i) else {
+            return Ok(Rc::default());
+        };
+        let last = i + 1 == self.words.len();
+        let terms = Rc::new(word_terms(f, w, last, loose, searcher)?);
+        self.terms.borrow_mut().insert((i, loose), terms.clone());
+        Ok(terms)
+    }
+
+    /// The query of `tier`; `None` when the tier would stand for too many terms (a name
+    /// tier over words with many expansions) and is skipped.
     pub fn query(
         &self,
         f: &Fields,
         tier: Tier,
         searcher: &Searcher,
-    ) -> tantivy::Result<Box<dyn Query>> {
+    ) -> tantivy::Result<Option<Box<dyn Query>>> {
         let clone = |qs: &[Box<dyn Query>]| qs.iter().map(|q| q.box_clone()).collect();
-        if tier == Tier::Identifier {
-            return Ok(self.with_filters(any(clone(&self.identifier))));
-        }
+        let level = match tier {
+            Tier::Identifier => return Ok(Some(self.with_filters(any(clone(&self.identifier))))),
+            Tier::Name(level) | Tier::Words(level) => level,
+        };
+        let loose = |known: bool| match level {
+            Relax::All => true,
+            Relax::Unknown => !known,
+            Relax::None => false,
+        };
         let mut top: Vec<Box<dyn Query>> = clone(&self.exact);
-        if tier == Tier::AllWordsRelaxed && self.lower.contains('@') {
+        if tier == Tier::Words(Relax::All) && self.lower.contains('@') {
             top.push(boost(
                 Box::new(FuzzyTermQuery::new(
                     Term::from_field_text(f.email, &self.lower),
@@ -355,20 +415,47 @@ impl Plan {
                 10.0,
             ));
         }
-        let n = self.words.len();
-        let mut all_words: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(n);
-        for (i, (w, known)) in self.words.iter().enumerate() {
-            let loose = match tier {
-                Tier::AllWordsRelaxed => true,
-                Tier::UnknownWordsRelaxed => !known,
-                Tier::Identifier | Tier::ExactWords => false,
-            };
-            all_words.push((Occur::Must, word_query(f, w, i + 1 == n, loose, searcher)?));
+        let mut all_words: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(self.words.len());
+        if matches!(tier, Tier::Name(_)) {
+            // Each pair of consecutive words is a pair of consecutive name words.
+            for i in 1..self.words.len() {
+                let a = self.terms_of(f, i - 1, loose(self.words[i - 1].1), searcher)?;
+                let b = self.terms_of(f, i, loose(self.words[i].1), searcher)?;
+                if a.len() * b.len() > MAX_PAIR_TERMS {
+                    return Ok(None);
+                }
+                let mut pairs = Vec::with_capacity(a.len() * b.len());
+                for (x, bx) in a.iter() {
+                    for (y, by) in b.iter() {
+                        let t = Term::from_field_text(f.name_pairs, &format!("{x} {y}"));
+                        pairs.push(boost(
+                            Box::new(TermQuery::new(t, IndexRecordOption::WithFreqs)),
+                            bx + by,
+                        ));
+                    }
+                }
+                all_words.push((Occur::Must, any(pairs)));
+            }
+        } else {
+            for (i, (_, known)) in self.words.iter().enumerate() {
+                let terms = self.terms_of(f, i, loose(*known), searcher)?;
+                let clauses = terms
+                    .iter()
+                    .map(|(t, by)| {
+                        let t = Term::from_field_text(f.words, t);
+                        boost(
+                            Box::new(TermQuery::new(t, IndexRecordOption::WithFreqs)),
+                            *by,
+                        )
+                    })
+                    .collect();
+                all_words.push((Occur::Must, any(clauses)));
+            }
         }
         if !all_words.is_empty() {
             top.push(Box::new(BooleanQuery::new(all_words)));
         }
-        Ok(self.with_filters(any(top)))
+        Ok(Some(self.with_filters(any(top))))
     }
 }
 
@@ -393,24 +480,28 @@ fn word_is_indexed(f: &Fields, w: &str, searcher: &Searcher) -> tantivy::Result<
     Ok(false)
 }
 
-/// The clauses word `w` may match: whole words only (one term of the `words` field, or
-/// two for an address word with a canonical form), or (`loose`) also the indexed words
-/// one typo away (names and email words) and, for the last word, the words it starts
-/// (names from 2 letters, email and address words from 3), each as a term of `words`.
-fn word_query(
+/// The terms of the `words` field word `w` stands for, with their boosts: the whole word
+/// (and its canonical address form) or, `loose`, also the indexed words one typo away and,
+/// for the last word, the words it starts (at most [`expand::MAX_EXPANSIONS`] each).
+fn word_terms(
     f: &Fields,
     w: &str,
     last: bool,
     loose: bool,
     searcher: &Searcher,
-) -> tantivy::Result<Box<dyn Query>> {
-    let mut terms: Vec<(Term, f32)> = Vec::new();
-    for t in exact_terms(f, w) {
+) -> tantivy::Result<WordTerms> {
+    let mut terms: Vec<(String, f32)> = Vec::new();
+    let mut whole = vec![w];
+    let street = crate::profile::household::street_word(w);
+    if !street.is_empty() && street != w {
+        whole.push(street);
+    }
+    for t in &whole {
         // In a loose tier a word found nowhere is left to its expansions: an empty term in
         // a union makes tantivy score the union window by window instead of seeking one
         // posting list.
-        if !loose || searcher.doc_freq(&t)? > 0 {
-            terms.push((t, 6.0));
+        if !loose || searcher.doc_freq(&Term::from_field_text(f.words, t))? > 0 {
+            terms.push(((*t).to_owned(), 6.0));
         }
     }
     let chars = w.chars().count();
@@ -421,34 +512,20 @@ fn word_query(
         // and only words are kept (no identifier values, no numbers).
         if chars >= MIN_FUZZY_CHARS {
             for t in expand::typos(searcher, &[f.words], w)? {
-                terms.push((Term::from_field_text(f.words, &t), 3.0));
+                terms.push((t, 3.0));
             }
         }
         if last && chars >= MIN_PREFIX_CHARS {
-            let street = crate::profile::household::street_word(w);
-            let mut prefixes = vec![w];
-            if !street.is_empty() && street != w {
-                prefixes.push(street);
-            }
-            for prefix in prefixes {
+            for prefix in &whole {
                 for t in expand::prefixed(searcher, &[f.words], prefix)? {
-                    terms.push((Term::from_field_text(f.words, &t), 2.0));
+                    terms.push((t, 2.0));
                 }
             }
         }
     }
     let mut seen = std::collections::HashSet::new();
-    let clauses: Vec<Box<dyn Query>> = terms
-        .into_iter()
-        .filter(|(t, _)| seen.insert(t.clone()))
-        .map(|(t, by)| {
-            boost(
-                Box::new(TermQuery::new(t, IndexRecordOption::WithFreqs)),
-                by,
-            )
-        })
-        .collect();
-    Ok(any(clauses))
+    terms.retain(|(t, _)| seen.insert(t.clone()));
+    Ok(terms)
 }
 
 /// Whether query word `q` matches indexed word `w` in a loose tier: whole, with one typo

@@ -2044,11 +2044,13 @@ async fn rebuilds_page_through_more_than_two_thousand_profiles() {
     server.stop();
 }
 
-/// Hits whose words all match whole indexed words rank above hits that need a typo, even
-/// when the typo hit matches more fields; the looser tiers run only when the page needs
-/// them, and `total_relation` says when `total` is then a lower bound.
+/// Hits whose words all match whole indexed words rank above hits that need a typo, and
+/// within each, profiles whose name reads as the words typed rank above profiles that have
+/// the words elsewhere, even when the others match more fields; the looser tiers run only
+/// when the page needs them, and `total_relation` says when `total` is then a lower bound.
 #[tokio::test]
-async fn exact_words_rank_above_typos_and_total_says_when_it_is_a_lower_bound() {
+async fn tiers_rank_exact_names_then_exact_words_then_typos_and_total_says_when_it_is_a_lower_bound(
+) {
     let app = spawn_app().await;
     let mara = app
         .ingest_pid(&event(
@@ -2058,8 +2060,17 @@ async fn exact_words_rank_above_typos_and_total_says_when_it_is_a_lower_bound() 
             json!({ "first_name": "Mara", "last_name": "Smith" }),
         ))
         .await;
-    // "John" is one typo from "Jon", and his email repeats both words: under one flat
-    // score he would outrank Jon for "Mara Smith".
+    // Mara Lee has both words too, "mara" twice (name and email), but not as her name.
+    let lee = app
+        .ingest_pid(&event(
+            "tier-lee",
+            "crm",
+            json!({ "email": "mara.smith@example.com" }),
+            json!({ "first_name": "Mara", "last_name": "Lee" }),
+        ))
+        .await;
+    // "Maria" is one typo from "Mara", and her email repeats both words: under one flat
+    // score she would outrank Mara Smith.
     let maria = app
         .ingest_pid(&event(
             "tier-maria",
@@ -2070,38 +2081,58 @@ async fn exact_words_rank_above_typos_and_total_says_when_it_is_a_lower_bound() 
         .await;
     app.search_until(
         &[("q", "Mara Smith"), ("limit", "5")],
-        "both indexed",
-        |b| total(b) == 2,
+        "all three indexed",
+        |b| total(b) == 3,
     )
     .await;
 
-    // A page the exact tier fills: the typo tier is not run, the total is a lower bound.
+    // A page the first tier fills: the others are not run, the total is a lower bound.
     let body = app.search(&[("q", "Mara Smith"), ("limit", "1")]).await;
     assert_eq!(hit_ids(&body), vec![mara.clone()], "{body}");
     assert_eq!(body["hits"][0]["tier"], "exact_words", "{body}");
     assert_eq!(body["total_relation"], "gte", "{body}");
     assert_eq!(total(&body), 1, "{body}");
 
-    // A page that reaches past the exact tier: Maria follows Mara, and the total is exact.
+    // A page that reaches every tier: the name, then the words, then the typo; exact total.
     let body = app.search(&[("q", "Mara Smith"), ("limit", "5")]).await;
-    assert_eq!(hit_ids(&body), vec![mara.clone(), maria.clone()], "{body}");
-    assert_eq!(body["hits"][1]["tier"], "typo_or_prefix", "{body}");
+    let all = vec![mara.clone(), lee.clone(), maria.clone()];
+    assert_eq!(hit_ids(&body), all, "{body}");
+    let tiers: Vec<&str> = body["hits"]
+        .as_array()
+        .expect("hits")
+        .iter()
+        .map(|h| h["tier"].as_str().expect("tier"))
+        .collect();
+    assert_eq!(
+        tiers,
+        ["exact_words", "exact_words", "typo_or_prefix"],
+        "{body}"
+    );
     assert_eq!(body["total_relation"], "eq", "{body}");
-    assert_eq!(total(&body), 2, "{body}");
-    // The second page of one hit is Maria, the same ranking.
-    let body = app
-        .search(&[("q", "Mara Smith"), ("limit", "1"), ("offset", "1")])
-        .await;
-    assert_eq!(hit_ids(&body), vec![maria.clone()], "{body}");
-    assert_eq!(body["total_relation"], "eq", "{body}");
+    assert_eq!(total(&body), 3, "{body}");
+    // Pages of one hit walk the same ranking.
+    for (offset, who) in all.iter().enumerate() {
+        let o = offset.to_string();
+        let body = app
+            .search(&[("q", "Mara Smith"), ("limit", "1"), ("offset", o.as_str())])
+            .await;
+        assert_eq!(hit_ids(&body), vec![who.clone()], "offset {offset}: {body}");
+    }
 
-    // A word found nowhere ("Smiht") is relaxed first, alone: Mara (mara + smith~) ranks
-    // above Maria, who needs both words relaxed.
+    // The words in another order are not the name: the name tier finds no one, and every
+    // profile with both words follows by score.
+    let body = app.search(&[("q", "Smith Mara"), ("limit", "5")]).await;
+    assert_eq!(id_set(&body), set(&[&mara, &lee, &maria]), "{body}");
+    assert_eq!(body["hits"][2]["profile_id"], maria.as_str(), "{body}");
+
+    // A word found nowhere ("Smiht") is relaxed first, alone: Mara Smith (mara + smith~ as
+    // her name), then Mara Lee (mara + smith~ anywhere), then Maria, who needs both words
+    // relaxed.
     let body = app.search(&[("q", "Mara Smiht"), ("limit", "1")]).await;
     assert_eq!(hit_ids(&body), vec![mara.clone()], "{body}");
     assert_eq!(body["total_relation"], "gte", "{body}");
     let body = app.search(&[("q", "Mara Smiht"), ("limit", "5")]).await;
-    assert_eq!(hit_ids(&body), vec![mara, maria], "{body}");
+    assert_eq!(hit_ids(&body), vec![mara, lee, maria], "{body}");
     assert_eq!(body["total_relation"], "eq", "{body}");
-    assert_eq!(total(&body), 2, "{body}");
+    assert_eq!(total(&body), 3, "{body}");
 }
