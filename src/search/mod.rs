@@ -24,7 +24,7 @@ use std::sync::Mutex;
 
 use tantivy::collector::{Count, TopDocs};
 use tantivy::directory::MmapDirectory;
-use tantivy::indexer::LogMergePolicy;
+use tantivy::indexer::{LogMergePolicy, NoMergePolicy};
 use tantivy::schema::Schema;
 use tantivy::{DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Term};
 
@@ -40,6 +40,15 @@ use tantivy::columnar::{Column, StrColumn};
 
 /// Indexing memory budget of the (single) indexing thread.
 const WRITER_MEMORY_BYTES: usize = 64 << 20;
+/// The merge policy of the live index. Every query looks its terms up in every segment:
+/// a level is merged once it holds [`MERGE_AT`] segments (tantivy's default is 8), keeping
+/// the count low under a steady stream of small commits.
+fn merge_policy() -> Box<LogMergePolicy> {
+    let mut policy = LogMergePolicy::default();
+    policy.set_min_num_segments(MERGE_AT);
+    Box::new(policy)
+}
+
 /// Segments of one size level that trigger their merge.
 const MERGE_AT: usize = 4;
 /// Golden profiles read from the store per page when rebuilding.
@@ -219,12 +228,7 @@ impl SearchIndex {
     ) -> Result<SearchIndex, IndexError> {
         document::register_analyzers(&index);
         let writer: IndexWriter = index.writer_with_num_threads(1, WRITER_MEMORY_BYTES)?;
-        // Every query looks its terms up in every segment: merge a level once it holds
-        // MERGE_AT segments (tantivy's default is 8), keeping the count low under a steady
-        // stream of small commits.
-        let mut policy = LogMergePolicy::default();
-        policy.set_min_num_segments(MERGE_AT);
-        writer.set_merge_policy(Box::new(policy));
+        writer.set_merge_policy(merge_policy());
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -236,6 +240,29 @@ impl SearchIndex {
             fields,
             normalizer,
         })
+    }
+
+    /// Merges every searchable segment into one (also a single segment, to drop its
+    /// deleted documents). A merge the policy started in the background may have taken
+    /// some of those segments first; tantivy then refuses the merge, and the segments are
+    /// listed again after that merge had time to finish.
+    fn merge_all(&self, writer: &mut IndexWriter) -> Result<(), IndexError> {
+        const ATTEMPTS: usize = 50;
+        for attempt in 1.. {
+            let segments = self.index.searchable_segment_ids()?;
+            if segments.is_empty() {
+                return Ok(());
+            }
+            match writer.merge(&segments).wait() {
+                Ok(_) => return Ok(()),
+                Err(tantivy::TantivyError::InvalidArgument(why)) if attempt < ATTEMPTS => {
+                    tracing::debug!(%why, attempt, "segments changed under the merge; retrying");
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
     }
 
     /// Tells which fields of a hit matched `req`.
@@ -254,6 +281,9 @@ impl SearchIndex {
     pub fn rebuild_from(&self, store: &dyn GraphStore) -> Result<usize, IndexError> {
         let commit_seq = store.counters()?.commit_seq;
         let mut writer = self.writer()?;
+        // The segments flushed while rebuilding are merged into one at the end, not
+        // level by level on the way.
+        writer.set_merge_policy(Box::new(NoMergePolicy));
         writer.delete_all_documents()?;
         let mut after: Option<ProfileId> = None;
         let mut count = 0;
@@ -275,10 +305,10 @@ impl SearchIndex {
         prepared.set_payload(&payload(commit_seq));
         prepared.commit()?;
         // A rebuild flushes a segment per memory budget: merge them into one.
-        let segments = self.index.searchable_segment_ids()?;
-        if segments.len() > 1 {
-            writer.merge(&segments).wait()?;
+        if self.index.searchable_segment_ids()?.len() > 1 {
+            self.merge_all(&mut writer)?;
         }
+        writer.set_merge_policy(merge_policy());
         drop(writer);
         self.reader.reload()?;
         Ok(count)
@@ -422,7 +452,7 @@ impl SearchIndex {
             .iter()
             .any(|r| r.num_deleted_docs() > 0);
         if !segments.is_empty() && (segments.len() > 1 || deleted) {
-            writer.merge(&segments).wait()?;
+            self.merge_all(&mut writer)?;
         }
         writer.garbage_collect_files().wait()?;
         drop(writer);

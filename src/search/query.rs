@@ -528,6 +528,14 @@ fn word_terms(
     Ok(terms)
 }
 
+/// Whether `a` and `b` are at most one edit apart (a transposition counting as one). The
+/// lengths are compared first: most pairs differ by more than one character.
+fn one_edit(a: &str, b: &str) -> bool {
+    a.len().abs_diff(b.len()) <= 4
+        && a.chars().count().abs_diff(b.chars().count()) <= 1
+        && strsim::osa_distance(a, b) <= 1
+}
+
 /// Whether query word `q` matches indexed word `w` in a loose tier: whole, with one typo
 /// (words of [`MIN_FUZZY_CHARS`] or more), or, the last word, as a prefix; digits match
 /// whole only.
@@ -535,7 +543,7 @@ fn word_matches(q: &str, w: &str, last: bool) -> bool {
     let chars = q.chars().count();
     let digits = q.chars().all(|c| c.is_ascii_digit());
     q == w
-        || (!digits && chars >= MIN_FUZZY_CHARS && strsim::osa_distance(q, w) <= 1)
+        || (!digits && chars >= MIN_FUZZY_CHARS && one_edit(q, w))
         || (last && !digits && chars >= MIN_PREFIX_CHARS && w.starts_with(q))
 }
 
@@ -617,10 +625,8 @@ impl Matcher {
         if self.any_word(&names) {
             out.push("name");
         }
-        let email_typo = self.lower.contains('@')
-            && emails
-                .iter()
-                .any(|e| strsim::osa_distance(e, &self.lower) <= 1);
+        let email_typo =
+            self.lower.contains('@') && emails.iter().any(|e| one_edit(e, &self.lower));
         if email_typo || self.any_word(&emails) {
             out.push("email");
         }
