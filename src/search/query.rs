@@ -9,6 +9,9 @@
 //!    a transposition counting as one) or, for the last word only, a prefix (results while
 //!    the agent is still typing); in between rank the hits where only the words found
 //!    nowhere as typed needed one. A whole email with one typo matches in the last tier.
+//!    Within each of these levels, the profiles whose name reads as the words, in the order
+//!    typed, come first (the proximity rule; a tier of its own, answered from pairs of
+//!    consecutive name words).
 //!    Words are matched as whole terms of one field holding every word of a profile
 //!    (names, email words, canonical address words, identifier values, phone digits); a
 //!    typo or prefix is first expanded into the indexed words it stands for
