@@ -12,6 +12,8 @@ use std::process::Command;
 use serde_json::Value;
 use tempfile::TempDir;
 
+use crate::helpers::idgraph_command;
+
 const FEBRL1: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/febrl1-head.csv"
@@ -780,4 +782,50 @@ fn profile_with_bad_or_unknown_identifiers_fails_cleanly() {
             assert!(err.contains(want), "profile {id:?}: {want:?} not in {err}");
         }
     }
+}
+
+/// `idgraph bench-search` at a small scale, the way the documented figures are produced: a
+/// first run keeps its store and index, a second reuses them (after a warm-up). Both answer
+/// every exact identifier with its own profile first and find freshly ingested people.
+#[test]
+fn bench_search_runs_then_reuses_its_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("bench");
+    let data = data.to_str().expect("utf-8 path");
+    let run = |extra: &[&str]| -> serde_json::Value {
+        let out = idgraph_command()
+            .args(["bench-search", "--profiles", "3000", "--seconds", "1"])
+            .args(["--ingest-rate", "200", "--dir", data, "--json"])
+            .args(extra)
+            .output()
+            .expect("run idgraph bench-search");
+        assert!(
+            out.status.success(),
+            "bench-search failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("one JSON report on stdout")
+    };
+    let first = run(&["--keep"]);
+    let second = run(&["--reuse", "--warmup", "1"]);
+    for (r, reused) in [(&first, false), (&second, true)] {
+        assert_eq!(r["reused_store"], reused, "{r}");
+        assert!(r["indexed"].as_u64().expect("indexed") >= 3000, "{r}");
+        assert!(r["queries"].as_u64().expect("queries") > 0, "{r}");
+        let exact = r["classes"]["exact_identifier"]["queries"]
+            .as_u64()
+            .expect("exact");
+        assert!(exact > 0, "{r}");
+        assert_eq!(
+            r["exact_identifier_first"], exact,
+            "every exact id ranks first: {r}"
+        );
+        assert!(r["freshness_probes"].as_u64().expect("probes") > 0, "{r}");
+    }
+    assert_eq!(second["warmup_seconds"], 1, "{second}");
+    // The reused store kept the first run's people (and those ingested while it ran).
+    assert!(
+        second["indexed"].as_u64() >= first["indexed"].as_u64(),
+        "{first} then {second}"
+    );
 }
