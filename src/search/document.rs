@@ -4,20 +4,17 @@ use std::cell::RefCell;
 
 use serde_json::Value;
 use tantivy::schema::{
-    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, STRING,
+    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, STORED, STRING,
 };
 use tantivy::tokenizer::TokenStream;
 use tantivy::tokenizer::{
     AsciiFoldingFilter, LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer,
 };
-use tantivy::{Index, TantivyDocument};
+use tantivy::TantivyDocument;
 
 use crate::profile::household::street_word;
 
 use crate::profile::golden::GoldenProfile;
-
-/// Words: split on anything not alphanumeric, lowercased, accents folded (`Zoë` = `zoe`).
-pub const FOLDED: &str = "idgraph_folded";
 
 /// Name of the profile id field.
 pub const ID: &str = "id";
@@ -34,28 +31,23 @@ pub fn id_seq(id: &str) -> Option<u64> {
 /// The fields of the index.
 #[derive(Debug, Clone, Copy)]
 pub struct Fields {
-    /// Profile id (a fast field, read by hits without touching the document store; nothing
-    /// is stored).
+    /// Profile id (indexed, to delete a profile's document; stored, read only for an id
+    /// that is not of the usual form).
     pub id: Field,
     /// The sequence number of an id of the usual form `p_<seq>` (a fast numeric field:
     /// reading it is much cheaper than reading the id's text).
     pub seq: Field,
-    /// First and last name, folded words.
-    pub name: Field,
     /// Whole emails, lowercased (exact and one-typo matches of a typed email).
     pub email: Field,
-    /// Email words: local part and domain split (`bob.smith@x.com` = bob, smith, x, com).
-    pub email_part: Field,
     /// Phones as E.164 digits and as national significant digits.
     pub phone: Field,
-    /// Street, city, postal code, region, country, folded words.
-    pub address: Field,
     /// Every identifier value, lowercased (an id typed in without its kind).
     pub ident_value: Field,
-    /// Every word a query word can match exactly, whatever field it is in: name words,
-    /// email words, canonical address words, identifier values, phone digits (one term
-    /// each; a word in two places counts twice). A query's whole words are matched here,
-    /// one term per word, instead of in a union over the fields above.
+    /// Every word a query word can match, whatever it is in: name words (folded), email
+    /// words (local part and domain split: `bob.smith@x.com` = bob, smith, x, com),
+    /// canonical address words (street, city, postal code, region, country), identifier
+    /// values, phone digits; one term each, a word in two places counting twice. A query's
+    /// words are matched here, one term per word (typos and prefixes expanded into terms).
     pub words: Field,
     /// Consecutive words of the name (first name then last name) as `first second`: a
     /// query's words read as the name, in order (the proximity rule).
@@ -94,30 +86,18 @@ pub fn folded_analyzer() -> TextAnalyzer {
         .build()
 }
 
-pub fn register_analyzers(index: &Index) {
-    index.tokenizers().register(FOLDED, folded_analyzer());
-}
-
 pub fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
-    let words = TextOptions::default().set_indexing_options(
-        TextFieldIndexing::default()
-            .set_tokenizer(FOLDED)
-            .set_index_option(IndexRecordOption::WithFreqs),
-    );
     let exact_words = TextOptions::default().set_indexing_options(
         TextFieldIndexing::default()
             .set_tokenizer("raw")
             .set_index_option(IndexRecordOption::WithFreqs),
     );
     let fields = Fields {
-        id: b.add_text_field(ID, STRING | FAST),
+        id: b.add_text_field(ID, STRING | STORED),
         seq: b.add_u64_field(SEQ, FAST),
-        name: b.add_text_field("name", words.clone()),
         email: b.add_text_field("email", STRING),
-        email_part: b.add_text_field("email_part", words.clone()),
         phone: b.add_text_field("phone", STRING),
-        address: b.add_text_field("address", words),
         ident_value: b.add_text_field("ident_value", STRING),
         words: b.add_text_field("words", exact_words.clone()),
         name_pairs: b.add_text_field("name_pairs", exact_words),
@@ -196,7 +176,6 @@ pub fn build(f: &Fields, id: &str, cached: &[u8]) -> Option<TantivyDocument> {
         .flatten()
         .filter_map(text)
     {
-        doc.add_text(f.name, split_letters_digits(name));
         name_words.extend(words(name));
     }
     for pair in name_words.windows(2) {
@@ -207,7 +186,6 @@ pub fn build(f: &Fields, id: &str, cached: &[u8]) -> Option<TantivyDocument> {
         for part in ["street", "city", "postal_code", "region", "country"] {
             if let Some(t) = addr.get(part).and_then(text) {
                 let canonical = address_words(t);
-                doc.add_text(f.address, canonical.join(" "));
                 add_words(&mut doc, f.words, canonical);
             }
         }
@@ -223,7 +201,6 @@ pub fn build(f: &Fields, id: &str, cached: &[u8]) -> Option<TantivyDocument> {
             match kind.as_str() {
                 "email" => {
                     doc.add_text(f.email, value);
-                    doc.add_text(f.email_part, split_letters_digits(value));
                     add_words(&mut doc, f.words, words(value));
                 }
                 "phone" => {

@@ -25,18 +25,17 @@ use std::sync::Mutex;
 use tantivy::collector::{Count, TopDocs};
 use tantivy::directory::MmapDirectory;
 use tantivy::indexer::{LogMergePolicy, NoMergePolicy};
-use tantivy::schema::Schema;
-use tantivy::{DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Term};
+use tantivy::schema::{Schema, Value as _};
+use tantivy::{DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 use crate::ingest::identifier::Normalizer;
 use crate::store::{GraphStore, ProfileId, StoreError};
 use document::Fields;
 pub use query::{Matcher, SearchError, SearchRequest, Tier};
 
-use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
-use tantivy::columnar::{Column, StrColumn};
+use tantivy::columnar::Column;
 
 /// Indexing memory budget of the (single) indexing thread.
 const WRITER_MEMORY_BYTES: usize = 64 << 20;
@@ -92,33 +91,6 @@ pub enum Opened {
     Rebuilt { reason: String, profiles: usize },
 }
 
-/// The fast-field columns of one segment that give a document's profile id.
-struct IdColumns {
-    seq: Option<Column<u64>>,
-    id: Option<StrColumn>,
-}
-
-impl IdColumns {
-    /// The profile id of document `doc`: from its sequence number when the id has the
-    /// usual form, else from the id's text.
-    fn id_of(&self, doc: u32) -> Result<Option<ProfileId>, IndexError> {
-        if let Some(seq) = self.seq.as_ref().and_then(|c| c.first(doc)) {
-            return Ok(Some(crate::resolve::session::profile_id(seq)));
-        }
-        let Some(column) = &self.id else {
-            return Ok(None);
-        };
-        let Some(ord) = column.term_ords(doc).next() else {
-            return Ok(None);
-        };
-        let mut id = String::new();
-        let found = column
-            .ord_to_str(ord, &mut id)
-            .map_err(|e| IndexError::Io(e.to_string()))?;
-        Ok(found.then_some(id))
-    }
-}
-
 /// The search index of one data directory.
 pub struct SearchIndex {
     index: Index,
@@ -130,7 +102,7 @@ pub struct SearchIndex {
 
 /// Version of the documents' analysis; bump it when what is indexed changes, so indexes
 /// built by an older version are rebuilt at start-up.
-const INDEX_FORMAT: u64 = 6;
+const INDEX_FORMAT: u64 = 7;
 
 fn payload(commit_seq: u64) -> String {
     format!("{{\"store_commit\":{commit_seq},\"format\":{INDEX_FORMAT}}}")
@@ -226,7 +198,6 @@ impl SearchIndex {
         fields: Fields,
         normalizer: Normalizer,
     ) -> Result<SearchIndex, IndexError> {
-        document::register_analyzers(&index);
         let writer: IndexWriter = index.writer_with_num_threads(1, WRITER_MEMORY_BYTES)?;
         writer.set_merge_policy(merge_policy());
         let reader = index
@@ -389,19 +360,24 @@ impl SearchIndex {
             }
         }
         let mut hits = Vec::with_capacity(req.limit);
-        let mut columns: HashMap<u32, IdColumns> = HashMap::new();
+        // Profile ids come from the `seq` fast field (cheap); an id not of the usual form
+        // is read from the document store.
+        let mut seqs: HashMap<u32, Option<Column<u64>>> = HashMap::new();
         for (score, addr, tier) in ranked.into_iter().skip(req.offset) {
-            let columns = match columns.entry(addr.segment_ord) {
-                Entry::Occupied(e) => e.into_mut(),
-                Entry::Vacant(e) => {
-                    let fast = searcher.segment_reader(addr.segment_ord).fast_fields();
-                    e.insert(IdColumns {
-                        seq: fast.u64(document::SEQ).ok(),
-                        id: fast.str(document::ID)?,
-                    })
+            let column = seqs.entry(addr.segment_ord).or_insert_with(|| {
+                let fast = searcher.segment_reader(addr.segment_ord).fast_fields();
+                fast.u64(document::SEQ).ok()
+            });
+            let profile_id = match column.as_ref().and_then(|c| c.first(addr.doc_id)) {
+                Some(seq) => Some(crate::resolve::session::profile_id(seq)),
+                None => {
+                    let doc: TantivyDocument = searcher.doc(addr)?;
+                    doc.get_first(self.fields.id)
+                        .and_then(|v| v.as_str())
+                        .map(str::to_owned)
                 }
             };
-            if let Some(profile_id) = columns.id_of(addr.doc_id)? {
+            if let Some(profile_id) = profile_id {
                 hits.push(Hit {
                     profile_id,
                     score,
