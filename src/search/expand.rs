@@ -68,37 +68,29 @@ fn most_frequent(found: HashMap<String, u64>, word: &str) -> Vec<String> {
     all.into_iter().map(|(t, _)| t).collect()
 }
 
-/// Indexed words of `fields` one edit away from `word` (insertion, deletion, substitution
+/// Indexed words of `field` one edit away from `word` (insertion, deletion, substitution
 /// or transposition of two neighbours).
-pub fn typos(searcher: &Searcher, fields: &[Field], word: &str) -> tantivy::Result<Vec<String>> {
+pub fn typos(searcher: &Searcher, field: Field, word: &str) -> tantivy::Result<Vec<String>> {
     let mut found = HashMap::new();
     let dfa = Dfa(one_edit().build_dfa(word));
     for segment in searcher.segment_readers() {
-        for field in fields {
-            let index = segment.inverted_index(*field)?;
-            let mut stream = index.terms().search(&dfa).into_stream()?;
-            while stream.advance() {
-                count(&mut found, stream.key(), stream.value().doc_freq);
-            }
+        let index = segment.inverted_index(field)?;
+        let mut stream = index.terms().search(&dfa).into_stream()?;
+        while stream.advance() {
+            count(&mut found, stream.key(), stream.value().doc_freq);
         }
     }
     Ok(most_frequent(found, word))
 }
 
-/// Indexed words of `fields` that start with `prefix`.
-pub fn prefixed(
-    searcher: &Searcher,
-    fields: &[Field],
-    prefix: &str,
-) -> tantivy::Result<Vec<String>> {
+/// Indexed words of `field` that start with `prefix`.
+pub fn prefixed(searcher: &Searcher, field: Field, prefix: &str) -> tantivy::Result<Vec<String>> {
     let mut found = HashMap::new();
     for segment in searcher.segment_readers() {
-        for field in fields {
-            let index = segment.inverted_index(*field)?;
-            let mut stream = index.terms().range().ge(prefix.as_bytes()).into_stream()?;
-            while stream.advance() && stream.key().starts_with(prefix.as_bytes()) {
-                count(&mut found, stream.key(), stream.value().doc_freq);
-            }
+        let index = segment.inverted_index(field)?;
+        let mut stream = index.terms().range().ge(prefix.as_bytes()).into_stream()?;
+        while stream.advance() && stream.key().starts_with(prefix.as_bytes()) {
+            count(&mut found, stream.key(), stream.value().doc_freq);
         }
     }
     Ok(most_frequent(found, prefix))

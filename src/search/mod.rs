@@ -59,6 +59,7 @@ pub struct Hit {
     pub profile_id: ProfileId,
     /// Score within the hit's tier.
     pub score: f32,
+    /// The ranking tier that found the hit.
     pub tier: Tier,
 }
 
@@ -219,7 +220,8 @@ impl SearchIndex {
     /// listed again after that merge had time to finish.
     fn merge_all(&self, writer: &mut IndexWriter) -> Result<(), IndexError> {
         const ATTEMPTS: usize = 50;
-        for attempt in 1.. {
+        let mut attempt = 1;
+        loop {
             let segments = self.index.searchable_segment_ids()?;
             if segments.is_empty() {
                 return Ok(());
@@ -229,11 +231,11 @@ impl SearchIndex {
                 Err(tantivy::TantivyError::InvalidArgument(why)) if attempt < ATTEMPTS => {
                     tracing::debug!(%why, attempt, "segments changed under the merge; retrying");
                     std::thread::sleep(std::time::Duration::from_millis(100));
+                    attempt += 1;
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok(())
     }
 
     /// Tells which fields of a hit matched `req`.
@@ -331,8 +333,8 @@ impl SearchIndex {
             let Some(query) = plan.query(&self.fields, *tier, &searcher)? else {
                 continue;
             };
-            // A tier matches a superset of the tiers before it: its best `want` documents
-            // not already ranked are among its best `want + ranked` ones.
+            // At most `ranked.len()` of this tier's best documents are already ranked, so
+            // its best `want + ranked` hold the `want` best new ones.
             let collector = (TopDocs::with_limit(want + ranked.len()), Count);
             let started = std::time::Instant::now();
             let (top, count) = searcher.search(query.as_ref(), &collector)?;

@@ -253,8 +253,9 @@ pub struct Plan {
     identifier: Vec<Box<dyn Query>>,
     /// Whole-identifier clauses of every word tier (also national digits typed in).
     exact: Vec<Box<dyn Query>>,
-    /// The words of `q`, and whether each is indexed as a whole word somewhere.
-    words: Vec<(String, bool)>,
+    /// The words of `q`, each with the whole indexed words it is (itself, its canonical
+    /// address form) that have postings: none for a word found nowhere as typed.
+    words: Vec<(String, Vec<String>)>,
     filters: Vec<(Occur, Box<dyn Query>)>,
     /// Terms (text, boost) of the `words` field each word stands for, by (word, loose):
     /// expanded once, used by the name and the words tier alike.
@@ -326,18 +327,19 @@ pub fn build(
 
     // 2. Every word somewhere: whole words first, then typos and prefixes of the words
     // found nowhere as typed, then of every word.
-    let mut known = Vec::with_capacity(words.len());
+    let mut present = Vec::with_capacity(words.len());
     for w in words {
-        let indexed = word_is_indexed(f, &w, searcher)?;
-        known.push((w, indexed));
+        let whole = indexed_whole_words(f, &w, searcher)?;
+        present.push((w, whole));
     }
-    let words = known;
+    let words = present;
     let mut tiers = Vec::new();
     if shaped {
         tiers.push(Tier::Identifier);
     }
     let mut levels = vec![Relax::None];
-    if words.iter().any(|w| !w.1) && words.iter().any(|w| w.1) {
+    let known = |w: &(String, Vec<String>)| !w.1.is_empty();
+    if words.iter().any(|w| !known(w)) && words.iter().any(known) {
         levels.push(Relax::Unknown);
     }
     levels.push(Relax::All);
@@ -380,11 +382,11 @@ impl Plan {
         if let Some(t) = self.terms.borrow().get(&(i, loose)) {
             return Ok(t.clone());
         }
-        let Some((w, _)) = self.words.get(i) else {
+        let Some((w, whole)) = self.words.get(i) else {
             return Ok(Rc::default());
         };
         let last = i + 1 == self.words.len();
-        let terms = Rc::new(word_terms(f, w, last, loose, searcher)?);
+        let terms = Rc::new(word_terms(f, w, whole, last, loose, searcher)?);
         self.terms.borrow_mut().insert((i, loose), terms.clone());
         Ok(terms)
     }
@@ -402,9 +404,9 @@ impl Plan {
             Tier::Identifier => return Ok(Some(self.with_filters(any(clone(&self.identifier))))),
             Tier::Name(level) | Tier::Words(level) => level,
         };
-        let loose = |known: bool| match level {
+        let loose = |i: usize| match level {
             Relax::All => true,
-            Relax::Unknown => !known,
+            Relax::Unknown => self.words[i].1.is_empty(),
             Relax::None => false,
         };
         let mut top: Vec<Box<dyn Query>> = clone(&self.exact);
@@ -422,8 +424,8 @@ impl Plan {
         if matches!(tier, Tier::Name(_)) {
             // Each pair of consecutive words is a pair of consecutive name words.
             for i in 1..self.words.len() {
-                let a = self.terms_of(f, i - 1, loose(self.words[i - 1].1), searcher)?;
-                let b = self.terms_of(f, i, loose(self.words[i].1), searcher)?;
+                let a = self.terms_of(f, i - 1, loose(i - 1), searcher)?;
+                let b = self.terms_of(f, i, loose(i), searcher)?;
                 if a.len() * b.len() > MAX_PAIR_TERMS {
                     return Ok(None);
                 }
@@ -440,8 +442,8 @@ impl Plan {
                 all_words.push((Occur::Must, any(pairs)));
             }
         } else {
-            for (i, (_, known)) in self.words.iter().enumerate() {
-                let terms = self.terms_of(f, i, loose(*known), searcher)?;
+            for i in 0..self.words.len() {
+                let terms = self.terms_of(f, i, loose(i), searcher)?;
                 let clauses = terms
                     .iter()
                     .map(|(t, by)| {
@@ -462,65 +464,55 @@ impl Plan {
     }
 }
 
-/// The whole indexed words query word `w` matches exactly: itself (a name, email or
-/// address word, an identifier value, phone digits) and its canonical address form.
-fn exact_terms(f: &Fields, w: &str) -> Vec<Term> {
-    let mut terms = vec![Term::from_field_text(f.words, w)];
-    let street = crate::profile::household::street_word(w);
-    if !street.is_empty() && street != w {
-        terms.push(Term::from_field_text(f.words, street));
-    }
-    terms
-}
-
-/// Whether word `w` of `q` is indexed as a whole word anywhere.
-fn word_is_indexed(f: &Fields, w: &str, searcher: &Searcher) -> tantivy::Result<bool> {
-    for t in exact_terms(f, w) {
-        if searcher.doc_freq(&t)? > 0 {
-            return Ok(true);
-        }
-    }
-    Ok(false)
-}
-
-/// The terms of the `words` field word `w` stands for, with their boosts: the whole word
-/// (and its canonical address form) or, `loose`, also the indexed words one typo away and,
-/// for the last word, the words it starts (at most [`expand::MAX_EXPANSIONS`] each).
-fn word_terms(
-    f: &Fields,
-    w: &str,
-    last: bool,
-    loose: bool,
-    searcher: &Searcher,
-) -> tantivy::Result<WordTerms> {
-    let mut terms: Vec<(String, f32)> = Vec::new();
+/// The whole indexed words query word `w` is, among itself (a name, email or address
+/// word, an identifier value, phone digits) and its canonical address form: those with
+/// postings in the `words` field. Empty for a word found nowhere as typed.
+fn indexed_whole_words(f: &Fields, w: &str, searcher: &Searcher) -> tantivy::Result<Vec<String>> {
     let mut whole = vec![w];
     let street = crate::profile::household::street_word(w);
     if !street.is_empty() && street != w {
         whole.push(street);
     }
-    for t in &whole {
-        // In a loose tier a word found nowhere is left to its expansions: an empty term in
-        // a union makes tantivy score the union window by window instead of seeking one
-        // posting list.
-        if !loose || searcher.doc_freq(&Term::from_field_text(f.words, t))? > 0 {
-            terms.push(((*t).to_owned(), 6.0));
+    let mut present = Vec::with_capacity(whole.len());
+    for t in whole {
+        if searcher.doc_freq(&Term::from_field_text(f.words, t))? > 0 {
+            present.push(t.to_owned());
         }
     }
+    Ok(present)
+}
+
+/// The terms of the `words` field word `w` stands for, with their boosts: the whole words
+/// it is (`whole`, see [`indexed_whole_words`]; a word found nowhere stands for nothing
+/// until relaxed) or, `loose`, also the indexed words one typo away and, for the last
+/// word, the words it (or its canonical address form) starts (at most
+/// [`expand::MAX_EXPANSIONS`] each).
+fn word_terms(
+    f: &Fields,
+    w: &str,
+    whole: &[String],
+    last: bool,
+    loose: bool,
+    searcher: &Searcher,
+) -> tantivy::Result<WordTerms> {
+    let mut terms: WordTerms = whole.iter().map(|t| (t.clone(), 6.0)).collect();
     let chars = w.chars().count();
     // A number's prefix or one-digit neighbours are other numbers: digits match whole.
     let digits = w.chars().all(|c| c.is_ascii_digit());
     if loose && !digits {
-        // Expansions are read from the `words` field itself (one dictionary per segment),
-        // and only words are kept (no identifier values, no numbers).
         if chars >= MIN_FUZZY_CHARS {
-            for t in expand::typos(searcher, &[f.words], w)? {
+            for t in expand::typos(searcher, f.words, w)? {
                 terms.push((t, 3.0));
             }
         }
         if last && chars >= MIN_PREFIX_CHARS {
-            for prefix in &whole {
-                for t in expand::prefixed(searcher, &[f.words], prefix)? {
+            let street = crate::profile::household::street_word(w);
+            let mut prefixes = vec![w];
+            if !street.is_empty() && street != w {
+                prefixes.push(street);
+            }
+            for prefix in prefixes {
+                for t in expand::prefixed(searcher, f.words, prefix)? {
                     terms.push((t, 2.0));
                 }
             }
