@@ -8,11 +8,12 @@
 //! cheap.
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use levenshtein_automata::{Distance, LevenshteinAutomatonBuilder, DFA, SINK_STATE};
+use tantivy::index::SegmentId;
 use tantivy::schema::Field;
-use tantivy::Searcher;
+use tantivy::{Searcher, SegmentReader};
 
 /// Most expansions of one word kept: the most frequent (a two-letter prefix can start
 /// thousands of words).
@@ -48,18 +49,6 @@ fn one_edit() -> &'static LevenshteinAutomatonBuilder {
     BUILDER.get_or_init(|| LevenshteinAutomatonBuilder::new(1, true))
 }
 
-/// Adds the document frequency of `term` (summed over segments), if it is a word: letters
-/// and digits, not only digits (whole identifier values and numbers are not expanded to).
-fn count(found: &mut HashMap<String, u64>, term: &[u8], doc_freq: u32) {
-    let Ok(t) = std::str::from_utf8(term) else {
-        return;
-    };
-    let word = t.chars().all(char::is_alphanumeric) && !t.bytes().all(|b| b.is_ascii_digit());
-    if word {
-        *found.entry(t.to_owned()).or_default() += u64::from(doc_freq);
-    }
-}
-
 /// The [`MAX_EXPANSIONS`] most frequent of `found`, without `word` itself.
 fn most_frequent(found: HashMap<String, u64>, word: &str) -> Vec<String> {
     let mut all: Vec<(String, u64)> = found.into_iter().filter(|(t, _)| t != word).collect();
@@ -68,30 +57,126 @@ fn most_frequent(found: HashMap<String, u64>, word: &str) -> Vec<String> {
     all.into_iter().map(|(t, _)| t).collect()
 }
 
-/// Indexed words of `field` one edit away from `word` (insertion, deletion, substitution
-/// or transposition of two neighbours).
-pub fn typos(searcher: &Searcher, field: Field, word: &str) -> tantivy::Result<Vec<String>> {
-    let mut found = HashMap::new();
-    let dfa = Dfa(one_edit().build_dfa(word));
+/// How a word is expanded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Mode {
+    Typo,
+    Prefix,
+}
+
+/// The matching words of one segment's dictionary, with their document frequencies.
+type SegmentWords = Arc<Vec<(String, u32)>>;
+
+/// Segments of at least this many documents have their expansions cached.
+const CACHED_SEGMENT_DOCS: u32 = 50_000;
+/// At most this many matching words of a segment are cached for one word (a short prefix
+/// of a large segment can have thousands: walking them again is then the price).
+const CACHED_WORDS_PER_ENTRY: usize = 1_000;
+/// Entries kept before the cache is emptied and starts over.
+const CACHE_ENTRIES: usize = 20_000;
+
+/// Expansions of words in the large segments: walking a large dictionary is most of a
+/// typo or prefix query's cost, and a segment never changes once written, so what a word
+/// expands to in it is computed once. Keyed by segment id (unique per segment, across
+/// indexes), so entries of merged-away segments are simply never asked for again; the
+/// cache is emptied when it grows past [`CACHE_ENTRIES`] and by [`forget`] (erasure: no
+/// erased person's words may stay in memory).
+fn cache() -> &'static Mutex<HashMap<(SegmentId, Field, Mode, String), SegmentWords>> {
+    static CACHE: OnceLock<Mutex<HashMap<(SegmentId, Field, Mode, String), SegmentWords>>> =
+        OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// Empties the expansion cache.
+pub fn forget() {
+    if let Ok(mut c) = cache().lock() {
+        *c = HashMap::new();
+    }
+}
+
+/// The words of one segment's dictionary of `field` that `word` expands to by `mode`.
+fn segment_words(
+    segment: &SegmentReader,
+    field: Field,
+    mode: Mode,
+    word: &str,
+) -> tantivy::Result<SegmentWords> {
+    let cacheable = segment.num_docs() >= CACHED_SEGMENT_DOCS;
+    let key = (segment.segment_id(), field, mode, word.to_owned());
+    if cacheable {
+        if let Some(hit) = cache().lock().ok().and_then(|c| c.get(&key).cloned()) {
+            return Ok(hit);
+        }
+    }
+    let index = segment.inverted_index(field)?;
+    let mut out = Vec::new();
+    match mode {
+        Mode::Typo => {
+            let dfa = Dfa(one_edit().build_dfa(word));
+            let mut stream = index.terms().search(&dfa).into_stream()?;
+            while stream.advance() {
+                push_word(&mut out, stream.key(), stream.value().doc_freq);
+            }
+        }
+        Mode::Prefix => {
+            let mut stream = index.terms().range().ge(word.as_bytes()).into_stream()?;
+            while stream.advance() && stream.key().starts_with(word.as_bytes()) {
+                push_word(&mut out, stream.key(), stream.value().doc_freq);
+            }
+        }
+    }
+    let out = Arc::new(out);
+    if cacheable && out.len() <= CACHED_WORDS_PER_ENTRY {
+        if let Ok(mut c) = cache().lock() {
+            if c.len() >= CACHE_ENTRIES {
+                c.clear();
+            }
+            c.insert(key, out.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Keeps `term` if it is a word: letters and digits, not only digits (whole identifier
+/// values and numbers are not expanded to).
+fn push_word(out: &mut Vec<(String, u32)>, term: &[u8], doc_freq: u32) {
+    let Ok(t) = std::str::from_utf8(term) else {
+        return;
+    };
+    if t.chars().all(char::is_alphanumeric) && !t.bytes().all(|b| b.is_ascii_digit()) {
+        out.push((t.to_owned(), doc_freq));
+    }
+}
+
+/// The [`MAX_EXPANSIONS`] most frequent words `word` expands to by `mode` over every
+/// segment (document frequencies summed), without `word` itself.
+fn expand(
+    searcher: &Searcher,
+    field: Field,
+    mode: Mode,
+    word: &str,
+) -> tantivy::Result<Vec<String>> {
+    let mut found: HashMap<String, u64> = HashMap::new();
     for segment in searcher.segment_readers() {
-        let index = segment.inverted_index(field)?;
-        let mut stream = index.terms().search(&dfa).into_stream()?;
-        while stream.advance() {
-            count(&mut found, stream.key(), stream.value().doc_freq);
+        for (t, df) in segment_words(segment, field, mode, word)?.iter() {
+            match found.get_mut(t.as_str()) {
+                Some(n) => *n += u64::from(*df),
+                None => {
+                    found.insert(t.clone(), u64::from(*df));
+                }
+            }
         }
     }
     Ok(most_frequent(found, word))
 }
 
+/// Indexed words of `field` one edit away from `word` (insertion, deletion, substitution
+/// or transposition of two neighbours).
+pub fn typos(searcher: &Searcher, field: Field, word: &str) -> tantivy::Result<Vec<String>> {
+    expand(searcher, field, Mode::Typo, word)
+}
+
 /// Indexed words of `field` that start with `prefix`.
 pub fn prefixed(searcher: &Searcher, field: Field, prefix: &str) -> tantivy::Result<Vec<String>> {
-    let mut found = HashMap::new();
-    for segment in searcher.segment_readers() {
-        let index = segment.inverted_index(field)?;
-        let mut stream = index.terms().range().ge(prefix.as_bytes()).into_stream()?;
-        while stream.advance() && stream.key().starts_with(prefix.as_bytes()) {
-            count(&mut found, stream.key(), stream.value().doc_freq);
-        }
-    }
-    Ok(most_frequent(found, prefix))
+    expand(searcher, field, Mode::Prefix, prefix)
 }

@@ -26,7 +26,9 @@ use tantivy::collector::{Count, TopDocs};
 use tantivy::directory::MmapDirectory;
 use tantivy::indexer::{LogMergePolicy, NoMergePolicy};
 use tantivy::schema::{Schema, Value as _};
-use tantivy::{DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+use tantivy::{
+    DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term,
+};
 
 use crate::ingest::identifier::Normalizer;
 use crate::store::{GraphStore, ProfileId, StoreError};
@@ -36,6 +38,7 @@ pub use query::{Matcher, SearchError, SearchRequest, Tier};
 use std::collections::{HashMap, HashSet};
 
 use tantivy::columnar::Column;
+use tantivy::index::SegmentId;
 
 /// Indexing memory budget of the (single) indexing thread.
 const WRITER_MEMORY_BYTES: usize = 64 << 20;
@@ -99,6 +102,9 @@ pub struct SearchIndex {
     writer: Mutex<IndexWriter>,
     fields: Fields,
     normalizer: Normalizer,
+    /// The `seq` fast field of each segment, opened once per segment rather than once per
+    /// query (see [`SearchIndex::seq_columns`]).
+    seq_columns: Mutex<HashMap<SegmentId, Option<Column<u64>>>>,
 }
 
 /// Version of the documents' analysis; bump it when what is indexed changes, so indexes
@@ -211,6 +217,7 @@ impl SearchIndex {
             writer: Mutex::new(writer),
             fields,
             normalizer,
+            seq_columns: Mutex::new(HashMap::new()),
         })
     }
 
@@ -280,6 +287,12 @@ impl SearchIndex {
         // A rebuild flushes a segment per memory budget: merge them into one.
         if self.index.searchable_segment_ids()?.len() > 1 {
             self.merge_all(&mut writer)?;
+            // No cached expansion or mapped column of a merged-away segment may keep the
+            // erased person's words.
+            expand::forget();
+            if let Ok(mut columns) = self.seq_columns.lock() {
+                columns.clear();
+            }
         }
         writer.set_merge_policy(merge_policy());
         drop(writer);
@@ -364,13 +377,10 @@ impl SearchIndex {
         let mut hits = Vec::with_capacity(req.limit);
         // Profile ids come from the `seq` fast field (cheap); an id not of the usual form
         // is read from the document store.
-        let mut seqs: HashMap<u32, Option<Column<u64>>> = HashMap::new();
+        let seqs = self.seq_columns(&searcher);
         for (score, addr, tier) in ranked.into_iter().skip(req.offset) {
-            let column = seqs.entry(addr.segment_ord).or_insert_with(|| {
-                let fast = searcher.segment_reader(addr.segment_ord).fast_fields();
-                fast.u64(document::SEQ).ok()
-            });
-            let profile_id = match column.as_ref().and_then(|c| c.first(addr.doc_id)) {
+            let column = seqs.get(addr.segment_ord as usize).and_then(Option::as_ref);
+            let profile_id = match column.and_then(|c| c.first(addr.doc_id)) {
                 Some(seq) => Some(crate::resolve::session::profile_id(seq)),
                 None => {
                     let doc: TantivyDocument = searcher.doc(addr)?;
@@ -398,6 +408,33 @@ impl SearchIndex {
             total_is_exact: exact,
             hits,
         })
+    }
+
+    /// The `seq` column of each of `searcher`'s segments, in segment order. Opening a
+    /// column reads its header: done once per segment and kept while the segment lives.
+    fn seq_columns(&self, searcher: &Searcher) -> Vec<Option<Column<u64>>> {
+        let segments = searcher.segment_readers();
+        let Ok(mut cached) = self.seq_columns.lock() else {
+            return segments
+                .iter()
+                .map(|s| s.fast_fields().u64(document::SEQ).ok())
+                .collect();
+        };
+        let columns: Vec<Option<Column<u64>>> = segments
+            .iter()
+            .map(|s| {
+                cached
+                    .entry(s.segment_id())
+                    .or_insert_with(|| s.fast_fields().u64(document::SEQ).ok())
+                    .clone()
+            })
+            .collect();
+        // Drop the columns of merged-away segments (they keep the segment's file mapped).
+        if cached.len() > 2 * segments.len() + 8 {
+            let live: HashSet<SegmentId> = segments.iter().map(|s| s.segment_id()).collect();
+            cached.retain(|id, _| live.contains(id));
+        }
+        columns
     }
 
     /// The store write the last index commit reflects.

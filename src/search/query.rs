@@ -526,9 +526,32 @@ fn word_terms(
 /// Whether `a` and `b` are at most one edit apart (a transposition counting as one). The
 /// lengths are compared first: most pairs differ by more than one character.
 fn one_edit(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        return one_edit_bytes(a.as_bytes(), b.as_bytes());
+    }
     a.len().abs_diff(b.len()) <= 4
         && a.chars().count().abs_diff(b.chars().count()) <= 1
         && strsim::osa_distance(a, b) <= 1
+}
+
+/// [`one_edit`] of ASCII words, in one pass and without allocating: after the common
+/// prefix, the rests must be equal once one substitution, insertion, deletion or swap of
+/// neighbours is undone.
+fn one_edit_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len().abs_diff(b.len()) > 1 {
+        return false;
+    }
+    let i = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    let (ra, rb) = (&a[i..], &b[i..]);
+    match ra.len().cmp(&rb.len()) {
+        std::cmp::Ordering::Equal => {
+            ra.is_empty()
+                || ra[1..] == rb[1..]
+                || (ra.len() >= 2 && ra[0] == rb[1] && ra[1] == rb[0] && ra[2..] == rb[2..])
+        }
+        std::cmp::Ordering::Less => ra == &rb[1..],
+        std::cmp::Ordering::Greater => &ra[1..] == rb,
+    }
 }
 
 /// Whether query word `q` matches indexed word `w` in a loose tier: whole, with one typo
@@ -654,6 +677,33 @@ mod tests {
 
     fn req(q: &str) -> Result<SearchRequest, SearchError> {
         SearchRequest::new(Some(q), None, None, None, None, None)
+    }
+
+    proptest::proptest! {
+        /// The allocation-free check agrees with the optimal string alignment distance
+        /// (a swap of neighbours is one edit) on short words over a small alphabet, where
+        /// near misses of every kind are frequent.
+        #[test]
+        fn one_edit_agrees_with_osa_distance(a in "[abc]{0,6}", b in "[abc]{0,6}") {
+            proptest::prop_assert_eq!(
+                one_edit_bytes(a.as_bytes(), b.as_bytes()),
+                strsim::osa_distance(&a, &b) <= 1,
+                "{} / {}", a, b
+            );
+        }
+    }
+
+    #[test]
+    fn one_edit_examples() {
+        assert!(one_edit("smith", "smith"));
+        assert!(one_edit("smith", "smyth"));
+        assert!(one_edit("smith", "smiht"));
+        assert!(one_edit("smith", "smth"));
+        assert!(one_edit("smith", "smitht"));
+        assert!(!one_edit("smith", "smyht"));
+        assert!(!one_edit("smith", "smi"));
+        assert!(one_edit("müller", "muller"));
+        assert!(!one_edit("müller", "mahler"));
     }
 
     #[test]
