@@ -67,6 +67,9 @@ enum Mode {
 /// The matching words of one segment's dictionary, with their document frequencies.
 type SegmentWords = Arc<Vec<(String, u32)>>;
 
+/// Cached expansions by (segment, field, mode, word).
+type Cache = HashMap<(SegmentId, Field, Mode, String), SegmentWords>;
+
 /// Segments of at least this many documents have their expansions cached.
 const CACHED_SEGMENT_DOCS: u32 = 50_000;
 /// At most this many matching words of a segment are cached for one word (a short prefix
@@ -81,9 +84,8 @@ const CACHE_ENTRIES: usize = 20_000;
 /// indexes), so entries of merged-away segments are simply never asked for again; the
 /// cache is emptied when it grows past [`CACHE_ENTRIES`] and by [`forget`] (erasure: no
 /// erased person's words may stay in memory).
-fn cache() -> &'static Mutex<HashMap<(SegmentId, Field, Mode, String), SegmentWords>> {
-    static CACHE: OnceLock<Mutex<HashMap<(SegmentId, Field, Mode, String), SegmentWords>>> =
-        OnceLock::new();
+fn cache() -> &'static Mutex<Cache> {
+    static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();
     CACHE.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
