@@ -70,8 +70,9 @@ type SegmentWords = Arc<Vec<(String, u32)>>;
 /// Cached expansions by (segment, field, mode, word).
 type Cache = HashMap<(SegmentId, Field, Mode, String), SegmentWords>;
 
-/// Segments of at least this many documents have their expansions cached.
-const CACHED_SEGMENT_DOCS: u32 = 50_000;
+/// Segments of at least this many documents have their expansions cached (every
+/// segment in unit tests, so they exercise the cache).
+const CACHED_SEGMENT_DOCS: u32 = if cfg!(test) { 1 } else { 50_000 };
 /// At most this many matching words of a segment are cached for one word (a short prefix
 /// of a large segment can have thousands: walking them again is then the price).
 const CACHED_WORDS_PER_ENTRY: usize = 1_000;
@@ -181,4 +182,62 @@ pub fn typos(searcher: &Searcher, field: Field, word: &str) -> tantivy::Result<V
 /// Indexed words of `field` that start with `prefix`.
 pub fn prefixed(searcher: &Searcher, field: Field, prefix: &str) -> tantivy::Result<Vec<String>> {
     expand(searcher, field, Mode::Prefix, prefix)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tantivy::schema::{Schema, STRING};
+    use tantivy::{doc, Index, IndexWriter};
+
+    fn index_of(words: &[&str]) -> (Index, Field) {
+        let mut schema = Schema::builder();
+        let field = schema.add_text_field("words", STRING);
+        let index = Index::create_in_ram(schema.build());
+        let mut writer: IndexWriter = index.writer(15_000_000).expect("writer");
+        for w in words {
+            writer.add_document(doc!(field => *w)).expect("add");
+        }
+        writer.commit().expect("commit");
+        (index, field)
+    }
+
+    fn cached_entries(segment: SegmentId) -> usize {
+        let cache = cache().lock().expect("cache");
+        cache.keys().filter(|(s, ..)| *s == segment).count()
+    }
+
+    #[test]
+    fn expansions_are_cached_per_segment_and_forgotten_on_request() {
+        let (index, field) = index_of(&["smith", "smith", "smyth", "smithers", "jones", "12345"]);
+        let searcher = index.reader().expect("reader").searcher();
+        let segment = searcher.segment_readers()[0].segment_id();
+        let first = typos(&searcher, field, "smith").expect("typos");
+        assert_eq!(first, vec!["smyth".to_owned()]);
+        assert_eq!(cached_entries(segment), 1);
+        // Served from the cache: the same answer.
+        assert_eq!(typos(&searcher, field, "smith").expect("typos"), first);
+        assert_eq!(
+            prefixed(&searcher, field, "smi").expect("prefix"),
+            vec!["smith".to_owned(), "smithers".to_owned()],
+            "most frequent first"
+        );
+        assert_eq!(cached_entries(segment), 2);
+        // Numbers are never expansions.
+        assert!(prefixed(&searcher, field, "123")
+            .expect("prefix")
+            .is_empty());
+
+        // Another index's segment has its own entries.
+        let (other, other_field) = index_of(&["smythe"]);
+        let other_searcher = other.reader().expect("reader").searcher();
+        assert_eq!(
+            typos(&other_searcher, other_field, "smyth").expect("typos"),
+            vec!["smythe".to_owned()]
+        );
+
+        forget();
+        assert_eq!(cached_entries(segment), 0);
+        assert_eq!(typos(&searcher, field, "smith").expect("typos"), first);
+    }
 }
