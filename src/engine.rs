@@ -495,13 +495,16 @@ impl Engine {
             if let Some(o) = profile.as_object_mut() {
                 o.remove("household_id");
             }
-            hits.push(serde_json::json!({
-                "profile_id": hit.profile_id,
-                "score": hit.score,
-                "tier": hit.tier.name(),
-                "matched": matcher.matched(&profile),
-                "profile": profile,
-            }));
+            // Built field by field, as is the answer: `json!` copies every value it is
+            // given through `to_value` (the profiles: a tenth of a query's time).
+            let matched = matcher.matched(&profile);
+            let mut h = serde_json::Map::with_capacity(5);
+            h.insert("profile_id".into(), Value::String(hit.profile_id));
+            h.insert("score".into(), Value::from(hit.score));
+            h.insert("tier".into(), Value::from(hit.tier.name()));
+            h.insert("matched".into(), Value::from(matched));
+            h.insert("profile".into(), profile);
+            hits.push(Value::Object(h));
         }
         tracing::trace!(
             hits = hits.len(),
@@ -510,14 +513,17 @@ impl Engine {
             render_us = (started.elapsed() - read).as_micros() as u64,
             "search answered"
         );
-        Ok(serde_json::json!({
-            "query": req.q,
-            "total": total,
-            "total_relation": if found.total_is_exact { "eq" } else { "gte" },
-            "limit": req.limit,
-            "offset": req.offset,
-            "hits": hits,
-        }))
+        let mut answer = serde_json::Map::with_capacity(6);
+        answer.insert("query".into(), Value::from(req.q.as_str()));
+        answer.insert("total".into(), Value::from(total));
+        answer.insert(
+            "total_relation".into(),
+            Value::from(if found.total_is_exact { "eq" } else { "gte" }),
+        );
+        answer.insert("limit".into(), Value::from(req.limit));
+        answer.insert("offset".into(), Value::from(req.offset));
+        answer.insert("hits".into(), Value::Array(hits));
+        Ok(Value::Object(answer))
     }
 
     /// Rebuilds the search index of the store in `settings.storage.data_dir` (the server

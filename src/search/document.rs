@@ -78,9 +78,12 @@ pub fn split_letters_digits(text: &str) -> String {
     out
 }
 
+/// Words of this many bytes or more are not indexed (nor matched).
+const MAX_WORD_BYTES: usize = 64;
+
 pub fn folded_analyzer() -> TextAnalyzer {
     TextAnalyzer::builder(SimpleTokenizer::default())
-        .filter(RemoveLongFilter::limit(64))
+        .filter(RemoveLongFilter::limit(MAX_WORD_BYTES))
         .filter(LowerCaser)
         .filter(AsciiFoldingFilter)
         .build()
@@ -123,6 +126,40 @@ const MAX_WORDS: usize = 64;
 
 /// The words of a text, analyzed like the word fields (letters and digits apart, folded).
 pub fn words(text: &str) -> Vec<String> {
+    if text.is_ascii() {
+        return ascii_words(text);
+    }
+    analyzed_words(text)
+}
+
+/// [`words`] of ASCII text without the analyzer (the common case, on every indexed
+/// profile and every hit): runs of letters and digits, split where letters meet digits,
+/// lowercased, long ones dropped, as the analyzer does.
+fn ascii_words(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for run in text.split(|c: char| !c.is_ascii_alphanumeric()) {
+        let bytes = run.as_bytes();
+        let mut start = 0;
+        for end in 1..=bytes.len() {
+            let boundary = end == bytes.len()
+                || bytes[end].is_ascii_digit() != bytes[end - 1].is_ascii_digit();
+            if boundary {
+                let token = &run[start..end];
+                if token.len() < MAX_WORD_BYTES {
+                    if out.len() == MAX_WORDS {
+                        return out;
+                    }
+                    out.push(token.to_ascii_lowercase());
+                }
+                start = end;
+            }
+        }
+    }
+    out
+}
+
+/// [`words`] through the folding analyzer (any script).
+fn analyzed_words(text: &str) -> Vec<String> {
     thread_local! {
         // Building an analyzer allocates its filter chain: one per thread, reused.
         static ANALYZER: RefCell<TextAnalyzer> = RefCell::new(folded_analyzer());
@@ -220,4 +257,33 @@ pub fn build(f: &Fields, id: &str, cached: &[u8]) -> Option<TantivyDocument> {
         doc.add_text(f.source, filter_term(source));
     }
     Some(doc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        /// The ASCII fast path splits, lowercases and drops words exactly as the analyzer.
+        #[test]
+        fn ascii_words_agree_with_the_analyzer(text in "[ -~]{0,120}") {
+            proptest::prop_assert_eq!(ascii_words(&text), analyzed_words(&text));
+        }
+
+        #[test]
+        fn ascii_words_agree_on_long_and_many_words(
+            parts in proptest::collection::vec("[a-zA-Z0-9]{1,70}", 0..80)
+        ) {
+            let text = parts.join(" ");
+            proptest::prop_assert_eq!(ascii_words(&text), analyzed_words(&text));
+        }
+    }
+
+    #[test]
+    fn words_examples() {
+        assert_eq!(words("12 Baker St."), ["12", "baker", "st"]);
+        assert_eq!(words("Apt4B"), ["apt", "4", "b"]);
+        assert_eq!(words("Zürich"), ["zurich"]);
+        assert_eq!(words("O'Brien-Smith"), ["o", "brien", "smith"]);
+    }
 }
