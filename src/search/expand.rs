@@ -67,8 +67,12 @@ enum Mode {
 /// The matching words of one segment's dictionary, with their document frequencies.
 type SegmentWords = Arc<Vec<(String, u32)>>;
 
-/// Cached expansions by (segment, field, mode, word).
-type Cache = HashMap<(SegmentId, Field, Mode, String), SegmentWords>;
+/// Cached expansions by (segment, field, mode, word), and how many words they hold.
+#[derive(Default)]
+struct Cache {
+    entries: HashMap<(SegmentId, Field, Mode, String), SegmentWords>,
+    words: usize,
+}
 
 /// Segments of at least this many documents have their expansions cached (every
 /// segment in unit tests, so they exercise the cache).
@@ -76,24 +80,25 @@ const CACHED_SEGMENT_DOCS: u32 = if cfg!(test) { 1 } else { 50_000 };
 /// At most this many matching words of a segment are cached for one word (a short prefix
 /// of a large segment can have thousands: walking them again is then the price).
 const CACHED_WORDS_PER_ENTRY: usize = 1_000;
-/// Entries kept before the cache is emptied and starts over.
-const CACHE_ENTRIES: usize = 20_000;
+/// Words kept (over all entries; a few tens of MB) before the cache is emptied and starts
+/// over.
+const CACHE_WORDS: usize = 1_000_000;
 
 /// Expansions of words in the large segments: walking a large dictionary is most of a
 /// typo or prefix query's cost, and a segment never changes once written, so what a word
 /// expands to in it is computed once. Keyed by segment id (unique per segment, across
 /// indexes), so entries of merged-away segments are simply never asked for again; the
-/// cache is emptied when it grows past [`CACHE_ENTRIES`] and by [`forget`] (erasure: no
+/// cache is emptied when it grows past [`CACHE_WORDS`] and by [`forget`] (erasure: no
 /// erased person's words may stay in memory).
 fn cache() -> &'static Mutex<Cache> {
     static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();
-    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+    CACHE.get_or_init(|| Mutex::new(Cache::default()))
 }
 
 /// Empties the expansion cache.
 pub fn forget() {
     if let Ok(mut c) = cache().lock() {
-        *c = HashMap::new();
+        *c = Cache::default();
     }
 }
 
@@ -107,7 +112,11 @@ fn segment_words(
     let cacheable = segment.num_docs() >= CACHED_SEGMENT_DOCS;
     let key = (segment.segment_id(), field, mode, word.to_owned());
     if cacheable {
-        if let Some(hit) = cache().lock().ok().and_then(|c| c.get(&key).cloned()) {
+        if let Some(hit) = cache()
+            .lock()
+            .ok()
+            .and_then(|c| c.entries.get(&key).cloned())
+        {
             return Ok(hit);
         }
     }
@@ -131,10 +140,11 @@ fn segment_words(
     let out = Arc::new(out);
     if cacheable && out.len() <= CACHED_WORDS_PER_ENTRY {
         if let Ok(mut c) = cache().lock() {
-            if c.len() >= CACHE_ENTRIES {
-                c.clear();
+            if c.words + out.len() > CACHE_WORDS {
+                *c = Cache::default();
             }
-            c.insert(key, out.clone());
+            c.words += out.len();
+            c.entries.insert(key, out.clone());
         }
     }
     Ok(out)
@@ -204,7 +214,7 @@ mod tests {
 
     fn cached_entries(segment: SegmentId) -> usize {
         let cache = cache().lock().expect("cache");
-        cache.keys().filter(|(s, ..)| *s == segment).count()
+        cache.entries.keys().filter(|(s, ..)| *s == segment).count()
     }
 
     #[test]
