@@ -80,11 +80,7 @@ pub fn stop(dir: &Path) {
         .arg(dir)
         .output()
         .expect("cannot run scripts/arcadedb.sh stop");
-    assert!(
-        out.status.success(),
-        "scripts/arcadedb.sh stop failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::helpers::assert_succeeded(&out, "scripts/arcadedb.sh stop");
 }
 
 fn read_env(dir: &Path) -> Result<Arcade, String> {
@@ -122,11 +118,7 @@ impl Arcade {
             .arg(&name)
             .output()
             .expect("cannot run scripts/arcadedb.sh create-db");
-        assert!(
-            out.status.success(),
-            "ArcadeDB refused to create database {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::helpers::assert_succeeded(&out, &format!("creating ArcadeDB database {name}"));
         name
     }
 }

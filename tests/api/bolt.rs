@@ -102,11 +102,7 @@ async fn serve_over_bolt_survives_the_graph_database_going_down() {
             .envs(env.iter().map(|(k, v)| (k, v)))
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "schema apply: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::helpers::assert_succeeded(&out, "schema apply");
         assert!(String::from_utf8_lossy(&out.stdout).contains("applied"));
     }
 
@@ -255,11 +251,7 @@ fn openssl(dir: &std::path::Path, args: &[&str]) {
         .current_dir(dir)
         .output()
         .expect("openssl must be installed (scripts/install-deps.sh)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::helpers::assert_succeeded(&out, &format!("openssl {args:?}"));
 }
 
 fn tls_proxy(dir: &std::path::Path, bolt_uri: &str) -> TlsProxy {

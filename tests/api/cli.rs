@@ -799,11 +799,7 @@ fn bench_search_runs_then_reuses_its_store() {
             .args(extra)
             .output()
             .expect("run idgraph bench-search");
-        assert!(
-            out.status.success(),
-            "bench-search failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::helpers::assert_succeeded(&out, "bench-search");
         serde_json::from_slice(&out.stdout).expect("one JSON report on stdout")
     };
     let first = run(&["--keep"]);

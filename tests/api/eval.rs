@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::helpers::idgraph_command;
+use crate::helpers::{assert_succeeded, idgraph_command};
 
 fn eval(csv: &std::path::Path, mapping: &std::path::Path, truth: &str) -> Value {
     eval_with(csv, mapping, truth, &[])
@@ -24,11 +24,7 @@ fn eval_with(
         .args(extra)
         .output()
         .expect("run idgraph eval");
-    assert!(
-        out.status.success(),
-        "idgraph eval failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out, "idgraph eval");
     serde_json::from_slice(&out.stdout).expect("eval prints one JSON object")
 }
 

@@ -299,6 +299,16 @@ const SERVE_STARTUP_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 /// Longest wait for a graceful stop after SIGTERM.
 const SERVE_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// Asserts that a finished command succeeded; otherwise fails naming `what` and showing
+/// what the command printed on stderr.
+pub fn assert_succeeded(out: &std::process::Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The real `idgraph` binary with every inherited `IDGRAPH_*` variable removed.
 pub fn idgraph_command() -> std::process::Command {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_idgraph"));

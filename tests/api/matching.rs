@@ -198,12 +198,7 @@ fn train_writes_a_model_the_resolver_loads() {
             .output()
             .expect("run idgraph import")
     };
-    let out = import(&data);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::helpers::assert_succeeded(&import(&data), "idgraph import");
 
     let train = |data: &std::path::Path| {
         idgraph_command()
@@ -217,11 +212,7 @@ fn train_writes_a_model_the_resolver_loads() {
             .expect("run idgraph train")
     };
     let out = train(&data);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::helpers::assert_succeeded(&out, "idgraph train");
     let summary: Value = serde_json::from_slice(&out.stdout).expect("train prints JSON");
     // One record per anchor identifier: duplicates sharing a soc_sec_id share one.
     let records = summary["records"].as_u64().unwrap();
@@ -237,12 +228,7 @@ fn train_writes_a_model_the_resolver_loads() {
     assert_eq!(file["model"]["m"].as_array().map(Vec::len), Some(7));
 
     // The resolver loads it: a second import on the same store runs with it.
-    let out = import(&data);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::helpers::assert_succeeded(&import(&data), "idgraph import");
 
     // A damaged model is refused, naming the file.
     std::fs::write(data.join("matching-model.json"), b"{\"version\": 1}").expect("damage");
