@@ -109,13 +109,14 @@ fn segment_words(
     mode: Mode,
     word: &str,
 ) -> tantivy::Result<SegmentWords> {
-    let cacheable = segment.num_docs() >= CACHED_SEGMENT_DOCS;
-    let key = (segment.segment_id(), field, mode, word.to_owned());
-    if cacheable {
+    // Only large segments are cached (the key, with its copy of the word, only for them).
+    let key = (segment.num_docs() >= CACHED_SEGMENT_DOCS)
+        .then(|| (segment.segment_id(), field, mode, word.to_owned()));
+    if let Some(key) = &key {
         if let Some(hit) = cache()
             .lock()
             .ok()
-            .and_then(|c| c.entries.get(&key).cloned())
+            .and_then(|c| c.entries.get(key).cloned())
         {
             return Ok(hit);
         }
@@ -138,7 +139,7 @@ fn segment_words(
         }
     }
     let out = Arc::new(out);
-    if cacheable && out.len() <= CACHED_WORDS_PER_ENTRY {
+    if let Some(key) = key.filter(|_| out.len() <= CACHED_WORDS_PER_ENTRY) {
         if let Ok(mut c) = cache().lock() {
             if c.words + out.len() > CACHE_WORDS {
                 *c = Cache::default();
