@@ -403,7 +403,7 @@ impl Engine {
                 None => break,
             }
         }
-        Err(not_found(format!("profile {id}")))
+        Err(not_found("profile"))
     }
 
     /// The live profile for `id`, following aliases of absorbed ids.
@@ -584,16 +584,15 @@ impl Engine {
 
     /// The household named by `hid` (`hh_<seq>`), now identified by its current oldest member.
     pub fn household_by_id(&self, hid: &str) -> Result<Household, EngineError> {
-        let pid =
-            profile_of_household_id(hid).ok_or_else(|| not_found(format!("household {hid}")))?;
+        let pid = profile_of_household_id(hid).ok_or_else(|| not_found("household"))?;
         // An unknown profile is an unknown household; a store failure stays what it is.
         let state = self.profile_state(&pid).map_err(|e| match e {
-            EngineError::NotFound { .. } => not_found(format!("household {hid}")),
+            EngineError::NotFound { .. } => not_found("household"),
             other => other,
         })?;
         let hh = self.household_state(&state)?;
         if hh.members.len() < 2 {
-            return Err(not_found(format!("household {hid}")));
+            return Err(not_found("household"));
         }
         Ok(hh)
     }
@@ -607,7 +606,7 @@ impl Engine {
         let state = self.profile_state(id)?;
         views::explain(self.store.as_ref(), &state, a, b).map_err(|e| match e {
             ExplainError::NotInProfile(which) => {
-                not_found(format!("identifier {which} in profile {}", state.id))
+                not_found(format!("identifier {which} in this profile"))
             }
             ExplainError::Store(s) => EngineError::Store(s),
         })
@@ -625,9 +624,35 @@ impl Engine {
         ))
     }
 
+    /// Applies the row-level scope rule (`governance::scope`) of a key limited to
+    /// `sources` to an answer; `true` when the answer as a whole is about a hidden person.
+    pub fn redact_for_scope(
+        &self,
+        sources: &std::collections::BTreeSet<String>,
+        answer: &mut Value,
+    ) -> Result<bool, EngineError> {
+        let kinds = self.identifier_kinds();
+        Ok(crate::governance::scope::RowScope::new(sources, &kinds, self).redact(answer)?)
+    }
+
     /// Key of an identifier from its parts (no normalization).
     pub fn key(kind: &str, value: &str) -> IdentKey {
         ident_key(kind, value)
+    }
+}
+
+impl crate::governance::scope::Resolver for Engine {
+    fn profile_sources(&self, id: &str) -> Result<Option<Vec<String>>, StoreError> {
+        match self.profile_state(id) {
+            Ok(state) => Ok(Some(state.sources.into_iter().collect())),
+            Err(EngineError::NotFound { .. }) => Ok(None),
+            Err(EngineError::Store(e)) => Err(e),
+            Err(other) => Err(StoreError::Engine(other.to_string())),
+        }
+    }
+
+    fn identifier_profile(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.store.profile_of(&key.to_owned())
     }
 }
 

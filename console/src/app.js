@@ -445,9 +445,12 @@
     const s = q.trim();
     if (/^p_\d{6,}$/.test(s)) return { path: `/v1/profiles/${enc(s)}`, what: 'profile id' };
     const m = /^([a-z][a-z0-9_]*):(\S.*)$/.exec(s);
-    if (m) return { path: `/v1/lookup?kind=${enc(m[1])}&value=${enc(m[2])}`, what: m[1] };
+    // Lookups are for service and admin keys; an agent's key is refused once (403) and
+    // the console stops asking (the search ranks whole identifiers first by itself).
+    if (m && lookupAllowed) return { path: `/v1/lookup?kind=${enc(m[1])}&value=${enc(m[2])}`, what: m[1], lookup: true };
     return null;
   }
+  let lookupAllowed = true;
 
   function updateSearch(r) {
     const els = current.search;
@@ -472,7 +475,10 @@
         replace(els.exact, h('div', { class: 'exact', 'data-testid': 'exact-match' },
           h('p', { class: 'label', text: `Exact ${exact.what} match` }),
           h('ol', { class: 'results' }, hitItem({ profile_id: profile.profile_id, profile, matched: ['identifier'] }))));
-      }).catch(() => { /* no exact match: nothing to show */ });
+      }).catch((e) => {
+        // No exact match: nothing to show. A key whose role may not look up: stop trying.
+        if (exact.lookup && e && e.status === 403) lookupAllowed = false;
+      });
     }
     loadResults(r, 0, signal, els);
   }

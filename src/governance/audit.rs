@@ -85,10 +85,20 @@ impl AuditLog {
 
     /// Entries matching `filter`, oldest first, at most `filter.limit` (the latest ones).
     pub fn query(&self, filter: &AuditFilter) -> std::io::Result<Vec<AuditEntry>> {
+        self.query_with(filter, |_| Ok(true))
+    }
+
+    /// Like [`AuditLog::query`], keeping only the entries `keep` accepts (it may redact
+    /// them; a scoped caller's row-level scope), before the limit is counted.
+    pub fn query_with(
+        &self,
+        filter: &AuditFilter,
+        mut keep_entry: impl FnMut(&mut AuditEntry) -> std::io::Result<bool>,
+    ) -> std::io::Result<Vec<AuditEntry>> {
         let f = File::open(&self.path)?;
         let mut out = std::collections::VecDeque::new();
         for line in BufReader::new(f).lines() {
-            let Ok(e) = serde_json::from_str::<AuditEntry>(&line?) else {
+            let Ok(mut e) = serde_json::from_str::<AuditEntry>(&line?) else {
                 continue;
             };
             let keep = filter.key.as_ref().is_none_or(|k| *k == e.key)
@@ -98,7 +108,7 @@ impl AuditLog {
                     .profile
                     .as_ref()
                     .is_none_or(|p| e.profiles.contains(p));
-            if keep {
+            if keep && keep_entry(&mut e)? {
                 out.push_back(e);
                 if out.len() > filter.limit {
                     out.pop_front();

@@ -20,7 +20,10 @@ use sha2::{Digest, Sha256};
 pub enum Permission {
     /// `POST /v1/events`.
     Ingest,
-    /// `GET /v1/lookup` and `GET /v1/profiles/{id}`: a golden profile.
+    /// `GET /v1/lookup`: a golden profile by any raw identifier value (services only: a
+    /// caller shown masked or pseudonymized values must not confirm raw guesses).
+    Lookup,
+    /// `GET /v1/profiles/{id}`: a golden profile by profile id.
     ReadProfile,
     /// `GET /v1/search` (the console's search box).
     Search,
@@ -28,6 +31,18 @@ pub enum Permission {
     Views,
     /// Links, identifiers, erasure, suppression, audit.
     Admin,
+}
+
+impl Permission {
+    /// Every permission (the role table and the matrix test walk them).
+    pub const ALL: [Permission; 6] = [
+        Permission::Ingest,
+        Permission::Lookup,
+        Permission::ReadProfile,
+        Permission::Search,
+        Permission::Views,
+        Permission::Admin,
+    ];
 }
 
 /// A key's role: the permissions it grants and how personal values are shown.
@@ -47,11 +62,20 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role, in the order the role table lists them.
+    pub const ALL: [Role; 5] = [
+        Role::Ingest,
+        Role::Service,
+        Role::Agent,
+        Role::Analyst,
+        Role::Admin,
+    ];
+
     pub fn allows(self, p: Permission) -> bool {
         use Permission as P;
         match self {
             Role::Ingest => p == P::Ingest,
-            Role::Service => p == P::ReadProfile,
+            Role::Service => matches!(p, P::Lookup | P::ReadProfile),
             Role::Agent => matches!(p, P::Search | P::ReadProfile | P::Views),
             Role::Analyst => p == P::Views,
             Role::Admin => true,
@@ -355,10 +379,9 @@ mod tests {
         use Permission as P;
         assert!(Role::Ingest.allows(P::Ingest) && !Role::Ingest.allows(P::ReadProfile));
         assert!(Role::Service.allows(P::ReadProfile) && !Role::Service.allows(P::Search));
+        assert!(Role::Service.allows(P::Lookup) && !Role::Agent.allows(P::Lookup));
         assert!(Role::Agent.allows(P::Search) && !Role::Agent.allows(P::Admin));
         assert!(Role::Analyst.allows(P::Views) && !Role::Analyst.allows(P::Search));
-        assert!([P::Ingest, P::ReadProfile, P::Search, P::Views, P::Admin]
-            .iter()
-            .all(|p| Role::Admin.allows(*p)));
+        assert!(P::ALL.iter().all(|p| Role::Admin.allows(*p)));
     }
 }

@@ -117,6 +117,26 @@ impl Masker<'_> {
     }
 }
 
+/// What masked value `text` (a caller's search query) presents in the raw: `"email"` for a
+/// word holding `@`, `"phone number"` for a phone typed whole (only digits and `+-().`
+/// separators, 6 to 15 digits, as the search reads phones) or a word of 6 or more digits
+/// and separators. Callers shown these values masked may not search by them.
+pub fn masked_value_in(text: &str) -> Option<&'static str> {
+    let phone_like = |s: &str| {
+        let digits = s.chars().filter(char::is_ascii_digit).count();
+        digits >= 6
+            && s.chars()
+                .all(|c| c.is_ascii_digit() || " +-().".contains(c))
+    };
+    if text.split_whitespace().any(|w| w.contains('@')) {
+        return Some("email");
+    }
+    if phone_like(text.trim()) || text.split_whitespace().any(phone_like) {
+        return Some("phone number");
+    }
+    None
+}
+
 fn keep_prefix(s: &str, n: usize) -> String {
     let head: String = s.chars().take(n).collect();
     format!("{head}***")
@@ -212,6 +232,23 @@ mod tests {
             v["at"], "2026-11-01T10:00:00Z",
             "timestamps are not identifiers"
         );
+    }
+
+    #[test]
+    fn raw_emails_and_phones_in_a_query_are_recognised() {
+        for (q, what) in [
+            ("bob@example.com", Some("email")),
+            ("Bob Smith bob@", Some("email")),
+            ("(415) 555-0199", Some("phone number")),
+            ("+1 415 555 0199", Some("phone number")),
+            ("Smith 4155550199", Some("phone number")),
+            ("Bob Smith", None),
+            ("CUST-1234567", None),
+            ("Oak Street 12", None),
+            ("94110", None),
+        ] {
+            assert_eq!(masked_value_in(q), what, "{q}");
+        }
     }
 
     #[test]

@@ -2,9 +2,11 @@
 //! shown to each role (masking, in one place), and the audit trail. Transport-neutral: the
 //! actix extractor that enforces it lives in `serve::auth`.
 
+pub mod access;
 pub mod audit;
 pub mod keys;
 pub mod mask;
+pub mod scope;
 
 use std::path::Path;
 

@@ -47,7 +47,7 @@ pub fn erase(
     let pid = match target {
         ErasureTarget::Identifier(key) => {
             s.node(key)?
-                .ok_or_else(|| UnmergeError::NotFound("identifier does not exist".into()))?
+                .ok_or_else(|| UnmergeError::NotFound("identifier".into()))?
                 .profile_id
         }
         ErasureTarget::Profile(id) => match s.profile(id)? {
@@ -55,7 +55,7 @@ pub fn erase(
             None => s
                 .store()
                 .alias(id)?
-                .ok_or_else(|| UnmergeError::NotFound("profile does not exist".into()))?,
+                .ok_or_else(|| UnmergeError::NotFound("profile".into()))?,
         },
     };
     let state = s.existing_profile(&pid)?;

@@ -51,10 +51,10 @@ pub fn delete_link(
 ) -> Result<SplitOutcome, UnmergeError> {
     let edge = s
         .edge(a, b)?
-        .ok_or_else(|| UnmergeError::NotFound("no link between these identifiers".into()))?;
+        .ok_or_else(|| UnmergeError::NotFound("link".into()))?;
     let node = s
         .node(a)?
-        .ok_or_else(|| UnmergeError::NotFound("identifier a does not exist".into()))?;
+        .ok_or_else(|| UnmergeError::NotFound("identifier".into()))?;
     let pid = node.profile_id.clone();
     let rule = format!("manual_unmerge:{actor}");
     match &edge.probable {
@@ -108,7 +108,7 @@ pub fn delete_identifier(
 ) -> Result<SplitOutcome, UnmergeError> {
     let node = s
         .node(key)?
-        .ok_or_else(|| UnmergeError::NotFound("identifier does not exist".into()))?;
+        .ok_or_else(|| UnmergeError::NotFound("identifier".into()))?;
     for e in s.edges_of(key)? {
         s.delete_edge(&e.a, &e.b);
     }

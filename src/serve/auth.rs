@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use super::error::ApiError;
 use crate::engine::Engine;
+use crate::governance::access;
 use crate::governance::audit::AuditEntry;
 use crate::governance::keys::{Caller, Denied, Permission, Visibility};
 use crate::governance::mask::Masker;
@@ -42,7 +43,7 @@ macro_rules! perms {
 /// The permissions, as types (`Auth<perm::Views>`).
 pub mod perm {
     use super::{Perm, Permission};
-    perms!(Ingest, ReadProfile, Search, Views, Admin);
+    perms!(Ingest, Lookup, ReadProfile, Search, Views, Admin);
 }
 
 /// What the audit middleware needs to know about a request.
@@ -162,6 +163,17 @@ impl<P: Perm> FromRequest for Auth<P> {
                 "governance is not configured",
             )));
         };
+        // The route table (`governance::access`) is the source of truth: a handler whose
+        // permission type disagrees with it, or a route missing from it, never answers.
+        let pattern = req.match_pattern().unwrap_or_default();
+        if access::permission_of(req.method().as_str(), &pattern) != Some(P::PERMISSION) {
+            tracing::error!(route = %pattern, "route missing from the access table or disagreeing with it");
+            return std::future::ready(Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "config_error",
+                "this route is not in the access table (governance::access)",
+            )));
+        }
         let mut note = AuditNote::default();
         let result = gov.keys.authorize(presented_key(req), P::PERMISSION);
         note.caller = match &result {
@@ -184,13 +196,7 @@ impl<P: Perm> FromRequest for Auth<P> {
 /// Checks a key of any role (for `/metrics` when `auth.protect_metrics` is set).
 pub fn any_key(req: &HttpRequest, gov: &Governance) -> Result<(), ApiError> {
     let key = presented_key(req);
-    for p in [
-        Permission::ReadProfile,
-        Permission::Ingest,
-        Permission::Views,
-        Permission::Search,
-        Permission::Admin,
-    ] {
+    for p in Permission::ALL {
         match gov.keys.authorize(key, p) {
             Ok(_) => return Ok(()),
             Err(Denied::Forbidden { .. }) => continue,

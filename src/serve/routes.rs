@@ -11,6 +11,7 @@ use super::auth::{perm, Auth};
 use super::error::ApiError;
 use super::metrics::Metrics;
 use crate::engine::Engine;
+use crate::governance::keys::Visibility;
 use crate::resolve::EventOutcome;
 use crate::search::SearchRequest;
 
@@ -197,6 +198,9 @@ pub async fn post_events(
         .into_iter()
         .map(|r| r.unwrap_or(Value::Null))
         .collect();
+    // A scoped key's events may conflict with (or duplicate) data of profiles it does not
+    // see: those are not named.
+    let results = scoped_fields(&auth, &engine, results).await?;
     if single {
         return Ok(HttpResponse::Ok().json(results.into_iter().next().unwrap_or(Value::Null)));
     }
@@ -209,20 +213,89 @@ pub async fn post_events(
     })))
 }
 
-/// A golden profile as JSON bytes, masked for the caller (served byte-for-byte when the
-/// caller sees everything).
-fn golden_answer<P: super::auth::Perm>(
+/// What a route names that may be missing. A target that does not exist and one outside
+/// the caller's row-level scope get the same answer (status, code and message), so a
+/// scoped key cannot tell hidden people from absent ones.
+#[derive(Debug, Clone, Copy)]
+enum Missing {
+    Profile,
+    Identifier,
+    Household,
+}
+
+impl Missing {
+    fn error(self) -> ApiError {
+        ApiError::not_found(match self {
+            Missing::Profile => "profile not found",
+            Missing::Identifier => "identifier not found",
+            Missing::Household => "household not found",
+        })
+    }
+}
+
+/// Every 404 of a lookup of `m` becomes `m`'s one answer.
+trait OrMissing<T> {
+    fn or_missing(self, m: Missing) -> Result<T>;
+}
+
+impl<T> OrMissing<T> for Result<T> {
+    fn or_missing(self, m: Missing) -> Result<T> {
+        self.map_err(|e| {
+            if e.status == StatusCode::NOT_FOUND {
+                m.error()
+            } else {
+                e
+            }
+        })
+    }
+}
+
+/// The one way a `/v1` read answers: the row-level scope rule (`governance::scope`) for a
+/// scoped key, then masking for the caller's visibility (`governance::mask`), the
+/// profile ids noted for the audit trail. An answer about a hidden person is `missing`'s
+/// 404, exactly as if it did not exist.
+async fn respond<P: super::auth::Perm>(
     auth: &Auth<P>,
-    engine: &Engine,
-    bytes: Vec<u8>,
+    engine: &web::Data<Engine>,
+    v: Value,
+    profiles: Vec<String>,
+    missing: Missing,
 ) -> Result<HttpResponse> {
-    // The fields the checks need, read without building the whole document (lookups are
-    // the hot path, and most callers see the stored bytes as they are).
+    let mut v = scoped(auth, engine, v, missing).await?;
+    auth.touched(profiles);
+    auth.mask(engine, &mut v);
+    Ok(HttpResponse::Ok().json(v))
+}
+
+/// `v` with what a scoped caller may not see left out (see [`respond`]).
+async fn scoped<P: super::auth::Perm>(
+    auth: &Auth<P>,
+    engine: &web::Data<Engine>,
+    mut v: Value,
+    missing: Missing,
+) -> Result<Value> {
+    let Some(sources) = auth.caller.scope.clone() else {
+        return Ok(v);
+    };
+    let e = engine.clone();
+    let (hidden, v) = blocking(move || Ok((e.redact_for_scope(&sources, &mut v)?, v))).await?;
+    if hidden {
+        return Err(missing.error());
+    }
+    Ok(v)
+}
+
+/// A golden profile as JSON bytes for the caller (served byte-for-byte to an unscoped
+/// caller who sees everything: lookups are the hot path).
+async fn golden_answer<P: super::auth::Perm>(
+    auth: &Auth<P>,
+    engine: &web::Data<Engine>,
+    bytes: Vec<u8>,
+    missing: Missing,
+) -> Result<HttpResponse> {
     #[derive(Deserialize)]
     struct Head {
         profile_id: String,
-        #[serde(default)]
-        sources: Vec<String>,
     }
     let corrupt = || {
         ApiError::new(
@@ -231,93 +304,41 @@ fn golden_answer<P: super::auth::Perm>(
             "a stored golden profile is unreadable",
         )
     };
-    let head: Head = serde_json::from_slice(&bytes).map_err(|_| corrupt())?;
-    if !auth.caller.sees(head.sources.iter().map(String::as_str)) {
-        return Err(ApiError::not_found("profile not found"));
-    }
-    auth.touched([head.profile_id]);
-    if auth.visibility() == crate::governance::keys::Visibility::Full {
+    if auth.caller.scope.is_none() && auth.visibility() == Visibility::Full {
+        let head: Head = serde_json::from_slice(&bytes).map_err(|_| corrupt())?;
+        auth.touched([head.profile_id]);
         return Ok(HttpResponse::Ok()
             .content_type("application/json")
             .body(bytes));
     }
-    let mut v: Value = serde_json::from_slice(&bytes).map_err(|_| corrupt())?;
-    auth.mask(engine, &mut v);
-    Ok(HttpResponse::Ok().json(v))
+    let v: Value = serde_json::from_slice(&bytes).map_err(|_| corrupt())?;
+    let pid = v["profile_id"].as_str().unwrap_or_default().to_owned();
+    respond(auth, engine, v, vec![pid], missing).await
 }
 
-/// 404, as for a profile that does not exist, unless the caller's row-level scope covers
+/// 404 as for a profile that does not exist unless the caller's row-level scope covers
 /// profile `id` (see `KeySettings::sources`).
 async fn check_scope<P: super::auth::Perm>(
     auth: &Auth<P>,
     engine: &web::Data<Engine>,
     id: &str,
 ) -> Result<()> {
-    if auth.caller.scope.is_none() {
-        return Ok(());
-    }
-    let e = engine.clone();
-    let id = id.to_owned();
-    let state = blocking(move || e.profile_state(&id)).await?;
-    if auth.caller.sees(state.sources.iter().map(String::as_str)) {
-        Ok(())
-    } else {
-        Err(ApiError::not_found("profile not found"))
-    }
+    scoped(auth, engine, json!({ "profile_id": id }), Missing::Profile)
+        .await
+        .map(drop)
 }
 
-/// [`check_scope`] of the profile holding identifier `key` (unknown identifiers pass:
-/// the operation then answers 404 itself).
+/// 404 as for an identifier that does not exist unless the caller's scope covers the
+/// profile holding identifier `key` (an unknown identifier answers the same 404 here for a
+/// scoped caller, and from the operation itself for others).
 async fn check_identifier_scope<P: super::auth::Perm>(
     auth: &Auth<P>,
     engine: &web::Data<Engine>,
     key: &str,
 ) -> Result<()> {
-    if auth.caller.scope.is_none() {
-        return Ok(());
-    }
-    let e = engine.clone();
-    let k = key.to_owned();
-    match blocking(move || Ok(e.store().profile_of(&k)?)).await? {
-        Some(pid) => check_scope(auth, engine, &pid).await,
-        None => Ok(()),
-    }
-}
-
-/// The profiles of `ids` the caller's scope covers.
-async fn visible<P: super::auth::Perm>(
-    auth: &Auth<P>,
-    engine: &web::Data<Engine>,
-    ids: Vec<String>,
-) -> Result<std::collections::HashSet<String>> {
-    if auth.caller.scope.is_none() {
-        return Ok(ids.into_iter().collect());
-    }
-    let e = engine.clone();
-    let states = blocking(move || {
-        ids.into_iter()
-            .map(|id| e.profile_state(&id).map(|s| (id, s.sources)))
-            .filter(|r| !matches!(r, Err(crate::engine::EngineError::NotFound { .. })))
-            .collect::<std::result::Result<Vec<_>, _>>()
-    })
-    .await?;
-    Ok(states
-        .into_iter()
-        .filter(|(_, sources)| auth.caller.sees(sources.iter().map(String::as_str)))
-        .map(|(id, _)| id)
-        .collect())
-}
-
-/// A JSON answer masked for the caller, its profile ids noted for the audit trail.
-fn answer<P: super::auth::Perm>(
-    auth: &Auth<P>,
-    engine: &Engine,
-    mut v: Value,
-    profiles: Vec<String>,
-) -> HttpResponse {
-    auth.touched(profiles);
-    auth.mask(engine, &mut v);
-    HttpResponse::Ok().json(v)
+    scoped(auth, engine, json!({ "id": key }), Missing::Identifier)
+        .await
+        .map(drop)
 }
 
 pub async fn get_profile(
@@ -328,8 +349,10 @@ pub async fn get_profile(
     let id = path.into_inner();
     check_id(&id)?;
     let e = engine.clone();
-    let bytes = blocking(move || e.profile_bytes(&id)).await?;
-    golden_answer(&auth, &engine, bytes)
+    let bytes = blocking(move || e.profile_bytes(&id))
+        .await
+        .or_missing(Missing::Profile)?;
+    golden_answer(&auth, &engine, bytes, Missing::Profile).await
 }
 
 #[derive(Deserialize)]
@@ -338,15 +361,18 @@ pub struct LookupQuery {
     value: String,
 }
 
+/// `GET /v1/lookup` (service, admin: roles that see raw values; see `governance::access`).
 pub async fn lookup(
-    auth: Auth<perm::ReadProfile>,
+    auth: Auth<perm::Lookup>,
     q: web::Query<LookupQuery>,
     engine: web::Data<Engine>,
 ) -> Result<HttpResponse> {
     let LookupQuery { kind, value } = q.into_inner();
     let e = engine.clone();
-    let bytes = blocking(move || e.lookup_bytes(&kind, &value)).await?;
-    golden_answer(&auth, &engine, bytes)
+    let bytes = blocking(move || e.lookup_bytes(&kind, &value))
+        .await
+        .or_missing(Missing::Identifier)?;
+    golden_answer(&auth, &engine, bytes, Missing::Identifier).await
 }
 
 #[derive(Deserialize)]
@@ -387,6 +413,21 @@ pub async fn search(
         q.city.as_deref(),
     )
     .map_err(|e| ApiError::bad_request("invalid_search", e.to_string()).with_field(e.field))?;
+    // A caller shown masked emails and phones cannot search by them: the answer would
+    // confirm a guessed value. Refused before the index is read, so right and wrong guesses
+    // get the same answer.
+    if auth.visibility() != Visibility::Full {
+        if let Some(what) = crate::governance::mask::masked_value_in(&req.q) {
+            return Err(ApiError::bad_request(
+                "masked_value",
+                format!(
+                    "q: this key is shown {what}s masked, so it cannot search by {what}; \
+                     search by name, city or an unmasked identifier"
+                ),
+            )
+            .with_field("q"));
+        }
+    }
     let mut req = req;
     req.scope = auth
         .caller
@@ -396,7 +437,7 @@ pub async fn search(
     let e = engine.clone();
     let body = blocking(move || e.search(&req)).await?;
     let ids = profile_ids(&body["hits"]);
-    Ok(answer(&auth, &engine, body, ids))
+    respond(&auth, &engine, body, ids, Missing::Profile).await
 }
 
 /// The `profile_id`s of a list of objects.
@@ -421,27 +462,22 @@ pub async fn devices(
     check_id(&id)?;
     check_scope(&auth, &engine, &id).await?;
     let e = engine.clone();
-    let (pid, devices) = blocking(move || e.devices(&id)).await?;
+    let (pid, devices) = blocking(move || e.devices(&id))
+        .await
+        .or_missing(Missing::Profile)?;
     let v = json!({ "profile_id": pid, "devices": devices });
-    Ok(answer(&auth, &engine, v, vec![pid]))
+    respond(&auth, &engine, v, vec![pid], Missing::Profile).await
 }
 
+/// A household for the caller: members and bonds outside its scope left out (the scope
+/// rule), and a household of fewer than two visible members is `missing`'s 404 when it
+/// was asked for by its id.
 async fn household_answer(
     auth: &Auth<perm::Views>,
     engine: &web::Data<Engine>,
-    mut hh: crate::profile::household::Household,
+    hh: crate::profile::household::Household,
+    by_id: bool,
 ) -> Result<HttpResponse> {
-    use crate::profile::household::Bond;
-    let seen = visible(auth, engine, hh.members.clone()).await?;
-    if seen.is_empty() {
-        return Err(ApiError::not_found("household not found"));
-    }
-    hh.members.retain(|m| seen.contains(m));
-    hh.bonds.retain(|b| match b {
-        Bond::SharedAddress { a, b } | Bond::SharedDevice { a, b, .. } => {
-            seen.contains(a) && seen.contains(b)
-        }
-    });
     let v = serde_json::to_value(&hh).map_err(|_| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -449,7 +485,22 @@ async fn household_answer(
             "cannot encode the household",
         )
     })?;
-    Ok(answer(auth, engine, v, hh.members))
+    let missing = if by_id {
+        Missing::Household
+    } else {
+        Missing::Profile
+    };
+    let v = scoped(auth, engine, v, missing).await?;
+    let members: Vec<String> = v["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m.as_str().map(str::to_owned))
+        .collect();
+    if members.is_empty() || (by_id && (members.len() < 2 || v["household_id"].is_null())) {
+        return Err(missing.error());
+    }
+    respond(auth, engine, v, members, missing).await
 }
 
 pub async fn profile_household(
@@ -461,8 +512,10 @@ pub async fn profile_household(
     check_id(&id)?;
     check_scope(&auth, &engine, &id).await?;
     let e = engine.clone();
-    let hh = blocking(move || e.household(&id)).await?;
-    household_answer(&auth, &engine, hh).await
+    let hh = blocking(move || e.household(&id))
+        .await
+        .or_missing(Missing::Profile)?;
+    household_answer(&auth, &engine, hh, false).await
 }
 
 pub async fn household(
@@ -471,10 +524,12 @@ pub async fn household(
     engine: web::Data<Engine>,
 ) -> Result<HttpResponse> {
     let id = path.into_inner();
-    check_id(&id)?;
+    check_id(&id).or_missing(Missing::Household)?;
     let e = engine.clone();
-    let hh = blocking(move || e.household_by_id(&id)).await?;
-    household_answer(&auth, &engine, hh).await
+    let hh = blocking(move || e.household_by_id(&id))
+        .await
+        .or_missing(Missing::Household)?;
+    household_answer(&auth, &engine, hh, true).await
 }
 
 #[derive(Deserialize)]
@@ -513,37 +568,12 @@ pub async fn graph(
     check_scope(&auth, &engine, &id).await?;
     let e = engine.clone();
     let pid = id.clone();
-    let mut v = blocking(move || e.graph(&id, depth, limit)).await?;
+    let v = blocking(move || e.graph(&id, depth, limit))
+        .await
+        .or_missing(Missing::Profile)?;
     let owner = v["profile_id"].as_str().map_or(pid, str::to_owned);
-    if auth.caller.scope.is_some() {
-        // Neighbours in profiles outside the caller's scope are not shown.
-        let profiles: Vec<String> = v["elements"]["nodes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|n| n["data"]["profile_id"].as_str().map(str::to_owned))
-            .collect();
-        let seen = visible(&auth, &engine, profiles).await?;
-        let mut hidden = std::collections::HashSet::new();
-        if let Some(nodes) = v["elements"]["nodes"].as_array_mut() {
-            nodes.retain(|n| {
-                let keep = n["data"]["profile_id"]
-                    .as_str()
-                    .is_some_and(|p| seen.contains(p));
-                if !keep {
-                    hidden.insert(n["data"]["id"].as_str().unwrap_or_default().to_owned());
-                }
-                keep
-            });
-        }
-        if let Some(edges) = v["elements"]["edges"].as_array_mut() {
-            edges.retain(|e| {
-                let end = |k: &str| e["data"][k].as_str().unwrap_or_default().to_owned();
-                !hidden.contains(&end("source")) && !hidden.contains(&end("target"))
-            });
-        }
-    }
-    Ok(answer(&auth, &engine, v, vec![owner]))
+    // Neighbours in profiles outside a scoped caller's sources are left out by the rule.
+    respond(&auth, &engine, v, vec![owner], Missing::Profile).await
 }
 
 #[derive(Deserialize)]
@@ -561,29 +591,33 @@ pub async fn explain(
     let id = path.into_inner();
     check_id(&id)?;
     check_scope(&auth, &engine, &id).await?;
-    let (a, b) = if auth.visibility() == crate::governance::keys::Visibility::Full {
+    let (a, b) = if auth.visibility() == Visibility::Full {
         (
             engine.parse_identifier("a", &q.a)?,
             engine.parse_identifier("b", &q.b)?,
         )
     } else {
-        // The caller saw masked or pseudonymized identifiers: find them in the profile.
+        // The caller was shown masked or pseudonymized identifiers: it names them as it
+        // saw them, and only so (a raw value is never matched, or a right guess would
+        // answer differently from a wrong one).
         let e = engine.clone();
         let pid = id.clone();
-        let state = blocking(move || e.profile_state(&pid)).await?;
+        let state = blocking(move || e.profile_state(&pid))
+            .await
+            .or_missing(Missing::Profile)?;
         let keys: Vec<String> = state.identifier_keys().collect();
         let shown = auth.masked_keys(&engine, &keys);
         let find = |field: &'static str, given: &str| -> Result<String> {
             let found: Vec<&String> = keys
                 .iter()
                 .zip(&shown)
-                .filter(|(k, m)| *m == given || *k == given)
+                .filter(|(_, m)| *m == given)
                 .map(|(k, _)| k)
                 .collect();
             match found.as_slice() {
                 [one] => Ok((*one).clone()),
                 [] => Err(ApiError::not_found(format!(
-                    "{field}: not an identifier of this profile"
+                    "{field}: not an identifier of this profile as this key is shown them"
                 ))
                 .with_field(field)),
                 _ => Err(ApiError::bad_request(
@@ -599,7 +633,7 @@ pub async fn explain(
     let pid = id.clone();
     let v = blocking(move || e.explain(&id, &a, &b)).await?;
     let owner = v["profile_id"].as_str().map_or(pid, str::to_owned);
-    Ok(answer(&auth, &engine, v, vec![owner]))
+    respond(&auth, &engine, v, vec![owner], Missing::Profile).await
 }
 
 #[derive(Deserialize)]
@@ -624,9 +658,57 @@ pub async fn history(
     }
     check_scope(&auth, &engine, &id).await?;
     let e = engine.clone();
-    let (pid, entries) = blocking(move || e.history(&id, limit)).await?;
+    let (pid, entries) = blocking(move || e.history(&id, limit))
+        .await
+        .or_missing(Missing::Profile)?;
     let v = json!({ "profile_id": pid, "history": entries });
-    Ok(answer(&auth, &engine, v, vec![pid]))
+    respond(&auth, &engine, v, vec![pid], Missing::Profile).await
+}
+
+/// The answer of an unmerge, its profile ids noted for the audit trail (all of them) and
+/// the scope rule applied (a split part outside a scoped admin's sources is left out).
+async fn split_answer(
+    auth: &Auth<perm::Admin>,
+    engine: &web::Data<Engine>,
+    out: &crate::resolve::split::SplitOutcome,
+) -> Result<HttpResponse> {
+    let touched = out.profiles.iter().cloned().chain([out.profile_id.clone()]);
+    let v = serde_json::to_value(out).map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "encode_error",
+            "cannot encode the answer",
+        )
+    })?;
+    auth.touched(touched);
+    let v = scoped_fields(auth, engine, vec![v]).await?.pop();
+    Ok(HttpResponse::Ok().json(v.unwrap_or(Value::Null)))
+}
+
+/// The answers of writes (events, unmerges) for a scoped caller: the write is done, so
+/// each field is redacted on its own by the scope rule; a profile outside the scope
+/// becomes `null` (or leaves its list) instead of hiding the rest of the answer.
+async fn scoped_fields<P: super::auth::Perm>(
+    auth: &Auth<P>,
+    engine: &web::Data<Engine>,
+    answers: Vec<Value>,
+) -> Result<Vec<Value>> {
+    let Some(sources) = auth.caller.scope.clone() else {
+        return Ok(answers);
+    };
+    let e = engine.clone();
+    blocking(move || {
+        let mut answers = answers;
+        for v in &mut answers {
+            for child in v.as_object_mut().into_iter().flat_map(|o| o.values_mut()) {
+                if e.redact_for_scope(&sources, child)? {
+                    *child = Value::Null;
+                }
+            }
+        }
+        Ok(answers)
+    })
+    .await
 }
 
 pub async fn delete_link(
@@ -643,9 +725,9 @@ pub async fn delete_link(
         );
     }
     check_identifier_scope(&auth, &engine, &a).await?;
+    check_identifier_scope(&auth, &engine, &b).await?;
     let out = engine.delete_link(a, b).await?;
-    auth.touched(out.profiles.iter().cloned().chain([out.profile_id.clone()]));
-    Ok(HttpResponse::Ok().json(out))
+    split_answer(&auth, &engine, &out).await
 }
 
 pub async fn delete_identifier(
@@ -656,9 +738,12 @@ pub async fn delete_identifier(
     let (kind, value) = path.into_inner();
     let key = engine.normalize("value", &kind, &value)?;
     check_identifier_scope(&auth, &engine, &key).await?;
-    let out = engine.delete_identifier(key).await?;
-    auth.touched(out.profiles.iter().cloned().chain([out.profile_id.clone()]));
-    Ok(HttpResponse::Ok().json(out))
+    let out = engine
+        .delete_identifier(key)
+        .await
+        .map_err(ApiError::from)
+        .or_missing(Missing::Identifier)?;
+    split_answer(&auth, &engine, &out).await
 }
 
 #[derive(Deserialize)]
@@ -696,11 +781,22 @@ pub async fn erasure(
             ))
         }
     };
-    match &target {
-        ErasureTarget::Profile(id) => check_scope(&auth, &engine, id).await?,
-        ErasureTarget::Identifier(key) => check_identifier_scope(&auth, &engine, key).await?,
-    }
-    let out = engine.into_inner().erase(target).await?;
+    let missing = match &target {
+        ErasureTarget::Profile(id) => {
+            check_scope(&auth, &engine, id).await?;
+            Missing::Profile
+        }
+        ErasureTarget::Identifier(key) => {
+            check_identifier_scope(&auth, &engine, key).await?;
+            Missing::Identifier
+        }
+    };
+    let out = engine
+        .into_inner()
+        .erase(target)
+        .await
+        .map_err(ApiError::from)
+        .or_missing(missing)?;
     auth.touched(std::iter::once(out.profile_id.clone()).chain(out.absorbed.iter().cloned()));
     Ok(HttpResponse::Ok().json(out))
 }
@@ -795,6 +891,7 @@ pub async fn audit(
     auth: Auth<perm::Admin>,
     q: web::Query<AuditQuery>,
     gov: web::Data<crate::governance::Governance>,
+    engine: web::Data<Engine>,
 ) -> Result<HttpResponse> {
     let q = q.into_inner();
     let limit = q.limit.unwrap_or(100);
@@ -821,17 +918,34 @@ pub async fn audit(
         after: q.after,
         limit,
     };
-    let entries = web::block(move || gov.audit.query(&filter))
-        .await?
-        .map_err(|e| {
-            tracing::error!(error = %e, "cannot read the audit log");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "audit_unreadable",
-                "the audit log cannot be read; see the server log",
-            )
-        })?;
-    let _ = &auth;
+    // A scoped admin reads the entries of the people it may see, with the scope rule
+    // applied to each (an entry only about hidden profiles is left out).
+    let scope = auth.caller.scope.clone();
+    let entries = web::block(move || {
+        gov.audit.query_with(&filter, |entry| {
+            let Some(sources) = &scope else {
+                return Ok(true);
+            };
+            let mut v = serde_json::to_value(&*entry).map_err(std::io::Error::other)?;
+            if engine
+                .redact_for_scope(sources, &mut v)
+                .map_err(|e| std::io::Error::other(e.to_string()))?
+            {
+                return Ok(false);
+            }
+            *entry = serde_json::from_value(v).map_err(std::io::Error::other)?;
+            Ok(true)
+        })
+    })
+    .await?
+    .map_err(|e| {
+        tracing::error!(error = %e, "cannot read the audit log");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "audit_unreadable",
+            "the audit log cannot be read; see the server log",
+        )
+    })?;
     if jsonl {
         let mut body = String::new();
         for e in &entries {

@@ -21,6 +21,7 @@ mod pipeline;
 mod properties;
 mod resolution;
 mod schema;
+mod scope;
 mod search;
 mod unmerge;
 mod views;
