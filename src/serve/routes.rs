@@ -809,11 +809,21 @@ pub struct SuppressionQuery {
 /// `DELETE /v1/suppressions?identifier=kind:value` (admin): events carrying it are accepted
 /// again.
 pub async fn delete_suppression(
-    _auth: Auth<perm::Admin>,
+    auth: Auth<perm::Admin>,
     q: web::Query<SuppressionQuery>,
     engine: web::Data<Engine>,
 ) -> Result<HttpResponse> {
     let key = engine.parse_identifier("identifier", &q.identifier)?;
+    // A suppression belongs to no source (the person is gone), so no row-level scope
+    // covers it: a scoped admin is refused whatever the identifier, which also keeps it
+    // from testing whether someone was erased.
+    if auth.caller.scope.is_some() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "scope_not_allowed",
+            "a key limited to some sources cannot lift suppressions: they belong to no source",
+        ));
+    }
     if !engine.unsuppress(key).await? {
         return Err(ApiError::not_found(
             "this identifier is not on the suppression list",
