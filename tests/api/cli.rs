@@ -825,3 +825,68 @@ fn bench_search_runs_then_reuses_its_store() {
         "{first} then {second}"
     );
 }
+
+/// The variables the CLI, the logger and the demo's instructions use are not settings:
+/// with all of them set, `idgraph serve` starts, takes its configuration from
+/// `IDGRAPH_CONFIG` and logs JSON lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_and_logger_variables_are_not_read_as_settings() {
+    let tmp = TempDir::new().expect("temp dir");
+    let config = write(
+        tmp.path(),
+        "idgraph.toml",
+        "[server]\nmax_batch_events = 7\n",
+    );
+    let data = tmp.path().join("data");
+    let env: Vec<(String, String)> = [
+        ("IDGRAPH_CONFIG", config.display().to_string()),
+        ("IDGRAPH_LOG_FORMAT", "json".to_owned()),
+        (
+            "IDGRAPH_KEY",
+            "idg_what_the_demo_tells_users_to_export".to_owned(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    for name in idgraph::config::NOT_SETTINGS {
+        assert!(
+            env.iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case(&format!("IDGRAPH_{name}"))),
+            "IDGRAPH_{name} is set by this test"
+        );
+    }
+    let server = crate::helpers::ServeProcess::start_with_env(&data, &env);
+    let client = crate::helpers::http_client();
+    let health = client
+        .get(server.url("/health"))
+        .send()
+        .await
+        .expect("health");
+    assert_eq!(health.status().as_u16(), 200);
+    // The file named by IDGRAPH_CONFIG applies: a batch of 8 is over its limit of 7.
+    let batch: Vec<Value> = (0..8)
+        .map(|i| {
+            serde_json::json!({"event_id": format!("cfg-{i}"), "source": "web",
+                               "identifiers": {"cookie_id": format!("ck-cfg-{i}")}})
+        })
+        .collect();
+    let resp = client
+        .post(server.url("/v1/events"))
+        .json(&batch)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status().as_u16(), 413);
+    let body = resp.text().await.expect("body");
+    assert!(body.contains("at most 7"), "{body}");
+    // IDGRAPH_LOG_FORMAT=json: the log lines are JSON objects.
+    let logs = server.stderr();
+    let lines: Vec<&str> = logs.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "the server logged nothing");
+    for line in lines {
+        let v: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("a log line is not JSON ({e}): {line}"));
+        assert!(v.is_object(), "{line}");
+    }
+}
