@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing idgraph needs on a fresh Debian machine:
-# libclang (bindgen for the rocksdb crate), a C++ compiler, and for the web console
-# Node.js + npm, the console's npm packages (Cytoscape.js, bundled into the binary, and
-# playwright-core for the browser tests) and Debian's chromium (the browser tests drive it).
+# libclang (bindgen for the rocksdb crate), a C++ compiler, wrk (the HTTP load benchmark),
+# and for the web console Node.js + npm, the console's npm packages (Cytoscape.js, bundled
+# into the binary, and playwright-core for the browser tests) and Debian's chromium (the
+# browser tests drive it).
 # Idempotent: installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,8 @@ if needs_npm_ci && ! command -v npm >/dev/null 2>&1; then need+=(npm); fi
 # scripts/arcadedb.sh (the graph-database test server) waits on it with curl and python3.
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+# `idgraph bench-http` (and its smoke run in the test suite) drives the server with wrk.
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
 # The Bolt-over-TLS test makes a throwaway CA and server certificate with openssl.
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 

@@ -396,6 +396,12 @@ impl Default for HouseholdSettings {
 #[error("configuration error: {0}")]
 pub struct ConfigError(pub String);
 
+/// `IDGRAPH_*` variables that are not settings, read by the CLI (`IDGRAPH_CONFIG`, the
+/// config file's path), the logger (`IDGRAPH_LOG_FORMAT`) and users' own scripts
+/// (`IDGRAPH_KEY`, the API key the demo tells them to export); case-insensitive, after
+/// the prefix. Every other `IDGRAPH_*` variable must name a setting.
+pub const NOT_SETTINGS: [&str; 3] = ["config", "log_format", "key"];
+
 impl Settings {
     /// Defaults, then the TOML file (if given), then `IDGRAPH_*` environment variables.
     pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
@@ -409,7 +415,7 @@ impl Settings {
             }
             figment = figment.merge(Toml::file(path));
         }
-        figment = figment.merge(Env::prefixed("IDGRAPH_").split("__"));
+        figment = figment.merge(Env::prefixed("IDGRAPH_").ignore(&NOT_SETTINGS).split("__"));
         let settings: Settings = figment.extract().map_err(|e| ConfigError(e.to_string()))?;
         Ok(settings)
     }

@@ -1,10 +1,11 @@
 //! The command line (clap): `serve`, `import`, `demo`, `profile`, `reindex`, `schema`, `eval`,
-//! `bench`, `bench-search`.
+//! `bench`, `bench-search`, `bench-http`.
 //!
 //! Settings are layered: defaults, `--config` TOML file, `IDGRAPH_*` environment variables,
 //! then the flags given here.
 
 pub mod bench;
+pub mod bench_http;
 pub mod bench_search;
 pub mod demo;
 pub mod import;
@@ -125,6 +126,9 @@ pub enum Command {
     /// Measure the search index at scale: build time, size, queries/s and latency while
     /// ingest runs, and how soon a change is searchable.
     BenchSearch(bench_search::SearchBenchArgs),
+    /// Measure the live server over HTTP with wrk: ingest window by window as the store
+    /// grows, lookups, search, `/health`, memory, disk, WAL and restart after kill -9.
+    BenchHttp(bench_http::HttpBenchArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -422,5 +426,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let s = settings(config, None, None)?;
             bench_search::run(s, args)
         }
+        Command::BenchHttp(args) => bench_http::run(args),
     }
 }

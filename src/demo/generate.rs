@@ -456,22 +456,80 @@ pub fn bench_events(events: usize, seed: u64) -> Vec<Value> {
 }
 
 /// [`bench_events`] plus the index of the person behind each event.
+fn bench_with_owners(events: usize, seed: u64) -> (Vec<Value>, Vec<usize>) {
+    BenchStream::new(events, (events / 4).max(1), seed, false).unzip()
+}
+
+/// The bench fixture as a stream, for populations too large to hold: `events` events of
+/// `people` people (the same rules as [`bench_events`], which is this stream with
+/// `events / 4` people and no addresses). With `addresses`, an event that carries names
+/// also carries the person's postal address (one per person, derived from it, so people
+/// who draw the same one form households). Yields each event with its person's index.
 ///
 /// People are derived from `(seed, index)` on demand (only a cookie counter is stored), and
-/// only the identifiers an event carries are formatted, which keeps 1M events fast.
-fn bench_with_owners(events: usize, seed: u64) -> (Vec<Value>, Vec<usize>) {
-    #[rustfmt::skip]
-    const KINDS: &[(&str, &str)] = &[
-        ("web", "identify"), ("mobile", "login"), ("crm", "identify"), ("web", "login"),
-        ("pos", "purchase"), ("contact_center", "call"), ("email", "email_open"),
-    ];
-    const POOL: [&str; 5] = ["phone", "email", "customer_id", "loyalty_id", "device_id"];
-    let (mut rng, ids) = (StdRng::seed_from_u64(seed), Ids::new(seed));
-    let people = (events / 4).max(1);
-    let mut extra_cookies = vec![0u16; people];
-    let (mut out, mut owners) = (Vec::with_capacity(events), Vec::with_capacity(events));
-    for n in 0..events {
-        let p = rng.gen_range(0..people);
+/// only the identifiers an event carries are formatted, which keeps 10M events fast.
+pub struct BenchStream {
+    rng: StdRng,
+    ids: Ids,
+    seed: u64,
+    people: usize,
+    extra_cookies: Vec<u16>,
+    next: usize,
+    events: usize,
+    addresses: bool,
+}
+
+impl BenchStream {
+    pub fn new(events: usize, people: usize, seed: u64, addresses: bool) -> BenchStream {
+        let people = people.max(1);
+        BenchStream {
+            rng: StdRng::seed_from_u64(seed),
+            ids: Ids::new(seed),
+            seed,
+            people,
+            extra_cookies: vec![0u16; people],
+            next: 0,
+            events,
+            addresses,
+        }
+    }
+
+    /// The email [`BenchStream`] gives person `p` first (every person has one; a lookup
+    /// benchmark asks for it).
+    pub fn first_email(&self, p: usize) -> String {
+        let h = mix(p as u64 ^ self.seed.rotate_left(41));
+        let first = FIRST_NAMES[(h % 60) as usize];
+        let last = LAST_NAMES[(h >> 8) as usize % 60];
+        email((h >> 24) as usize % 3, first, last, p)
+    }
+
+    /// Person `p`'s first and last name.
+    pub fn name(&self, p: usize) -> (&'static str, &'static str) {
+        let h = mix(p as u64 ^ self.seed.rotate_left(41));
+        (
+            FIRST_NAMES[(h % 60) as usize],
+            LAST_NAMES[(h >> 8) as usize % 60],
+        )
+    }
+}
+
+impl Iterator for BenchStream {
+    type Item = (Value, usize);
+
+    fn next(&mut self) -> Option<(Value, usize)> {
+        #[rustfmt::skip]
+        const KINDS: &[(&str, &str)] = &[
+            ("web", "identify"), ("mobile", "login"), ("crm", "identify"), ("web", "login"),
+            ("pos", "purchase"), ("contact_center", "call"), ("email", "email_open"),
+        ];
+        const POOL: [&str; 5] = ["phone", "email", "customer_id", "loyalty_id", "device_id"];
+        if self.next >= self.events {
+            return None;
+        }
+        let n = self.next;
+        self.next += 1;
+        let (rng, ids, seed) = (&mut self.rng, &self.ids, self.seed);
+        let p = rng.gen_range(0..self.people);
         let h = mix(p as u64 ^ seed.rotate_left(41));
         let first = FIRST_NAMES[(h % 60) as usize];
         let last = LAST_NAMES[(h >> 8) as usize % 60];
@@ -488,9 +546,9 @@ fn bench_with_owners(events: usize, seed: u64) -> (Vec<Value>, Vec<usize>) {
             }
         }
         if rng.gen_bool(0.15) {
-            extra_cookies[p] = extra_cookies[p].saturating_add(1);
+            self.extra_cookies[p] = self.extra_cookies[p].saturating_add(1);
         }
-        let total = fixed + 1 + usize::from(extra_cookies[p]);
+        let total = fixed + 1 + usize::from(self.extra_cookies[p]);
         // 3 to 5 distinct pool entries (rejection sampling: no allocation per event).
         let (mut m, mut chosen) = (Map::new(), [usize::MAX; 5]);
         for slot in 0..rng.gen_range(3..=5).min(total) {
@@ -511,16 +569,18 @@ fn bench_with_owners(events: usize, seed: u64) -> (Vec<Value>, Vec<usize>) {
             };
             add_id(&mut m, kind, &value);
         }
-        let (source, kind) = pick(&mut rng, KINDS);
-        let mut ev = event(format!("bench-{seed}-{n}"), source, kind, &mut rng, m);
+        let (source, kind) = pick(rng, KINDS);
+        let mut ev = event(format!("bench-{seed}-{n}"), source, kind, rng, m);
         if rng.gen_bool(0.2) {
-            let names = json!({ "first_name": first, "last_name": last });
+            let mut names = json!({ "first_name": first, "last_name": last });
+            if self.addresses {
+                let city = (h >> 28) as usize % CITIES.len();
+                names["address"] = address(&mut StdRng::seed_from_u64(h), city);
+            }
             ev.insert("traits".into(), names);
         }
-        out.push(Value::Object(ev));
-        owners.push(p);
+        Some((Value::Object(ev), p))
     }
-    (out, owners)
 }
 
 /// What a support agent would type to find generated person `i` of [`search_person`].

@@ -1,0 +1,627 @@
+//! `idgraph bench-http`: the live server measured as its users meet it. Starts
+//! `idgraph serve` (this binary) on a fresh data directory and drives it over HTTP with
+//! wrk (Lua scripts in `benches/http/`, compiled in):
+//!
+//! 1. durable ingest of generated people (names, addresses, 3 to 5 identifiers an event,
+//!    merges) in batches, window by window, so decay as the store grows is visible;
+//! 2. at the final size: `/health` (the ceiling), lookups by email, search by name, then
+//!    lookups while ingest runs at 5,000 events/s and search while it runs at 1,000;
+//! 3. the server's resident memory, bytes on disk (per profile created), write-ahead log
+//!    bytes, and the time to be ready again after `kill -9`, with every acknowledged
+//!    event still there.
+//!
+//! Figures are printed (and with `--json`, one JSON object); nothing is asserted here.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use serde_json::{json, Value};
+
+use crate::demo::generate::BenchStream;
+use crate::governance::keys::{generate_key, hash_key};
+
+const INGEST_LUA: &str = include_str!("../../benches/http/ingest.lua");
+const READ_LUA: &str = include_str!("../../benches/http/read.lua");
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct HttpBenchArgs {
+    /// Events to ingest (the full size is 10,000,000).
+    #[arg(long, default_value_t = 10_000_000)]
+    pub events: usize,
+    /// People the events are drawn from (default: 32 for every 100 events, about 3.1
+    /// events a person, so 10M events give over 3M profiles).
+    #[arg(long)]
+    pub people: Option<usize>,
+    /// Events per request.
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+    /// Concurrent ingest connections.
+    #[arg(long, default_value_t = 4)]
+    pub connections: usize,
+    /// Length of one ingest window, in seconds.
+    #[arg(long, default_value_t = 30)]
+    pub window_secs: u64,
+    /// Length of each read phase (health, lookups, search, and each under ingest).
+    #[arg(long, default_value_t = 20)]
+    pub read_secs: u64,
+    /// Connections of the read phases.
+    #[arg(long, default_value_t = 16)]
+    pub read_connections: usize,
+    /// Scratch directory (emptied first, removed afterwards unless `--keep`); default: a
+    /// directory in the system's temporary directory.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Keep the scratch directory afterwards.
+    #[arg(long)]
+    pub keep: bool,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// The wrk binary.
+    #[arg(long, default_value = "wrk")]
+    pub wrk: String,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One `BENCH {...}` line of a wrk script.
+fn bench_line(out: &str) -> anyhow::Result<Value> {
+    let line = out
+        .lines()
+        .find_map(|l| l.strip_prefix("BENCH "))
+        .ok_or_else(|| anyhow!("wrk printed no BENCH line:\n{out}"))?;
+    Ok(serde_json::from_str(line)?)
+}
+
+fn ms(v: &Value, field: &str) -> f64 {
+    v[field].as_f64().unwrap_or(0.0) / 1000.0
+}
+
+/// Requests per second of a wrk result.
+fn rate(v: &Value) -> f64 {
+    let secs = v["duration_us"].as_f64().unwrap_or(0.0) / 1e6;
+    if secs > 0.0 {
+        v["requests"].as_f64().unwrap_or(0.0) / secs
+    } else {
+        0.0
+    }
+}
+
+/// Sum of the sizes of the files under `dir` whose name passes `keep`.
+fn bytes_under(dir: &Path, keep: &dyn Fn(&Path) -> bool) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let path = e.path();
+            match e.metadata() {
+                Ok(m) if m.is_dir() => bytes_under(&path, keep),
+                Ok(m) if keep(&path) => m.len(),
+                _ => 0,
+            }
+        })
+        .sum()
+}
+
+/// `VmRSS` of process `pid`, in bytes.
+fn rss_of(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * 1024
+}
+
+/// `application/x-www-form-urlencoded` value.
+fn form(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Writes `events` events of `people` people as request bodies (one batch a line);
+/// returns a sample of emails and names that exist in them (for lookups and search).
+fn write_bodies(
+    path: &Path,
+    stream: BenchStream,
+    batch: usize,
+    sample: usize,
+) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let (mut emails, mut names) = (Vec::new(), Vec::new());
+    let mut line = Vec::with_capacity(batch);
+    for (n, (ev, _)) in stream.enumerate() {
+        if n % 97 == 0 && emails.len() < sample {
+            let email = match &ev["identifiers"]["email"] {
+                Value::String(e) => Some(e.clone()),
+                Value::Array(list) => list.first().and_then(Value::as_str).map(str::to_owned),
+                _ => None,
+            };
+            emails.extend(email);
+        }
+        if names.len() < sample {
+            if let (Some(f), Some(l)) = (
+                ev["traits"]["first_name"].as_str(),
+                ev["traits"]["last_name"].as_str(),
+            ) {
+                names.push(format!("{f} {l}"));
+            }
+        }
+        line.push(ev);
+        if line.len() == batch {
+            serde_json::to_writer(&mut out, &line)?;
+            out.write_all(b"\n")?;
+            line.clear();
+        }
+    }
+    if !line.is_empty() {
+        serde_json::to_writer(&mut out, &line)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok((emails, names))
+}
+
+/// A running `idgraph serve`.
+struct Server {
+    child: Child,
+    address: String,
+}
+
+impl Server {
+    fn start(data: &Path, key_hash: &str, log: &Path) -> anyhow::Result<Server> {
+        let exe = std::env::current_exe()?;
+        let keys = format!(
+            "[{{name=\"bench\",role=\"admin\",hash=\"{key_hash}\",rate_per_second=1000000000.0,burst=1000000000}}]"
+        );
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
+        let mut child = Command::new(exe)
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data)
+            .args(["--bind", "127.0.0.1:0"])
+            .env("IDGRAPH_AUTH__KEYS", keys)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .context("cannot start idgraph serve")?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow!("no stdout of idgraph serve"))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if !sent {
+                    if let Some(a) = line.trim().strip_prefix("listening on ") {
+                        sent = tx.send(a.to_owned()).is_ok();
+                    }
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(600)) {
+            Ok(address) => Ok(Server { child, address }),
+            Err(_) => {
+                let _ = child.kill();
+                bail!("idgraph serve did not start listening (see its log)")
+            }
+        }
+    }
+
+    /// `GET path` with curl-like simplicity over a plain TCP socket: the status and body.
+    fn get(&self, path: &str) -> anyhow::Result<(u16, Value)> {
+        use std::io::Read;
+        let host = self
+            .address
+            .strip_prefix("http://")
+            .ok_or_else(|| anyhow!("unexpected address {}", self.address))?;
+        let mut s = std::net::TcpStream::connect(host)?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut text = String::new();
+        s.read_to_string(&mut text)?;
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        Ok((status, serde_json::from_str(body).unwrap_or(Value::Null)))
+    }
+
+    /// Events stored so far (`/health`).
+    fn events(&self) -> anyhow::Result<u64> {
+        let (_, v) = self.get("/health")?;
+        Ok(v["events"].as_u64().unwrap_or(0))
+    }
+
+    /// Events stored once the server has finished what was sent (a request wrk gave up
+    /// on at the end of a run may still be written): the count, when two reads 300 ms
+    /// apart agree.
+    fn settled_events(&self) -> anyhow::Result<u64> {
+        let mut last = self.events()?;
+        for _ in 0..100 {
+            std::thread::sleep(Duration::from_millis(300));
+            let now = self.events()?;
+            if now == last {
+                return Ok(now);
+            }
+            last = now;
+        }
+        Ok(last)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+struct Wrk<'a> {
+    bin: &'a str,
+    scripts: &'a Path,
+    key: &'a str,
+    address: &'a str,
+}
+
+impl Wrk<'_> {
+    fn command(&self, threads: usize, conns: usize, secs: u64, script: &str) -> Command {
+        let mut c = Command::new(self.bin);
+        c.args([
+            format!("-t{threads}"),
+            format!("-c{conns}"),
+            format!("-d{secs}s"),
+            "--timeout".into(),
+            "30s".into(),
+            "-s".into(),
+        ])
+        .arg(self.scripts.join(script))
+        .arg(self.address)
+        .arg("--")
+        .env("IDGRAPH_BENCH_KEY", self.key);
+        c
+    }
+
+    fn run(&self, mut c: Command) -> anyhow::Result<Value> {
+        let out = c.output().with_context(|| {
+            format!(
+                "cannot run {} (scripts/install-deps.sh installs wrk)",
+                self.bin
+            )
+        })?;
+        if !out.status.success() {
+            bail!("wrk failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        bench_line(&String::from_utf8_lossy(&out.stdout))
+    }
+
+    /// A read phase: `prefix` + each line of `file` (or `prefix` alone).
+    fn read(&self, conns: usize, secs: u64, file: &str, prefix: &str) -> anyhow::Result<Value> {
+        let mut c = self.command(2, conns, secs, "read.lua");
+        c.args([file, prefix]);
+        self.run(c)
+    }
+
+    /// Ingest from byte `start` of `bodies` (`delay_ms` between a connection's requests).
+    fn ingest(&self, conns: usize, secs: u64, bodies: &Path, start: u64, delay_ms: u64) -> Command {
+        let mut c = self.command(1, conns, secs, "ingest.lua");
+        c.arg(bodies)
+            .arg(start.to_string())
+            .arg(delay_ms.to_string())
+            .arg(conns.to_string());
+        c
+    }
+}
+
+/// A read phase while ingest runs at about `events_per_s` from `bodies`.
+fn read_while_ingesting(
+    wrk: &Wrk<'_>,
+    server: &Server,
+    args: &HttpBenchArgs,
+    (bodies, start): (&Path, u64),
+    events_per_s: u64,
+    (file, prefix): (&str, &str),
+) -> anyhow::Result<(Value, f64, u64)> {
+    // Four connections, each waiting this long before its next batch (wrk has no clock
+    // to pace by; the rate reached is measured and reported).
+    let delay = (4 * args.batch as u64 * 1000 / events_per_s.max(1)).max(1);
+    let before = server.events()?;
+    let t = Instant::now();
+    let ingest = wrk
+        .ingest(4, args.read_secs + 1, bodies, start, delay)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    std::thread::sleep(Duration::from_millis(500));
+    let reads = wrk.read(args.read_connections, args.read_secs, file, prefix)?;
+    let out = ingest.wait_with_output()?;
+    let ingested = server.settled_events()?.saturating_sub(before);
+    let result = bench_line(&String::from_utf8_lossy(&out.stdout))?;
+    let next = result["resume"].as_u64().unwrap_or(start);
+    Ok((reads, ingested as f64 / t.elapsed().as_secs_f64(), next))
+}
+
+pub fn run(args: HttpBenchArgs) -> anyhow::Result<()> {
+    if args.events == 0 || args.batch == 0 || args.connections == 0 {
+        bail!("--events, --batch and --connections must be positive");
+    }
+    let scratch = args.dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("idgraph-bench-http-{}", std::process::id()))
+    });
+    if scratch.exists() {
+        std::fs::remove_dir_all(&scratch)
+            .with_context(|| format!("cannot empty {}", scratch.display()))?;
+    }
+    std::fs::create_dir_all(&scratch)?;
+    let scripts = scratch.join("scripts");
+    std::fs::create_dir_all(&scripts)?;
+    std::fs::write(scripts.join("ingest.lua"), INGEST_LUA)?;
+    std::fs::write(scripts.join("read.lua"), READ_LUA)?;
+    let people = args.people.unwrap_or(args.events * 32 / 100).max(1);
+
+    // Request bodies, and a second stream (another seed: new people) for ingest during
+    // the read phases.
+    let t = Instant::now();
+    let bodies = scratch.join("bodies.jsonl");
+    let stream = BenchStream::new(args.events, people, args.seed, true);
+    let (emails, names) = write_bodies(&bodies, stream, args.batch, 100_000)?;
+    let extra = scratch.join("extra.jsonl");
+    let extra_events = (6_000 * (args.read_secs as usize + 2)).max(args.batch);
+    let stream = BenchStream::new(extra_events, extra_events / 3, args.seed + 1, true);
+    write_bodies(&extra, stream, args.batch, 0)?;
+    let lookups = scratch.join("lookups.txt");
+    std::fs::write(
+        &lookups,
+        emails
+            .iter()
+            .map(|e| format!("{}\n", form(e)))
+            .collect::<String>(),
+    )?;
+    let searches = scratch.join("searches.txt");
+    std::fs::write(
+        &searches,
+        names
+            .iter()
+            .map(|n| format!("{}\n", form(n)))
+            .collect::<String>(),
+    )?;
+    let generated = t.elapsed();
+    if !args.json {
+        println!(
+            "idgraph bench-http: {} events of {people} people in batches of {}, generated in {:.1} s",
+            args.events,
+            args.batch,
+            generated.as_secs_f64()
+        );
+    }
+
+    let key = generate_key();
+    let data = scratch.join("data");
+    let log = scratch.join("serve.log");
+    let mut server = Server::start(&data, &hash_key(&key), &log)?;
+    let address = server.address.clone();
+    let wrk = Wrk {
+        bin: &args.wrk,
+        scripts: &scripts,
+        key: &key,
+        address: &address,
+    };
+
+    // 1. Ingest, window by window.
+    let started = Instant::now();
+    let mut offset = 0;
+    let mut windows = Vec::new();
+    let (mut non_2xx, mut socket_errors, mut rejected) = (0, 0, 0);
+    loop {
+        let before = server.events()?;
+        let t = Instant::now();
+        let result = wrk.run(wrk.ingest(args.connections, args.window_secs, &bodies, offset, 0))?;
+        let stored = server.settled_events()?;
+        let secs = t.elapsed().as_secs_f64();
+        // The batches in flight when wrk stopped are sent again (idempotent).
+        offset = result["resume"].as_u64().unwrap_or(offset);
+        non_2xx += result["non_2xx"].as_u64().unwrap_or(0);
+        socket_errors += result["socket_errors"].as_u64().unwrap_or(0);
+        rejected += result["rejected"].as_u64().unwrap_or(0);
+        let w = json!({
+            "window": windows.len() + 1,
+            "seconds": secs,
+            "events_total": stored,
+            "events_per_s": stored.saturating_sub(before) as f64 / secs,
+            "p50_ms": ms(&result, "p50_us"),
+            "p99_ms": ms(&result, "p99_us"),
+            "max_ms": ms(&result, "max_us"),
+            "non_2xx": result["non_2xx"],
+        });
+        if !args.json {
+            println!(
+                "  window {:>3}: {:>10} events stored  {:>8.0} events/s  p50 {:>7.1} ms  p99 {:>7.1} ms  (non-2xx {})",
+                w["window"], stored, w["events_per_s"].as_f64().unwrap_or(0.0),
+                w["p50_ms"].as_f64().unwrap_or(0.0), w["p99_ms"].as_f64().unwrap_or(0.0),
+                w["non_2xx"]
+            );
+        }
+        windows.push(w);
+        if result["exhausted"] == true {
+            break;
+        }
+    }
+    let ingest_secs = started.elapsed().as_secs_f64();
+    let (_, health) = server.get("/health")?;
+    let stored = health["events"].as_u64().unwrap_or(0);
+    let profiles = health["profiles_created"].as_u64().unwrap_or(0);
+
+    // 2. Reads at the final size.
+    let conns = args.read_connections;
+    let health_rate = wrk.read(conns, args.read_secs, "-", "/health")?;
+    let lookup_file = lookups.display().to_string();
+    let search_file = searches.display().to_string();
+    let lookup = wrk.read(
+        conns,
+        args.read_secs,
+        &lookup_file,
+        "/v1/lookup?kind=email&value=",
+    )?;
+    let search = wrk.read(conns, args.read_secs, &search_file, "/v1/search?q=")?;
+    let (lookup_busy, lookup_busy_rate, next) = read_while_ingesting(
+        &wrk,
+        &server,
+        &args,
+        (&extra, 0),
+        5_000,
+        (&lookup_file, "/v1/lookup?kind=email&value="),
+    )?;
+    let (search_busy, search_busy_rate, _) = read_while_ingesting(
+        &wrk,
+        &server,
+        &args,
+        (&extra, next),
+        1_000,
+        (&search_file, "/v1/search?q="),
+    )?;
+
+    // 3. Footprint, then kill -9 and restart.
+    let rss = rss_of(server.child.id());
+    let disk = bytes_under(&data, &|_| true);
+    let wal = bytes_under(&data, &|p| {
+        p.extension().is_some_and(|e| e == "log") && p.parent() == Some(data.as_path())
+    });
+    let before_kill = server.settled_events()?;
+    server.child.kill()?;
+    server.child.wait()?;
+    let t = Instant::now();
+    server = Server::start(&data, &hash_key(&key), &log)?;
+    loop {
+        if matches!(server.get("/ready"), Ok((200, _))) {
+            break;
+        }
+        if t.elapsed() > Duration::from_secs(600) {
+            bail!("the server was not ready 600 s after the restart");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let restart = t.elapsed().as_secs_f64();
+    let after_restart = server.events()?;
+    drop(server);
+
+    let read = |v: &Value| {
+        json!({
+            "requests_per_s": rate(v), "p50_ms": ms(v, "p50_us"), "p99_ms": ms(v, "p99_us"),
+            "max_ms": ms(v, "max_us"), "non_200": v["non_200"], "socket_errors": v["socket_errors"],
+        })
+    };
+    let first = windows
+        .first()
+        .and_then(|w| w["events_per_s"].as_f64())
+        .unwrap_or(0.0);
+    let last = windows
+        .iter()
+        .rev()
+        .find(|w| w["seconds"].as_f64().unwrap_or(0.0) >= args.window_secs as f64 * 0.9)
+        .or(windows.last())
+        .and_then(|w| w["events_per_s"].as_f64())
+        .unwrap_or(0.0);
+    let report = json!({
+        "events": args.events,
+        "people": people,
+        "batch": args.batch,
+        "connections": args.connections,
+        "events_stored": stored,
+        "profiles_created": profiles,
+        "ingest_seconds": ingest_secs,
+        "ingest_events_per_s": stored as f64 / ingest_secs,
+        "last_full_window_vs_first": if first > 0.0 { last / first } else { 0.0 },
+        "ingest_non_2xx": non_2xx,
+        "ingest_socket_errors": socket_errors,
+        "events_rejected": rejected,
+        "windows": windows,
+        "health": read(&health_rate),
+        "lookup": read(&lookup),
+        "search": read(&search),
+        "lookup_while_ingesting": read(&lookup_busy),
+        "lookup_while_ingesting_events_per_s": lookup_busy_rate,
+        "search_while_ingesting": read(&search_busy),
+        "search_while_ingesting_events_per_s": search_busy_rate,
+        "rss_bytes": rss,
+        "disk_bytes": disk,
+        "disk_bytes_per_profile": disk as f64 / profiles.max(1) as f64,
+        "wal_bytes": wal,
+        "restart_seconds": restart,
+        "events_before_kill": before_kill,
+        "events_after_restart": after_restart,
+    });
+    if args.json {
+        println!("{report}");
+    } else {
+        let r = |name: &str, v: &Value| {
+            println!(
+                "  {name:<34} {:>9.0} /s  p50 {:>6.2} ms  p99 {:>7.2} ms  (non-200 {})",
+                v["requests_per_s"].as_f64().unwrap_or(0.0),
+                v["p50_ms"].as_f64().unwrap_or(0.0),
+                v["p99_ms"].as_f64().unwrap_or(0.0),
+                v["non_200"]
+            )
+        };
+        println!(
+            "  ingest: {stored} events stored ({rejected} rejected by validation), {profiles} profiles created, {:.0} events/s over {:.0} s; last full window {:.0}% of the first; non-2xx {non_2xx}",
+            report["ingest_events_per_s"].as_f64().unwrap_or(0.0),
+            ingest_secs,
+            100.0 * report["last_full_window_vs_first"].as_f64().unwrap_or(0.0)
+        );
+        r("/health (ceiling)", &report["health"]);
+        r("lookup by email", &report["lookup"]);
+        r("search by name", &report["search"]);
+        r(
+            &format!("lookup, ingest at {lookup_busy_rate:.0} events/s"),
+            &report["lookup_while_ingesting"],
+        );
+        r(
+            &format!("search, ingest at {search_busy_rate:.0} events/s"),
+            &report["search_while_ingesting"],
+        );
+        println!(
+            "  server RSS {:.0} MB; disk {:.0} MB ({:.0} bytes/profile); WAL {:.0} MB",
+            rss as f64 / 1e6,
+            disk as f64 / 1e6,
+            report["disk_bytes_per_profile"].as_f64().unwrap_or(0.0),
+            wal as f64 / 1e6
+        );
+        println!(
+            "  restart after kill -9: ready in {restart:.2} s; events {before_kill} before, {after_restart} after"
+        );
+    }
+    if args.keep {
+        eprintln!("kept {}", scratch.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
+    Ok(())
+}
