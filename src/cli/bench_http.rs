@@ -460,6 +460,7 @@ pub fn run(args: HttpBenchArgs) -> anyhow::Result<()> {
             "p99_ms": ms(&result, "p99_us"),
             "max_ms": ms(&result, "max_us"),
             "non_2xx": result["non_2xx"],
+            "last": result["exhausted"] == true,
         });
         if !args.json {
             println!(
@@ -542,10 +543,12 @@ pub fn run(args: HttpBenchArgs) -> anyhow::Result<()> {
         .first()
         .and_then(|w| w["events_per_s"].as_f64())
         .unwrap_or(0.0);
+    // The last window that ran out of events is partial: the one before it is the last
+    // full one.
     let last = windows
         .iter()
         .rev()
-        .find(|w| w["seconds"].as_f64().unwrap_or(0.0) >= args.window_secs as f64 * 0.9)
+        .find(|w| w["last"] != true)
         .or(windows.last())
         .and_then(|w| w["events_per_s"].as_f64())
         .unwrap_or(0.0);

@@ -122,20 +122,25 @@ pub fn build(
     })
 }
 
-/// First byte of a cached golden profile: the profile may belong to a household (it has
-/// an address or a shared device), so serving it needs the household computed.
+/// First byte of a cached golden profile: the profile may belong to a household
+/// (another profile lives at its address, now or once since it was rendered, or it
+/// shares a device), so serving it needs the household computed.
 pub const MAY_HAVE_HOUSEHOLD: u8 = 1;
-/// First byte of a cached golden profile that is served exactly as stored.
+/// First byte of a cached golden profile that is served exactly as stored: when it was
+/// rendered nobody else lived at its address and it shared no device, and nobody has
+/// moved in since (a profile rendered at an address turns the copies of those already
+/// there to [`MAY_HAVE_HOUSEHOLD`] in the same write).
 pub const ALONE: u8 = 0;
 
+/// How many other profiles at its address a rendered profile looks at. Enough: from the
+/// second resident on, every profile at an address is [`MAY_HAVE_HOUSEHOLD`], so an
+/// [`ALONE`] copy there is always among the first few found.
+pub const CO_RESIDENTS_CHECKED: usize = 8;
+
 /// The cache value: one household-hint byte, then the golden profile JSON.
-pub fn cache_value(state: &ProfileState, json: Vec<u8>) -> Vec<u8> {
+pub fn cache_value(hint: u8, json: Vec<u8>) -> Vec<u8> {
     let mut v = Vec::with_capacity(json.len() + 1);
-    v.push(if state.address_key.is_some() || state.shared_device {
-        MAY_HAVE_HOUSEHOLD
-    } else {
-        ALONE
-    });
+    v.push(hint);
     v.extend_from_slice(&json);
     v
 }

@@ -504,7 +504,30 @@ pub fn finish(mut s: Session<'_>, rules: &Rules) -> Result<crate::store::Changes
         let address = golden::chosen_address_key(&state, rules);
         s.set_address(&mut state, address);
         let json = golden::render(&s, &state, rules)?;
-        s.put_golden(&id, golden::cache_value(&state, json));
+        // Served as stored unless someone else lives at the address or shares a device;
+        // those already there may now form a household with it: their copies say so.
+        let others: Vec<ProfileId> = match &state.address_key {
+            Some(a) => s
+                .profiles_at_address(a, golden::CO_RESIDENTS_CHECKED)?
+                .into_iter()
+                .filter(|q| *q != id)
+                .collect(),
+            None => Vec::new(),
+        };
+        let hint = if state.shared_device || !others.is_empty() {
+            golden::MAY_HAVE_HOUSEHOLD
+        } else {
+            golden::ALONE
+        };
+        s.put_golden(&id, golden::cache_value(hint, json));
+        for q in others {
+            if let Some(mut cached) = s.golden(&q)? {
+                if cached.first() == Some(&golden::ALONE) {
+                    cached[0] = golden::MAY_HAVE_HOUSEHOLD;
+                    s.put_golden(&q, cached);
+                }
+            }
+        }
         s.put_profile_clean(state);
     }
     Ok(s.into_changes())

@@ -513,6 +513,37 @@ impl<'s> Session<'s> {
         self.ch.goldens.insert(id.to_owned(), Some(json));
     }
 
+    /// The cached golden profile of `id` (hint byte + JSON), this session's copy first.
+    pub fn golden(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.ch.goldens.get(id) {
+            Some(pending) => Ok(pending.clone()),
+            None => self.store.golden(&id.to_owned()),
+        }
+    }
+
+    /// Profiles registered under `address_key`, this session's changes included, at
+    /// most `limit`.
+    pub fn profiles_at_address(
+        &self,
+        address_key: &str,
+        limit: usize,
+    ) -> Result<Vec<ProfileId>, StoreError> {
+        let rows = self
+            .ch
+            .address_index
+            .iter()
+            .filter(|(a, _, _)| a == address_key);
+        // Enough of the stored ones that `limit` remain after this session's removals.
+        let base = self
+            .store
+            .profiles_at_address(address_key, limit + rows.clone().count())?;
+        Ok(crate::store::layered::overlay(
+            base,
+            rows.map(|(_, id, present)| (id, *present)),
+            limit,
+        ))
+    }
+
     pub fn set_address(&mut self, state: &mut ProfileState, key: Option<String>) {
         if state.address_key == key {
             return;

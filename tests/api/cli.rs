@@ -890,3 +890,70 @@ async fn the_cli_and_logger_variables_are_not_read_as_settings() {
         assert!(v.is_object(), "{line}");
     }
 }
+
+/// `idgraph bench-http` at smoke size: the real server driven by wrk. Figures are printed
+/// by the command and never asserted; what is checked is that the run is whole: every
+/// event acknowledged and stored once, every lookup and search answered 200, nothing lost
+/// across the kill -9, and every figure present.
+#[test]
+fn bench_http_drives_the_real_server_and_reports_every_figure() {
+    let tmp = TempDir::new().expect("temp dir");
+    let mut cmd = idgraph([
+        "bench-http",
+        "--events",
+        "6000",
+        "--batch",
+        "50",
+        "--window-secs",
+        "2",
+        "--read-secs",
+        "1",
+        "--read-connections",
+        "4",
+        "--json",
+        "--dir",
+    ]);
+    cmd.arg(tmp.path().join("bench"));
+    let report = run(&mut cmd).json();
+    assert_eq!(report["events_stored"], 6000, "{report}");
+    assert_eq!(report["ingest_non_2xx"], 0, "{report}");
+    assert_eq!(report["events_rejected"], 0, "{report}");
+    assert_eq!(
+        report["events_after_restart"], report["events_before_kill"],
+        "{report}"
+    );
+    assert!(
+        report["windows"].as_array().is_some_and(|w| !w.is_empty()),
+        "{report}"
+    );
+    for phase in [
+        "health",
+        "lookup",
+        "search",
+        "lookup_while_ingesting",
+        "search_while_ingesting",
+    ] {
+        assert!(
+            report[phase]["requests_per_s"].as_f64().unwrap_or(0.0) > 0.0,
+            "{phase}: {report}"
+        );
+        assert_eq!(report[phase]["non_200"], 0, "{phase}: {report}");
+        assert!(report[phase]["p99_ms"].is_number(), "{phase}: {report}");
+    }
+    for figure in [
+        "rss_bytes",
+        "disk_bytes",
+        "profiles_created",
+        "restart_seconds",
+    ] {
+        assert!(
+            report[figure].as_f64().unwrap_or(0.0) > 0.0,
+            "{figure}: {report}"
+        );
+    }
+    assert!(report["wal_bytes"].is_u64(), "{report}");
+    assert!(
+        !tmp.path().join("bench").exists(),
+        "the scratch directory is removed"
+    );
+}

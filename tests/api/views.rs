@@ -497,3 +497,34 @@ async fn explain_for_an_identifier_outside_the_profile_is_404() {
     )
     .await;
 }
+
+/// A person alone at an address is served as stored, with no household; when someone
+/// moves in, both are served with their household id at once (the move-in's write turns
+/// the first person's cached copy to "compute the household").
+#[tokio::test]
+async fn a_person_alone_gains_a_household_when_someone_moves_in() {
+    let app = spawn_app().await;
+    let address = json!({ "street": "7 Quiet Lane", "postal_code": "94110", "country": "US" });
+    let first = app
+        .ingest_pid(&event(
+            "alone-1",
+            "crm",
+            json!({ "customer_id": "ALONE-1", "email": "first.alone@example.com" }),
+            json!({ "address": address }),
+        ))
+        .await;
+    let before = json_ok(app.lookup("email", "first.alone@example.com").await).await;
+    assert!(before["household_id"].is_null(), "{before}");
+    let second = app
+        .ingest_pid(&event(
+            "alone-2",
+            "pos",
+            json!({ "customer_id": "ALONE-2" }),
+            json!({ "address": address }),
+        ))
+        .await;
+    let hid = format!("hh_{}", &first[2..]);
+    let after = json_ok(app.lookup("email", "first.alone@example.com").await).await;
+    assert_eq!(after["household_id"], hid.as_str(), "{after}");
+    assert_eq!(app.profile(&second).await["household_id"], hid.as_str());
+}
