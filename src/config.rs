@@ -29,6 +29,7 @@ pub struct Settings {
     pub graph: GraphSettings,
     pub matching: MatchingSettings,
     pub auth: AuthSettings,
+    pub audit: AuditSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -207,6 +208,25 @@ pub struct SurvivorshipSettings {
     pub default: Strategy,
     /// Per-trait strategy (`first_name`, `last_name`, `birth_date`, `address`, extra traits).
     pub traits: BTreeMap<String, Strategy>,
+}
+
+/// The audit trail (see `governance::audit`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditSettings {
+    /// What a read does when its audit entry cannot be written (a full disk):
+    /// `refuse` (503 `audit_unavailable`, the default: no unaudited read of personal
+    /// data) or `serve`.
+    pub on_failure: AuditFailure,
+}
+
+/// See [`AuditSettings::on_failure`].
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditFailure {
+    #[default]
+    Refuse,
+    Serve,
 }
 
 /// API keys and governance secrets (see `governance`).

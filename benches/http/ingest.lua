@@ -22,6 +22,7 @@ function init(args)
   file:seek("set", start)
   conns = tonumber(args[4]) or 1
   offset, sent, failed, rejected, exhausted, verified = start, 0, 0, 0, false, false
+  failed_status = 0
   starts, resume = {}, start
   wrk.headers["Content-Type"] = "application/json"
   local key = os.getenv("IDGRAPH_BENCH_KEY")
@@ -65,6 +66,7 @@ end
 function response(status, headers, body)
   if status < 200 or status > 299 then
     failed = failed + 1
+    failed_status = status
   elseif body then
     rejected = rejected + (tonumber(string.match(body, '"rejected":(%d+)')) or 0)
   end
@@ -73,10 +75,10 @@ end
 function done(summary, latency, requests)
   local t = threads[1]
   io.write(string.format(
-    'BENCH {"requests":%d,"duration_us":%d,"non_2xx":%d,"socket_errors":%d,"p50_us":%d,"p99_us":%d,"max_us":%d,"offset":%d,"resume":%d,"sent":%d,"rejected":%d,"exhausted":%s}\n',
+    'BENCH {"requests":%d,"duration_us":%d,"non_2xx":%d,"socket_errors":%d,"p50_us":%d,"p99_us":%d,"max_us":%d,"offset":%d,"resume":%d,"sent":%d,"rejected":%d,"failed_status":%d,"exhausted":%s}\n',
     summary.requests, summary.duration, t:get("failed"),
     summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
     latency:percentile(50), latency:percentile(99), latency.max,
-    t:get("offset"), t:get("resume"), t:get("sent"), t:get("rejected"),
+    t:get("offset"), t:get("resume"), t:get("sent"), t:get("rejected"), t:get("failed_status"),
     tostring(t:get("exhausted"))))
 end

@@ -52,7 +52,9 @@ impl AuditLog {
         std::fs::create_dir_all(dir)?;
         let path = dir.join("audit.jsonl");
         let mut last = 0;
-        if let Ok(f) = File::open(&path) {
+        // Only a regular file is read back (not, say, a device standing in for a full disk).
+        let regular = std::fs::metadata(&path).is_ok_and(|m| m.is_file());
+        if let Some(f) = regular.then(|| File::open(&path).ok()).flatten() {
             for line in BufReader::new(f).lines() {
                 if let Ok(e) = serde_json::from_str::<AuditEntry>(&line?) {
                     last = e.seq;
@@ -66,21 +68,20 @@ impl AuditLog {
         })
     }
 
-    /// Appends an entry, giving it the next sequence number.
-    pub fn append(&self, mut entry: AuditEntry) {
-        let Ok(mut guard) = self.file.lock() else {
-            tracing::error!("audit log lock poisoned; entry lost");
-            return;
-        };
-        guard.1 += 1;
-        entry.seq = guard.1;
-        let written = serde_json::to_vec(&entry).map(|mut line| {
-            line.push(b'\n');
-            guard.0.write_all(&line)
-        });
-        if !matches!(written, Ok(Ok(()))) {
-            tracing::error!(seq = entry.seq, "cannot append to the audit log");
-        }
+    /// Appends an entry, giving it the next sequence number; an error when it could not
+    /// be written (the caller decides whether the request may still be answered).
+    pub fn append(&self, mut entry: AuditEntry) -> std::io::Result<()> {
+        let mut guard = self
+            .file
+            .lock()
+            .map_err(|_| std::io::Error::other("audit log lock poisoned"))?;
+        let seq = guard.1 + 1;
+        entry.seq = seq;
+        let mut line = serde_json::to_vec(&entry).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        guard.0.write_all(&line)?;
+        guard.1 = seq;
+        Ok(())
     }
 
     /// Entries matching `filter`, oldest first, at most `filter.limit` (the latest ones).
@@ -95,6 +96,9 @@ impl AuditLog {
         filter: &AuditFilter,
         mut keep_entry: impl FnMut(&mut AuditEntry) -> std::io::Result<bool>,
     ) -> std::io::Result<Vec<AuditEntry>> {
+        if !std::fs::metadata(&self.path)?.is_file() {
+            return Err(std::io::Error::other("the audit log is not a regular file"));
+        }
         let f = File::open(&self.path)?;
         let mut out = std::collections::VecDeque::new();
         for line in BufReader::new(f).lines() {

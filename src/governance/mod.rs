@@ -21,12 +21,15 @@ pub struct Governance {
     pub protect_metrics: bool,
     /// Secret for analysts' pseudonyms (derived from the configured secret).
     pub pseudonym_key: Vec<u8>,
+    /// What a read does when its audit entry cannot be written.
+    pub audit_on_failure: crate::config::AuditFailure,
 }
 
 impl Governance {
     /// `secret` is the governance secret the engine loaded (see [`secret`]).
     pub fn new(
         settings: &AuthSettings,
+        audit_settings: &crate::config::AuditSettings,
         data_dir: &Path,
         secret: Vec<u8>,
     ) -> Result<Governance, String> {
@@ -43,6 +46,7 @@ impl Governance {
             audit,
             protect_metrics: settings.protect_metrics,
             pseudonym_key: secret,
+            audit_on_failure: audit_settings.on_failure,
         })
     }
 }

@@ -209,7 +209,7 @@ pub fn any_key(req: &HttpRequest, gov: &Governance) -> Result<(), ApiError> {
 /// Middleware on `/v1`: writes the audit entry of every request except event ingest.
 pub async fn audit(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
+    next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let method = req.method().to_string();
     let route = req
@@ -218,10 +218,10 @@ pub async fn audit(
     let gov = req.app_data::<web::Data<Governance>>().cloned();
     let res = next.call(req).await?;
     if route == "/v1/events" && method == "POST" {
-        return Ok(res);
+        return Ok(res.map_into_left_body());
     }
     let Some(gov) = gov else {
-        return Ok(res);
+        return Ok(res.map_into_left_body());
     };
     let note = res.request().extensions().get::<AuditNote>().cloned();
     let (caller, profiles) = match note {
@@ -231,7 +231,9 @@ pub async fn audit(
         ),
         None => (None, Vec::new()),
     };
-    gov.audit.append(AuditEntry {
+    let status = res.status();
+    let is_get = method == "GET";
+    let appended = gov.audit.append(AuditEntry {
         seq: 0,
         at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         key: caller
@@ -240,8 +242,28 @@ pub async fn audit(
         role: caller.as_ref().map(|c| c.role.name().to_owned()),
         method,
         route,
-        status: res.status().as_u16(),
+        status: status.as_u16(),
         profiles,
     });
-    Ok(res)
+    if let Err(e) = appended {
+        tracing::error!(error = %e, "cannot append to the audit log");
+        // A read that cannot be audited is not answered (unless the operator chose to
+        // serve): the answer is replaced before any of it leaves. Writes are done by now;
+        // their answer stands. Refusals (401, 403, 429) carry no data.
+        let refusal = matches!(status.as_u16(), 401 | 403 | 429);
+        if gov.audit_on_failure == crate::config::AuditFailure::Refuse && is_get && !refusal {
+            let (req, _) = res.into_parts();
+            let answer = actix_web::ResponseError::error_response(
+                &ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "audit_unavailable",
+                    "the audit log cannot be written (is the disk full?), so reads are refused \
+                     (audit.on_failure = \"refuse\"); retry later",
+                )
+                .with_header(header::RETRY_AFTER.as_str(), "5"),
+            );
+            return Ok(ServiceResponse::new(req, answer).map_into_right_body());
+        }
+    }
+    Ok(res.map_into_left_body())
 }

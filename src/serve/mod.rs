@@ -50,6 +50,7 @@ impl Application {
         let governance = web::Data::new(
             crate::governance::Governance::new(
                 &engine.settings().auth,
+                &engine.settings().audit,
                 &engine.settings().storage.data_dir,
                 engine.governance_secret(),
             )

@@ -754,3 +754,46 @@ async fn a_scoped_key_never_sees_profiles_outside_its_sources() {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
+
+/// A read whose audit entry cannot be written (the audit log on a full disk: `/dev/full`)
+/// is refused with 503 `audit_unavailable` and none of the data, unless the operator set
+/// `audit.on_failure = "serve"`. Ingest is not audited and keeps working.
+#[tokio::test]
+async fn a_read_that_cannot_be_audited_is_refused_unless_configured_to_serve() {
+    use idgraph::config::AuditFailure;
+    for (policy, expected) in [
+        (AuditFailure::Refuse, StatusCode::SERVICE_UNAVAILABLE),
+        (AuditFailure::Serve, StatusCode::OK),
+    ] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::os::unix::fs::symlink("/dev/full", dir.path().join("audit.jsonl")).expect("symlink");
+        let data = dir.path().to_path_buf();
+        let app = spawn_app_with(|s| {
+            s.storage.data_dir = data;
+            s.audit.on_failure = policy;
+        })
+        .await;
+        let pid = app.ingest_pid(&canary_event("full-1")).await;
+        let resp = app.get(&format!("/v1/profiles/{pid}")).await;
+        assert_eq!(resp.status(), expected, "{policy:?}");
+        let retry = resp.headers().get("retry-after").cloned();
+        let body = resp.text().await.expect("body");
+        if expected == StatusCode::SERVICE_UNAVAILABLE {
+            assert!(body.contains("audit_unavailable"), "{body}");
+            assert!(!body.contains(EMAIL) && !body.contains(&pid), "{body}");
+            assert!(retry.is_some(), "a Retry-After header");
+        } else {
+            assert!(body.contains(EMAIL), "{body}");
+        }
+        // A request without a key is refused as always.
+        let (status, _) = call(
+            &app,
+            None,
+            Method::GET,
+            &format!("/v1/profiles/{pid}"),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+}
