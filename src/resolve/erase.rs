@@ -93,7 +93,9 @@ pub fn erase(
     let erased: BTreeSet<&str> = keys.iter().map(String::as_str).collect();
     let mut rewritten = BTreeSet::new();
     for id in &ids {
-        for mut entry in s.store().history(id, MAX_HISTORY)? {
+        // This session's entries too: an event earlier in the same group may have
+        // recorded a conflict between the person and someone else.
+        for mut entry in s.history(id, MAX_HISTORY)? {
             let others: Vec<ProfileId> = entry
                 .profiles
                 .iter()

@@ -369,7 +369,17 @@ impl<'s> Session<'s> {
 
     // ---- erasure and suppression ----
 
+    /// Deletes a stored event, or one written earlier in this session (which would
+    /// otherwise be written after the deletion and outlive an erasure).
     pub fn delete_event(&mut self, event_id: &str) {
+        if let Some(i) = self.new_events.remove(event_id) {
+            self.ch.events.remove(i);
+            for at in self.new_events.values_mut() {
+                if *at > i {
+                    *at -= 1;
+                }
+            }
+        }
         self.ch.delete_events.push(event_id.to_owned());
     }
 
@@ -385,6 +395,26 @@ impl<'s> Session<'s> {
             .history
             .retain(|h| !h.profiles.iter().any(|p| p == id));
         self.ch.drop_history.push(id.to_owned());
+    }
+
+    /// History entries recorded under `id`: the stored ones and this session's (a
+    /// session's copy of an entry replaces the stored one with the same sequence number).
+    pub fn history(&self, id: &str, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
+        let mut by_seq: std::collections::BTreeMap<u64, HistoryEntry> = self
+            .store
+            .history(&id.to_owned(), limit)?
+            .into_iter()
+            .map(|e| (e.seq, e))
+            .collect();
+        for e in self
+            .ch
+            .history
+            .iter()
+            .filter(|e| e.profiles.iter().any(|p| p == id))
+        {
+            by_seq.insert(e.seq, e.clone());
+        }
+        Ok(by_seq.into_values().take(limit).collect())
     }
 
     /// Re-writes a stored history entry (same sequence number) under its `profiles`.

@@ -228,12 +228,19 @@ impl GraphStore for Layered {
         address_key: &str,
         limit: usize,
     ) -> Result<Vec<ProfileId>, StoreError> {
-        let base = self.base.profiles_at_address(address_key, usize::MAX)?;
-        let rows = self.pending.address_index.iter();
+        let rows = self
+            .pending
+            .address_index
+            .iter()
+            .filter(|(a, _, _)| a == address_key);
+        // Enough of the base's that `limit` remain after the pending removals (a bounded
+        // read: a graph database takes the limit as a signed 64-bit LIMIT).
+        let base = self
+            .base
+            .profiles_at_address(address_key, limit.saturating_add(rows.clone().count()))?;
         Ok(overlay(
             base,
-            rows.filter(|(a, _, _)| a == address_key)
-                .map(|(_, id, present)| (id, *present)),
+            rows.map(|(_, id, present)| (id, *present)),
             limit,
         ))
     }

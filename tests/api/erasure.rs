@@ -261,3 +261,70 @@ async fn erasure_leaves_no_value_in_any_file_and_suppresses_the_identifiers() {
     assert_eq!(status, 200, "{body}");
     let _: Value = body;
 }
+
+/// Erasure in a busy group: an event resolved earlier in the same session (the same group
+/// commit) recorded a conflict between the person and someone else and carried one of the
+/// person's identifiers. After the erasure, that event is gone and the other person's
+/// history keeps the conflict without the erased identifiers. (The session is driven by
+/// hand over the engine's store, so both certainly share one group.)
+#[test]
+fn an_erasure_in_the_same_group_as_a_conflict_leaves_no_residue() {
+    use idgraph::engine::Engine;
+    use idgraph::resolve::erase::{erase, ErasureTarget};
+    use idgraph::resolve::{apply_event, finish, Rules, Session};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = idgraph::config::Settings::default();
+    settings.storage.data_dir = dir.path().to_path_buf();
+    let engine = Engine::open(settings.clone()).expect("engine");
+    let validate = |v: Value| engine.validate(&v).expect("a valid event");
+    let person = json!({"event_id": "busy-1", "source": "crm",
+        "identifiers": {"customer_id": CUSTOMER, "email": EMAIL, "device_id": DEVICE}});
+    let other = json!({"event_id": "busy-2", "source": "crm",
+        "identifiers": {"customer_id": OTHER_CUSTOMER}});
+    let out = engine
+        .ingest(vec![validate(person), validate(other)])
+        .expect("ingest");
+    let pid = |o: &idgraph::resolve::EventOutcome| match o {
+        idgraph::resolve::EventOutcome::Accepted { profile_id, .. } => profile_id.clone(),
+        other => panic!("not accepted: {other:?}"),
+    };
+    let (p, q) = (pid(&out[0]), pid(&out[1]));
+
+    // One session: the other person is seen on the person's device (refused: one customer
+    // id per profile), then the person is erased.
+    let rules = Rules::from_settings(&settings).expect("rules");
+    let mut s = Session::new(engine.store(), idgraph::engine::now_ms()).expect("session");
+    let conflict = json!({"event_id": "busy-3", "source": "web",
+        "identifiers": {"customer_id": OTHER_CUSTOMER, "device_id": DEVICE}});
+    apply_event(&mut s, &rules, &validate(conflict)).expect("resolve");
+    erase(&mut s, &rules, &ErasureTarget::Profile(p.clone()), "test").expect("erase");
+    let changes = finish(s, &rules).expect("finish");
+    engine.store().apply(&changes).expect("apply");
+
+    let (_, history) = engine
+        .history(&q, 100)
+        .expect("history of the other person");
+    let text = serde_json::to_string(&history).expect("json");
+    assert!(
+        history
+            .iter()
+            .any(|e| e.kind == idgraph::store::HistoryKind::Conflict),
+        "the conflict stays in the other person's history: {text}"
+    );
+    for value in [EMAIL, CUSTOMER, DEVICE] {
+        assert!(
+            !text.contains(value),
+            "{value} outlived the erasure: {text}"
+        );
+    }
+    assert!(
+        engine.store().event("busy-3").expect("read").is_none(),
+        "the event carrying the person's device outlived the erasure"
+    );
+    assert!(engine
+        .store()
+        .node(&format!("device_id:{DEVICE}"))
+        .expect("read")
+        .is_none());
+}
