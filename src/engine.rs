@@ -150,6 +150,12 @@ impl Engine {
             Opened::Current => {
                 tracing::info!(profiles = index.len(), "search index opened")
             }
+            Opened::CaughtUp { groups, profiles } => tracing::info!(
+                groups,
+                profiles,
+                seconds = started.elapsed().as_secs_f64(),
+                "search index caught up from the store's change log"
+            ),
             Opened::Rebuilt { reason, profiles } => tracing::warn!(
                 reason = %reason,
                 profiles,

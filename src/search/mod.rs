@@ -93,6 +93,9 @@ pub enum Opened {
     Current,
     /// Rebuilt from the store, with the reason.
     Rebuilt { reason: String, profiles: usize },
+    /// It was behind the store (a crash before its last commit) and caught up from the
+    /// store's change log: the profiles changed in the groups it missed were re-indexed.
+    CaughtUp { groups: u64, profiles: usize },
 }
 
 /// The search index of one data directory.
@@ -141,6 +144,19 @@ impl SearchIndex {
                 let metas = idx.index.load_metas()?;
                 match payload_seq(metas.payload.as_deref()) {
                     Ok(Some(seq)) if seq == commit_seq => return Ok((idx, Opened::Current)),
+                    Ok(Some(seq)) if seq < commit_seq => match store.profiles_changed_since(seq)? {
+                        Some(ids) => {
+                            idx.catch_up(store, &ids, commit_seq)?;
+                            let opened = Opened::CaughtUp {
+                                groups: commit_seq - seq,
+                                profiles: ids.len(),
+                            };
+                            return Ok((idx, opened));
+                        }
+                        None => format!(
+                            "index reflects write {seq}, store is at {commit_seq}, and the store's change log does not reach back that far"
+                        ),
+                    },
                     Ok(Some(seq)) => {
                         format!("index reflects write {seq}, store is at {commit_seq}")
                     }
@@ -298,6 +314,21 @@ impl SearchIndex {
         drop(writer);
         self.reader.reload()?;
         Ok(count)
+    }
+
+    /// Re-indexes profiles `ids` from the store (their golden copies, or their removal)
+    /// and commits the index as reflecting the store's write `commit_seq`.
+    fn catch_up(
+        &self,
+        store: &dyn GraphStore,
+        ids: &[ProfileId],
+        commit_seq: u64,
+    ) -> Result<(), IndexError> {
+        for chunk in ids.chunks(1000) {
+            let goldens = store.goldens(chunk)?;
+            self.stage(chunk.iter().zip(goldens.iter().map(|g| g.as_deref())))?;
+        }
+        self.commit(commit_seq)
     }
 
     /// Stages the golden-profile changes of one write group (`None` = profile gone).

@@ -174,6 +174,16 @@ pub trait GraphStore: Send + Sync + 'static {
     /// History entries recorded under `id`, oldest first, at most `limit`.
     fn history(&self, id: &ProfileId, limit: usize) -> Result<Vec<HistoryEntry>, StoreError>;
     fn counters(&self) -> Result<Counters, StoreError>;
+    /// The profiles whose golden copy changed in the write groups after `commit_seq` (up
+    /// to the store's last), so a derived index that is behind can catch up instead of
+    /// being rebuilt; `None` when the store does not keep its changes that far back.
+    fn profiles_changed_since(
+        &self,
+        commit_seq: u64,
+    ) -> Result<Option<Vec<ProfileId>>, StoreError> {
+        let _ = commit_seq;
+        Ok(None)
+    }
     /// Cached golden profiles (hint byte + JSON) in profile-id order, starting after
     /// `after`, at most `limit`: rebuilding derived indexes pages through them.
     fn goldens_after(

@@ -11,7 +11,10 @@
 //!   candidate index of probabilistic matching)
 //! - `history`: `profile id \0 seq(be64)` -> [`HistoryEntry`]
 //! - `meta`: `counters` -> [`Counters`], `format` -> storage format version,
-//!   `s \0 hash` -> "" (the suppression list: keyed hashes of erased identifiers)
+//!   `s \0 hash` -> "" (the suppression list: keyed hashes of erased identifiers),
+//!   `c \0 commit_seq(be64)` -> ids of the profiles whose golden copy the group changed
+//!   (the change log, last [`CHANGE_LOG_KEEP`] groups; profile ids only), `change_log_since`
+//!   -> the first group the log covers
 //!
 //! All access goes through this file: column-family names, one options function, and
 //! reads/writes returning [`StoreError`]. Identifier values never contain control
@@ -47,6 +50,15 @@ const ALL_CFS: [&str; 6] = [
     CF_META,
 ];
 const FORMAT_VERSION: &[u8] = b"1";
+
+/// Write groups the change log keeps (a search index that crashed behind the store catches
+/// up from it; one further behind is rebuilt). Pruned every [`CHANGE_LOG_PRUNE`] groups.
+pub const CHANGE_LOG_KEEP: u64 = 8192;
+const CHANGE_LOG_PRUNE: u64 = 256;
+
+fn change_key(commit_seq: u64) -> Vec<u8> {
+    joined(&[b"c", &commit_seq.to_be_bytes()])
+}
 
 /// A raw key and value read by a scan.
 type KeyValue = (Vec<u8>, Vec<u8>);
@@ -163,6 +175,11 @@ impl RocksStore {
             .map(|name| ColumnFamilyDescriptor::new(*name, options(&cache)));
         let db = DB::open_cf_descriptors(&options(&cache), path, cfs).map_err(engine)?;
         let store = RocksStore { db };
+        if store.get_raw(CF_META, b"change_log_since")?.is_none() {
+            // The change log covers the groups written from now on.
+            let since = store.counters()?.commit_seq;
+            store.put_raw(CF_META, b"change_log_since", &since.to_be_bytes())?;
+        }
         match store.get_raw(CF_META, b"format")? {
             None => store.put_raw(CF_META, b"format", FORMAT_VERSION)?,
             Some(v) if v == FORMAT_VERSION => {}
@@ -392,6 +409,34 @@ impl GraphStore for RocksStore {
         Ok(self.get(CF_META, b"counters")?.unwrap_or_default())
     }
 
+    fn profiles_changed_since(&self, from: u64) -> Result<Option<Vec<ProfileId>>, StoreError> {
+        let last = self.counters()?.commit_seq;
+        let since = self
+            .get_raw(CF_META, b"change_log_since")?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+            .map(u64::from_be_bytes);
+        // The log must hold every group after `from`: written since then, and not pruned.
+        match since {
+            Some(since) if from >= since && last.saturating_sub(from) < CHANGE_LOG_KEEP => {}
+            _ => return Ok(None),
+        }
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(change_key(last.saturating_add(1)));
+        let start = change_key(from.saturating_add(1));
+        let mut ids = std::collections::BTreeSet::new();
+        let iter = self.db.iterator_cf_opt(
+            self.cf(CF_META)?,
+            ro,
+            IteratorMode::From(&start, Direction::Forward),
+        );
+        for item in iter {
+            let (key, value) = item.map_err(engine)?;
+            let group: Vec<ProfileId> = decode(CF_META, &key, &value)?;
+            ids.extend(group);
+        }
+        Ok(Some(ids.into_iter().collect()))
+    }
+
     fn goldens_after(
         &self,
         after: Option<&ProfileId>,
@@ -538,6 +583,15 @@ impl GraphStore for RocksStore {
         }
         if let Some(counters) = &changes.counters {
             self.batch_put(&mut batch, CF_META, b"counters", counters)?;
+            let seq = counters.commit_seq;
+            if !changes.goldens.is_empty() {
+                let ids: Vec<&ProfileId> = changes.goldens.keys().collect();
+                self.batch_put(&mut batch, CF_META, &change_key(seq), &ids)?;
+            }
+            if seq % CHANGE_LOG_PRUNE == 0 && seq > CHANGE_LOG_KEEP {
+                let meta = self.cf(CF_META)?;
+                batch.delete_range_cf(meta, change_key(0), change_key(seq - CHANGE_LOG_KEEP));
+            }
         }
         let mut wo = WriteOptions::default();
         wo.set_sync(true);

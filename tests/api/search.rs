@@ -2136,3 +2136,77 @@ async fn tiers_rank_exact_names_then_exact_words_then_typos_and_total_says_when_
     assert_eq!(body["total_relation"], "eq", "{body}");
     assert_eq!(total(&body), 3, "{body}");
 }
+
+/// A search index left behind the store (writes it never saw, as after a crash before its
+/// commit) catches up from the store's change log at the next start instead of being
+/// rebuilt, and finds what it missed.
+#[test]
+fn an_index_behind_the_store_catches_up_from_the_change_log() {
+    use idgraph::engine::{search_dir, Engine};
+    use idgraph::search::{Opened, SearchIndex};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = idgraph::config::Settings::default();
+    settings.storage.data_dir = dir.path().to_path_buf();
+    let person = |id: &str, ids: serde_json::Value, last: &str| {
+        serde_json::json!({"event_id": id, "source": "crm", "identifiers": ids,
+                           "traits": {"first_name": "Quentin", "last_name": last}})
+    };
+    {
+        let engine = Engine::open(settings.clone()).expect("engine");
+        let ev = engine
+            .validate(&person(
+                "cu-1",
+                serde_json::json!({"customer_id": "CU-1"}),
+                "Catchupfirst",
+            ))
+            .expect("valid");
+        engine.ingest(vec![ev]).expect("ingest");
+    }
+    // Writes the index never sees: the same store served without a search index.
+    {
+        let store = Engine::open_store(&settings).expect("store");
+        let engine = Engine::with_store(settings.clone(), store, None).expect("engine");
+        let events = [
+            person(
+                "cu-2",
+                serde_json::json!({"customer_id": "CU-2", "email": "q2@example.com"}),
+                "Catchupsecond",
+            ),
+            person(
+                "cu-3",
+                serde_json::json!({"email": "q3@example.com"}),
+                "Catchupthird",
+            ),
+        ];
+        let valid = events
+            .iter()
+            .map(|e| engine.validate(e).expect("valid"))
+            .collect();
+        engine.ingest(valid).expect("ingest");
+    }
+    let store = Engine::open_store(&settings).expect("store");
+    let normalizer = idgraph::ingest::identifier::Normalizer::new(
+        &settings.identifiers.default_region,
+        &settings.identifiers.custom_kinds,
+    )
+    .expect("normalizer");
+    let (index, opened) =
+        SearchIndex::open(&search_dir(&settings), store.as_ref(), normalizer).expect("open");
+    match opened {
+        Opened::CaughtUp { groups, profiles } => {
+            assert_eq!(groups, 1, "one write group was missed");
+            assert_eq!(profiles, 2, "two profiles changed in it");
+        }
+        other => panic!("the index was not caught up: {other:?}"),
+    }
+    for (q, expected) in [
+        ("Catchupfirst", 1),
+        ("Catchupsecond", 1),
+        ("Catchupthird", 1),
+    ] {
+        let req = idgraph::search::SearchRequest::new(Some(q), None, None, None, None, None)
+            .expect("request");
+        let found = index.search(&req).expect("search");
+        assert_eq!(found.total, expected, "{q}");
+    }
+}
