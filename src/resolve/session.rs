@@ -558,20 +558,12 @@ impl<'s> Session<'s> {
         address_key: &str,
         limit: usize,
     ) -> Result<Vec<ProfileId>, StoreError> {
-        let rows = self
-            .ch
-            .address_index
-            .iter()
-            .filter(|(a, _, _)| a == address_key);
-        // Enough of the stored ones that `limit` remain after this session's removals.
-        let base = self
-            .store
-            .profiles_at_address(address_key, limit + rows.clone().count())?;
-        Ok(crate::store::layered::overlay(
-            base,
-            rows.map(|(_, id, present)| (id, *present)),
+        crate::store::layered::at_address_over(
+            self.store,
+            &self.ch.address_index,
+            address_key,
             limit,
-        ))
+        )
     }
 
     pub fn set_address(&mut self, state: &mut ProfileState, key: Option<String>) {

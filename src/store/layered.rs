@@ -228,21 +228,12 @@ impl GraphStore for Layered {
         address_key: &str,
         limit: usize,
     ) -> Result<Vec<ProfileId>, StoreError> {
-        let rows = self
-            .pending
-            .address_index
-            .iter()
-            .filter(|(a, _, _)| a == address_key);
-        // Enough of the base's that `limit` remain after the pending removals (a bounded
-        // read: a graph database takes the limit as a signed 64-bit LIMIT).
-        let base = self
-            .base
-            .profiles_at_address(address_key, limit.saturating_add(rows.clone().count()))?;
-        Ok(overlay(
-            base,
-            rows.map(|(_, id, present)| (id, *present)),
+        at_address_over(
+            self.base.as_ref(),
+            &self.pending.address_index,
+            address_key,
             limit,
-        ))
+        )
     }
 
     fn history(&self, id: &ProfileId, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
@@ -319,6 +310,25 @@ impl GraphStore for Layered {
             "a layered view is read-only; writes go to the base store".into(),
         ))
     }
+}
+
+/// The profiles at `address_key` in `base` with the pending address-index `rows` applied,
+/// at most `limit`. The base is read only as far as the pending removals can need (a
+/// bounded read: a graph database takes the limit as a signed 64-bit `LIMIT`).
+pub fn at_address_over(
+    base: &dyn GraphStore,
+    rows: &[(String, ProfileId, bool)],
+    address_key: &str,
+    limit: usize,
+) -> Result<Vec<ProfileId>, StoreError> {
+    let rows = rows.iter().filter(|(a, _, _)| a == address_key);
+    let stored =
+        base.profiles_at_address(address_key, limit.saturating_add(rows.clone().count()))?;
+    Ok(overlay(
+        stored,
+        rows.map(|(_, id, present)| (id, *present)),
+        limit,
+    ))
 }
 
 /// `base` with pending `(member, present?)` rows applied in order, sorted, at most `limit`.
