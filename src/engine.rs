@@ -360,19 +360,29 @@ impl Engine {
             _ => return Err(EngineError::ShuttingDown),
         };
         let engine = self.clone();
-        tokio::task::spawn_blocking(move || engine.purge())
+        let profiles: Vec<ProfileId> = std::iter::once(outcome.profile_id.clone())
+            .chain(outcome.absorbed.iter().cloned())
+            .collect();
+        let values: Vec<String> = outcome
+            .erased_keys
+            .iter()
+            .map(|k| crate::store::records::split_key(k).1.to_owned())
+            .collect();
+        tokio::task::spawn_blocking(move || engine.purge(&profiles, &values))
             .await
             .map_err(|_| EngineError::ShuttingDown)??;
         Ok(outcome)
     }
 
-    /// Physically removes deleted data (store compaction, search index merge).
-    pub fn purge(&self) -> Result<(), EngineError> {
+    /// Physically removes an erased person's deleted data: the store is compacted and the
+    /// search index segments holding the person's documents (`profiles`, or any of the
+    /// identifier `values`) are merged.
+    pub fn purge(&self, profiles: &[ProfileId], values: &[String]) -> Result<(), EngineError> {
         let seq = self.store.counters()?.commit_seq;
         self.store.compact()?;
         if let Some(index) = &self.search {
             index
-                .purge(seq, std::time::Duration::from_secs(30))
+                .purge(seq, std::time::Duration::from_secs(30), profiles, values)
                 .map_err(|e| EngineError::Store(StoreError::Engine(e.to_string())))?;
         }
         Ok(())

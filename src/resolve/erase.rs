@@ -28,6 +28,9 @@ pub struct ErasureOutcome {
     pub events: usize,
     /// Identifiers put on the suppression list (by kind; values are never returned).
     pub suppressed: Vec<String>,
+    /// The erased identifier keys, for purging derived files (never serialized).
+    #[serde(skip)]
+    pub erased_keys: Vec<IdentKey>,
 }
 
 /// Who to erase.
@@ -142,6 +145,7 @@ pub fn erase(
         identifiers: keys.len(),
         events: events.len(),
         suppressed,
+        erased_keys: keys,
     })
 }
 

@@ -474,11 +474,21 @@ impl SearchIndex {
         payload_seq(metas.payload.as_deref()).ok().flatten()
     }
 
-    /// Physically removes deleted documents (after an erasure): merges every segment into
-    /// one, so no segment file keeps the terms of a deleted profile, then deletes the
-    /// files no longer used. Waits (up to `wait`) for the index to reflect store write
-    /// `seq` first.
-    pub fn purge(&self, seq: u64, wait: std::time::Duration) -> Result<(), IndexError> {
+    /// Physically removes an erased person from the index files: the segments holding a
+    /// document (live or deleted) of profiles `profiles` or with one of the identifier
+    /// values `values` (an older copy of someone the person was once merged with) are
+    /// merged, so no segment keeps their terms; other segments are left alone, so the cost
+    /// follows the person, not the index. Then deletes the files no longer used and
+    /// empties the caches derived from segments. Waits (up to `wait`) for the index to
+    /// reflect store write `seq` first.
+    pub fn purge(
+        &self,
+        seq: u64,
+        wait: std::time::Duration,
+        profiles: &[ProfileId],
+        values: &[String],
+    ) -> Result<(), IndexError> {
+        const ATTEMPTS: usize = 50;
         let deadline = std::time::Instant::now() + wait;
         while self.committed_seq().is_none_or(|s| s < seq) {
             if std::time::Instant::now() > deadline {
@@ -488,21 +498,61 @@ impl SearchIndex {
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        let mut writer = self.writer()?;
-        let segments = self.index.searchable_segment_ids()?;
-        self.reader.reload()?;
-        let deleted = self
-            .reader
-            .searcher()
-            .segment_readers()
+        let terms: Vec<Term> = profiles
             .iter()
-            .any(|r| r.num_deleted_docs() > 0);
-        if !segments.is_empty() && (segments.len() > 1 || deleted) {
-            self.merge_all(&mut writer)?;
+            .map(|id| Term::from_field_text(self.fields.id, id))
+            .chain(
+                values
+                    .iter()
+                    .map(|v| Term::from_field_text(self.fields.ident_value, &v.to_lowercase())),
+            )
+            .collect();
+        let mut writer = self.writer()?;
+        let mut attempt = 1;
+        loop {
+            self.reader.reload()?;
+            let searcher = self.reader.searcher();
+            let mut holding = Vec::new();
+            for reader in searcher.segment_readers() {
+                let mut holds = false;
+                for term in &terms {
+                    let inverted = reader.inverted_index(term.field())?;
+                    let info = inverted
+                        .get_term_info(term)
+                        .map_err(|e| IndexError::Io(format!("cannot read the index: {e}")))?;
+                    if info.is_some() {
+                        holds = true;
+                        break;
+                    }
+                }
+                if holds {
+                    holding.push(reader.segment_id());
+                }
+            }
+            if holding.is_empty() {
+                break;
+            }
+            match writer.merge(&holding).wait() {
+                Ok(_) => break,
+                // A background merge took some of them first; look again (its result has
+                // no deleted documents).
+                Err(tantivy::TantivyError::InvalidArgument(why)) if attempt < ATTEMPTS => {
+                    tracing::debug!(%why, attempt, "segments changed under the purge; retrying");
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         writer.garbage_collect_files().wait()?;
         drop(writer);
         self.reader.reload()?;
+        // No cached expansion or mapped column of a merged-away segment may keep the
+        // erased person's words.
+        expand::forget();
+        if let Ok(mut columns) = self.seq_columns.lock() {
+            columns.clear();
+        }
         Ok(())
     }
 

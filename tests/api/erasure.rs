@@ -22,6 +22,45 @@ fn values() -> [&'static str; 6] {
     [EMAIL, "4155550142", CUSTOMER, DEVICE, LAST, STREET]
 }
 
+/// Walks every term of every field and every stored document (deleted ones included) of
+/// the search index in `data`: none may contain one of `values`.
+fn assert_index_free_of(data: &Path, values: &[&str]) {
+    let index = tantivy::Index::open_in_dir(data.join("search")).expect("open the index");
+    let searcher = index.reader().expect("reader").searcher();
+    let lower: Vec<String> = values.iter().map(|v| v.to_lowercase()).collect();
+    for segment in searcher.segment_readers() {
+        // Segments holding the person were merged; others may keep deleted documents of
+        // other people (the purge follows the person, not the index): every document,
+        // deleted or not, is read below.
+        for (field, _) in index.schema().fields() {
+            let Ok(inverted) = segment.inverted_index(field) else {
+                continue;
+            };
+            let mut terms = inverted.terms().stream().expect("terms");
+            while terms.advance() {
+                let term = String::from_utf8_lossy(terms.key()).to_lowercase();
+                for v in &lower {
+                    assert!(
+                        !term.contains(v.as_str()),
+                        "the index still has the term {term}"
+                    );
+                }
+            }
+        }
+        let store = segment.get_store_reader(0).expect("doc store");
+        for doc in store.iter::<tantivy::TantivyDocument>(None) {
+            let doc = doc.expect("stored doc");
+            let text = format!("{doc:?}").to_lowercase();
+            for v in &lower {
+                assert!(
+                    !text.contains(v.as_str()),
+                    "a stored document still holds {v}"
+                );
+            }
+        }
+    }
+}
+
 /// Every file under `dir` that contains one of `needles`, with the needle.
 fn files_containing(dir: &Path, needles: &[&str]) -> Vec<(String, String)> {
     let mut found = Vec::new();
@@ -191,42 +230,7 @@ async fn erasure_leaves_no_value_in_any_file_and_suppresses_the_identifiers() {
     let leftovers = files_containing(&data, &values());
     assert!(leftovers.is_empty(), "values left in files: {leftovers:?}");
     // The search index, term by term and document by document.
-    let index = tantivy::Index::open_in_dir(data.join("search")).expect("open the index");
-    let searcher = index.reader().expect("reader").searcher();
-    let lower: Vec<String> = values().iter().map(|v| v.to_lowercase()).collect();
-    for segment in searcher.segment_readers() {
-        assert_eq!(
-            segment.num_deleted_docs(),
-            0,
-            "deleted documents remain in a segment"
-        );
-        for (field, _) in index.schema().fields() {
-            let Ok(inverted) = segment.inverted_index(field) else {
-                continue;
-            };
-            let mut terms = inverted.terms().stream().expect("terms");
-            while terms.advance() {
-                let term = String::from_utf8_lossy(terms.key()).to_lowercase();
-                for v in &lower {
-                    assert!(
-                        !term.contains(v.as_str()),
-                        "the index still has the term {term}"
-                    );
-                }
-            }
-        }
-        let store = segment.get_store_reader(0).expect("doc store");
-        for doc in store.iter::<tantivy::TantivyDocument>(segment.alive_bitset()) {
-            let doc = doc.expect("stored doc");
-            let text = format!("{doc:?}").to_lowercase();
-            for v in &lower {
-                assert!(
-                    !text.contains(v.as_str()),
-                    "a stored document still holds {v}"
-                );
-            }
-        }
-    }
+    assert_index_free_of(&data, &values());
 
     // Restarted, the suppression holds; an admin lifts it and the identifier is accepted.
     let server = ServeProcess::start(&data);
@@ -327,4 +331,63 @@ fn an_erasure_in_the_same_group_as_a_conflict_leaves_no_residue() {
         .node(&format!("device_id:{DEVICE}"))
         .expect("read")
         .is_none());
+}
+
+/// The search index purge follows the person: after a split, the part that keeps the old
+/// profile id still has older (deleted) index documents holding the other part's email.
+/// Erasing that other part must purge those documents too, while the kept part stays
+/// searchable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasure_after_a_split_purges_older_copies_of_the_other_part() {
+    const SPLIT_EMAIL: &str = "split.erase.canary@example.com";
+    const SPLIT_PHONE: &str = "+14155550177";
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let server = ServeProcess::start(&data);
+    let client = http_client();
+    let base = server.address.clone();
+    let events = json!([
+        {"event_id": "sp-1", "source": "crm",
+         "identifiers": {"customer_id": "SPLIT-KEEP-1", "email": SPLIT_EMAIL},
+         "traits": {"first_name": "Keeper", "last_name": "Splitkeeper"}},
+        {"event_id": "sp-2", "source": "web",
+         "identifiers": {"email": SPLIT_EMAIL, "phone": SPLIT_PHONE}},
+        // Someone else in the same index segment, so that segment outlives the split
+        // (tantivy drops a segment whose documents are all deleted).
+        {"event_id": "sp-3", "source": "crm",
+         "identifiers": {"customer_id": "SPLIT-BYSTANDER"},
+         "traits": {"first_name": "Bystander", "last_name": "Splitbystander"}},
+    ]);
+    let (status, body) = post_json(&client, &format!("{base}/v1/events"), &events).await;
+    assert_eq!(status, 200, "{body}");
+    // Searchable together first (the index commits every 200 ms).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (_, found) = get_json(&client, &format!("{base}/v1/search?q=Splitkeeper")).await;
+        if found["total"] == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{found}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let resp = client
+        .delete(format!(
+            "{base}/v1/links?a=customer_id%3ASPLIT-KEEP-1&b=email%3A{}",
+            SPLIT_EMAIL.replace('@', "%40")
+        ))
+        .send()
+        .await
+        .expect("delete link");
+    assert_eq!(resp.status().as_u16(), 200);
+    let (status, erased) = post_json(
+        &client,
+        &format!("{base}/v1/erasure"),
+        &json!({"identifier": format!("email:{SPLIT_EMAIL}")}),
+    )
+    .await;
+    assert_eq!(status, 200, "{erased}");
+    let (_, found) = get_json(&client, &format!("{base}/v1/search?q=Splitkeeper")).await;
+    assert_eq!(found["total"], 1, "the kept part is still found: {found}");
+    drop(server);
+    assert_index_free_of(&data, &[SPLIT_EMAIL, "4155550177"]);
 }
