@@ -85,7 +85,9 @@ enum Op {
 pub enum OpResult {
     Ingested(Vec<EventOutcome>),
     Unmerged(SplitOutcome),
-    Erased(resolve::erase::ErasureOutcome),
+    /// The erasure, and (once written) the group it was written in, whose keys the
+    /// purge compacts.
+    Erased(resolve::erase::ErasureOutcome, Option<Arc<Changes>>),
     Unsuppressed(bool),
 }
 
@@ -356,9 +358,10 @@ impl Engine {
             .await
             .map_err(|_| EngineError::ShuttingDown)??
         {
-            OpResult::Erased(o) => o,
+            OpResult::Erased(o, changes) => (o, changes),
             _ => return Err(EngineError::ShuttingDown),
         };
+        let (outcome, changes) = outcome;
         let engine = self.clone();
         let profiles: Vec<ProfileId> = std::iter::once(outcome.profile_id.clone())
             .chain(outcome.absorbed.iter().cloned())
@@ -368,18 +371,27 @@ impl Engine {
             .iter()
             .map(|k| crate::store::records::split_key(k).1.to_owned())
             .collect();
-        tokio::task::spawn_blocking(move || engine.purge(&profiles, &values))
+        tokio::task::spawn_blocking(move || engine.purge(changes.as_deref(), &profiles, &values))
             .await
             .map_err(|_| EngineError::ShuttingDown)??;
         Ok(outcome)
     }
 
-    /// Physically removes an erased person's deleted data: the store is compacted and the
-    /// search index segments holding the person's documents (`profiles`, or any of the
-    /// identifier `values`) are merged.
-    pub fn purge(&self, profiles: &[ProfileId], values: &[String]) -> Result<(), EngineError> {
+    /// Physically removes an erased person's deleted data: the store compacts the files
+    /// holding the keys the erasure's write group touched (`changes`; everything when it is
+    /// not known) and the search index merges the segments holding the person's documents
+    /// (`profiles`, or any of the identifier `values`).
+    pub fn purge(
+        &self,
+        changes: Option<&Changes>,
+        profiles: &[ProfileId],
+        values: &[String],
+    ) -> Result<(), EngineError> {
         let seq = self.store.counters()?.commit_seq;
-        self.store.compact()?;
+        match changes {
+            Some(changes) => self.store.purge(changes)?,
+            None => self.store.compact()?,
+        }
         if let Some(index) = &self.search {
             index
                 .purge(seq, std::time::Duration::from_secs(30), profiles, values)
@@ -710,7 +722,7 @@ fn run(
             Err(UnmergeError::Store(e)) => return Err(e),
         },
         Op::Erase(target) => match resolve::erase::erase(s, rules, target, "api") {
-            Ok(o) => Ok(OpResult::Erased(o)),
+            Ok(o) => Ok(OpResult::Erased(o, None)),
             Err(UnmergeError::NotFound(what)) => Err(not_found(what)),
             Err(UnmergeError::Store(e)) => return Err(e),
         },
@@ -756,6 +768,10 @@ fn commit(store: &dyn GraphStore, c: Commit, feed: Option<&IndexFeed>) -> Option
                 "group committed"
             );
             for (job, result) in c.jobs.into_iter().zip(c.results) {
+                let result = match result {
+                    Ok(OpResult::Erased(o, _)) => Ok(OpResult::Erased(o, Some(c.changes.clone()))),
+                    other => other,
+                };
                 let _ = job.reply.send(result);
             }
             if let Some(feed) = feed {

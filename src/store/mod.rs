@@ -206,6 +206,12 @@ pub trait GraphStore: Send + Sync + 'static {
     fn is_suppressed(&self, hash: &str) -> Result<bool, StoreError>;
     /// Atomically and durably apply a unit of change.
     fn apply(&self, changes: &Changes) -> Result<(), StoreError>;
+    /// Physically removes what `changes` (an applied write group) deleted or overwrote,
+    /// so no file keeps the old values (erasure). By default, everything is compacted.
+    fn purge(&self, changes: &Changes) -> Result<(), StoreError> {
+        let _ = changes;
+        self.compact()
+    }
     /// Flushes and compacts everything (maintenance, steady-state measurements).
     fn compact(&self) -> Result<(), StoreError> {
         Ok(())

@@ -125,6 +125,62 @@ fn options(cache: &Cache) -> Options {
     opts
 }
 
+/// (column family, first key, last key) of every key `changes` writes or deletes, as
+/// [`RocksStore::apply`] lays them out (the purge of an erasure compacts the files
+/// holding them).
+fn touched_ranges(changes: &Changes) -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
+    let mut out: Vec<(&'static str, Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut key = |cf: &'static str, k: Vec<u8>| out.push((cf, k.clone(), k));
+    for k in changes.nodes.keys() {
+        key(CF_IDENTIFIERS, k.as_bytes().to_vec());
+    }
+    for (a, b) in changes.edges.keys() {
+        key(CF_EDGES, joined(&[a.as_bytes(), b.as_bytes()]));
+        key(CF_EDGES, joined(&[b.as_bytes(), a.as_bytes()]));
+    }
+    for id in changes.profiles.keys() {
+        key(CF_PROFILES, joined(&[b"s", id.as_bytes()]));
+    }
+    for id in changes.goldens.keys() {
+        key(CF_PROFILES, joined(&[b"g", id.as_bytes()]));
+    }
+    for id in changes.aliases.keys().chain(&changes.delete_aliases) {
+        key(CF_PROFILES, joined(&[b"a", id.as_bytes()]));
+    }
+    for (address, id, _) in &changes.address_index {
+        key(CF_PROFILES, joined(&[b"h", address.as_bytes(), id.as_bytes()]));
+    }
+    for ident in changes.match_records.keys() {
+        key(CF_PROFILES, joined(&[b"m", ident.as_bytes()]));
+    }
+    for (block, ident, _) in &changes.match_index {
+        key(CF_PROFILES, joined(&[b"k", block.as_bytes(), ident.as_bytes()]));
+    }
+    for id in &changes.delete_events {
+        key(CF_EVENTS, joined(&[b"e", id.as_bytes()]));
+    }
+    for event in &changes.events {
+        key(CF_EVENTS, joined(&[b"e", event.event_id.as_bytes()]));
+    }
+    for (ident, seq, _) in &changes.event_index {
+        key(CF_EVENTS, joined(&[b"i", ident.as_bytes(), &seq.to_be_bytes()]));
+    }
+    for entry in &changes.history {
+        for id in &entry.profiles {
+            key(CF_HISTORY, joined(&[id.as_bytes(), &entry.seq.to_be_bytes()]));
+        }
+    }
+    for id in &changes.drop_history {
+        let prefix = joined(&[id.as_bytes(), b""]);
+        out.push((CF_HISTORY, prefix.clone(), prefix_end(&prefix)));
+    }
+    for ident in &changes.drop_event_index {
+        let prefix = joined(&[b"i", ident.as_bytes(), b""]);
+        out.push((CF_EVENTS, prefix.clone(), prefix_end(&prefix)));
+    }
+    out
+}
+
 fn joined(parts: &[&[u8]]) -> Vec<u8> {
     let mut k = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
     for (i, p) in parts.iter().enumerate() {
@@ -597,6 +653,57 @@ impl GraphStore for RocksStore {
         wo.set_sync(true);
         tracing::debug!(bytes = batch.size_in_bytes(), "write batch");
         self.db.write_opt(batch, &wo).map_err(engine)
+    }
+
+    /// Flushes every memtable (so the write-ahead logs holding the old values become
+    /// obsolete and are deleted), then rewrites down to the last level only the files
+    /// whose key range holds a key `changes` deleted or overwrote: the cost follows the
+    /// person, not the store.
+    fn purge(&self, changes: &Changes) -> Result<(), StoreError> {
+        for name in ALL_CFS {
+            self.db.flush_cf(self.cf(name)?).map_err(engine)?;
+        }
+        let ranges = touched_ranges(changes);
+        let files = self.db.live_files().map_err(engine)?;
+        // Per column family, the key ranges of the files to rewrite, merged where they
+        // overlap.
+        let mut targets: std::collections::BTreeMap<&str, Vec<(Vec<u8>, Vec<u8>)>> =
+            std::collections::BTreeMap::new();
+        for f in &files {
+            let (Some(start), Some(end)) = (&f.start_key, &f.end_key) else {
+                continue;
+            };
+            let hit = ranges.iter().any(|(cf, lo, hi)| {
+                *cf == f.column_family_name && lo.as_slice() <= end.as_slice() && start.as_slice() <= hi.as_slice()
+            });
+            if let (true, Some(cf)) = (hit, ALL_CFS.iter().find(|c| **c == f.column_family_name)) {
+                targets.entry(cf).or_default().push((start.clone(), end.clone()));
+            }
+        }
+        let mut options = rocksdb::CompactOptions::default();
+        options.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+        // Background compactions keep running beside it (ingest must not stall).
+        options.set_exclusive_manual_compaction(false);
+        for (cf, mut spans) in targets {
+            spans.sort();
+            let mut merged: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+            for (lo, hi) in spans {
+                match merged.last_mut() {
+                    Some(last) if lo <= last.1 => {
+                        if hi > last.1 {
+                            last.1 = hi;
+                        }
+                    }
+                    _ => merged.push((lo, hi)),
+                }
+            }
+            let handle = self.cf(cf)?;
+            for (lo, hi) in merged {
+                self.db
+                    .compact_range_cf_opt(handle, Some(&lo), Some(&hi), &options);
+            }
+        }
+        Ok(())
     }
 
     /// Flushes every memtable and rewrites every file down to the last level, so deleted
