@@ -388,15 +388,22 @@ impl Engine {
         values: &[String],
     ) -> Result<(), EngineError> {
         let seq = self.store.counters()?.commit_seq;
+        let started = std::time::Instant::now();
         match changes {
             Some(changes) => self.store.purge(changes)?,
             None => self.store.compact()?,
         }
+        let store_ms = started.elapsed().as_millis() as u64;
         if let Some(index) = &self.search {
             index
                 .purge(seq, std::time::Duration::from_secs(30), profiles, values)
                 .map_err(|e| EngineError::Store(StoreError::Engine(e.to_string())))?;
         }
+        tracing::info!(
+            store_ms,
+            index_ms = started.elapsed().as_millis() as u64 - store_ms,
+            "erased data purged from the files"
+        );
         Ok(())
     }
 

@@ -148,13 +148,19 @@ fn touched_ranges(changes: &Changes) -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
         key(CF_PROFILES, joined(&[b"a", id.as_bytes()]));
     }
     for (address, id, _) in &changes.address_index {
-        key(CF_PROFILES, joined(&[b"h", address.as_bytes(), id.as_bytes()]));
+        key(
+            CF_PROFILES,
+            joined(&[b"h", address.as_bytes(), id.as_bytes()]),
+        );
     }
     for ident in changes.match_records.keys() {
         key(CF_PROFILES, joined(&[b"m", ident.as_bytes()]));
     }
     for (block, ident, _) in &changes.match_index {
-        key(CF_PROFILES, joined(&[b"k", block.as_bytes(), ident.as_bytes()]));
+        key(
+            CF_PROFILES,
+            joined(&[b"k", block.as_bytes(), ident.as_bytes()]),
+        );
     }
     for id in &changes.delete_events {
         key(CF_EVENTS, joined(&[b"e", id.as_bytes()]));
@@ -163,11 +169,17 @@ fn touched_ranges(changes: &Changes) -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
         key(CF_EVENTS, joined(&[b"e", event.event_id.as_bytes()]));
     }
     for (ident, seq, _) in &changes.event_index {
-        key(CF_EVENTS, joined(&[b"i", ident.as_bytes(), &seq.to_be_bytes()]));
+        key(
+            CF_EVENTS,
+            joined(&[b"i", ident.as_bytes(), &seq.to_be_bytes()]),
+        );
     }
     for entry in &changes.history {
         for id in &entry.profiles {
-            key(CF_HISTORY, joined(&[id.as_bytes(), &entry.seq.to_be_bytes()]));
+            key(
+                CF_HISTORY,
+                joined(&[id.as_bytes(), &entry.seq.to_be_bytes()]),
+            );
         }
     }
     for id in &changes.drop_history {
@@ -674,10 +686,15 @@ impl GraphStore for RocksStore {
                 continue;
             };
             let hit = ranges.iter().any(|(cf, lo, hi)| {
-                *cf == f.column_family_name && lo.as_slice() <= end.as_slice() && start.as_slice() <= hi.as_slice()
+                *cf == f.column_family_name
+                    && lo.as_slice() <= end.as_slice()
+                    && start.as_slice() <= hi.as_slice()
             });
             if let (true, Some(cf)) = (hit, ALL_CFS.iter().find(|c| **c == f.column_family_name)) {
-                targets.entry(cf).or_default().push((start.clone(), end.clone()));
+                targets
+                    .entry(cf)
+                    .or_default()
+                    .push((start.clone(), end.clone()));
             }
         }
         let mut options = rocksdb::CompactOptions::default();
@@ -698,6 +715,11 @@ impl GraphStore for RocksStore {
                 }
             }
             let handle = self.cf(cf)?;
+            tracing::debug!(
+                cf,
+                ranges = merged.len(),
+                "purge: compacting the files holding erased keys"
+            );
             for (lo, hi) in merged {
                 self.db
                     .compact_range_cf_opt(handle, Some(&lo), Some(&hi), &options);
