@@ -125,6 +125,9 @@ fn options(cache: &Cache) -> Options {
     opts
 }
 
+/// A first and a last key.
+type KeySpan = (Vec<u8>, Vec<u8>);
+
 /// (column family, first key, last key) of every key `changes` writes or deletes, as
 /// [`RocksStore::apply`] lays them out (the purge of an erasure compacts the files
 /// holding them).
@@ -679,7 +682,7 @@ impl GraphStore for RocksStore {
         let files = self.db.live_files().map_err(engine)?;
         // Per column family, the key ranges of the files to rewrite, merged where they
         // overlap.
-        let mut targets: std::collections::BTreeMap<&str, Vec<(Vec<u8>, Vec<u8>)>> =
+        let mut targets: std::collections::BTreeMap<&str, Vec<KeySpan>> =
             std::collections::BTreeMap::new();
         for f in &files {
             let (Some(start), Some(end)) = (&f.start_key, &f.end_key) else {
@@ -703,7 +706,7 @@ impl GraphStore for RocksStore {
         options.set_exclusive_manual_compaction(false);
         for (cf, mut spans) in targets {
             spans.sort();
-            let mut merged: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+            let mut merged: Vec<KeySpan> = Vec::new();
             for (lo, hi) in spans {
                 match merged.last_mut() {
                     Some(last) if lo <= last.1 => {
