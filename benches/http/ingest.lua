@@ -64,6 +64,11 @@ function delay()
 end
 
 function response(status, headers, body)
+  -- A connection waiting out the run after the file is used up is closed by the server
+  -- with 408 (no request within its timeout): not a batch, not an error.
+  if exhausted and status == 408 then
+    return
+  end
   if status < 200 or status > 299 then
     failed = failed + 1
     failed_status = status
