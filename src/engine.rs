@@ -353,7 +353,7 @@ impl Engine {
         self: &Arc<Self>,
         target: resolve::erase::ErasureTarget,
     ) -> Result<resolve::erase::ErasureOutcome, EngineError> {
-        let outcome = match self
+        let (outcome, changes) = match self
             .submit(Op::Erase(target))?
             .await
             .map_err(|_| EngineError::ShuttingDown)??
@@ -361,7 +361,6 @@ impl Engine {
             OpResult::Erased(o, changes) => (o, changes),
             _ => return Err(EngineError::ShuttingDown),
         };
-        let (outcome, changes) = outcome;
         let engine = self.clone();
         let profiles: Vec<ProfileId> = std::iter::once(outcome.profile_id.clone())
             .chain(outcome.absorbed.iter().cloned())
@@ -659,15 +658,17 @@ impl Engine {
         ))
     }
 
-    /// Applies the row-level scope rule (`governance::scope`) of a key limited to
-    /// `sources` to an answer; `true` when the answer as a whole is about a hidden person.
-    pub fn redact_for_scope(
+    /// Runs `f` with the row-level scope (`governance::scope`) of a key limited to
+    /// `sources`; one scope serves a whole answer, remembering what it has looked up.
+    pub fn with_row_scope<T>(
         &self,
         sources: &std::collections::BTreeSet<String>,
-        answer: &mut Value,
-    ) -> Result<bool, EngineError> {
+        f: impl FnOnce(&mut crate::governance::scope::RowScope<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, EngineError> {
         let kinds = self.identifier_kinds();
-        Ok(crate::governance::scope::RowScope::new(sources, &kinds, self).redact(answer)?)
+        Ok(f(&mut crate::governance::scope::RowScope::new(
+            sources, &kinds, self,
+        ))?)
     }
 
     /// Key of an identifier from its parts (no normalization).

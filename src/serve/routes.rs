@@ -261,10 +261,21 @@ async fn respond<P: super::auth::Perm>(
     profiles: Vec<String>,
     missing: Missing,
 ) -> Result<HttpResponse> {
-    let mut v = scoped(auth, engine, v, missing).await?;
+    let v = scoped(auth, engine, v, missing).await?;
+    Ok(masked(auth, engine, v, profiles))
+}
+
+/// An answer already through the scope rule: masked for the caller, its profile ids
+/// noted for the audit trail.
+fn masked<P: super::auth::Perm>(
+    auth: &Auth<P>,
+    engine: &Engine,
+    mut v: Value,
+    profiles: Vec<String>,
+) -> HttpResponse {
     auth.touched(profiles);
     auth.mask(engine, &mut v);
-    Ok(HttpResponse::Ok().json(v))
+    HttpResponse::Ok().json(v)
 }
 
 /// `v` with what a scoped caller may not see left out (see [`respond`]).
@@ -278,11 +289,39 @@ async fn scoped<P: super::auth::Perm>(
         return Ok(v);
     };
     let e = engine.clone();
-    let (hidden, v) = blocking(move || Ok((e.redact_for_scope(&sources, &mut v)?, v))).await?;
+    let (hidden, v) =
+        blocking(move || Ok((e.with_row_scope(&sources, |s| s.redact(&mut v))?, v))).await?;
     if hidden {
         return Err(missing.error());
     }
     Ok(v)
+}
+
+/// `missing`'s 404 unless the caller's row-level scope covers what `sees` asks about (a
+/// target that does not exist is not covered, so both get the same answer).
+async fn check_sees<P, F>(
+    auth: &Auth<P>,
+    engine: &web::Data<Engine>,
+    sees: F,
+    missing: Missing,
+) -> Result<()>
+where
+    P: super::auth::Perm,
+    F: FnOnce(
+            &mut crate::governance::scope::RowScope<'_>,
+        ) -> std::result::Result<bool, crate::store::StoreError>
+        + Send
+        + 'static,
+{
+    let Some(sources) = auth.caller.scope.clone() else {
+        return Ok(());
+    };
+    let e = engine.clone();
+    if blocking(move || e.with_row_scope(&sources, sees)).await? {
+        Ok(())
+    } else {
+        Err(missing.error())
+    }
 }
 
 /// A golden profile as JSON bytes for the caller (served byte-for-byte to an unscoped
@@ -323,9 +362,8 @@ async fn check_scope<P: super::auth::Perm>(
     engine: &web::Data<Engine>,
     id: &str,
 ) -> Result<()> {
-    scoped(auth, engine, json!({ "profile_id": id }), Missing::Profile)
-        .await
-        .map(drop)
+    let id = id.to_owned();
+    check_sees(auth, engine, move |s| s.sees_profile(&id), Missing::Profile).await
 }
 
 /// 404 as for an identifier that does not exist unless the caller's scope covers the
@@ -336,9 +374,14 @@ async fn check_identifier_scope<P: super::auth::Perm>(
     engine: &web::Data<Engine>,
     key: &str,
 ) -> Result<()> {
-    scoped(auth, engine, json!({ "id": key }), Missing::Identifier)
-        .await
-        .map(drop)
+    let key = key.to_owned();
+    check_sees(
+        auth,
+        engine,
+        move |s| s.sees_identifier(&key),
+        Missing::Identifier,
+    )
+    .await
 }
 
 pub async fn get_profile(
@@ -500,7 +543,7 @@ async fn household_answer(
     if members.is_empty() || (by_id && (members.len() < 2 || v["household_id"].is_null())) {
         return Err(missing.error());
     }
-    respond(auth, engine, v, members, missing).await
+    Ok(masked(auth, engine, v, members))
 }
 
 pub async fn profile_household(
@@ -699,13 +742,16 @@ async fn scoped_fields<P: super::auth::Perm>(
     let e = engine.clone();
     blocking(move || {
         let mut answers = answers;
-        for v in &mut answers {
-            for child in v.as_object_mut().into_iter().flat_map(|o| o.values_mut()) {
-                if e.redact_for_scope(&sources, child)? {
-                    *child = Value::Null;
+        e.with_row_scope(&sources, |scope| {
+            for v in &mut answers {
+                for child in v.as_object_mut().into_iter().flat_map(|o| o.values_mut()) {
+                    if scope.redact(child)? {
+                        *child = Value::Null;
+                    }
                 }
             }
-        }
+            Ok(())
+        })?;
         Ok(answers)
     })
     .await
@@ -932,20 +978,24 @@ pub async fn audit(
     // applied to each (an entry only about hidden profiles is left out).
     let scope = auth.caller.scope.clone();
     let entries = web::block(move || {
-        gov.audit.query_with(&filter, |entry| {
-            let Some(sources) = &scope else {
-                return Ok(true);
-            };
-            let mut v = serde_json::to_value(&*entry).map_err(std::io::Error::other)?;
-            if engine
-                .redact_for_scope(sources, &mut v)
-                .map_err(|e| std::io::Error::other(e.to_string()))?
-            {
-                return Ok(false);
-            }
-            *entry = serde_json::from_value(v).map_err(std::io::Error::other)?;
-            Ok(true)
-        })
+        let Some(sources) = scope else {
+            return gov.audit.query(&filter);
+        };
+        // One scope for the whole log: the entries name the same profiles again and again.
+        let scoped = engine.with_row_scope(&sources, |rows| {
+            Ok(gov.audit.query_with(&filter, |entry| {
+                let mut v = serde_json::to_value(&*entry).map_err(std::io::Error::other)?;
+                if rows
+                    .redact(&mut v)
+                    .map_err(|e| std::io::Error::other(e.to_string()))?
+                {
+                    return Ok(false);
+                }
+                *entry = serde_json::from_value(v).map_err(std::io::Error::other)?;
+                Ok(true)
+            }))
+        });
+        scoped.map_err(|e| std::io::Error::other(e.to_string()))?
     })
     .await?
     .map_err(|e| {
