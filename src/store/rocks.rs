@@ -116,9 +116,11 @@ fn options(cache: &Cache) -> Options {
     // ingest: a memtable bloom filter answers them without walking the skiplist.
     opts.set_memtable_whole_key_filtering(true);
     opts.set_memtable_prefix_bloom_ratio(0.1);
-    // The MANIFEST logs each file's first and last key; roll it often, so keys removed by
-    // an erasure do not linger there for long (it is also rewritten at every open).
-    opts.set_max_manifest_file_size(4 << 20);
+    // The MANIFEST logs each file's first and last key. It is rewritten (a snapshot of
+    // the live files, a few hundred bytes per file) at every change of the file set, so
+    // that keys an erasure removed leave it at the next flush (see `purge`) instead of
+    // lingering until the next open. Flushes and compactions come seconds apart at most.
+    opts.set_max_manifest_file_size(0);
     opts.set_max_total_wal_size(MAX_TOTAL_WAL_BYTES);
     // One writer thread: no need for the concurrent (CAS) memtable insert path.
     opts.set_allow_concurrent_memtable_write(false);
@@ -244,7 +246,12 @@ impl RocksStore {
         let cfs = ALL_CFS
             .iter()
             .map(|name| ColumnFamilyDescriptor::new(*name, options(&cache)));
-        let db = DB::open_cf_descriptors(&options(&cache), path, cfs).map_err(engine)?;
+        // `max_manifest_space_amp_pct` (RocksDB's MANIFEST size auto-tuning, which would
+        // let it grow to 6 times its last snapshot) has no setter: by option string.
+        let db_options = options(&cache)
+            .get_options_from_string("max_manifest_space_amp_pct=0")
+            .map_err(engine)?;
+        let db = DB::open_cf_descriptors(&db_options, path, cfs).map_err(engine)?;
         let store = RocksStore { db };
         if store.get_raw(CF_META, b"change_log_since")?.is_none() {
             // The change log covers the groups written from now on.
@@ -263,6 +270,21 @@ impl RocksStore {
             }
         }
         Ok(store)
+    }
+
+    /// Changes the file set once more (a flushed marker), which makes RocksDB write a new
+    /// MANIFEST holding only the live files and delete the old one: the old one still
+    /// names the first and last keys of the files a purge just rewrote.
+    fn roll_manifest(&self) -> Result<(), StoreError> {
+        let meta = self.cf(CF_META)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        self.db
+            .put_cf(meta, b"purged_at", now.to_be_bytes())
+            .map_err(engine)?;
+        self.db.flush_cf(meta).map_err(engine)
     }
 
     fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StoreError> {
@@ -728,7 +750,7 @@ impl GraphStore for RocksStore {
                     .compact_range_cf_opt(handle, Some(&lo), Some(&hi), &options);
             }
         }
-        Ok(())
+        self.roll_manifest()
     }
 
     /// Flushes every memtable and rewrites every file down to the last level, so deleted
@@ -744,6 +766,6 @@ impl GraphStore for RocksStore {
             self.db
                 .compact_range_cf_opt(cf, None::<&[u8]>, None::<&[u8]>, &options);
         }
-        Ok(())
+        self.roll_manifest()
     }
 }

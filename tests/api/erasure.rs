@@ -169,6 +169,15 @@ async fn erasure_leaves_no_value_in_any_file_and_suppresses_the_identifiers() {
     assert_eq!(out["events"], 4, "{out}");
     assert!(!out.to_string().contains(EMAIL), "{out}");
 
+    // The answer came once no file holds the values: every byte of every file of the
+    // running server (write-ahead log, SSTs, the live MANIFEST, search index, audit log),
+    // before any restart rewrites anything.
+    let leftovers = files_containing(&data, &values());
+    assert!(
+        leftovers.is_empty(),
+        "values left in files while the server runs: {leftovers:?}"
+    );
+
     // Gone from every read path; the other customer stays, without the email.
     for (kind, value) in [
         ("email", EMAIL),
