@@ -109,8 +109,35 @@ pub fn now_ms() -> i64 {
 }
 
 /// The running service over one store.
+/// The last failed write, kept until a write succeeds again: while it is set, readiness
+/// probes the store (see [`Engine::writable`]).
+#[derive(Default)]
+struct WriteFault(std::sync::Mutex<Option<StoreError>>);
+
+impl WriteFault {
+    fn set(&self, e: &StoreError) {
+        if let Ok(mut f) = self.0.lock() {
+            *f = Some(e.with_message(e.to_string()));
+        }
+    }
+
+    fn clear(&self) {
+        if let Ok(mut f) = self.0.lock() {
+            *f = None;
+        }
+    }
+
+    fn get(&self) -> Option<StoreError> {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|f| f.as_ref().map(|e| e.with_message(e.to_string())))
+    }
+}
+
 pub struct Engine {
     store: Arc<dyn GraphStore>,
+    fault: Arc<WriteFault>,
     search: Option<Arc<SearchIndex>>,
     rules: Arc<Rules>,
     validator: Validator,
@@ -217,12 +244,15 @@ impl Engine {
         };
         let writer_store = store.clone();
         let writer_rules = rules.clone();
+        let fault = Arc::new(WriteFault::default());
+        let writer_fault = fault.clone();
         let writer = std::thread::Builder::new()
             .name("idgraph-writer".into())
-            .spawn(move || writer_loop(writer_store, &writer_rules, rx, feed))
+            .spawn(move || writer_loop(writer_store, &writer_rules, rx, feed, writer_fault))
             .map_err(|e| EngineError::Config(format!("cannot start writer thread: {e}")))?;
         Ok(Engine {
             store,
+            fault,
             search,
             indexer,
             rules,
@@ -235,6 +265,20 @@ impl Engine {
 
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// Whether writes can be taken (readiness): the store answers, and if a write failed
+    /// since the last one that succeeded (a full disk), a probe write now succeeds.
+    pub fn writable(&self) -> Result<(), StoreError> {
+        match self.fault.get() {
+            None => self.store.counters().map(|_| ()),
+            Some(_) => {
+                self.store.probe_write()?;
+                self.fault.clear();
+                tracing::info!("writes succeed again");
+                Ok(())
+            }
+        }
     }
 
     pub fn store(&self) -> &dyn GraphStore {
@@ -752,11 +796,12 @@ struct Commit {
 }
 
 /// Fails every request of a group with `why`, keeping its kind: a graph database that is
-/// down or slow is a 503 the client may retry, anything else a 500.
+/// down or slow is a 503 and a full disk a 507, both retryable; anything else a 500.
 fn failed(jobs: Vec<Job>, why: &StoreError) {
     for job in jobs {
         let e = match why {
             StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+            StoreError::Full(m) => StoreError::Full(m.clone()),
             other => StoreError::Engine(other.to_string()),
         };
         let _ = job.reply.send(Err(EngineError::Store(e)));
@@ -764,10 +809,16 @@ fn failed(jobs: Vec<Job>, why: &StoreError) {
 }
 
 /// Writes one group durably, then answers its requests. Returns why it was not stored.
-fn commit(store: &dyn GraphStore, c: Commit, feed: Option<&IndexFeed>) -> Option<StoreError> {
+fn commit(
+    store: &dyn GraphStore,
+    c: Commit,
+    feed: Option<&IndexFeed>,
+    fault: &WriteFault,
+) -> Option<StoreError> {
     let started = std::time::Instant::now();
     match store.apply(&c.changes) {
         Ok(()) => {
+            fault.clear();
             tracing::debug!(
                 requests = c.jobs.len(),
                 events = c.events,
@@ -789,6 +840,7 @@ fn commit(store: &dyn GraphStore, c: Commit, feed: Option<&IndexFeed>) -> Option
         }
         Err(e) => {
             tracing::error!(error = %e, requests = c.jobs.len(), "write group failed; nothing of it was stored");
+            fault.set(&e);
             failed(c.jobs, &e);
             Some(e)
         }
@@ -837,6 +889,7 @@ fn writer_loop(
     rules: &Rules,
     rx: Receiver<Job>,
     feed: Option<IndexFeed>,
+    fault: Arc<WriteFault>,
 ) {
     let (commit_tx, commit_rx) = sync_channel::<Commit>(1);
     let (done_tx, done_rx) = std::sync::mpsc::channel::<Option<StoreError>>();
@@ -846,7 +899,7 @@ fn writer_loop(
         .spawn(move || {
             for c in commit_rx {
                 if done_tx
-                    .send(commit(committer_store.as_ref(), c, feed.as_ref()))
+                    .send(commit(committer_store.as_ref(), c, feed.as_ref(), &fault))
                     .is_err()
                 {
                     break;
@@ -895,13 +948,7 @@ fn writer_loop(
         if let Some(e) = earlier {
             let why =
                 format!("an earlier write failed ({e}); nothing of this request was stored, retry");
-            failed(
-                jobs,
-                &match e {
-                    StoreError::Unavailable(_) => StoreError::Unavailable(why),
-                    _ => StoreError::Engine(why),
-                },
-            );
+            failed(jobs, &e.with_message(why));
             continue;
         }
         match resolved {

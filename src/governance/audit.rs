@@ -43,7 +43,8 @@ pub struct AuditFilter {
 
 pub struct AuditLog {
     path: PathBuf,
-    file: Mutex<(File, u64)>,
+    /// The open log, the last sequence number and the length of the log's complete lines.
+    file: Mutex<(File, u64, u64)>,
 }
 
 impl AuditLog {
@@ -62,9 +63,10 @@ impl AuditLog {
             }
         }
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let len = file.metadata()?.len();
         Ok(AuditLog {
             path,
-            file: Mutex::new((file, last)),
+            file: Mutex::new((file, last, len)),
         })
     }
 
@@ -79,8 +81,14 @@ impl AuditLog {
         entry.seq = seq;
         let mut line = serde_json::to_vec(&entry).map_err(std::io::Error::other)?;
         line.push(b'\n');
-        guard.0.write_all(&line)?;
+        if let Err(e) = guard.0.write_all(&line) {
+            // A line written in part (a full disk) is cut off again, so the next entry
+            // starts on a line of its own instead of being lost with the torn one.
+            let _ = guard.0.set_len(guard.2);
+            return Err(e);
+        }
         guard.1 = seq;
+        guard.2 += line.len() as u64;
         Ok(())
     }
 

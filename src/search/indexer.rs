@@ -4,8 +4,8 @@
 //! The commit thread of the engine hands over every durably written group; this thread
 //! stages its golden-profile changes and commits at most every [`COMMIT_EVERY`], so a change
 //! is searchable well within a second without a tantivy commit per event. If indexing
-//! fails, the index is rebuilt from the store (which holds everything), so it never stays
-//! silently out of step.
+//! fails (a full disk), the index is caught up from the store (which holds everything),
+//! again every few seconds until that works, so it never stays out of step for long.
 
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
@@ -17,6 +17,8 @@ use crate::store::{Changes, GraphStore};
 
 /// Longest time between a change being staged and committed.
 pub const COMMIT_EVERY: Duration = Duration::from_millis(200);
+/// How often a failed index (a full disk) tries to recover.
+const RETRY_EVERY: Duration = Duration::from_secs(5);
 /// Write groups waiting for the indexer before the commit thread waits (back-pressure).
 const QUEUE_DEPTH: usize = 256;
 
@@ -28,10 +30,10 @@ pub struct IndexFeed {
 
 impl IndexFeed {
     /// Queues a durably written group. Never fails the write: if the indexer has stopped,
-    /// the index is rebuilt at the next start (its commit marker is behind the store).
+    /// the index is caught up at the next start (its commit marker is behind the store).
     pub fn send(&self, changes: Arc<Changes>) {
         if self.tx.send(changes).is_err() {
-            tracing::error!("search indexer has stopped; the index is rebuilt at next start");
+            tracing::error!("search indexer has stopped; the index is caught up at next start");
         }
     }
 }
@@ -52,16 +54,21 @@ pub fn spawn(
 fn run(index: &SearchIndex, store: &dyn GraphStore, rx: Receiver<Arc<Changes>>) {
     // (commit_seq of the last staged group, when the oldest uncommitted change was staged)
     let mut staged: Option<(u64, Instant)> = None;
-    // Set when indexing and the rebuild both failed: the index then takes no more commits,
-    // so its marker stays behind the store and the next start rebuilds it.
-    let mut broken = false;
+    // Set while indexing has failed and recovery did not work yet (a full disk): groups
+    // that arrive meanwhile are dropped (the recovery reads them from the store) and
+    // recovery is tried again every [`RETRY_EVERY`].
+    let mut broken: Option<Instant> = None;
     loop {
-        let wait = match staged {
-            Some((_, since)) => COMMIT_EVERY.saturating_sub(since.elapsed()),
-            None => Duration::from_secs(3600),
+        if broken.is_some_and(|since| since.elapsed() >= RETRY_EVERY) {
+            broken = (!recover(index, store, "retrying after a failure")).then(Instant::now);
+        }
+        let wait = match (broken, staged) {
+            (Some(since), _) => RETRY_EVERY.saturating_sub(since.elapsed()),
+            (None, Some((_, since))) => COMMIT_EVERY.saturating_sub(since.elapsed()),
+            (None, None) => Duration::from_secs(3600),
         };
         match rx.recv_timeout(wait) {
-            Ok(_) if broken => {}
+            Ok(_) if broken.is_some() => {}
             Ok(changes) => {
                 let seq = changes.counters.map(|c| c.commit_seq).unwrap_or_default();
                 let goldens = changes.goldens.iter().map(|(id, g)| (id, g.as_deref()));
@@ -71,14 +78,14 @@ fn run(index: &SearchIndex, store: &dyn GraphStore, rx: Receiver<Arc<Changes>>) 
                         staged = Some((seq, since));
                     }
                     Err(e) => {
-                        broken = !recover(index, store, &e.to_string());
                         staged = None;
+                        broken = (!recover(index, store, &e.to_string())).then(Instant::now);
                     }
                 }
             }
             Err(RecvTimeoutError::Timeout) => {
                 if let Some((seq, _)) = staged.take() {
-                    broken = !commit(index, store, seq);
+                    broken = (!commit(index, store, seq)).then(Instant::now);
                 }
             }
             Err(RecvTimeoutError::Disconnected) => {
@@ -107,21 +114,23 @@ fn commit(index: &SearchIndex, store: &dyn GraphStore, seq: u64) -> bool {
     }
 }
 
-/// Rebuilds the index from the store after a failure. Returns whether that worked.
+/// Brings the index back in step with the store after a failure. Returns whether that
+/// worked; if not, the indexer tries again later.
 fn recover(index: &SearchIndex, store: &dyn GraphStore, why: &str) -> bool {
     tracing::error!(
         error = why,
-        "search indexing failed; rebuilding the index from the store"
+        "search indexing failed; catching the index up from the store"
     );
-    match index.rebuild_from(store) {
-        Ok(n) => {
-            tracing::info!(profiles = n, "search index rebuilt");
+    match index.recover(store) {
+        Ok(how) => {
+            tracing::info!(?how, "search index back in step with the store");
             true
         }
         Err(e) => {
             tracing::error!(
                 error = %e,
-                "search index rebuild failed; it stays behind and is rebuilt at next start"
+                retry_in_s = RETRY_EVERY.as_secs(),
+                "search index recovery failed; searches see the index as of its last commit until it works"
             );
             false
         }

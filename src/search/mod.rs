@@ -316,6 +316,38 @@ impl SearchIndex {
         Ok(count)
     }
 
+    /// Brings the index back in step after a failed stage or commit (a full disk kills
+    /// tantivy's writer): a fresh writer (what was staged and not committed is dropped),
+    /// then the profiles changed since the last commit re-indexed from the store's change
+    /// log, or the whole index rebuilt when the log does not reach back that far.
+    pub fn recover(&self, store: &dyn GraphStore) -> Result<Opened, IndexError> {
+        {
+            let mut writer = self.writer()?;
+            writer.rollback()?;
+            writer.set_merge_policy(merge_policy());
+        }
+        let commit_seq = store.counters()?.commit_seq;
+        let reason = match self.committed_seq() {
+            Some(seq) if seq == commit_seq => return Ok(Opened::Current),
+            Some(seq) if seq < commit_seq => match store.profiles_changed_since(seq)? {
+                Some(ids) => {
+                    self.catch_up(store, &ids, commit_seq)?;
+                    return Ok(Opened::CaughtUp {
+                        groups: commit_seq - seq,
+                        profiles: ids.len(),
+                    });
+                }
+                None => "the store's change log does not reach back to the index's last commit",
+            },
+            _ => "the index's commit marker is unreadable or ahead of the store",
+        };
+        let profiles = self.rebuild_from(store)?;
+        Ok(Opened::Rebuilt {
+            reason: reason.to_owned(),
+            profiles,
+        })
+    }
+
     /// Re-indexes profiles `ids` from the store (their golden copies, or their removal)
     /// and commits the index as reflecting the store's write `commit_seq`.
     fn catch_up(

@@ -25,6 +25,12 @@ struct Detail<'a> {
     field: Option<&'a str>,
 }
 
+/// What a client (and readiness) is told while the disk is full.
+pub const STORAGE_FULL_MESSAGE: &str = "the disk holding the data directory is full: writes are refused and nothing of this request was stored; reads are still served. The server resumes by itself once space is freed; retry later";
+
+/// `Retry-After` of a `storage_full` answer, in seconds.
+pub const STORAGE_FULL_RETRY_SECONDS: u64 = 10;
+
 /// An error answer of the API.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
@@ -67,6 +73,19 @@ impl ApiError {
 
     pub fn unavailable(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    }
+
+    /// 507: the disk holding the data directory is full. Nothing of the request was
+    /// stored; the server resumes by itself once space is freed.
+    pub fn storage_full() -> Self {
+        let mut e = ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "storage_full",
+            STORAGE_FULL_MESSAGE,
+        );
+        e.headers
+            .push(("Retry-After", STORAGE_FULL_RETRY_SECONDS.to_string()));
+        e
     }
 }
 
@@ -123,6 +142,10 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Unavailable(msg) => {
                 ApiError::unavailable(format!("graph store unavailable: {msg}"))
+            }
+            StoreError::Full(_) => {
+                tracing::error!(error = %e, "storage full");
+                ApiError::storage_full()
             }
         }
     }

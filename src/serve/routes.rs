@@ -897,10 +897,24 @@ pub async fn health(engine: web::Data<Engine>) -> Result<HttpResponse> {
     }
 }
 
-/// Readiness: 200 when the graph store answers (writes can be taken), 503 otherwise.
+/// Readiness: 200 when writes can be taken (the graph store answers and, after a failed
+/// write, a probe write succeeds); 503 otherwise, naming the cause (`storage_full` while
+/// the disk is full, with `Retry-After`).
 pub async fn ready(engine: web::Data<Engine>) -> Result<HttpResponse> {
-    blocking(move || Ok(engine.store().counters()?)).await?;
-    Ok(HttpResponse::Ok().json(json!({ "status": "ready" })))
+    match web::block(move || engine.writable()).await? {
+        Ok(()) => Ok(HttpResponse::Ok().json(json!({ "status": "ready" }))),
+        Err(crate::store::StoreError::Full(_)) => Ok(HttpResponse::ServiceUnavailable()
+            .insert_header((
+                "Retry-After",
+                super::error::STORAGE_FULL_RETRY_SECONDS.to_string(),
+            ))
+            .json(json!({
+                "status": "not_ready",
+                "reason": "storage_full",
+                "message": super::error::STORAGE_FULL_MESSAGE,
+            }))),
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub async fn metrics(

@@ -32,6 +32,22 @@ pub enum StoreError {
     /// The store is temporarily unavailable (e.g. remote graph database down).
     #[error("graph store unavailable: {0}")]
     Unavailable(String),
+    /// The disk holding the store is full: writes fail until space is freed (the
+    /// embedded store then resumes by itself; reads keep working).
+    #[error("storage full: {0}")]
+    Full(String),
+}
+
+impl StoreError {
+    /// The same kind of error with another message (a failure passed on to the requests
+    /// it affected): unavailable and full stay retryable, anything else is an engine error.
+    pub fn with_message(&self, message: String) -> StoreError {
+        match self {
+            StoreError::Unavailable(_) => StoreError::Unavailable(message),
+            StoreError::Full(_) => StoreError::Full(message),
+            _ => StoreError::Engine(message),
+        }
+    }
 }
 
 /// Monotonic counters kept in the metadata column family.
@@ -215,5 +231,10 @@ pub trait GraphStore: Send + Sync + 'static {
     /// Flushes and compacts everything (maintenance, steady-state measurements).
     fn compact(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+    /// Whether a durable write can succeed now: a small synced write where the store has
+    /// one (asked by readiness after a write failed). By default, reading the counters.
+    fn probe_write(&self) -> Result<(), StoreError> {
+        self.counters().map(|_| ())
     }
 }

@@ -68,8 +68,16 @@ pub struct RocksStore {
     db: DB,
 }
 
+/// RocksDB's error as a [`StoreError`]: a full disk (`IO error: No space left on
+/// device`, also repeated by every write while RocksDB waits for space) is
+/// [`StoreError::Full`].
 fn engine(e: rocksdb::Error) -> StoreError {
-    StoreError::Engine(e.into_string())
+    let message = e.into_string();
+    if message.contains("No space left on device") || message.contains("NoSpace") {
+        StoreError::Full(message)
+    } else {
+        StoreError::Engine(message)
+    }
 }
 
 /// Block cache shared by every column family.
@@ -767,5 +775,15 @@ impl GraphStore for RocksStore {
                 .compact_range_cf_opt(cf, None::<&[u8]>, None::<&[u8]>, &options);
         }
         self.roll_manifest()
+    }
+
+    /// A synced write of a probe key: fails while the disk is full, and while RocksDB
+    /// has not resumed after it (it checks for space every few seconds by itself).
+    fn probe_write(&self) -> Result<(), StoreError> {
+        self.put_raw(
+            CF_META,
+            b"write_probe",
+            &crate::engine::now_ms().to_be_bytes(),
+        )
     }
 }

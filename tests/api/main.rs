@@ -13,6 +13,7 @@ mod durability;
 mod erasure;
 mod errors;
 mod eval;
+mod full_disk;
 mod governance;
 mod helpers;
 mod ingest;
