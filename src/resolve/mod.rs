@@ -21,6 +21,8 @@ pub mod probable;
 pub mod rules;
 pub mod session;
 pub mod split;
+#[cfg(test)]
+mod tests;
 
 use rustc_hash::FxHashMap as HashMap;
 use std::collections::BTreeSet;

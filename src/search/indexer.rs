@@ -28,11 +28,11 @@ pub struct IndexFeed {
     tx: SyncSender<Arc<Changes>>,
 }
 
-impl IndexFeed {
+impl crate::engine::CommitListener for IndexFeed {
     /// Queues a durably written group. Never fails the write: if the indexer has stopped,
     /// the index is caught up at the next start (its commit marker is behind the store).
-    pub fn send(&self, changes: Arc<Changes>) {
-        if self.tx.send(changes).is_err() {
+    fn committed(&self, changes: &Arc<Changes>) {
+        if self.tx.send(changes.clone()).is_err() {
             tracing::error!("search indexer has stopped; the index is caught up at next start");
         }
     }
@@ -52,6 +52,7 @@ pub fn spawn(
 }
 
 fn run(index: &SearchIndex, store: &dyn GraphStore, rx: Receiver<Arc<Changes>>) {
+    crate::background::lower_current_thread();
     // (commit_seq of the last staged group, when the oldest uncommitted change was staged)
     let mut staged: Option<(u64, Instant)> = None;
     // Set while indexing has failed and recovery did not work yet (a full disk): groups

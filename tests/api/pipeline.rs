@@ -124,3 +124,97 @@ fn concurrent_clients(backend: Backend) {
     let total_events: u64 = engine.store().counters().unwrap().event_seq;
     assert_eq!(total_events, EVENTS as u64);
 }
+
+/// Records what the commit hook is told.
+#[derive(Default)]
+struct Recorder {
+    groups: std::sync::Mutex<Vec<(u64, BTreeSet<String>)>>,
+}
+
+impl idgraph::engine::CommitListener for Recorder {
+    fn committed(&self, changes: &Arc<idgraph::store::Changes>) {
+        let seq = changes.counters.map(|c| c.commit_seq).unwrap_or_default();
+        let profiles = changes.goldens.keys().cloned().collect();
+        self.groups.lock().expect("lock").push((seq, profiles));
+    }
+}
+
+/// The commit hook sees every durable write group once, in commit order, with the profiles
+/// it changed: ingests from several threads, a merge, an unmerge and an erasure.
+#[test]
+fn the_commit_hook_sees_every_durable_group_in_order() {
+    use idgraph::engine::Engine;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = Settings::default();
+    settings.storage.data_dir = dir.path().to_path_buf();
+    let store = Engine::open_store(&settings).expect("store");
+    let search = Engine::open_search(&settings, store.as_ref()).expect("search");
+    let recorder = Arc::new(Recorder::default());
+    let engine = Arc::new(
+        Engine::with_listeners(settings, store, Some(search), vec![recorder.clone()])
+            .expect("engine"),
+    );
+    let before = engine.store().counters().expect("counters").commit_seq;
+
+    let mut expected_profiles = BTreeSet::new();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|t| {
+                let engine = engine.clone();
+                scope.spawn(move || {
+                    let mut mine = Vec::new();
+                    for i in 0..25 {
+                        let ev = json!({"event_id": format!("hook-{t}-{i}"), "source": "web",
+                            "identifiers": {"email": format!("hook.{t}.{i}@example.com")}});
+                        let ev = engine.validate(&ev).expect("valid");
+                        for out in engine.ingest(vec![ev]).expect("ingest") {
+                            if let EventOutcome::Accepted { profile_id, .. } = out {
+                                mine.push(profile_id);
+                            }
+                        }
+                    }
+                    mine
+                })
+            })
+            .collect();
+        for h in handles {
+            expected_profiles.extend(h.join().expect("thread"));
+        }
+    });
+    assert_eq!(expected_profiles.len(), 100);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let merge = engine
+        .validate(&json!({"event_id": "hook-merge", "source": "web",
+            "identifiers": {"email": "hook.0.0@example.com", "cookie_id": "hook-ck"}}))
+        .expect("valid");
+    engine.ingest(vec![merge]).expect("merge");
+    runtime
+        .block_on(engine.delete_identifier(Engine::key("cookie_id", "hook-ck")))
+        .expect("unmerge");
+    runtime
+        .block_on(
+            engine.erase(idgraph::resolve::erase::ErasureTarget::Identifier(
+                Engine::key("email", "hook.1.1@example.com"),
+            )),
+        )
+        .expect("erase");
+
+    let after = engine.store().counters().expect("counters").commit_seq;
+    let groups = recorder.groups.lock().expect("lock").clone();
+    let seqs: Vec<u64> = groups.iter().map(|(s, _)| *s).collect();
+    assert_eq!(
+        seqs,
+        ((before + 1)..=after).collect::<Vec<_>>(),
+        "every group once, in commit order"
+    );
+    let seen: BTreeSet<String> = groups.iter().flat_map(|(_, p)| p.clone()).collect();
+    assert!(
+        expected_profiles.is_subset(&seen),
+        "profiles created but never reported: {:?}",
+        expected_profiles.difference(&seen).collect::<Vec<_>>()
+    );
+    // The erasure's group reports the erased profile (its golden record removed).
+    let erased = engine.lookup("email", "hook.1.1@example.com");
+    assert!(erased.is_err(), "erased: {erased:?}");
+    assert!(groups.last().is_some_and(|(_, p)| !p.is_empty()));
+}

@@ -1,0 +1,144 @@
+//! Write requests: each is queued to the resolver thread (`writer`) and answered once its
+//! group is durable.
+
+use std::sync::mpsc::TrySendError;
+use std::sync::Arc;
+
+use super::writer::{Job, Op, OpResult};
+use super::{Engine, EngineError};
+use crate::ingest::event::NormalizedEvent;
+use crate::resolve::split::SplitOutcome;
+use crate::resolve::{self, EventOutcome};
+use crate::store::{Changes, IdentKey, ProfileId, StoreError};
+
+impl Engine {
+    fn submit(
+        &self,
+        op: Op,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<OpResult, EngineError>>, EngineError> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let queue = self.queue.as_ref().ok_or(EngineError::ShuttingDown)?;
+        match queue.try_send(Job { op, reply }) {
+            Ok(()) => Ok(rx),
+            Err(TrySendError::Full(_)) => Err(EngineError::Overloaded),
+            Err(TrySendError::Disconnected(_)) => Err(EngineError::ShuttingDown),
+        }
+    }
+
+    /// Resolves events durably; returns one outcome per event, in order. Async form.
+    pub async fn ingest_async(
+        &self,
+        events: Vec<NormalizedEvent>,
+    ) -> Result<Vec<EventOutcome>, EngineError> {
+        let rx = self.submit(Op::Ingest(events))?;
+        match rx.await.map_err(|_| EngineError::ShuttingDown)?? {
+            OpResult::Ingested(o) => Ok(o),
+            _ => Err(EngineError::ShuttingDown),
+        }
+    }
+
+    /// Resolves events durably (blocking form, for the CLI, benches and tests).
+    pub fn ingest(&self, events: Vec<NormalizedEvent>) -> Result<Vec<EventOutcome>, EngineError> {
+        let rx = self.submit(Op::Ingest(events))?;
+        match rx
+            .blocking_recv()
+            .map_err(|_| EngineError::ShuttingDown)??
+        {
+            OpResult::Ingested(o) => Ok(o),
+            _ => Err(EngineError::ShuttingDown),
+        }
+    }
+
+    async fn unmerge(&self, op: Op) -> Result<SplitOutcome, EngineError> {
+        match self
+            .submit(op)?
+            .await
+            .map_err(|_| EngineError::ShuttingDown)??
+        {
+            OpResult::Unmerged(o) => Ok(o),
+            _ => Err(EngineError::ShuttingDown),
+        }
+    }
+
+    /// Deletes the link between two identifiers and splits the profile if it falls apart.
+    pub async fn delete_link(&self, a: IdentKey, b: IdentKey) -> Result<SplitOutcome, EngineError> {
+        self.unmerge(Op::DeleteLink(a, b)).await
+    }
+
+    /// Deletes an identifier (its node, edges and event index) and splits what falls apart.
+    pub async fn delete_identifier(&self, key: IdentKey) -> Result<SplitOutcome, EngineError> {
+        self.unmerge(Op::DeleteIdentifier(key)).await
+    }
+
+    /// Erases a person (see `resolve::erase`), then purges what storage keeps of deleted
+    /// data: the store is flushed and compacted and the search index merged, so no file
+    /// holds the erased values any more. The answer waits for both.
+    pub async fn erase(
+        self: &Arc<Self>,
+        target: resolve::erase::ErasureTarget,
+    ) -> Result<resolve::erase::ErasureOutcome, EngineError> {
+        let (outcome, changes) = match self
+            .submit(Op::Erase(target))?
+            .await
+            .map_err(|_| EngineError::ShuttingDown)??
+        {
+            OpResult::Erased(o, changes) => (o, changes),
+            _ => return Err(EngineError::ShuttingDown),
+        };
+        let engine = self.clone();
+        let profiles: Vec<ProfileId> = std::iter::once(outcome.profile_id.clone())
+            .chain(outcome.absorbed.iter().cloned())
+            .collect();
+        let values: Vec<String> = outcome
+            .erased_keys
+            .iter()
+            .map(|k| crate::store::records::split_key(k).1.to_owned())
+            .collect();
+        tokio::task::spawn_blocking(move || engine.purge(changes.as_deref(), &profiles, &values))
+            .await
+            .map_err(|_| EngineError::ShuttingDown)??;
+        Ok(outcome)
+    }
+
+    /// Physically removes an erased person's deleted data: the store compacts the files
+    /// holding the keys the erasure's write group touched (`changes`; everything when it is
+    /// not known) and the search index merges the segments holding the person's documents
+    /// (`profiles`, or any of the identifier `values`).
+    pub fn purge(
+        &self,
+        changes: Option<&Changes>,
+        profiles: &[ProfileId],
+        values: &[String],
+    ) -> Result<(), EngineError> {
+        let seq = self.store.counters()?.commit_seq;
+        let started = std::time::Instant::now();
+        match changes {
+            Some(changes) => self.store.purge(changes)?,
+            None => self.store.compact()?,
+        }
+        let store_ms = started.elapsed().as_millis() as u64;
+        if let Some(index) = &self.search {
+            index
+                .purge(seq, std::time::Duration::from_secs(30), profiles, values)
+                .map_err(|e| EngineError::Store(StoreError::Engine(e.to_string())))?;
+        }
+        tracing::info!(
+            store_ms,
+            index_ms = started.elapsed().as_millis() as u64 - store_ms,
+            "erased data purged from the files"
+        );
+        Ok(())
+    }
+
+    /// Takes an identifier off the suppression list; whether it was on it.
+    pub async fn unsuppress(&self, key: IdentKey) -> Result<bool, EngineError> {
+        match self
+            .submit(Op::Unsuppress(key))?
+            .await
+            .map_err(|_| EngineError::ShuttingDown)??
+        {
+            OpResult::Unsuppressed(found) => Ok(found),
+            _ => Err(EngineError::ShuttingDown),
+        }
+    }
+}
