@@ -13,10 +13,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::SearchIndex;
-use crate::store::{Changes, GraphStore};
+use crate::store::{Changes, GraphStore, ProfileId};
+use rustc_hash::FxHashMap as HashMap;
 
 /// Longest time between a change being staged and committed.
 pub const COMMIT_EVERY: Duration = Duration::from_millis(200);
+/// Most waiting groups staged together (each profile once, as the last left it).
+const MAX_COALESCED: usize = 64;
 /// How often a failed index (a full disk) tries to recover.
 const RETRY_EVERY: Duration = Duration::from_secs(5);
 /// Write groups waiting for the indexer before the commit thread waits (back-pressure).
@@ -63,6 +66,13 @@ fn run(index: &SearchIndex, store: &dyn GraphStore, rx: Receiver<Arc<Changes>>) 
         if broken.is_some_and(|since| since.elapsed() >= RETRY_EVERY) {
             broken = (!recover(index, store, "retrying after a failure")).then(Instant::now);
         }
+        // Commit on time even while groups keep coming.
+        if let Some((seq, since)) = staged {
+            if since.elapsed() >= COMMIT_EVERY {
+                staged = None;
+                broken = (!commit(index, store, seq)).then(Instant::now);
+            }
+        }
         let wait = match (broken, staged) {
             (Some(since), _) => RETRY_EVERY.saturating_sub(since.elapsed()),
             (None, Some((_, since))) => COMMIT_EVERY.saturating_sub(since.elapsed()),
@@ -70,10 +80,29 @@ fn run(index: &SearchIndex, store: &dyn GraphStore, rx: Receiver<Arc<Changes>>) 
         };
         match rx.recv_timeout(wait) {
             Ok(_) if broken.is_some() => {}
-            Ok(changes) => {
-                let seq = changes.counters.map(|c| c.commit_seq).unwrap_or_default();
-                let goldens = changes.goldens.iter().map(|(id, g)| (id, g.as_deref()));
-                match index.stage(goldens) {
+            Ok(first) => {
+                // Every group already waiting is taken too, and each profile they changed
+                // is indexed once, as the last of them left it: when the indexer is
+                // behind, it does less work per group, not more.
+                let mut groups = vec![first];
+                while groups.len() < MAX_COALESCED {
+                    match rx.try_recv() {
+                        Ok(next) => groups.push(next),
+                        Err(_) => break,
+                    }
+                }
+                let seq = groups
+                    .last()
+                    .and_then(|c| c.counters)
+                    .map(|c| c.commit_seq)
+                    .unwrap_or_default();
+                let mut latest: HashMap<&ProfileId, Option<&[u8]>> = HashMap::default();
+                for changes in &groups {
+                    for (id, golden) in &changes.goldens {
+                        latest.insert(id, golden.as_deref());
+                    }
+                }
+                match index.stage(latest.into_iter()) {
                     Ok(()) => {
                         let since = staged.map_or_else(Instant::now, |(_, since)| since);
                         staged = Some((seq, since));
