@@ -6,7 +6,6 @@
 //! graph (embedded RocksDB by default), [`engine`] is the transport-neutral service, and
 //! [`serve`] / [`cli`] are the HTTP and command-line edges. See ARCHITECTURE.md.
 
-pub mod background;
 pub mod cli;
 pub mod config;
 pub mod demo;

@@ -55,7 +55,6 @@ pub fn spawn(
 }
 
 fn run(index: &SearchIndex, store: &dyn GraphStore, rx: Receiver<Arc<Changes>>) {
-    crate::background::lower_current_thread();
     // (commit_seq of the last staged group, when the oldest uncommitted change was staged)
     let mut staged: Option<(u64, Instant)> = None;
     // Set while indexing has failed and recovery did not work yet (a full disk): groups

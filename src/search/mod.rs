@@ -54,8 +54,6 @@ fn merge_policy() -> Box<LogMergePolicy> {
 /// Segments of one size level that trigger their merge (tantivy's default is 8: fewer
 /// rewrites, but a fifth fewer queries/s at 465,000 profiles, measured).
 const MERGE_AT: usize = 4;
-/// Threads merging segments in the background.
-const MERGE_THREADS: usize = 1;
 /// Golden profiles read from the store per page when rebuilding.
 const REBUILD_PAGE: usize = 2_000;
 
@@ -224,17 +222,10 @@ impl SearchIndex {
         fields: Fields,
         normalizer: Normalizer,
     ) -> Result<SearchIndex, IndexError> {
-        // One indexing thread and one merge thread (tantivy's default is four): merges
-        // run beside the resolver on the same few cores, and four at once starved it.
-        let options = tantivy::indexer::IndexWriterOptions::builder()
-            .memory_budget_per_thread(WRITER_MEMORY_BYTES)
-            .num_worker_threads(1)
-            .num_merge_threads(MERGE_THREADS)
-            .build();
-        // Created on a lowered thread: its indexing and merge threads inherit the lower
-        // priority (`crate::background`).
-        let writer: IndexWriter =
-            crate::background::spawn_lowered(|| index.writer_with_options(options))?;
+        // Merges keep tantivy's four threads at normal priority: fewer threads, or merges
+        // at a lower priority, made ingest up to a quarter faster but left merges behind
+        // and search at the final size 20-55% slower (docs/benchmarks.md).
+        let writer: IndexWriter = index.writer_with_num_threads(1, WRITER_MEMORY_BYTES)?;
         writer.set_merge_policy(merge_policy());
         let reader = index
             .reader_builder()
