@@ -227,15 +227,13 @@ impl Engine {
     /// Whether writes can be taken (readiness): the store answers, and if a write failed
     /// since the last one that succeeded (a full disk), a probe write now succeeds.
     pub fn writable(&self) -> Result<(), StoreError> {
-        match self.fault.get() {
-            None => self.store.counters().map(|_| ()),
-            Some(_) => {
-                self.store.probe_write()?;
-                self.fault.clear();
-                tracing::info!("writes succeed again");
-                Ok(())
-            }
+        if !self.fault.is_set() {
+            return self.store.counters().map(|_| ());
         }
+        self.store.probe_write()?;
+        self.fault.clear();
+        tracing::info!("writes succeed again");
+        Ok(())
     }
 
     pub fn store(&self) -> &dyn GraphStore {

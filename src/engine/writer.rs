@@ -56,29 +56,22 @@ pub(super) struct Job {
     pub(super) reply: Reply,
 }
 
-/// The last failed write, kept until a write succeeds again: while it is set, readiness
-/// probes the store (see [`Engine::writable`]).
+/// Set when a write failed, until one succeeds again: while it is set, readiness probes
+/// the store (see [`Engine::writable`]).
 #[derive(Default)]
-pub(super) struct WriteFault(std::sync::Mutex<Option<StoreError>>);
+pub(super) struct WriteFault(std::sync::atomic::AtomicBool);
 
 impl WriteFault {
-    pub(super) fn set(&self, e: &StoreError) {
-        if let Ok(mut f) = self.0.lock() {
-            *f = Some(e.with_message(e.to_string()));
-        }
+    pub(super) fn set(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub(super) fn clear(&self) {
-        if let Ok(mut f) = self.0.lock() {
-            *f = None;
-        }
+        self.0.store(false, std::sync::atomic::Ordering::Relaxed);
     }
 
-    pub(super) fn get(&self) -> Option<StoreError> {
-        self.0
-            .lock()
-            .ok()
-            .and_then(|f| f.as_ref().map(|e| e.with_message(e.to_string())))
+    pub(super) fn is_set(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -132,8 +125,7 @@ struct Commit {
 fn failed(jobs: Vec<Job>, why: &StoreError) {
     for job in jobs {
         let e = match why {
-            StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
-            StoreError::Full(m) => StoreError::Full(m.clone()),
+            StoreError::Unavailable(_) | StoreError::Full(_) => why.clone(),
             other => StoreError::Engine(other.to_string()),
         };
         let _ = job.reply.send(Err(EngineError::Store(e)));
@@ -172,7 +164,7 @@ fn commit(
         }
         Err(e) => {
             tracing::error!(error = %e, requests = c.jobs.len(), "write group failed; nothing of it was stored");
-            fault.set(&e);
+            fault.set();
             failed(c.jobs, &e);
             Some(e)
         }

@@ -112,11 +112,8 @@ fn run(index: &SearchIndex, store: &dyn GraphStore, rx: Receiver<Arc<Changes>>) 
                     }
                 }
             }
-            Err(RecvTimeoutError::Timeout) => {
-                if let Some((seq, _)) = staged.take() {
-                    broken = (!commit(index, store, seq)).then(Instant::now);
-                }
-            }
+            // What is due (a commit, a retry) is done at the top of the loop.
+            Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
                 if let Some((seq, _)) = staged.take() {
                     commit(index, store, seq);

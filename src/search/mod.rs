@@ -144,23 +144,10 @@ impl SearchIndex {
             Ok(idx) => {
                 let metas = idx.index.load_metas()?;
                 match payload_seq(metas.payload.as_deref()) {
-                    Ok(Some(seq)) if seq == commit_seq => return Ok((idx, Opened::Current)),
-                    Ok(Some(seq)) if seq < commit_seq => match store.profiles_changed_since(seq)? {
-                        Some(ids) => {
-                            idx.catch_up(store, &ids, commit_seq)?;
-                            let opened = Opened::CaughtUp {
-                                groups: commit_seq - seq,
-                                profiles: ids.len(),
-                            };
-                            return Ok((idx, opened));
-                        }
-                        None => format!(
-                            "index reflects write {seq}, store is at {commit_seq}, and the store's change log does not reach back that far"
-                        ),
+                    Ok(Some(seq)) => match idx.catch_up_from(store, seq, commit_seq)? {
+                        Ok(opened) => return Ok((idx, opened)),
+                        Err(why) => why,
                     },
-                    Ok(Some(seq)) => {
-                        format!("index reflects write {seq}, store is at {commit_seq}")
-                    }
                     Ok(None) if commit_seq == 0 && metas.segments.is_empty() => {
                         return Ok((idx, Opened::Current))
                     }
@@ -332,23 +319,45 @@ impl SearchIndex {
         }
         let commit_seq = store.counters()?.commit_seq;
         let reason = match self.committed_seq() {
-            Some(seq) if seq == commit_seq => return Ok(Opened::Current),
-            Some(seq) if seq < commit_seq => match store.profiles_changed_since(seq)? {
-                Some(ids) => {
-                    self.catch_up(store, &ids, commit_seq)?;
-                    return Ok(Opened::CaughtUp {
-                        groups: commit_seq - seq,
-                        profiles: ids.len(),
-                    });
-                }
-                None => "the store's change log does not reach back to the index's last commit",
+            Some(seq) => match self.catch_up_from(store, seq, commit_seq)? {
+                Ok(opened) => return Ok(opened),
+                Err(why) => why,
             },
-            _ => "the index's commit marker is unreadable or ahead of the store",
+            None => "the index's commit marker is unreadable".to_owned(),
         };
         let profiles = self.rebuild_from(store)?;
-        Ok(Opened::Rebuilt {
-            reason: reason.to_owned(),
-            profiles,
+        Ok(Opened::Rebuilt { reason, profiles })
+    }
+
+    /// Brings an index whose last commit reflects store write `seq` in step with the
+    /// store at `commit_seq`: nothing to do, or the profiles the store's change log names
+    /// since `seq` re-indexed. `Err(reason)` when only a rebuild can do it (the index is
+    /// ahead of the store, or the log does not reach back that far).
+    fn catch_up_from(
+        &self,
+        store: &dyn GraphStore,
+        seq: u64,
+        commit_seq: u64,
+    ) -> Result<Result<Opened, String>, IndexError> {
+        if seq == commit_seq {
+            return Ok(Ok(Opened::Current));
+        }
+        if seq > commit_seq {
+            return Ok(Err(format!(
+                "index reflects write {seq}, store is at {commit_seq}"
+            )));
+        }
+        Ok(match store.profiles_changed_since(seq)? {
+            Some(ids) => {
+                self.catch_up(store, &ids, commit_seq)?;
+                Ok(Opened::CaughtUp {
+                    groups: commit_seq - seq,
+                    profiles: ids.len(),
+                })
+            }
+            None => Err(format!(
+                "index reflects write {seq}, store is at {commit_seq}, and the store's change log does not reach back that far"
+            )),
         })
     }
 

@@ -21,7 +21,7 @@ pub use records::{
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 /// Errors of the storage layer. Every variant is mapped to an HTTP status in `serve::error`.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The underlying engine failed (I/O, corruption, lock held by another process).
     #[error("storage engine error: {0}")]
