@@ -4,7 +4,9 @@
 //! [`resolve`] links their identifiers into the identity graph and merges or splits
 //! profiles, [`profile`] renders golden profiles and the analyst views, [`store`] keeps the
 //! graph (embedded RocksDB by default), [`engine`] is the transport-neutral service, and
-//! [`serve`] / [`cli`] are the HTTP and command-line edges. See ARCHITECTURE.md.
+//! [`serve`] / [`cli`] are the HTTP and command-line edges. [`model`] holds the ids, records
+//! and golden profile they all share, and the codec that turns records into bytes. See
+//! ARCHITECTURE.md.
 
 pub mod cli;
 pub mod config;
@@ -14,6 +16,7 @@ pub mod eval;
 pub mod governance;
 pub mod ingest;
 pub mod matching;
+pub mod model;
 pub mod profile;
 pub mod resolve;
 pub mod search;

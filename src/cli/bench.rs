@@ -113,7 +113,7 @@ pub fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
     drop(raw);
     let validate_s = t.elapsed().as_secs_f64();
 
-    let keys: Vec<(String, String, String)> = events
+    let keys: Vec<(String, String, crate::model::IdentKey)> = events
         .iter()
         .step_by(3)
         .flat_map(|e| {
@@ -274,7 +274,7 @@ enum Lookup {
 
 fn run_lookups(
     engine: &Arc<Engine>,
-    keys: &Arc<Vec<(String, String, String)>>,
+    keys: &Arc<Vec<(String, String, crate::model::IdentKey)>>,
     n: usize,
     threads: usize,
     mode: Lookup,

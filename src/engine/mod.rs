@@ -29,13 +29,13 @@ use crate::config::Settings;
 use crate::ingest::blocklist::Blocklist;
 use crate::ingest::event::{NormalizedEvent, ValidationError, Validator};
 use crate::ingest::identifier::{NormalizeError, Normalizer};
+use crate::model::ident_key;
 use crate::resolve::Rules;
 use crate::search::indexer;
 use crate::search::{Opened, SearchIndex};
 use crate::store::bolt::BoltStore;
-use crate::store::records::ident_key;
 use crate::store::rocks::RocksStore;
-use crate::store::{GraphStore, IdentKey, StoreError};
+use crate::store::{GraphStore, IdentKey, ProfileId, StoreError};
 use writer::{writer_loop, Job, WriteFault, QUEUE_DEPTH};
 pub use writer::{CommitListener, OpResult};
 
@@ -303,8 +303,8 @@ impl crate::governance::scope::Resolver for Engine {
         }
     }
 
-    fn identifier_profile(&self, key: &str) -> Result<Option<String>, StoreError> {
-        self.store.profile_of(&key.to_owned())
+    fn identifier_profile(&self, key: &str) -> Result<Option<ProfileId>, StoreError> {
+        self.store.profile_of(&IdentKey::from(key))
     }
 }
 

@@ -19,7 +19,7 @@ impl Engine {
         id: &str,
         read: impl Fn(&ProfileId) -> Result<Option<T>, EngineError>,
     ) -> Result<T, EngineError> {
-        let mut current = id.to_owned();
+        let mut current = ProfileId::from(id);
         for _ in 0..64 {
             if let Some(found) = read(&current)? {
                 return Ok(found);
@@ -50,22 +50,21 @@ impl Engine {
 
     /// Cached golden JSON of a live profile, with its household id filled in.
     fn golden_bytes(&self, id: &str) -> Result<Option<Vec<u8>>, EngineError> {
-        let Some(raw) = self.store.golden(&id.to_owned())? else {
+        let Some(raw) = self.store.golden(&ProfileId::from(id))? else {
             return Ok(None);
         };
         let corrupt = |reason: &str| StoreError::Corrupt {
             key: id.to_owned(),
             reason: reason.to_owned(),
         };
-        let (hint, json) = raw
-            .split_first()
+        let (hint, json) = crate::model::codec::split_golden_cache(&raw)
             .ok_or_else(|| corrupt("empty golden record"))?;
-        if *hint == golden::ALONE {
+        if hint == golden::ALONE {
             return Ok(Some(json.to_vec()));
         }
         let household = self
             .store
-            .profile(&id.to_owned())
+            .profile(&ProfileId::from(id))
             .map_err(EngineError::Store)
             .and_then(|state| {
                 let state = state.ok_or_else(|| corrupt("golden profile without state"))?;
@@ -125,7 +124,10 @@ impl Engine {
             // given through `to_value` (the profiles: a tenth of a query's time).
             let matched = matcher.matched(&profile);
             let mut h = serde_json::Map::with_capacity(5);
-            h.insert("profile_id".into(), Value::String(hit.profile_id));
+            h.insert(
+                "profile_id".into(),
+                Value::String(hit.profile_id.into_string()),
+            );
             h.insert("score".into(), Value::from(hit.score));
             h.insert("tier".into(), Value::from(hit.tier.name()));
             h.insert("matched".into(), Value::from(matched));
@@ -181,7 +183,7 @@ impl Engine {
             .ok_or_else(|| not_found("identifier"))?;
         self.golden_bytes(&profile_id)?.ok_or_else(|| {
             EngineError::Store(StoreError::Corrupt {
-                key: profile_id.clone(),
+                key: profile_id.to_string(),
                 reason: "an identifier points to a profile without a golden record".into(),
             })
         })

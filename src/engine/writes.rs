@@ -92,7 +92,7 @@ impl Engine {
         let values: Vec<String> = outcome
             .erased_keys
             .iter()
-            .map(|k| crate::store::records::split_key(k).1.to_owned())
+            .map(|k| crate::model::split_key(k).1.to_owned())
             .collect();
         tokio::task::spawn_blocking(move || engine.purge(changes.as_deref(), &profiles, &values))
             .await

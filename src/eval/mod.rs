@@ -312,7 +312,7 @@ fn profile_of_record(engine: &Engine, record: &str) -> anyhow::Result<Option<Str
     };
     for key in &event.identifiers {
         if let Some(profile) = engine.store().profile_of(key)? {
-            return Ok(Some(profile));
+            return Ok(Some(profile.into_string()));
         }
     }
     Ok(None)

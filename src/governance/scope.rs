@@ -31,7 +31,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde_json::Value;
 
-use crate::store::StoreError;
+use crate::store::{ProfileId, StoreError};
 
 /// What the rule needs to know of the graph (the engine implements it over its store).
 pub trait Resolver {
@@ -39,7 +39,7 @@ pub trait Resolver {
     /// there is no such profile.
     fn profile_sources(&self, id: &str) -> Result<Option<Vec<String>>, StoreError>;
     /// The profile holding identifier `key` (`kind:value`), if any.
-    fn identifier_profile(&self, key: &str) -> Result<Option<String>, StoreError>;
+    fn identifier_profile(&self, key: &str) -> Result<Option<ProfileId>, StoreError>;
 }
 
 /// Fields that say what an object is: when one is hidden, the object is.
@@ -214,7 +214,7 @@ mod tests {
             })
         }
 
-        fn identifier_profile(&self, key: &str) -> Result<Option<String>, StoreError> {
+        fn identifier_profile(&self, key: &str) -> Result<Option<ProfileId>, StoreError> {
             Ok(match key {
                 "customer_id:A1" | "device_id:d1" | "email:a@x.com" => Some("p_1".into()),
                 "customer_id:B1" | "device_id:d2" => Some("p_2".into()),

@@ -35,8 +35,8 @@ pub struct Identifier {
 }
 
 impl Identifier {
-    pub fn key(&self) -> String {
-        crate::store::records::ident_key(&self.kind, &self.value)
+    pub fn key(&self) -> crate::model::IdentKey {
+        crate::model::ident_key(&self.kind, &self.value)
     }
 }
 

@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 use super::batch;
 use super::compare::Attributes;
 use super::model::ModelFile;
-use crate::store::{GraphStore, StoreError};
+use crate::store::{GraphStore, IdentKey, StoreError};
 
 /// Fewer records than this cannot say much about who matches whom.
 pub const MIN_RECORDS: usize = 50;
@@ -37,7 +37,7 @@ pub fn train_store(
     let mut rng = StdRng::seed_from_u64(seed);
     let mut records: Vec<Attributes> = Vec::new();
     let mut seen = 0usize;
-    let mut after: Option<String> = None;
+    let mut after: Option<IdentKey> = None;
     loop {
         let page = store.match_records_after(after.as_ref(), PAGE)?;
         let Some((last, _)) = page.last() else {

@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::ingest::identifier::DEVICE_KINDS;
-use crate::store::records::{ident_key, split_key};
+use crate::model::{ident_key, IdentKey};
 use crate::store::{GraphStore, ProfileId, ProfileState, StoreError};
 
 /// Normalized street + postal code + country; `None` without street and postal code.
@@ -120,11 +120,11 @@ fn device_partners(
                 if e.is_active() {
                     continue;
                 }
-                let other = e.other(&key).to_owned();
+                let other = IdentKey::from(e.other(&key));
                 let device = if DEVICE_KINDS.contains(&kind.as_str()) {
-                    key.clone()
-                } else if DEVICE_KINDS.contains(&split_key(&other).0) {
-                    other.clone()
+                    key.to_string()
+                } else if DEVICE_KINDS.contains(&other.kind()) {
+                    other.to_string()
                 } else {
                     continue;
                 };
@@ -194,9 +194,9 @@ pub fn household_of(
 
 fn ordered(a: &str, b: &str) -> (ProfileId, ProfileId) {
     if a <= b {
-        (a.to_owned(), b.to_owned())
+        (a.into(), b.into())
     } else {
-        (b.to_owned(), a.to_owned())
+        (b.into(), a.into())
     }
 }
 

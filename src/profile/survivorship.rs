@@ -8,10 +8,12 @@
 //! - `source_priority`: the value from the most trusted source (`sources.priority`), ties
 //!   broken by recency.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+pub use crate::model::{Observation, TraitStats};
 
 /// Distinct values remembered per trait; the least seen, oldest one is dropped beyond it.
 pub const MAX_VALUES_PER_TRAIT: usize = 16;
@@ -24,20 +26,6 @@ pub enum Strategy {
     MostFrequent,
     SourcePriority,
 }
-
-/// One distinct value of a trait with how it was seen.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Observation {
-    pub value: Value,
-    pub count: u64,
-    pub last_seen: i64,
-    pub sources: BTreeSet<String>,
-}
-
-/// Observed values per trait name.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(transparent)]
-pub struct TraitStats(pub BTreeMap<String, Vec<Observation>>);
 
 impl TraitStats {
     /// Records that `value` of trait `name` was seen from `source` at `at`.

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::golden::iso;
 use crate::ingest::identifier::DEVICE_KINDS;
-use crate::store::records::ident_key;
+use crate::model::ident_key;
 use crate::store::{
     Edge, EdgeStatus, GraphStore, HistoryEntry, IdentKey, Node, ProfileId, ProfileState, StoreError,
 };
@@ -37,7 +37,7 @@ pub fn devices(store: &dyn GraphStore, state: &ProfileState) -> Result<Vec<Devic
             let mut shared_with = BTreeSet::new();
             for e in store.edges_of(&key, 1000)? {
                 if !e.is_active() {
-                    if let Some(o) = store.node(&e.other(&key).to_owned())? {
+                    if let Some(o) = store.node(&e.other(&key).into())? {
                         if o.profile_id != state.id {
                             shared_with.insert(o.profile_id);
                         }
@@ -122,7 +122,7 @@ pub fn graph(
         let Some(n) = store.node(&key)? else { continue };
         nodes.push(node_json(&n, n.profile_id == state.id));
         for e in store.edges_of(&key, 10_000)? {
-            let other = e.other(&key).to_owned();
+            let other = IdentKey::from(e.other(&key));
             if !dist.contains_key(&other) {
                 let inside = store
                     .node(&other)?
@@ -184,7 +184,7 @@ pub fn explain(
         .find(|k| *k == b)
         .ok_or(ExplainError::NotInProfile("b"))?;
     let mut g: UnGraphMap<&str, ()> = UnGraphMap::new();
-    let mut records: HashMap<(String, String), Edge> = HashMap::new();
+    let mut records: HashMap<(IdentKey, IdentKey), Edge> = HashMap::new();
     for k in &keys {
         g.add_node(k.as_str());
     }
@@ -204,7 +204,7 @@ pub fn explain(
         Some((_, nodes)) => nodes
             .windows(2)
             .filter_map(|w| {
-                let pair = crate::store::records::edge_pair(w[0], w[1]);
+                let pair = crate::model::edge_pair(w[0], w[1]);
                 records.get(&pair).map(|e| {
                     let mut v = edge_json(e);
                     v["from"] = json!(w[0]);

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::split::UnmergeError;
 use super::{Rules, Session};
-use crate::store::records::split_key;
+use crate::model::split_key;
 use crate::store::{HistoryKind, IdentKey, ProfileId};
 
 /// Most history entries read back to clean other profiles' copies.
@@ -93,7 +93,7 @@ pub fn erase(
     // are re-written there without the person's identifiers and details.
     let mut ids: Vec<ProfileId> = vec![pid.clone()];
     ids.extend(state.absorbed.iter().cloned());
-    let erased: BTreeSet<&str> = keys.iter().map(String::as_str).collect();
+    let erased: BTreeSet<&str> = keys.iter().map(IdentKey::as_str).collect();
     let mut rewritten = BTreeSet::new();
     for id in &ids {
         // This session's entries too: an event earlier in the same group may have

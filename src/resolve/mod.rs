@@ -30,8 +30,8 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use crate::ingest::event::{Ignored, NormalizedEvent};
+use crate::model::{split_key, ProbableLink, EDGE_EVENT_IDS};
 use crate::profile::golden;
-use crate::store::records::{split_key, ProbableLink, EDGE_EVENT_IDS};
 use crate::store::{
     Edge, EdgeStatus, HistoryKind, IdentKey, Node, ProfileId, StoreError, StoredEvent,
 };
@@ -411,7 +411,7 @@ fn link(
             e
         }
         None => {
-            let (a, b) = crate::store::records::edge_pair(a, b);
+            let (a, b) = crate::model::edge_pair(a, b);
             Edge {
                 a,
                 b,
@@ -447,7 +447,7 @@ fn merge_into(
     let mut t = s.existing_profile(target)?;
     for key in gone.identifier_keys() {
         if let Some(mut n) = s.node(&key)? {
-            n.profile_id = target.to_owned();
+            n.profile_id = target.into();
             s.put_node(n);
         }
     }
@@ -462,16 +462,16 @@ fn merge_into(
     t.last_seen = t.last_seen.max(gone.last_seen);
     t.event_count += gone.event_count;
     t.sources.extend(gone.sources.iter().cloned());
-    t.absorbed.insert(absorbed.to_owned());
+    t.absorbed.insert(absorbed.into());
     t.shared_device |= gone.shared_device;
     s.put_profile(t);
     s.delete_profile(absorbed)?;
     s.set_alias(absorbed, target);
     s.record(
         HistoryKind::Merged,
-        vec![target.to_owned(), absorbed.to_owned()],
-        Some(target.to_owned()),
-        vec![absorbed.to_owned()],
+        vec![target.into(), absorbed.into()],
+        Some(target.into()),
+        vec![absorbed.into()],
         Some(ev.event_id.clone()),
         rule.to_owned(),
         identifiers,
@@ -492,7 +492,7 @@ pub fn finish(mut s: Session<'_>, rules: &Rules) -> Result<crate::store::Changes
             if let Some(state) = s.profile(id)? {
                 for kind in crate::ingest::identifier::DEVICE_KINDS {
                     for value in state.identifiers.get(kind).into_iter().flatten() {
-                        device_keys.push(crate::store::records::ident_key(kind, value));
+                        device_keys.push(crate::model::ident_key(kind, value));
                     }
                 }
             }
@@ -521,7 +521,7 @@ pub fn finish(mut s: Session<'_>, rules: &Rules) -> Result<crate::store::Changes
         } else {
             golden::ALONE
         };
-        s.put_golden(&id, golden::cache_value(hint, json));
+        s.put_golden(&id, crate::model::codec::golden_cache_value(hint, &json));
         for q in others {
             if let Some(mut cached) = s.golden(&q)? {
                 if cached.first() == Some(&golden::ALONE) {

@@ -33,7 +33,7 @@ use crate::matching::batch::traits_attributes;
 use crate::matching::blocking;
 use crate::matching::compare::{compare_all, Attributes, Level};
 use crate::matching::model::{Model, ModelFile};
-use crate::store::records::{FieldContribution, ProbableLink};
+use crate::model::{FieldContribution, ProbableLink};
 use crate::store::{
     EdgeStatus, HistoryKind, IdentKey, MatchRecord, ProfileId, ProfileState, StoreError,
 };

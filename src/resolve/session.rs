@@ -6,7 +6,7 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 
-use crate::store::records::edge_pair;
+use crate::model::edge_pair;
 use crate::store::{
     Changes, Counters, Edge, GraphStore, HistoryEntry, HistoryKind, IdentKey, MatchRecord, Node,
     ProfileId, ProfileState, StoreError, StoredEvent,
@@ -17,7 +17,7 @@ pub const MAX_EVENTS_PER_IDENTIFIER: usize = 100_000;
 
 /// Formats the id of the profile created with sequence number `seq`.
 pub fn profile_id(seq: u64) -> ProfileId {
-    format!("p_{seq:012}")
+    ProfileId::from_seq(seq)
 }
 
 pub struct Session<'s> {
@@ -74,10 +74,10 @@ impl<'s> Session<'s> {
         if let Some(n) = self.read_nodes.borrow().get(key) {
             return Ok(n.clone());
         }
-        let n = self.store.node(&key.to_owned())?;
+        let n = self.store.node(&IdentKey::from(key))?;
         self.read_nodes
             .borrow_mut()
-            .insert(key.to_owned(), n.clone());
+            .insert(IdentKey::from(key), n.clone());
         Ok(n)
     }
 
@@ -110,7 +110,7 @@ impl<'s> Session<'s> {
     }
 
     pub fn delete_node(&mut self, key: &str) {
-        self.ch.nodes.insert(key.to_owned(), None);
+        self.ch.nodes.insert(IdentKey::from(key), None);
     }
 
     // ---- edges ----
@@ -161,7 +161,7 @@ impl<'s> Session<'s> {
     pub fn edges_of(&self, key: &str) -> Result<Vec<Edge>, StoreError> {
         let mut out: Vec<Edge> = self
             .store
-            .edges_of(&key.to_owned(), usize::MAX)?
+            .edges_of(&IdentKey::from(key), usize::MAX)?
             .into_iter()
             .filter(|e| {
                 !self
@@ -189,10 +189,10 @@ impl<'s> Session<'s> {
         if let Some(p) = self.read_profiles.borrow().get(id) {
             return Ok(p.clone());
         }
-        let p = self.store.profile(&id.to_owned())?;
+        let p = self.store.profile(&ProfileId::from(id))?;
         self.read_profiles
             .borrow_mut()
-            .insert(id.to_owned(), p.clone());
+            .insert(ProfileId::from(id), p.clone());
         Ok(p)
     }
 
@@ -212,12 +212,14 @@ impl<'s> Session<'s> {
     pub fn delete_profile(&mut self, id: &str) -> Result<(), StoreError> {
         if let Some(old) = self.profile(id)? {
             if let Some(addr) = old.address_key {
-                self.ch.address_index.push((addr, id.to_owned(), false));
+                self.ch
+                    .address_index
+                    .push((addr, ProfileId::from(id), false));
             }
         }
         self.dirty.remove(id);
-        self.ch.profiles.insert(id.to_owned(), None);
-        self.ch.goldens.insert(id.to_owned(), None);
+        self.ch.profiles.insert(ProfileId::from(id), None);
+        self.ch.goldens.insert(ProfileId::from(id), None);
         Ok(())
     }
 
@@ -230,11 +232,11 @@ impl<'s> Session<'s> {
     pub fn set_alias(&mut self, absorbed: &str, survivor: &str) {
         self.ch
             .aliases
-            .insert(absorbed.to_owned(), survivor.to_owned());
+            .insert(ProfileId::from(absorbed), ProfileId::from(survivor));
     }
 
     pub fn mark_dirty(&mut self, id: &str) {
-        self.dirty.insert(id.to_owned());
+        self.dirty.insert(ProfileId::from(id));
     }
 
     // ---- events ----
@@ -350,7 +352,7 @@ impl<'s> Session<'s> {
             Vec::new()
         } else {
             self.store
-                .event_ids_of(&key.to_owned(), MAX_EVENTS_PER_IDENTIFIER)?
+                .event_ids_of(&IdentKey::from(key), MAX_EVENTS_PER_IDENTIFIER)?
         };
         ids.extend(
             self.ch
@@ -364,7 +366,7 @@ impl<'s> Session<'s> {
 
     pub fn drop_event_index(&mut self, key: &str) {
         self.ch.event_index.retain(|(k, _, _)| k != key);
-        self.ch.drop_event_index.push(key.to_owned());
+        self.ch.drop_event_index.push(IdentKey::from(key));
     }
 
     // ---- erasure and suppression ----
@@ -385,7 +387,7 @@ impl<'s> Session<'s> {
 
     pub fn delete_alias(&mut self, id: &str) {
         self.ch.aliases.remove(id);
-        self.ch.delete_aliases.push(id.to_owned());
+        self.ch.delete_aliases.push(ProfileId::from(id));
     }
 
     /// Deletes every history entry stored under `id` (entries written in this session
@@ -394,7 +396,7 @@ impl<'s> Session<'s> {
         self.ch
             .history
             .retain(|h| !h.profiles.iter().any(|p| p == id));
-        self.ch.drop_history.push(id.to_owned());
+        self.ch.drop_history.push(ProfileId::from(id));
     }
 
     /// History entries recorded under `id`: the stored ones and this session's (a
@@ -402,7 +404,7 @@ impl<'s> Session<'s> {
     pub fn history(&self, id: &str, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
         let mut by_seq: std::collections::BTreeMap<u64, HistoryEntry> = self
             .store
-            .history(&id.to_owned(), limit)?
+            .history(&ProfileId::from(id), limit)?
             .into_iter()
             .map(|e| (e.seq, e))
             .collect();
@@ -452,7 +454,7 @@ impl<'s> Session<'s> {
     pub fn match_record(&self, key: &str) -> Result<Option<MatchRecord>, StoreError> {
         match self.ch.match_records.get(key) {
             Some(r) => Ok(r.clone()),
-            None => self.store.match_record(&key.to_owned()),
+            None => self.store.match_record(&IdentKey::from(key)),
         }
     }
 
@@ -483,10 +485,12 @@ impl<'s> Session<'s> {
             self.match_rows
                 .entry(block.clone())
                 .or_default()
-                .push((key.to_owned(), present));
-            self.ch.match_index.push((block, key.to_owned(), present));
+                .push((IdentKey::from(key), present));
+            self.ch
+                .match_index
+                .push((block, IdentKey::from(key), present));
         }
-        self.ch.match_records.insert(key.to_owned(), record);
+        self.ch.match_records.insert(IdentKey::from(key), record);
         Ok(())
     }
 
@@ -540,14 +544,14 @@ impl<'s> Session<'s> {
     }
 
     pub fn put_golden(&mut self, id: &str, json: Vec<u8>) {
-        self.ch.goldens.insert(id.to_owned(), Some(json));
+        self.ch.goldens.insert(ProfileId::from(id), Some(json));
     }
 
     /// The cached golden profile of `id` (hint byte + JSON), this session's copy first.
     pub fn golden(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
         match self.ch.goldens.get(id) {
             Some(pending) => Ok(pending.clone()),
-            None => self.store.golden(&id.to_owned()),
+            None => self.store.golden(&ProfileId::from(id)),
         }
     }
 

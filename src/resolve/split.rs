@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use petgraph::unionfind::UnionFind;
 
 use super::{Rules, Session};
-use crate::store::records::split_key;
+use crate::model::split_key;
 use crate::store::{
     EdgeStatus, HistoryKind, IdentKey, ProfileId, ProfileState, StoreError, StoredEvent,
 };
@@ -126,7 +126,7 @@ pub fn delete_identifier(
         vec![],
         None,
         format!("manual_delete:{actor}"),
-        vec![key.to_owned()],
+        vec![key.into()],
         None,
     );
     Ok(resplit(
@@ -134,7 +134,7 @@ pub fn delete_identifier(
         rules,
         &pid,
         &format!("manual_delete:{actor}"),
-        vec![key.to_owned()],
+        vec![key.into()],
     )?)
 }
 
@@ -151,7 +151,7 @@ pub fn resplit(
     if keys.is_empty() {
         s.delete_profile(pid)?;
         return Ok(SplitOutcome {
-            profile_id: pid.to_owned(),
+            profile_id: pid.into(),
             profiles: vec![],
             split: false,
         });
@@ -177,8 +177,8 @@ pub fn resplit(
     if comps.len() == 1 {
         rebuild(s, rules, vec![(state.clone(), keys)])?;
         return Ok(SplitOutcome {
-            profile_id: pid.to_owned(),
-            profiles: vec![pid.to_owned()],
+            profile_id: pid.into(),
+            profiles: vec![pid.into()],
             split: false,
         });
     }
@@ -218,7 +218,7 @@ pub fn resplit(
     s.record(
         HistoryKind::Split,
         ids.clone(),
-        Some(pid.to_owned()),
+        Some(pid.into()),
         vec![],
         None,
         rule.to_owned(),
@@ -230,7 +230,7 @@ pub fn resplit(
     );
     rebuild(s, rules, parts)?;
     Ok(SplitOutcome {
-        profile_id: pid.to_owned(),
+        profile_id: pid.into(),
         profiles: ids,
         split: true,
     })

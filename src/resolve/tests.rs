@@ -32,7 +32,7 @@ fn group(engine: &Engine, rules: &Rules, events: &[Value]) -> Vec<EventOutcome> 
 }
 
 fn profile_of(engine: &Engine, key: &str) -> Option<ProfileId> {
-    engine.store().profile_of(&key.to_owned()).expect("read")
+    engine.store().profile_of(&key.into()).expect("read")
 }
 
 fn accepted(o: &EventOutcome) -> (&ProfileId, &[ProfileId], usize) {

@@ -462,7 +462,7 @@ impl SearchIndex {
                     let doc: TantivyDocument = searcher.doc(addr)?;
                     doc.get_first(self.fields.id)
                         .and_then(|v| v.as_str())
-                        .map(str::to_owned)
+                        .map(ProfileId::from)
                 }
             };
             if let Some(profile_id) = profile_id {

@@ -63,9 +63,10 @@ pub struct Auth<P: Perm> {
 
 impl<P: Perm> Auth<P> {
     /// Records the profile ids this request read or changed, for the audit trail.
-    pub fn touched<I: IntoIterator<Item = String>>(&self, ids: I) {
+    pub fn touched<I: IntoIterator<Item = impl Into<String>>>(&self, ids: I) {
         if let Ok(mut p) = self.note.profiles.lock() {
             for id in ids {
+                let id: String = id.into();
                 if !p.contains(&id) && p.len() < 1000 {
                     p.push(id);
                 }

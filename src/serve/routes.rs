@@ -258,7 +258,7 @@ async fn respond<P: super::auth::Perm>(
     auth: &Auth<P>,
     engine: &web::Data<Engine>,
     v: Value,
-    profiles: Vec<String>,
+    profiles: Vec<impl Into<String>>,
     missing: Missing,
 ) -> Result<HttpResponse> {
     let v = scoped(auth, engine, v, missing).await?;
@@ -271,7 +271,7 @@ fn masked<P: super::auth::Perm>(
     auth: &Auth<P>,
     engine: &Engine,
     mut v: Value,
-    profiles: Vec<String>,
+    profiles: Vec<impl Into<String>>,
 ) -> HttpResponse {
     auth.touched(profiles);
     auth.mask(engine, &mut v);
@@ -648,9 +648,9 @@ pub async fn explain(
         let state = blocking(move || e.profile_state(&pid))
             .await
             .or_missing(Missing::Profile)?;
-        let keys: Vec<String> = state.identifier_keys().collect();
+        let keys: Vec<String> = state.identifier_keys().map(String::from).collect();
         let shown = auth.masked_keys(&engine, &keys);
-        let find = |field: &'static str, given: &str| -> Result<String> {
+        let find = |field: &'static str, given: &str| -> Result<crate::store::IdentKey> {
             let found: Vec<&String> = keys
                 .iter()
                 .zip(&shown)
@@ -658,7 +658,7 @@ pub async fn explain(
                 .map(|(k, _)| k)
                 .collect();
             match found.as_slice() {
-                [one] => Ok((*one).clone()),
+                [one] => Ok(crate::store::IdentKey::from(*one)),
                 [] => Err(ApiError::not_found(format!(
                     "{field}: not an identifier of this profile as this key is shown them"
                 ))
@@ -814,7 +814,7 @@ pub async fn erasure(
             identifier: None,
         } => {
             check_id(&id)?;
-            ErasureTarget::Profile(id)
+            ErasureTarget::Profile(id.into())
         }
         ErasureRequest {
             profile_id: None,

@@ -9,11 +9,11 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use super::records::edge_pair;
 use super::{
     Changes, Counters, Edge, GraphStore, HistoryEntry, IdentKey, MatchRecord, Node, ProfileId,
     ProfileState, StoreError, StoredEvent,
 };
+use crate::model::edge_pair;
 
 /// `base` plus the not-yet-durable `pending` changes.
 pub struct Layered {
@@ -332,12 +332,12 @@ pub fn at_address_over(
 }
 
 /// `base` with pending `(member, present?)` rows applied in order, sorted, at most `limit`.
-pub fn overlay<'a>(
-    base: Vec<String>,
-    rows: impl Iterator<Item = (&'a String, bool)>,
+pub fn overlay<'a, T: Ord + Clone + 'a>(
+    base: Vec<T>,
+    rows: impl Iterator<Item = (&'a T, bool)>,
     limit: usize,
-) -> Vec<String> {
-    let mut set: BTreeSet<String> = base.into_iter().collect();
+) -> Vec<T> {
+    let mut set: BTreeSet<T> = base.into_iter().collect();
     for (member, present) in rows {
         if present {
             set.insert(member.clone());

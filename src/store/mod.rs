@@ -6,15 +6,15 @@
 //! it on RocksDB; graph-database backends (Neo4j/Neptune over Bolt) implement the same trait.
 //!
 //! **Invariant:** `apply` is all-or-nothing and durable when it returns `Ok` (synced write).
-//! Records are plain serde types; the store never interprets them beyond their keys.
+//! Records are the types of [`crate::model`], turned into bytes by [`crate::model::codec`]
+//! only; the store never interprets them beyond their keys.
 
 pub mod bolt;
 pub mod layered;
-pub mod records;
 pub mod rocks;
 
-pub use records::{
-    Edge, EdgeStatus, HistoryEntry, HistoryKind, IdentKey, MatchRecord, Node, ProfileId,
+pub use crate::model::{
+    Counters, Edge, EdgeStatus, HistoryEntry, HistoryKind, IdentKey, MatchRecord, Node, ProfileId,
     ProfileState, StoredEvent,
 };
 
@@ -48,21 +48,6 @@ impl StoreError {
             _ => StoreError::Engine(message),
         }
     }
-}
-
-/// Monotonic counters kept in the metadata column family.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Counters {
-    pub profile_seq: u64,
-    pub event_seq: u64,
-    /// Number of write groups applied; derived indexes (search) record the last one they
-    /// reflect.
-    #[serde(default)]
-    pub commit_seq: u64,
-    pub history_seq: u64,
-    /// Entries on the suppression list (ingest skips the check while there are none).
-    #[serde(default)]
-    pub suppressed: u64,
 }
 
 /// One atomic unit of change produced by a resolver session.

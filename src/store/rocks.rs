@@ -26,14 +26,13 @@ use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, Direction, IteratorMode, Options,
     ReadOptions, WriteBatch, WriteOptions, DB,
 };
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
-use super::records::{edge_pair, split_key};
 use super::{
     Changes, Counters, Edge, GraphStore, HistoryEntry, IdentKey, MatchRecord, Node, ProfileId,
     ProfileState, StoreError, StoredEvent,
 };
+use crate::model::codec::{self, Stored};
+use crate::model::{edge_pair, split_key};
 
 const CF_IDENTIFIERS: &str = "identifiers";
 const CF_EDGES: &str = "edges";
@@ -226,14 +225,14 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     end
 }
 
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(value).map_err(|e| StoreError::Engine(format!("encode: {e}")))
+fn encode<T: Stored>(value: &T) -> Result<Vec<u8>, StoreError> {
+    codec::encode(value).map_err(|e| StoreError::Engine(format!("encode {e}")))
 }
 
 /// Decodes a record; the error names the key only where keys hold no personal data
 /// (profile ids, history, metadata), otherwise just the column family.
-fn decode<T: DeserializeOwned>(cf: &str, key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+fn decode<T: Stored>(cf: &str, key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    codec::decode(bytes).map_err(|e| StoreError::Corrupt {
         key: match cf {
             CF_PROFILES | CF_HISTORY | CF_META => String::from_utf8_lossy(key).into_owned(),
             other => format!("<{other} record>"),
@@ -336,7 +335,7 @@ impl RocksStore {
             .map_err(engine)
     }
 
-    fn get<T: DeserializeOwned>(&self, cf: &str, key: &[u8]) -> Result<Option<T>, StoreError> {
+    fn get<T: Stored>(&self, cf: &str, key: &[u8]) -> Result<Option<T>, StoreError> {
         match self.get_raw(cf, key)? {
             Some(bytes) => decode(cf, key, &bytes).map(Some),
             None => Ok(None),
@@ -391,7 +390,7 @@ impl RocksStore {
         Ok(out)
     }
 
-    fn batch_put<T: Serialize>(
+    fn batch_put<T: Stored>(
         &self,
         batch: &mut WriteBatch,
         cf: &str,
@@ -428,7 +427,7 @@ impl GraphStore for RocksStore {
         let prefix = joined(&[key.as_bytes(), b""]);
         let mut out = Vec::new();
         for (k, v) in self.scan(CF_EDGES, &prefix, limit)? {
-            let other = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            let other = IdentKey::from(String::from_utf8_lossy(&k[prefix.len()..]).into_owned());
             if v.is_empty() {
                 // Reverse entry: the record lives under the canonical (other, key) order.
                 if let Some(e) = self.edge(&other, key)? {
@@ -494,7 +493,11 @@ impl GraphStore for RocksStore {
         Ok(self
             .scan(CF_PROFILES, &prefix, limit)?
             .into_iter()
-            .map(|(k, _)| String::from_utf8_lossy(&k[prefix.len()..]).into_owned())
+            .map(|(k, _)| {
+                String::from_utf8_lossy(&k[prefix.len()..])
+                    .into_owned()
+                    .into()
+            })
             .collect())
     }
 
@@ -543,7 +546,11 @@ impl GraphStore for RocksStore {
         after: Option<&ProfileId>,
         limit: usize,
     ) -> Result<Vec<(ProfileId, Vec<u8>)>, StoreError> {
-        self.page_after(CF_PROFILES, b"g", after.map(String::as_str), limit)
+        Ok(self
+            .page_after(CF_PROFILES, b"g", after.map(ProfileId::as_str), limit)?
+            .into_iter()
+            .map(|(id, v)| (id.into(), v))
+            .collect())
     }
 
     fn is_suppressed(&self, hash: &str) -> Result<bool, StoreError> {
@@ -561,7 +568,11 @@ impl GraphStore for RocksStore {
         Ok(self
             .scan(CF_PROFILES, &prefix, limit)?
             .into_iter()
-            .map(|(k, _)| String::from_utf8_lossy(&k[prefix.len()..]).into_owned())
+            .map(|(k, _)| {
+                String::from_utf8_lossy(&k[prefix.len()..])
+                    .into_owned()
+                    .into()
+            })
             .collect())
     }
 
@@ -570,9 +581,9 @@ impl GraphStore for RocksStore {
         after: Option<&IdentKey>,
         limit: usize,
     ) -> Result<Vec<(IdentKey, MatchRecord)>, StoreError> {
-        self.page_after(CF_PROFILES, b"m", after.map(String::as_str), limit)?
+        self.page_after(CF_PROFILES, b"m", after.map(IdentKey::as_str), limit)?
             .into_iter()
-            .map(|(key, v)| Ok((key, decode(CF_PROFILES, b"m", &v)?)))
+            .map(|(key, v)| Ok((key.into(), decode(CF_PROFILES, b"m", &v)?)))
             .collect()
     }
 
@@ -686,7 +697,7 @@ impl GraphStore for RocksStore {
             self.batch_put(&mut batch, CF_META, b"counters", counters)?;
             let seq = counters.commit_seq;
             if !changes.goldens.is_empty() {
-                let ids: Vec<&ProfileId> = changes.goldens.keys().collect();
+                let ids: Vec<ProfileId> = changes.goldens.keys().cloned().collect();
                 self.batch_put(&mut batch, CF_META, &change_key(seq), &ids)?;
             }
             if seq % CHANGE_LOG_PRUNE == 0 && seq > CHANGE_LOG_KEEP {

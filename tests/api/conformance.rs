@@ -7,6 +7,7 @@ use tempfile::TempDir;
 
 use idgraph::config::{GraphBackend, GraphFlavour, Secret, Settings};
 use idgraph::engine::Engine;
+use idgraph::model::{IdentKey, ProfileId};
 use idgraph::resolve::EventOutcome;
 
 use crate::arcadedb;
@@ -77,15 +78,15 @@ fn ingest(engine: &Engine, events: &[Value]) -> Vec<EventOutcome> {
     engine.ingest(normalized).expect("ingest")
 }
 
-fn pid(engine: &Engine, kind: &str, value: &str) -> String {
+fn pid(engine: &Engine, kind: &str, value: &str) -> ProfileId {
     let golden = engine.lookup(kind, value).expect("lookup");
     golden["profile_id"]
         .as_str()
         .expect("golden profile has a profile_id")
-        .to_owned()
+        .into()
 }
 
-fn key(kind: &str, value: &str) -> String {
+fn key(kind: &str, value: &str) -> IdentKey {
     Engine::key(kind, value)
 }
 

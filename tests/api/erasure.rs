@@ -337,7 +337,7 @@ fn an_erasure_in_the_same_group_as_a_conflict_leaves_no_residue() {
     );
     assert!(engine
         .store()
-        .node(&format!("device_id:{DEVICE}"))
+        .node(&format!("device_id:{DEVICE}").into())
         .expect("read")
         .is_none());
 }

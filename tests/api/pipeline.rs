@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use idgraph::config::Settings;
+use idgraph::model::ProfileId;
 use idgraph::resolve::EventOutcome;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -128,7 +129,7 @@ fn concurrent_clients(backend: Backend) {
 /// Records what the commit hook is told.
 #[derive(Default)]
 struct Recorder {
-    groups: std::sync::Mutex<Vec<(u64, BTreeSet<String>)>>,
+    groups: std::sync::Mutex<Vec<(u64, BTreeSet<ProfileId>)>>,
 }
 
 impl idgraph::engine::CommitListener for Recorder {
@@ -207,7 +208,7 @@ fn the_commit_hook_sees_every_durable_group_in_order() {
         ((before + 1)..=after).collect::<Vec<_>>(),
         "every group once, in commit order"
     );
-    let seen: BTreeSet<String> = groups.iter().flat_map(|(_, p)| p.clone()).collect();
+    let seen: BTreeSet<ProfileId> = groups.iter().flat_map(|(_, p)| p.clone()).collect();
     assert!(
         expected_profiles.is_subset(&seen),
         "profiles created but never reported: {:?}",

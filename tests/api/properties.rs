@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use idgraph::config::Settings;
 use idgraph::engine::Engine;
+use idgraph::model::{IdentKey, ProfileId};
 use idgraph::resolve::EventOutcome;
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -47,7 +48,7 @@ fn ident(i: usize) -> (&'static str, String) {
 
 fn key(i: usize) -> String {
     let (kind, value) = ident(i);
-    Engine::key(kind, &value)
+    Engine::key(kind, &value).into_string()
 }
 
 /// The event's anchor: its highest-priority identifier, ties broken by kind then value.
@@ -174,16 +175,16 @@ fn ingest(store: &Store, events: &[(usize, Ev)], chunk: usize) -> Vec<EventOutco
 struct Snapshot {
     partition: Partition,
     /// Live profile id -> event count.
-    event_counts: BTreeMap<String, u64>,
+    event_counts: BTreeMap<ProfileId, u64>,
 }
 
 /// Reads the profile of every key, checking that each identifier belongs to exactly one
 /// live profile and that every such profile lists exactly the identifiers pointing to it.
 fn snapshot(store: &Store, keys: &BTreeSet<String>) -> Result<Snapshot, TestCaseError> {
     let db = store.engine.store();
-    let mut members: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut members: BTreeMap<ProfileId, BTreeSet<String>> = BTreeMap::new();
     for k in keys {
-        let node = db.node(k).expect("read node");
+        let node = db.node(&IdentKey::from(k)).expect("read node");
         let node =
             node.ok_or_else(|| TestCaseError::fail(format!("identifier {k} has no node")))?;
         members
@@ -199,7 +200,7 @@ fn snapshot(store: &Store, keys: &BTreeSet<String>) -> Result<Snapshot, TestCase
                 "nodes {nodes:?} point to {pid}, which is not a live profile"
             ))
         })?;
-        let listed: BTreeSet<String> = state.identifier_keys().collect();
+        let listed: BTreeSet<String> = state.identifier_keys().map(String::from).collect();
         prop_assert_eq!(
             &listed,
             nodes,
@@ -301,7 +302,7 @@ proptest! {
         prop_assert_eq!(&snapshot(&store, &keys)?.partition, &original);
 
         let outcome = runtime()
-            .block_on(store.engine.delete_link(ka.clone(), kb.clone()))
+            .block_on(store.engine.delete_link(ka.as_str().into(), kb.as_str().into()))
             .map_err(|e| TestCaseError::fail(format!("delete_link({ka}, {kb}): {e}")))?;
         let mut remaining = edges.clone();
         remaining.remove(&pair(&ka, &kb));

@@ -43,13 +43,13 @@ use std::time::Duration;
 use neo4rs::{query, BoltType, ConfigBuilder, Graph, Query, Row};
 use rustc_hash::FxHashMap as HashMap;
 
-use super::records::edge_pair;
 use super::rocks::RocksStore;
 use super::{
     Changes, Counters, Edge, GraphStore, HistoryEntry, IdentKey, MatchRecord, Node, ProfileId,
     ProfileState, StoreError, StoredEvent,
 };
 use crate::config::BoltSettings;
+use crate::model::edge_pair;
 use rows::{column, row, GoldenRow, IdentifierRow, LinkRow};
 
 /// Page size of the reads that rebuild the profile cache.
@@ -399,7 +399,7 @@ impl BoltStore {
             let mut ch = Changes::default();
             for r in &page {
                 let node = row::<IdentifierRow>("identifier", r)?.into_node();
-                after = node.key();
+                after = node.key().into_string();
                 ch.nodes.insert(node.key(), Some(node));
             }
             identifiers += ch.nodes.len();
@@ -413,7 +413,7 @@ impl BoltStore {
             let page = self.graph_goldens_after(&after, CACHE_PAGE)?;
             let mut ch = Changes::default();
             for (id, raw) in &page {
-                after.clone_from(id);
+                after = id.to_string();
                 ch.goldens.insert(id.clone(), Some(raw.clone()));
             }
             profiles += ch.goldens.len();
@@ -432,9 +432,9 @@ impl BoltStore {
             )?;
             let mut ch = Changes::default();
             for r in &page {
-                let id: String = column("alias", r, "id")?;
-                let survivor: String = column("alias", r, "survivor")?;
-                after.clone_from(&id);
+                let id: ProfileId = column("alias", r, "id")?;
+                let survivor: ProfileId = column("alias", r, "survivor")?;
+                after = id.to_string();
                 ch.aliases.insert(id, survivor);
             }
             cache.apply(&ch)?;
@@ -476,7 +476,7 @@ impl BoltStore {
         )?;
         let mut out = Vec::with_capacity(page.len());
         for r in &page {
-            let id: String = column("golden", r, "id")?;
+            let id: ProfileId = column("golden", r, "id")?;
             if let Some(raw) = row::<GoldenRow>("golden", r)?.into_bytes() {
                 out.push((id, raw));
             }
@@ -615,7 +615,12 @@ impl BoltStore {
             .collect();
         push("link_events", queries::LINK_EVENTS, "rows", index, true);
 
-        let (add, remove) = last_state(changes.address_index.iter().map(|(a, id, p)| (a, id, *p)));
+        let (add, remove) = last_state(
+            changes
+                .address_index
+                .iter()
+                .map(|(a, id, p)| (a, id.as_str(), *p)),
+        );
         let address_row = |(addr, id): (&str, &str)| {
             rows::map([("address", addr.into()), ("profile", id.into())])
         };
@@ -637,7 +642,7 @@ impl BoltStore {
             |ident, r| {
                 Ok(rows::map([
                     ("ident", ident.as_str().into()),
-                    ("body", rows::encode_json("match record", r)?.into()),
+                    ("body", rows::encode_json(r)?.into()),
                 ]))
             },
             |ident| ident.as_str().into(),
@@ -656,7 +661,12 @@ impl BoltStore {
             upserts,
             false,
         );
-        let (add, remove) = last_state(changes.match_index.iter().map(|(b, i, p)| (b, i, *p)));
+        let (add, remove) = last_state(
+            changes
+                .match_index
+                .iter()
+                .map(|(b, i, p)| (b, i.as_str(), *p)),
+        );
         let key_row = |(block, ident): (&str, &str)| {
             rows::map([("key", block.into()), ("ident", ident.into())])
         };
@@ -675,7 +685,9 @@ impl BoltStore {
             false,
         );
 
-        let strings = |v: &[String]| v.iter().map(|x| BoltType::from(x.as_str())).collect();
+        fn strings<S: AsRef<str>>(v: &[S]) -> Vec<BoltType> {
+            v.iter().map(|x| BoltType::from(x.as_ref())).collect()
+        }
         push(
             "delete_events",
             queries::DELETE_EVENTS,
@@ -776,11 +788,11 @@ impl BoltStore {
 /// present, and those whose last state is absent.
 type Pairs<'a> = Vec<(&'a str, &'a str)>;
 fn last_state<'a>(
-    index: impl Iterator<Item = (&'a String, &'a String, bool)>,
+    index: impl Iterator<Item = (&'a String, &'a str, bool)>,
 ) -> (Pairs<'a>, Pairs<'a>) {
     let mut last: HashMap<(&str, &str), bool> = HashMap::default();
     for (key, member, present) in index {
-        last.insert((key.as_str(), member.as_str()), present);
+        last.insert((key.as_str(), member), present);
     }
     let (mut add, mut remove) = (Vec::new(), Vec::new());
     for (pair, present) in last {
@@ -867,9 +879,9 @@ impl GraphStore for BoltStore {
         for chunk in ids.chunks(WRITE_CHUNK) {
             let q = query(queries::GET_PROFILES).param("ids", chunk.to_vec());
             for r in self.rows("get_profiles", q)? {
-                let id: String = column("profile", &r, "id")?;
+                let id: ProfileId = column("profile", &r, "id")?;
                 if let Some(text) = column::<Option<String>>("profile", &r, "state")? {
-                    found.insert(id, rows::decode_json("profile", &text)?);
+                    found.insert(id, rows::decode_json(&text)?);
                 }
             }
         }
@@ -932,7 +944,7 @@ impl GraphStore for BoltStore {
             return Ok(None);
         };
         match column::<Option<String>>("profile", &r, "state")? {
-            Some(text) => Ok(Some(rows::decode_json("profile", &text)?)),
+            Some(text) => Ok(Some(rows::decode_json(&text)?)),
             None => Ok(None),
         }
     }
@@ -971,7 +983,7 @@ impl GraphStore for BoltStore {
             return Ok(None);
         };
         let body: String = column("event", &r, "body")?;
-        Ok(Some(rows::decode_json("event", &body)?))
+        Ok(Some(rows::decode_json(&body)?))
     }
 
     fn event_ids_of(&self, key: &IdentKey, limit: usize) -> Result<Vec<String>, StoreError> {
@@ -1008,7 +1020,7 @@ impl GraphStore for BoltStore {
         page.iter()
             .map(|r| {
                 let body: String = column("history", r, "body")?;
-                rows::decode_json("history", &body)
+                rows::decode_json(&body)
             })
             .collect()
     }
@@ -1025,7 +1037,7 @@ impl GraphStore for BoltStore {
         if self.use_cache() {
             return self.cache()?.goldens_after(after, limit);
         }
-        self.graph_goldens_after(after.map(String::as_str).unwrap_or(""), limit)
+        self.graph_goldens_after(after.map(ProfileId::as_str).unwrap_or(""), limit)
     }
 
     fn is_suppressed(&self, hash: &str) -> Result<bool, StoreError> {
@@ -1049,7 +1061,7 @@ impl GraphStore for BoltStore {
             return Ok(None);
         };
         let body: String = column("match record", &r, "body")?;
-        Ok(Some(rows::decode_json("match record", &body)?))
+        Ok(Some(rows::decode_json(&body)?))
     }
 
     fn match_candidates(&self, block: &str, limit: usize) -> Result<Vec<IdentKey>, StoreError> {
@@ -1072,14 +1084,14 @@ impl GraphStore for BoltStore {
         let page = self.rows(
             "match_records_after",
             query(queries::MATCH_RECORDS_AFTER)
-                .param("after", after.map(String::as_str).unwrap_or(""))
+                .param("after", after.map(IdentKey::as_str).unwrap_or(""))
                 .param("limit", rows::limit(limit)),
         )?;
         page.iter()
             .map(|r| {
-                let ident: String = column("match record", r, "ident")?;
+                let ident: IdentKey = column("match record", r, "ident")?;
                 let body: String = column("match record", r, "body")?;
-                Ok((ident, rows::decode_json("match record", &body)?))
+                Ok((ident, rows::decode_json(&body)?))
             })
             .collect()
     }

@@ -6,8 +6,12 @@
 use neo4rs::{BoltMap, BoltType};
 use serde::Deserialize;
 
-use super::super::records::split_key;
-use super::super::{Edge, EdgeStatus, HistoryEntry, Node, ProfileState, StoreError, StoredEvent};
+use super::super::{
+    Edge, EdgeStatus, HistoryEntry, IdentKey, Node, ProfileId, ProfileState, StoreError,
+    StoredEvent,
+};
+use crate::model::codec::{self, Stored};
+use crate::model::split_key;
 
 /// A Bolt map from `(name, value)` pairs.
 pub fn map<const N: usize>(pairs: [(&str, BoltType); N]) -> BoltType {
@@ -28,8 +32,24 @@ pub fn limit(n: usize) -> i64 {
     i64::try_from(n.min(i32::MAX as usize)).unwrap_or(i64::from(i32::MAX))
 }
 
-pub fn strings<'a>(values: impl IntoIterator<Item = &'a String>) -> BoltType {
-    values.into_iter().cloned().collect::<Vec<String>>().into()
+pub fn strings<'a, S: AsRef<str> + 'a>(values: impl IntoIterator<Item = &'a S>) -> BoltType {
+    values
+        .into_iter()
+        .map(|s| s.as_ref().to_owned())
+        .collect::<Vec<String>>()
+        .into()
+}
+
+impl From<ProfileId> for BoltType {
+    fn from(id: ProfileId) -> BoltType {
+        id.into_string().into()
+    }
+}
+
+impl From<IdentKey> for BoltType {
+    fn from(key: IdentKey) -> BoltType {
+        key.into_string().into()
+    }
 }
 
 fn corrupt(what: &str, reason: impl std::fmt::Display) -> StoreError {
@@ -39,15 +59,14 @@ fn corrupt(what: &str, reason: impl std::fmt::Display) -> StoreError {
     }
 }
 
-pub fn encode_json<T: serde::Serialize>(what: &str, value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Engine(format!("encode {what}: {e}")))
+/// The text property of a record (see [`crate::model::codec`]).
+pub fn encode_json<T: Stored>(value: &T) -> Result<String, StoreError> {
+    codec::encode_text(value).map_err(|e| StoreError::Engine(format!("encode {e}")))
 }
 
-pub fn decode_json<T: serde::de::DeserializeOwned>(
-    what: &str,
-    text: &str,
-) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|e| corrupt(what, e))
+/// A record from its text property.
+pub fn decode_json<T: Stored>(text: &str) -> Result<T, StoreError> {
+    codec::decode_text(text).map_err(|e| corrupt(e.record, e.reason))
 }
 
 // ---- write rows ----
@@ -84,11 +103,7 @@ pub fn link_row(a: &str, b: &str, e: &Edge) -> Result<BoltType, StoreError> {
         ("event_ids", strings(&e.event_ids)),
         (
             "probable",
-            e.probable
-                .as_ref()
-                .map(|p| encode_json("probable link", p))
-                .transpose()?
-                .into(),
+            e.probable.as_ref().map(encode_json).transpose()?.into(),
         ),
     ]))
 }
@@ -101,21 +116,20 @@ pub fn profile_row(p: &ProfileState) -> Result<BoltType, StoreError> {
     Ok(map([
         ("id", p.id.as_str().into()),
         ("seq", int(p.seq)),
-        ("state", encode_json("profile", p)?.into()),
+        ("state", encode_json(p)?.into()),
         ("address_key", p.address_key.clone().into()),
     ]))
 }
 
 /// A cached golden record is one hint byte followed by JSON.
 pub fn golden_row(id: &str, raw: &[u8]) -> Result<BoltType, StoreError> {
-    let (hint, body) = raw
-        .split_first()
+    let (hint, body) = crate::model::codec::split_golden_cache(raw)
         .ok_or_else(|| StoreError::Engine(format!("empty golden record for {id}")))?;
     let body = std::str::from_utf8(body)
         .map_err(|e| StoreError::Engine(format!("golden record of {id} is not UTF-8: {e}")))?;
     Ok(map([
         ("id", id.into()),
-        ("hint", i64::from(*hint).into()),
+        ("hint", i64::from(hint).into()),
         ("golden", body.into()),
     ]))
 }
@@ -127,12 +141,12 @@ pub fn event_row(e: &StoredEvent) -> Result<BoltType, StoreError> {
         ("source", e.source.as_str().into()),
         ("type", e.event_type.as_str().into()),
         ("timestamp", e.timestamp.into()),
-        ("body", encode_json("event", e)?.into()),
+        ("body", encode_json(e)?.into()),
     ]))
 }
 
 pub fn history_rows(h: &HistoryEntry) -> Result<Vec<BoltType>, StoreError> {
-    let body = encode_json("history", h)?;
+    let body = encode_json(h)?;
     Ok(h.profiles
         .iter()
         .map(|p| {
@@ -151,7 +165,7 @@ pub fn history_rows(h: &HistoryEntry) -> Result<Vec<BoltType>, StoreError> {
 #[derive(Deserialize)]
 pub struct IdentifierRow {
     pub key: String,
-    profile_id: String,
+    profile_id: ProfileId,
     first_seen: i64,
     last_seen: i64,
     sources: Vec<String>,
@@ -177,7 +191,7 @@ impl IdentifierRow {
 
 #[derive(Deserialize)]
 pub struct LinkRow {
-    other: String,
+    other: IdentKey,
     status: String,
     rule: Option<String>,
     sources: Vec<String>,
@@ -198,9 +212,9 @@ impl LinkRow {
             (other, _) => return Err(corrupt("link", format!("unknown link status {other:?}"))),
         };
         let (a, b) = if key <= self.other.as_str() {
-            (key.to_owned(), self.other)
+            (key.into(), self.other)
         } else {
-            (self.other, key.to_owned())
+            (self.other, key.into())
         };
         Ok(Edge {
             a,
@@ -212,7 +226,7 @@ impl LinkRow {
             last_seen: self.last_seen,
             event_ids: self.event_ids,
             probable: match self.probable {
-                Some(body) => Some(decode_json("probable link", &body)?),
+                Some(body) => Some(decode_json(&body)?),
                 None => None,
             },
         })

@@ -1,37 +1,20 @@
 //! The records kept in a graph store: identifier nodes, edges with provenance, profile
-//! state, stored events and merge history. Plain serde types, no storage engine types.
+//! state (with the trait observations survivorship chooses from), match attributes,
+//! stored events and merge history. Plain data with serde derives: no storage engine
+//! types, no resolution or matching logic (that lives in `resolve`, `profile` and
+//! `matching`, as `impl` blocks and functions over these types). How they become bytes
+//! is [`super::codec`]'s business.
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::profile::survivorship::TraitStats;
+use chrono::NaiveDate;
+use serde_json::Value;
 
-/// Canonical identifier key `kind:value` (value already normalized).
-pub type IdentKey = String;
-/// Stable profile id, e.g. `p_000000000001`.
-pub type ProfileId = String;
+use super::ids::{ident_key, IdentKey, ProfileId};
 
 /// Upper bound of event ids kept on an edge for provenance.
 pub const EDGE_EVENT_IDS: usize = 8;
-
-/// Builds the canonical key of an identifier.
-pub fn ident_key(kind: &str, value: &str) -> IdentKey {
-    format!("{kind}:{value}")
-}
-
-/// Splits a canonical key into (kind, value). Kinds never contain ':'.
-pub fn split_key(key: &str) -> (&str, &str) {
-    key.split_once(':').unwrap_or((key, ""))
-}
-
-/// The two identifiers of an edge in canonical order.
-pub fn edge_pair(a: &str, b: &str) -> (IdentKey, IdentKey) {
-    if a <= b {
-        (a.to_owned(), b.to_owned())
-    } else {
-        (b.to_owned(), a.to_owned())
-    }
-}
 
 /// An identifier node of the identity graph.
 ///
@@ -117,11 +100,31 @@ pub struct FieldContribution {
     pub weight: f64,
 }
 
+/// The comparable attributes of a record (already normalized by `matching::compare::normalize`).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Attributes {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub birth_date: Option<NaiveDate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postcode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub city: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub street: Option<String>,
+    /// Lowercased email, compared for typos (identity itself is the identifier's job).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
 /// The comparable attributes last seen with an identifier (the anchor of an event that
 /// carried person traits), indexed under its blocking keys for probabilistic matching.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MatchRecord {
-    pub attributes: crate::matching::compare::Attributes,
+    pub attributes: Attributes,
     /// Blocking keys the record is indexed under.
     pub keys: Vec<String>,
 }
@@ -140,6 +143,20 @@ impl Edge {
         }
     }
 }
+
+/// One distinct value of a trait with how it was seen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Observation {
+    pub value: Value,
+    pub count: u64,
+    pub last_seen: i64,
+    pub sources: BTreeSet<String>,
+}
+
+/// Observed values per trait name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(transparent)]
+pub struct TraitStats(pub BTreeMap<String, Vec<Observation>>);
 
 /// The resolver's state of one profile; the golden profile is rendered from it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -261,4 +278,19 @@ pub struct HistoryEntry {
     pub identifiers: Vec<IdentKey>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+}
+
+/// Monotonic counters kept in the metadata column family.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    pub profile_seq: u64,
+    pub event_seq: u64,
+    /// Number of write groups applied; derived indexes (search) record the last one they
+    /// reflect.
+    #[serde(default)]
+    pub commit_seq: u64,
+    pub history_seq: u64,
+    /// Entries on the suppression list (ingest skips the check while there are none).
+    #[serde(default)]
+    pub suppressed: u64,
 }
