@@ -32,6 +32,8 @@ ARCADEDB_VERSION="26.11.1.dev2" # PyPI arcadedb-jvm; ArcadeDB 26.11.1-SNAPSHOT, 
 DATABASE="identity"
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# free_ports, bolt_handshake_ok
+. "$repo_root/scripts/lib/servers.sh"
 cache_dir="${ARCADEDB_CACHE_DIR:-$repo_root/.cache/arcadedb}"
 pkg_dir="$cache_dir/arcadedb-jvm-$ARCADEDB_VERSION"
 java_bin="$pkg_dir/arcadedb/jre/bin/java"
@@ -124,40 +126,8 @@ cmd_install() {
   echo "arcadedb: installed" >&2
 }
 
-# Prints N free TCP ports on 127.0.0.1, one per line, all distinct.
-free_ports() {
-  python3 - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-for s in socks:
-    print(s.getsockname()[1])
-    s.close()
-EOF
-}
-
 random_password() {
   python3 -c 'import secrets; print(secrets.token_urlsafe(24))'
-}
-
-# Succeeds once a Bolt server on 127.0.0.1:$1 completes the version handshake.
-bolt_handshake_ok() {
-  python3 - "$1" <<'EOF' >/dev/null 2>&1
-import socket, sys
-with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2) as s:
-    # magic, then 4 proposals: 5.x range, 4.4..4.2, 4.1, 4.0
-    s.sendall(bytes.fromhex("6060b017" "00080805" "00020404" "00000104" "00000004"))
-    data = b""
-    while len(data) < 4:
-        chunk = s.recv(4 - len(data))
-        if not chunk:
-            sys.exit(1)
-        data += chunk
-    sys.exit(0 if data != b"\0\0\0\0" else 1)
-EOF
 }
 
 # Succeeds once the database answers `RETURN 1` over Bolt 4.0 (the version neo4rs 0.8

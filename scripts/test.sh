@@ -10,6 +10,8 @@ cd "$(dirname "$0")/.."
 # The real ArcadeDB server (PyPI arcadedb-jvm: jars + a bundled Java runtime) the Bolt
 # graph-store tests run against; the tests start and stop it themselves.
 ./scripts/arcadedb.sh install
+# The real Neo4j 5 Community server (neo4j-harness jars from Maven Central, by mvn).
+./scripts/neo4j.sh install
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -50,10 +50,19 @@ pub struct CodecError {
     pub reason: String,
 }
 
-fn error<T: Stored>(e: impl std::fmt::Display) -> CodecError {
+/// The error of a record, without serde_json's message: that message quotes the value it
+/// could not use (`invalid type: string "ann@example.com"`), and a stored value may be
+/// personal data. What went wrong and where is enough to find the record.
+fn error<T: Stored>(e: serde_json::Error) -> CodecError {
+    let what = match e.classify() {
+        serde_json::error::Category::Io => "i/o error",
+        serde_json::error::Category::Syntax => "malformed JSON",
+        serde_json::error::Category::Data => "a field of the wrong type or shape",
+        serde_json::error::Category::Eof => "truncated",
+    };
     CodecError {
         record: T::NAME,
-        reason: e.to_string(),
+        reason: format!("{what} at line {} column {}", e.line(), e.column()),
     }
 }
 
@@ -118,10 +127,18 @@ mod tests {
 
     #[test]
     fn a_bad_record_is_named_by_type_without_its_bytes() {
-        let err = decode::<HistoryEntry>(b"{\"seq\":\"ann@example.com\"").err();
+        let err = decode::<HistoryEntry>(b"{\"seq\":\"ann@example.com\"}").err();
         let message = err.map(|e| e.to_string()).unwrap_or_default();
-        assert!(message.starts_with("history: "), "{message}");
+        assert!(
+            message.starts_with("history: a field of the wrong type"),
+            "{message}"
+        );
         assert!(!message.contains("ann@example.com"), "{message}");
+        let truncated = decode::<HistoryEntry>(b"{\"seq\":1").err();
+        assert_eq!(
+            truncated.map(|e| e.to_string()).as_deref(),
+            Some("history: truncated at line 1 column 8")
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The graph-store conformance suite: every behaviour below is written once and run
-//! against each backend, the embedded RocksDB store and the Bolt store on a real ArcadeDB
-//! server (`arcadedb.rs`). Both must give the same results.
+//! against each backend: the embedded RocksDB store, and the Bolt store on a real ArcadeDB
+//! server (`arcadedb.rs`) and on a real Neo4j 5 Community server (`neo4j.rs`). All must
+//! give the same results.
 
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -10,12 +11,15 @@ use idgraph::engine::Engine;
 use idgraph::model::{IdentKey, ProfileId};
 use idgraph::resolve::EventOutcome;
 
-use crate::arcadedb;
+use crate::{arcadedb, neo4j as neo4j_server};
 
 #[derive(Clone, Copy, Debug)]
 pub enum Backend {
     Embedded,
+    /// The Bolt store on a real ArcadeDB server (a database per test).
     Bolt,
+    /// The Bolt store on a real Neo4j 5 Community server (one database, tests take turns).
+    Neo4j,
 }
 
 /// A data directory (and for Bolt, a fresh database) that engines can be opened on, one
@@ -23,6 +27,7 @@ pub enum Backend {
 pub struct Instance {
     pub settings: Settings,
     _dir: TempDir,
+    _neo4j: Option<neo4j_server::Neo4jTurn>,
 }
 
 impl Instance {
@@ -34,17 +39,34 @@ impl Instance {
         let dir = tempfile::tempdir().expect("temporary data directory");
         let mut settings = Settings::default();
         settings.storage.data_dir = dir.path().to_owned();
-        if let Backend::Bolt = backend {
-            let server = arcadedb::shared();
-            bolt_settings(&mut settings, server, &server.create_database());
+        let mut turn = None;
+        match backend {
+            Backend::Embedded => {}
+            Backend::Bolt => {
+                let server = arcadedb::shared();
+                bolt_settings(&mut settings, server, &server.create_database());
+            }
+            Backend::Neo4j => {
+                let held = neo4j_server::exclusive();
+                settings.graph.store = GraphBackend::Bolt;
+                settings.graph.bolt.uri = held.bolt_uri.clone();
+                settings.graph.bolt.user = "neo4j".into();
+                settings.graph.bolt.database = "neo4j".into();
+                settings.graph.bolt.flavour = GraphFlavour::Neo4j;
+                settings.graph.bolt.pool_size = 4;
+                turn = Some(held);
+            }
+        }
+        if !matches!(backend, Backend::Embedded) {
             let applied = idgraph::store::bolt::schema::apply(&settings.graph.bolt)
-                .expect("apply the ArcadeDB schema");
+                .expect("apply the graph schema");
             assert!(applied > 0);
         }
         modify(&mut settings);
         Instance {
             settings,
             _dir: dir,
+            _neo4j: turn,
         }
     }
 
@@ -723,6 +745,9 @@ macro_rules! conformance {
         }
         mod bolt {
             $( #[test] fn $name() { super::$name(super::Backend::Bolt) } )*
+        }
+        mod neo4j {
+            $( #[test] fn $name() { super::$name(super::Backend::Neo4j) } )*
         }
     };
 }

@@ -18,6 +18,7 @@ mod governance;
 mod helpers;
 mod ingest;
 mod matching;
+mod neo4j;
 mod pipeline;
 mod properties;
 mod resolution;

@@ -35,6 +35,12 @@ fn concurrent_clients_end_with_the_union_find_grouping_on_bolt() {
     concurrent_clients(Backend::Bolt);
 }
 
+/// The same on the Bolt store on a real Neo4j 5.
+#[test]
+fn concurrent_clients_end_with_the_union_find_grouping_on_neo4j() {
+    concurrent_clients(Backend::Neo4j);
+}
+
 fn concurrent_clients(backend: Backend) {
     const UNIVERSE: usize = 600;
     const EVENTS: usize = 2400;

@@ -1,0 +1,34 @@
+// A real Neo4j 5 Community server for the tests, started by scripts/neo4j.sh: the database
+// engine, Bolt server and Cypher runtime of neo4j-harness (Maven Central), Bolt on
+// 127.0.0.1:PORT only, no HTTP, authentication off (loopback, throwaway data), data under
+// DIR. Prints "ready <bolt uri>" once it accepts connections, and shuts down cleanly on TERM.
+//
+//   java -cp "classes:lib/*" Neo4jTestServer PORT DIR
+import java.nio.file.Path;
+import org.neo4j.configuration.GraphDatabaseSettings;
+import org.neo4j.configuration.connectors.BoltConnector;
+import org.neo4j.configuration.connectors.HttpConnector;
+import org.neo4j.configuration.helpers.SocketAddress;
+import org.neo4j.harness.Neo4j;
+import org.neo4j.harness.Neo4jBuilders;
+
+public class Neo4jTestServer {
+  public static void main(String[] args) throws Exception {
+    if (args.length != 2) {
+      System.err.println("usage: Neo4jTestServer PORT DIR");
+      System.exit(2);
+    }
+    int port = Integer.parseInt(args[0]);
+    Neo4j neo = Neo4jBuilders.newInProcessBuilder(Path.of(args[1]))
+        .withConfig(BoltConnector.enabled, true)
+        .withConfig(BoltConnector.listen_address, new SocketAddress("127.0.0.1", port))
+        .withConfig(HttpConnector.enabled, false)
+        .withConfig(GraphDatabaseSettings.auth_enabled, false)
+        .withDisabledServer()
+        .build();
+    Runtime.getRuntime().addShutdownHook(new Thread(neo::close));
+    System.out.println("ready " + neo.boltURI());
+    System.out.flush();
+    Thread.currentThread().join();
+  }
+}
