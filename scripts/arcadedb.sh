@@ -32,7 +32,7 @@ ARCADEDB_VERSION="26.11.1.dev2" # PyPI arcadedb-jvm; ArcadeDB 26.11.1-SNAPSHOT, 
 DATABASE="identity"
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-# free_ports, bolt_handshake_ok
+# free_ports, bolt_handshake_ok, stop_when_gone
 . "$repo_root/scripts/lib/servers.sh"
 cache_dir="${ARCADEDB_CACHE_DIR:-$repo_root/.cache/arcadedb}"
 pkg_dir="$cache_dir/arcadedb-jvm-$ARCADEDB_VERSION"
@@ -307,17 +307,7 @@ cmd_start() {
   [ -n "$ready" ] || die "could not start the server in $dir (ports kept being taken); see $dir/server.log"
 
   if [ -n "${ARCADEDB_WATCH_PID:-}" ]; then
-    local watched="$ARCADEDB_WATCH_PID" stop_timeout="${ARCADEDB_STOP_TIMEOUT:-30}"
-    (
-      trap '' HUP INT
-      while kill -0 "$watched" 2>/dev/null && kill -0 "$pid" 2>/dev/null; do sleep 1; done
-      if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq "$stop_timeout"); do kill -0 "$pid" 2>/dev/null || exit 0; sleep 1; done
-        kill -KILL "$pid" 2>/dev/null || true
-      fi
-    ) </dev/null >/dev/null 2>&1 &
-    disown
+    stop_when_gone "$ARCADEDB_WATCH_PID" "$pid" "${ARCADEDB_STOP_TIMEOUT:-30}"
   fi
 
   local envfile="$dir/env"

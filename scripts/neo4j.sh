@@ -23,7 +23,7 @@
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-# free_ports, bolt_handshake_ok
+# free_ports, bolt_handshake_ok, stop_when_gone
 . "$repo_root/scripts/lib/servers.sh"
 src_dir="$repo_root/scripts/neo4j"
 cache_dir="${NEO4J_CACHE_DIR:-$repo_root/.cache/neo4j}"
@@ -118,17 +118,7 @@ cmd_start() {
   done
   [ -n "$ready" ] || die "could not start the server in $dir (ports kept being taken)"
   if [ -n "${NEO4J_WATCH_PID:-}" ]; then
-    local watched="$NEO4J_WATCH_PID" stop_timeout="${NEO4J_STOP_TIMEOUT:-30}"
-    (
-      trap '' HUP INT
-      while kill -0 "$watched" 2>/dev/null && kill -0 "$pid" 2>/dev/null; do sleep 1; done
-      if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq "$stop_timeout"); do kill -0 "$pid" 2>/dev/null || exit 0; sleep 1; done
-        kill -KILL "$pid" 2>/dev/null || true
-      fi
-    ) </dev/null >/dev/null 2>&1 &
-    disown
+    stop_when_gone "$NEO4J_WATCH_PID" "$pid" "${NEO4J_STOP_TIMEOUT:-30}"
   fi
   printf 'NEO4J_BOLT_URI=bolt://127.0.0.1:%s\nNEO4J_PID=%s\n' "$port" "$pid" >"$dir/env.tmp"
   mv "$dir/env.tmp" "$dir/env"

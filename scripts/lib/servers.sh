@@ -33,3 +33,20 @@ with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2) as s:
 EOF
 }
 
+
+# Starts a watcher in the background that stops server $2 (TERM, then KILL after $3
+# seconds) once process $1 is gone: a test run that dies without stopping its server
+# leaks nothing.
+stop_when_gone() {
+  local watched="$1" pid="$2" stop_timeout="$3"
+  (
+    trap '' HUP INT
+    while kill -0 "$watched" 2>/dev/null && kill -0 "$pid" 2>/dev/null; do sleep 1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid" 2>/dev/null || true
+      for _ in $(seq "$stop_timeout"); do kill -0 "$pid" 2>/dev/null || exit 0; sleep 1; done
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  ) </dev/null >/dev/null 2>&1 &
+  disown
+}

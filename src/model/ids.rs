@@ -153,6 +153,11 @@ pub fn split_key(key: &str) -> (&str, &str) {
 
 /// The two identifiers of an edge in canonical order.
 pub fn edge_pair(a: &str, b: &str) -> (IdentKey, IdentKey) {
+    ordered_pair(a, b)
+}
+
+/// Two ids in canonical (ascending) order, for pairs that are the same either way round.
+pub fn ordered_pair<T: for<'a> From<&'a str>>(a: &str, b: &str) -> (T, T) {
     if a <= b {
         (a.into(), b.into())
     } else {

@@ -193,11 +193,7 @@ pub fn household_of(
 }
 
 fn ordered(a: &str, b: &str) -> (ProfileId, ProfileId) {
-    if a <= b {
-        (a.into(), b.into())
-    } else {
-        (b.into(), a.into())
-    }
+    crate::model::ids::ordered_pair(a, b)
 }
 
 #[cfg(test)]
