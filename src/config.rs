@@ -53,6 +53,10 @@ pub struct ServerSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct StorageSettings {
     pub data_dir: PathBuf,
+    /// RocksDB block cache of the embedded store, in MiB (at least 16): the blocks
+    /// lookups and resolution read stay in memory. Larger stores want more (see the README's
+    /// sizing notes).
+    pub block_cache_mb: usize,
 }
 
 /// Which graph store holds the identity graph.
@@ -328,6 +332,7 @@ impl Default for StorageSettings {
     fn default() -> Self {
         StorageSettings {
             data_dir: PathBuf::from("./idgraph-data"),
+            block_cache_mb: crate::store::rocks::DEFAULT_BLOCK_CACHE_MB,
         }
     }
 }

@@ -104,7 +104,10 @@ impl Engine {
     pub fn open_store(settings: &Settings) -> Result<Arc<dyn GraphStore>, EngineError> {
         let dir = &settings.storage.data_dir;
         Ok(match settings.graph.store {
-            GraphBackend::Embedded => Arc::new(RocksStore::open(dir)?),
+            GraphBackend::Embedded => Arc::new(RocksStore::open_with_cache(
+                dir,
+                settings.storage.block_cache_mb,
+            )?),
             GraphBackend::Bolt => Arc::new(BoltStore::connect(&settings.graph.bolt, dir)?),
         })
     }

@@ -79,8 +79,12 @@ fn engine(e: rocksdb::Error) -> StoreError {
     }
 }
 
-/// Block cache shared by every column family.
-const BLOCK_CACHE_BYTES: usize = 512 << 20;
+/// Block cache shared by every column family, unless `storage.block_cache_mb` says
+/// otherwise.
+pub const DEFAULT_BLOCK_CACHE_MB: usize = 512;
+
+/// The smallest block cache accepted: with 16 shards, 1 MiB each.
+pub const MIN_BLOCK_CACHE_MB: usize = 16;
 
 /// 2^this shards in the block cache: 32 MB each at 512 MB, so that no index or filter
 /// partition, nor a top-level index, is too large for its shard (an unpartitioned filter
@@ -242,12 +246,22 @@ fn decode<T: Stored>(cf: &str, key: &[u8], bytes: &[u8]) -> Result<T, StoreError
 }
 
 impl RocksStore {
-    /// Opens (or creates) the store in `path`.
+    /// Opens (or creates) the store in `path` with the default block cache.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        RocksStore::open_with_cache(path, DEFAULT_BLOCK_CACHE_MB)
+    }
+
+    /// Opens (or creates) the store in `path` with a block cache of `cache_mb` MiB.
+    pub fn open_with_cache(path: &Path, cache_mb: usize) -> Result<Self, StoreError> {
+        if cache_mb < MIN_BLOCK_CACHE_MB {
+            return Err(StoreError::Engine(format!(
+                "storage.block_cache_mb must be at least {MIN_BLOCK_CACHE_MB}; got {cache_mb}"
+            )));
+        }
         std::fs::create_dir_all(path)
             .map_err(|e| StoreError::Engine(format!("cannot create {}: {e}", path.display())))?;
         let mut cache_opts = rocksdb::LruCacheOptions::default();
-        cache_opts.set_capacity(BLOCK_CACHE_BYTES);
+        cache_opts.set_capacity(cache_mb.saturating_mul(1 << 20));
         cache_opts.set_num_shard_bits(BLOCK_CACHE_SHARD_BITS);
         let cache = Cache::new_lru_cache_opts(&cache_opts);
         let cfs = ALL_CFS

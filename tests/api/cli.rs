@@ -650,6 +650,16 @@ fn bad_configuration_fails_naming_the_problem() {
     let err = run(&mut cmd).fails().to_owned();
     assert!(err.to_lowercase().contains("limitz"), "{err}");
 
+    // A block cache too small to shard is refused, naming the setting; a small valid one
+    // works.
+    let mut cmd = import(&data, &events, "crm", &[]);
+    cmd.env("IDGRAPH_STORAGE__BLOCK_CACHE_MB", "4");
+    let err = run(&mut cmd).fails().to_owned();
+    assert!(err.contains("storage.block_cache_mb"), "{err}");
+    let mut cmd = import(&tmp.path().join("data-small-cache"), &events, "crm", &[]);
+    cmd.env("IDGRAPH_STORAGE__BLOCK_CACHE_MB", "32");
+    run(&mut cmd).ok();
+
     // Nonexistent --config path, as a flag and through IDGRAPH_CONFIG.
     let absent = tmp.path().join("absent.toml");
     let mut cmd = import(&data, &events, "crm", &["--config"]);
