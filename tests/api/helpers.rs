@@ -90,6 +90,14 @@ pub fn test_keys_env() -> (String, String) {
 
 /// Starts the server with default settings changed by `modify`. The test keys are
 /// configured and the app's client sends the admin key.
+/// Every engine a test server opened, kept to the end of the process. A test's server
+/// stops after the test returns, on its own worker threads; were the last reference to its
+/// engine dropped there while the harness already exits, RocksDB would close the store
+/// after its static state is gone and abort the whole test binary ("pthread lock: Invalid
+/// argument", seen about once in five runs). Kept here, no store is closed at exit (a
+/// static is never dropped), and each test's data directory still goes with its `TestApp`.
+static ENGINES: std::sync::Mutex<Vec<Arc<Engine>>> = std::sync::Mutex::new(Vec::new());
+
 pub async fn spawn_app_with(modify: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = tempfile::tempdir().expect("cannot create a temporary data directory");
     let mut settings = Settings::default();
@@ -99,9 +107,13 @@ pub async fn spawn_app_with(modify: impl FnOnce(&mut Settings)) -> TestApp {
     // Many servers run at once (one per test): keep each one small.
     settings.server.workers = 2;
     modify(&mut settings);
-    let engine = Engine::open(settings).expect("cannot open the engine");
-    let app = Application::with_engine(Arc::new(engine), "127.0.0.1:0")
-        .expect("cannot build the application");
+    let engine = Arc::new(Engine::open(settings).expect("cannot open the engine"));
+    ENGINES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(engine.clone());
+    let app =
+        Application::with_engine(engine, "127.0.0.1:0").expect("cannot build the application");
     let port = app.port();
     tokio::spawn(app.run_in_background());
     let client = reqwest::Client::builder()
