@@ -50,7 +50,8 @@ impl Engine {
 
     /// Cached golden JSON of a live profile, with its household id filled in.
     fn golden_bytes(&self, id: &str) -> Result<Option<Vec<u8>>, EngineError> {
-        let Some(raw) = self.store.golden(&ProfileId::from(id))? else {
+        let pid = ProfileId::from(id);
+        let Some(raw) = self.store.golden(&pid)? else {
             return Ok(None);
         };
         let corrupt = |reason: &str| StoreError::Corrupt {
@@ -64,7 +65,7 @@ impl Engine {
         }
         let household = self
             .store
-            .profile(&ProfileId::from(id))
+            .profile(&pid)
             .map_err(EngineError::Store)
             .and_then(|state| {
                 let state = state.ok_or_else(|| corrupt("golden profile without state"))?;

@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::ingest::identifier::DEVICE_KINDS;
+use crate::model::ids::ordered_pair;
 use crate::model::{ident_key, IdentKey};
 use crate::store::{GraphStore, ProfileId, ProfileState, StoreError};
 
@@ -154,13 +155,13 @@ pub fn household_of(
         if let Some(key) = &p.address_key {
             for q in store.profiles_at_address(key, max_members + 1)? {
                 if q != p.id {
-                    let (a, b) = ordered(&p.id, &q);
+                    let (a, b) = ordered_pair(&p.id, &q);
                     neighbours.push((q, Bond::SharedAddress { a, b }));
                 }
             }
         }
         for (q, device) in device_partners(store, &p)? {
-            let (a, b) = ordered(&p.id, &q);
+            let (a, b) = ordered_pair(&p.id, &q);
             neighbours.push((q, Bond::SharedDevice { a, b, device }));
         }
         for (q, bond) in neighbours {
@@ -190,10 +191,6 @@ pub fn household_of(
         bonds: bonds.into_iter().collect(),
         truncated,
     })
-}
-
-fn ordered(a: &str, b: &str) -> (ProfileId, ProfileId) {
-    crate::model::ids::ordered_pair(a, b)
 }
 
 #[cfg(test)]
