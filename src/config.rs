@@ -423,9 +423,11 @@ pub struct ConfigError(pub String);
 
 /// `IDGRAPH_*` variables that are not settings, read by the CLI (`IDGRAPH_CONFIG`, the
 /// config file's path), the logger (`IDGRAPH_LOG_FORMAT`) and users' own scripts
-/// (`IDGRAPH_KEY`, the API key the demo tells them to export); case-insensitive, after
-/// the prefix. Every other `IDGRAPH_*` variable must name a setting.
-pub const NOT_SETTINGS: [&str; 3] = ["config", "log_format", "key"];
+/// (`IDGRAPH_KEY`, the API key the demo tells them to export) and the load scripts of
+/// `idgraph bench-http` (`IDGRAPH_BENCH_KEY`, which users running `wrk` with those scripts
+/// by hand export too); case-insensitive, after the prefix. Every other `IDGRAPH_*`
+/// variable must name a setting.
+pub const NOT_SETTINGS: [&str; 4] = ["config", "log_format", "key", "bench_key"];
 
 impl Settings {
     /// Defaults, then the TOML file (if given), then `IDGRAPH_*` environment variables.

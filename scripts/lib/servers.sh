@@ -1,5 +1,5 @@
 # Shell functions shared by the scripts that run the real test servers (arcadedb.sh,
-# neo4j.sh): sourced, never run.
+# neo4j.sh, gremlin.sh, lib/java_server.sh): sourced, never run.
 
 # Prints N free TCP ports on 127.0.0.1, one per line, all distinct.
 free_ports() {
@@ -49,4 +49,12 @@ stop_when_gone() {
     fi
   ) </dev/null >/dev/null 2>&1 &
   disown
+}
+
+# Succeeds once something accepts TCP connections on 127.0.0.1:$1.
+tcp_open() {
+  python3 - "$1" <<'EOF2' >/dev/null 2>&1
+import socket, sys
+socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2).close()
+EOF2
 }

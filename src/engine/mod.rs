@@ -33,7 +33,8 @@ use crate::model::ident_key;
 use crate::resolve::Rules;
 use crate::search::indexer;
 use crate::search::{Opened, SearchIndex};
-use crate::store::bolt::BoltStore;
+use crate::store::bolt::BoltGraph;
+use crate::store::remote::Mirrored;
 use crate::store::rocks::RocksStore;
 use crate::store::{GraphStore, IdentKey, ProfileId, StoreError};
 use writer::{writer_loop, Job, WriteFault, QUEUE_DEPTH};
@@ -108,7 +109,10 @@ impl Engine {
                 dir,
                 settings.storage.block_cache_mb,
             )?),
-            GraphBackend::Bolt => Arc::new(BoltStore::connect(&settings.graph.bolt, dir)?),
+            GraphBackend::Bolt => Arc::new(Mirrored::open(
+                BoltGraph::connect(&settings.graph.bolt)?,
+                dir,
+            )?),
         })
     }
 

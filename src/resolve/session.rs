@@ -354,6 +354,8 @@ impl<'s> Session<'s> {
             self.store
                 .event_ids_of(&IdentKey::from(key), MAX_EVENTS_PER_IDENTIFIER)?
         };
+        // A deleted event leaves every index (the store's contract).
+        ids.retain(|id| !self.ch.delete_events.contains(id));
         ids.extend(
             self.ch
                 .event_index

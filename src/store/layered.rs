@@ -213,6 +213,8 @@ impl GraphStore for Layered {
         } else {
             self.base.event_ids_of(key, limit)?
         };
+        // A deleted event leaves every index (the store's contract).
+        ids.retain(|id| !self.pending.delete_events.contains(id));
         let mut seen: HashSet<String> = ids.iter().cloned().collect();
         for (k, _, id) in &self.pending.event_index {
             if k == key && seen.insert(id.clone()) {

@@ -11,6 +11,8 @@
 
 pub mod bolt;
 pub mod layered;
+pub mod memory;
+pub mod remote;
 pub mod rocks;
 
 pub use crate::model::{

@@ -672,7 +672,15 @@ impl GraphStore for RocksStore {
             }
         }
         for id in &changes.delete_events {
-            batch.delete_cf(self.cf(CF_EVENTS)?, joined(&[b"e", id.as_bytes()]));
+            let key = joined(&[b"e", id.as_bytes()]);
+            // A deleted event leaves no identifier's index (like a deleted graph node).
+            if let Some(event) = self.get::<StoredEvent>(CF_EVENTS, &key)? {
+                for ident in &event.identifiers {
+                    let row = joined(&[b"i", ident.as_bytes(), &event.seq.to_be_bytes()]);
+                    batch.delete_cf(self.cf(CF_EVENTS)?, row);
+                }
+            }
+            batch.delete_cf(self.cf(CF_EVENTS)?, key);
         }
         for id in &changes.delete_aliases {
             batch.delete_cf(self.cf(CF_PROFILES)?, joined(&[b"a", id.as_bytes()]));

@@ -855,6 +855,10 @@ async fn the_cli_and_logger_variables_are_not_read_as_settings() {
             "IDGRAPH_KEY",
             "idg_what_the_demo_tells_users_to_export".to_owned(),
         ),
+        (
+            "IDGRAPH_BENCH_KEY",
+            "idg_what_the_load_scripts_read".to_owned(),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

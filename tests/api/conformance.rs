@@ -51,6 +51,7 @@ impl Instance {
                 settings.graph.store = GraphBackend::Bolt;
                 settings.graph.bolt.uri = held.bolt_uri.clone();
                 settings.graph.bolt.user = "neo4j".into();
+                settings.graph.bolt.password = Secret::new(held.password.clone());
                 settings.graph.bolt.database = "neo4j".into();
                 settings.graph.bolt.flavour = GraphFlavour::Neo4j;
                 settings.graph.bolt.pool_size = 4;

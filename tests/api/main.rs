@@ -25,5 +25,6 @@ mod resolution;
 mod schema;
 mod scope;
 mod search;
+mod store_contract;
 mod unmerge;
 mod views;

@@ -15,35 +15,20 @@
 //!
 //! One [`Changes`] is one explicit Bolt transaction of batched `UNWIND $rows` statements;
 //! `apply` returns only after COMMIT succeeded, so an acknowledged event is in the graph.
-//!
-//! **The profile cache.** A RocksDB store in `<data_dir>/graph-cache` mirrors, after every
-//! committed write, what lookups need: identifier nodes, golden profiles, aliases and the
-//! counters, tagged with the graph's instance id. Lookups, golden profiles, aliases and
-//! search rebuilds read the cache (so they keep working while the graph database is down);
-//! the resolver reads the graph. At start-up a cache that is not at the graph's
-//! `commit_seq`, or belongs to another graph, is rebuilt from the graph. idgraph is the
-//! only writer of its graph (one resolver thread), which is what keeps the mirror exact.
-//!
-//! `neo4rs` is async; this store owns a small tokio runtime and every call waits for its
-//! future with a deadline (`graph.bolt.timeout_ms`), so the synchronous [`GraphStore`]
-//! trait stays the same for every backend and no call can hang. Connection failures and
-//! timeouts are [`StoreError::Unavailable`] (HTTP 503); the pool reconnects on the next
-//! call.
+//! This module holds only the statements and the row mapping: the profile cache in front
+//! of the graph and the client runtime are shared with every remote backend
+//! (`store::remote`). Connection failures and timeouts are [`StoreError::Unavailable`]
+//! (HTTP 503); the pool reconnects on the next call.
 
 mod queries;
 pub mod rows;
 pub mod schema;
 
-use std::future::Future;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::RwLock;
-use std::time::Duration;
-
 use neo4rs::{query, BoltType, ConfigBuilder, Graph, Query, Row};
 use rustc_hash::FxHashMap as HashMap;
 
-use super::rocks::RocksStore;
+use super::remote::runtime::ClientRuntime;
+use super::remote::RemoteGraph;
 use super::{
     Changes, Counters, Edge, GraphStore, HistoryEntry, IdentKey, MatchRecord, Node, ProfileId,
     ProfileState, StoreError, StoredEvent,
@@ -52,12 +37,8 @@ use crate::config::BoltSettings;
 use crate::model::edge_pair;
 use rows::{column, row, GoldenRow, IdentifierRow, LinkRow};
 
-/// Page size of the reads that rebuild the profile cache.
-const CACHE_PAGE: usize = 5_000;
 /// Rows per `UNWIND` statement.
 const WRITE_CHUNK: usize = 2_000;
-/// Cache metadata key holding the graph instance id the cache mirrors.
-const CACHE_INSTANCE: &str = "graph_instance";
 
 /// The accepted URI schemes (`+s`: TLS with the system's roots; `+ssc`: self-signed).
 const SCHEMES: [&str; 6] = [
@@ -69,15 +50,11 @@ const SCHEMES: [&str; 6] = [
     "neo4j+ssc",
 ];
 
-pub struct BoltStore {
+/// The graph in a Bolt server; open it behind the profile cache with
+/// `store::remote::Mirrored::open(BoltGraph::connect(..)?, data_dir)`.
+pub struct BoltGraph {
     graph: Graph,
-    rt: Option<tokio::runtime::Runtime>,
-    timeout: Duration,
-    cache: RwLock<RocksStore>,
-    cache_dir: PathBuf,
-    /// Set when a committed graph write could not be mirrored into the cache: reads then go
-    /// to the graph until the next start rebuilds the cache.
-    cache_stale: AtomicBool,
+    rt: ClientRuntime,
 }
 
 /// One write statement of a transaction; `expect` is the row count it must report.
@@ -205,7 +182,7 @@ async fn run_statement(txn: &mut neo4rs::Txn, st: Statement) -> Result<(), Store
 }
 
 /// Checks the settings and connects a client on its own small runtime.
-fn client(settings: &BoltSettings) -> Result<(tokio::runtime::Runtime, Graph), StoreError> {
+fn client(settings: &BoltSettings) -> Result<(ClientRuntime, Graph), StoreError> {
     let scheme = settings.uri.split("://").next().unwrap_or_default();
     if !settings.uri.contains("://") || !SCHEMES.contains(&scheme) {
         return Err(StoreError::Engine(format!(
@@ -237,216 +214,28 @@ fn client(settings: &BoltSettings) -> Result<(tokio::runtime::Runtime, Graph), S
         .fetch_size(1_000)
         .build()
         .map_err(|e| StoreError::Engine(format!("graph.bolt settings: {e}")))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("idgraph-bolt")
-        .enable_all()
-        .build()
-        .map_err(|e| StoreError::Engine(format!("cannot start the Bolt client: {e}")))?;
-    let graph = rt
-        .block_on(Graph::connect(config))
-        .map_err(|e| classify("connect", e))?;
+    let rt = ClientRuntime::new("idgraph-bolt", settings.timeout_ms)?;
+    let graph = rt.call("connect", async move {
+        Graph::connect(config)
+            .await
+            .map_err(|e| classify("connect", e))
+    })?;
     Ok((rt, graph))
 }
 
-impl BoltStore {
-    /// Connects to the graph database and opens (or rebuilds) the profile cache in
-    /// `data_dir`.
-    pub fn connect(settings: &BoltSettings, data_dir: &Path) -> Result<BoltStore, StoreError> {
+impl BoltGraph {
+    /// Checks the settings and connects to the graph database.
+    pub fn connect(settings: &BoltSettings) -> Result<BoltGraph, StoreError> {
         let (rt, graph) = client(settings)?;
-        let cache_dir = data_dir.join("graph-cache");
-        let cache = RocksStore::open(&cache_dir)?;
-        let store = BoltStore {
-            graph,
-            rt: Some(rt),
-            timeout: Duration::from_millis(settings.timeout_ms.max(1)),
-            cache: RwLock::new(cache),
-            cache_dir,
-            cache_stale: AtomicBool::new(false),
-        };
-        store.sync_cache()?;
-        Ok(store)
-    }
-
-    /// Runs `fut` on the client runtime and waits for it, at most the configured timeout.
-    fn call<T: Send + 'static>(
-        &self,
-        what: &'static str,
-        fut: impl Future<Output = Result<T, StoreError>> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let Some(rt) = &self.rt else {
-            return Err(StoreError::Unavailable(
-                "the graph client is shut down".into(),
-            ));
-        };
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let timeout = self.timeout;
-        rt.spawn(async move {
-            let result = tokio::time::timeout(timeout, fut).await;
-            let _ = tx.send(result);
-        });
-        match rx.recv() {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(StoreError::Unavailable(format!(
-                "{what}: no answer from the graph database within {} ms",
-                timeout.as_millis()
-            ))),
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "{what}: the graph client stopped"
-            ))),
-        }
+        Ok(BoltGraph { graph, rt })
     }
 
     fn rows(&self, what: &'static str, q: Query) -> Result<Vec<Row>, StoreError> {
-        self.call(what, fetch(self.graph.clone(), what, q))
+        self.rt.call(what, fetch(self.graph.clone(), what, q))
     }
 
     fn first(&self, what: &'static str, q: Query) -> Result<Option<Row>, StoreError> {
         Ok(self.rows(what, q)?.into_iter().next())
-    }
-
-    fn cache(&self) -> Result<std::sync::RwLockReadGuard<'_, RocksStore>, StoreError> {
-        self.cache
-            .read()
-            .map_err(|_| StoreError::Engine("profile cache lock poisoned".into()))
-    }
-
-    fn use_cache(&self) -> bool {
-        !self.cache_stale.load(Ordering::Acquire)
-    }
-
-    /// The graph's instance id, created on first use.
-    ///
-    /// This is the first call at start-up. It runs in an explicit transaction, which the
-    /// driver does not retry, so a refused certificate or password is reported as such at
-    /// once instead of being retried until the deadline.
-    fn instance(&self) -> Result<String, StoreError> {
-        let fresh = format!("g_{:016x}", rand::random::<u64>());
-        let graph = self.graph.clone();
-        self.call("connect", async move {
-            let fail = |e| classify("connect", e);
-            let mut txn = graph.start_txn().await.map_err(fail)?;
-            let mut stream = txn
-                .execute(query(queries::CREATE_INSTANCE).param("id", fresh))
-                .await
-                .map_err(fail)?;
-            let mut id = None;
-            while let Some(r) = stream.next(txn.handle()).await.map_err(fail)? {
-                id = Some(column::<String>("instance", &r, "id")?);
-            }
-            txn.commit().await.map_err(fail)?;
-            id.ok_or_else(|| StoreError::Engine("the graph did not return its instance id".into()))
-        })
-    }
-
-    /// Checks the cache mirrors this graph at its current commit, rebuilds it otherwise.
-    fn sync_cache(&self) -> Result<(), StoreError> {
-        let instance = self.instance()?;
-        let graph_counters = self.graph_counters()?;
-        let (cached_instance, cached_counters) = {
-            let cache = self.cache()?;
-            (cache.meta(CACHE_INSTANCE)?, cache.counters()?)
-        };
-        if cached_instance.as_deref() == Some(instance.as_bytes())
-            && cached_counters == graph_counters
-        {
-            tracing::info!(
-                commit_seq = graph_counters.commit_seq,
-                "profile cache is current"
-            );
-            return Ok(());
-        }
-        let started = std::time::Instant::now();
-        let mut cache = self
-            .cache
-            .write()
-            .map_err(|_| StoreError::Engine("profile cache lock poisoned".into()))?;
-        // Reopen on an empty directory: the old content is dropped with the old handle.
-        let placeholder_dir = self.cache_dir.with_extension("rebuilding");
-        let _ = std::fs::remove_dir_all(&placeholder_dir);
-        let placeholder = RocksStore::open(&placeholder_dir)?;
-        drop(std::mem::replace(&mut *cache, placeholder));
-        std::fs::remove_dir_all(&self.cache_dir).map_err(|e| {
-            StoreError::Engine(format!("cannot clear {}: {e}", self.cache_dir.display()))
-        })?;
-        *cache = RocksStore::open(&self.cache_dir)?;
-        let _ = std::fs::remove_dir_all(&placeholder_dir);
-        let counts = self.fill_cache(&cache, graph_counters)?;
-        cache.put_meta(CACHE_INSTANCE, instance.as_bytes())?;
-        tracing::warn!(
-            identifiers = counts.0,
-            profiles = counts.1,
-            seconds = started.elapsed().as_secs_f64(),
-            "profile cache rebuilt from the graph database"
-        );
-        Ok(())
-    }
-
-    fn fill_cache(
-        &self,
-        cache: &RocksStore,
-        counters: Counters,
-    ) -> Result<(usize, usize), StoreError> {
-        let (mut identifiers, mut profiles) = (0, 0);
-        let mut after = String::new();
-        loop {
-            let page = self.rows(
-                "identifiers_after",
-                query(queries::IDENTIFIERS_AFTER)
-                    .param("after", after.as_str())
-                    .param("limit", rows::limit(CACHE_PAGE)),
-            )?;
-            let mut ch = Changes::default();
-            for r in &page {
-                let node = row::<IdentifierRow>("identifier", r)?.into_node();
-                after = node.key().into_string();
-                ch.nodes.insert(node.key(), Some(node));
-            }
-            identifiers += ch.nodes.len();
-            cache.apply(&ch)?;
-            if page.len() < CACHE_PAGE {
-                break;
-            }
-        }
-        let mut after = String::new();
-        loop {
-            let page = self.graph_goldens_after(&after, CACHE_PAGE)?;
-            let mut ch = Changes::default();
-            for (id, raw) in &page {
-                after = id.to_string();
-                ch.goldens.insert(id.clone(), Some(raw.clone()));
-            }
-            profiles += ch.goldens.len();
-            cache.apply(&ch)?;
-            if page.len() < CACHE_PAGE {
-                break;
-            }
-        }
-        let mut after = String::new();
-        loop {
-            let page = self.rows(
-                "aliases_after",
-                query(queries::ALIASES_AFTER)
-                    .param("after", after.as_str())
-                    .param("limit", rows::limit(CACHE_PAGE)),
-            )?;
-            let mut ch = Changes::default();
-            for r in &page {
-                let id: ProfileId = column("alias", r, "id")?;
-                let survivor: ProfileId = column("alias", r, "survivor")?;
-                after = id.to_string();
-                ch.aliases.insert(id, survivor);
-            }
-            cache.apply(&ch)?;
-            if page.len() < CACHE_PAGE {
-                break;
-            }
-        }
-        cache.apply(&Changes {
-            counters: Some(counters),
-            ..Changes::default()
-        })?;
-        Ok((identifiers, profiles))
     }
 
     fn graph_counters(&self) -> Result<Counters, StoreError> {
@@ -770,18 +559,6 @@ impl BoltStore {
         }
         Ok(out)
     }
-
-    /// What the cache mirrors of a committed unit of change.
-    fn cache_changes(changes: &Changes) -> Changes {
-        Changes {
-            nodes: changes.nodes.clone(),
-            goldens: changes.goldens.clone(),
-            aliases: changes.aliases.clone(),
-            delete_aliases: changes.delete_aliases.clone(),
-            counters: changes.counters,
-            ..Changes::default()
-        }
-    }
 }
 
 /// Index rows `(key, member, present?)` apply in order: the pairs whose last state is
@@ -821,16 +598,61 @@ fn split<K, V>(
     Ok((writes, deletes))
 }
 
-impl Drop for BoltStore {
-    fn drop(&mut self) {
-        // Never blocks, so the store may be dropped anywhere, even inside async code.
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
-        }
+impl RemoteGraph for BoltGraph {
+    /// The graph's instance id, created on first use.
+    ///
+    /// This is the first call at start-up. It runs in an explicit transaction, which the
+    /// driver does not retry, so a refused certificate or password is reported as such at
+    /// once instead of being retried until the deadline.
+    fn instance(&self, fresh: &str) -> Result<String, StoreError> {
+        let fresh = fresh.to_owned();
+        let graph = self.graph.clone();
+        self.rt.call("connect", async move {
+            let fail = |e| classify("connect", e);
+            let mut txn = graph.start_txn().await.map_err(fail)?;
+            let mut stream = txn
+                .execute(query(queries::CREATE_INSTANCE).param("id", fresh))
+                .await
+                .map_err(fail)?;
+            let mut id = None;
+            while let Some(r) = stream.next(txn.handle()).await.map_err(fail)? {
+                id = Some(column::<String>("instance", &r, "id")?);
+            }
+            txn.commit().await.map_err(fail)?;
+            id.ok_or_else(|| StoreError::Engine("the graph did not return its instance id".into()))
+        })
+    }
+
+    fn identifiers_after(&self, after: &str, limit: usize) -> Result<Vec<Node>, StoreError> {
+        let page = self.rows(
+            "identifiers_after",
+            query(queries::IDENTIFIERS_AFTER)
+                .param("after", after)
+                .param("limit", rows::limit(limit)),
+        )?;
+        page.iter()
+            .map(|r| Ok(row::<IdentifierRow>("identifier", r)?.into_node()))
+            .collect()
+    }
+
+    fn aliases_after(
+        &self,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<(ProfileId, ProfileId)>, StoreError> {
+        let page = self.rows(
+            "aliases_after",
+            query(queries::ALIASES_AFTER)
+                .param("after", after)
+                .param("limit", rows::limit(limit)),
+        )?;
+        page.iter()
+            .map(|r| Ok((column("alias", r, "id")?, column("alias", r, "survivor")?)))
+            .collect()
     }
 }
 
-impl GraphStore for BoltStore {
+impl GraphStore for BoltGraph {
     fn node(&self, key: &IdentKey) -> Result<Option<Node>, StoreError> {
         let Some(r) = self.first(
             "get_identifier",
@@ -902,13 +724,6 @@ impl GraphStore for BoltStore {
         Ok(out)
     }
 
-    fn profile_of(&self, key: &IdentKey) -> Result<Option<ProfileId>, StoreError> {
-        if self.use_cache() {
-            return Ok(self.cache()?.node(key)?.map(|n| n.profile_id));
-        }
-        Ok(self.node(key)?.map(|n| n.profile_id))
-    }
-
     fn edge(&self, a: &IdentKey, b: &IdentKey) -> Result<Option<Edge>, StoreError> {
         let (a, b) = edge_pair(a, b);
         let Some(r) = self.first(
@@ -950,9 +765,6 @@ impl GraphStore for BoltStore {
     }
 
     fn golden(&self, id: &ProfileId) -> Result<Option<Vec<u8>>, StoreError> {
-        if self.use_cache() {
-            return self.cache()?.golden(id);
-        }
         let Some(r) = self.first(
             "get_golden",
             query(queries::GET_GOLDEN).param("id", id.as_str()),
@@ -964,9 +776,6 @@ impl GraphStore for BoltStore {
     }
 
     fn alias(&self, id: &ProfileId) -> Result<Option<ProfileId>, StoreError> {
-        if self.use_cache() {
-            return self.cache()?.alias(id);
-        }
         let Some(r) = self.first(
             "get_alias",
             query(queries::GET_ALIAS).param("id", id.as_str()),
@@ -1034,9 +843,6 @@ impl GraphStore for BoltStore {
         after: Option<&ProfileId>,
         limit: usize,
     ) -> Result<Vec<(ProfileId, Vec<u8>)>, StoreError> {
-        if self.use_cache() {
-            return self.cache()?.goldens_after(after, limit);
-        }
         self.graph_goldens_after(after.map(ProfileId::as_str).unwrap_or(""), limit)
     }
 
@@ -1096,29 +902,13 @@ impl GraphStore for BoltStore {
             .collect()
     }
 
-    /// Compacts the profile cache (the graph database manages its own storage).
-    fn compact(&self) -> Result<(), StoreError> {
-        self.cache()?.compact()
-    }
-
     fn apply(&self, changes: &Changes) -> Result<(), StoreError> {
         if changes.is_empty() {
             return Ok(());
         }
-        let statements = BoltStore::statements(changes)?;
-        self.call("write", transact(self.graph.clone(), statements))?;
-        // The graph has the write; now the cache must follow it.
-        let mirrored = self
-            .cache()
-            .and_then(|c| c.apply(&BoltStore::cache_changes(changes)));
-        if let Err(e) = mirrored {
-            self.cache_stale.store(true, Ordering::Release);
-            tracing::error!(error = %e, "profile cache write failed; reads use the graph until restart");
-            if let Ok(cache) = self.cache() {
-                let _ = cache.put_meta(CACHE_INSTANCE, b"");
-            }
-        }
-        Ok(())
+        let statements = BoltGraph::statements(changes)?;
+        self.rt
+            .call("write", transact(self.graph.clone(), statements))
     }
 }
 

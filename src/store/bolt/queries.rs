@@ -8,7 +8,7 @@ macro_rules! statement {
     };
 }
 
-// Writes (batched, `UNWIND $rows`), in the order `BoltStore::apply` sends them.
+// Writes (batched, `UNWIND $rows`), in the order `BoltGraph::apply` sends them.
 statement!(UPSERT_IDENTIFIERS, "upsert_identifiers.cypher");
 statement!(UPSERT_PROFILES, "upsert_profiles.cypher");
 statement!(SET_GOLDENS, "set_goldens.cypher");

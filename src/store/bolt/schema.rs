@@ -4,8 +4,6 @@
 
 use neo4rs::query;
 
-use std::time::Duration;
-
 use super::{classify, client};
 use crate::config::{BoltSettings, GraphFlavour};
 use crate::store::StoreError;
@@ -51,24 +49,18 @@ pub fn apply(settings: &BoltSettings) -> Result<usize, StoreError> {
         return Ok(0);
     }
     let (rt, graph) = client(settings)?;
-    let timeout = Duration::from_millis(settings.timeout_ms.max(1));
-    let result = rt.block_on(async {
-        for text in &list {
-            match tokio::time::timeout(timeout, graph.run(query(text))).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(classify("schema", e)),
-                Err(_) => {
-                    return Err(StoreError::Unavailable(format!(
-                        "schema: no answer within {} ms",
-                        timeout.as_millis()
-                    )))
-                }
-            }
-        }
-        Ok(list.len())
-    });
-    rt.shutdown_background();
-    result
+    // One statement at a time, each with the call deadline.
+    for text in &list {
+        let graph = graph.clone();
+        let text = text.clone();
+        rt.call("schema", async move {
+            graph
+                .run(query(&text))
+                .await
+                .map_err(|e| classify("schema", e))
+        })?;
+    }
+    Ok(list.len())
 }
 
 #[cfg(test)]

@@ -1,0 +1,709 @@
+//! The graph-store contract, tested on the `GraphStore` trait itself (not through the
+//! engine): every read returns what `apply` wrote, deletions delete, reads keep their
+//! order and limits, applying the same changes twice is harmless, and batch reads agree
+//! with point reads. Written once and run on every implementation: the in-memory
+//! reference store, the same behind the remote profile cache, the embedded RocksDB store,
+//! and the remote backends against real servers, both bare and behind their cache.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use serde_json::json;
+
+use idgraph::engine::Engine;
+use idgraph::model::codec::golden_cache_value;
+use idgraph::model::{
+    Attributes, Counters, Edge, EdgeStatus, FieldContribution, HistoryEntry, HistoryKind, IdentKey,
+    MatchRecord, Node, Observation, ProbableLink, ProfileId, ProfileState, StoredEvent, TraitStats,
+};
+use idgraph::store::bolt::BoltGraph;
+use idgraph::store::memory::MemoryStore;
+use idgraph::store::remote::{Mirrored, RemoteGraph};
+use idgraph::store::{Changes, GraphStore};
+
+use crate::conformance::{Backend, Instance};
+
+/// Which implementation a contract test runs on.
+#[derive(Clone, Copy, Debug)]
+pub enum Subject {
+    Memory,
+    /// The in-memory store behind the remote backends' profile cache.
+    MirroredMemory,
+    Embedded,
+    /// A remote backend on its real server, as the engine opens it (behind the cache).
+    Remote(Backend),
+    /// A remote backend on its real server, bare: every read is a query.
+    Bare(Backend),
+}
+
+/// A store under test and what must live as long as it (directories, server turns).
+pub struct Opened {
+    pub store: Arc<dyn GraphStore>,
+    _hold: Option<Instance>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub fn open(subject: Subject) -> Opened {
+    match subject {
+        Subject::Memory => Opened {
+            store: Arc::new(MemoryStore::new()),
+            _hold: None,
+            _dir: None,
+        },
+        Subject::MirroredMemory => {
+            let dir = tempfile::tempdir().expect("temporary directory");
+            let store = Mirrored::open(MemoryStore::new(), dir.path()).expect("open the cache");
+            Opened {
+                store: Arc::new(store),
+                _hold: None,
+                _dir: Some(dir),
+            }
+        }
+        Subject::Embedded => {
+            let inst = Instance::new(Backend::Embedded);
+            Opened {
+                store: Engine::open_store(&inst.settings).expect("open the store"),
+                _hold: Some(inst),
+                _dir: None,
+            }
+        }
+        Subject::Remote(backend) => {
+            let inst = Instance::new(backend);
+            Opened {
+                store: Engine::open_store(&inst.settings).expect("open the store"),
+                _hold: Some(inst),
+                _dir: None,
+            }
+        }
+        Subject::Bare(backend) => {
+            let inst = Instance::new(backend);
+            let graph = BoltGraph::connect(&inst.settings.graph.bolt).expect("connect");
+            Opened {
+                store: Arc::new(graph),
+                _hold: Some(inst),
+                _dir: None,
+            }
+        }
+    }
+}
+
+/// A remote graph under test, bare (for the `RemoteGraph` part of the contract).
+fn open_remote(subject: Subject) -> (Box<dyn RemoteGraph>, Option<Instance>) {
+    match subject {
+        Subject::Memory | Subject::MirroredMemory => (Box::new(MemoryStore::new()), None),
+        Subject::Embedded => unreachable!("the embedded store is not a remote graph"),
+        Subject::Remote(backend) | Subject::Bare(backend) => {
+            let inst = Instance::new(backend);
+            let graph = BoltGraph::connect(&inst.settings.graph.bolt).expect("connect");
+            (Box::new(graph), Some(inst))
+        }
+    }
+}
+
+fn key(kind: &str, value: &str) -> IdentKey {
+    IdentKey::new(kind, value)
+}
+
+fn pid(id: &str) -> ProfileId {
+    ProfileId::from(id)
+}
+
+/// Values that break naive query building: quotes of every kind, backslashes, newlines,
+/// braces and brackets, non-ASCII letters.
+const AWKWARD: &str = "o'brien \"q\" `b` \\ {x} [y] $p\nzoë 李";
+
+fn node(kind: &str, value: &str, profile: &str, seen: i64) -> Node {
+    Node {
+        kind: kind.to_owned(),
+        value: value.to_owned(),
+        profile_id: pid(profile),
+        first_seen: seen,
+        last_seen: seen + 10,
+        sources: BTreeSet::from(["web".to_owned(), "crm".to_owned()]),
+        event_count: 3,
+        platform: (kind == "device_id").then(|| "ios".to_owned()),
+    }
+}
+
+fn edge(a: &IdentKey, b: &IdentKey, status: EdgeStatus, probable: bool) -> Edge {
+    let (a, b) = idgraph::model::edge_pair(a, b);
+    Edge {
+        a,
+        b,
+        status,
+        sources: BTreeSet::from(["web".to_owned()]),
+        count: 2,
+        first_seen: 100,
+        last_seen: 200,
+        event_ids: vec!["e1".to_owned(), "e2".to_owned()],
+        probable: probable.then(|| ProbableLink {
+            probability: 0.97,
+            weight: 11.5,
+            fields: vec![FieldContribution {
+                field: "first_name".to_owned(),
+                level: 0,
+                weight: 4.25,
+            }],
+            cluster_probability: 0.95,
+        }),
+    }
+}
+
+fn profile(id: &str, seq: u64, identifiers: &[&IdentKey]) -> ProfileState {
+    let mut p = ProfileState::new(pid(id), seq, 100);
+    for k in identifiers {
+        p.insert_identifier(k.kind(), k.value());
+    }
+    p.event_count = 2;
+    p.sources.insert("web".to_owned());
+    p.address_key = Some("1 main st|02139|US".to_owned());
+    p.traits = TraitStats(BTreeMap::from([(
+        "first_name".to_owned(),
+        vec![Observation {
+            value: json!(AWKWARD),
+            count: 1,
+            last_seen: 100,
+            sources: BTreeSet::from(["web".to_owned()]),
+        }],
+    )]));
+    p
+}
+
+fn golden(id: &str, name: &str) -> Vec<u8> {
+    let body = json!({"profile_id": id, "traits": {"first_name": name}});
+    golden_cache_value(0, body.to_string().as_bytes())
+}
+
+fn stored_event(id: &str, seq: u64, identifiers: &[&IdentKey]) -> StoredEvent {
+    StoredEvent {
+        event_id: id.to_owned(),
+        seq,
+        source: "web".to_owned(),
+        event_type: "identify".to_owned(),
+        timestamp: 1_000 + seq as i64,
+        received_at: 2_000 + seq as i64,
+        identifiers: identifiers.iter().map(|k| (*k).clone()).collect(),
+        traits: BTreeMap::from([("first_name".to_owned(), json!(AWKWARD))]),
+        properties: serde_json::Map::from_iter([("amount".to_owned(), json!(12.5))]),
+    }
+}
+
+fn history(
+    seq: u64,
+    kind: HistoryKind,
+    profiles: &[&str],
+    identifiers: &[&IdentKey],
+) -> HistoryEntry {
+    HistoryEntry {
+        seq,
+        at: 100 + seq as i64,
+        kind,
+        profiles: profiles.iter().map(|p| pid(p)).collect(),
+        survivor: profiles.first().map(|p| pid(p)),
+        absorbed: profiles.iter().skip(1).map(|p| pid(p)).collect(),
+        event_id: Some(format!("e{seq}")),
+        rule: "shared_identifier".to_owned(),
+        identifiers: identifiers.iter().map(|k| (*k).clone()).collect(),
+        detail: Some(AWKWARD.to_owned()),
+    }
+}
+
+fn match_record(name: &str, keys: &[&str]) -> MatchRecord {
+    MatchRecord {
+        attributes: Attributes {
+            first_name: Some(name.to_owned()),
+            last_name: Some("smith".to_owned()),
+            birth_date: chrono::NaiveDate::from_ymd_opt(1980, 2, 29),
+            ..Attributes::default()
+        },
+        keys: keys.iter().map(|k| (*k).to_owned()).collect(),
+    }
+}
+
+/// The graph of two people the tests write: Ann (p1: email, phone, device; an active
+/// link and a probable one) and Bob (p2: email, customer id; refused link to Ann's
+/// device), Ann's absorbed profile p0, events, indexes, history, suppression, counters.
+struct Fixture {
+    ann_email: IdentKey,
+    ann_phone: IdentKey,
+    device: IdentKey,
+    bob_email: IdentKey,
+    bob_customer: IdentKey,
+    changes: Changes,
+}
+
+fn fixture() -> Fixture {
+    let ann_email = key("email", "ann@example.com");
+    let ann_phone = key("phone", "+14155550100");
+    let device = key("device_id", AWKWARD);
+    let bob_email = key("email", "bob@example.com");
+    let bob_customer = key("customer_id", "C-1");
+    let mut ch = Changes::default();
+    for (k, p) in [
+        (&ann_email, "p1"),
+        (&ann_phone, "p1"),
+        (&device, "p1"),
+        (&bob_email, "p2"),
+        (&bob_customer, "p2"),
+    ] {
+        ch.nodes
+            .insert(k.clone(), Some(node(k.kind(), k.value(), p, 50)));
+    }
+    for (a, b, status, probable) in [
+        (&ann_email, &ann_phone, EdgeStatus::Active, false),
+        (&ann_email, &device, EdgeStatus::Active, true),
+        (
+            &bob_email,
+            &device,
+            EdgeStatus::Refused {
+                rule: "device_limit".to_owned(),
+            },
+            false,
+        ),
+        (&bob_email, &bob_customer, EdgeStatus::Active, false),
+    ] {
+        let e = edge(a, b, status, probable);
+        ch.edges.insert((e.a.clone(), e.b.clone()), Some(e));
+    }
+    ch.profiles.insert(
+        pid("p1"),
+        Some(profile("p1", 1, &[&ann_email, &ann_phone, &device])),
+    );
+    ch.profiles.insert(
+        pid("p2"),
+        Some(profile("p2", 2, &[&bob_email, &bob_customer])),
+    );
+    ch.goldens.insert(pid("p1"), Some(golden("p1", AWKWARD)));
+    ch.goldens.insert(pid("p2"), Some(golden("p2", "Bob")));
+    ch.aliases.insert(pid("p0"), pid("p1"));
+    // Events and their index rows, written out of sequence order on purpose.
+    for (id, seq, keys) in [
+        ("e3", 3, vec![&ann_email]),
+        ("e1", 1, vec![&ann_email, &ann_phone]),
+        ("e2", 2, vec![&ann_email, &device, &bob_email]),
+    ] {
+        ch.events.push(stored_event(id, seq, &keys));
+        for k in keys {
+            ch.event_index.push((k.clone(), seq, id.to_owned()));
+        }
+    }
+    ch.address_index
+        .push(("1 main st|02139|US".to_owned(), pid("p2"), true));
+    ch.address_index
+        .push(("1 main st|02139|US".to_owned(), pid("p1"), true));
+    ch.match_records.insert(
+        ann_email.clone(),
+        Some(match_record(AWKWARD, &["S530|1980", "ann"])),
+    );
+    ch.match_records
+        .insert(bob_email.clone(), Some(match_record("bob", &["S530|1980"])));
+    ch.match_index
+        .push(("S530|1980".to_owned(), bob_email.clone(), true));
+    ch.match_index
+        .push(("S530|1980".to_owned(), ann_email.clone(), true));
+    ch.match_index
+        .push(("ann".to_owned(), ann_email.clone(), true));
+    ch.history.push(history(
+        2,
+        HistoryKind::Merged,
+        &["p1", "p0"],
+        &[&ann_email],
+    ));
+    ch.history
+        .push(history(1, HistoryKind::Created, &["p1"], &[&ann_email]));
+    ch.history
+        .push(history(3, HistoryKind::Conflict, &["p2", "p1"], &[&device]));
+    ch.suppression.push(("h-erased".to_owned(), true));
+    ch.counters = Some(Counters {
+        profile_seq: 2,
+        event_seq: 3,
+        commit_seq: 1,
+        history_seq: 3,
+        suppressed: 1,
+    });
+    Fixture {
+        ann_email,
+        ann_phone,
+        device,
+        bob_email,
+        bob_customer,
+        changes: ch,
+    }
+}
+
+fn ids(list: &[ProfileId]) -> Vec<&str> {
+    list.iter().map(ProfileId::as_str).collect()
+}
+
+/// Everything the fixture wrote reads back as written, by point and by batch reads.
+pub fn round_trip(subject: Subject) {
+    let opened = open(subject);
+    let s = opened.store.as_ref();
+    let f = fixture();
+    // Empty first.
+    assert_eq!(s.node(&f.ann_email).expect("node"), None);
+    assert_eq!(s.counters().expect("counters"), Counters::default());
+    assert!(s.goldens_after(None, 10).expect("goldens").is_empty());
+    assert!(!s.is_suppressed("h-erased").expect("suppressed"));
+
+    s.apply(&f.changes).expect("apply");
+
+    for (k, written) in &f.changes.nodes {
+        let read = s.node(k).expect("node").expect("node is stored");
+        assert_eq!(Some(&read), written.as_ref(), "node {k}");
+        assert_eq!(read.key(), *k);
+        assert_eq!(
+            s.profile_of(k).expect("profile_of"),
+            Some(read.profile_id.clone())
+        );
+    }
+    for ((a, b), written) in &f.changes.edges {
+        // Either endpoint order finds the same edge.
+        assert_eq!(s.edge(a, b).expect("edge").as_ref(), written.as_ref());
+        assert_eq!(s.edge(b, a).expect("edge").as_ref(), written.as_ref());
+    }
+    for (id, written) in &f.changes.profiles {
+        assert_eq!(s.profile(id).expect("profile").as_ref(), written.as_ref());
+    }
+    for (id, written) in &f.changes.goldens {
+        assert_eq!(s.golden(id).expect("golden").as_ref(), written.as_ref());
+    }
+    assert_eq!(s.alias(&pid("p0")).expect("alias"), Some(pid("p1")));
+    assert_eq!(s.alias(&pid("p1")).expect("alias"), None);
+    for e in &f.changes.events {
+        assert_eq!(s.event(&e.event_id).expect("event").as_ref(), Some(e));
+    }
+    assert_eq!(s.event("nope").expect("event"), None);
+    for (k, written) in &f.changes.match_records {
+        assert_eq!(
+            s.match_record(k).expect("match record").as_ref(),
+            written.as_ref()
+        );
+    }
+    assert!(s.is_suppressed("h-erased").expect("suppressed"));
+    assert!(!s.is_suppressed("h-other").expect("suppressed"));
+    assert_eq!(
+        s.counters().expect("counters"),
+        f.changes.counters.expect("set")
+    );
+
+    // Batch reads agree with point reads, in the order asked, absent ones included.
+    let missing = key("email", "nobody@example.com");
+    let keys = vec![f.device.clone(), missing.clone(), f.ann_email.clone()];
+    let nodes = s.nodes(&keys).expect("nodes");
+    let point: Vec<Option<Node>> = keys.iter().map(|k| s.node(k).expect("node")).collect();
+    assert_eq!(nodes, point);
+    assert!(nodes[1].is_none() && nodes[0].is_some());
+    let pairs = vec![
+        (f.device.clone(), f.ann_email.clone()),
+        (f.ann_phone.clone(), missing.clone()),
+        (f.bob_customer.clone(), f.bob_email.clone()),
+    ];
+    let edges = s.edges(&pairs).expect("edges");
+    assert!(edges[1].is_none());
+    for ((a, b), e) in pairs.iter().zip(&edges) {
+        assert_eq!(e, &s.edge(a, b).expect("edge"));
+    }
+    let profiles = s
+        .profiles(&[pid("p2"), pid("p9"), pid("p1")])
+        .expect("profiles");
+    assert_eq!(profiles[0].as_ref().map(|p| p.id.as_str()), Some("p2"));
+    assert!(profiles[1].is_none());
+    assert_eq!(profiles[2].as_ref().map(|p| p.id.as_str()), Some("p1"));
+    let goldens = s.goldens(&[pid("p9"), pid("p1")]).expect("goldens");
+    assert_eq!(goldens, vec![None, s.golden(&pid("p1")).expect("golden")]);
+    let stored = s
+        .stored_events(&["e2".to_owned(), "e9".to_owned(), "e1".to_owned()])
+        .expect("stored events");
+    assert_eq!(
+        stored.into_iter().collect::<BTreeSet<_>>(),
+        BTreeSet::from(["e1".to_owned(), "e2".to_owned()])
+    );
+}
+
+/// Scans come back in key or sequence order, limits are honoured, pages cover everything
+/// exactly once.
+pub fn order_and_limits(subject: Subject) {
+    let opened = open(subject);
+    let s = opened.store.as_ref();
+    let f = fixture();
+    s.apply(&f.changes).expect("apply");
+
+    assert_eq!(
+        s.event_ids_of(&f.ann_email, 10).expect("event ids"),
+        vec!["e1", "e2", "e3"],
+        "oldest first"
+    );
+    assert_eq!(
+        s.event_ids_of(&f.ann_email, 2).expect("event ids"),
+        vec!["e1", "e2"]
+    );
+    assert_eq!(
+        s.event_ids_of(&f.bob_customer, 10).expect("event ids"),
+        Vec::<String>::new()
+    );
+
+    let seqs = |id: &str, limit| -> Vec<u64> {
+        s.history(&pid(id), limit)
+            .expect("history")
+            .iter()
+            .map(|h| h.seq)
+            .collect()
+    };
+    assert_eq!(
+        seqs("p1", 10),
+        vec![1, 2, 3],
+        "oldest first, under every profile"
+    );
+    assert_eq!(seqs("p1", 2), vec![1, 2]);
+    assert_eq!(seqs("p0", 10), vec![2]);
+    assert_eq!(seqs("p2", 10), vec![3]);
+    let entry = &s.history(&pid("p2"), 1).expect("history")[0];
+    assert_eq!(entry, &f.changes.history[2], "history entries round-trip");
+
+    let mut around_ann: Vec<Edge> = s.edges_of(&f.ann_email, 10).expect("edges of");
+    around_ann.sort_by(|x, y| (&x.a, &x.b).cmp(&(&y.a, &y.b)));
+    let mut expected: Vec<Edge> = f
+        .changes
+        .edges
+        .values()
+        .flatten()
+        .filter(|e| e.a == f.ann_email || e.b == f.ann_email)
+        .cloned()
+        .collect();
+    expected.sort_by(|x, y| (&x.a, &x.b).cmp(&(&y.a, &y.b)));
+    assert_eq!(around_ann, expected);
+    assert_eq!(
+        s.edges_of(&f.device, 10).expect("edges of").len(),
+        2,
+        "refused edges too"
+    );
+    assert_eq!(s.edges_of(&f.device, 1).expect("edges of").len(), 1);
+
+    let mut at = s
+        .profiles_at_address("1 main st|02139|US", 10)
+        .expect("address");
+    at.sort();
+    assert_eq!(ids(&at), vec!["p1", "p2"]);
+    assert_eq!(
+        s.profiles_at_address("1 main st|02139|US", 1)
+            .expect("address")
+            .len(),
+        1
+    );
+    assert!(s
+        .profiles_at_address("2 main st|02139|US", 10)
+        .expect("address")
+        .is_empty());
+
+    let mut candidates = s.match_candidates("S530|1980", 10).expect("candidates");
+    candidates.sort();
+    assert_eq!(candidates, vec![f.ann_email.clone(), f.bob_email.clone()]);
+    assert_eq!(
+        s.match_candidates("S530|1980", 1)
+            .expect("candidates")
+            .len(),
+        1
+    );
+
+    // Paging by one covers every golden and match record once, in key order.
+    let mut seen = Vec::new();
+    let mut after: Option<ProfileId> = None;
+    loop {
+        let page = s.goldens_after(after.as_ref(), 1).expect("goldens after");
+        let Some((id, raw)) = page.into_iter().next() else {
+            break;
+        };
+        assert_eq!(Some(&raw), f.changes.goldens[&id].as_ref());
+        seen.push(id.clone());
+        after = Some(id);
+    }
+    assert_eq!(ids(&seen), vec!["p1", "p2"]);
+    let all = s.goldens_after(None, 10).expect("goldens after");
+    assert_eq!(all.len(), 2);
+    let mut seen = Vec::new();
+    let mut after: Option<IdentKey> = None;
+    loop {
+        let page = s
+            .match_records_after(after.as_ref(), 1)
+            .expect("records after");
+        let Some((k, record)) = page.into_iter().next() else {
+            break;
+        };
+        assert_eq!(Some(&record), f.changes.match_records[&k].as_ref());
+        seen.push(k.clone());
+        after = Some(k);
+    }
+    assert_eq!(seen, vec![f.ann_email.clone(), f.bob_email.clone()]);
+}
+
+/// Deleting removes exactly what was named; deleting twice, or applying the same changes
+/// twice, is harmless.
+pub fn deletions(subject: Subject) {
+    let opened = open(subject);
+    let s = opened.store.as_ref();
+    let f = fixture();
+    s.apply(&f.changes).expect("apply");
+    s.apply(&f.changes).expect("apply again");
+    assert_eq!(
+        s.event_ids_of(&f.ann_email, 10).expect("event ids").len(),
+        3
+    );
+    assert_eq!(s.history(&pid("p1"), 10).expect("history").len(), 3);
+
+    // Erase Bob: his identifiers, links, profile, golden, events, index rows, history.
+    let mut del = Changes::default();
+    del.nodes.insert(f.bob_email.clone(), None);
+    del.nodes.insert(f.bob_customer.clone(), None);
+    for (a, b) in [(&f.bob_email, &f.device), (&f.bob_email, &f.bob_customer)] {
+        del.edges.insert(idgraph::model::edge_pair(a, b), None);
+    }
+    del.profiles.insert(pid("p2"), None);
+    del.goldens.insert(pid("p2"), None);
+    del.delete_events.push("e2".to_owned());
+    del.drop_event_index.push(f.bob_email.clone());
+    del.address_index
+        .push(("1 main st|02139|US".to_owned(), pid("p2"), false));
+    del.match_records.insert(f.bob_email.clone(), None);
+    del.match_index
+        .push(("S530|1980".to_owned(), f.bob_email.clone(), false));
+    del.delete_aliases.push(pid("p0"));
+    del.drop_history.push(pid("p2"));
+    del.history
+        .push(history(4, HistoryKind::Erased, &["p2"], &[]));
+    del.suppression.push(("h-erased".to_owned(), false));
+    del.suppression.push(("h-bob".to_owned(), true));
+    del.counters = Some(Counters {
+        commit_seq: 2,
+        history_seq: 4,
+        ..f.changes.counters.expect("set")
+    });
+    s.apply(&del).expect("delete");
+    s.apply(&del).expect("delete again");
+
+    for k in [&f.bob_email, &f.bob_customer] {
+        assert_eq!(s.node(k).expect("node"), None);
+        assert_eq!(s.profile_of(k).expect("profile_of"), None);
+        assert_eq!(s.match_record(k).expect("record"), None);
+        assert!(s.event_ids_of(k, 10).expect("event ids").is_empty());
+    }
+    assert_eq!(s.edge(&f.device, &f.bob_email).expect("edge"), None);
+    assert_eq!(s.edges_of(&f.device, 10).expect("edges of").len(), 1);
+    assert_eq!(s.profile(&pid("p2")).expect("profile"), None);
+    assert_eq!(s.golden(&pid("p2")).expect("golden"), None);
+    assert_eq!(s.event("e2").expect("event"), None);
+    assert_eq!(s.alias(&pid("p0")).expect("alias"), None);
+    assert_eq!(
+        ids(&s
+            .profiles_at_address("1 main st|02139|US", 10)
+            .expect("address")),
+        vec!["p1"]
+    );
+    assert_eq!(
+        s.match_candidates("S530|1980", 10).expect("candidates"),
+        vec![f.ann_email.clone()]
+    );
+    let p2: Vec<HistoryKind> = s
+        .history(&pid("p2"), 10)
+        .expect("history")
+        .iter()
+        .map(|h| h.kind)
+        .collect();
+    assert_eq!(
+        p2,
+        vec![HistoryKind::Erased],
+        "dropped, then the new entry written"
+    );
+    assert!(!s.is_suppressed("h-erased").expect("suppressed"));
+    assert!(s.is_suppressed("h-bob").expect("suppressed"));
+    assert_eq!(s.counters().expect("counters").commit_seq, 2);
+    assert_eq!(s.goldens_after(None, 10).expect("goldens").len(), 1);
+
+    // Ann is untouched, except that the deleted event left every index.
+    assert!(s.node(&f.ann_email).expect("node").is_some());
+    assert!(s.edge(&f.ann_email, &f.device).expect("edge").is_some());
+    assert!(s.profile(&pid("p1")).expect("profile").is_some());
+    assert_eq!(
+        s.event_ids_of(&f.ann_email, 10).expect("event ids"),
+        vec!["e1", "e3"]
+    );
+    assert!(s.event_ids_of(&f.device, 10).expect("event ids").is_empty());
+    assert_eq!(s.history(&pid("p1"), 10).expect("history").len(), 3);
+}
+
+/// A remote graph keeps one instance id, and pages through identifiers and aliases in
+/// key order (what rebuilding the profile cache reads).
+pub fn remote_paging(subject: Subject) {
+    let (g, _hold) = open_remote(subject);
+    let first = g.instance("g_first").expect("instance");
+    assert_eq!(g.instance("g_second").expect("instance"), first, "kept");
+    let f = fixture();
+    g.apply(&f.changes).expect("apply");
+    let mut more = Changes::default();
+    more.aliases.insert(pid("p5"), pid("p2"));
+    g.apply(&more).expect("apply");
+    let mut seen = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = g.identifiers_after(&after, 2).expect("identifiers after");
+        for n in &page {
+            assert_eq!(Some(n), f.changes.nodes[&n.key()].as_ref());
+            after = n.key().into_string();
+            seen.push(n.key());
+        }
+        if page.len() < 2 {
+            break;
+        }
+    }
+    let mut expected: Vec<IdentKey> = f.changes.nodes.keys().cloned().collect();
+    expected.sort();
+    assert_eq!(seen, expected);
+    let aliases = g.aliases_after("", 10).expect("aliases after");
+    assert_eq!(
+        aliases,
+        vec![(pid("p0"), pid("p1")), (pid("p5"), pid("p2"))]
+    );
+    assert_eq!(
+        g.aliases_after("p0", 10).expect("aliases after"),
+        vec![(pid("p5"), pid("p2"))]
+    );
+}
+
+macro_rules! contract {
+    ($($subject:ident => $value:expr),* $(,)?) => {
+        $(
+            mod $subject {
+                use super::*;
+                #[test] fn round_trip() { super::round_trip($value) }
+                #[test] fn order_and_limits() { super::order_and_limits($value) }
+                #[test] fn deletions() { super::deletions($value) }
+            }
+        )*
+    };
+}
+
+contract!(
+    memory => Subject::Memory,
+    mirrored_memory => Subject::MirroredMemory,
+    embedded => Subject::Embedded,
+    arcadedb => Subject::Remote(Backend::Bolt),
+    arcadedb_bare => Subject::Bare(Backend::Bolt),
+    neo4j => Subject::Remote(Backend::Neo4j),
+    neo4j_bare => Subject::Bare(Backend::Neo4j),
+);
+
+mod remote {
+    use super::*;
+    #[test]
+    fn memory() {
+        remote_paging(Subject::Memory)
+    }
+    #[test]
+    fn arcadedb() {
+        remote_paging(Subject::Bare(Backend::Bolt))
+    }
+    #[test]
+    fn neo4j() {
+        remote_paging(Subject::Bare(Backend::Neo4j))
+    }
+}
