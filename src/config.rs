@@ -69,6 +69,9 @@ pub enum GraphBackend {
     /// A graph database over Bolt/openCypher (Neo4j, Neptune, ArcadeDB); RocksDB in
     /// `storage.data_dir` is the golden-profile cache in front of it.
     Bolt,
+    /// A Gremlin server over WebSocket (Apache TinkerPop Gremlin Server, Amazon Neptune,
+    /// JanusGraph), bytecode traversals only; the same cache in front of it.
+    Gremlin,
 }
 
 /// The kind of Bolt server, for `idgraph schema apply` (constraints differ per server).
@@ -84,9 +87,37 @@ pub enum GraphFlavour {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct GraphSettings {
-    /// `embedded` (default) or `bolt`.
+    /// `embedded` (default), `bolt` or `gremlin`.
     pub store: GraphBackend,
     pub bolt: BoltSettings,
+    pub gremlin: GremlinSettings,
+}
+
+/// `[graph.gremlin]`: the Gremlin server when `graph.store = "gremlin"`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GremlinSettings {
+    /// `ws://host:8182/gremlin`, or `wss://` (TLS, certificates verified; Neptune).
+    pub uri: String,
+    /// SASL PLAIN credentials (Gremlin Server with authentication); empty: none.
+    pub user: String,
+    pub password: Secret,
+    /// Most WebSocket connections kept open to the server.
+    pub pool_size: usize,
+    /// A graph call without an answer within this time fails with 503.
+    pub timeout_ms: u64,
+}
+
+impl Default for GremlinSettings {
+    fn default() -> Self {
+        GremlinSettings {
+            uri: "ws://127.0.0.1:8182/gremlin".into(),
+            user: String::new(),
+            password: Secret::default(),
+            pool_size: 8,
+            timeout_ms: 10_000,
+        }
+    }
 }
 
 /// A secret setting: never shown by `Debug` (so never logged).

@@ -3,7 +3,8 @@
 // one graph (TinkerTransactionGraph: each request is a transaction, committed when it
 // succeeds and rolled back when it fails, as on Neptune; ids chosen by the client) bound
 // to the traversal source "g", SASL PLAIN authentication (user idgraph, the password given
-// in GREMLIN_PASSWORD). No Groovy init script: "g" is bound from Java. Prints
+// in GREMLIN_PASSWORD), GraphSON 3 and GraphBinary, requests up to 64 MiB. No init
+// script: "g" is bound from Java. Prints
 // "ready ws://..." once it serves, and shuts down on TERM. DIR is unused (TinkerGraph is
 // in memory) but kept for the shared launcher convention.
 //
@@ -13,7 +14,9 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.MessageDigest;
+import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.List;
 import java.util.Map;
 import org.apache.tinkerpop.gremlin.server.GremlinServer;
 import org.apache.tinkerpop.gremlin.server.Settings;
@@ -104,7 +107,22 @@ public class GremlinTestServer {
     settings.host = "127.0.0.1";
     settings.port = Integer.parseInt(args[0]);
     settings.graphs = new HashMap<>(Map.of("graph", graphConfig.toString()));
-    settings.scriptEngines = new HashMap<>();
+    // GraphSON 3 (what idgraph speaks) and GraphBinary, as Neptune offers.
+    Settings.SerializerSettings graphson = new Settings.SerializerSettings();
+    graphson.className = "org.apache.tinkerpop.gremlin.util.ser.GraphSONMessageSerializerV3";
+    graphson.config = new HashMap<>(Map.of(
+        "ioRegistries",
+        List.of("org.apache.tinkerpop.gremlin.tinkergraph.structure.TinkerIoRegistryV3")));
+    Settings.SerializerSettings binary = new Settings.SerializerSettings();
+    binary.className = "org.apache.tinkerpop.gremlin.util.ser.GraphBinaryMessageSerializerV1";
+    settings.serializers = new ArrayList<>(List.of(graphson, binary));
+    // A script engine only for the client's connection check (`g.inject(0)` sent as a
+    // string, which Neptune also accepts); idgraph itself sends bytecode only.
+    Settings.ScriptEngineSettings groovy = new Settings.ScriptEngineSettings();
+    groovy.plugins = new HashMap<>(Map.of(
+        "org.apache.tinkerpop.gremlin.server.jsr223.GremlinServerGremlinPlugin", new HashMap<>()));
+    settings.scriptEngines = new HashMap<>(Map.of("gremlin-groovy", groovy));
+    settings.maxContentLength = 64 * 1024 * 1024;
     settings.authentication = new Settings.AuthenticationSettings();
     settings.authentication.authenticator = PasswordAuthenticator.class.getName();
     settings.authentication.config = new HashMap<>(Map.of("user", "idgraph", "password", password));

@@ -34,6 +34,7 @@ use crate::resolve::Rules;
 use crate::search::indexer;
 use crate::search::{Opened, SearchIndex};
 use crate::store::bolt::BoltGraph;
+use crate::store::gremlin::GremlinGraph;
 use crate::store::remote::Mirrored;
 use crate::store::rocks::RocksStore;
 use crate::store::{GraphStore, IdentKey, ProfileId, StoreError};
@@ -111,6 +112,10 @@ impl Engine {
             )?),
             GraphBackend::Bolt => Arc::new(Mirrored::open(
                 BoltGraph::connect(&settings.graph.bolt)?,
+                dir,
+            )?),
+            GraphBackend::Gremlin => Arc::new(Mirrored::open(
+                GremlinGraph::connect(&settings.graph.gremlin)?,
                 dir,
             )?),
         })

@@ -10,6 +10,7 @@
 //! only; the store never interprets them beyond their keys.
 
 pub mod bolt;
+pub mod gremlin;
 pub mod layered;
 pub mod memory;
 pub mod remote;

@@ -11,7 +11,7 @@ use idgraph::engine::Engine;
 use idgraph::model::{IdentKey, ProfileId};
 use idgraph::resolve::EventOutcome;
 
-use crate::{arcadedb, neo4j as neo4j_server};
+use crate::{arcadedb, gremlin as gremlin_server, neo4j as neo4j_server};
 
 #[derive(Clone, Copy, Debug)]
 pub enum Backend {
@@ -20,6 +20,9 @@ pub enum Backend {
     Bolt,
     /// The Bolt store on a real Neo4j 5 Community server (one database, tests take turns).
     Neo4j,
+    /// The Gremlin store on a real Apache TinkerPop Gremlin Server (TinkerGraph with
+    /// transactions; one graph, tests take turns).
+    Gremlin,
 }
 
 /// A data directory (and for Bolt, a fresh database) that engines can be opened on, one
@@ -28,6 +31,7 @@ pub struct Instance {
     pub settings: Settings,
     _dir: TempDir,
     _neo4j: Option<neo4j_server::Neo4jTurn>,
+    _gremlin: Option<gremlin_server::GremlinTurn>,
 }
 
 impl Instance {
@@ -40,6 +44,7 @@ impl Instance {
         let mut settings = Settings::default();
         settings.storage.data_dir = dir.path().to_owned();
         let mut turn = None;
+        let mut gremlin_turn = None;
         match backend {
             Backend::Embedded => {}
             Backend::Bolt => {
@@ -57,8 +62,17 @@ impl Instance {
                 settings.graph.bolt.pool_size = 4;
                 turn = Some(held);
             }
+            Backend::Gremlin => {
+                let held = gremlin_server::exclusive();
+                settings.graph.store = GraphBackend::Gremlin;
+                settings.graph.gremlin.uri = held.server.uri.clone();
+                settings.graph.gremlin.user = held.server.user.clone();
+                settings.graph.gremlin.password = Secret::new(held.server.password.clone());
+                settings.graph.gremlin.pool_size = 4;
+                gremlin_turn = Some(held);
+            }
         }
-        if !matches!(backend, Backend::Embedded) {
+        if matches!(backend, Backend::Bolt | Backend::Neo4j) {
             let applied = idgraph::store::bolt::schema::apply(&settings.graph.bolt)
                 .expect("apply the graph schema");
             assert!(applied > 0);
@@ -68,6 +82,7 @@ impl Instance {
             settings,
             _dir: dir,
             _neo4j: turn,
+            _gremlin: gremlin_turn,
         }
     }
 
@@ -749,6 +764,9 @@ macro_rules! conformance {
         }
         mod neo4j {
             $( #[test] fn $name() { super::$name(super::Backend::Neo4j) } )*
+        }
+        mod gremlin {
+            $( #[test] fn $name() { super::$name(super::Backend::Gremlin) } )*
         }
     };
 }

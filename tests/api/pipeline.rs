@@ -41,6 +41,12 @@ fn concurrent_clients_end_with_the_union_find_grouping_on_neo4j() {
     concurrent_clients(Backend::Neo4j);
 }
 
+/// The same on the Gremlin store on a real Gremlin Server.
+#[test]
+fn concurrent_clients_end_with_the_union_find_grouping_on_gremlin() {
+    concurrent_clients(Backend::Gremlin);
+}
+
 fn concurrent_clients(backend: Backend) {
     const UNIVERSE: usize = 600;
     const EVENTS: usize = 2400;

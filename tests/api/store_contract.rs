@@ -3,7 +3,8 @@
 //! order and limits, applying the same changes twice is harmless, and batch reads agree
 //! with point reads. Written once and run on every implementation: the in-memory
 //! reference store, the same behind the remote profile cache, the embedded RocksDB store,
-//! and the remote backends against real servers, both bare and behind their cache.
+//! and the remote backends (Bolt on ArcadeDB and Neo4j, Gremlin on Gremlin Server) against
+//! real servers, both bare and behind their cache.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use idgraph::model::{
     MatchRecord, Node, Observation, ProbableLink, ProfileId, ProfileState, StoredEvent, TraitStats,
 };
 use idgraph::store::bolt::BoltGraph;
+use idgraph::store::gremlin::GremlinGraph;
 use idgraph::store::memory::MemoryStore;
 use idgraph::store::remote::{Mirrored, RemoteGraph};
 use idgraph::store::{Changes, GraphStore};
@@ -76,10 +78,9 @@ pub fn open(subject: Subject) -> Opened {
             }
         }
         Subject::Bare(backend) => {
-            let inst = Instance::new(backend);
-            let graph = BoltGraph::connect(&inst.settings.graph.bolt).expect("connect");
+            let (graph, inst) = bare(backend);
             Opened {
-                store: Arc::new(graph),
+                store: graph,
                 _hold: Some(inst),
                 _dir: None,
             }
@@ -94,10 +95,27 @@ fn open_remote(subject: Subject) -> (Box<dyn RemoteGraph>, Option<Instance>) {
         Subject::Embedded => unreachable!("the embedded store is not a remote graph"),
         Subject::Remote(backend) | Subject::Bare(backend) => {
             let inst = Instance::new(backend);
-            let graph = BoltGraph::connect(&inst.settings.graph.bolt).expect("connect");
-            (Box::new(graph), Some(inst))
+            let graph: Box<dyn RemoteGraph> = match backend {
+                Backend::Gremlin => {
+                    Box::new(GremlinGraph::connect(&inst.settings.graph.gremlin).expect("connect"))
+                }
+                _ => Box::new(BoltGraph::connect(&inst.settings.graph.bolt).expect("connect")),
+            };
+            (graph, Some(inst))
         }
     }
+}
+
+/// A remote backend's graph without the cache, on a fresh database of its server.
+fn bare(backend: Backend) -> (Arc<dyn GraphStore>, Instance) {
+    let inst = Instance::new(backend);
+    let graph: Arc<dyn GraphStore> = match backend {
+        Backend::Gremlin => {
+            Arc::new(GremlinGraph::connect(&inst.settings.graph.gremlin).expect("connect"))
+        }
+        _ => Arc::new(BoltGraph::connect(&inst.settings.graph.bolt).expect("connect")),
+    };
+    (graph, inst)
 }
 
 fn key(kind: &str, value: &str) -> IdentKey {
@@ -631,6 +649,61 @@ pub fn deletions(subject: Subject) {
     assert_eq!(s.history(&pid("p1"), 10).expect("history").len(), 3);
 }
 
+/// One write may remove and set again the same index rows and history entries (a split
+/// rebuilds a profile's indexes and history in the group that drops them): the last state
+/// wins, and the same write applied twice gives the same result.
+pub fn rewrites(subject: Subject) {
+    let opened = open(subject);
+    let s = opened.store.as_ref();
+    let f = fixture();
+    s.apply(&f.changes).expect("apply");
+    let address = "1 main st|02139|US".to_owned();
+    let mut ch = Changes::default();
+    ch.drop_event_index.push(f.ann_email.clone());
+    ch.event_index
+        .push((f.ann_email.clone(), 3, "e3".to_owned()));
+    ch.event_index
+        .push((f.ann_email.clone(), 1, "e1".to_owned()));
+    ch.address_index.push((address.clone(), pid("p1"), false));
+    ch.address_index.push((address.clone(), pid("p1"), true));
+    ch.address_index.push((address.clone(), pid("p2"), false));
+    ch.match_index
+        .push(("S530|1980".to_owned(), f.bob_email.clone(), false));
+    ch.match_index
+        .push(("S530|1980".to_owned(), f.bob_email.clone(), true));
+    ch.match_index
+        .push(("ann".to_owned(), f.ann_email.clone(), false));
+    ch.drop_history.push(pid("p1"));
+    ch.history
+        .push(history(2, HistoryKind::Split, &["p1"], &[&f.ann_email]));
+    for round in 0..2 {
+        s.apply(&ch)
+            .unwrap_or_else(|e| panic!("apply round {round}: {e}"));
+        assert_eq!(
+            s.event_ids_of(&f.ann_email, 10).expect("event ids"),
+            vec!["e1", "e3"]
+        );
+        assert_eq!(
+            ids(&s.profiles_at_address(&address, 10).expect("address")),
+            vec!["p1"]
+        );
+        let mut candidates = s.match_candidates("S530|1980", 10).expect("candidates");
+        candidates.sort();
+        assert_eq!(candidates, vec![f.ann_email.clone(), f.bob_email.clone()]);
+        assert!(s
+            .match_candidates("ann", 10)
+            .expect("candidates")
+            .is_empty());
+        let p1: Vec<(u64, HistoryKind)> = s
+            .history(&pid("p1"), 10)
+            .expect("history")
+            .iter()
+            .map(|h| (h.seq, h.kind))
+            .collect();
+        assert_eq!(p1, vec![(2, HistoryKind::Split)]);
+    }
+}
+
 /// A remote graph keeps one instance id, and pages through identifiers and aliases in
 /// key order (what rebuilding the profile cache reads).
 pub fn remote_paging(subject: Subject) {
@@ -677,6 +750,7 @@ macro_rules! contract {
                 #[test] fn round_trip() { super::round_trip($value) }
                 #[test] fn order_and_limits() { super::order_and_limits($value) }
                 #[test] fn deletions() { super::deletions($value) }
+                #[test] fn rewrites() { super::rewrites($value) }
             }
         )*
     };
@@ -690,6 +764,8 @@ contract!(
     arcadedb_bare => Subject::Bare(Backend::Bolt),
     neo4j => Subject::Remote(Backend::Neo4j),
     neo4j_bare => Subject::Bare(Backend::Neo4j),
+    gremlin => Subject::Remote(Backend::Gremlin),
+    gremlin_bare => Subject::Bare(Backend::Gremlin),
 );
 
 mod remote {
@@ -705,5 +781,9 @@ mod remote {
     #[test]
     fn neo4j() {
         remote_paging(Subject::Bare(Backend::Neo4j))
+    }
+    #[test]
+    fn gremlin() {
+        remote_paging(Subject::Bare(Backend::Gremlin))
     }
 }

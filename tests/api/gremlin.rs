@@ -1,0 +1,99 @@
+//! The real Apache TinkerPop Gremlin Server (TinkerGraph with transactions) the Gremlin
+//! store's conformance suite runs against.
+//!
+//! One server per test process, started on first use by the project's own script
+//! (`scripts/gremlin.sh start`: gremlin-server and tinkergraph-gremlin from Maven Central,
+//! WebSocket on a free loopback port, user `idgraph` with a fresh random password; see
+//! `jvm_server.rs`). The server holds one graph, so the tests that use it take turns:
+//! [`exclusive`] hands out the graph emptied, and holds it until the guard is dropped.
+
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use gremlin_client::aio::{AsyncTerminator, GremlinClient};
+use gremlin_client::process::traversal::{Bytecode, GraphTraversal, TraversalBuilder};
+use gremlin_client::{ConnectionOptions, GValue, GraphSON};
+
+use crate::jvm_server;
+
+static SHARED: OnceLock<Result<Server, String>> = OnceLock::new();
+static TURN: Mutex<()> = Mutex::new(());
+
+#[derive(Clone)]
+pub struct Server {
+    pub uri: String,
+    pub user: String,
+    pub password: String,
+}
+
+/// The graph of the shared server, held by one test at a time.
+pub struct GremlinTurn {
+    pub server: Server,
+    _turn: MutexGuard<'static, ()>,
+}
+
+fn start() -> Result<Server, String> {
+    let env = jvm_server::start("gremlin", "GREMLIN")?;
+    Ok(Server {
+        uri: jvm_server::var(&env, "GREMLIN_URI")?,
+        user: jvm_server::var(&env, "GREMLIN_USER")?,
+        password: jvm_server::var(&env, "GREMLIN_PASSWORD")?,
+    })
+}
+
+/// Runs one bytecode traversal of `steps` (name, string arguments) on the server.
+pub fn run(server: &Server, steps: &[(&str, &[&str])]) -> Vec<GValue> {
+    let port: u16 = server
+        .uri
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .expect("a port in the Gremlin URI");
+    let options = ConnectionOptions::builder()
+        .host("127.0.0.1")
+        .port(port)
+        .pool_size(1)
+        .serializer(GraphSON::V3)
+        .deserializer(GraphSON::V3)
+        .credentials(&server.user, &server.password)
+        .build();
+    let mut bytecode = Bytecode::new();
+    for (name, args) in steps {
+        let args = args
+            .iter()
+            .map(|a| GValue::String((*a).to_owned()))
+            .collect();
+        bytecode.add_step((*name).to_owned(), args);
+    }
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime for the Gremlin client")
+        .block_on(async {
+            let client = GremlinClient::connect(options)
+                .await
+                .expect("connect to the Gremlin test server");
+            let t: GraphTraversal<GValue, GValue, AsyncTerminator> = GraphTraversal::new(
+                AsyncTerminator::new(client),
+                TraversalBuilder::new(bytecode),
+            );
+            t.to_list()
+                .await
+                .expect("run a traversal on the Gremlin test server")
+        })
+}
+
+/// Waits for this test's turn on the shared server, then empties its graph.
+pub fn exclusive() -> GremlinTurn {
+    let server = match SHARED.get_or_init(start) {
+        Ok(server) => server.clone(),
+        Err(e) => panic!("the Gremlin test server could not be started: {e}"),
+    };
+    // A poisoned turn carries no state: the graph is emptied anyway.
+    let turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    run(&server, &[("V", &[]), ("drop", &[])]);
+    GremlinTurn {
+        server,
+        _turn: turn,
+    }
+}
