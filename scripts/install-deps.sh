@@ -3,7 +3,8 @@
 # libclang (bindgen for the rocksdb crate), a C++ compiler, wrk (the HTTP load benchmark),
 # and for the web console Node.js + npm, the console's npm packages (Cytoscape.js, bundled
 # into the binary, and playwright-core for the browser tests) and Debian's chromium (the
-# browser tests drive it), and Maven with a JDK for the Neo4j test server.
+# browser tests drive it), Maven with a JDK for the Neo4j and Gremlin test servers, and
+# OpenSSL's headers (the gremlin-client crate's TLS is native-tls).
 # Idempotent: installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,12 +29,15 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 # `idgraph bench-http` (and its smoke run in the test suite) drives the server with wrk.
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
-# scripts/neo4j.sh fetches the Neo4j test server's jars with Maven and compiles its
-# launcher with a JDK (17+).
+# scripts/neo4j.sh and scripts/gremlin.sh fetch the test servers' jars with Maven and
+# compile their launchers with a JDK (17+).
 command -v mvn >/dev/null 2>&1 || need+=(maven)
 command -v javac >/dev/null 2>&1 || need+=(openjdk-17-jdk-headless)
 # The Bolt-over-TLS test makes a throwaway CA and server certificate with openssl.
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# openssl-sys (under gremlin-client's native-tls) links OpenSSL, found by pkg-config.
+[ -f /usr/include/openssl/ssl.h ] || need+=(libssl-dev)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, then every test (unit, property, integration
 # over HTTP, restart and crash tests, schema agreement, bench smoke runs, the graph-store
-# conformance suite on the embedded store and on a real ArcadeDB server over Bolt).
+# conformance suite on the embedded store, on real ArcadeDB and Neo4j servers over Bolt and
+# on a real Gremlin Server).
 # Installs what it needs first. One cargo profile (dev) builds everything once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,9 @@ cd "$(dirname "$0")/.."
 ./scripts/arcadedb.sh install
 # The real Neo4j 5 Community server (neo4j-harness jars from Maven Central, by mvn).
 ./scripts/neo4j.sh install
+# The real Apache TinkerPop Gremlin Server (gremlin-server and TinkerGraph jars from Maven
+# Central, by mvn).
+./scripts/gremlin.sh install
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
