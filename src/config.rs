@@ -160,6 +160,21 @@ pub struct BoltSettings {
     /// server's self-signed certificate); the system's roots are always trusted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_cert: Option<PathBuf>,
+    /// `password` (user and password above) or `aws_iam` (Neptune IAM database
+    /// authentication: SigV4 with credentials from the environment or the shared
+    /// credentials file; user and password are then unused).
+    pub auth: BoltAuth,
+    /// AWS region of the Neptune cluster for `auth = "aws_iam"`; empty: `AWS_REGION`.
+    pub aws_region: String,
+}
+
+/// See [`BoltSettings::auth`].
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BoltAuth {
+    #[default]
+    Password,
+    AwsIam,
 }
 
 impl Default for BoltSettings {
@@ -173,6 +188,8 @@ impl Default for BoltSettings {
             flavour: GraphFlavour::Neo4j,
             timeout_ms: 10_000,
             ca_cert: None,
+            auth: BoltAuth::Password,
+            aws_region: String::new(),
         }
     }
 }

@@ -27,13 +27,17 @@ pub mod schema;
 use neo4rs::{query, BoltType, ConfigBuilder, Graph, Query, Row};
 use rustc_hash::FxHashMap as HashMap;
 
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
 use super::remote::runtime::ClientRuntime;
+use super::remote::sigv4;
 use super::remote::RemoteGraph;
 use super::{
     Changes, Counters, Edge, GraphStore, HistoryEntry, IdentKey, MatchRecord, Node, ProfileId,
     ProfileState, StoreError, StoredEvent,
 };
-use crate::config::BoltSettings;
+use crate::config::{BoltAuth, BoltSettings};
 use crate::model::edge_pair;
 use rows::{column, row, GoldenRow, IdentifierRow, LinkRow};
 
@@ -53,8 +57,10 @@ const SCHEMES: [&str; 6] = [
 /// The graph in a Bolt server; open it behind the profile cache with
 /// `store::remote::Mirrored::open(BoltGraph::connect(..)?, data_dir)`.
 pub struct BoltGraph {
-    graph: Graph,
+    graph: RwLock<(Graph, Instant)>,
     rt: ClientRuntime,
+    /// Kept to sign a new Neptune IAM token when the current one gets old.
+    iam: Option<BoltSettings>,
 }
 
 /// One write statement of a transaction; `expect` is the row count it must report.
@@ -181,8 +187,19 @@ async fn run_statement(txn: &mut neo4rs::Txn, st: Statement) -> Result<(), Store
     Ok(())
 }
 
-/// Checks the settings and connects a client on its own small runtime.
-fn client(settings: &BoltSettings) -> Result<(ClientRuntime, Graph), StoreError> {
+/// How long a Neptune IAM token is used for new connections before it is signed again
+/// (Neptune refuses signatures older than five minutes).
+const IAM_TOKEN_REFRESH: Duration = Duration::from_secs(240);
+
+/// The `host:port` of a Bolt URI (what a Neptune IAM signature names).
+fn host_port(uri: &str) -> &str {
+    let rest = uri.split_once("://").map_or(uri, |(_, r)| r);
+    rest.split(['/', '?']).next().unwrap_or(rest)
+}
+
+/// Checks the settings and builds the driver configuration (signing a fresh Neptune IAM
+/// token when `auth = "aws_iam"`).
+fn config(settings: &BoltSettings) -> Result<neo4rs::Config, StoreError> {
     let scheme = settings.uri.split("://").next().unwrap_or_default();
     if !settings.uri.contains("://") || !SCHEMES.contains(&scheme) {
         return Err(StoreError::Engine(format!(
@@ -205,21 +222,54 @@ fn client(settings: &BoltSettings) -> Result<(ClientRuntime, Graph), StoreError>
         }
         builder = builder.with_client_certificate(ca);
     }
-    let config = builder
+    let (user, password) = match settings.auth {
+        BoltAuth::Password => (settings.user.clone(), settings.password.expose().to_owned()),
+        BoltAuth::AwsIam => {
+            let region = if settings.aws_region.is_empty() {
+                std::env::var("AWS_REGION").unwrap_or_default()
+            } else {
+                settings.aws_region.clone()
+            };
+            if region.is_empty() {
+                return Err(StoreError::Engine(
+                    "graph.bolt.auth = \"aws_iam\" needs graph.bolt.aws_region (or AWS_REGION)"
+                        .into(),
+                ));
+            }
+            let credentials = sigv4::credentials()?;
+            let token = sigv4::neptune_bolt_token(
+                host_port(&settings.uri),
+                &credentials,
+                &region,
+                &sigv4::amz_date_now(),
+            );
+            ("username".to_owned(), token)
+        }
+    };
+    builder
         .uri(settings.uri.as_str())
-        .user(settings.user.as_str())
-        .password(settings.password.expose())
+        .user(user.as_str())
+        .password(password.as_str())
         .db(settings.database.as_str())
         .max_connections(settings.pool_size)
         .fetch_size(1_000)
         .build()
-        .map_err(|e| StoreError::Engine(format!("graph.bolt settings: {e}")))?;
-    let rt = ClientRuntime::new("idgraph-bolt", settings.timeout_ms)?;
-    let graph = rt.call("connect", async move {
+        .map_err(|e| StoreError::Engine(format!("graph.bolt settings: {e}")))
+}
+
+fn connect_graph(rt: &ClientRuntime, settings: &BoltSettings) -> Result<Graph, StoreError> {
+    let config = config(settings)?;
+    rt.call("connect", async move {
         Graph::connect(config)
             .await
             .map_err(|e| classify("connect", e))
-    })?;
+    })
+}
+
+/// Checks the settings and connects a client on its own small runtime.
+fn client(settings: &BoltSettings) -> Result<(ClientRuntime, Graph), StoreError> {
+    let rt = ClientRuntime::new("idgraph-bolt", settings.timeout_ms)?;
+    let graph = connect_graph(&rt, settings)?;
     Ok((rt, graph))
 }
 
@@ -227,11 +277,34 @@ impl BoltGraph {
     /// Checks the settings and connects to the graph database.
     pub fn connect(settings: &BoltSettings) -> Result<BoltGraph, StoreError> {
         let (rt, graph) = client(settings)?;
-        Ok(BoltGraph { graph, rt })
+        Ok(BoltGraph {
+            graph: RwLock::new((graph, Instant::now())),
+            rt,
+            iam: (settings.auth == BoltAuth::AwsIam).then(|| settings.clone()),
+        })
+    }
+
+    /// The client; with Neptune IAM, a new one (freshly signed) once the token is old, so
+    /// new connections are accepted (open ones stay with the old client until dropped).
+    fn graph(&self) -> Result<Graph, StoreError> {
+        let poisoned = || StoreError::Engine("Bolt client lock poisoned".into());
+        {
+            let held = self.graph.read().map_err(|_| poisoned())?;
+            if self.iam.is_none() || held.1.elapsed() < IAM_TOKEN_REFRESH {
+                return Ok(held.0.clone());
+            }
+        }
+        let Some(settings) = &self.iam else {
+            return Err(poisoned());
+        };
+        let fresh = connect_graph(&self.rt, settings)?;
+        let mut held = self.graph.write().map_err(|_| poisoned())?;
+        *held = (fresh.clone(), Instant::now());
+        Ok(fresh)
     }
 
     fn rows(&self, what: &'static str, q: Query) -> Result<Vec<Row>, StoreError> {
-        self.rt.call(what, fetch(self.graph.clone(), what, q))
+        self.rt.call(what, fetch(self.graph()?, what, q))
     }
 
     fn first(&self, what: &'static str, q: Query) -> Result<Option<Row>, StoreError> {
@@ -606,7 +679,7 @@ impl RemoteGraph for BoltGraph {
     /// once instead of being retried until the deadline.
     fn instance(&self, fresh: &str) -> Result<String, StoreError> {
         let fresh = fresh.to_owned();
-        let graph = self.graph.clone();
+        let graph = self.graph()?;
         self.rt.call("connect", async move {
             let fail = |e| classify("connect", e);
             let mut txn = graph.start_txn().await.map_err(fail)?;
@@ -907,14 +980,22 @@ impl GraphStore for BoltGraph {
             return Ok(());
         }
         let statements = BoltGraph::statements(changes)?;
-        self.rt
-            .call("write", transact(self.graph.clone(), statements))
+        self.rt.call("write", transact(self.graph()?, statements))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{host_port, redact};
+
+    #[test]
+    fn the_signed_host_is_the_uri_authority() {
+        assert_eq!(
+            host_port("bolt+s://db.cluster-x.us-east-1.neptune.amazonaws.com:8182"),
+            "db.cluster-x.us-east-1.neptune.amazonaws.com:8182"
+        );
+        assert_eq!(host_port("bolt://127.0.0.1:7687/?x=1"), "127.0.0.1:7687");
+    }
 
     #[test]
     fn server_messages_lose_every_quoted_or_bracketed_value() {

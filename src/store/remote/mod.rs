@@ -21,6 +21,7 @@
 //! exact.
 
 pub mod runtime;
+pub mod sigv4;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
