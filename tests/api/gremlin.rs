@@ -97,3 +97,58 @@ pub fn exclusive() -> GremlinTurn {
         _turn: turn,
     }
 }
+
+/// What the real binary says when the Gremlin server cannot be used: the setting named for
+/// a bad URI, the credentials named for a wrong password, "cannot reach" for a closed port;
+/// never a hang.
+mod startup_errors {
+    use crate::helpers::idgraph_command;
+
+    fn profile_with(env: &[(&str, &str)]) -> String {
+        let data = tempfile::tempdir().expect("data dir");
+        let mut cmd = idgraph_command();
+        cmd.args(["profile", "email:a@example.com", "--data-dir"])
+            .arg(data.path())
+            .env("IDGRAPH_GRAPH__STORE", "gremlin")
+            .env("IDGRAPH_GRAPH__GREMLIN__TIMEOUT_MS", "5000");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run idgraph");
+        assert!(!out.status.success(), "must fail");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    #[test]
+    fn a_bad_uri_names_the_setting() {
+        let err = profile_with(&[("IDGRAPH_GRAPH__GREMLIN__URI", "http://127.0.0.1:1/gremlin")]);
+        assert!(err.contains("graph.gremlin.uri"), "{err}");
+    }
+
+    #[test]
+    fn a_closed_port_is_unreachable() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let uri = format!("ws://127.0.0.1:{port}/gremlin");
+        let err = profile_with(&[("IDGRAPH_GRAPH__GREMLIN__URI", &uri)]);
+        assert!(
+            err.contains("cannot reach") || err.contains("no answer"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_wrong_password_names_the_credentials() {
+        let held = super::exclusive();
+        let err = profile_with(&[
+            ("IDGRAPH_GRAPH__GREMLIN__URI", &held.server.uri),
+            ("IDGRAPH_GRAPH__GREMLIN__USER", &held.server.user),
+            ("IDGRAPH_GRAPH__GREMLIN__PASSWORD", "not-the-password"),
+        ]);
+        assert!(err.contains("credentials"), "{err}");
+        assert!(!err.contains("not-the-password"), "{err}");
+    }
+}
