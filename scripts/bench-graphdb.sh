@@ -6,11 +6,13 @@
 # `idgraph bench --json` report and a table of the rates and their ratio to the embedded
 # store's.
 #
-#   scripts/bench-graphdb.sh [EVENTS]        (default 20000; BENCH_LOOKUPS, default 50000)
+#   scripts/bench-graphdb.sh [EVENTS]   (default 5000; BENCH_LOOKUPS, default 20000;
+#                                        BENCH_BATCH events per request, default 100)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-events="${1:-20000}"
-lookups="${BENCH_LOOKUPS:-50000}"
+events="${1:-5000}"
+lookups="${BENCH_LOOKUPS:-20000}"
+batch="${BENCH_BATCH:-100}"
 
 cargo build --locked --bin idgraph
 bin=target/debug/idgraph
@@ -29,7 +31,7 @@ run() { # name, then environment assignments for the store
   shift
   echo "== $name: $events events" >&2
   env "$@" IDGRAPH_STORAGE__DATA_DIR="$work/$name-data" "$bin" bench --events "$events" \
-    --lookups "$lookups" --no-search --json --dir "$work/$name-data" >"$work/$name.json"
+    --batch "$batch" --lookups "$lookups" --no-search --json --dir "$work/$name-data" >"$work/$name.json"
   cat "$work/$name.json" >&2
 }
 

@@ -97,8 +97,14 @@ fn endpoint(uri: &str) -> Result<Endpoint, StoreError> {
 /// The server's message up to the first value it may quote: idgraph logs no personal data,
 /// and Gremlin servers quote ids (which hold identifier values) after a colon.
 fn redact(message: &str) -> String {
+    // One of our own `fail()` messages (which name no value), cut where it ends: servers
+    // may quote the whole traversal around it, values included.
     if let Some(ours) = message.find("idgraph: ") {
-        return message[ours..].chars().take(200).collect();
+        return message[ours..]
+            .split([')', ']', '(', '[', ',', '"', '\'', '\n'])
+            .next()
+            .unwrap_or("")
+            .to_owned();
     }
     let head = message
         .split([':', '\'', '"', '[', '{', '\n'])
@@ -730,6 +736,13 @@ mod tests {
         );
         assert_eq!(
             redact("Error: idgraph: an endpoint of a LINKED edge is missing"),
+            "idgraph: an endpoint of a LINKED edge is missing"
+        );
+        // A timeout message quoting the traversal: nothing after our message survives.
+        let quoted = "A timeout occurred within the script during evaluation of [fail(idgraph: \
+                      an endpoint of a LINKED edge is missing)]]), property(a, email:bob@example.com)";
+        assert_eq!(
+            redact(quoted),
             "idgraph: an endpoint of a LINKED edge is missing"
         );
     }
