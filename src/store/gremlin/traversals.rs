@@ -358,29 +358,45 @@ pub fn delete_alias(id: &str) -> Tr {
     drop_v(&ids::alias(id))
 }
 
-pub fn add_address(address: &str, profile: &str) -> Tr {
+/// An index row: `member` filed under the index-key vertex `key` (created as `key_vertex`
+/// when missing) by the edge `edge_id`, which carries `(prop, value)`.
+fn add_indexed(
+    key_vertex: Tr,
+    member_vertex: Tr,
+    (label, edge_id, from, to): (&str, &str, &str, &str),
+    (prop, value): (&str, &str),
+) -> Tr {
     Tr::new()
-        .side_effect(upsert_v(&ids::address(address), ADDRESS).set("key", s(address)))
-        .side_effect(profile_vertex(profile))
-        .side_effect(
-            upsert_e(
-                LIVES_AT,
-                &ids::lives_at(address, profile),
-                &ids::profile(profile),
-                &ids::address(address),
-            )
-            .edge_prop("pid", s(profile)),
-        )
+        .side_effect(key_vertex)
+        .side_effect(member_vertex)
+        .side_effect(upsert_e(label, edge_id, from, to).edge_prop(prop, s(value)))
+}
+
+/// Removes an index row (the edge `edge_id` from `from`), then the index-key vertex
+/// `bare` if nothing is filed under it any more.
+fn remove_indexed(label: &str, edge_id: &str, from: &str, bare: &str) -> Tr {
+    Tr::new()
+        .side_effect(drop_edge(label, edge_id, from))
+        .side_effect(drop_if_bare(bare))
+}
+
+pub fn add_address(address: &str, profile: &str) -> Tr {
+    let (addr, prof) = (ids::address(address), ids::profile(profile));
+    add_indexed(
+        upsert_v(&addr, ADDRESS).set("key", s(address)),
+        profile_vertex(profile),
+        (LIVES_AT, &ids::lives_at(address, profile), &prof, &addr),
+        ("pid", profile),
+    )
 }
 
 pub fn remove_address(address: &str, profile: &str) -> Tr {
-    Tr::new()
-        .side_effect(drop_edge(
-            LIVES_AT,
-            &ids::lives_at(address, profile),
-            &ids::profile(profile),
-        ))
-        .side_effect(drop_if_bare(&ids::address(address)))
+    remove_indexed(
+        LIVES_AT,
+        &ids::lives_at(address, profile),
+        &ids::profile(profile),
+        &ids::address(address),
+    )
 }
 
 pub fn upsert_match_record(key: &str, body: String) -> Tr {
@@ -394,28 +410,18 @@ pub fn delete_match_record(key: &str) -> Tr {
 }
 
 pub fn add_match_key(block: &str, key: &str) -> Tr {
-    Tr::new()
-        .side_effect(upsert_v(&ids::match_key(block), MATCH_KEY).set("block", s(block)))
-        .side_effect(upsert_v(&ids::match_record(key), MATCH_RECORD).set("ident", s(key)))
-        .side_effect(
-            upsert_e(
-                INDEXES,
-                &ids::indexes(block, key),
-                &ids::match_key(block),
-                &ids::match_record(key),
-            )
-            .edge_prop("ident", s(key)),
-        )
+    let (block_v, record_v) = (ids::match_key(block), ids::match_record(key));
+    add_indexed(
+        upsert_v(&block_v, MATCH_KEY).set("block", s(block)),
+        upsert_v(&record_v, MATCH_RECORD).set("ident", s(key)),
+        (INDEXES, &ids::indexes(block, key), &block_v, &record_v),
+        ("ident", key),
+    )
 }
 
 pub fn remove_match_key(block: &str, key: &str) -> Tr {
-    Tr::new()
-        .side_effect(drop_edge(
-            INDEXES,
-            &ids::indexes(block, key),
-            &ids::match_key(block),
-        ))
-        .side_effect(drop_if_bare(&ids::match_key(block)))
+    let block_v = ids::match_key(block);
+    remove_indexed(INDEXES, &ids::indexes(block, key), &block_v, &block_v)
 }
 
 pub fn delete_event(id: &str) -> Tr {
