@@ -564,15 +564,36 @@ pub fn goldens(profile_ids: &[String]) -> Tr {
         .project(&["pid", "hint", "golden"])
 }
 
-pub fn goldens_after(after: &str, limit: usize) -> Tr {
-    Tr::new()
-        .v(vec![])
-        .step("hasLabel", vec![s(PROFILE)])
-        .step("has", vec![s("golden")])
-        .after("pid", after)
-        .ordered_by("pid")
+/// A key-ordered page of the `label` vertices (those having `required`, if given) whose
+/// `key` sorts after `after`, projected to `fields`: what rebuilding the profile cache and
+/// `idgraph train` page through.
+fn page(
+    label: &str,
+    required: Option<&str>,
+    key: &str,
+    after: &str,
+    limit: usize,
+    fields: &[&str],
+) -> Tr {
+    let mut t = Tr::new().v(vec![]).step("hasLabel", vec![s(label)]);
+    if let Some(property) = required {
+        t = t.step("has", vec![s(property)]);
+    }
+    t.after(key, after)
+        .ordered_by(key)
         .limit(limit)
-        .project(&["pid", "hint", "golden"])
+        .project(fields)
+}
+
+pub fn goldens_after(after: &str, limit: usize) -> Tr {
+    page(
+        PROFILE,
+        Some("golden"),
+        "pid",
+        after,
+        limit,
+        &["pid", "hint", "golden"],
+    )
 }
 
 pub fn event_ids_of(key: &str, limit: usize) -> Tr {
@@ -617,34 +638,22 @@ pub fn match_candidates(block: &str, limit: usize) -> Tr {
 }
 
 pub fn match_records_after(after: &str, limit: usize) -> Tr {
-    Tr::new()
-        .v(vec![])
-        .step("hasLabel", vec![s(MATCH_RECORD)])
-        .step("has", vec![s("body")])
-        .after("ident", after)
-        .ordered_by("ident")
-        .limit(limit)
-        .project(&["ident", "body"])
+    page(
+        MATCH_RECORD,
+        Some("body"),
+        "ident",
+        after,
+        limit,
+        &["ident", "body"],
+    )
 }
 
 pub fn identifiers_after(after: &str, limit: usize) -> Tr {
-    Tr::new()
-        .v(vec![])
-        .step("hasLabel", vec![s(IDENTIFIER)])
-        .after("key", after)
-        .ordered_by("key")
-        .limit(limit)
-        .project(&["key", "body"])
+    page(IDENTIFIER, None, "key", after, limit, &["key", "body"])
 }
 
 pub fn aliases_after(after: &str, limit: usize) -> Tr {
-    Tr::new()
-        .v(vec![])
-        .step("hasLabel", vec![s(ALIAS)])
-        .after("aid", after)
-        .ordered_by("aid")
-        .limit(limit)
-        .project(&["aid", "survivor"])
+    page(ALIAS, None, "aid", after, limit, &["aid", "survivor"])
 }
 
 pub fn count(vertex_id: &str) -> Tr {
