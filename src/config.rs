@@ -84,13 +84,31 @@ pub enum GraphFlavour {
     Arcadedb,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct GraphSettings {
     /// `embedded` (default), `bolt` or `gremlin`.
     pub store: GraphBackend,
     pub bolt: BoltSettings,
     pub gremlin: GremlinSettings,
+    /// Writer lease on an external graph database, in seconds (at least 3): the one idgraph
+    /// process writing a graph renews it every third of this; another process may take the
+    /// graph over only once it has not been renewed for this long.
+    pub lease_seconds: u64,
+}
+
+/// The default `graph.lease_seconds`.
+pub const DEFAULT_LEASE_SECONDS: u64 = 30;
+
+impl Default for GraphSettings {
+    fn default() -> Self {
+        GraphSettings {
+            store: GraphBackend::default(),
+            bolt: BoltSettings::default(),
+            gremlin: GremlinSettings::default(),
+            lease_seconds: DEFAULT_LEASE_SECONDS,
+        }
+    }
 }
 
 /// `[graph.gremlin]`: the Gremlin server when `graph.store = "gremlin"`.

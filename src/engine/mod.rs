@@ -113,10 +113,12 @@ impl Engine {
             GraphBackend::Bolt => Arc::new(Mirrored::open(
                 BoltGraph::connect(&settings.graph.bolt)?,
                 dir,
+                settings.graph.lease_seconds,
             )?),
             GraphBackend::Gremlin => Arc::new(Mirrored::open(
                 GremlinGraph::connect(&settings.graph.gremlin)?,
                 dir,
+                settings.graph.lease_seconds,
             )?),
         })
     }
@@ -239,6 +241,7 @@ impl Engine {
     /// Whether writes can be taken (readiness): the store answers, and if a write failed
     /// since the last one that succeeded (a full disk), a probe write now succeeds.
     pub fn writable(&self) -> Result<(), StoreError> {
+        self.store.check_writer()?;
         if !self.fault.is_set() {
             return self.store.counters().map(|_| ());
         }

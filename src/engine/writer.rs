@@ -125,7 +125,7 @@ struct Commit {
 fn failed(jobs: Vec<Job>, why: &StoreError) {
     for job in jobs {
         let e = match why {
-            StoreError::Unavailable(_) | StoreError::Full(_) => why.clone(),
+            StoreError::Unavailable(_) | StoreError::Full(_) | StoreError::Fenced(_) => why.clone(),
             other => StoreError::Engine(other.to_string()),
         };
         let _ = job.reply.send(Err(EngineError::Store(e)));

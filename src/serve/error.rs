@@ -147,6 +147,11 @@ impl From<StoreError> for ApiError {
                 tracing::error!(error = %e, "storage full");
                 ApiError::storage_full()
             }
+            StoreError::Fenced(msg) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_the_writer",
+                msg.clone(),
+            ),
         }
     }
 }

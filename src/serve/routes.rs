@@ -913,6 +913,12 @@ pub async fn ready(engine: web::Data<Engine>) -> Result<HttpResponse> {
                 "reason": "storage_full",
                 "message": super::error::STORAGE_FULL_MESSAGE,
             }))),
+        Err(crate::store::StoreError::Fenced(message)) => Ok(HttpResponse::ServiceUnavailable()
+            .json(json!({
+                "status": "not_ready",
+                "reason": "not_the_writer",
+                "message": message,
+            }))),
         Err(e) => Err(e.into()),
     }
 }

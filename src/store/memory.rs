@@ -5,8 +5,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
-use std::sync::{RwLock, RwLockReadGuard};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use super::remote::lease::{Claim, Holder, FENCED};
 use super::remote::RemoteGraph;
 use super::{
     Changes, Counters, Edge, GraphStore, HistoryEntry, IdentKey, MatchRecord, Node, ProfileId,
@@ -32,6 +33,7 @@ struct Graph {
     suppressed: BTreeSet<String>,
     counters: Counters,
     instance: Option<String>,
+    lease: Option<Holder>,
 }
 
 /// See the module docs.
@@ -73,6 +75,23 @@ impl MemoryStore {
         self.graph
             .read()
             .map_err(|_| StoreError::Engine("memory store lock poisoned".into()))
+    }
+
+    fn write(&self) -> Result<RwLockWriteGuard<'_, Graph>, StoreError> {
+        self.graph
+            .write()
+            .map_err(|_| StoreError::Engine("memory store lock poisoned".into()))
+    }
+}
+
+/// Extends the lease if it is `claim.holder`'s.
+fn renew(g: &mut Graph, claim: &Claim) -> bool {
+    match g.lease.as_mut().filter(|l| l.holder == claim.holder) {
+        Some(lease) => {
+            lease.expires_ms = claim.expires_ms;
+            true
+        }
+        None => false,
     }
 }
 
@@ -191,122 +210,155 @@ impl GraphStore for MemoryStore {
 
     /// Applies `changes` under one write lock: readers see all of it or none of it.
     fn apply(&self, changes: &Changes) -> Result<(), StoreError> {
-        let mut guard = self
-            .graph
-            .write()
-            .map_err(|_| StoreError::Engine("memory store lock poisoned".into()))?;
-        let g = &mut *guard;
-        for (key, node) in &changes.nodes {
-            match node {
-                Some(n) => {
-                    let mut n = n.clone();
-                    (n.kind, n.value) = (key.kind().to_owned(), key.value().to_owned());
-                    g.nodes.insert(key.clone(), n)
-                }
-                None => g.nodes.remove(key),
-            };
-        }
-        for ((a, b), edge) in &changes.edges {
-            let pair = edge_pair(a, b);
-            let present = edge.is_some();
-            index(&mut g.adjacency, pair.0.clone(), pair.1.clone(), present);
-            index(&mut g.adjacency, pair.1.clone(), pair.0.clone(), present);
-            match edge {
-                Some(e) => {
-                    let mut e = e.clone();
-                    (e.a, e.b) = pair.clone();
-                    g.edges.insert(pair, e)
-                }
-                None => g.edges.remove(&pair),
-            };
-        }
-        for (id, state) in &changes.profiles {
-            match state {
-                Some(s) => g.profiles.insert(id.clone(), s.clone()),
-                None => g.profiles.remove(id),
-            };
-        }
-        for (id, golden) in &changes.goldens {
-            match golden {
-                Some(raw) => g.goldens.insert(id.clone(), raw.clone()),
-                None => g.goldens.remove(id),
-            };
-        }
-        for (absorbed, survivor) in &changes.aliases {
-            g.aliases.insert(absorbed.clone(), survivor.clone());
-        }
-        for (address, id, present) in &changes.address_index {
-            index(&mut g.addresses, address.clone(), id.clone(), *present);
-        }
-        for (key, record) in &changes.match_records {
-            match record {
-                Some(r) => g.match_records.insert(key.clone(), r.clone()),
-                None => g.match_records.remove(key),
-            };
-        }
-        for (block, key, present) in &changes.match_index {
-            index(&mut g.match_index, block.clone(), key.clone(), *present);
-        }
-        for id in &changes.delete_events {
-            // A deleted event leaves no identifier's index (like a deleted graph node).
-            if let Some(event) = g.events.remove(id) {
-                for ident in &event.identifiers {
-                    if let Some(index) = g.event_index.get_mut(ident) {
-                        index.remove(&event.seq);
-                        if index.is_empty() {
-                            g.event_index.remove(ident);
-                        }
+        let mut guard = self.write()?;
+        apply_to(&mut guard, changes);
+        Ok(())
+    }
+}
+
+/// Applies `changes` to the maps (under the caller's write lock).
+fn apply_to(g: &mut Graph, changes: &Changes) {
+    for (key, node) in &changes.nodes {
+        match node {
+            Some(n) => {
+                let mut n = n.clone();
+                (n.kind, n.value) = (key.kind().to_owned(), key.value().to_owned());
+                g.nodes.insert(key.clone(), n)
+            }
+            None => g.nodes.remove(key),
+        };
+    }
+    for ((a, b), edge) in &changes.edges {
+        let pair = edge_pair(a, b);
+        let present = edge.is_some();
+        index(&mut g.adjacency, pair.0.clone(), pair.1.clone(), present);
+        index(&mut g.adjacency, pair.1.clone(), pair.0.clone(), present);
+        match edge {
+            Some(e) => {
+                let mut e = e.clone();
+                (e.a, e.b) = pair.clone();
+                g.edges.insert(pair, e)
+            }
+            None => g.edges.remove(&pair),
+        };
+    }
+    for (id, state) in &changes.profiles {
+        match state {
+            Some(s) => g.profiles.insert(id.clone(), s.clone()),
+            None => g.profiles.remove(id),
+        };
+    }
+    for (id, golden) in &changes.goldens {
+        match golden {
+            Some(raw) => g.goldens.insert(id.clone(), raw.clone()),
+            None => g.goldens.remove(id),
+        };
+    }
+    for (absorbed, survivor) in &changes.aliases {
+        g.aliases.insert(absorbed.clone(), survivor.clone());
+    }
+    for (address, id, present) in &changes.address_index {
+        index(&mut g.addresses, address.clone(), id.clone(), *present);
+    }
+    for (key, record) in &changes.match_records {
+        match record {
+            Some(r) => g.match_records.insert(key.clone(), r.clone()),
+            None => g.match_records.remove(key),
+        };
+    }
+    for (block, key, present) in &changes.match_index {
+        index(&mut g.match_index, block.clone(), key.clone(), *present);
+    }
+    for id in &changes.delete_events {
+        // A deleted event leaves no identifier's index (like a deleted graph node).
+        if let Some(event) = g.events.remove(id) {
+            for ident in &event.identifiers {
+                if let Some(index) = g.event_index.get_mut(ident) {
+                    index.remove(&event.seq);
+                    if index.is_empty() {
+                        g.event_index.remove(ident);
                     }
                 }
             }
         }
-        for id in &changes.delete_aliases {
-            g.aliases.remove(id);
+    }
+    for id in &changes.delete_aliases {
+        g.aliases.remove(id);
+    }
+    for id in &changes.drop_history {
+        g.history.remove(id);
+    }
+    for (hash, present) in &changes.suppression {
+        if *present {
+            g.suppressed.insert(hash.clone());
+        } else {
+            g.suppressed.remove(hash);
         }
-        for id in &changes.drop_history {
-            g.history.remove(id);
-        }
-        for (hash, present) in &changes.suppression {
-            if *present {
-                g.suppressed.insert(hash.clone());
-            } else {
-                g.suppressed.remove(hash);
-            }
-        }
-        for event in &changes.events {
-            g.events.insert(event.event_id.clone(), event.clone());
-        }
-        for key in &changes.drop_event_index {
-            g.event_index.remove(key);
-        }
-        for (key, seq, event_id) in &changes.event_index {
-            g.event_index
-                .entry(key.clone())
+    }
+    for event in &changes.events {
+        g.events.insert(event.event_id.clone(), event.clone());
+    }
+    for key in &changes.drop_event_index {
+        g.event_index.remove(key);
+    }
+    for (key, seq, event_id) in &changes.event_index {
+        g.event_index
+            .entry(key.clone())
+            .or_default()
+            .insert(*seq, event_id.clone());
+    }
+    for entry in &changes.history {
+        for id in &entry.profiles {
+            g.history
+                .entry(id.clone())
                 .or_default()
-                .insert(*seq, event_id.clone());
+                .insert(entry.seq, entry.clone());
         }
-        for entry in &changes.history {
-            for id in &entry.profiles {
-                g.history
-                    .entry(id.clone())
-                    .or_default()
-                    .insert(entry.seq, entry.clone());
-            }
-        }
-        if let Some(counters) = changes.counters {
-            g.counters = counters;
-        }
-        Ok(())
+    }
+    if let Some(counters) = changes.counters {
+        g.counters = counters;
     }
 }
 
 impl RemoteGraph for MemoryStore {
     fn instance(&self, fresh: &str) -> Result<String, StoreError> {
-        let mut g = self
-            .graph
-            .write()
-            .map_err(|_| StoreError::Engine("memory store lock poisoned".into()))?;
+        let mut g = self.write()?;
         Ok(g.instance.get_or_insert_with(|| fresh.to_owned()).clone())
+    }
+
+    fn claim_lease(&self, claim: &Claim) -> Result<Holder, StoreError> {
+        let mut g = self.write()?;
+        let lease = g.lease.get_or_insert_with(Holder::default);
+        if lease.holder == claim.holder || lease.expires_ms < claim.now_ms {
+            *lease = Holder {
+                holder: claim.holder.clone(),
+                label: claim.label.clone(),
+                expires_ms: claim.expires_ms,
+            };
+        }
+        Ok(lease.clone())
+    }
+
+    fn renew_lease(&self, claim: &Claim) -> Result<bool, StoreError> {
+        let mut g = self.write()?;
+        Ok(renew(&mut g, claim))
+    }
+
+    fn release_lease(&self, holder: &str) -> Result<(), StoreError> {
+        let mut g = self.write()?;
+        if let Some(lease) = g.lease.as_mut().filter(|l| l.holder == holder) {
+            lease.expires_ms = 0;
+        }
+        Ok(())
+    }
+
+    fn apply_fenced(&self, changes: &Changes, claim: &Claim) -> Result<(), StoreError> {
+        let mut g = self.write()?;
+        if !renew(&mut g, claim) {
+            return Err(StoreError::Fenced(FENCED.into()));
+        }
+        apply_to(&mut g, changes);
+        Ok(())
     }
 
     fn identifiers_after(&self, from: &str, limit: usize) -> Result<Vec<Node>, StoreError> {

@@ -39,15 +39,21 @@ pub enum StoreError {
     /// embedded store then resumes by itself; reads keep working).
     #[error("storage full: {0}")]
     Full(String),
+    /// Another idgraph process holds the graph database's writer lease: this one may not
+    /// write (see `store::remote::lease`).
+    #[error("not the graph's writer: {0}")]
+    Fenced(String),
 }
 
 impl StoreError {
     /// The same kind of error with another message (a failure passed on to the requests
-    /// it affected): unavailable and full stay retryable, anything else is an engine error.
+    /// it affected): unavailable, full and fenced keep their kind, anything else is an
+    /// engine error.
     pub fn with_message(&self, message: String) -> StoreError {
         match self {
             StoreError::Unavailable(_) => StoreError::Unavailable(message),
             StoreError::Full(_) => StoreError::Full(message),
+            StoreError::Fenced(_) => StoreError::Fenced(message),
             _ => StoreError::Engine(message),
         }
     }
@@ -224,5 +230,11 @@ pub trait GraphStore: Send + Sync + 'static {
     /// one (asked by readiness after a write failed). By default, reading the counters.
     fn probe_write(&self) -> Result<(), StoreError> {
         self.counters().map(|_| ())
+    }
+
+    /// Whether this process may write the store: `Err(Fenced)` once another process took
+    /// over an external graph database's writer lease.
+    fn check_writer(&self) -> Result<(), StoreError> {
+        Ok(())
     }
 }

@@ -30,3 +30,4 @@ mod search;
 mod store_contract;
 mod unmerge;
 mod views;
+mod writer_lease;

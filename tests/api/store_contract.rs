@@ -4,7 +4,8 @@
 //! with point reads. Written once and run on every implementation: the in-memory
 //! reference store, the same behind the remote profile cache, the embedded RocksDB store,
 //! and the remote backends (Bolt on ArcadeDB and Neo4j, Gremlin on Gremlin Server) against
-//! real servers, both bare and behind their cache.
+//! real servers, both bare and behind their cache. The remote graphs' own part (instance
+//! id, key-ordered pages, the writer lease) runs on every remote graph.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -20,8 +21,9 @@ use idgraph::model::{
 use idgraph::store::bolt::BoltGraph;
 use idgraph::store::gremlin::GremlinGraph;
 use idgraph::store::memory::MemoryStore;
+use idgraph::store::remote::lease::{Claim, Holder};
 use idgraph::store::remote::{Mirrored, RemoteGraph};
-use idgraph::store::{Changes, GraphStore};
+use idgraph::store::{Changes, GraphStore, StoreError};
 
 use crate::conformance::{Backend, Instance};
 
@@ -54,7 +56,7 @@ pub fn open(subject: Subject) -> Opened {
         },
         Subject::MirroredMemory => {
             let dir = tempfile::tempdir().expect("temporary directory");
-            let store = Mirrored::open(MemoryStore::new(), dir.path()).expect("open the cache");
+            let store = Mirrored::open(MemoryStore::new(), dir.path(), 30).expect("open the cache");
             Opened {
                 store: Arc::new(store),
                 _hold: None,
@@ -742,6 +744,114 @@ pub fn remote_paging(subject: Subject) {
     );
 }
 
+fn claim(holder: &str, now_ms: u64, ttl_ms: u64) -> Claim {
+    Claim {
+        holder: holder.to_owned(),
+        label: format!("label of {holder}"),
+        now_ms,
+        expires_ms: now_ms + ttl_ms,
+    }
+}
+
+fn one_node(value: &str) -> Changes {
+    let mut ch = Changes::default();
+    let n = node("email", value, "p1", 10);
+    ch.nodes.insert(n.key(), Some(n));
+    ch
+}
+
+/// The writer lease: the first claim takes it; another holder is refused while it runs
+/// and takes it once it expired; a fenced write of a holder that lost it (or never had it)
+/// stores nothing and says `Fenced`; renewal reports the loss; release frees it at once.
+pub fn writer_lease(subject: Subject) {
+    let (g, _hold) = open_remote(subject);
+    let t = 1_000_000_000u64;
+    let fenced = |r: Result<(), StoreError>| matches!(r, Err(StoreError::Fenced(_)));
+
+    // No lease yet: nothing to renew, and a fenced write is refused.
+    assert!(!g.renew_lease(&claim("w_a", t, 30_000)).expect("renew"));
+    assert!(fenced(g.apply_fenced(
+        &one_node("x0@example.com"),
+        &claim("w_a", t, 30_000)
+    )));
+    assert_eq!(g.node(&key("email", "x0@example.com")).expect("node"), None);
+
+    let a_holds = |expires_ms| Holder {
+        holder: "w_a".into(),
+        label: "label of w_a".into(),
+        expires_ms,
+    };
+    assert_eq!(
+        g.claim_lease(&claim("w_a", t, 30_000)).expect("claim"),
+        a_holds(t + 30_000)
+    );
+    // B is refused while A's lease runs; the record is unchanged.
+    assert_eq!(
+        g.claim_lease(&claim("w_b", t + 1_000, 30_000))
+            .expect("claim"),
+        a_holds(t + 30_000)
+    );
+    assert!(!g
+        .renew_lease(&claim("w_b", t + 1_000, 30_000))
+        .expect("renew"));
+    assert!(fenced(g.apply_fenced(
+        &one_node("b0@example.com"),
+        &claim("w_b", t + 1_000, 30_000)
+    )));
+    assert_eq!(g.node(&key("email", "b0@example.com")).expect("node"), None);
+    // A renews and writes (the write extends the lease too).
+    assert!(g
+        .renew_lease(&claim("w_a", t + 2_000, 30_000))
+        .expect("renew"));
+    g.apply_fenced(
+        &one_node("a1@example.com"),
+        &claim("w_a", t + 3_000, 30_000),
+    )
+    .expect("the holder writes");
+    assert!(g
+        .node(&key("email", "a1@example.com"))
+        .expect("node")
+        .is_some());
+    // A claim of the holder again keeps it theirs.
+    assert_eq!(
+        g.claim_lease(&claim("w_a", t + 4_000, 30_000))
+            .expect("claim"),
+        a_holds(t + 34_000)
+    );
+
+    // Expired: B takes over; A is fenced from then on.
+    let b = g
+        .claim_lease(&claim("w_b", t + 40_000, 30_000))
+        .expect("claim");
+    assert_eq!((b.holder.as_str(), b.expires_ms), ("w_b", t + 70_000));
+    assert!(!g
+        .renew_lease(&claim("w_a", t + 41_000, 30_000))
+        .expect("renew"));
+    assert!(fenced(g.apply_fenced(
+        &one_node("a2@example.com"),
+        &claim("w_a", t + 41_000, 30_000)
+    )));
+    assert_eq!(g.node(&key("email", "a2@example.com")).expect("node"), None);
+    assert_eq!(
+        g.claim_lease(&claim("w_a", t + 41_000, 30_000))
+            .expect("claim")
+            .holder,
+        "w_b"
+    );
+
+    // Release by another holder changes nothing; by the holder, frees it at once.
+    g.release_lease("w_a").expect("release");
+    assert!(g
+        .renew_lease(&claim("w_b", t + 42_000, 30_000))
+        .expect("renew"));
+    g.release_lease("w_b").expect("release");
+    assert_eq!(
+        g.claim_lease(&claim("w_a", t + 43_000, 30_000))
+            .expect("claim"),
+        a_holds(t + 73_000)
+    );
+}
+
 macro_rules! contract {
     ($($subject:ident => $value:expr),* $(,)?) => {
         $(
@@ -785,5 +895,25 @@ mod remote {
     #[test]
     fn gremlin() {
         remote_paging(Subject::Bare(Backend::Gremlin))
+    }
+}
+
+mod lease {
+    use super::*;
+    #[test]
+    fn memory() {
+        writer_lease(Subject::Memory)
+    }
+    #[test]
+    fn arcadedb() {
+        writer_lease(Subject::Bare(Backend::Bolt))
+    }
+    #[test]
+    fn neo4j() {
+        writer_lease(Subject::Bare(Backend::Neo4j))
+    }
+    #[test]
+    fn gremlin() {
+        writer_lease(Subject::Bare(Backend::Gremlin))
     }
 }

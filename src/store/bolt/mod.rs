@@ -30,6 +30,7 @@ use rustc_hash::FxHashMap as HashMap;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
+use super::remote::lease::{self, Claim, Holder};
 use super::remote::runtime::ClientRuntime;
 use super::remote::sigv4;
 use super::remote::RemoteGraph;
@@ -176,6 +177,9 @@ async fn run_statement(txn: &mut neo4rs::Txn, st: Statement) -> Result<(), Store
         let n: i64 = column(st.name, &r, "written")?;
         written += usize::try_from(n).unwrap_or(0);
     }
+    if written != expected && st.name == FENCE {
+        return Err(StoreError::Fenced(lease::FENCED.into()));
+    }
     if written != expected {
         return Err(StoreError::Corrupt {
             key: format!("<{} statement>", st.name),
@@ -185,6 +189,56 @@ async fn run_statement(txn: &mut neo4rs::Txn, st: Statement) -> Result<(), Store
         });
     }
     Ok(())
+}
+
+/// The name of the lease check that opens every fenced write transaction.
+const FENCE: &str = "writer_lease";
+
+fn fence_statement(claim: &Claim) -> Statement {
+    Statement {
+        name: FENCE,
+        query: query(queries::LEASE_FENCE)
+            .param("holder", claim.holder.as_str())
+            .param("now", rows::int(claim.now_ms))
+            .param("expires", rows::int(claim.expires_ms)),
+        rows: 1,
+        expect: Some(1),
+    }
+}
+
+/// Takes the lease if it is free (see [`RemoteGraph::claim_lease`]): lock, claim and read
+/// back in one explicit transaction. This is the first call at start-up, so its failures
+/// are named `connect`.
+async fn claim_lease(graph: Graph, claim: Claim) -> Result<Holder, StoreError> {
+    let fail = |e| classify("connect", e);
+    let mut txn = graph.start_txn().await.map_err(fail)?;
+    txn.run(query(queries::LEASE_LOCK).param("now", rows::int(claim.now_ms)))
+        .await
+        .map_err(fail)?;
+    txn.run(
+        query(queries::LEASE_CLAIM)
+            .param("holder", claim.holder.as_str())
+            .param("label", claim.label.as_str())
+            .param("now", rows::int(claim.now_ms))
+            .param("expires", rows::int(claim.expires_ms)),
+    )
+    .await
+    .map_err(fail)?;
+    let mut stream = txn
+        .execute(query(queries::LEASE_HOLDER))
+        .await
+        .map_err(fail)?;
+    let mut held = None;
+    while let Some(r) = stream.next(txn.handle()).await.map_err(fail)? {
+        let expires: i64 = column("writer lease", &r, "expires")?;
+        held = Some(Holder {
+            holder: column("writer lease", &r, "holder")?,
+            label: column("writer lease", &r, "label")?,
+            expires_ms: rows::to_u64(Some(expires)),
+        });
+    }
+    txn.commit().await.map_err(fail)?;
+    held.ok_or_else(|| StoreError::Engine("the graph did not return its writer lease".into()))
 }
 
 /// How long a Neptune IAM token is used for new connections before it is signed again
@@ -672,6 +726,36 @@ fn split<K, V>(
 }
 
 impl RemoteGraph for BoltGraph {
+    fn claim_lease(&self, claim: &Claim) -> Result<Holder, StoreError> {
+        self.rt
+            .call("connect", claim_lease(self.graph()?, claim.clone()))
+    }
+
+    fn renew_lease(&self, claim: &Claim) -> Result<bool, StoreError> {
+        match self.rt.call(
+            "renew lease",
+            transact(self.graph()?, vec![fence_statement(claim)]),
+        ) {
+            Ok(()) => Ok(true),
+            Err(StoreError::Fenced(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn release_lease(&self, holder: &str) -> Result<(), StoreError> {
+        self.rows(
+            "release lease",
+            query(queries::LEASE_RELEASE).param("holder", holder),
+        )
+        .map(|_| ())
+    }
+
+    fn apply_fenced(&self, changes: &Changes, claim: &Claim) -> Result<(), StoreError> {
+        let mut statements = vec![fence_statement(claim)];
+        statements.extend(BoltGraph::statements(changes)?);
+        self.rt.call("write", transact(self.graph()?, statements))
+    }
+
     /// The graph's instance id, created on first use.
     ///
     /// This is the first call at start-up. It runs in an explicit transaction, which the

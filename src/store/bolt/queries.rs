@@ -36,6 +36,13 @@ statement!(DELETE_PROFILES, "delete_profiles.cypher");
 statement!(SET_COUNTERS, "set_counters.cypher");
 statement!(CREATE_INSTANCE, "create_instance.cypher");
 
+// The writer lease.
+statement!(LEASE_LOCK, "lease_lock.cypher");
+statement!(LEASE_CLAIM, "lease_claim.cypher");
+statement!(LEASE_HOLDER, "lease_holder.cypher");
+statement!(LEASE_FENCE, "lease_fence.cypher");
+statement!(LEASE_RELEASE, "lease_release.cypher");
+
 // Reads (parameterized point reads and pages).
 statement!(GET_COUNTERS, "get_counters.cypher");
 statement!(GET_IDENTIFIER, "get_identifier.cypher");

@@ -27,6 +27,7 @@ use gremlin_client::process::traversal::{GraphTraversal, TraversalBuilder};
 use gremlin_client::{ConnectionOptions, GKey, GValue, GraphSON, GremlinError, TlsOptions};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
+use super::remote::lease::{self, Claim, Holder};
 use super::remote::runtime::ClientRuntime;
 use super::remote::RemoteGraph;
 use super::{
@@ -128,6 +129,9 @@ fn classify(what: &str, e: GremlinError) -> StoreError {
                 "{what}: the Gremlin server asks to retry ({code}: {})",
                 redact(m)
             ))
+        }
+        GremlinError::Request((_, ref m)) if m.contains(traversals::LEASE_LOST) => {
+            StoreError::Fenced(lease::FENCED.into())
         }
         GremlinError::Request((code, ref m)) => StoreError::Engine(format!(
             "{what}: Gremlin server error {code}: {}",
@@ -445,6 +449,53 @@ fn last_state<'a>(rows: impl Iterator<Item = (&'a str, &'a str, bool)>) -> (Pair
 }
 
 impl RemoteGraph for GremlinGraph {
+    /// The first call at start-up, so its failures are named `connect`.
+    fn claim_lease(&self, claim: &Claim) -> Result<Holder, StoreError> {
+        let rows = self.rows(
+            "connect",
+            traversals::claim_lease(&claim.holder, &claim.label, claim.now_ms, claim.expires_ms),
+        )?;
+        let row = rows.first().ok_or_else(|| {
+            StoreError::Engine("the graph did not return its writer lease".into())
+        })?;
+        Ok(Holder {
+            holder: row.string("writer lease", "holder")?,
+            label: row.string("writer lease", "label")?,
+            expires_ms: u64::try_from(integer(
+                "writer lease",
+                row.get("writer lease", "expires")?,
+            )?)
+            .unwrap_or(0),
+        })
+    }
+
+    fn renew_lease(&self, claim: &Claim) -> Result<bool, StoreError> {
+        let n = self.run(
+            "renew lease",
+            traversals::renew_lease(&claim.holder, claim.now_ms, claim.expires_ms),
+        )?;
+        Ok(n.first()
+            .map(|v| integer("writer lease", v))
+            .transpose()?
+            .unwrap_or(0)
+            > 0)
+    }
+
+    fn release_lease(&self, holder: &str) -> Result<(), StoreError> {
+        self.run("release lease", traversals::release_lease(holder))
+            .map(|_| ())
+    }
+
+    fn apply_fenced(&self, changes: &Changes, claim: &Claim) -> Result<(), StoreError> {
+        let mut rows = vec![traversals::fence(
+            &claim.holder,
+            claim.now_ms,
+            claim.expires_ms,
+        )];
+        rows.extend(GremlinGraph::write_rows(changes)?);
+        self.write(rows)
+    }
+
     fn instance(&self, fresh: &str) -> Result<String, StoreError> {
         self.first_string("instance", traversals::instance(fresh))?
             .ok_or_else(|| StoreError::Engine("the graph did not return its instance id".into()))
@@ -683,7 +734,13 @@ impl GraphStore for GremlinGraph {
         if changes.is_empty() {
             return Ok(());
         }
-        let rows = GremlinGraph::write_rows(changes)?;
+        self.write(GremlinGraph::write_rows(changes)?)
+    }
+}
+
+impl GremlinGraph {
+    /// Sends the rows of one write as one request (one transaction).
+    fn write(&self, rows: Vec<Tr>) -> Result<(), StoreError> {
         let n = rows.len();
         let started = std::time::Instant::now();
         self.run("write", traversals::write(rows))?;

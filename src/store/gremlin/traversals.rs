@@ -47,6 +47,7 @@ pub mod ids {
     }
     pub const COUNTERS: &str = "meta:counters";
     pub const INSTANCE: &str = "meta:instance";
+    pub const LEASE: &str = "meta:lease";
 
     pub fn link(a: &str, b: &str) -> String {
         format!("l:{a}{SEP}{b}")
@@ -530,6 +531,99 @@ pub fn instance(fresh: &str) -> Tr {
             ],
         )
         .step("values", vec![s("instance")])
+}
+
+// ---- the writer lease (see `store::remote::lease`) ----
+
+/// The text of the `fail()` that refuses a write of a process that lost the lease.
+pub const LEASE_LOST: &str = "idgraph: the writer lease is held by another process";
+
+/// `V(meta:lease)` with `touched` written first, so that concurrent lease transactions on
+/// it conflict (Neptune, transactional Gremlin Server) instead of both reading the old
+/// holder.
+fn lease_touched(now: u64) -> Tr {
+    Tr::new()
+        .v(vec![ids::LEASE.to_owned()])
+        .set("touched", int(now))
+}
+
+/// Takes the lease when it is missing, expired at `now`, or already `holder`'s; yields the
+/// record afterwards (`holder`, `label`, `expires`).
+pub fn claim_lease(holder: &str, label: &str, now: u64, expires: u64) -> Tr {
+    let free = Tr::new().step(
+        "or",
+        vec![
+            Tr::new().step("has", vec![s("holder"), s(holder)]).into(),
+            Tr::new()
+                .step(
+                    "has",
+                    vec![
+                        s("expires"),
+                        GValue::P(P::lt(i64::try_from(now).unwrap_or(i64::MAX))),
+                    ],
+                )
+                .into(),
+        ],
+    );
+    let take = Tr::new()
+        .set("holder", s(holder))
+        .set("label", s(label))
+        .set("expires", int(expires));
+    upsert_v(ids::LEASE, META)
+        .step(
+            "coalesce",
+            vec![
+                Tr::new().step("has", vec![s("holder")]).into(),
+                Tr::new()
+                    .set("holder", s(""))
+                    .set("label", s(""))
+                    .set("expires", int(0))
+                    .into(),
+            ],
+        )
+        .set("touched", int(now))
+        .step(
+            "choose",
+            vec![
+                free.into(),
+                take.into(),
+                Tr::new().step("identity", vec![]).into(),
+            ],
+        )
+        .project(&["holder", "label", "expires"])
+}
+
+/// Extends `holder`'s lease to `expires`; yields 1 if it was theirs, 0 otherwise.
+pub fn renew_lease(holder: &str, now: u64, expires: u64) -> Tr {
+    lease_touched(now)
+        .step("has", vec![s("holder"), s(holder)])
+        .set("expires", int(expires))
+        .step("count", vec![])
+}
+
+/// The first row of every fenced write: fails the whole request unless the lease is
+/// `holder`'s, and extends it.
+pub fn fence(holder: &str, now: u64, expires: u64) -> Tr {
+    lease_touched(now)
+        .step("has", vec![s("holder"), s(holder)])
+        .step("fold", vec![])
+        .step(
+            "coalesce",
+            vec![
+                Tr::new().step("unfold", vec![]).into(),
+                Tr::new().step("fail", vec![s(LEASE_LOST)]).into(),
+            ],
+        )
+        .set("expires", int(expires))
+}
+
+/// Ends `holder`'s lease now.
+pub fn release_lease(holder: &str) -> Tr {
+    Tr::new()
+        .v(vec![ids::LEASE.to_owned()])
+        .step("has", vec![s("holder"), s(holder)])
+        .set("expires", int(0))
+        .step("count", vec![])
 }
 
 pub fn vertex_values(id: &str, property: &str) -> Tr {

@@ -18,14 +18,18 @@
 //! is rebuilt from the graph. If mirroring an acknowledged write fails, the cache is marked
 //! stale and every read goes to the graph until the next start rebuilds it. idgraph is
 //! the only writer of its graph (one resolver thread), which is what keeps the mirror
-//! exact.
+//! exact, and the writer lease ([`lease`]) makes sure of it: a second process is refused
+//! at start-up, and one that lost the lease cannot write.
 
+pub mod lease;
 pub mod runtime;
 pub mod sigv4;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
+
+use lease::{Claim, Holder, Lease};
 
 use rustc_hash::FxHashSet as HashSet;
 
@@ -57,11 +61,27 @@ pub trait RemoteGraph: GraphStore {
         after: &str,
         limit: usize,
     ) -> Result<Vec<(ProfileId, ProfileId)>, StoreError>;
+
+    /// Takes the writer lease for `claim.holder` when it is missing, expired at
+    /// `claim.now_ms`, or already theirs (then it is extended to `claim.expires_ms`), in one
+    /// transaction that locks the lease record first; returns the record afterwards.
+    fn claim_lease(&self, claim: &Claim) -> Result<Holder, StoreError>;
+    /// Extends the lease to `claim.expires_ms` if it is still `claim.holder`'s; `false`
+    /// when another holder has it (or it is gone).
+    fn renew_lease(&self, claim: &Claim) -> Result<bool, StoreError>;
+    /// Ends `holder`'s lease now (nothing when another holder has it).
+    fn release_lease(&self, holder: &str) -> Result<(), StoreError>;
+    /// [`GraphStore::apply`] fenced by the lease: the same transaction first locks the
+    /// lease record, checks it is `claim.holder`'s and extends it; otherwise nothing is
+    /// written and the answer is [`StoreError::Fenced`].
+    fn apply_fenced(&self, changes: &Changes, claim: &Claim) -> Result<(), StoreError>;
 }
 
-/// A remote graph with the local profile cache in front of it (see the module docs).
-pub struct Mirrored<G> {
-    graph: G,
+/// A remote graph with the local profile cache in front of it (see the module docs),
+/// written under the graph's writer lease ([`lease`]).
+pub struct Mirrored<G: RemoteGraph> {
+    graph: Arc<G>,
+    lease: Arc<Lease>,
     cache: RwLock<RocksStore>,
     cache_dir: PathBuf,
     /// Set when an acknowledged graph write could not be mirrored into the cache: reads
@@ -69,22 +89,42 @@ pub struct Mirrored<G> {
     cache_stale: AtomicBool,
 }
 
-impl<G: RemoteGraph> Mirrored<G> {
-    /// Opens the profile cache in `<data_dir>/graph-cache` in front of `graph`, rebuilding
-    /// it when it does not mirror this graph at its current commit.
-    pub fn open(graph: G, data_dir: &Path) -> Result<Mirrored<G>, StoreError> {
+impl<G: RemoteGraph + Send + Sync + 'static> Mirrored<G> {
+    /// Takes the graph's writer lease (refused, naming the holder, while another process
+    /// holds it; `lease_seconds` long), then opens the profile cache in
+    /// `<data_dir>/graph-cache` in front of `graph`, rebuilding it when it does not mirror
+    /// this graph at its current commit.
+    pub fn open(graph: G, data_dir: &Path, lease_seconds: u64) -> Result<Mirrored<G>, StoreError> {
+        let lease = Arc::new(Lease::for_data_dir(data_dir, lease_seconds)?);
+        lease.acquire(&graph)?;
+        let graph = Arc::new(graph);
         let cache_dir = data_dir.join("graph-cache");
-        let cache = RocksStore::open(&cache_dir)?;
-        let store = Mirrored {
-            graph,
-            cache: RwLock::new(cache),
-            cache_dir,
-            cache_stale: AtomicBool::new(false),
-        };
-        store.sync_cache()?;
-        Ok(store)
+        let opened = RocksStore::open(&cache_dir).and_then(|cache| {
+            let store = Mirrored {
+                graph: graph.clone(),
+                lease: lease.clone(),
+                cache: RwLock::new(cache),
+                cache_dir,
+                cache_stale: AtomicBool::new(false),
+            };
+            store.sync_cache()?;
+            lease.start_heartbeat(Arc::downgrade(&graph))?;
+            Ok(store)
+        });
+        if opened.is_err() {
+            lease.release(graph.as_ref());
+        }
+        opened
     }
+}
 
+impl<G: RemoteGraph> Drop for Mirrored<G> {
+    fn drop(&mut self) {
+        self.lease.release(self.graph.as_ref());
+    }
+}
+
+impl<G: RemoteGraph> Mirrored<G> {
     /// The graph behind the cache.
     pub fn graph(&self) -> &G {
         &self.graph
@@ -315,7 +355,19 @@ impl<G: RemoteGraph> GraphStore for Mirrored<G> {
         if changes.is_empty() {
             return Ok(());
         }
-        self.graph.apply(changes)?;
+        self.lease.check()?;
+        {
+            let _turn = self.lease.turn();
+            let claim = self.lease.claim();
+            match self.graph.apply_fenced(changes, &claim) {
+                Ok(()) => self.lease.renewed(&claim),
+                Err(StoreError::Fenced(why)) => {
+                    self.lease.fence();
+                    return Err(StoreError::Fenced(why));
+                }
+                Err(e) => return Err(e),
+            }
+        }
         // The graph has the write; now the cache must follow it.
         let mirrored = self
             .cache()
@@ -343,6 +395,11 @@ impl<G: RemoteGraph> GraphStore for Mirrored<G> {
     }
 
     fn probe_write(&self) -> Result<(), StoreError> {
+        self.lease.check()?;
         self.graph.probe_write()
+    }
+
+    fn check_writer(&self) -> Result<(), StoreError> {
+        self.lease.check()
     }
 }
