@@ -21,6 +21,7 @@
 //! exact, and the writer lease ([`lease`]) makes sure of it: a second process is refused
 //! at start-up, and one that lost the lease cannot write.
 
+pub mod instance_role;
 pub mod lease;
 pub mod runtime;
 pub mod sigv4;

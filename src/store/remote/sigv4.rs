@@ -8,7 +8,7 @@
 //! suite. Credentials come from the environment (`AWS_ACCESS_KEY_ID`,
 //! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), then the shared credentials file
 //! (`AWS_SHARED_CREDENTIALS_FILE` or `~/.aws/credentials`, profile `AWS_PROFILE` or
-//! `default`). Secrets are never logged: [`Credentials`]' `Debug` hides them.
+//! `default`), then the workload's role (`instance_role`: ECS, EC2). Secrets are never logged: [`Credentials`]' `Debug` hides them.
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -195,7 +195,9 @@ pub fn neptune_bolt_token(
     token.to_string()
 }
 
-/// Credentials from the environment, then the shared credentials file.
+/// Credentials from the standard sources, in the AWS SDKs' order: the environment, the
+/// shared credentials file, then the role the workload runs as (ECS task role, EC2
+/// instance profile; see [`super::instance_role`]).
 pub fn credentials() -> Result<Credentials, StoreError> {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     if let (Some(id), Some(secret)) = (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
@@ -209,15 +211,19 @@ pub fn credentials() -> Result<Credentials, StoreError> {
         .map(std::path::PathBuf::from)
         .or_else(|| var("HOME").map(|h| std::path::Path::new(&h).join(".aws/credentials")));
     let profile = var("AWS_PROFILE").unwrap_or_else(|| "default".into());
-    let missing = || {
+    if let Some(found) = file
+        .and_then(|path| std::fs::read_to_string(path).ok())
+        .and_then(|text| profile_credentials(&text, &profile))
+    {
+        return Ok(found);
+    }
+    super::instance_role::role_credentials()?.ok_or_else(|| {
         StoreError::Engine(format!(
-            "AWS IAM authentication: no credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, \
-             or profile {profile} in the shared credentials file)"
+            "AWS IAM authentication: no credentials (set AWS_ACCESS_KEY_ID and \
+             AWS_SECRET_ACCESS_KEY, or profile {profile} in the shared credentials file, or \
+             run with an ECS task role or EC2 instance profile)"
         ))
-    };
-    let path = file.ok_or_else(missing)?;
-    let text = std::fs::read_to_string(&path).map_err(|_| missing())?;
-    profile_credentials(&text, &profile).ok_or_else(missing)
+    })
 }
 
 /// The credentials of `[profile]` in the text of a shared credentials file.
