@@ -124,6 +124,12 @@ pub struct GremlinSettings {
     pub pool_size: usize,
     /// A graph call without an answer within this time fails with 503.
     pub timeout_ms: u64,
+    /// `password` (SASL with user and password above, when a user is set) or `aws_iam`
+    /// (Neptune IAM database authentication: the WebSocket handshake is SigV4-signed, see
+    /// `store::gremlin::iam`).
+    pub auth: GraphAuth,
+    /// AWS region of the Neptune cluster for `auth = "aws_iam"`; empty: `AWS_REGION`.
+    pub aws_region: String,
 }
 
 impl Default for GremlinSettings {
@@ -134,6 +140,8 @@ impl Default for GremlinSettings {
             password: Secret::default(),
             pool_size: 8,
             timeout_ms: 10_000,
+            auth: GraphAuth::Password,
+            aws_region: String::new(),
         }
     }
 }
@@ -181,15 +189,15 @@ pub struct BoltSettings {
     /// `password` (user and password above) or `aws_iam` (Neptune IAM database
     /// authentication: SigV4 with credentials from the environment or the shared
     /// credentials file; user and password are then unused).
-    pub auth: BoltAuth,
+    pub auth: GraphAuth,
     /// AWS region of the Neptune cluster for `auth = "aws_iam"`; empty: `AWS_REGION`.
     pub aws_region: String,
 }
 
-/// See [`BoltSettings::auth`].
+/// How idgraph authenticates to a graph database (`graph.bolt.auth`, `graph.gremlin.auth`).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
-pub enum BoltAuth {
+pub enum GraphAuth {
     #[default]
     Password,
     AwsIam,
@@ -206,7 +214,7 @@ impl Default for BoltSettings {
             flavour: GraphFlavour::Neo4j,
             timeout_ms: 10_000,
             ca_cert: None,
-            auth: BoltAuth::Password,
+            auth: GraphAuth::Password,
             aws_region: String::new(),
         }
     }

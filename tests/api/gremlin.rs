@@ -152,3 +152,70 @@ mod startup_errors {
         assert!(!err.contains("not-the-password"), "{err}");
     }
 }
+
+/// `graph.gremlin.auth = "aws_iam"`: the real binary reaches the real Gremlin Server through
+/// its signing relay (`store::gremlin::iam`), and everything (SASL included) passes
+/// through it: ingest, lookup, and the graph written. Gremlin Server does not check SigV4
+/// (only Neptune does); the relay's signature is checked in its unit tests.
+#[test]
+fn the_store_works_through_the_neptune_iam_relay() {
+    use crate::helpers::{get_json, http_client, post_json, ServeProcess};
+    let held = exclusive();
+    let data = tempfile::tempdir().expect("data dir");
+    let env: Vec<(String, String)> = [
+        ("IDGRAPH_GRAPH__STORE", "gremlin"),
+        ("IDGRAPH_GRAPH__GREMLIN__URI", held.server.uri.as_str()),
+        ("IDGRAPH_GRAPH__GREMLIN__USER", held.server.user.as_str()),
+        (
+            "IDGRAPH_GRAPH__GREMLIN__PASSWORD",
+            held.server.password.as_str(),
+        ),
+        ("IDGRAPH_GRAPH__GREMLIN__AUTH", "aws_iam"),
+        ("IDGRAPH_GRAPH__GREMLIN__AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        ),
+        ("RUST_LOG", "warn,idgraph::store::gremlin::iam=info"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    let server = ServeProcess::start_with_env(data.path(), &env);
+    assert!(
+        server.stderr().contains("Neptune IAM signing relay"),
+        "{}",
+        server.stderr()
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let client = http_client();
+        let event = serde_json::json!({
+            "event_id": "iam-1", "source": "crm", "timestamp": "2024-05-01T10:00:00Z",
+            "identifiers": { "email": "iam@example.com", "customer_id": "C-IAM" }
+        });
+        let (status, body) = post_json(&client, &server.url("/v1/events"), &event).await;
+        assert_eq!(status, 200, "{body}; stderr: {}", server.stderr());
+        let (status, profile) = get_json(
+            &client,
+            &server.url("/v1/lookup?kind=customer_id&value=C-IAM"),
+        )
+        .await;
+        assert_eq!(status, 200, "{profile}");
+        assert_eq!(crate::helpers::identifier_count(&profile), 2, "{profile}");
+    });
+    // The identifier vertices are in the server's graph, written through the relay.
+    let found = run(
+        &held.server,
+        &[("V", &["i:email:iam@example.com"]), ("count", &[])],
+    );
+    assert_eq!(found.len(), 1);
+    assert!(
+        matches!(found[0], GValue::Int64(1) | GValue::Int32(1)),
+        "{found:?}"
+    );
+}

@@ -38,7 +38,7 @@ use super::{
     Changes, Counters, Edge, GraphStore, HistoryEntry, IdentKey, MatchRecord, Node, ProfileId,
     ProfileState, StoreError, StoredEvent,
 };
-use crate::config::{BoltAuth, BoltSettings};
+use crate::config::{BoltSettings, GraphAuth};
 use crate::model::edge_pair;
 use rows::{column, row, GoldenRow, IdentifierRow, LinkRow};
 
@@ -277,19 +277,9 @@ fn config(settings: &BoltSettings) -> Result<neo4rs::Config, StoreError> {
         builder = builder.with_client_certificate(ca);
     }
     let (user, password) = match settings.auth {
-        BoltAuth::Password => (settings.user.clone(), settings.password.expose().to_owned()),
-        BoltAuth::AwsIam => {
-            let region = if settings.aws_region.is_empty() {
-                std::env::var("AWS_REGION").unwrap_or_default()
-            } else {
-                settings.aws_region.clone()
-            };
-            if region.is_empty() {
-                return Err(StoreError::Engine(
-                    "graph.bolt.auth = \"aws_iam\" needs graph.bolt.aws_region (or AWS_REGION)"
-                        .into(),
-                ));
-            }
+        GraphAuth::Password => (settings.user.clone(), settings.password.expose().to_owned()),
+        GraphAuth::AwsIam => {
+            let region = sigv4::region(&settings.aws_region, "graph.bolt")?;
             let credentials = sigv4::credentials()?;
             let token = sigv4::neptune_bolt_token(
                 host_port(&settings.uri),
@@ -334,7 +324,7 @@ impl BoltGraph {
         Ok(BoltGraph {
             graph: RwLock::new((graph, Instant::now())),
             rt,
-            iam: (settings.auth == BoltAuth::AwsIam).then(|| settings.clone()),
+            iam: (settings.auth == GraphAuth::AwsIam).then(|| settings.clone()),
         })
     }
 

@@ -20,6 +20,7 @@
 //! [`StoreError::Unavailable`] (HTTP 503); refused credentials are named; a server error is
 //! [`StoreError::Engine`] with the server's message cut before any value it quotes.
 
+pub mod iam;
 pub mod traversals;
 
 use gremlin_client::aio::{AsyncTerminator, GremlinClient};
@@ -29,12 +30,13 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use super::remote::lease::{self, Claim, Holder};
 use super::remote::runtime::ClientRuntime;
+use super::remote::sigv4;
 use super::remote::RemoteGraph;
 use super::{
     Changes, Counters, Edge, EdgeStatus, GraphStore, HistoryEntry, IdentKey, MatchRecord, Node,
     ProfileId, ProfileState, StoreError, StoredEvent,
 };
-use crate::config::GremlinSettings;
+use crate::config::{GraphAuth, GremlinSettings};
 use crate::model::codec::{self, Stored};
 use crate::model::{edge_pair, split_key};
 use traversals::{ids, Tr};
@@ -244,6 +246,32 @@ impl GremlinGraph {
             .ok_or_else(|| {
                 StoreError::Engine("graph.gremlin.pool_size must be at least 1".into())
             })?;
+        let rt = ClientRuntime::new("idgraph-gremlin", settings.timeout_ms)?;
+        // With Neptune IAM the client talks to the signing relay, which talks to the
+        // cluster (TLS included).
+        let at = match settings.auth {
+            GraphAuth::Password => at,
+            GraphAuth::AwsIam => {
+                let region = sigv4::region(&settings.aws_region, "graph.gremlin")?;
+                // Missing credentials are named now, not at the first connection.
+                sigv4::credentials()?;
+                let port = iam::start(
+                    &rt,
+                    iam::Upstream {
+                        host: at.host,
+                        port: at.port,
+                        tls: at.tls,
+                        region,
+                        credentials: Box::new(sigv4::credentials),
+                    },
+                )?;
+                Endpoint {
+                    tls: false,
+                    host: "127.0.0.1".into(),
+                    port,
+                }
+            }
+        };
         let mut options = ConnectionOptions::builder()
             .host(at.host)
             .port(at.port)
@@ -263,7 +291,6 @@ impl GremlinGraph {
             options = options.credentials(&settings.user, settings.password.expose());
         }
         let options = options.build();
-        let rt = ClientRuntime::new("idgraph-gremlin", settings.timeout_ms)?;
         let client = rt.call("connect", async move {
             GremlinClient::connect(options)
                 .await

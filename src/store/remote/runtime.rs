@@ -38,6 +38,14 @@ impl ClientRuntime {
         self.timeout
     }
 
+    /// Runs `fut` on the client runtime in the background (a task that lives as long as
+    /// the runtime, e.g. a listener).
+    pub fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) {
+        if let Some(rt) = &self.rt {
+            rt.spawn(fut);
+        }
+    }
+
     /// Runs `fut` on the client runtime and waits for it, at most the timeout: no answer
     /// in time is [`StoreError::Unavailable`] (HTTP 503), like a refused connection.
     pub fn call<T: Send + 'static>(

@@ -154,6 +154,21 @@ pub fn sign(
     }
 }
 
+/// The region of `<section>.aws_region` (`configured`), else `AWS_REGION`.
+pub fn region(configured: &str, section: &str) -> Result<String, StoreError> {
+    let region = if configured.is_empty() {
+        std::env::var("AWS_REGION").unwrap_or_default()
+    } else {
+        configured.to_owned()
+    };
+    if region.is_empty() {
+        return Err(StoreError::Engine(format!(
+            "{section}.auth = \"aws_iam\" needs {section}.aws_region (or AWS_REGION)"
+        )));
+    }
+    Ok(region)
+}
+
 /// Now as SigV4 writes it.
 pub fn amz_date_now() -> String {
     chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string()
