@@ -69,6 +69,15 @@ fn event(id: &str, email: &str) -> Value {
     })
 }
 
+async fn ingest(
+    client: &reqwest::Client,
+    server: &ServeProcess,
+    id: &str,
+    email: &str,
+) -> (u16, Value) {
+    post_json(client, &server.url("/v1/events"), &event(id, email)).await
+}
+
 async fn lookup(client: &reqwest::Client, server: &ServeProcess, email: &str) -> u16 {
     let url = reqwest::Url::parse_with_params(
         &server.url("/v1/lookup"),
@@ -103,12 +112,7 @@ async fn two_writers(turn: neo4j::Neo4jTurn) {
 
     // A takes the graph and writes.
     let mut a = ServeProcess::start_with_env(dir_a.path(), &graph_env(&turn, 3));
-    let (status, body) = post_json(
-        &client,
-        &a.url("/v1/events"),
-        &event("a-1", "a1@example.com"),
-    )
-    .await;
+    let (status, body) = ingest(&client, &a, "a-1", "a1@example.com").await;
     assert_eq!(status, 200, "{body}");
 
     // B, on another data directory, is refused while A's lease runs, naming A.
@@ -133,12 +137,7 @@ async fn two_writers(turn: neo4j::Neo4jTurn) {
     std::thread::sleep(Duration::from_secs(5));
     let mut b = ServeProcess::start_with_env(dir_b.path(), &graph_env(&turn, 30));
     signal(&a, "-CONT");
-    let (status, body) = post_json(
-        &client,
-        &b.url("/v1/events"),
-        &event("b-1", "b1@example.com"),
-    )
-    .await;
+    let (status, body) = ingest(&client, &b, "b-1", "b1@example.com").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         lookup(&client, &b, "a1@example.com").await,
@@ -147,12 +146,7 @@ async fn two_writers(turn: neo4j::Neo4jTurn) {
     );
 
     // A, awake again, writes nothing: its write is refused whole, and it is not ready.
-    let (status, body) = post_json(
-        &client,
-        &a.url("/v1/events"),
-        &event("a-2", "a2@example.com"),
-    )
-    .await;
+    let (status, body) = ingest(&client, &a, "a-2", "a2@example.com").await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "not_the_writer", "{body}");
     let (status, ready) = get_json(&client, &a.url("/ready")).await;
@@ -163,12 +157,7 @@ async fn two_writers(turn: neo4j::Neo4jTurn) {
         404,
         "nothing of A's refused write is in the graph"
     );
-    let (status, body) = post_json(
-        &client,
-        &a.url("/v1/events"),
-        &event("a-3", "a3@example.com"),
-    )
-    .await;
+    let (status, body) = ingest(&client, &a, "a-3", "a3@example.com").await;
     assert_eq!(
         (status, body["error"]["code"].clone()),
         (503, json!("not_the_writer")),
@@ -180,12 +169,7 @@ async fn two_writers(turn: neo4j::Neo4jTurn) {
     // 30 s lease was renewed moments ago.
     b.terminate();
     let mut c = ServeProcess::start_with_env(dir_a.path(), &graph_env(&turn, 30));
-    let (status, body) = post_json(
-        &client,
-        &c.url("/v1/events"),
-        &event("c-1", "c1@example.com"),
-    )
-    .await;
+    let (status, body) = ingest(&client, &c, "c-1", "c1@example.com").await;
     assert_eq!(status, 200, "{body}");
 
     // After kill -9 the lease stays C's for 30 s: another directory is refused, while C's
@@ -201,11 +185,6 @@ async fn two_writers(turn: neo4j::Neo4jTurn) {
         assert_eq!(lookup(&client, &d, email).await, 200, "{email}");
     }
     assert_eq!(lookup(&client, &d, "a2@example.com").await, 404);
-    let (status, body) = post_json(
-        &client,
-        &d.url("/v1/events"),
-        &event("d-1", "d1@example.com"),
-    )
-    .await;
+    let (status, body) = ingest(&client, &d, "d-1", "d1@example.com").await;
     assert_eq!(status, 200, "{body}");
 }

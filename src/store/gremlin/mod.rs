@@ -320,6 +320,16 @@ impl GremlinGraph {
         result
     }
 
+    /// Whether a traversal ending in `count()` counted anything.
+    fn counts_some(&self, what: &'static str, t: Tr) -> Result<bool, StoreError> {
+        let n = self.run(what, t)?;
+        Ok(n.first()
+            .map(|v| integer(what, v))
+            .transpose()?
+            .unwrap_or(0)
+            > 0)
+    }
+
     fn strings(&self, what: &'static str, t: Tr) -> Result<Vec<String>, StoreError> {
         self.run(what, t)?.iter().map(|v| string(what, v)).collect()
     }
@@ -497,15 +507,10 @@ impl RemoteGraph for GremlinGraph {
     }
 
     fn renew_lease(&self, claim: &Claim) -> Result<bool, StoreError> {
-        let n = self.run(
+        self.counts_some(
             "renew lease",
             traversals::renew_lease(&claim.holder, claim.now_ms, claim.expires_ms),
-        )?;
-        Ok(n.first()
-            .map(|v| integer("writer lease", v))
-            .transpose()?
-            .unwrap_or(0)
-            > 0)
+        )
     }
 
     fn release_lease(&self, holder: &str) -> Result<(), StoreError> {
@@ -749,12 +754,7 @@ impl GraphStore for GremlinGraph {
     }
 
     fn is_suppressed(&self, hash: &str) -> Result<bool, StoreError> {
-        let n = self.run("is_suppressed", traversals::count(&ids::suppression(hash)))?;
-        Ok(n.first()
-            .map(|v| integer("suppression", v))
-            .transpose()?
-            .unwrap_or(0)
-            > 0)
+        self.counts_some("is_suppressed", traversals::count(&ids::suppression(hash)))
     }
 
     fn apply(&self, changes: &Changes) -> Result<(), StoreError> {
