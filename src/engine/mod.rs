@@ -109,6 +109,7 @@ impl Engine {
             GraphBackend::Embedded => Arc::new(RocksStore::open_with_cache(
                 dir,
                 settings.storage.block_cache_mb,
+                settings.storage.bottommost_compression,
             )?),
             GraphBackend::Bolt => Arc::new(Mirrored::open(
                 BoltGraph::connect(&settings.graph.bolt)?,
