@@ -878,45 +878,22 @@ contract!(
     gremlin_bare => Subject::Bare(Backend::Gremlin),
 );
 
-mod remote {
-    use super::*;
-    #[test]
-    fn memory() {
-        remote_paging(Subject::Memory)
-    }
-    #[test]
-    fn arcadedb() {
-        remote_paging(Subject::Bare(Backend::Bolt))
-    }
-    #[test]
-    fn neo4j() {
-        remote_paging(Subject::Bare(Backend::Neo4j))
-    }
-    #[test]
-    fn gremlin() {
-        remote_paging(Subject::Bare(Backend::Gremlin))
-    }
+/// The `RemoteGraph` part of the contract, on every remote graph.
+macro_rules! remote_contract {
+    ($($name:ident => $test:path),* $(,)?) => {
+        $(
+            mod $name {
+                use super::*;
+                #[test] fn memory() { $test(Subject::Memory) }
+                #[test] fn arcadedb() { $test(Subject::Bare(Backend::Bolt)) }
+                #[test] fn neo4j() { $test(Subject::Bare(Backend::Neo4j)) }
+                #[test] fn gremlin() { $test(Subject::Bare(Backend::Gremlin)) }
+            }
+        )*
+    };
 }
 
-mod lease {
-    use super::*;
-    #[test]
-    fn memory() {
-        writer_lease(Subject::Memory)
-    }
-    #[test]
-    fn arcadedb() {
-        writer_lease(Subject::Bare(Backend::Bolt))
-    }
-    #[test]
-    fn neo4j() {
-        writer_lease(Subject::Bare(Backend::Neo4j))
-    }
-    #[test]
-    fn gremlin() {
-        writer_lease(Subject::Bare(Backend::Gremlin))
-    }
-}
+remote_contract!(remote => remote_paging, lease => writer_lease);
 
 /// The embedded store's last-level compression (`storage.bottommost_compression`): files
 /// written under one setting are read under the other, and zstd (with its per-file
