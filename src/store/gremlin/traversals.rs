@@ -439,17 +439,12 @@ pub fn insert_event(id: &str, seq: u64, body: String) -> Tr {
 /// Drops the event index of `key`, except the rows of sequence numbers `rewritten` (set
 /// again by the same write; see [`drop_history`]).
 pub fn unlink_events(key: &str, rewritten: &[u64]) -> Tr {
-    let mut t = Tr::new()
-        .v(vec![ids::identifier(key)])
-        .step("outE", vec![s(SEEN_IN)]);
-    if !rewritten.is_empty() {
-        let keep = rewritten
-            .iter()
-            .map(|seq| s(&ids::seen_in(key, *seq)))
-            .collect();
-        t = t.step("not", vec![Tr::new().step("hasId", keep).into()]);
-    }
-    t.step("drop", vec![])
+    drop_except(
+        Tr::new()
+            .v(vec![ids::identifier(key)])
+            .step("outE", vec![s(SEEN_IN)]),
+        rewritten.iter().map(|seq| ids::seen_in(key, *seq)),
+    )
 }
 
 pub fn link_event(key: &str, seq: u64, event: &str) -> Tr {
@@ -467,16 +462,22 @@ pub fn link_event(key: &str, seq: u64, event: &str) -> Tr {
 /// (which the same write sets again: a transactional graph refuses re-creating an element
 /// dropped in the same transaction, so they are overwritten in place instead).
 pub fn drop_history(profile: &str, rewritten: &[u64]) -> Tr {
-    let mut t = Tr::new()
-        .v(vec![ids::profile(profile)])
-        .step("out", vec![s(HAS_HISTORY)]);
-    if !rewritten.is_empty() {
-        let keep = rewritten
-            .iter()
-            .map(|seq| s(&ids::history(profile, *seq)))
-            .collect();
-        t = t.step("not", vec![Tr::new().step("hasId", keep).into()]);
-    }
+    drop_except(
+        Tr::new()
+            .v(vec![ids::profile(profile)])
+            .step("out", vec![s(HAS_HISTORY)]),
+        rewritten.iter().map(|seq| ids::history(profile, *seq)),
+    )
+}
+
+/// Drops the elements `t` yields, except those with an id in `keep`.
+fn drop_except(t: Tr, keep: impl Iterator<Item = String>) -> Tr {
+    let keep: Vec<GValue> = keep.map(GValue::String).collect();
+    let t = if keep.is_empty() {
+        t
+    } else {
+        t.step("not", vec![Tr::new().step("hasId", keep).into()])
+    };
     t.step("drop", vec![])
 }
 

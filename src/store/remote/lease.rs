@@ -130,10 +130,6 @@ impl Lease {
         }
     }
 
-    pub fn holder(&self) -> &str {
-        &self.holder
-    }
-
     /// The turn to change the lease record (see the `turn` field).
     pub fn turn(&self) -> MutexGuard<'_, ()> {
         self.turn.lock().unwrap_or_else(|e| e.into_inner())
