@@ -30,6 +30,7 @@ pub struct Settings {
     pub matching: MatchingSettings,
     pub auth: AuthSettings,
     pub audit: AuditSettings,
+    pub feed: FeedSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -300,6 +301,27 @@ pub struct SurvivorshipSettings {
     pub default: Strategy,
     /// Per-trait strategy (`first_name`, `last_name`, `birth_date`, `address`, extra traits).
     pub traits: BTreeMap<String, Strategy>,
+}
+
+/// The change feed (see `model::feed`, `GET /v1/changes`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeedSettings {
+    /// Record every change to the identity graph (on by default; off saves the records'
+    /// writes, and `/v1/changes` then answers 404 `feed_disabled`).
+    pub enabled: bool,
+    /// Hours a record is kept (at least 1). A reader further behind gets 410
+    /// `changes_expired` and must start again from a full export.
+    pub retention_hours: u64,
+}
+
+impl Default for FeedSettings {
+    fn default() -> Self {
+        FeedSettings {
+            enabled: true,
+            retention_hours: 168,
+        }
+    }
 }
 
 /// The audit trail (see `governance::audit`).

@@ -14,6 +14,7 @@
 //! **Invariant:** only the commit thread writes to the store, in the order the resolver
 //! produced the groups. Nothing here logs identifier values or traits.
 
+mod changes;
 mod reads;
 mod writer;
 mod writes;
@@ -38,6 +39,7 @@ use crate::store::gremlin::GremlinGraph;
 use crate::store::remote::Mirrored;
 use crate::store::rocks::RocksStore;
 use crate::store::{GraphStore, IdentKey, ProfileId, StoreError};
+pub use changes::{ChangesError, ChangesPage};
 use writer::{writer_loop, Job, WriteFault, QUEUE_DEPTH};
 pub use writer::{CommitListener, OpResult};
 
@@ -90,6 +92,7 @@ pub struct Engine {
     queue: Option<SyncSender<Job>>,
     writer: Option<JoinHandle<()>>,
     indexer: Option<JoinHandle<()>>,
+    feed_signal: Arc<changes::FeedSignal>,
 }
 
 impl Engine {
@@ -213,6 +216,8 @@ impl Engine {
             }
             None => None,
         };
+        let feed_signal = Arc::new(changes::FeedSignal(tokio::sync::watch::channel(0).0));
+        all.push(feed_signal.clone());
         all.extend(listeners);
         let writer_store = store.clone();
         let writer_rules = rules.clone();
@@ -232,6 +237,7 @@ impl Engine {
             settings,
             queue: Some(tx),
             writer: Some(writer),
+            feed_signal,
         })
     }
 

@@ -29,18 +29,22 @@ pub enum Permission {
     Search,
     /// Graph, explain, devices, households, history.
     Views,
+    /// `GET /v1/changes`: the change feed (what changed in the identity graph, with
+    /// identifier values shown as the role shows them).
+    Changes,
     /// Links, identifiers, erasure, suppression, audit.
     Admin,
 }
 
 impl Permission {
     /// Every permission (the role table and the matrix test walk them).
-    pub const ALL: [Permission; 6] = [
+    pub const ALL: [Permission; 7] = [
         Permission::Ingest,
         Permission::Lookup,
         Permission::ReadProfile,
         Permission::Search,
         Permission::Views,
+        Permission::Changes,
         Permission::Admin,
     ];
 }
@@ -75,9 +79,9 @@ impl Role {
         use Permission as P;
         match self {
             Role::Ingest => p == P::Ingest,
-            Role::Service => matches!(p, P::Lookup | P::ReadProfile),
+            Role::Service => matches!(p, P::Lookup | P::ReadProfile | P::Changes),
             Role::Agent => matches!(p, P::Search | P::ReadProfile | P::Views),
-            Role::Analyst => p == P::Views,
+            Role::Analyst => matches!(p, P::Views | P::Changes),
             Role::Admin => true,
         }
     }

@@ -38,6 +38,8 @@ stored!(
     super::HistoryEntry => "history",
     super::MatchRecord => "match record",
     super::Counters => "counters",
+    super::feed::ChangeRecord => "change record",
+    super::feed::FeedBounds => "feed bounds",
     super::ProfileId => "alias",
     Vec<super::ProfileId> => "profile id list",
 );

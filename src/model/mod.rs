@@ -7,10 +7,12 @@
 //! and the codec, never from how profiles are resolved or matched.
 
 pub mod codec;
+pub mod feed;
 pub mod golden;
 pub mod ids;
 pub mod records;
 
+pub use feed::{ChangeRecord, ChangeType};
 pub use golden::GoldenProfile;
 pub use ids::{edge_pair, ident_key, split_key, IdentKey, ProfileId};
 pub use records::{

@@ -63,6 +63,7 @@ pub fn erase(
     };
     let state = s.existing_profile(&pid)?;
     let keys: Vec<IdentKey> = state.identifier_keys().collect();
+    s.note_erased_identifiers(&keys);
 
     // Events carrying any of the person's identifiers.
     let mut events = BTreeSet::new();

@@ -17,6 +17,7 @@
 //! splits the profile along them (see [`split`]).
 
 pub mod erase;
+mod feed;
 pub mod probable;
 pub mod rules;
 pub mod session;
@@ -499,6 +500,7 @@ pub fn finish(mut s: Session<'_>, rules: &Rules) -> Result<crate::store::Changes
         }
         s.prefetch_nodes(&device_keys)?;
     }
+    let mut rendered = Vec::new();
     for id in dirty {
         let Some(mut state) = s.profile(&id)? else {
             continue;
@@ -506,6 +508,9 @@ pub fn finish(mut s: Session<'_>, rules: &Rules) -> Result<crate::store::Changes
         let address = golden::chosen_address_key(&state, rules);
         s.set_address(&mut state, address);
         let json = golden::render(&s, &state, rules)?;
+        if rules.change_feed {
+            rendered.push(feed::rendered(&s, &state, &json)?);
+        }
         // Served as stored unless someone else lives at the address or shares a device;
         // those already there may now form a household with it: their copies say so.
         let others: Vec<ProfileId> = match &state.address_key {
@@ -531,6 +536,9 @@ pub fn finish(mut s: Session<'_>, rules: &Rules) -> Result<crate::store::Changes
             }
         }
         s.put_profile_clean(state);
+    }
+    if rules.change_feed {
+        feed::write(&mut s, rendered)?;
     }
     Ok(s.into_changes())
 }

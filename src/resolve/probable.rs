@@ -21,6 +21,8 @@
 //!   field's contribution; the merge is a history entry with rule `probable_match`. Deleting
 //!   the edge splits the profile like any other link.
 
+/// The rule name of a merge decided by the matcher (history, explain, the change feed).
+pub const RULE: &str = "probable_match";
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -385,7 +387,7 @@ pub fn match_event(
             &gone,
             ev,
             vec![anchor.clone(), ident.clone()],
-            "probable_match",
+            RULE,
             detail,
         )?;
         out.absorbed.push(gone);

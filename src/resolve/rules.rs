@@ -25,6 +25,8 @@ pub struct Rules {
     pub matcher: Option<std::sync::Arc<super::probable::Matcher>>,
     /// The governance secret: erased identifiers are suppressed by their keyed hash.
     pub secret: Option<std::sync::Arc<Vec<u8>>>,
+    /// Write change-feed records (`feed.enabled`).
+    pub change_feed: bool,
 }
 
 impl Rules {
@@ -40,7 +42,11 @@ impl Rules {
                 return Err(format!("rules.limits.{k}: a limit must be at least 1"));
             }
         }
+        if settings.feed.retention_hours == 0 {
+            return Err("feed.retention_hours: must be at least 1".into());
+        }
         Ok(Rules {
+            change_feed: settings.feed.enabled,
             kind_rank,
             limits: settings
                 .rules

@@ -39,14 +39,21 @@ pub struct Session<'s> {
     read_events: RefCell<HashMap<String, bool>>,
     /// This session's candidate index rows by blocking key, in order.
     match_rows: HashMap<String, Vec<(IdentKey, bool)>>,
+    /// The history sequence number before this session: entries above it are new.
+    history_start: u64,
+    /// Identifiers an erasure in this session removed.
+    erased_identifiers: Vec<IdentKey>,
     pub now: i64,
 }
 
 impl<'s> Session<'s> {
     pub fn new(store: &'s dyn GraphStore, now: i64) -> Result<Self, StoreError> {
+        let counters = store.counters()?;
         Ok(Session {
             store,
-            counters: store.counters()?,
+            counters,
+            history_start: counters.history_seq,
+            erased_identifiers: Vec::new(),
             ch: Changes::default(),
             touched_adjacency: HashMap::default(),
             new_events: HashMap::default(),
@@ -194,6 +201,14 @@ impl<'s> Session<'s> {
             .borrow_mut()
             .insert(ProfileId::from(id), p.clone());
         Ok(p)
+    }
+
+    /// The profile as the store holds it, before this session's changes.
+    pub fn stored_profile(&self, id: &str) -> Result<Option<ProfileState>, StoreError> {
+        if let Some(p) = self.read_profiles.borrow().get(id) {
+            return Ok(p.clone());
+        }
+        self.store.profile(&ProfileId::from(id))
     }
 
     /// The profile a node points to; a missing one means the store is inconsistent.
@@ -536,6 +551,49 @@ impl<'s> Session<'s> {
             identifiers,
             detail,
         });
+    }
+
+    /// History entries recorded in this session (not the stored ones it re-wrote).
+    pub fn new_history(&self) -> Vec<HistoryEntry> {
+        self.ch
+            .history
+            .iter()
+            .filter(|e| e.seq > self.history_start)
+            .cloned()
+            .collect()
+    }
+
+    // ---- change feed ----
+
+    /// Notes identifiers an erasure removed (their feed records lose their values).
+    pub fn note_erased_identifiers(&mut self, keys: &[IdentKey]) {
+        self.erased_identifiers.extend_from_slice(keys);
+    }
+
+    pub fn erased_identifiers(&self) -> &[IdentKey] {
+        &self.erased_identifiers
+    }
+
+    /// The `commit_seq` this session's group will be written with.
+    pub fn commit_seq(&self) -> u64 {
+        self.counters.commit_seq + 1
+    }
+
+    /// Writes a feed record (by its sequence number), indexed under its subjects when
+    /// `index` is set.
+    pub fn push_change(&mut self, record: crate::model::ChangeRecord, index: bool) {
+        if index {
+            for subject in record.subjects() {
+                self.ch.feed_index.push((subject, record.seq));
+            }
+        }
+        self.ch.feed.push(record);
+    }
+
+    /// Drops every feed index row of `subject`.
+    pub fn drop_change_index(&mut self, subject: String) {
+        self.ch.feed_index.retain(|(s, _)| *s != subject);
+        self.ch.drop_feed_index.push(subject);
     }
 
     // ---- finishing ----

@@ -197,3 +197,30 @@ impl From<actix_web::error::BlockingError> for ApiError {
         ApiError::unavailable("worker pool unavailable")
     }
 }
+
+impl From<crate::engine::ChangesError> for ApiError {
+    fn from(e: crate::engine::ChangesError) -> Self {
+        use crate::engine::ChangesError;
+        match e {
+            ChangesError::Disabled => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "feed_disabled",
+                "the change feed is off on this server (feed.enabled = false)",
+            ),
+            ChangesError::Expired {
+                after,
+                pruned_through,
+            } => ApiError::new(
+                StatusCode::GONE,
+                "changes_expired",
+                format!(
+                    "after: the records after {after} are no longer kept (retention removed \
+                     everything up to {pruned_through}); start again from an export and read \
+                     on from after={pruned_through}"
+                ),
+            )
+            .with_field("after"),
+            ChangesError::Engine(e) => e.into(),
+        }
+    }
+}

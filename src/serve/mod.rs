@@ -5,6 +5,7 @@
 //! up telemetry and calls it.
 
 pub mod auth;
+pub mod changes;
 pub mod console;
 pub mod error;
 pub mod metrics;
@@ -125,6 +126,7 @@ impl Application {
                         .service(resource("/events").route(web::post().to(routes::post_events)))
                         .service(resource("/lookup").route(web::get().to(routes::lookup)))
                         .service(resource("/search").route(web::get().to(routes::search)))
+                        .service(resource("/changes").route(web::get().to(changes::changes)))
                         .service(
                             resource("/profiles/{id}").route(web::get().to(routes::get_profile)),
                         )
@@ -180,6 +182,7 @@ impl Application {
 
     /// Runs until the server stops (Ctrl-C / SIGTERM when run from `main`).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        tokio::spawn(maintain(Arc::downgrade(&self.engine)));
         let handle = self.server.handle();
         tokio::spawn(async move {
             shutdown_signal().await;
@@ -191,7 +194,29 @@ impl Application {
 
     /// Runs without installing signal handlers (tests).
     pub async fn run_in_background(self) -> std::io::Result<()> {
+        tokio::spawn(maintain(Arc::downgrade(&self.engine)));
         self.server.await
+    }
+}
+
+/// How often background maintenance (the change feed's retention) runs.
+const MAINTENANCE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Background maintenance while the engine lives: removes change-feed records past
+/// `feed.retention_hours`, at start and then every minute.
+async fn maintain(engine: std::sync::Weak<Engine>) {
+    loop {
+        let Some(e) = engine.upgrade() else { return };
+        let pruned = tokio::task::spawn_blocking(move || e.prune_changes()).await;
+        match pruned {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(records = n, "change feed: records past retention removed"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "change feed retention failed; retrying later")
+            }
+            Err(_) => return,
+        }
+        tokio::time::sleep(MAINTENANCE_EVERY).await;
     }
 }
 

@@ -26,7 +26,7 @@ fn check_id(id: &str) -> Result<()> {
     Ok(())
 }
 
-async fn blocking<T, F>(f: F) -> Result<T>
+pub(super) async fn blocking<T, F>(f: F) -> Result<T>
 where
     F: FnOnce() -> std::result::Result<T, crate::engine::EngineError> + Send + 'static,
     T: Send + 'static,

@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::{
-    Changes, Counters, Edge, GraphStore, HistoryEntry, IdentKey, MatchRecord, Node, ProfileId,
-    ProfileState, StoreError, StoredEvent,
+    ChangeRecord, Changes, Counters, Edge, FeedBounds, GraphStore, HistoryEntry, IdentKey,
+    MatchRecord, Node, ProfileId, ProfileState, StoreError, StoredEvent,
 };
 use crate::model::edge_pair;
 
@@ -305,6 +305,46 @@ impl GraphStore for Layered {
         limit: usize,
     ) -> Result<Vec<(IdentKey, MatchRecord)>, StoreError> {
         self.base.match_records_after(after, limit)
+    }
+
+    fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<ChangeRecord>, StoreError> {
+        let mut by_seq: BTreeMap<u64, ChangeRecord> = self
+            .base
+            .changes_after(after, limit)?
+            .into_iter()
+            .map(|r| (r.seq, r))
+            .collect();
+        for r in self.pending.feed.iter().filter(|r| r.seq > after) {
+            by_seq.insert(r.seq, r.clone());
+        }
+        Ok(by_seq.into_values().take(limit).collect())
+    }
+
+    fn change(&self, seq: u64) -> Result<Option<ChangeRecord>, StoreError> {
+        match self.pending.feed.iter().rev().find(|r| r.seq == seq) {
+            Some(r) => Ok(Some(r.clone())),
+            None => self.base.change(seq),
+        }
+    }
+
+    fn change_seqs_of(&self, subject: &str) -> Result<Vec<u64>, StoreError> {
+        let mut seqs: BTreeSet<u64> = if self.pending.drop_feed_index.iter().any(|s| s == subject) {
+            BTreeSet::new()
+        } else {
+            self.base.change_seqs_of(subject)?.into_iter().collect()
+        };
+        seqs.extend(
+            self.pending
+                .feed_index
+                .iter()
+                .filter(|(s, _)| s == subject)
+                .map(|(_, seq)| *seq),
+        );
+        Ok(seqs.into_iter().collect())
+    }
+
+    fn feed_bounds(&self) -> Result<FeedBounds, StoreError> {
+        self.base.feed_bounds()
     }
 
     fn apply(&self, _changes: &Changes) -> Result<(), StoreError> {

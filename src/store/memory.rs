@@ -10,8 +10,8 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use super::remote::lease::{Claim, Holder, FENCED};
 use super::remote::RemoteGraph;
 use super::{
-    Changes, Counters, Edge, GraphStore, HistoryEntry, IdentKey, MatchRecord, Node, ProfileId,
-    ProfileState, StoreError, StoredEvent,
+    ChangeRecord, Changes, Counters, Edge, FeedBounds, GraphStore, HistoryEntry, IdentKey,
+    MatchRecord, Node, ProfileId, ProfileState, StoreError, StoredEvent,
 };
 use crate::model::edge_pair;
 
@@ -31,6 +31,9 @@ struct Graph {
     match_index: BTreeMap<String, BTreeSet<IdentKey>>,
     history: BTreeMap<ProfileId, BTreeMap<u64, HistoryEntry>>,
     suppressed: BTreeSet<String>,
+    feed: BTreeMap<u64, ChangeRecord>,
+    feed_index: BTreeMap<String, BTreeSet<u64>>,
+    feed_bounds: FeedBounds,
     counters: Counters,
     instance: Option<String>,
     lease: Option<Holder>,
@@ -208,6 +211,55 @@ impl GraphStore for MemoryStore {
         Ok(self.read()?.suppressed.contains(hash))
     }
 
+    fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<ChangeRecord>, StoreError> {
+        Ok(self
+            .read()?
+            .feed
+            .range((Bound::Excluded(after), Bound::Unbounded))
+            .take(limit)
+            .map(|(_, r)| r.clone())
+            .collect())
+    }
+
+    fn change(&self, seq: u64) -> Result<Option<ChangeRecord>, StoreError> {
+        Ok(self.read()?.feed.get(&seq).cloned())
+    }
+
+    fn change_seqs_of(&self, subject: &str) -> Result<Vec<u64>, StoreError> {
+        Ok(self
+            .read()?
+            .feed_index
+            .get(subject)
+            .map(|seqs| seqs.iter().copied().collect())
+            .unwrap_or_default())
+    }
+
+    fn feed_bounds(&self) -> Result<FeedBounds, StoreError> {
+        Ok(self.read()?.feed_bounds)
+    }
+
+    fn prune_changes(&self, before_ms: i64, max: usize) -> Result<usize, StoreError> {
+        let mut g = self.write()?;
+        let old: Vec<u64> = g
+            .feed
+            .values()
+            .take(max)
+            .take_while(|r| r.at < before_ms)
+            .map(|r| r.seq)
+            .collect();
+        for seq in &old {
+            if let Some(record) = g.feed.remove(seq) {
+                for subject in record.subjects() {
+                    index(&mut g.feed_index, subject, *seq, false);
+                }
+            }
+        }
+        if let Some(last) = old.last() {
+            g.feed_bounds.pruned_through = g.feed_bounds.pruned_through.max(*last);
+        }
+        Ok(old.len())
+    }
+
     /// Applies `changes` under one write lock: readers see all of it or none of it.
     fn apply(&self, changes: &Changes) -> Result<(), StoreError> {
         let mut guard = self.write()?;
@@ -314,6 +366,15 @@ fn apply_to(g: &mut Graph, changes: &Changes) {
                 .or_default()
                 .insert(entry.seq, entry.clone());
         }
+    }
+    for subject in &changes.drop_feed_index {
+        g.feed_index.remove(subject);
+    }
+    for record in &changes.feed {
+        g.feed.insert(record.seq, record.clone());
+    }
+    for (subject, seq) in &changes.feed_index {
+        index(&mut g.feed_index, subject.clone(), *seq, true);
     }
     if let Some(counters) = changes.counters {
         g.counters = counters;

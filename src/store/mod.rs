@@ -16,9 +16,10 @@ pub mod memory;
 pub mod remote;
 pub mod rocks;
 
+pub use crate::model::feed::FeedBounds;
 pub use crate::model::{
-    Counters, Edge, EdgeStatus, HistoryEntry, HistoryKind, IdentKey, MatchRecord, Node, ProfileId,
-    ProfileState, StoredEvent,
+    ChangeRecord, Counters, Edge, EdgeStatus, HistoryEntry, HistoryKind, IdentKey, MatchRecord,
+    Node, ProfileId, ProfileState, StoredEvent,
 };
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
@@ -96,6 +97,13 @@ pub struct Changes {
     pub suppression: Vec<(String, bool)>,
     /// History entries, written under every profile id they concern.
     pub history: Vec<HistoryEntry>,
+    /// Change-feed records to write (new ones, and older ones rewritten without values
+    /// by an erasure), keyed by their sequence number.
+    pub feed: Vec<ChangeRecord>,
+    /// (subject, sequence number) rows of the feed's index (see `model::feed::ChangeRecord::subjects`).
+    pub feed_index: Vec<(String, u64)>,
+    /// Subjects whose whole feed index is dropped (erasure), before `feed_index` is written.
+    pub drop_feed_index: Vec<String>,
     pub counters: Option<Counters>,
 }
 
@@ -117,8 +125,17 @@ impl Changes {
             && self.suppression.is_empty()
             && self.match_index.is_empty()
             && self.history.is_empty()
+            && self.feed.is_empty()
+            && self.feed_index.is_empty()
+            && self.drop_feed_index.is_empty()
             && self.counters.is_none()
     }
+}
+
+/// A graph database's own store keeps no change feed: the process in front of it does
+/// (see `remote::Mirrored`).
+fn no_feed() -> StoreError {
+    StoreError::Engine("this store keeps no change feed".into())
 }
 
 /// The operations idgraph needs from a graph store.
@@ -214,6 +231,31 @@ pub trait GraphStore: Send + Sync + 'static {
     ) -> Result<Vec<(IdentKey, MatchRecord)>, StoreError>;
     /// Whether a keyed hash is on the suppression list (erased identifiers).
     fn is_suppressed(&self, hash: &str) -> Result<bool, StoreError>;
+    /// Change-feed records after sequence number `after`, in order, at most `limit`.
+    fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<ChangeRecord>, StoreError> {
+        let _ = (after, limit);
+        Err(no_feed())
+    }
+    /// The change-feed record `seq`, if it is kept.
+    fn change(&self, seq: u64) -> Result<Option<ChangeRecord>, StoreError> {
+        let _ = seq;
+        Err(no_feed())
+    }
+    /// Sequence numbers of the feed records indexed under `subject`, in order.
+    fn change_seqs_of(&self, subject: &str) -> Result<Vec<u64>, StoreError> {
+        let _ = subject;
+        Err(no_feed())
+    }
+    /// Where the kept feed starts.
+    fn feed_bounds(&self) -> Result<FeedBounds, StoreError> {
+        Err(no_feed())
+    }
+    /// Removes at most `max` of the oldest feed records written before `before_ms` (and
+    /// their index rows); returns how many went (retention).
+    fn prune_changes(&self, before_ms: i64, max: usize) -> Result<usize, StoreError> {
+        let _ = (before_ms, max);
+        Err(no_feed())
+    }
     /// Atomically and durably apply a unit of change.
     fn apply(&self, changes: &Changes) -> Result<(), StoreError>;
     /// Physically removes what `changes` (an applied write group) deleted or overwrote,

@@ -10,11 +10,13 @@
 //!   `m \0 kind:value` -> [`MatchRecord`]; `k \0 blocking key \0 kind:value` -> "" (the
 //!   candidate index of probabilistic matching)
 //! - `history`: `profile id \0 seq(be64)` -> [`HistoryEntry`]
+//! - `feed`: `f \0 seq(be64)` -> [`ChangeRecord`] (the change feed); `x \0 subject \0
+//!   seq(be64)` -> "" (its index: the records of a profile, or naming a removed identifier)
 //! - `meta`: `counters` -> [`Counters`], `format` -> storage format version,
 //!   `s \0 hash` -> "" (the suppression list: keyed hashes of erased identifiers),
 //!   `c \0 commit_seq(be64)` -> ids of the profiles whose golden copy the group changed
 //!   (the change log, last [`CHANGE_LOG_KEEP`] groups; profile ids only), `change_log_since`
-//!   -> the first group the log covers
+//!   -> the first group the log covers, `feed_bounds` -> [`FeedBounds`]
 //!
 //! All access goes through this file: column-family names, one options function, and
 //! reads/writes returning [`StoreError`]. Identifier values never contain control
@@ -28,8 +30,8 @@ use rocksdb::{
 };
 
 use super::{
-    Changes, Counters, Edge, GraphStore, HistoryEntry, IdentKey, MatchRecord, Node, ProfileId,
-    ProfileState, StoreError, StoredEvent,
+    ChangeRecord, Changes, Counters, Edge, FeedBounds, GraphStore, HistoryEntry, IdentKey,
+    MatchRecord, Node, ProfileId, ProfileState, StoreError, StoredEvent,
 };
 use crate::config::Compression;
 use crate::model::codec::{self, Stored};
@@ -41,13 +43,15 @@ const CF_EVENTS: &str = "events";
 const CF_PROFILES: &str = "profiles";
 const CF_HISTORY: &str = "history";
 const CF_META: &str = "meta";
-const ALL_CFS: [&str; 6] = [
+const CF_FEED: &str = "feed";
+const ALL_CFS: [&str; 7] = [
     CF_IDENTIFIERS,
     CF_EDGES,
     CF_EVENTS,
     CF_PROFILES,
     CF_HISTORY,
     CF_META,
+    CF_FEED,
 ];
 const FORMAT_VERSION: &[u8] = b"1";
 
@@ -58,6 +62,18 @@ const CHANGE_LOG_PRUNE: u64 = 256;
 
 fn change_key(commit_seq: u64) -> Vec<u8> {
     joined(&[b"c", &commit_seq.to_be_bytes()])
+}
+
+fn feed_key(seq: u64) -> Vec<u8> {
+    joined(&[b"f", &seq.to_be_bytes()])
+}
+
+fn feed_index_key(subject: &str, seq: u64) -> Vec<u8> {
+    joined(&[b"x", subject.as_bytes(), &seq.to_be_bytes()])
+}
+
+fn feed_index_prefix(subject: &str) -> Vec<u8> {
+    joined(&[b"x", subject.as_bytes(), b""])
 }
 
 /// A raw key and value read by a scan.
@@ -219,6 +235,13 @@ fn touched_ranges(changes: &Changes) -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
         let prefix = joined(&[b"i", ident.as_bytes(), b""]);
         out.push((CF_EVENTS, prefix.clone(), prefix_end(&prefix)));
     }
+    for record in &changes.feed {
+        out.push((CF_FEED, feed_key(record.seq), feed_key(record.seq)));
+    }
+    for subject in &changes.drop_feed_index {
+        let prefix = feed_index_prefix(subject);
+        out.push((CF_FEED, prefix.clone(), prefix_end(&prefix)));
+    }
     out
 }
 
@@ -252,6 +275,7 @@ fn decode<T: Stored>(cf: &str, key: &[u8], bytes: &[u8]) -> Result<T, StoreError
     codec::decode(bytes).map_err(|e| StoreError::Corrupt {
         key: match cf {
             CF_PROFILES | CF_HISTORY | CF_META => String::from_utf8_lossy(key).into_owned(),
+            CF_FEED if key.first() == Some(&b'f') => format!("<change record {key:?}>"),
             other => format!("<{other} record>"),
         },
         reason: e.to_string(),
@@ -619,6 +643,68 @@ impl GraphStore for RocksStore {
             .collect()
     }
 
+    fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<ChangeRecord>, StoreError> {
+        let start = feed_key(after.saturating_add(1));
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(prefix_end(&joined(&[b"f", b""])));
+        let iter = self.db.iterator_cf_opt(
+            self.cf(CF_FEED)?,
+            ro,
+            IteratorMode::From(&start, Direction::Forward),
+        );
+        let mut out = Vec::new();
+        for item in iter.take(limit) {
+            let (k, v) = item.map_err(engine)?;
+            out.push(decode(CF_FEED, &k, &v)?);
+        }
+        Ok(out)
+    }
+
+    fn change(&self, seq: u64) -> Result<Option<ChangeRecord>, StoreError> {
+        self.get(CF_FEED, &feed_key(seq))
+    }
+
+    fn change_seqs_of(&self, subject: &str) -> Result<Vec<u64>, StoreError> {
+        let prefix = feed_index_prefix(subject);
+        Ok(self
+            .scan(CF_FEED, &prefix, usize::MAX)?
+            .into_iter()
+            .filter_map(|(k, _)| {
+                let tail = k.get(prefix.len()..)?;
+                <[u8; 8]>::try_from(tail).ok().map(u64::from_be_bytes)
+            })
+            .collect())
+    }
+
+    fn feed_bounds(&self) -> Result<FeedBounds, StoreError> {
+        Ok(self.get(CF_META, b"feed_bounds")?.unwrap_or_default())
+    }
+
+    fn prune_changes(&self, before_ms: i64, max: usize) -> Result<usize, StoreError> {
+        let old: Vec<ChangeRecord> = self
+            .changes_after(0, max)?
+            .into_iter()
+            .take_while(|r| r.at < before_ms)
+            .collect();
+        let Some(last) = old.last().map(|r| r.seq) else {
+            return Ok(0);
+        };
+        let feed = self.cf(CF_FEED)?;
+        let mut batch = WriteBatch::default();
+        for record in &old {
+            batch.delete_cf(feed, feed_key(record.seq));
+            for subject in record.subjects() {
+                batch.delete_cf(feed, feed_index_key(&subject, record.seq));
+            }
+        }
+        let bounds = FeedBounds {
+            pruned_through: last.max(self.feed_bounds()?.pruned_through),
+        };
+        self.batch_put(&mut batch, CF_META, b"feed_bounds", &bounds)?;
+        self.db.write(batch).map_err(engine)?;
+        Ok(old.len())
+    }
+
     fn apply(&self, changes: &Changes) -> Result<(), StoreError> {
         if changes.is_empty() {
             return Ok(());
@@ -732,6 +818,16 @@ impl GraphStore for RocksStore {
                 let key = joined(&[id.as_bytes(), &entry.seq.to_be_bytes()]);
                 self.batch_put(&mut batch, CF_HISTORY, &key, entry)?;
             }
+        }
+        for subject in &changes.drop_feed_index {
+            let prefix = feed_index_prefix(subject);
+            batch.delete_range_cf(self.cf(CF_FEED)?, &prefix, &prefix_end(&prefix));
+        }
+        for record in &changes.feed {
+            self.batch_put(&mut batch, CF_FEED, &feed_key(record.seq), record)?;
+        }
+        for (subject, seq) in &changes.feed_index {
+            batch.put_cf(self.cf(CF_FEED)?, feed_index_key(subject, *seq), b"");
         }
         if let Some(counters) = &changes.counters {
             self.batch_put(&mut batch, CF_META, b"counters", counters)?;

@@ -17,6 +17,8 @@ pub struct TestApp {
     /// `http://127.0.0.1:<port>`
     pub address: String,
     pub client: reqwest::Client,
+    /// The engine behind the server (for tests that reach past HTTP, e.g. retention).
+    pub engine: Arc<Engine>,
     _dir: TempDir,
 }
 
@@ -112,8 +114,8 @@ pub async fn spawn_app_with(modify: impl FnOnce(&mut Settings)) -> TestApp {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .push(engine.clone());
-    let app =
-        Application::with_engine(engine, "127.0.0.1:0").expect("cannot build the application");
+    let app = Application::with_engine(engine.clone(), "127.0.0.1:0")
+        .expect("cannot build the application");
     let port = app.port();
     tokio::spawn(app.run_in_background());
     let client = reqwest::Client::builder()
@@ -124,6 +126,7 @@ pub async fn spawn_app_with(modify: impl FnOnce(&mut Settings)) -> TestApp {
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         client,
+        engine,
         _dir: dir,
     }
 }

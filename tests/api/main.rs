@@ -5,6 +5,7 @@
 
 mod arcadedb;
 mod bolt;
+mod changes;
 mod cli;
 mod conformance;
 mod console;

@@ -36,8 +36,8 @@ use rustc_hash::FxHashSet as HashSet;
 
 use super::rocks::RocksStore;
 use super::{
-    Changes, Counters, Edge, GraphStore, HistoryEntry, IdentKey, MatchRecord, Node, ProfileId,
-    ProfileState, StoreError, StoredEvent,
+    ChangeRecord, Changes, Counters, Edge, FeedBounds, GraphStore, HistoryEntry, IdentKey,
+    MatchRecord, Node, ProfileId, ProfileState, StoreError, StoredEvent,
 };
 
 /// Page size of the reads that rebuild the profile cache.
@@ -248,6 +248,9 @@ impl<G: RemoteGraph> Mirrored<G> {
             goldens: changes.goldens.clone(),
             aliases: changes.aliases.clone(),
             delete_aliases: changes.delete_aliases.clone(),
+            feed: changes.feed.clone(),
+            feed_index: changes.feed_index.clone(),
+            drop_feed_index: changes.drop_feed_index.clone(),
             counters: changes.counters,
             ..Changes::default()
         }
@@ -350,6 +353,24 @@ impl<G: RemoteGraph> GraphStore for Mirrored<G> {
     }
     fn is_suppressed(&self, hash: &str) -> Result<bool, StoreError> {
         self.graph.is_suppressed(hash)
+    }
+
+    // The change feed lives in the local cache's store: written after the graph, read
+    // from there.
+    fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<ChangeRecord>, StoreError> {
+        self.cache()?.changes_after(after, limit)
+    }
+    fn change(&self, seq: u64) -> Result<Option<ChangeRecord>, StoreError> {
+        self.cache()?.change(seq)
+    }
+    fn change_seqs_of(&self, subject: &str) -> Result<Vec<u64>, StoreError> {
+        self.cache()?.change_seqs_of(subject)
+    }
+    fn feed_bounds(&self) -> Result<FeedBounds, StoreError> {
+        self.cache()?.feed_bounds()
+    }
+    fn prune_changes(&self, before_ms: i64, max: usize) -> Result<usize, StoreError> {
+        self.cache()?.prune_changes(before_ms, max)
     }
 
     fn apply(&self, changes: &Changes) -> Result<(), StoreError> {

@@ -1,0 +1,230 @@
+//! The change-feed records of a write group, derived when the group is finished (so they
+//! are written in the group's own synced write: see `model::feed`).
+//!
+//! - From this group's new history entries: created, merged, split, identifier and link
+//!   removed, erased (conflicts change nothing downstream and are left out).
+//! - From each re-rendered profile that existed before the group: the identifiers it
+//!   gained, and the golden fields that changed (compared with the stored golden copy;
+//!   `last_seen` and `event_count` alone are not a change).
+//! - For an erasure: every earlier record about the erased profiles, or naming one of
+//!   their identifiers as removed, is rewritten without values, and their index rows go.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::Session;
+use crate::model::feed::{
+    self, by_kind, identifier_subject, profile_subject, ChangeRecord, ChangeType, MatchType,
+    SplitPart,
+};
+use crate::model::{codec, GoldenProfile, HistoryKind, ProfileId, ProfileState};
+use crate::store::StoreError;
+
+/// What a re-rendered profile changed, noted while the group is finished.
+pub(super) struct Rendered {
+    pub id: ProfileId,
+    /// The identifiers it holds now.
+    pub identifiers: BTreeMap<String, BTreeSet<String>>,
+    /// The identifiers it held before the group (`None`: it did not exist).
+    pub before: Option<BTreeMap<String, BTreeSet<String>>>,
+    /// Golden fields that changed.
+    pub fields: Vec<String>,
+}
+
+/// Notes what re-rendering `state` (now `json`) changed against the stored copies.
+pub(super) fn rendered(
+    s: &Session<'_>,
+    state: &ProfileState,
+    json: &[u8],
+) -> Result<Rendered, StoreError> {
+    let before = s.stored_profile(&state.id)?;
+    let fields = match (&before, s.store().golden(&state.id)?) {
+        (Some(_), Some(old)) => changed_fields(&old, json),
+        _ => Vec::new(),
+    };
+    Ok(Rendered {
+        id: state.id.clone(),
+        identifiers: state.identifiers.clone(),
+        before: before.map(|b| b.identifiers),
+        fields,
+    })
+}
+
+/// Names of the golden fields that differ between a cached golden copy and a new
+/// rendering (traits by name, then identifiers, sources, devices, merged ids).
+fn changed_fields(old_cached: &[u8], new_json: &[u8]) -> Vec<String> {
+    let old = codec::split_golden_cache(old_cached)
+        .and_then(|(_, json)| serde_json::from_slice::<GoldenProfile>(json).ok());
+    let new = serde_json::from_slice::<GoldenProfile>(new_json).ok();
+    let (Some(old), Some(new)) = (old, new) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let (a, b) = (&old.traits, &new.traits);
+    for (name, x, y) in [
+        ("first_name", &a.first_name, &b.first_name),
+        ("last_name", &a.last_name, &b.last_name),
+        ("birth_date", &a.birth_date, &b.birth_date),
+        ("address", &a.address, &b.address),
+    ] {
+        if x != y {
+            out.push(name.to_owned());
+        }
+    }
+    let names: BTreeSet<&String> = a.extra.keys().chain(b.extra.keys()).collect();
+    for name in names {
+        if a.extra.get(name) != b.extra.get(name) {
+            out.push(name.clone());
+        }
+    }
+    if old.identifiers != new.identifiers {
+        out.push("identifiers".into());
+    }
+    if old.sources != new.sources {
+        out.push("sources".into());
+    }
+    if old.devices.len() != new.devices.len()
+        || old
+            .devices
+            .iter()
+            .zip(&new.devices)
+            .any(|(x, y)| (&x.kind, &x.value, &x.platform) != (&y.kind, &y.value, &y.platform))
+    {
+        out.push("devices".into());
+    }
+    if old.merged_ids != new.merged_ids {
+        out.push("merged_ids".into());
+    }
+    out
+}
+
+/// Adds the group's feed records (and the erasure rewrites) to the session's changes.
+pub(super) fn write(s: &mut Session<'_>, rendered: Vec<Rendered>) -> Result<(), StoreError> {
+    let at = s.now;
+    let now: BTreeMap<&ProfileId, &Rendered> = rendered.iter().map(|r| (&r.id, r)).collect();
+    let identifiers_of = |id: &ProfileId| now.get(id).map(|r| r.identifiers.clone());
+
+    let mut erased: BTreeSet<ProfileId> = BTreeSet::new();
+    let mut created: BTreeSet<ProfileId> = BTreeSet::new();
+    let mut records: Vec<ChangeRecord> = Vec::new();
+    for entry in s.new_history() {
+        let first = entry.profiles.first().cloned().unwrap_or_default();
+        let mut r = ChangeRecord::new(ChangeType::ProfileCreated, first.clone(), at);
+        r.rule = Some(entry.rule.clone());
+        r.event_id = entry.event_id.clone();
+        match entry.kind {
+            HistoryKind::Created => {
+                created.insert(first.clone());
+                r.identifiers = identifiers_of(&first).unwrap_or_default();
+            }
+            HistoryKind::Merged => {
+                let survivor = entry.survivor.clone().unwrap_or(first);
+                r.change = ChangeType::ProfilesMerged;
+                r.profile_id = survivor.clone();
+                r.survivor = Some(survivor);
+                r.absorbed = entry.absorbed.clone();
+                r.match_type = Some(if entry.rule == super::probable::RULE {
+                    MatchType::Probable
+                } else {
+                    MatchType::Deterministic
+                });
+                r.identifiers = by_kind(&entry.identifiers);
+            }
+            HistoryKind::Split => {
+                r.change = ChangeType::ProfileSplit;
+                r.profile_id = entry.survivor.clone().unwrap_or(first);
+                r.parts = entry
+                    .profiles
+                    .iter()
+                    .map(|p| SplitPart {
+                        profile_id: p.clone(),
+                        identifiers: identifiers_of(p).unwrap_or_default(),
+                    })
+                    .collect();
+                r.identifiers = by_kind(&entry.identifiers);
+            }
+            HistoryKind::IdentifierDeleted => {
+                r.change = ChangeType::IdentifierRemoved;
+                r.identifiers = by_kind(&entry.identifiers);
+            }
+            HistoryKind::LinkDeleted => {
+                r.change = ChangeType::LinkRemoved;
+                r.identifiers = by_kind(&entry.identifiers);
+            }
+            HistoryKind::Erased => {
+                r.change = ChangeType::PersonErased;
+                r.erased = std::iter::once(first.clone())
+                    .chain(entry.absorbed.iter().cloned())
+                    .collect();
+                erased.extend(r.erased.iter().cloned());
+            }
+            HistoryKind::Conflict => continue,
+        }
+        records.push(r);
+    }
+    // An erasure drops the person's history of this group too; what is left about them
+    // (a split part, say) is not reported either.
+    records.retain(|r| {
+        r.change == ChangeType::PersonErased || r.profiles().iter().all(|p| !erased.contains(*p))
+    });
+    for r in &rendered {
+        let Some(before) = &r.before else { continue };
+        if created.contains(&r.id) || erased.contains(&r.id) {
+            continue;
+        }
+        let mut added: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (kind, values) in &r.identifiers {
+            let old = before.get(kind);
+            let new: BTreeSet<String> = values
+                .iter()
+                .filter(|v| !old.is_some_and(|o| o.contains(*v)))
+                .cloned()
+                .collect();
+            if !new.is_empty() {
+                added.insert(kind.clone(), new);
+            }
+        }
+        if !added.is_empty() {
+            let mut rec = ChangeRecord::new(ChangeType::IdentifiersAdded, r.id.clone(), at);
+            rec.identifiers = added;
+            records.push(rec);
+        }
+        if !r.fields.is_empty() {
+            let mut rec = ChangeRecord::new(ChangeType::GoldenChanged, r.id.clone(), at);
+            rec.fields = r.fields.clone();
+            records.push(rec);
+        }
+    }
+
+    let commit = s.commit_seq();
+    for (ordinal, r) in records.iter_mut().enumerate() {
+        r.seq = feed::seq(commit, ordinal as u64).ok_or_else(|| {
+            StoreError::Engine(format!(
+                "a write group made more than {} change records",
+                feed::MAX_GROUP_RECORDS
+            ))
+        })?;
+    }
+
+    // Erasure: earlier records about the person lose their values.
+    let mut subjects: Vec<String> = erased.iter().map(|p| profile_subject(p)).collect();
+    subjects.extend(s.erased_identifiers().iter().map(|k| identifier_subject(k)));
+    let mut redacted: BTreeSet<u64> = BTreeSet::new();
+    for subject in subjects {
+        for seq in s.store().change_seqs_of(&subject)? {
+            if !redacted.insert(seq) {
+                continue;
+            }
+            if let Some(mut old) = s.store().change(seq)? {
+                if !old.redacted {
+                    old.redact();
+                    s.push_change(old, false);
+                }
+            }
+        }
+        s.drop_change_index(subject);
+    }
+    for r in records {
+        s.push_change(r, true);
+    }
+    Ok(())
+}

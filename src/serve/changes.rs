@@ -1,0 +1,147 @@
+//! `GET /v1/changes`: the change feed (see `model::feed`), paged by sequence number, with
+//! long polling, filtered by the caller's row scope and masked like every read.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::{perm, Auth};
+use super::error::ApiError;
+use super::routes::blocking;
+use crate::engine::{ChangesPage, Engine, EngineError};
+use crate::model::{ChangeRecord, ChangeType};
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+/// Largest page.
+pub const MAX_LIMIT: usize = 1000;
+/// Longest long poll, in seconds.
+pub const MAX_WAIT_SECONDS: u64 = 60;
+
+#[derive(Deserialize)]
+pub struct ChangesQuery {
+    after: Option<String>,
+    limit: Option<String>,
+    wait: Option<String>,
+    types: Option<String>,
+}
+
+fn number(field: &'static str, text: Option<&str>, max: u64) -> Result<Option<u64>> {
+    let Some(text) = text else { return Ok(None) };
+    match text.trim().parse::<u64>() {
+        Ok(n) if n <= max => Ok(Some(n)),
+        _ => Err(ApiError::bad_request(
+            "invalid_parameter",
+            format!("{field}: must be a whole number from 0 to {max}"),
+        )
+        .with_field(field)),
+    }
+}
+
+/// The `types` filter: comma-separated change types.
+fn types(text: Option<&str>) -> Result<Option<BTreeSet<ChangeType>>> {
+    let Some(text) = text else { return Ok(None) };
+    let mut out = BTreeSet::new();
+    for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        match ChangeType::parse(name) {
+            Some(t) => {
+                out.insert(t);
+            }
+            None => {
+                let known: Vec<&str> = ChangeType::ALL.iter().map(|t| t.name()).collect();
+                return Err(ApiError::bad_request(
+                    "invalid_parameter",
+                    format!(
+                        "types: unknown change type {name:?}; known: {}",
+                        known.join(", ")
+                    ),
+                )
+                .with_field("types"));
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_parameter",
+            "types: name at least one change type",
+        )
+        .with_field("types"));
+    }
+    Ok(Some(out))
+}
+
+pub async fn changes(
+    auth: Auth<perm::Changes>,
+    q: web::Query<ChangesQuery>,
+    engine: web::Data<Engine>,
+) -> Result<HttpResponse> {
+    let after = number("after", q.after.as_deref(), u64::MAX)?.unwrap_or(0);
+    let limit = number("limit", q.limit.as_deref(), MAX_LIMIT as u64)?.unwrap_or(100);
+    if limit == 0 {
+        return Err(ApiError::bad_request(
+            "invalid_parameter",
+            format!("limit: must be a whole number from 1 to {MAX_LIMIT}"),
+        )
+        .with_field("limit"));
+    }
+    let limit = limit as usize;
+    let wait = number("wait", q.wait.as_deref(), MAX_WAIT_SECONDS)?.unwrap_or(0);
+    let types = types(q.types.as_deref())?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+    // Subscribed before the first read: a record written between the read and the wait
+    // still wakes this request.
+    let mut signal = engine.feed_signal();
+    let page = loop {
+        signal.borrow_and_update();
+        let e = engine.clone();
+        let t = types.clone();
+        let page: ChangesPage = web::block(move || e.changes(after, limit, t.as_ref()))
+            .await
+            .map_err(|_| ApiError::from(EngineError::ShuttingDown))??;
+        if !page.changes.is_empty() || tokio::time::Instant::now() >= deadline {
+            break page;
+        }
+        match tokio::time::timeout_at(deadline, signal.changed()).await {
+            Ok(Ok(())) => continue,
+            // The deadline passed, or the engine is stopping: answer what there is.
+            _ => break page,
+        }
+    };
+    let visible = visible(&auth, &engine, page.changes).await?;
+    let ids: BTreeSet<String> = visible
+        .iter()
+        .flat_map(|r| r.profiles().into_iter().map(|p| p.to_string()))
+        .collect();
+    auth.touched(ids);
+    let mut v = json!({ "changes": visible, "next": page.next });
+    auth.mask(&engine, &mut v);
+    Ok(HttpResponse::Ok().json(v))
+}
+
+/// The records of profiles the caller's row scope covers (all without a scope). An
+/// erased profile is covered by no scope.
+async fn visible(
+    auth: &Auth<perm::Changes>,
+    engine: &web::Data<Engine>,
+    records: Vec<ChangeRecord>,
+) -> Result<Vec<ChangeRecord>> {
+    let Some(sources) = auth.caller.scope.clone() else {
+        return Ok(records);
+    };
+    let e = engine.clone();
+    blocking(move || {
+        e.with_row_scope(&sources, |scope| {
+            let mut out = Vec::with_capacity(records.len());
+            for r in records {
+                if scope.sees_profile(&r.profile_id)? {
+                    out.push(r);
+                }
+            }
+            Ok(out)
+        })
+    })
+    .await
+}
