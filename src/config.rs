@@ -31,6 +31,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub audit: AuditSettings,
     pub feed: FeedSettings,
+    /// Destinations of the change feed (see `webhooks`).
+    pub webhooks: Vec<WebhookSettings>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -320,6 +322,49 @@ impl Default for FeedSettings {
         FeedSettings {
             enabled: true,
             retention_hours: 168,
+        }
+    }
+}
+
+/// One `[[webhooks]]` destination: the change feed's records are POSTed to `url`, signed
+/// with `secret` (see `webhooks`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Unique name: letters, digits, `-` and `_` (metrics and the admin API use it).
+    pub name: String,
+    /// `https://…`; plain `http://` only to a loopback address.
+    pub url: String,
+    /// Key of the HMAC-SHA256 signature (at least 16 characters).
+    pub secret: Secret,
+    /// Change types to send (`profiles_merged`, …); empty: every type.
+    pub types: Vec<String>,
+    /// How identifier values appear: `service` (as stored) or `analyst` (keyed pseudonyms).
+    pub role: crate::governance::keys::Role,
+    /// Most records in one POST.
+    pub batch_size: usize,
+    /// Attempts of one batch before it is set aside as a dead letter.
+    pub max_attempts: u32,
+    /// A POST without an answer within this time is a failed attempt.
+    pub timeout_ms: u64,
+    /// PEM file of extra CA certificates to trust (a private CA or a self-signed
+    /// receiver); the system's roots are always trusted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings {
+            name: String::new(),
+            url: String::new(),
+            secret: Secret::default(),
+            types: Vec::new(),
+            role: crate::governance::keys::Role::Service,
+            batch_size: 100,
+            max_attempts: 10,
+            timeout_ms: 10_000,
+            ca_file: None,
         }
     }
 }

@@ -23,3 +23,4 @@ pub mod search;
 pub mod serve;
 pub mod store;
 pub mod telemetry;
+pub mod webhooks;

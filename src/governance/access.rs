@@ -54,6 +54,8 @@ pub const ROUTES: &[RouteRule] = &[
     rule("DELETE", "/v1/suppressions", Permission::Admin),
     rule("GET", "/v1/audit", Permission::Admin),
     rule("GET", "/v1/config", Permission::Admin),
+    rule("GET", "/v1/webhooks", Permission::Admin),
+    rule("POST", "/v1/webhooks/{name}/replay", Permission::Admin),
 ];
 
 /// The permission route `method` `pattern` needs, if it is in the table.

@@ -1,5 +1,7 @@
 //! `GET /v1/changes`: the change feed (see `model::feed`), paged by sequence number, with
-//! long polling, filtered by the caller's row scope and masked like every read.
+//! long polling, filtered by the caller's row scope and masked like every read; and the
+//! admin view of the feed's webhooks (`GET /v1/webhooks`, `POST
+//! /v1/webhooks/{name}/replay`).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -144,4 +146,83 @@ async fn visible(
         })
     })
     .await
+}
+
+/// `GET /v1/webhooks` (admin): every destination, where it is and what it set aside.
+pub async fn webhooks(
+    _auth: Auth<perm::Admin>,
+    hooks: web::Data<crate::webhooks::Webhooks>,
+) -> Result<HttpResponse> {
+    let list: Vec<serde_json::Value> = hooks
+        .all()
+        .iter()
+        .map(|h| {
+            let state = h.state();
+            let url = reqwest::Url::parse(&h.settings.url)
+                .map(|u| {
+                    format!(
+                        "{}://{}{}",
+                        u.scheme(),
+                        u.host_str().unwrap_or(""),
+                        u.path()
+                    )
+                })
+                .unwrap_or_default();
+            json!({
+                "name": h.settings.name,
+                "url": url,
+                "types": h.settings.types,
+                "role": h.settings.role.name(),
+                "delivered_through": state.delivered_through,
+                "delivered_records": h.delivered_records.load(std::sync::atomic::Ordering::Relaxed),
+                "failed_attempts": h.failed_attempts.load(std::sync::atomic::Ordering::Relaxed),
+                "lag_seconds": h.lag_ms.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1000.0,
+                "dead_letters": state.dead_letters,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "webhooks": list })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayBody {
+    after: u64,
+}
+
+/// `POST /v1/webhooks/{name}/replay {"after": SEQ}` (admin): sends every record after
+/// `SEQ` again (dead letters after it included).
+pub async fn replay(
+    _auth: Auth<perm::Admin>,
+    path: web::Path<String>,
+    body: web::Json<ReplayBody>,
+    hooks: web::Data<crate::webhooks::Webhooks>,
+    engine: web::Data<Engine>,
+) -> Result<HttpResponse> {
+    let name = path.into_inner();
+    let hook = hooks
+        .get(&name)
+        .ok_or_else(|| ApiError::not_found("webhook not found"))?;
+    let after = body.after;
+    let e = engine.clone();
+    let bounds = blocking(move || Ok(e.store().feed_bounds()?)).await?;
+    if after < bounds.pruned_through {
+        return Err(crate::engine::ChangesError::Expired {
+            after,
+            pruned_through: bounds.pruned_through,
+        }
+        .into());
+    }
+    let state = hook.replay(after).map_err(|e| {
+        ApiError::new(
+            actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "storage_error",
+            format!("cannot save the webhook's position: {e}"),
+        )
+    })?;
+    Ok(HttpResponse::Ok().json(json!({
+        "name": name,
+        "delivered_through": state.delivered_through,
+        "dead_letters": state.dead_letters,
+    })))
 }

@@ -32,6 +32,7 @@ pub struct Application {
     port: u16,
     server: Server,
     engine: Arc<Engine>,
+    webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 impl Application {
@@ -57,6 +58,16 @@ impl Application {
             )
             .map_err(|e| anyhow::anyhow!("{e}"))?,
         );
+        let feed_end = crate::model::feed::seq(
+            engine.store().counters()?.commit_seq,
+            crate::model::feed::MAX_GROUP_RECORDS - 1,
+        )
+        .unwrap_or(u64::MAX);
+        let webhooks = Arc::new(
+            crate::webhooks::Webhooks::new(engine.settings(), feed_end)
+                .map_err(|e| anyhow::anyhow!("configuration error: {e}"))?,
+        );
+        let hooks = web::Data::from(webhooks.clone());
         let data = web::Data::from(engine.clone());
         let workers = match engine.settings().server.workers {
             0 => std::thread::available_parallelism()
@@ -69,6 +80,7 @@ impl Application {
                 .app_data(data.clone())
                 .app_data(metrics.clone())
                 .app_data(governance.clone())
+                .app_data(hooks.clone())
                 .app_data(web::QueryConfig::default().error_handler(|e, _| {
                     ApiError::bad_request("invalid_query", format!("invalid query parameters: {e}"))
                         .into()
@@ -127,6 +139,11 @@ impl Application {
                         .service(resource("/lookup").route(web::get().to(routes::lookup)))
                         .service(resource("/search").route(web::get().to(routes::search)))
                         .service(resource("/changes").route(web::get().to(changes::changes)))
+                        .service(resource("/webhooks").route(web::get().to(changes::webhooks)))
+                        .service(
+                            resource("/webhooks/{name}/replay")
+                                .route(web::post().to(changes::replay)),
+                        )
                         .service(
                             resource("/profiles/{id}").route(web::get().to(routes::get_profile)),
                         )
@@ -169,6 +186,7 @@ impl Application {
             port,
             server,
             engine,
+            webhooks,
         })
     }
 
@@ -183,6 +201,7 @@ impl Application {
     /// Runs until the server stops (Ctrl-C / SIGTERM when run from `main`).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         tokio::spawn(maintain(Arc::downgrade(&self.engine)));
+        self.webhooks.spawn(&self.engine);
         let handle = self.server.handle();
         tokio::spawn(async move {
             shutdown_signal().await;
@@ -195,6 +214,7 @@ impl Application {
     /// Runs without installing signal handlers (tests).
     pub async fn run_in_background(self) -> std::io::Result<()> {
         tokio::spawn(maintain(Arc::downgrade(&self.engine)));
+        self.webhooks.spawn(&self.engine);
         self.server.await
     }
 }

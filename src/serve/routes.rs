@@ -928,6 +928,7 @@ pub async fn metrics(
     metrics: web::Data<Metrics>,
     engine: web::Data<Engine>,
     gov: web::Data<crate::governance::Governance>,
+    hooks: web::Data<crate::webhooks::Webhooks>,
 ) -> Result<HttpResponse> {
     if gov.protect_metrics {
         super::auth::any_key(&req, &gov)?;
@@ -936,6 +937,7 @@ pub async fn metrics(
     if let Some(t) = engine.match_totals() {
         body.push_str(&super::metrics::matching(&t));
     }
+    body.push_str(&hooks.metrics());
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(body))
@@ -946,6 +948,9 @@ pub async fn config(_auth: Auth<perm::Admin>, engine: web::Data<Engine>) -> Resu
     let mut settings = engine.settings().clone();
     settings.graph.bolt.password = crate::config::Secret::new("***");
     settings.auth.secret = crate::config::Secret::new("***");
+    for hook in &mut settings.webhooks {
+        hook.secret = crate::config::Secret::new("***");
+    }
     for key in &mut settings.auth.keys {
         key.hash = "sha256:***".into();
     }

@@ -31,4 +31,5 @@ mod search;
 mod store_contract;
 mod unmerge;
 mod views;
+mod webhooks;
 mod writer_lease;

@@ -1,0 +1,303 @@
+//! Change-feed webhooks against a real receiver (`tests/support/webhook_receiver.py`,
+//! Python's standard library over TLS with a throwaway CA) that verifies the signature as
+//! the README tells users to, and fails on purpose: retried deliveries, a dead letter
+//! visible in `/metrics` and `GET /v1/webhooks`, its replay, and ingest never waiting for
+//! a destination that is down.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::helpers::{event, json_ok, spawn_app_with, test_certificates, TestApp};
+
+const SECRET: &str = "whsec-0123456789abcdef";
+
+struct Receiver {
+    child: std::process::Child,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn receiver(dir: &Path, extra: &[&str]) -> Receiver {
+    test_certificates(dir);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/webhook_receiver.py");
+    let child = std::process::Command::new("python3")
+        .arg(script)
+        .arg(dir)
+        .arg(SECRET)
+        .args(["--cert", "server.pem", "--key", "server.key"])
+        .args(extra)
+        .current_dir(dir)
+        .spawn()
+        .expect("python3 must be installed to run the webhook receiver");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let port = loop {
+        if let Ok(text) = std::fs::read_to_string(dir.join("port")) {
+            break text.trim().parse().expect("the receiver writes its port");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the webhook receiver did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Receiver {
+        child,
+        dir: dir.to_path_buf(),
+        port,
+    }
+}
+
+fn lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+impl Receiver {
+    /// Every record received, in arrival order.
+    fn records(&self) -> Vec<Value> {
+        lines(&self.dir.join("received.jsonl"))
+            .into_iter()
+            .flat_map(|r| r["body"]["changes"].as_array().cloned().unwrap_or_default())
+            .collect()
+    }
+
+    fn statuses(&self) -> Vec<u64> {
+        lines(&self.dir.join("attempts.jsonl"))
+            .iter()
+            .filter_map(|a| a["status"].as_u64())
+            .collect()
+    }
+}
+
+async fn feed(app: &TestApp) -> Vec<Value> {
+    json_ok(app.get("/v1/changes?after=0&limit=1000").await).await["changes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+async fn webhooks(app: &TestApp) -> Value {
+    json_ok(app.get("/v1/webhooks").await).await["webhooks"][0].clone()
+}
+
+/// Polls `check` until it holds, for at most 60 s.
+async fn eventually<F: FnMut() -> bool>(what: &str, mut check: F) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn seq(r: &Value) -> u64 {
+    r["seq"].as_u64().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn records_arrive_signed_in_order_and_a_failing_batch_is_retried_then_set_aside() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let rx = receiver(
+        dir.path(),
+        &["--fail-first", "2", "--poison", "poison@example.com"],
+    );
+    let url = format!("https://127.0.0.1:{}/hooks/idgraph", rx.port);
+    let ca = dir.path().join("ca.pem");
+    let app = spawn_app_with(|s| {
+        s.webhooks.push(idgraph::config::WebhookSettings {
+            name: "crm".into(),
+            url,
+            secret: idgraph::config::Secret::new(SECRET),
+            batch_size: 3,
+            max_attempts: 3,
+            ca_file: Some(ca),
+            ..Default::default()
+        });
+    })
+    .await;
+
+    // Three people; the second one merges in two steps; one event carries the poison.
+    for (i, ids) in [
+        json!({"email": "ada@example.com"}),
+        json!({"email": "bo@example.com"}),
+        json!({"phone": "+14155550111"}),
+        json!({"email": "bo@example.com", "phone": "+14155550111"}),
+        json!({"email": "poison@example.com"}),
+        json!({"email": "cy@example.com", "cookie_id": "ck-cy"}),
+        json!({"email": "ada@example.com", "cookie_id": "ck-ada"}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        app.ingest(&event(&format!("wh-{i}"), "web", ids, json!({})))
+            .await;
+    }
+    let all = feed(&app).await;
+    let last = all.last().map(seq).expect("records");
+    eventually("every batch is delivered or set aside", || {
+        rx.records().iter().map(seq).max() == Some(last)
+    })
+    .await;
+    let hook = webhooks(&app).await;
+    assert_eq!(hook["delivered_through"], last, "{hook}");
+
+    // Order: sequence numbers strictly increase; every record but the poisoned batch came.
+    let got = rx.records();
+    let seqs: Vec<u64> = got.iter().map(seq).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    let dead = hook["dead_letters"].as_array().cloned().unwrap_or_default();
+    assert_eq!(dead.len(), 1, "{hook}");
+    let (first, lastd) = (
+        dead[0]["first_seq"].as_u64().unwrap_or_default(),
+        dead[0]["last_seq"].as_u64().unwrap_or_default(),
+    );
+    assert_eq!(dead[0]["attempts"], 3, "{hook}");
+    assert_eq!(dead[0]["last_error"], "HTTP 500", "{hook}");
+    for r in &all {
+        let s = seq(r);
+        let in_dead = (first..=lastd).contains(&s);
+        assert_eq!(seqs.contains(&s), !in_dead, "record {r}");
+    }
+    assert!(
+        all.iter()
+            .any(|r| (first..=lastd).contains(&seq(r)) && r.to_string().contains("poison@")),
+        "the dead letter is the poisoned batch"
+    );
+    // Per profile, records came in the order they happened.
+    let mut by_profile: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for r in &got {
+        by_profile
+            .entry(r["profile_id"].as_str().unwrap_or_default().to_owned())
+            .or_default()
+            .push(seq(r));
+    }
+    assert!(by_profile
+        .values()
+        .all(|s| s.windows(2).all(|w| w[0] < w[1])));
+
+    // Every attempt was signed correctly (the receiver answers 401 otherwise); the first
+    // two failed on purpose and were retried.
+    let statuses = rx.statuses();
+    assert!(!statuses.contains(&401), "{statuses:?}");
+    assert_eq!(&statuses[..2], &[503, 503], "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 500).count(),
+        3,
+        "{statuses:?}"
+    );
+    let metrics = app.get("/metrics").await.text().await.unwrap_or_default();
+    for line in [
+        "idgraph_webhook_failed_attempts_total{webhook=\"crm\"} 5",
+        "idgraph_webhook_dead_letters{webhook=\"crm\"} 1",
+        &format!(
+            "idgraph_webhook_delivered_records_total{{webhook=\"crm\"}} {}",
+            seqs.len()
+        ),
+    ] {
+        assert!(metrics.contains(line), "{line} not in:\n{metrics}");
+    }
+
+    // The receiver is fixed; the admin replays from just before the dead letter.
+    std::fs::write(dir.path().join("accept_poison"), b"").expect("write");
+    let replayed = json_ok(
+        app.client
+            .post(app.url("/v1/webhooks/crm/replay"))
+            .json(&json!({"after": first - 1}))
+            .send()
+            .await
+            .expect("POST replay"),
+    )
+    .await;
+    assert_eq!(replayed["dead_letters"], json!([]), "{replayed}");
+    eventually("the replayed batch arrives", || {
+        rx.records().iter().any(|r| seq(r) == first)
+    })
+    .await;
+    let hook = webhooks(&app).await;
+    assert_eq!(hook["dead_letters"], json!([]), "{hook}");
+    let unknown = app
+        .client
+        .post(app.url("/v1/webhooks/nope/replay"))
+        .json(&json!({"after": 0}))
+        .send()
+        .await
+        .expect("POST replay");
+    assert_eq!(unknown.status().as_u16(), 404);
+}
+
+#[tokio::test]
+async fn a_destination_that_is_down_never_holds_up_ingest_and_loses_nothing() {
+    // A port nothing listens on (bound, then closed).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let app = spawn_app_with(|s| {
+        s.webhooks.push(idgraph::config::WebhookSettings {
+            name: "down".into(),
+            url: format!("http://127.0.0.1:{port}/x"),
+            secret: idgraph::config::Secret::new(SECRET),
+            max_attempts: 1_000,
+            ..Default::default()
+        });
+    })
+    .await;
+    let start = json_ok(app.get("/v1/webhooks").await).await["webhooks"][0]["delivered_through"]
+        .as_u64()
+        .expect("a position");
+    for i in 0..20 {
+        let batch: Vec<Value> = (0..50)
+            .map(|j| {
+                event(
+                    &format!("dn-{i}-{j}"),
+                    "web",
+                    json!({"cookie_id": format!("ck-dn-{i}-{j}")}),
+                    json!({}),
+                )
+            })
+            .collect();
+        let resp = app.post_events(&Value::Array(batch)).await;
+        assert!(resp.status().is_success(), "{}", resp.status());
+    }
+    assert_eq!(feed(&app).await.len(), 1000);
+    let metrics = app.get("/metrics").await.text().await.unwrap_or_default();
+    assert!(
+        metrics.contains("idgraph_webhook_failed_attempts_total{webhook=\"down\"}"),
+        "{metrics}"
+    );
+    // Nothing was skipped: the destination still waits at its first record.
+    let hook = webhooks(&app).await;
+    assert_eq!(hook["delivered_through"], start, "{hook}");
+    assert_eq!(hook["dead_letters"], json!([]), "{hook}");
+}
+
+#[tokio::test]
+async fn a_bad_destination_stops_the_server_from_starting_with_its_name() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut settings = idgraph::config::Settings::default();
+    settings.storage.data_dir = dir.path().to_path_buf();
+    settings.webhooks.push(idgraph::config::WebhookSettings {
+        name: "crm".into(),
+        url: "http://hooks.example.com/x".into(),
+        secret: idgraph::config::Secret::new(SECRET),
+        ..Default::default()
+    });
+    let engine = std::sync::Arc::new(idgraph::engine::Engine::open(settings).expect("engine"));
+    let err = idgraph::serve::Application::with_engine(engine, "127.0.0.1:0")
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("webhooks[crm].url"), "{err}");
+}
