@@ -37,8 +37,20 @@ pub(super) fn rendered(
     json: &[u8],
 ) -> Result<Rendered, StoreError> {
     let before = s.stored_profile(&state.id)?;
-    let fields = match (&before, s.store().golden(&state.id)?) {
-        (Some(_), Some(old)) => changed_fields(&old, json),
+    // Golden fields derive from the traits' observations, identifiers, sources and merged
+    // ids: when none of them changed (most events only touch last_seen), neither did a
+    // field, and the stored copy is not read.
+    let same = before.as_ref().is_some_and(|b| {
+        b.traits == state.traits
+            && b.identifiers == state.identifiers
+            && b.sources == state.sources
+            && b.absorbed == state.absorbed
+    });
+    let fields = match &before {
+        Some(_) if !same => match s.store().golden(&state.id)? {
+            Some(old) => changed_fields(&old, json),
+            None => Vec::new(),
+        },
         _ => Vec::new(),
     };
     Ok(Rendered {
