@@ -13,6 +13,7 @@ pub mod config;
 pub mod demo;
 pub mod engine;
 pub mod eval;
+pub mod export;
 pub mod governance;
 pub mod ingest;
 pub mod matching;

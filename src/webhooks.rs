@@ -86,7 +86,12 @@ pub struct Webhook {
 }
 
 /// (name, type, help, value of one destination) of a metric family.
-type MetricFamily = (&'static str, &'static str, &'static str, fn(&Webhook) -> String);
+type MetricFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&Webhook) -> String,
+);
 
 /// Every configured destination.
 pub struct Webhooks {

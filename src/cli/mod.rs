@@ -106,6 +106,28 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Export golden profiles, the identifier -> profile mapping, the graph's edges or the
+    /// change feed as Parquet or JSON lines for a warehouse (see README "Exports"). Reads
+    /// the embedded store read-only: it runs beside a serving server.
+    Export {
+        /// profiles, identifiers, graph or changes.
+        #[arg(value_enum)]
+        kind: crate::export::Kind,
+        #[arg(long, value_enum, default_value = "parquet")]
+        format: crate::export::Format,
+        /// Directory to write `<kind>.<format>` and `<kind>.manifest.json` into.
+        #[arg(long)]
+        out: PathBuf,
+        /// Incremental: only what change-feed records after this sequence number concern
+        /// (the previous run's manifest `through`).
+        #[arg(long)]
+        since: Option<u64>,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// API keys: `idgraph keys new --name crm-sync --role ingest` prints a new random key
     /// (shown once) and the `[[auth.keys]]` entry to add to the configuration.
     Keys {
@@ -292,6 +314,39 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let bytes = engine.lookup_key_bytes(&key)?;
             let profile: serde_json::Value = serde_json::from_slice(&bytes)?;
             println!("{}", serde_json::to_string_pretty(&profile)?);
+            Ok(())
+        }
+        Command::Export {
+            kind,
+            format,
+            out,
+            since,
+            force,
+            data_dir,
+        } => {
+            let s = existing(settings(config, data_dir, None)?)?;
+            if s.graph.store != crate::config::GraphBackend::Embedded {
+                anyhow::bail!(
+                    "idgraph export reads the embedded store; on a graph database, export \
+                     from the database's own tools (not supported here yet)"
+                );
+            }
+            let store = crate::store::rocks::RocksStore::open_read_only(&s.storage.data_dir)?;
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_message("rows written");
+            let started = std::time::Instant::now();
+            let manifest =
+                crate::export::export(&store, kind, format, &out, since, force, &mut |rows| {
+                    bar.set_position(rows)
+                })?;
+            bar.finish_and_clear();
+            eprintln!(
+                "exported {} rows to {} in {:.1}s",
+                manifest.rows,
+                manifest.file.display(),
+                started.elapsed().as_secs_f64()
+            );
+            println!("{}", serde_json::to_string_pretty(&manifest)?);
             Ok(())
         }
         Command::Reindex { data_dir } => {

@@ -335,6 +335,27 @@ impl RocksStore {
         Ok(store)
     }
 
+    /// Opens the store in `path` read-only, as it is now (a point-in-time view; another
+    /// process, a running server, may hold it open for writing): exports and inspection.
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        if !path.join("CURRENT").is_file() {
+            return Err(StoreError::Engine(format!(
+                "{} holds no store (no CURRENT file)",
+                path.display()
+            )));
+        }
+        let cache = Cache::new_lru_cache(64 << 20);
+        let opts = options(&cache, Compression::default());
+        let present = DB::list_cf(&opts, path).map_err(engine)?;
+        let cfs: Vec<&str> = ALL_CFS
+            .iter()
+            .copied()
+            .filter(|c| present.iter().any(|p| p == c))
+            .collect();
+        let db = DB::open_cf_for_read_only(&opts, path, cfs, false).map_err(engine)?;
+        Ok(RocksStore { db })
+    }
+
     /// Changes the file set once more (a flushed marker), which makes RocksDB write a new
     /// MANIFEST holding only the live files and delete the old one: the old one still
     /// names the first and last keys of the files a purge just rewrote.

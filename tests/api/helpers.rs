@@ -132,6 +132,11 @@ pub async fn spawn_app_with(modify: impl FnOnce(&mut Settings)) -> TestApp {
 }
 
 impl TestApp {
+    /// The server's data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }

@@ -14,6 +14,7 @@ mod durability;
 mod erasure;
 mod errors;
 mod eval;
+mod export;
 mod full_disk;
 mod governance;
 mod gremlin;
