@@ -276,11 +276,14 @@ fn sink(kind: Kind, format: Format, path: &Path) -> Result<Box<dyn Sink>, Export
     })
 }
 
-/// The rows of one live profile for `kind` (not `Changes`).
+/// The rows of one live profile for `kind` (not `Changes`): flat columns, or with
+/// `native` the API's own shapes (the golden profile; identifiers and edge ends as
+/// `{kind, value}`), which the API masks like every answer.
 fn profile_rows(
     store: &dyn GraphStore,
     kind: Kind,
     id: &ProfileId,
+    native: bool,
     out: &mut Vec<Value>,
 ) -> Result<bool, StoreError> {
     match kind {
@@ -291,6 +294,14 @@ fn profile_rows(
             let Some((_, json)) = codec::split_golden_cache(&raw) else {
                 return Ok(false);
             };
+            if native {
+                let v: Value = serde_json::from_slice(json).map_err(|e| StoreError::Corrupt {
+                    key: id.to_string(),
+                    reason: format!("golden profile: malformed JSON at column {}", e.column()),
+                })?;
+                out.push(v);
+                return Ok(true);
+            }
             let g: GoldenProfile =
                 serde_json::from_slice(json).map_err(|e| StoreError::Corrupt {
                     key: id.to_string(),
@@ -348,9 +359,16 @@ fn profile_rows(
                         crate::model::EdgeStatus::Active => ("active", None),
                         crate::model::EdgeStatus::Refused { rule } => ("refused", Some(rule)),
                     };
+                    let end = |k: &crate::model::IdentKey| -> Value {
+                        if native {
+                            json!({"kind": k.kind(), "value": k.value()})
+                        } else {
+                            json!(k)
+                        }
+                    };
                     out.push(json!({
-                        "a": edge.a,
-                        "b": edge.b,
+                        "a": end(&edge.a),
+                        "b": end(&edge.b),
                         "profile_id": id,
                         "status": status,
                         "rule": rule,
@@ -377,6 +395,95 @@ fn change_row(r: &ChangeRecord) -> Value {
         "profile_id": r.profile_id,
         "record_json": serde_json::to_string(r).unwrap_or_default(),
     })
+}
+
+/// Produces every row of `kind` (see [`export`] for `since`), flat or `native` (see
+/// [`profile_rows`]), into `emit`; returns the feed position the rows reflect and the
+/// profiles that are gone. `emit` may stop the walk with an error.
+pub fn walk(
+    store: &dyn GraphStore,
+    kind: Kind,
+    since: Option<u64>,
+    native: bool,
+    emit: &mut dyn FnMut(Value) -> Result<(), String>,
+) -> Result<(u64, Vec<ProfileId>), ExportError> {
+    let bounds = store.feed_bounds().unwrap_or_default();
+    if let Some(s) = since {
+        if s < bounds.pruned_through {
+            return Err(ExportError::Invalid(format!(
+                "since {s}: the change feed no longer keeps the records after it (retention \
+                 removed everything up to {}); export everything instead",
+                bounds.pruned_through
+            )));
+        }
+    }
+    let mut rows_buf = Vec::new();
+    let mut gone = BTreeSet::new();
+    // Every record up to `through` is in the store now (the next run's `since`).
+    let through = crate::model::feed::seq(
+        store.counters()?.commit_seq,
+        crate::model::feed::MAX_GROUP_RECORDS - 1,
+    )
+    .unwrap_or(u64::MAX);
+    // For an incremental run: the profiles the records after `since` concern.
+    let mut touched: BTreeSet<ProfileId> = BTreeSet::new();
+    if kind == Kind::Changes || since.is_some() {
+        if store.changes_after(0, 1).is_err() {
+            return Err(ExportError::Invalid(
+                "this store keeps no change feed, so it has no changes and no incremental \
+                 export"
+                    .into(),
+            ));
+        }
+        let mut after = since.unwrap_or(0);
+        loop {
+            let page = store.changes_after(after, PAGE)?;
+            let Some(last) = page.last().map(|r| r.seq) else {
+                break;
+            };
+            for r in &page {
+                if kind == Kind::Changes {
+                    emit(if native { json!(r) } else { change_row(r) })
+                        .map_err(ExportError::Invalid)?;
+                } else {
+                    touched.extend(r.profiles().into_iter().cloned());
+                }
+            }
+            after = last;
+        }
+    }
+    if kind != Kind::Changes {
+        match since {
+            Some(_) => {
+                for id in &touched {
+                    if profile_rows(store, kind, id, native, &mut rows_buf)? {
+                        for row in rows_buf.drain(..) {
+                            emit(row).map_err(ExportError::Invalid)?;
+                        }
+                    } else {
+                        gone.insert(id.clone());
+                    }
+                }
+            }
+            None => {
+                let mut after: Option<ProfileId> = None;
+                loop {
+                    let page = store.goldens_after(after.as_ref(), PAGE)?;
+                    for (id, _) in &page {
+                        profile_rows(store, kind, id, native, &mut rows_buf)?;
+                        for row in rows_buf.drain(..) {
+                            emit(row).map_err(ExportError::Invalid)?;
+                        }
+                    }
+                    if page.len() < PAGE {
+                        break;
+                    }
+                    after = page.last().map(|(id, _)| id.clone());
+                }
+            }
+        }
+    }
+    Ok((through, gone.into_iter().collect()))
 }
 
 /// Exports `kind` from `store` into `out_dir/<kind>.<format>` (refusing to overwrite a file
@@ -417,88 +524,20 @@ pub fn export(
         path: tmp.clone(),
         why,
     };
-    let bounds = store.feed_bounds().unwrap_or_default();
-    if let Some(s) = since {
-        if s < bounds.pruned_through {
-            return Err(ExportError::Invalid(format!(
-                "--since {s}: the change feed no longer keeps the records after it (retention \
-                 removed everything up to {}); run a full export",
-                bounds.pruned_through
-            )));
-        }
-    }
     let mut rows = 0u64;
-    let mut rows_buf = Vec::new();
-    let mut gone = BTreeSet::new();
-    // Every record up to `through` is in the store now (the next run's `since`).
-    let through = crate::model::feed::seq(
-        store.counters()?.commit_seq,
-        crate::model::feed::MAX_GROUP_RECORDS - 1,
-    )
-    .unwrap_or(u64::MAX);
-    // For an incremental run: the profiles the records after `since` concern.
-    let mut touched: BTreeSet<ProfileId> = BTreeSet::new();
-    if kind == Kind::Changes || since.is_some() {
-        if store.changes_after(0, 1).is_err() {
-            return Err(ExportError::Invalid(
-                "this store keeps no change feed, so it has no changes and no incremental \
-                 export"
-                    .into(),
-            ));
+    let walked = walk(store, kind, since, false, &mut |row| {
+        sink.push(row)?;
+        rows += 1;
+        progress(rows);
+        Ok(())
+    });
+    let (through, gone) = match walked {
+        Ok(w) => w,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
         }
-        let mut after = since.unwrap_or(0);
-        loop {
-            let page = store.changes_after(after, PAGE)?;
-            let Some(last) = page.last().map(|r| r.seq) else {
-                break;
-            };
-            for r in &page {
-                if kind == Kind::Changes {
-                    sink.push(change_row(r)).map_err(file_err)?;
-                    rows += 1;
-                } else {
-                    touched.extend(r.profiles().into_iter().cloned());
-                }
-            }
-            after = last;
-            progress(rows);
-        }
-    }
-    if kind != Kind::Changes {
-        match since {
-            Some(_) => {
-                for id in &touched {
-                    if profile_rows(store, kind, id, &mut rows_buf)? {
-                        for row in rows_buf.drain(..) {
-                            sink.push(row).map_err(file_err)?;
-                            rows += 1;
-                        }
-                    } else {
-                        gone.insert(id.clone());
-                    }
-                    progress(rows);
-                }
-            }
-            None => {
-                let mut after: Option<ProfileId> = None;
-                loop {
-                    let page = store.goldens_after(after.as_ref(), PAGE)?;
-                    for (id, _) in &page {
-                        profile_rows(store, kind, id, &mut rows_buf)?;
-                        for row in rows_buf.drain(..) {
-                            sink.push(row).map_err(file_err)?;
-                            rows += 1;
-                        }
-                    }
-                    progress(rows);
-                    if page.len() < PAGE {
-                        break;
-                    }
-                    after = page.last().map(|(id, _)| id.clone());
-                }
-            }
-        }
-    }
+    };
     sink.finish().map_err(file_err)?;
     std::fs::rename(&tmp, &path).map_err(|e| ExportError::File {
         path: path.clone(),
@@ -511,7 +550,7 @@ pub fn export(
         rows,
         since,
         through,
-        gone_profiles: gone.into_iter().collect(),
+        gone_profiles: gone,
         columns: schema(kind).iter().map(|(n, _)| *n).collect(),
     };
     let manifest_path = out_dir.join(format!("{name}.manifest.json"));

@@ -92,6 +92,18 @@ impl<P: Perm> Auth<P> {
         .apply(v);
     }
 
+    /// What masking this caller's answers takes, for answers built off the request's
+    /// thread (streams): `None` when values are shown as stored.
+    pub fn masking(&self, engine: &Engine) -> Option<(Visibility, Vec<u8>, Vec<String>)> {
+        (self.caller.visibility != Visibility::Full).then(|| {
+            (
+                self.caller.visibility,
+                self.gov.pseudonym_key.clone(),
+                engine.identifier_kinds(),
+            )
+        })
+    }
+
     /// `keys` (`kind:value`) as this caller sees them, in order (to map masked
     /// identifiers back to the real ones).
     pub fn masked_keys(&self, engine: &Engine, keys: &[String]) -> Vec<String> {

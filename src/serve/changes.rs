@@ -226,3 +226,114 @@ pub async fn replay(
         "dead_letters": state.dead_letters,
     })))
 }
+
+#[derive(Deserialize)]
+pub struct ExportQuery {
+    since: Option<String>,
+}
+
+/// `GET /v1/exports/{kind}?since=SEQ` (roles of the change feed): every row of an export
+/// (see `export`) as JSON lines, streamed, in the API's own shapes, masked for the caller
+/// and limited to its row scope. `Idgraph-Through` names the feed position the rows
+/// reflect at least (the next call's `since`). The audit entry names the export, not each
+/// profile.
+pub async fn export(
+    auth: Auth<perm::Changes>,
+    path: web::Path<String>,
+    q: web::Query<ExportQuery>,
+    engine: web::Data<Engine>,
+) -> Result<HttpResponse> {
+    use crate::export::Kind;
+    let kind = match path.as_str() {
+        "profiles" => Kind::Profiles,
+        "identifiers" => Kind::Identifiers,
+        "graph" => Kind::Graph,
+        "changes" => Kind::Changes,
+        other => {
+            return Err(ApiError::not_found(format!(
+                "no export {other:?}; exports: profiles, identifiers, graph, changes"
+            )))
+        }
+    };
+    let since = number("since", q.since.as_deref(), u64::MAX)?;
+    if !engine.settings().feed.enabled && (since.is_some() || kind == Kind::Changes) {
+        return Err(crate::engine::ChangesError::Disabled.into());
+    }
+    let e = engine.clone();
+    let (through, bounds) = blocking(move || {
+        let c = e.store().counters()?;
+        Ok((
+            crate::model::feed::seq(c.commit_seq, crate::model::feed::MAX_GROUP_RECORDS - 1)
+                .unwrap_or(u64::MAX),
+            e.store().feed_bounds().unwrap_or_default(),
+        ))
+    })
+    .await?;
+    if let Some(after) = since {
+        if after < bounds.pruned_through {
+            return Err(crate::engine::ChangesError::Expired {
+                after,
+                pruned_through: bounds.pruned_through,
+            }
+            .into());
+        }
+    }
+    let masking = auth.masking(&engine);
+    let scope = auth.caller.scope.clone();
+    let (tx, rx) = tokio::sync::mpsc::channel::<web::Bytes>(64);
+    let e = engine.clone();
+    tokio::task::spawn_blocking(move || {
+        let send = |mut row: serde_json::Value| -> std::result::Result<(), String> {
+            if let Some((visibility, secret, kinds)) = &masking {
+                crate::governance::mask::Masker {
+                    visibility: *visibility,
+                    secret,
+                    kinds,
+                }
+                .apply(&mut row);
+            }
+            let mut line = serde_json::to_vec(&row).map_err(|e| e.to_string())?;
+            line.push(b'\n');
+            // A closed channel: the client went away; stop.
+            tx.blocking_send(web::Bytes::from(line))
+                .map_err(|_| "the client closed the connection".to_owned())
+        };
+        let walked = match &scope {
+            None => crate::export::walk(e.store(), kind, since, true, &mut |row| send(row))
+                .map_err(|e| e.to_string()),
+            Some(sources) => e
+                .with_row_scope(sources, |rs| {
+                    let mut failed = None;
+                    let walked = crate::export::walk(e.store(), kind, since, true, &mut |row| {
+                        let id = row["profile_id"].as_str().unwrap_or_default().to_owned();
+                        match rs.sees_profile(&id) {
+                            Ok(true) => send(row),
+                            Ok(false) => Ok(()),
+                            Err(err) => {
+                                failed = Some(err);
+                                Err("the store failed".into())
+                            }
+                        }
+                    });
+                    match failed {
+                        Some(err) => Err(err),
+                        None => Ok(walked.map_err(|e| e.to_string())),
+                    }
+                })
+                .map_err(|e| e.to_string())
+                .and_then(|r| r),
+        };
+        if let Err(why) = walked {
+            // The answer has started: the stream ends early, and the log says why.
+            tracing::warn!(error = %why, "an export stream ended early");
+        }
+    });
+    // Audited by route and key (which profiles: all of them, or those the feed names).
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, actix_web::Error>(b), rx))
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("application/x-ndjson")
+        .insert_header(("Idgraph-Through", through.to_string()))
+        .streaming(body))
+}

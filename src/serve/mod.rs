@@ -140,6 +140,7 @@ impl Application {
                         .service(resource("/search").route(web::get().to(routes::search)))
                         .service(resource("/changes").route(web::get().to(changes::changes)))
                         .service(resource("/webhooks").route(web::get().to(changes::webhooks)))
+                        .service(resource("/exports/{kind}").route(web::get().to(changes::export)))
                         .service(
                             resource("/webhooks/{name}/replay")
                                 .route(web::post().to(changes::replay)),

@@ -98,6 +98,7 @@ fn routes(pid: &str, hh: &str) -> Vec<Route> {
                 ),
                 "/v1/profiles/{id}/history" => (format!("/v1/profiles/{pid}/history"), None),
                 "/v1/changes" => ("/v1/changes?after=0&limit=1000".to_owned(), None),
+                "/v1/exports/{kind}" => ("/v1/exports/profiles".to_owned(), None),
                 "/v1/links" => (
                     "/v1/links?a=cookie_id%3Anone-1&b=cookie_id%3Anone-2".to_owned(),
                     None,
@@ -274,6 +275,7 @@ async fn every_route_checks_the_role_and_no_masked_value_leaks() {
                 (true, _, p)
                     if p.starts_with("/v1/search")
                         || p.starts_with("/v1/changes")
+                        || p.starts_with("/v1/exports")
                         || p.starts_with("/v1/audit")
                         || p == "/v1/webhooks"
                         || p.starts_with("/v1/config") =>
@@ -309,6 +311,9 @@ async fn every_route_checks_the_role_and_no_masked_value_leaks() {
             }
             if route.path.starts_with("/v1/search") && status == StatusCode::OK {
                 assert!(body.contains("\"total\":0"), "the count is scoped: {body}");
+            }
+            if route.path.starts_with("/v1/exports") && status == StatusCode::OK {
+                assert!(body.is_empty(), "the export is scoped: {body}");
             }
             if route.path.starts_with("/v1/changes") && status == StatusCode::OK {
                 assert!(
