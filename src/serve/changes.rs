@@ -112,34 +112,82 @@ pub async fn changes(
             _ => break page,
         }
     };
-    let visible = visible(&auth, &engine, page.changes).await?;
-    let ids: BTreeSet<String> = visible
+    let ids: BTreeSet<String> = page
+        .changes
         .iter()
         .flat_map(|r| r.profiles().into_iter().map(|p| p.to_string()))
         .collect();
+    let visible = visible(&auth, &engine, page.changes).await?;
     auth.touched(ids);
     let mut v = json!({ "changes": visible, "next": page.next });
     auth.mask(&engine, &mut v);
     Ok(HttpResponse::Ok().json(v))
 }
 
-/// The records of profiles the caller's row scope covers (all without a scope). An
-/// erased profile is covered by no scope.
+/// Applies the row-scope rule (`governance::scope`) to one row of the feed or an export:
+/// `true` when it is about a hidden person (left out). Identifier values in `identifiers`
+/// maps (the row's and its split parts') that the caller does not see are left out too.
+fn scoped_row(
+    rs: &mut crate::governance::scope::RowScope<'_>,
+    row: &mut serde_json::Value,
+) -> std::result::Result<bool, crate::store::StoreError> {
+    if rs.redact(row)? {
+        return Ok(true);
+    }
+    seen_identifiers(rs, row.get_mut("identifiers"))?;
+    if let Some(parts) = row.get_mut("parts").and_then(|p| p.as_array_mut()) {
+        for part in parts {
+            seen_identifiers(rs, part.get_mut("identifiers"))?;
+        }
+    }
+    Ok(false)
+}
+
+/// Leaves out of a kind -> values map the identifiers the caller does not see.
+fn seen_identifiers(
+    rs: &mut crate::governance::scope::RowScope<'_>,
+    map: Option<&mut serde_json::Value>,
+) -> std::result::Result<(), crate::store::StoreError> {
+    let Some(by_kind) = map.and_then(|m| m.as_object_mut()) else {
+        return Ok(());
+    };
+    for (kind, values) in by_kind.iter_mut() {
+        if let Some(list) = values.as_array_mut() {
+            let mut kept = Vec::with_capacity(list.len());
+            for v in list.drain(..) {
+                let seen = match v.as_str() {
+                    Some(value) => rs.sees_identifier(&format!("{kind}:{value}"))?,
+                    None => false,
+                };
+                if seen {
+                    kept.push(v);
+                }
+            }
+            *list = kept;
+        }
+    }
+    by_kind.retain(|_, values| values.as_array().is_none_or(|l| !l.is_empty()));
+    Ok(())
+}
+
+/// The records of profiles the caller's row scope covers (all without a scope), each
+/// through [`scoped_row`]. An erased profile is covered by no scope.
 async fn visible(
     auth: &Auth<perm::Changes>,
     engine: &web::Data<Engine>,
     records: Vec<ChangeRecord>,
-) -> Result<Vec<ChangeRecord>> {
+) -> Result<Vec<serde_json::Value>> {
     let Some(sources) = auth.caller.scope.clone() else {
-        return Ok(records);
+        return Ok(records.iter().map(|r| json!(r)).collect());
     };
     let e = engine.clone();
     blocking(move || {
         e.with_row_scope(&sources, |scope| {
             let mut out = Vec::with_capacity(records.len());
             for r in records {
-                if scope.sees_profile(&r.profile_id)? {
-                    out.push(r);
+                let mut v = json!(r);
+                if !scoped_row(scope, &mut v)? {
+                    out.push(v);
                 }
             }
             Ok(out)
@@ -304,17 +352,17 @@ pub async fn export(
             Some(sources) => e
                 .with_row_scope(sources, |rs| {
                     let mut failed = None;
-                    let walked = crate::export::walk(e.store(), kind, since, true, &mut |row| {
-                        let id = row["profile_id"].as_str().unwrap_or_default().to_owned();
-                        match rs.sees_profile(&id) {
-                            Ok(true) => send(row),
-                            Ok(false) => Ok(()),
-                            Err(err) => {
-                                failed = Some(err);
-                                Err("the store failed".into())
+                    let walked =
+                        crate::export::walk(e.store(), kind, since, true, &mut |mut row| {
+                            match scoped_row(rs, &mut row) {
+                                Ok(false) => send(row),
+                                Ok(true) => Ok(()),
+                                Err(err) => {
+                                    failed = Some(err);
+                                    Err("the store failed".into())
+                                }
                             }
-                        }
-                    });
+                        });
                     match failed {
                         Some(err) => Err(err),
                         None => Ok(walked.map_err(|e| e.to_string())),

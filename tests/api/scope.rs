@@ -326,6 +326,30 @@ async fn a_scoped_key_sees_nothing_of_other_people_in_any_answer() {
                     StatusCode::OK,
                 )],
                 "/v1/config" => vec![(Method::GET, "/v1/config".into(), None, StatusCode::OK)],
+                "/v1/changes" => vec![(
+                    Method::GET,
+                    "/v1/changes?limit=1000".into(),
+                    None,
+                    StatusCode::OK,
+                )],
+                "/v1/exports/{kind}" => ["profiles", "identifiers", "graph", "changes"]
+                    .iter()
+                    .map(|k| {
+                        (
+                            Method::GET,
+                            format!("/v1/exports/{k}"),
+                            None,
+                            StatusCode::OK,
+                        )
+                    })
+                    .collect(),
+                "/v1/webhooks" => vec![(Method::GET, "/v1/webhooks".into(), None, StatusCode::OK)],
+                "/v1/webhooks/{name}/replay" => vec![(
+                    Method::POST,
+                    "/v1/webhooks/none/replay".into(),
+                    Some(json!({"after": 0})),
+                    StatusCode::NOT_FOUND,
+                )],
                 other => panic!("the row-scope axis has no request for {other}: add one"),
             };
             for (method, path, body, expected) in requests {
@@ -488,7 +512,13 @@ fn oracle_pairs(pattern: &str, h: &str, absent: &str) -> Vec<Pair> {
             },
         ],
         // Routes that name no person.
-        "/v1/events" | "/v1/audit" | "/v1/config" => vec![],
+        "/v1/events"
+        | "/v1/audit"
+        | "/v1/config"
+        | "/v1/changes"
+        | "/v1/exports/{kind}"
+        | "/v1/webhooks"
+        | "/v1/webhooks/{name}/replay" => vec![],
         other => panic!("the oracle axis has no pair for route {other}: add one"),
     }
 }
