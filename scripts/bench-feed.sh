@@ -5,11 +5,11 @@
 # which verifies each signature). Prints one line per run; the JSON reports stay in the
 # work directory it names.
 #
-#   scripts/bench-feed.sh [EVENTS]      # default 500000; IDGRAPH_BIN picks the binary
+#   scripts/bench-feed.sh [EVENTS]      # default 500000; BIN picks the binary
 set -euo pipefail
 cd "$(dirname "$0")/.."
 events="${1:-500000}"
-bin="${IDGRAPH_BIN:-./target/debug/idgraph}"
+bin="${BIN:-./target/debug/idgraph}"
 secret="bench-feed-secret-0123456789"
 work="$(mktemp -d /tmp/idgraph-bench-feed.XXXXXX)"
 rx_pid=""

@@ -7,7 +7,9 @@ use std::collections::BTreeSet;
 use reqwest::header::AUTHORIZATION;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, event, json_ok, key_of, spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{
+    assert_error, event, identifiers_of, json_ok, key_of, spawn_app, spawn_app_with, TestApp,
+};
 
 /// Every record after `after`, following `next` page by page (`limit` a page).
 async fn all_changes(app: &TestApp, after: u64, limit: usize) -> Vec<Value> {
@@ -36,17 +38,6 @@ async fn all_changes(app: &TestApp, after: u64, limit: usize) -> Vec<Value> {
 
 fn of_type<'a>(records: &'a [Value], kind: &str) -> Vec<&'a Value> {
     records.iter().filter(|r| r["type"] == kind).collect()
-}
-
-fn values_of(record: &Value, kind: &str) -> Vec<String> {
-    record["identifiers"][kind]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[tokio::test]
@@ -107,7 +98,7 @@ async fn every_change_to_the_graph_is_a_record_in_commit_order() {
     let created = of_type(&records, "profile_created");
     assert_eq!(created.len(), 2, "{records:?}");
     assert_eq!(created[0]["profile_id"], a.as_str());
-    assert_eq!(values_of(created[0], "email"), ["ann@example.com"]);
+    assert_eq!(identifiers_of(created[0], "email"), ["ann@example.com"]);
     assert_eq!(created[0]["event_id"], "c-1");
     assert_eq!(created[1]["profile_id"], b.as_str());
 
@@ -115,14 +106,15 @@ async fn every_change_to_the_graph_is_a_record_in_commit_order() {
     assert!(
         added
             .iter()
-            .any(|r| r["profile_id"] == a.as_str() && values_of(r, "device_id") == ["dev-ann"]),
+            .any(|r| r["profile_id"] == a.as_str() && identifiers_of(r, "device_id") == ["dev-ann"]),
         "{added:?}"
     );
     // The merge brought B's identifiers to A.
     assert!(
         added
             .iter()
-            .any(|r| r["profile_id"] == a.as_str() && values_of(r, "customer_id") == ["cust-ann"]),
+            .any(|r| r["profile_id"] == a.as_str()
+                && identifiers_of(r, "customer_id") == ["cust-ann"]),
         "{added:?}"
     );
 
@@ -151,7 +143,7 @@ async fn every_change_to_the_graph_is_a_record_in_commit_order() {
 
     let removed = of_type(&records, "identifier_removed");
     assert_eq!(removed.len(), 1, "{records:?}");
-    assert_eq!(values_of(removed[0], "device_id"), ["dev-ann"]);
+    assert_eq!(identifiers_of(removed[0], "device_id"), ["dev-ann"]);
 
     assert_eq!(of_type(&records, "link_removed").len(), 1, "{records:?}");
     let splits = of_type(&records, "profile_split");
@@ -231,7 +223,7 @@ async fn a_long_poll_answers_when_a_change_arrives() {
         "the wait ended without the new record: {page}"
     );
     assert_eq!(records[0]["type"], "profile_created");
-    assert_eq!(values_of(&records[0], "cookie_id"), ["ck-w1"]);
+    assert_eq!(identifiers_of(&records[0], "cookie_id"), ["ck-w1"]);
 }
 
 #[tokio::test]
