@@ -181,10 +181,20 @@ impl ChangeRecord {
         out
     }
 
+    /// Whether the record holds personal values (identifier values) an erasure must
+    /// remove.
+    pub fn holds_values(&self) -> bool {
+        !self.identifiers.is_empty() || self.parts.iter().any(|p| !p.identifiers.is_empty())
+    }
+
     /// The subjects the record is indexed under (see [`profile_subject`] and
-    /// [`identifier_subject`]): its profiles, and the identifier a removal names (which
-    /// may later belong to someone else who is erased).
+    /// [`identifier_subject`]) so that an erasure finds it: its profiles, and the
+    /// identifier a removal names (which may later belong to someone else who is erased).
+    /// A record without values (golden fields changed, an erasure) is not indexed.
     pub fn subjects(&self) -> Vec<String> {
+        if !self.holds_values() {
+            return Vec::new();
+        }
         let mut out: Vec<String> = self
             .profiles()
             .into_iter()
@@ -294,5 +304,11 @@ mod tests {
         let subjects = r.subjects();
         assert!(subjects.contains(&"p:p1".to_owned()));
         assert!(subjects.contains(&"i:email:a@example.com".to_owned()));
+        let mut golden = ChangeRecord::new(ChangeType::GoldenChanged, ProfileId::from("p1"), 5);
+        golden.fields.push("first_name".into());
+        assert!(
+            golden.subjects().is_empty(),
+            "nothing to erase, nothing to index"
+        );
     }
 }
