@@ -399,3 +399,70 @@ async fn a_destination_resumes_from_its_saved_position_after_kill_9() {
     );
     drop(server);
 }
+
+/// A destination gets only the change types it names, with values as its role is shown
+/// them (an analyst destination: pseudonyms).
+#[tokio::test]
+async fn destinations_get_their_types_and_see_values_as_their_role() {
+    let merges_dir = tempfile::tempdir().expect("a temporary directory");
+    let analyst_dir = tempfile::tempdir().expect("a temporary directory");
+    let merges = receiver(merges_dir.path(), &[]);
+    let analyst = receiver(analyst_dir.path(), &[]);
+    let hook = |name: &str, rx: &Receiver, dir: &Path| idgraph::config::WebhookSettings {
+        name: name.into(),
+        url: format!("https://127.0.0.1:{}/h", rx.port),
+        secret: idgraph::config::Secret::new(SECRET),
+        ca_file: Some(dir.join("ca.pem")),
+        ..Default::default()
+    };
+    let app = spawn_app_with(|s| {
+        s.webhooks.push(idgraph::config::WebhookSettings {
+            types: vec!["profiles_merged".into()],
+            ..hook("merges", &merges, merges_dir.path())
+        });
+        s.webhooks.push(idgraph::config::WebhookSettings {
+            role: idgraph::governance::keys::Role::Analyst,
+            ..hook("analytics", &analyst, analyst_dir.path())
+        });
+    })
+    .await;
+    for (i, ids) in [
+        json!({"email": "dee@example.com"}),
+        json!({"phone": "+14155550142"}),
+        json!({"email": "dee@example.com", "phone": "+14155550142"}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        app.ingest(&event(&format!("ty-{i}"), "web", ids, json!({})))
+            .await;
+    }
+    let all = feed(&app).await;
+    let last = all.last().map(seq).expect("records");
+    eventually("the analyst destination has everything", || {
+        analyst.records().iter().map(seq).max() == Some(last)
+    })
+    .await;
+    let merge_seq = all
+        .iter()
+        .find(|r| r["type"] == "profiles_merged")
+        .map(seq)
+        .expect("a merge");
+    eventually("the merge arrives", || {
+        merges.records().iter().any(|r| seq(r) == merge_seq)
+    })
+    .await;
+    let got = merges.records();
+    assert!(
+        got.iter().all(|r| r["type"] == "profiles_merged"),
+        "{got:?}"
+    );
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["identifiers"]["email"], json!(["dee@example.com"]));
+    let text = serde_json::to_string(&analyst.records()).unwrap_or_default();
+    assert!(
+        !text.contains("dee@example.com") && !text.contains("14155550142"),
+        "{text}"
+    );
+    assert!(text.contains("ps_"), "pseudonyms: {text}");
+}
