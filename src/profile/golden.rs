@@ -21,7 +21,8 @@ pub fn iso(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-fn chosen(state: &ProfileState, rules: &Rules, name: &str) -> Option<Value> {
+/// The value survivorship chooses for trait `name` of `state` (what the golden profile shows).
+pub fn chosen(state: &ProfileState, rules: &Rules, name: &str) -> Option<Value> {
     state
         .traits
         .choose(name, rules.strategy(name), &|s| rules.source_rank(s))

@@ -11,12 +11,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::Rules;
 use super::Session;
+use crate::ingest::identifier::DEVICE_KINDS;
 use crate::model::feed::{
     self, by_kind, identifier_subject, profile_subject, ChangeRecord, ChangeType, MatchType,
     SplitPart,
 };
-use crate::model::{codec, GoldenProfile, HistoryKind, ProfileId, ProfileState};
+use crate::model::{HistoryKind, ProfileId, ProfileState};
+use crate::profile::golden;
 use crate::store::StoreError;
 
 /// What a re-rendered profile changed, noted while the group is finished.
@@ -30,28 +33,18 @@ pub(super) struct Rendered {
     pub fields: Vec<String>,
 }
 
-/// Notes what re-rendering `state` (now `json`) changed against the stored copies.
+/// Notes what re-rendering `state` changed against the profile as stored before the
+/// group: identifiers, and the golden fields whose chosen value differs (computed from
+/// both states with the survivorship rules: no read of the stored golden copy).
 pub(super) fn rendered(
     s: &Session<'_>,
     state: &ProfileState,
-    json: &[u8],
+    rules: &Rules,
 ) -> Result<Rendered, StoreError> {
     let before = s.stored_profile(&state.id)?;
-    // Golden fields derive from the traits' observations, identifiers, sources and merged
-    // ids: when none of them changed (most events only touch last_seen), neither did a
-    // field, and the stored copy is not read.
-    let same = before.as_ref().is_some_and(|b| {
-        b.traits == state.traits
-            && b.identifiers == state.identifiers
-            && b.sources == state.sources
-            && b.absorbed == state.absorbed
-    });
     let fields = match &before {
-        Some(_) if !same => match s.store().golden(&state.id)? {
-            Some(old) => changed_fields(&old, json),
-            None => Vec::new(),
-        },
-        _ => Vec::new(),
+        Some(old) => changed_fields(old, state, rules),
+        None => Vec::new(),
     };
     Ok(Rendered {
         id: state.id.clone(),
@@ -61,49 +54,31 @@ pub(super) fn rendered(
     })
 }
 
-/// Names of the golden fields that differ between a cached golden copy and a new
-/// rendering (traits by name, then identifiers, sources, devices, merged ids).
-fn changed_fields(old_cached: &[u8], new_json: &[u8]) -> Vec<String> {
-    let old = codec::split_golden_cache(old_cached)
-        .and_then(|(_, json)| serde_json::from_slice::<GoldenProfile>(json).ok());
-    let new = serde_json::from_slice::<GoldenProfile>(new_json).ok();
-    let (Some(old), Some(new)) = (old, new) else {
-        return Vec::new();
-    };
+/// Names of the golden fields that differ between two states of a profile: traits by
+/// name (their chosen values), then identifiers, sources, devices, merged ids.
+fn changed_fields(old: &ProfileState, new: &ProfileState, rules: &Rules) -> Vec<String> {
     let mut out = Vec::new();
-    let (a, b) = (&old.traits, &new.traits);
-    for (name, x, y) in [
-        ("first_name", &a.first_name, &b.first_name),
-        ("last_name", &a.last_name, &b.last_name),
-        ("birth_date", &a.birth_date, &b.birth_date),
-        ("address", &a.address, &b.address),
-    ] {
-        if x != y {
-            out.push(name.to_owned());
-        }
-    }
-    let names: BTreeSet<&String> = a.extra.keys().chain(b.extra.keys()).collect();
-    for name in names {
-        if a.extra.get(name) != b.extra.get(name) {
-            out.push(name.clone());
+    if old.traits != new.traits {
+        let names: BTreeSet<&str> = old.traits.names().chain(new.traits.names()).collect();
+        for name in names {
+            if golden::chosen(old, rules, name) != golden::chosen(new, rules, name) {
+                out.push(name.to_owned());
+            }
         }
     }
     if old.identifiers != new.identifiers {
         out.push("identifiers".into());
+        if DEVICE_KINDS
+            .iter()
+            .any(|k| old.identifiers.get(*k) != new.identifiers.get(*k))
+        {
+            out.push("devices".into());
+        }
     }
     if old.sources != new.sources {
         out.push("sources".into());
     }
-    if old.devices.len() != new.devices.len()
-        || old
-            .devices
-            .iter()
-            .zip(&new.devices)
-            .any(|(x, y)| (&x.kind, &x.value, &x.platform) != (&y.kind, &y.value, &y.platform))
-    {
-        out.push("devices".into());
-    }
-    if old.merged_ids != new.merged_ids {
+    if old.absorbed != new.absorbed {
         out.push("merged_ids".into());
     }
     out

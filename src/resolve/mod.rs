@@ -509,7 +509,7 @@ pub fn finish(mut s: Session<'_>, rules: &Rules) -> Result<crate::store::Changes
         s.set_address(&mut state, address);
         let json = golden::render(&s, &state, rules)?;
         if rules.change_feed {
-            rendered.push(feed::rendered(&s, &state, &json)?);
+            rendered.push(feed::rendered(&s, &state, rules)?);
         }
         // Served as stored unless someone else lives at the address or shares a device;
         // those already there may now form a household with it: their copies say so.
