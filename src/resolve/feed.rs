@@ -4,8 +4,8 @@
 //! - From this group's new history entries: created, merged, split, identifier and link
 //!   removed, erased (conflicts change nothing downstream and are left out).
 //! - From each re-rendered profile that existed before the group: the identifiers it
-//!   gained, and the golden fields that changed (compared with the stored golden copy;
-//!   `last_seen` and `event_count` alone are not a change).
+//!   gained, and the golden fields whose chosen value changed (survivorship over its state
+//!   before and after; `last_seen` and `event_count` alone are not a change).
 //! - For an erasure: every earlier record about the erased profiles, or naming one of
 //!   their identifiers as removed, is rewritten without values, and their index rows go.
 
