@@ -554,13 +554,11 @@ impl<'s> Session<'s> {
     }
 
     /// History entries recorded in this session (not the stored ones it re-wrote).
-    pub fn new_history(&self) -> Vec<HistoryEntry> {
+    pub fn new_history(&self) -> impl Iterator<Item = &HistoryEntry> {
         self.ch
             .history
             .iter()
-            .filter(|e| e.seq > self.history_start)
-            .cloned()
-            .collect()
+            .filter(move |e| e.seq > self.history_start)
     }
 
     // ---- change feed ----

@@ -112,12 +112,7 @@ pub async fn changes(
             _ => break page,
         }
     };
-    let ids: BTreeSet<String> = page
-        .changes
-        .iter()
-        .flat_map(|r| r.profiles().into_iter().map(|p| p.to_string()))
-        .collect();
-    let visible = visible(&auth, &engine, page.changes).await?;
+    let (visible, ids) = visible(&auth, &engine, page.changes).await?;
     auth.touched(ids);
     let mut v = json!({ "changes": visible, "next": page.next });
     auth.mask(&engine, &mut v);
@@ -171,27 +166,35 @@ fn seen_identifiers(
 }
 
 /// The records of profiles the caller's row scope covers (all without a scope), each
-/// through [`scoped_row`]. An erased profile is covered by no scope.
+/// through [`scoped_row`], and the profile ids of those kept (for the audit trail). An
+/// erased profile is covered by no scope.
 async fn visible(
     auth: &Auth<perm::Changes>,
     engine: &web::Data<Engine>,
     records: Vec<ChangeRecord>,
-) -> Result<Vec<serde_json::Value>> {
-    let Some(sources) = auth.caller.scope.clone() else {
-        return Ok(records.iter().map(|r| json!(r)).collect());
-    };
+) -> Result<(Vec<serde_json::Value>, BTreeSet<String>)> {
+    let sources = auth.caller.scope.clone();
     let e = engine.clone();
     blocking(move || {
-        e.with_row_scope(&sources, |scope| {
-            let mut out = Vec::with_capacity(records.len());
-            for r in records {
-                let mut v = json!(r);
-                if !scoped_row(scope, &mut v)? {
-                    out.push(v);
+        let mut out = Vec::with_capacity(records.len());
+        let mut ids = BTreeSet::new();
+        let mut keep = |r: &ChangeRecord, v: serde_json::Value| {
+            ids.extend(r.profiles().into_iter().map(|p| p.to_string()));
+            out.push(v);
+        };
+        match &sources {
+            None => records.iter().for_each(|r| keep(r, json!(r))),
+            Some(sources) => e.with_row_scope(sources, |scope| {
+                for r in &records {
+                    let mut v = json!(r);
+                    if !scoped_row(scope, &mut v)? {
+                        keep(r, v);
+                    }
                 }
-            }
-            Ok(out)
-        })
+                Ok(())
+            })?,
+        }
+        Ok((out, ids))
     })
     .await
 }
