@@ -4,7 +4,8 @@
 # and for the web console Node.js + npm, the console's npm packages (Cytoscape.js, bundled
 # into the binary, and playwright-core for the browser tests) and Debian's chromium (the
 # browser tests drive it), Maven with a JDK for the Neo4j and Gremlin test servers, and
-# OpenSSL's headers (the gremlin-client crate's TLS is native-tls).
+# OpenSSL's headers (the gremlin-client crate's TLS is native-tls; librdkafka's TLS), cmake
+# (librdkafka's build) and Maven with a JDK for the Kafka test broker too.
 # Idempotent: installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,8 @@ if ! ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 && ! ldconfig -p 2>/dev
 fi
 command -v g++ >/dev/null 2>&1 || need+=(g++)
 command -v make >/dev/null 2>&1 || need+=(make)
+# The rdkafka crate builds librdkafka (Kafka ingest and the feed on Kafka) with cmake.
+command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 if needs_npm_ci && ! command -v npm >/dev/null 2>&1; then need+=(npm); fi
 [ -x /usr/bin/chromium ] || need+=(chromium)

@@ -2,7 +2,7 @@
 # The whole test suite: formatting, lints, then every test (unit, property, integration
 # over HTTP, restart and crash tests, schema agreement, bench smoke runs, the graph-store
 # conformance suite on the embedded store, on real ArcadeDB and Neo4j servers over Bolt and
-# on a real Gremlin Server).
+# on a real Gremlin Server; Kafka ingest and the change feed on a real Kafka broker).
 # Installs what it needs first. One cargo profile (dev) builds everything once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +16,8 @@ cd "$(dirname "$0")/.."
 # The real Apache TinkerPop Gremlin Server (gremlin-server and TinkerGraph jars from Maven
 # Central, by mvn).
 ./scripts/gremlin.sh install
+# The real Apache Kafka 4 broker (KRaft; kafka_2.13 jars from Maven Central, by mvn).
+./scripts/kafka.sh install
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

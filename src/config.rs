@@ -31,6 +31,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub audit: AuditSettings,
     pub feed: FeedSettings,
+    /// Streams events come in from (see `kafka`).
+    pub ingest: IngestSettings,
     /// Destinations of the change feed (see `webhooks`).
     pub webhooks: Vec<WebhookSettings>,
 }
@@ -315,6 +317,9 @@ pub struct FeedSettings {
     /// Hours a record is kept (at least 1). A reader further behind gets 410
     /// `changes_expired` and must start again from a full export.
     pub retention_hours: u64,
+    /// Publish every record to a Kafka topic too, keyed by profile id (see `kafka::publish`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<KafkaSettings>,
 }
 
 impl Default for FeedSettings {
@@ -322,6 +327,91 @@ impl Default for FeedSettings {
         FeedSettings {
             enabled: true,
             retention_hours: 168,
+            kafka: None,
+        }
+    }
+}
+
+/// Streams of events besides `POST /v1/events`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestSettings {
+    /// Consume events from a Kafka topic (see `kafka::consume`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<KafkaSettings>,
+}
+
+/// A Kafka topic idgraph reads events from (`[ingest.kafka]`) or publishes the change feed
+/// to (`[feed.kafka]`): the connection (brokers, TLS, SASL) and what to do with the topic.
+/// `group`, `dead_letter_topic` and `batch_size` apply to ingest, `role` to the feed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaSettings {
+    /// Bootstrap brokers, `host:port,host:port`.
+    pub brokers: String,
+    pub topic: String,
+    /// `plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl`.
+    pub security_protocol: KafkaSecurity,
+    /// SASL mechanism: `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512` (with a `sasl_*`
+    /// protocol; MSK's IAM and OAuth go through `properties`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sasl_mechanism: Option<String>,
+    pub sasl_username: String,
+    /// Prefer the environment: `IDGRAPH_INGEST__KAFKA__SASL_PASSWORD`.
+    pub sasl_password: Secret,
+    /// PEM file of the CA certificates to trust (`ssl`, `sasl_ssl`); the system's otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssl_ca_location: Option<PathBuf>,
+    /// Client certificate and key (PEM) for mutual TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssl_certificate_location: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssl_key_location: Option<PathBuf>,
+    /// Ingest: the consumer group (offsets are committed under it).
+    pub group: String,
+    /// Ingest: where rejected events go, with the rejection in the record's headers
+    /// (default: `<topic>.dead-letter`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_topic: Option<String>,
+    /// Ingest: most events resolved in one durable write before offsets are committed.
+    pub batch_size: usize,
+    /// Feed: how identifier values appear in the records, `service` (as stored) or
+    /// `analyst` (keyed pseudonyms).
+    pub role: crate::governance::keys::Role,
+    /// Further librdkafka client properties (`"socket.keepalive.enable" = "true"`); they
+    /// cannot override the ones idgraph's guarantees rest on (offset commits, acks,
+    /// idempotence).
+    pub properties: BTreeMap<String, String>,
+}
+
+/// How idgraph talks to the brokers.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum KafkaSecurity {
+    #[default]
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        KafkaSettings {
+            brokers: String::new(),
+            topic: String::new(),
+            security_protocol: KafkaSecurity::Plaintext,
+            sasl_mechanism: None,
+            sasl_username: String::new(),
+            sasl_password: Secret::default(),
+            ssl_ca_location: None,
+            ssl_certificate_location: None,
+            ssl_key_location: None,
+            group: "idgraph".into(),
+            dead_letter_topic: None,
+            batch_size: 500,
+            role: crate::governance::keys::Role::Service,
+            properties: BTreeMap::new(),
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod eval;
 pub mod export;
 pub mod governance;
 pub mod ingest;
+pub mod kafka;
 pub mod matching;
 pub mod model;
 pub mod profile;

@@ -223,21 +223,9 @@ impl Webhook {
         self.state.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
-    /// Writes `state` durably (temporary file, fsync, rename).
+    /// Writes `state` durably.
     fn save(&self, state: &State) -> Result<(), String> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let tmp = self.path.with_extension("json.tmp");
-        let bytes = serde_json::to_vec_pretty(state).map_err(|e| e.to_string())?;
-        let write = || -> std::io::Result<()> {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.path)?;
-            std::fs::File::open(dir)?.sync_all()
-        };
-        write().map_err(|e| format!("{}: {e}", self.path.display()))
+        save_json(&self.path, state)
     }
 
     /// Updates the state with `f` and saves it, unless a replay happened since
@@ -317,6 +305,39 @@ impl Webhook {
         } else {
             Err(format!("HTTP {}", status.as_u16()))
         }
+    }
+}
+
+/// Writes `value` as JSON to `path` durably: a temporary file, fsync, rename, fsync of
+/// the directory (the positions of the feed's destinations).
+pub(crate) fn save_json(path: &Path, value: &impl Serialize) -> Result<(), String> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let tmp = path.with_extension("json.tmp");
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| e.to_string())?;
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    };
+    write().map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Shows identifier values in `v` as `role` sees them: `service` as stored, `analyst` as
+/// keyed pseudonyms (the feed's destinations have one of these two roles).
+pub(crate) fn mask_for_role(role: Role, engine: &Engine, v: &mut serde_json::Value) {
+    if role == Role::Analyst {
+        let kinds = engine.identifier_kinds();
+        let secret = engine.governance_secret();
+        Masker {
+            visibility: Visibility::Pseudonymized,
+            secret: &secret,
+            kinds: &kinds,
+        }
+        .apply(v);
     }
 }
 
@@ -426,16 +447,7 @@ impl Webhooks {
 /// The body of a batch, masked for the destination's role.
 fn body(hook: &Webhook, engine: &Engine, records: &[feed::ChangeRecord]) -> Vec<u8> {
     let mut v = serde_json::json!({ "webhook": hook.settings.name, "changes": records });
-    if hook.settings.role == Role::Analyst {
-        let kinds = engine.identifier_kinds();
-        let secret = engine.governance_secret();
-        Masker {
-            visibility: Visibility::Pseudonymized,
-            secret: &secret,
-            kinds: &kinds,
-        }
-        .apply(&mut v);
-    }
+    mask_for_role(hook.settings.role, engine, &mut v);
     serde_json::to_vec(&v).unwrap_or_default()
 }
 

@@ -33,6 +33,7 @@ pub struct Application {
     server: Server,
     engine: Arc<Engine>,
     webhooks: Arc<crate::webhooks::Webhooks>,
+    kafka: Arc<crate::kafka::Kafka>,
 }
 
 impl Application {
@@ -68,6 +69,11 @@ impl Application {
                 .map_err(|e| anyhow::anyhow!("configuration error: {e}"))?,
         );
         let hooks = web::Data::from(webhooks.clone());
+        let kafka = Arc::new(
+            crate::kafka::Kafka::new(engine.settings())
+                .map_err(|e| anyhow::anyhow!("configuration error: {e}"))?,
+        );
+        let streams = web::Data::from(kafka.clone());
         let data = web::Data::from(engine.clone());
         let workers = match engine.settings().server.workers {
             0 => std::thread::available_parallelism()
@@ -81,6 +87,7 @@ impl Application {
                 .app_data(metrics.clone())
                 .app_data(governance.clone())
                 .app_data(hooks.clone())
+                .app_data(streams.clone())
                 .app_data(web::QueryConfig::default().error_handler(|e, _| {
                     ApiError::bad_request("invalid_query", format!("invalid query parameters: {e}"))
                         .into()
@@ -188,6 +195,7 @@ impl Application {
             server,
             engine,
             webhooks,
+            kafka,
         })
     }
 
@@ -203,6 +211,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         tokio::spawn(maintain(Arc::downgrade(&self.engine)));
         self.webhooks.spawn(&self.engine);
+        self.kafka.spawn(&self.engine);
         let handle = self.server.handle();
         tokio::spawn(async move {
             shutdown_signal().await;
@@ -216,6 +225,7 @@ impl Application {
     pub async fn run_in_background(self) -> std::io::Result<()> {
         tokio::spawn(maintain(Arc::downgrade(&self.engine)));
         self.webhooks.spawn(&self.engine);
+        self.kafka.spawn(&self.engine);
         self.server.await
     }
 }

@@ -929,6 +929,7 @@ pub async fn metrics(
     engine: web::Data<Engine>,
     gov: web::Data<crate::governance::Governance>,
     hooks: web::Data<crate::webhooks::Webhooks>,
+    kafka: web::Data<crate::kafka::Kafka>,
 ) -> Result<HttpResponse> {
     if gov.protect_metrics {
         super::auth::any_key(&req, &gov)?;
@@ -938,6 +939,7 @@ pub async fn metrics(
         body.push_str(&super::metrics::matching(&t));
     }
     body.push_str(&hooks.metrics());
+    body.push_str(&kafka.metrics());
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(body))
@@ -948,6 +950,14 @@ pub async fn config(_auth: Auth<perm::Admin>, engine: web::Data<Engine>) -> Resu
     let mut settings = engine.settings().clone();
     settings.graph.bolt.password = crate::config::Secret::new("***");
     settings.auth.secret = crate::config::Secret::new("***");
+    for kafka in [&mut settings.ingest.kafka, &mut settings.feed.kafka]
+        .into_iter()
+        .flatten()
+    {
+        if !kafka.sasl_password.expose().is_empty() {
+            kafka.sasl_password = crate::config::Secret::new("***");
+        }
+    }
     for hook in &mut settings.webhooks {
         hook.secret = crate::config::Secret::new("***");
     }

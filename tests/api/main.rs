@@ -21,6 +21,7 @@ mod gremlin;
 mod helpers;
 mod ingest;
 mod jvm_server;
+mod kafka;
 mod matching;
 mod neo4j;
 mod pipeline;
