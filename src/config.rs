@@ -33,6 +33,10 @@ pub struct Settings {
     pub feed: FeedSettings,
     /// Streams events come in from (see `kafka`).
     pub ingest: IngestSettings,
+    /// The writer's side of read replicas (see `replication`).
+    pub replication: ReplicationSettings,
+    /// A read replica's side (`idgraph replica`, see `replica`).
+    pub replica: ReplicaSettings,
     /// Destinations of the change feed (see `webhooks`).
     pub webhooks: Vec<WebhookSettings>,
 }
@@ -328,6 +332,53 @@ impl Default for FeedSettings {
             enabled: true,
             retention_hours: 168,
             kafka: None,
+        }
+    }
+}
+
+/// The writer's side of read replicas: it keeps the latest write groups in memory for
+/// replicas to fetch (`GET /v1/replication/log`) and makes snapshots for new ones.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplicationSettings {
+    /// Keep write groups for replicas (embedded store only).
+    pub enabled: bool,
+    /// Memory for the write groups kept, in MiB; a replica further behind than this starts
+    /// again from a snapshot.
+    pub backlog_mb: usize,
+}
+
+impl Default for ReplicationSettings {
+    fn default() -> Self {
+        ReplicationSettings {
+            enabled: false,
+            backlog_mb: 256,
+        }
+    }
+}
+
+/// A read replica (`idgraph replica`): which writer it follows and when it is not ready.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplicaSettings {
+    /// The writer's base URL (`https://writer:8080`); `idgraph replica --follow` sets it.
+    pub follow: String,
+    /// An admin key of the writer (prefer the environment: `IDGRAPH_REPLICA__KEY`).
+    pub key: Secret,
+    /// `/ready` answers 503 while the replica is further behind than this.
+    pub max_lag_seconds: u64,
+    /// PEM file of extra CA certificates to trust for an `https://` writer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for ReplicaSettings {
+    fn default() -> Self {
+        ReplicaSettings {
+            follow: String::new(),
+            key: Secret::default(),
+            max_lag_seconds: 10,
+            ca_file: None,
         }
     }
 }

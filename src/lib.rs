@@ -20,6 +20,8 @@ pub mod kafka;
 pub mod matching;
 pub mod model;
 pub mod profile;
+pub mod replica;
+pub mod replication;
 pub mod resolve;
 pub mod search;
 pub mod serve;

@@ -44,6 +44,18 @@ pub enum Command {
         #[arg(long)]
         bind: Option<String>,
     },
+    /// Serve reads as a replica of a writer: a snapshot of its store first, then its
+    /// write groups as they come (see the README's "Read replicas").
+    Replica {
+        /// The writer's base URL (`http://writer:8080`); needs an admin key of the writer
+        /// in `replica.key` (`IDGRAPH_REPLICA__KEY`).
+        #[arg(long)]
+        follow: String,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        bind: Option<String>,
+    },
     /// Import events from a JSONL file, or a CSV file with a column mapping.
     Import {
         file: PathBuf,
@@ -242,7 +254,7 @@ pub fn serve(engine: Arc<Engine>) -> anyhow::Result<()> {
 /// Closes the engine on this (the main) thread: the HTTP workers release their handles as
 /// they stop, and the store must be closed before the process exits, never by the last
 /// worker while exit handlers already run.
-fn close(engine: Arc<Engine>) {
+pub(crate) fn close(engine: Arc<Engine>) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while Arc::strong_count(&engine) > 1 && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(10));
@@ -254,7 +266,7 @@ fn close(engine: Arc<Engine>) {
     tracing::info!("store closed");
 }
 
-fn bind_with_port(bind: &str, port: u16) -> String {
+pub(crate) fn bind_with_port(bind: &str, port: u16) -> String {
     match bind.rsplit_once(':') {
         Some((host, _)) => format!("{host}:{port}"),
         None => format!("{bind}:{port}"),
@@ -268,6 +280,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let s = settings(config, data_dir, bind)?;
             tracing::info!(data_dir = %s.storage.data_dir.display(), bind = %s.server.bind, "starting idgraph");
             serve(Arc::new(Engine::open(s)?))
+        }
+        Command::Replica {
+            follow,
+            data_dir,
+            bind,
+        } => {
+            let mut s = settings(config, data_dir, bind)?;
+            s.replica.follow = follow;
+            tracing::info!(data_dir = %s.storage.data_dir.display(), bind = %s.server.bind, "starting an idgraph read replica");
+            crate::replica::run(s)
         }
         Command::Import {
             file,

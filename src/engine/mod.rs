@@ -109,11 +109,23 @@ impl Engine {
     pub fn open_store(settings: &Settings) -> Result<Arc<dyn GraphStore>, EngineError> {
         let dir = &settings.storage.data_dir;
         Ok(match settings.graph.store {
-            GraphBackend::Embedded => Arc::new(RocksStore::open_with_cache(
-                dir,
-                settings.storage.block_cache_mb,
-                settings.storage.bottommost_compression,
-            )?),
+            GraphBackend::Embedded => {
+                let store = RocksStore::open_with_cache(
+                    dir,
+                    settings.storage.block_cache_mb,
+                    settings.storage.bottommost_compression,
+                )?;
+                Arc::new(if settings.replication.enabled {
+                    store.with_replication(settings.replication.backlog_mb.saturating_mul(1 << 20))?
+                } else {
+                    store
+                })
+            }
+            _ if settings.replication.enabled => {
+                return Err(EngineError::Config(
+                    "replication.enabled: read replicas follow the embedded store only (a graph database replicates itself)".into(),
+                ))
+            }
             GraphBackend::Bolt => Arc::new(Mirrored::open(
                 BoltGraph::connect(&settings.graph.bolt)?,
                 dir,
@@ -260,6 +272,11 @@ impl Engine {
 
     pub fn store(&self) -> &dyn GraphStore {
         self.store.as_ref()
+    }
+
+    /// The search index, when search is on (a read replica catches it up itself).
+    pub fn search_index(&self) -> Option<&Arc<SearchIndex>> {
+        self.search.as_ref()
     }
 
     /// Validates and normalizes one wire event.

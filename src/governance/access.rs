@@ -57,6 +57,13 @@ pub const ROUTES: &[RouteRule] = &[
     rule("GET", "/v1/config", Permission::Admin),
     rule("GET", "/v1/webhooks", Permission::Admin),
     rule("POST", "/v1/webhooks/{name}/replay", Permission::Admin),
+    rule("GET", "/v1/replication/log", Permission::Admin),
+    rule("GET", "/v1/replication/snapshot", Permission::Admin),
+    rule(
+        "GET",
+        "/v1/replication/snapshot/{id}/{file}",
+        Permission::Admin,
+    ),
 ];
 
 /// The permission route `method` `pattern` needs, if it is in the table.

@@ -9,6 +9,7 @@ pub mod changes;
 pub mod console;
 pub mod error;
 pub mod metrics;
+pub mod replication;
 pub mod routes;
 
 use std::net::TcpListener;
@@ -21,6 +22,9 @@ use actix_web::{web, App, HttpServer};
 use crate::engine::Engine;
 use error::ApiError;
 use metrics::Metrics;
+
+/// The replica this server is, if it is one (`idgraph replica`).
+pub struct Replica(pub Option<Arc<crate::replica::ReplicaState>>);
 
 /// A route whose other methods answer 405 with the JSON error shape.
 fn resource(path: &str) -> actix_web::Resource {
@@ -48,7 +52,19 @@ impl Application {
     pub fn with_engine(engine: Arc<Engine>, bind: &str) -> anyhow::Result<Application> {
         let listener =
             TcpListener::bind(bind).map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
+        Application::with_listener(engine, listener, None)
+    }
+
+    /// Serves `engine` on a bound `listener`; as a read replica of a writer when `replica`
+    /// is given (writes answer 405, `/ready` follows the replica's lag).
+    pub fn with_listener(
+        engine: Arc<Engine>,
+        listener: TcpListener,
+        replica: Option<Arc<crate::replica::ReplicaState>>,
+    ) -> anyhow::Result<Application> {
         let port = listener.local_addr()?.port();
+        let read_only = replica.is_some();
+        let replica = web::Data::new(Replica(replica));
         let metrics = web::Data::new(Metrics::new()?);
         let governance = web::Data::new(
             crate::governance::Governance::new(
@@ -88,6 +104,7 @@ impl Application {
                 .app_data(governance.clone())
                 .app_data(hooks.clone())
                 .app_data(streams.clone())
+                .app_data(replica.clone())
                 .app_data(web::QueryConfig::default().error_handler(|e, _| {
                     ApiError::bad_request("invalid_query", format!("invalid query parameters: {e}"))
                         .into()
@@ -118,6 +135,10 @@ impl Application {
                 .app_data(web::PathConfig::default().error_handler(|e, _| {
                     ApiError::bad_request("invalid_path", format!("invalid path: {e}")).into()
                 }))
+                .wrap(actix_web::middleware::Condition::new(
+                    read_only,
+                    from_fn(routes::read_only),
+                ))
                 .wrap(from_fn(metrics::track))
                 .service(
                     resource("/")
@@ -148,6 +169,17 @@ impl Application {
                         .service(resource("/changes").route(web::get().to(changes::changes)))
                         .service(resource("/webhooks").route(web::get().to(changes::webhooks)))
                         .service(resource("/exports/{kind}").route(web::get().to(changes::export)))
+                        .service(
+                            resource("/replication/log").route(web::get().to(replication::log)),
+                        )
+                        .service(
+                            resource("/replication/snapshot")
+                                .route(web::get().to(replication::snapshot)),
+                        )
+                        .service(
+                            resource("/replication/snapshot/{id}/{file}")
+                                .route(web::get().to(replication::snapshot_file)),
+                        )
                         .service(
                             resource("/webhooks/{name}/replay")
                                 .route(web::post().to(changes::replay)),
@@ -207,6 +239,11 @@ impl Application {
         self.engine.clone()
     }
 
+    /// Stops the server (e.g. a replica reopening on a new snapshot).
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
     /// Runs until the server stops (Ctrl-C / SIGTERM when run from `main`).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         tokio::spawn(maintain(Arc::downgrade(&self.engine)));
@@ -251,7 +288,7 @@ async fn maintain(engine: std::sync::Weak<Engine>) {
     }
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -26,7 +26,7 @@ fn check_id(id: &str) -> Result<()> {
     Ok(())
 }
 
-pub(super) async fn blocking<T, F>(f: F) -> Result<T>
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T>
 where
     F: FnOnce() -> std::result::Result<T, crate::engine::EngineError> + Send + 'static,
     T: Send + 'static,
@@ -900,7 +900,25 @@ pub async fn health(engine: web::Data<Engine>) -> Result<HttpResponse> {
 /// Readiness: 200 when writes can be taken (the graph store answers and, after a failed
 /// write, a probe write succeeds); 503 otherwise, naming the cause (`storage_full` while
 /// the disk is full, with `Retry-After`).
-pub async fn ready(engine: web::Data<Engine>) -> Result<HttpResponse> {
+pub async fn ready(
+    engine: web::Data<Engine>,
+    replica: web::Data<super::Replica>,
+) -> Result<HttpResponse> {
+    if let Some(state) = &replica.0 {
+        let mut body = state.status();
+        return Ok(match state.not_ready() {
+            None => {
+                body["status"] = json!("ready");
+                HttpResponse::Ok().json(body)
+            }
+            Some(message) => {
+                body["status"] = json!("not_ready");
+                body["reason"] = json!("replica_lag");
+                body["message"] = json!(message);
+                HttpResponse::ServiceUnavailable().json(body)
+            }
+        });
+    }
     match web::block(move || engine.writable()).await? {
         Ok(()) => Ok(HttpResponse::Ok().json(json!({ "status": "ready" }))),
         Err(crate::store::StoreError::Full(_)) => Ok(HttpResponse::ServiceUnavailable()
@@ -930,6 +948,7 @@ pub async fn metrics(
     gov: web::Data<crate::governance::Governance>,
     hooks: web::Data<crate::webhooks::Webhooks>,
     kafka: web::Data<crate::kafka::Kafka>,
+    replica: web::Data<super::Replica>,
 ) -> Result<HttpResponse> {
     if gov.protect_metrics {
         super::auth::any_key(&req, &gov)?;
@@ -940,6 +959,9 @@ pub async fn metrics(
     }
     body.push_str(&hooks.metrics());
     body.push_str(&kafka.metrics());
+    if let Some(state) = &replica.0 {
+        body.push_str(&state.metrics());
+    }
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(body))
@@ -950,6 +972,7 @@ pub async fn config(_auth: Auth<perm::Admin>, engine: web::Data<Engine>) -> Resu
     let mut settings = engine.settings().clone();
     settings.graph.bolt.password = crate::config::Secret::new("***");
     settings.auth.secret = crate::config::Secret::new("***");
+    settings.replica.key = crate::config::Secret::new("***");
     for kafka in [&mut settings.ingest.kafka, &mut settings.feed.kafka]
         .into_iter()
         .flatten()
@@ -1066,4 +1089,34 @@ pub async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse> {
         "method_not_allowed",
         format!("method {} is not allowed on this route", req.method()),
     ))
+}
+
+/// A read replica's `/v1` answers only reads: anything else is `405 read_only_replica`,
+/// naming the writer to send it to.
+pub async fn read_only(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<actix_web::body::BoxBody>,
+) -> std::result::Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error>
+{
+    let reads = matches!(
+        *req.method(),
+        actix_web::http::Method::GET | actix_web::http::Method::HEAD
+    );
+    if reads || !req.path().starts_with("/v1/") {
+        return next.call(req).await;
+    }
+    let writer = req
+        .app_data::<web::Data<super::Replica>>()
+        .and_then(|r| r.0.as_ref().map(|s| s.writer.clone()))
+        .unwrap_or_default();
+    let err = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "read_only_replica",
+        format!("this is a read replica: send writes to the writer at {writer}"),
+    );
+    let resp = actix_web::ResponseError::error_response(&err);
+    let mut resp = resp;
+    resp.headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+    Ok(req.into_response(resp))
 }

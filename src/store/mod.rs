@@ -258,6 +258,25 @@ pub trait GraphStore: Send + Sync + 'static {
     }
     /// Atomically and durably apply a unit of change.
     fn apply(&self, changes: &Changes) -> Result<(), StoreError>;
+    /// The write groups kept for read replicas, when this store keeps them (the embedded
+    /// store with `replication.enabled`).
+    fn replication_backlog(&self) -> Option<std::sync::Arc<crate::replication::Backlog>> {
+        None
+    }
+    /// Writes one group a writer's backlog handed over (a read replica).
+    fn apply_replicated(&self, batch: &[u8]) -> Result<(), StoreError> {
+        let _ = batch;
+        Err(StoreError::Engine(
+            "read replicas follow the embedded store only".into(),
+        ))
+    }
+    /// A consistent copy of the store in `dir` for a new replica; returns its last group.
+    fn snapshot(&self, dir: &std::path::Path) -> Result<u64, StoreError> {
+        let _ = dir;
+        Err(StoreError::Engine(
+            "read replicas follow the embedded store only".into(),
+        ))
+    }
     /// Physically removes what `changes` (an applied write group) deleted or overwrote,
     /// so no file keeps the old values (erasure). By default, everything is compacted.
     fn purge(&self, changes: &Changes) -> Result<(), StoreError> {

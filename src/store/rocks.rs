@@ -23,6 +23,7 @@
 //! characters (ingest rejects them), so `\0` is a safe separator.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, Direction, IteratorMode, Options,
@@ -82,6 +83,12 @@ type KeyValue = (Vec<u8>, Vec<u8>);
 /// The RocksDB-backed [`GraphStore`].
 pub struct RocksStore {
     db: DB,
+    /// The write groups kept for read replicas (`replication.enabled`).
+    backlog: Option<Arc<crate::replication::Backlog>>,
+    /// The last write group that erased someone, and the last one whose purge finished:
+    /// a snapshot waits until they agree (its files must not hold erased values).
+    last_erasure: std::sync::atomic::AtomicU64,
+    purged_through: std::sync::atomic::AtomicU64,
 }
 
 /// RocksDB's error as a [`StoreError`]: a full disk (`IO error: No space left on
@@ -290,6 +297,16 @@ impl RocksStore {
 
     /// Opens (or creates) the store in `path` with a block cache of `cache_mb` MiB and
     /// `bottommost` compression of the last level.
+    /// Keeps every write group from now on in a backlog of about `max_bytes` for read
+    /// replicas (see `replication`).
+    pub fn with_replication(mut self, max_bytes: usize) -> Result<Self, StoreError> {
+        let latest = self.counters()?.commit_seq;
+        self.backlog = Some(Arc::new(crate::replication::Backlog::new(
+            latest, max_bytes,
+        )));
+        Ok(self)
+    }
+
     pub fn open_with_cache(
         path: &Path,
         cache_mb: usize,
@@ -315,7 +332,12 @@ impl RocksStore {
             .get_options_from_string("max_manifest_space_amp_pct=0")
             .map_err(engine)?;
         let db = DB::open_cf_descriptors(&db_options, path, cfs).map_err(engine)?;
-        let store = RocksStore { db };
+        let store = RocksStore {
+            db,
+            backlog: None,
+            last_erasure: Default::default(),
+            purged_through: Default::default(),
+        };
         if store.get_raw(CF_META, b"change_log_since")?.is_none() {
             // The change log covers the groups written from now on.
             let since = store.counters()?.commit_seq;
@@ -353,7 +375,12 @@ impl RocksStore {
             .filter(|c| present.iter().any(|p| p == c))
             .collect();
         let db = DB::open_cf_for_read_only(&opts, path, cfs, false).map_err(engine)?;
-        Ok(RocksStore { db })
+        Ok(RocksStore {
+            db,
+            backlog: None,
+            last_erasure: Default::default(),
+            purged_through: Default::default(),
+        })
     }
 
     /// Changes the file set once more (a flushed marker), which makes RocksDB write a new
@@ -865,7 +892,76 @@ impl GraphStore for RocksStore {
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         tracing::debug!(bytes = batch.size_in_bytes(), "write batch");
-        self.db.write_opt(batch, &wo).map_err(engine)
+        match (&self.backlog, &changes.counters) {
+            (Some(backlog), Some(counters)) => {
+                // Written and recorded under the backlog's lock: a snapshot holds exactly
+                // the groups the backlog says it does.
+                let bytes = Arc::new(batch.data().to_vec());
+                let mut kept = backlog.lock();
+                self.db.write_opt(batch, &wo).map_err(engine)?;
+                if !changes.drop_history.is_empty() {
+                    self.last_erasure
+                        .store(counters.commit_seq, std::sync::atomic::Ordering::SeqCst);
+                }
+                kept.push(crate::replication::Entry {
+                    commit_seq: counters.commit_seq,
+                    at_ms: crate::engine::now_ms(),
+                    erased: changes.drop_history.clone(),
+                    batch: bytes,
+                });
+                Ok(())
+            }
+            _ => self.db.write_opt(batch, &wo).map_err(engine),
+        }
+    }
+
+    fn replication_backlog(&self) -> Option<Arc<crate::replication::Backlog>> {
+        self.backlog.clone()
+    }
+
+    /// Writes a group exactly as the writer wrote it (a replica following it).
+    fn apply_replicated(&self, batch: &[u8]) -> Result<(), StoreError> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db
+            .write_opt(WriteBatch::from_data(batch), &wo)
+            .map_err(engine)
+    }
+
+    /// A RocksDB checkpoint in `dir` (hard links where it can), taken while no group is
+    /// being written; returns the last group it holds.
+    fn snapshot(&self, dir: &Path) -> Result<u64, StoreError> {
+        let Some(backlog) = &self.backlog else {
+            return Err(StoreError::Engine(
+                "replication is off (replication.enabled = false)".into(),
+            ));
+        };
+        // Not while an erasure's purge is pending: the files would still hold the values.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        let kept = loop {
+            let kept = backlog.lock();
+            let (erased, purged) = (
+                self.last_erasure.load(std::sync::atomic::Ordering::SeqCst),
+                self.purged_through
+                    .load(std::sync::atomic::Ordering::SeqCst),
+            );
+            if purged >= erased {
+                break kept;
+            }
+            drop(kept);
+            if std::time::Instant::now() > deadline {
+                return Err(StoreError::Engine(
+                    "an erasure's purge is still running; ask for the snapshot again".into(),
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        rocksdb::checkpoint::Checkpoint::new(&self.db)
+            .and_then(|c| c.create_checkpoint(dir))
+            .map_err(engine)?;
+        let seq = self.counters()?.commit_seq;
+        debug_assert_eq!(seq, kept.latest());
+        Ok(seq)
     }
 
     /// Flushes every memtable (so the write-ahead logs holding the old values become
@@ -873,6 +969,50 @@ impl GraphStore for RocksStore {
     /// whose key range holds a key `changes` deleted or overwrote: the cost follows the
     /// person, not the store.
     fn purge(&self, changes: &Changes) -> Result<(), StoreError> {
+        let erasure = changes.counters.map(|c| c.commit_seq).unwrap_or_default();
+        self.purge_files(changes)?;
+        self.purged_through
+            .fetch_max(erasure, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Flushes every memtable and rewrites every file down to the last level, so deleted
+    /// records (and their tombstones) are physically gone: erasure relies on it. The
+    /// write-ahead logs holding them are obsolete after the flush and deleted by RocksDB.
+    fn compact(&self) -> Result<(), StoreError> {
+        let mut options = rocksdb::CompactOptions::default();
+        options.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+        options.set_exclusive_manual_compaction(true);
+        for name in ALL_CFS {
+            let cf = self.cf(name)?;
+            self.db.flush_cf(cf).map_err(engine)?;
+            self.db
+                .compact_range_cf_opt(cf, None::<&[u8]>, None::<&[u8]>, &options);
+        }
+        self.roll_manifest()
+    }
+
+    /// A synced write of a probe key: fails while the disk is full, and while RocksDB
+    /// has not resumed after it (it checks for space every few seconds by itself).
+    fn probe_write(&self) -> Result<(), StoreError> {
+        self.put_raw(
+            CF_META,
+            b"write_probe",
+            &crate::engine::now_ms().to_be_bytes(),
+        )
+    }
+}
+
+impl RocksStore {
+    /// What [`GraphStore::purge`] does: see there.
+    fn purge_files(&self, changes: &Changes) -> Result<(), StoreError> {
+        // Replication snapshots are copies of the files holding the old values.
+        let snapshots = self.db.path().join(crate::replication::SNAPSHOTS_DIR);
+        if snapshots.exists() {
+            std::fs::remove_dir_all(&snapshots).map_err(|e| {
+                StoreError::Engine(format!("cannot delete {}: {e}", snapshots.display()))
+            })?;
+        }
         for name in ALL_CFS {
             self.db.flush_cf(self.cf(name)?).map_err(engine)?;
         }
@@ -927,31 +1067,5 @@ impl GraphStore for RocksStore {
             }
         }
         self.roll_manifest()
-    }
-
-    /// Flushes every memtable and rewrites every file down to the last level, so deleted
-    /// records (and their tombstones) are physically gone: erasure relies on it. The
-    /// write-ahead logs holding them are obsolete after the flush and deleted by RocksDB.
-    fn compact(&self) -> Result<(), StoreError> {
-        let mut options = rocksdb::CompactOptions::default();
-        options.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
-        options.set_exclusive_manual_compaction(true);
-        for name in ALL_CFS {
-            let cf = self.cf(name)?;
-            self.db.flush_cf(cf).map_err(engine)?;
-            self.db
-                .compact_range_cf_opt(cf, None::<&[u8]>, None::<&[u8]>, &options);
-        }
-        self.roll_manifest()
-    }
-
-    /// A synced write of a probe key: fails while the disk is full, and while RocksDB
-    /// has not resumed after it (it checks for space every few seconds by itself).
-    fn probe_write(&self) -> Result<(), StoreError> {
-        self.put_raw(
-            CF_META,
-            b"write_probe",
-            &crate::engine::now_ms().to_be_bytes(),
-        )
     }
 }

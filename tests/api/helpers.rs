@@ -359,10 +359,20 @@ impl ServeProcess {
 
     /// Like [`ServeProcess::start`], with extra environment (e.g. `IDGRAPH_*` settings).
     pub fn start_with_env(data_dir: &std::path::Path, env: &[(String, String)]) -> ServeProcess {
+        ServeProcess::start_args(&["serve"], data_dir, env)
+    }
+
+    /// `idgraph <args> --data-dir D --bind 127.0.0.1:0` (e.g. `["replica", "--follow",
+    /// URL]`), waiting until it listens.
+    pub fn start_args(
+        args: &[&str],
+        data_dir: &std::path::Path,
+        env: &[(String, String)],
+    ) -> ServeProcess {
         use std::io::{BufRead, BufReader, Read};
         use std::process::Stdio;
         let mut child = idgraph_command()
-            .arg("serve")
+            .args(args)
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--bind", "127.0.0.1:0"])

@@ -26,6 +26,7 @@ mod matching;
 mod neo4j;
 mod pipeline;
 mod properties;
+mod replicas;
 mod resolution;
 mod schema;
 mod scope;
