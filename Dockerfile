@@ -12,11 +12,12 @@
 # Rust 1.89 or newer.
 FROM rust:1.93-bookworm AS builder
 
-# libclang-dev: bindgen for the rocksdb crate; g++/make: RocksDB's C++; nodejs/npm: the web
-# console's npm packages (build.rs refuses to build without console/node_modules/cytoscape).
+# libclang-dev: bindgen for the rocksdb crate; g++/make: RocksDB's C++; cmake: librdkafka
+# (Kafka); nodejs/npm: the web console's npm packages (build.rs refuses to build without
+# console/node_modules/cytoscape).
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libclang-dev g++ make nodejs npm \
+      libclang-dev g++ make cmake libssl-dev pkg-config nodejs npm \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src

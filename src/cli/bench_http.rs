@@ -65,6 +65,10 @@ pub struct HttpBenchArgs {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Read replicas to run beside the server (`idgraph replica --follow`): their lag is
+    /// sampled during ingest, and lookups are measured on the first one too.
+    #[arg(long, default_value_t = 0)]
+    pub replicas: usize,
 }
 
 /// One `BENCH {...}` line of a wrk script.
@@ -185,6 +189,17 @@ struct Server {
 
 impl Server {
     fn start(data: &Path, key_hash: &str, log: &Path) -> anyhow::Result<Server> {
+        Server::spawn(&["serve".to_owned()], &[], data, key_hash, log)
+    }
+
+    /// `idgraph <command> --data-dir data --bind 127.0.0.1:0` with `env`, once it listens.
+    fn spawn(
+        command: &[String],
+        env: &[(String, String)],
+        data: &Path,
+        key_hash: &str,
+        log: &Path,
+    ) -> anyhow::Result<Server> {
         let exe = std::env::current_exe()?;
         let keys = format!(
             "[{{name=\"bench\",role=\"admin\",hash=\"{key_hash}\",rate_per_second=1000000000.0,burst=1000000000}}]"
@@ -194,11 +209,12 @@ impl Server {
             .append(true)
             .open(log)?;
         let mut child = Command::new(exe)
-            .arg("serve")
+            .args(command)
             .arg("--data-dir")
             .arg(data)
             .args(["--bind", "127.0.0.1:0"])
             .env("IDGRAPH_AUTH__KEYS", keys)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -231,26 +247,7 @@ impl Server {
 
     /// `GET path` with curl-like simplicity over a plain TCP socket: the status and body.
     fn get(&self, path: &str) -> anyhow::Result<(u16, Value)> {
-        use std::io::Read;
-        let host = self
-            .address
-            .strip_prefix("http://")
-            .ok_or_else(|| anyhow!("unexpected address {}", self.address))?;
-        let mut s = std::net::TcpStream::connect(host)?;
-        s.set_read_timeout(Some(Duration::from_secs(30)))?;
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-        )?;
-        let mut text = String::new();
-        s.read_to_string(&mut text)?;
-        let status = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-        Ok((status, serde_json::from_str(body).unwrap_or(Value::Null)))
+        http_get(&self.address, path)
     }
 
     /// Events stored so far (`/health`).
@@ -283,6 +280,64 @@ impl Drop for Server {
             let _ = self.child.wait();
         }
     }
+}
+
+/// `GET path` of the server at `address` (`http://host:port`) over a plain TCP socket:
+/// the status and the body as JSON (`Null` when it is not JSON).
+fn http_get(address: &str, path: &str) -> anyhow::Result<(u16, Value)> {
+    use std::io::Read;
+    let host = address
+        .strip_prefix("http://")
+        .ok_or_else(|| anyhow!("unexpected address {address}"))?;
+    let mut s = std::net::TcpStream::connect(host)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    Ok((status, serde_json::from_str(body).unwrap_or(Value::Null)))
+}
+
+/// Samples the replicas' lag (`/ready`) every 250 ms until `stop`: every sample, in
+/// seconds.
+fn sample_lag(
+    replicas: Vec<String>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Vec<f64>> {
+    std::thread::spawn(move || {
+        let mut samples = Vec::new();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            for r in &replicas {
+                if let Ok((_, v)) = http_get(r, "/ready") {
+                    if let Some(lag) = v["lag_seconds"].as_f64() {
+                        samples.push(lag);
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        samples
+    })
+}
+
+/// p50, p99 and max of `samples`.
+fn spread(samples: &mut [f64]) -> Value {
+    samples.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        samples
+            .get(((samples.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    json!({ "samples": samples.len(), "p50": at(0.5), "p99": at(0.99), "max": at(1.0) })
 }
 
 struct Wrk<'a> {
@@ -344,6 +399,7 @@ impl Wrk<'_> {
 /// A read phase while ingest runs at about `events_per_s` from `bodies`.
 fn read_while_ingesting(
     wrk: &Wrk<'_>,
+    reader: &Wrk<'_>,
     server: &Server,
     args: &HttpBenchArgs,
     (bodies, start): (&Path, u64),
@@ -361,7 +417,7 @@ fn read_while_ingesting(
         .stderr(Stdio::piped())
         .spawn()?;
     std::thread::sleep(Duration::from_millis(500));
-    let reads = wrk.read(args.read_connections, args.read_secs, file, prefix)?;
+    let reads = reader.read(args.read_connections, args.read_secs, file, prefix)?;
     let out = ingest.wait_with_output()?;
     let ingested = server.settled_events()?.saturating_sub(before);
     let result = bench_line(&String::from_utf8_lossy(&out.stdout))?;
@@ -426,8 +482,35 @@ pub fn run(args: HttpBenchArgs) -> anyhow::Result<()> {
     let key = generate_key();
     let data = scratch.join("data");
     let log = scratch.join("serve.log");
-    let mut server = Server::start(&data, &hash_key(&key), &log)?;
+    let mut server = if args.replicas > 0 {
+        Server::spawn(
+            &["serve".to_owned()],
+            &[("IDGRAPH_REPLICATION__ENABLED".into(), "true".into())],
+            &data,
+            &hash_key(&key),
+            &log,
+        )?
+    } else {
+        Server::start(&data, &hash_key(&key), &log)?
+    };
     let address = server.address.clone();
+    let mut replicas = Vec::new();
+    for i in 0..args.replicas {
+        replicas.push(Server::spawn(
+            &["replica".to_owned(), "--follow".to_owned(), address.clone()],
+            &[("IDGRAPH_REPLICA__KEY".into(), key.clone())],
+            &scratch.join(format!("replica-{i}")),
+            &hash_key(&key),
+            &scratch.join(format!("replica-{i}.log")),
+        )?);
+    }
+    let lag_stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let lag = (!replicas.is_empty()).then(|| {
+        sample_lag(
+            replicas.iter().map(|r| r.address.clone()).collect(),
+            lag_stop.clone(),
+        )
+    });
     let wrk = Wrk {
         bin: &args.wrk,
         scripts: &scripts,
@@ -482,6 +565,23 @@ pub fn run(args: HttpBenchArgs) -> anyhow::Result<()> {
         full = Some((stored, started.elapsed().as_secs_f64()));
     }
     let ingest_secs = started.elapsed().as_secs_f64();
+    lag_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut lag_samples = lag.and_then(|h| h.join().ok()).unwrap_or_default();
+    // How long the replicas take to hold the writer's last group once ingest stopped.
+    let t = Instant::now();
+    for r in &replicas {
+        loop {
+            let (status, v) = r.get("/ready")?;
+            if status == 200 && v["position"] == v["writer_position"] && v["lag_seconds"] == 0.0 {
+                break;
+            }
+            if t.elapsed() > Duration::from_secs(600) {
+                bail!("a replica did not catch up within 600 s of the end of ingest");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let catch_up = t.elapsed().as_secs_f64();
     let (_, health) = server.get("/health")?;
     let stored = health["events"].as_u64().unwrap_or(0);
     let profiles = health["profiles_created"].as_u64().unwrap_or(0);
@@ -500,13 +600,15 @@ pub fn run(args: HttpBenchArgs) -> anyhow::Result<()> {
     let search = wrk.read(conns, args.read_secs, &search_file, "/v1/search?q=")?;
     let (lookup_busy, lookup_busy_rate, next) = read_while_ingesting(
         &wrk,
+        &wrk,
         &server,
         &args,
         (&extra, 0),
         5_000,
         (&lookup_file, "/v1/lookup?kind=email&value="),
     )?;
-    let (search_busy, search_busy_rate, _) = read_while_ingesting(
+    let (search_busy, search_busy_rate, next) = read_while_ingesting(
+        &wrk,
         &wrk,
         &server,
         &args,
@@ -514,6 +616,36 @@ pub fn run(args: HttpBenchArgs) -> anyhow::Result<()> {
         1_000,
         (&search_file, "/v1/search?q="),
     )?;
+
+    // Lookups on the first replica, alone and while the writer ingests.
+    let replica_reads = match replicas.first() {
+        Some(r) => {
+            let reader = Wrk {
+                bin: &args.wrk,
+                scripts: &scripts,
+                key: &key,
+                address: &r.address,
+            };
+            let alone = reader.read(
+                conns,
+                args.read_secs,
+                &lookup_file,
+                "/v1/lookup?kind=email&value=",
+            )?;
+            let (busy, busy_rate, _) = read_while_ingesting(
+                &wrk,
+                &reader,
+                &server,
+                &args,
+                (&extra, next),
+                5_000,
+                (&lookup_file, "/v1/lookup?kind=email&value="),
+            )?;
+            Some((alone, busy, busy_rate))
+        }
+        None => None,
+    };
+    drop(replicas);
 
     // 3. Footprint, then kill -9 and restart.
     let rss = rss_of(server.child.id());
@@ -591,6 +723,12 @@ pub fn run(args: HttpBenchArgs) -> anyhow::Result<()> {
         "restart_seconds": restart,
         "events_before_kill": before_kill,
         "events_after_restart": after_restart,
+        "replicas": args.replicas,
+        "replica_lag_seconds_during_ingest": spread(&mut lag_samples),
+        "replica_catch_up_seconds": catch_up,
+        "replica_lookup": replica_reads.as_ref().map(|(a, _, _)| read(a)),
+        "replica_lookup_while_ingesting": replica_reads.as_ref().map(|(_, b, _)| read(b)),
+        "replica_lookup_while_ingesting_events_per_s": replica_reads.as_ref().map(|(_, _, r)| *r),
     });
     if args.json {
         println!("{report}");
@@ -631,6 +769,22 @@ pub fn run(args: HttpBenchArgs) -> anyhow::Result<()> {
         println!(
             "  restart after kill -9: ready in {restart:.2} s; events {before_kill} before, {after_restart} after"
         );
+        if let Some((alone, busy, busy_rate)) = &replica_reads {
+            let lag = &report["replica_lag_seconds_during_ingest"];
+            println!(
+                "  {} replicas: lag during ingest p50 {:.2} s, p99 {:.2} s, max {:.2} s ({} samples); caught up {catch_up:.2} s after ingest stopped",
+                args.replicas,
+                lag["p50"].as_f64().unwrap_or(0.0),
+                lag["p99"].as_f64().unwrap_or(0.0),
+                lag["max"].as_f64().unwrap_or(0.0),
+                lag["samples"]
+            );
+            r("replica lookup by email", &read(alone));
+            r(
+                &format!("replica lookup, writer ingest at {busy_rate:.0} events/s"),
+                &read(busy),
+            );
+        }
     }
     if args.keep {
         eprintln!("kept {}", scratch.display());

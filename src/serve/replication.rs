@@ -51,6 +51,18 @@ fn number(field: &'static str, text: Option<&str>, max: u64) -> Result<Option<u6
     }
 }
 
+/// Only an admin key without a row-level scope: the log and snapshots hold everyone.
+fn unscoped(auth: &Auth<perm::Admin>) -> Result<()> {
+    match auth.caller.scope {
+        None => Ok(()),
+        Some(_) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "scoped_key",
+            "a key scoped to some sources cannot replicate the store (it holds every person)",
+        )),
+    }
+}
+
 fn backlog(engine: &Engine) -> Result<std::sync::Arc<replication::Backlog>> {
     engine.store().replication_backlog().ok_or_else(|| {
         ApiError::new(
@@ -63,10 +75,11 @@ fn backlog(engine: &Engine) -> Result<std::sync::Arc<replication::Backlog>> {
 
 /// `GET /v1/replication/log`.
 pub async fn log(
-    _auth: Auth<perm::Admin>,
+    auth: Auth<perm::Admin>,
     q: web::Query<LogQuery>,
     engine: web::Data<Engine>,
 ) -> Result<HttpResponse> {
+    unscoped(&auth)?;
     let backlog = backlog(&engine)?;
     let after = number("after", q.after.as_deref(), u64::MAX)?.ok_or_else(|| {
         ApiError::bad_request(
@@ -154,7 +167,8 @@ fn io(what: &Path, e: std::io::Error) -> EngineError {
 }
 
 /// `GET /v1/replication/snapshot`.
-pub async fn snapshot(_auth: Auth<perm::Admin>, engine: web::Data<Engine>) -> Result<HttpResponse> {
+pub async fn snapshot(auth: Auth<perm::Admin>, engine: web::Data<Engine>) -> Result<HttpResponse> {
+    unscoped(&auth)?;
     backlog(&engine)?;
     let e = engine.clone();
     let manifest = blocking(move || {
@@ -204,10 +218,11 @@ pub async fn snapshot(_auth: Auth<perm::Admin>, engine: web::Data<Engine>) -> Re
 
 /// `GET /v1/replication/snapshot/{id}/{file}`.
 pub async fn snapshot_file(
-    _auth: Auth<perm::Admin>,
+    auth: Auth<perm::Admin>,
     path: web::Path<(String, String)>,
     engine: web::Data<Engine>,
 ) -> Result<HttpResponse> {
+    unscoped(&auth)?;
     backlog(&engine)?;
     let (id, name) = path.into_inner();
     let plain = |s: &str| {

@@ -350,6 +350,25 @@ async fn a_scoped_key_sees_nothing_of_other_people_in_any_answer() {
                     Some(json!({"after": 0})),
                     StatusCode::NOT_FOUND,
                 )],
+                // The replication log and snapshots hold everyone: never for a scoped key.
+                "/v1/replication/log" => vec![(
+                    Method::GET,
+                    "/v1/replication/log?after=0".into(),
+                    None,
+                    StatusCode::FORBIDDEN,
+                )],
+                "/v1/replication/snapshot" => vec![(
+                    Method::GET,
+                    "/v1/replication/snapshot".into(),
+                    None,
+                    StatusCode::FORBIDDEN,
+                )],
+                "/v1/replication/snapshot/{id}/{file}" => vec![(
+                    Method::GET,
+                    "/v1/replication/snapshot/1/CURRENT".into(),
+                    None,
+                    StatusCode::FORBIDDEN,
+                )],
                 other => panic!("the row-scope axis has no request for {other}: add one"),
             };
             for (method, path, body, expected) in requests {
@@ -518,7 +537,10 @@ fn oracle_pairs(pattern: &str, h: &str, absent: &str) -> Vec<Pair> {
         | "/v1/changes"
         | "/v1/exports/{kind}"
         | "/v1/webhooks"
-        | "/v1/webhooks/{name}/replay" => vec![],
+        | "/v1/webhooks/{name}/replay"
+        | "/v1/replication/log"
+        | "/v1/replication/snapshot"
+        | "/v1/replication/snapshot/{id}/{file}" => vec![],
         other => panic!("the oracle axis has no pair for route {other}: add one"),
     }
 }
