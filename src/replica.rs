@@ -557,6 +557,7 @@ fn apply(engine: &Engine, entries: &[crate::replication::Entry]) -> Result<u64, 
             .map_err(|e| e.to_string())?;
         through = e.commit_seq;
         if !e.erased.is_empty() {
+            engine.store().sync().map_err(|e| e.to_string())?;
             catch_up_index(engine)?;
             engine
                 .purge(None, &e.erased, &[])
@@ -567,13 +568,14 @@ fn apply(engine: &Engine, entries: &[crate::replication::Entry]) -> Result<u64, 
             );
         }
     }
+    engine.store().sync().map_err(|e| e.to_string())?;
     Ok(through)
 }
 
 fn catch_up_index(engine: &Engine) -> Result<(), String> {
     match engine.search_index() {
         Some(index) => index
-            .recover(engine.store())
+            .catch_up_with(engine.store())
             .map(|_| ())
             .map_err(|e| e.to_string()),
         None => Ok(()),

@@ -329,6 +329,19 @@ impl SearchIndex {
         Ok(Opened::Rebuilt { reason, profiles })
     }
 
+    /// Brings the index up to the store's last write group from the store's change log,
+    /// keeping the writer (a read replica, whose store is written from outside the
+    /// engine); falls back to [`SearchIndex::recover`] when that cannot be done.
+    pub fn catch_up_with(&self, store: &dyn GraphStore) -> Result<Opened, IndexError> {
+        let commit_seq = store.counters()?.commit_seq;
+        if let Some(seq) = self.committed_seq() {
+            if let Ok(opened) = self.catch_up_from(store, seq, commit_seq)? {
+                return Ok(opened);
+            }
+        }
+        self.recover(store)
+    }
+
     /// Brings an index whose last commit reflects store write `seq` in step with the
     /// store at `commit_seq`: nothing to do, or the profiles the store's change log names
     /// since `seq` re-indexed. `Err(reason)` when only a rebuild can do it (the index is

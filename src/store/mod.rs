@@ -270,6 +270,10 @@ pub trait GraphStore: Send + Sync + 'static {
             "read replicas follow the embedded store only".into(),
         ))
     }
+    /// Makes every write so far durable (after unsynced replicated writes).
+    fn sync(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// A consistent copy of the store in `dir` for a new replica; returns its last group.
     fn snapshot(&self, dir: &std::path::Path) -> Result<u64, StoreError> {
         let _ = dir;
