@@ -150,13 +150,7 @@ impl ReplicaState {
                 self.failures.load(Ordering::Relaxed).to_string(),
             ),
         ];
-        let mut out = String::new();
-        for (name, kind, help, value) in families {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-            ));
-        }
-        out
+        crate::serve::metrics::families(&families, "")
     }
 }
 

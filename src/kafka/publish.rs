@@ -121,8 +121,6 @@ impl Publisher {
 
     /// The publisher's counters in the Prometheus text format.
     pub fn metrics(&self) -> String {
-        let topic = &self.settings.topic;
-        let mut out = String::new();
         let families: [(&str, &str, &str, String); 4] = [
             (
                 "idgraph_kafka_feed_published_records_total",
@@ -149,12 +147,10 @@ impl Publisher {
                 format!("{:.3}", self.lag_ms.load(Ordering::Relaxed) as f64 / 1000.0),
             ),
         ];
-        for (name, kind, help, value) in families {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{topic=\"{topic}\"}} {value}\n"
-            ));
-        }
-        out
+        crate::serve::metrics::families(
+            &families,
+            &format!("{{topic=\"{}\"}}", self.settings.topic),
+        )
     }
 }
 

@@ -31,7 +31,7 @@ pub struct ChangesQuery {
     types: Option<String>,
 }
 
-fn number(field: &'static str, text: Option<&str>, max: u64) -> Result<Option<u64>> {
+pub(super) fn number(field: &'static str, text: Option<&str>, max: u64) -> Result<Option<u64>> {
     let Some(text) = text else { return Ok(None) };
     match text.trim().parse::<u64>() {
         Ok(n) if n <= max => Ok(Some(n)),

@@ -107,3 +107,15 @@ pub async fn track(
     }
     Ok(res)
 }
+
+/// Single-sample families in the Prometheus text format: `(name, type, help, value)` each,
+/// every sample with `labels` (`{topic="events"}`, or empty).
+pub fn families(rows: &[(&str, &str, &str, String)], labels: &str) -> String {
+    let mut out = String::new();
+    for (name, kind, help, value) in rows {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{labels} {value}\n"
+        ));
+    }
+    out
+}

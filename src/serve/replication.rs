@@ -18,6 +18,7 @@ use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use super::auth::{perm, Auth};
+use super::changes::number;
 use super::error::ApiError;
 use super::routes::blocking;
 use crate::engine::{Engine, EngineError};
@@ -37,18 +38,6 @@ pub struct LogQuery {
     after: Option<String>,
     wait: Option<String>,
     max_bytes: Option<String>,
-}
-
-fn number(field: &'static str, text: Option<&str>, max: u64) -> Result<Option<u64>> {
-    let Some(text) = text else { return Ok(None) };
-    match text.trim().parse::<u64>() {
-        Ok(n) if n <= max => Ok(Some(n)),
-        _ => Err(ApiError::bad_request(
-            "invalid_parameter",
-            format!("{field}: must be a whole number from 0 to {max}"),
-        )
-        .with_field(field)),
-    }
 }
 
 /// Only an admin key without a row-level scope: the log and snapshots hold everyone.
