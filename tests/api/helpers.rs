@@ -587,3 +587,14 @@ pub fn test_certificates(dir: &std::path::Path) -> std::path::PathBuf {
     );
     dir.join("ca.pem")
 }
+
+/// The `/metrics` text of the server at `base` (empty when it cannot be read).
+pub async fn metrics_text(c: &reqwest::Client, base: &str) -> String {
+    c.get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .unwrap_or_default()
+}

@@ -14,7 +14,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{json, Value};
 
-use crate::helpers::{admin_headers, event, json_ok, spawn_app_with, ServeProcess};
+use crate::helpers::{admin_headers, event, json_ok, metrics_text, spawn_app_with, ServeProcess};
 use crate::jvm_server;
 
 #[derive(Clone)]
@@ -213,16 +213,6 @@ async fn health(c: &reqwest::Client, base: &str) -> Value {
     .await
 }
 
-async fn metrics(c: &reqwest::Client, base: &str) -> String {
-    c.get(format!("{base}/metrics"))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .unwrap_or_default()
-}
-
 /// Persons of the stream: event `i` is person `i / 3`'s, with its own cookie and the
 /// person's email, so each person's three events resolve to one profile.
 const EVENTS: usize = 12_000;
@@ -320,7 +310,7 @@ async fn every_event_of_the_topic_is_resolved_exactly_once_across_a_kill_9() {
     eventually("the consumer lag is 0", Duration::from_secs(60), || {
         let (c, base) = (c.clone(), base.clone());
         async move {
-            let m = metrics(&c, &base).await;
+            let m = metrics_text(&c, &base).await;
             (0..3).all(|p| {
                 sample(
                     &m,
@@ -418,7 +408,7 @@ async fn every_event_of_the_topic_is_resolved_exactly_once_across_a_kill_9() {
     let item: Value =
         serde_json::from_slice(item.value.as_deref().unwrap_or_default()).expect("the item's JSON");
     assert_eq!(item["event_id"], "arr-bad");
-    let m = metrics(&c, &base).await;
+    let m = metrics_text(&c, &base).await;
     assert!(
         sample(
             &m,

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::helpers::{admin_headers, event, key_of, ServeProcess};
+use crate::helpers::{admin_headers, event, key_of, metrics_text, ServeProcess};
 
 fn client() -> reqwest::Client {
     // No idle connections kept: the test idles past the servers' keep-alive (a writer's
@@ -41,16 +41,6 @@ fn replica(writer: &ServeProcess, dir: &Path, max_lag: u64) -> ServeProcess {
             ),
         ],
     )
-}
-
-async fn metrics_of(c: &reqwest::Client, base: &str) -> String {
-    c.get(format!("{base}/metrics"))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .unwrap_or_default()
 }
 
 async fn get(c: &reqwest::Client, base: &str, path: &str) -> (u16, Value) {
@@ -324,7 +314,7 @@ async fn two_replicas_answer_what_the_writer_answers_under_ingest() {
     let r1 = replica(&writer, r1d.path(), 10);
     caught_up(&c, &w, &r1.address).await;
     same_answers(&c, &w, &r1.address, &[0, 520, 559]).await;
-    let metrics = metrics_of(&c, &r1.address).await;
+    let metrics = metrics_text(&c, &r1.address).await;
     assert!(
         metrics.contains("idgraph_replica_snapshots_total 0"),
         "{metrics}"
@@ -359,7 +349,7 @@ async fn a_replica_too_far_behind_starts_again_from_a_snapshot() {
     }
     caught_up(&c, &w, &r.address).await;
     same_answers(&c, &w, &r.address, &[1, 29, 500, 829]).await;
-    let metrics = metrics_of(&c, &r.address).await;
+    let metrics = metrics_text(&c, &r.address).await;
     assert!(
         metrics.contains("idgraph_replica_snapshots_total 1"),
         "a new snapshot: {metrics}"
