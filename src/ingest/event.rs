@@ -220,10 +220,10 @@ impl Validator {
             None => "identify".to_owned(),
         };
         let timestamp = parse_timestamp(obj.get("timestamp"), now)?;
-        let (identifiers, ignored) = self.identifiers(obj.get("identifiers"))?;
+        let (identifiers, mut ignored) = self.identifiers(obj.get("identifiers"))?;
         let traits = match obj.get("traits") {
             None | Some(Value::Null) => BTreeMap::new(),
-            Some(Value::Object(t)) => normalize_traits(t, now)?,
+            Some(Value::Object(t)) => normalize_traits(t, now, &mut ignored)?,
             Some(_) => return Err(ValidationError::new("traits", "must be an object")),
         };
         let properties = match obj.get("properties") {
@@ -432,9 +432,27 @@ fn parse_timestamp(value: Option<&Value>, now: i64) -> Result<i64, ValidationErr
     Ok(ms)
 }
 
+/// Earliest birth date taken as one (historical records go back a long way).
+const MIN_BIRTH_YEAR: i32 = 1800;
+/// The trait that keeps a birth date as written when it is not a plausible date.
+pub const BIRTH_DATE_RAW: &str = "birth_date_raw";
+
+/// A birth date as idgraph keeps it (`YYYY-MM-DD`), from `YYYY-MM-DD` or `YYYYMMDD`,
+/// between [`MIN_BIRTH_YEAR`] and today; `None` for anything else.
+fn birth_date(text: &str, now: i64) -> Option<String> {
+    let t = text.trim();
+    let d = NaiveDate::parse_from_str(t, "%Y-%m-%d")
+        .or_else(|_| NaiveDate::parse_from_str(t, "%Y%m%d"))
+        .ok()?;
+    let today = DateTime::from_timestamp_millis(now).map(|t| t.date_naive());
+    (d.year() >= MIN_BIRTH_YEAR && !today.is_some_and(|t| d > t))
+        .then(|| d.format("%Y-%m-%d").to_string())
+}
+
 fn normalize_traits(
     t: &Map<String, Value>,
     now: i64,
+    ignored: &mut Vec<Ignored>,
 ) -> Result<BTreeMap<String, Value>, ValidationError> {
     let mut out = BTreeMap::new();
     let mut extra = 0usize;
@@ -457,23 +475,29 @@ fn normalize_traits(
                 }
             }
             "birth_date" => {
-                let s = v
-                    .as_str()
-                    .ok_or_else(|| ValidationError::new(&field, "must be a YYYY-MM-DD string"))?;
-                let d = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| {
-                    ValidationError::new(&field, "must be a valid date in YYYY-MM-DD form")
-                })?;
-                let today = DateTime::from_timestamp_millis(now).map(|t| t.date_naive());
-                if d.year() < 1900 || today.is_some_and(|t| d > t) {
-                    return Err(ValidationError::new(
-                        &field,
-                        "must be between 1900-01-01 and today",
-                    ));
+                // Customer data holds impossible and mistyped dates: the event is kept,
+                // the value as written goes to `birth_date_raw` (compared leniently by
+                // matching), and the outcome names the trait as ignored.
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    _ => return Err(ValidationError::new(&field, "must be a string")),
+                };
+                match birth_date(&text, now) {
+                    Some(d) => {
+                        out.insert(name.clone(), Value::String(d));
+                    }
+                    None => {
+                        let raw = plain_text(&field, &text, MAX_NAME_CHARS)?;
+                        if !raw.is_empty() {
+                            out.insert(BIRTH_DATE_RAW.to_owned(), Value::String(raw));
+                            ignored.push(Ignored {
+                                field: field.clone(),
+                                reason: "invalid_date",
+                            });
+                        }
+                    }
                 }
-                out.insert(
-                    name.clone(),
-                    Value::String(d.format("%Y-%m-%d").to_string()),
-                );
             }
             "address" => {
                 let a = v

@@ -44,8 +44,9 @@
 //! - `address.street`, `.city`, `.postal_code`, `.region` and `.country` go into
 //!   `traits.address`; any other `address.*` key (or a bare `address`) is an error.
 //! - `format` (a chrono strftime pattern) parses the joined value as a date, which is
-//!   sent as `YYYY-MM-DD`; a value that does not match is a row error. Without
-//!   `format` the value is sent as-is.
+//!   sent as `YYYY-MM-DD`; a value that does not match is sent as written (for
+//!   `birth_date` the validator keeps it as `birth_date_raw`). Without `format` the value
+//!   is sent as-is.
 //! - A row whose `record_id` cell is missing, or that cannot be read as CSV, is a row
 //!   error; the import goes on with the next row. Row errors never quote cell values.
 //! - Every column named in the mapping must be in the header; unknown keys in the
@@ -186,8 +187,13 @@ impl Mapping {
         if event_type.trim().is_empty() {
             return invalid("type must not be empty".into());
         }
-        if raw.identifiers.is_empty() {
-            return invalid("[identifiers] must map at least one identifier kind".into());
+        // Record-only data (names, birth dates, addresses) is the usual case in record
+        // linkage: such rows become records that probabilistic matching compares.
+        if raw.identifiers.is_empty() && raw.traits.is_empty() {
+            return invalid(
+                "the mapping maps nothing: map at least one identifier kind ([identifiers]) or trait ([traits])"
+                    .into(),
+            );
         }
         let mut identifiers = Vec::new();
         for (kind, cols) in raw.identifiers {
@@ -370,15 +376,12 @@ impl<R: Read> CsvEvents<R> {
                 continue;
             }
             let mut value = parts.join(" ");
+            // A value that does not match the format is sent as written: the row is
+            // kept (the validator keeps an implausible birth date as `birth_date_raw`).
             if let Some(fmt) = &spec.format {
-                let date = chrono::NaiveDate::parse_from_str(&value, fmt).map_err(|_| {
-                    let plural = if spec.columns.len() > 1 { "s" } else { "" };
-                    err(format!(
-                        "column{plural} {}: does not match format {fmt}",
-                        spec.columns.join(", ")
-                    ))
-                })?;
-                value = date.format("%Y-%m-%d").to_string();
+                if let Ok(date) = chrono::NaiveDate::parse_from_str(&value, fmt) {
+                    value = date.format("%Y-%m-%d").to_string();
+                }
             }
             let dest = if spec.in_address {
                 &mut address
@@ -498,14 +501,9 @@ locality = "address_2"
         );
         assert_eq!(e1["properties"]["row"], 2);
         assert!(e1.get("timestamp").is_none());
-        // Bad date: row error naming column and format, never the value.
-        let e2 = out[2].clone().unwrap_err();
-        assert_eq!(e2.row, 3);
-        assert_eq!(
-            e2.message,
-            "column date_of_birth: does not match format %Y%m%d"
-        );
-        assert!(!e2.to_string().contains("19561309"));
+        // A date that does not match the format: the row is kept, the value as written.
+        let (e2, _) = out[2].clone().unwrap();
+        assert_eq!(e2["traits"]["birth_date"], "19561309");
         // Missing record id.
         let e3 = out[3].clone().unwrap_err();
         assert_eq!(e3.row, 4);
@@ -564,6 +562,26 @@ email = ["email", "email2"]
         assert!(out[0].is_ok());
         assert_eq!(out[1].clone().unwrap_err().row, 2);
         assert_eq!(out[2].clone().unwrap().0["identifiers"]["e"], "c");
+    }
+
+    #[test]
+    fn a_mapping_of_traits_only_gives_record_events() {
+        let m = Mapping::from_toml_str(
+            "record_id = \"id\"\n[traits]\nfirst_name = \"given\"\nbirth_date = { columns = [\"dob\"], format = \"%Y%m%d\" }",
+        )
+        .unwrap();
+        let out: Vec<_> = CsvEvents::new(&b"id,given,dob\n1,ann,19800230\n"[..], &m, "s")
+            .unwrap()
+            .collect();
+        let (e, _) = out[0].clone().unwrap();
+        assert_eq!(e["identifiers"], json!({}));
+        assert_eq!(e["traits"]["first_name"], "ann");
+        assert_eq!(e["traits"]["birth_date"], "19800230", "kept as written");
+        let err = Mapping::from_toml_str("record_id = \"id\"").unwrap_err();
+        assert!(
+            err.to_string().contains("[identifiers]") && err.to_string().contains("[traits]"),
+            "{err}"
+        );
     }
 
     #[test]

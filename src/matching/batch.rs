@@ -50,7 +50,7 @@ pub fn traits_attributes<'a>(
 ) -> Attributes {
     let text = |v: Option<&Value>| v.and_then(Value::as_str).and_then(normalize);
     let address = |field: &str| text(get("address").and_then(|a| a.get(field)));
-    let dob = ["birth_date", "dob"]
+    let dob = ["birth_date", "dob", crate::ingest::event::BIRTH_DATE_RAW]
         .iter()
         .find_map(|name| get(name).and_then(Value::as_str).and_then(parse_date));
     Attributes {

@@ -52,11 +52,7 @@ async fn wrong_types_and_missing_fields_are_422_naming_the_field() {
     cases.push((v, "identifiers"));
 
     let mut v = valid();
-    v["traits"] = json!({ "birth_date": "31/12/1990" });
-    cases.push((v, "traits.birth_date"));
-
-    let mut v = valid();
-    v["traits"] = json!({ "birth_date": "1990-02-30" });
+    v["traits"] = json!({ "birth_date": ["1990-01-01"] });
     cases.push((v, "traits.birth_date"));
 
     let mut v = valid();
@@ -437,7 +433,7 @@ async fn odd_inputs_never_cause_a_500() {
         json!({ "event_id": "e", "source": "web", "identifiers": { "cookie_id": (0..33).map(|i| format!("c{i}")).collect::<Vec<_>>() } }),
         json!({ "event_id": "e", "source": "web", "timestamp": -5, "identifiers": { "email": "a@example.com" } }),
         json!({ "event_id": "e", "source": "web", "timestamp": 1.5e300, "identifiers": { "email": "a@example.com" } }),
-        json!({ "event_id": "e", "source": "web", "identifiers": { "email": "a@example.com" }, "traits": { "birth_date": "1850-01-01" } }),
+        json!({ "event_id": "e", "source": "web", "identifiers": { "email": "a@example.com" }, "traits": { "birth_date": {"y": 1990} } }),
         json!({ "event_id": "e", "source": "web", "identifiers": { "email": "a@example.com" }, "traits": { "bad name!": 1 } }),
     ];
     for body in odd_events {
@@ -469,4 +465,56 @@ async fn odd_inputs_never_cause_a_500() {
     }
     let ok = json_ok(app.post_events(&valid()).await).await;
     assert_eq!(ok["status"], "accepted");
+}
+
+/// Impossible, mistyped and out-of-range birth dates do not cost the event: the value is
+/// kept as written in `birth_date_raw`, the outcome names the trait as ignored, and a
+/// plausible historical date (1850) is a birth date.
+#[tokio::test]
+async fn implausible_birth_dates_are_kept_as_written_not_refused() {
+    let app = spawn_app().await;
+    for (i, (written, kept)) in [
+        ("1990-02-30", None),
+        ("31/12/1990", None),
+        ("2990-01-01", None),
+        ("1850-06-01", Some("1850-06-01")),
+        ("19561109", Some("1956-11-09")),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let outcome = json_ok(
+            app.post_events(&json!({
+                "event_id": format!("bd-{i}"), "source": "web",
+                "identifiers": { "email": format!("bd{i}@example.com") },
+                "traits": { "birth_date": written },
+            }))
+            .await,
+        )
+        .await;
+        assert_eq!(outcome["status"], "accepted", "{written}: {outcome}");
+        let id = outcome["profile_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let profile = json_ok(app.get(&format!("/v1/profiles/{id}")).await).await;
+        match kept {
+            Some(date) => {
+                assert_eq!(profile["traits"]["birth_date"], date, "{profile}");
+                assert!(outcome.get("ignored").is_none(), "{outcome}");
+            }
+            None => {
+                assert!(profile["traits"].get("birth_date").is_none(), "{profile}");
+                assert_eq!(
+                    profile["traits"]["extra"]["birth_date_raw"], written,
+                    "{profile}"
+                );
+                assert_eq!(
+                    outcome["ignored"],
+                    json!([{"field": "traits.birth_date", "reason": "invalid_date"}]),
+                    "{outcome}"
+                );
+            }
+        }
+    }
 }
