@@ -445,7 +445,7 @@ fn birth_date(text: &str, now: i64) -> Option<String> {
         .or_else(|_| NaiveDate::parse_from_str(t, "%Y%m%d"))
         .ok()?;
     let today = DateTime::from_timestamp_millis(now).map(|t| t.date_naive());
-    (d.year() >= MIN_BIRTH_YEAR && !today.is_some_and(|t| d > t))
+    (d.year() >= MIN_BIRTH_YEAR && today.is_none_or(|t| d <= t))
         .then(|| d.format("%Y-%m-%d").to_string())
 }
 
