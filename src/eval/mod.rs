@@ -214,9 +214,15 @@ pub fn run(mut settings: Settings, args: &EvalArgs) -> anyhow::Result<Report> {
     let mut rejected = 0usize;
     let mut rejections = std::collections::BTreeMap::new();
     for row in csv_rows(args, &mapping)? {
+        // A row that cannot be read (no record id, not CSV) is left out and counted, not
+        // fatal: one bad line in a 50,000-row file does not end the evaluation.
         let (event, cell) = match row {
             Ok(r) => r,
-            Err(e) => bail!("{}: row {}: {}", args.file.display(), e.row, e.message),
+            Err(e) => {
+                rejected += 1;
+                *rejections.entry(format!("row: {}", e.message)).or_insert(0) += 1;
+                continue;
+            }
         };
         let record = event_id(&event);
         if args.batch {
