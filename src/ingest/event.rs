@@ -480,8 +480,13 @@ fn normalize_traits(
                 // matching), and the outcome names the trait as ignored.
                 let text = match v {
                     Value::String(s) => s.clone(),
-                    Value::Number(n) => n.to_string(),
-                    _ => return Err(ValidationError::new(&field, "must be a string")),
+                    Value::Number(n) if n.is_u64() || n.is_i64() => n.to_string(),
+                    _ => {
+                        return Err(ValidationError::new(
+                            &field,
+                            "must be a string (YYYY-MM-DD) or a number (YYYYMMDD)",
+                        ))
+                    }
                 };
                 match birth_date(&text, now) {
                     Some(d) => {
