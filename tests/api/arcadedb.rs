@@ -32,6 +32,7 @@ fn repo() -> &'static Path {
 /// The server shared by this test process.
 pub fn shared() -> &'static Arcade {
     let started = SHARED.get_or_init(|| {
+        crate::jvm_server::sweep("arcadedb");
         let dir = std::env::temp_dir().join(format!("idgraph-arcadedb-{}", std::process::id()));
         start(&dir)
     });

@@ -7,10 +7,34 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 
+/// Deletes the server directories `idgraph-<name>-<pid>` that earlier test processes left
+/// in the temporary directory (their servers stopped with them), so runs do not pile up
+/// data on the disk.
+pub fn sweep(name: &str) {
+    let prefix = format!("idgraph-{name}-");
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let file = e.file_name();
+        let Some(pid) = file
+            .to_str()
+            .and_then(|f| f.strip_prefix(&prefix))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 /// Runs `scripts/<name>.sh start` in a fresh directory and returns the lines of the env
 /// file it writes (`<PREFIX>_URI=...`, `<PREFIX>_PASSWORD=...`, ...).
 pub fn start(name: &str, prefix: &str) -> Result<HashMap<String, String>, String> {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    sweep(name);
     let dir = std::env::temp_dir().join(format!("idgraph-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let script = repo.join(format!("scripts/{name}.sh"));
