@@ -15,8 +15,8 @@
 //!   (which may hold the person's values) is dropped from the backlog at once, and the
 //!   writer's snapshots are deleted by the purge. A replica applying the erasure purges its
 //!   own files (compaction, index merge) the same way the writer does.
-//! - **Snapshots** are RocksDB checkpoints (hard links of the store's files, taken while no
-//!   group is being written) in `<data_dir>/replication/snapshots/<id>`, listed by
+//! - **Snapshots** are RocksDB checkpoints (hard links of the store's files; never while
+//!   an erasure's purge is pending) in `<data_dir>/replication/snapshots/<id>`, listed by
 //!   `GET /v1/replication/snapshot` and fetched file by file; at most [`KEEP_SNAPSHOTS`] are
 //!   kept.
 //!
@@ -25,7 +25,7 @@
 //! batch: u32 BE length + bytes`.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use crate::store::ProfileId;
 
@@ -87,15 +87,6 @@ impl Backlog {
         }
     }
 
-    /// Held by the store while it writes a group and records it, and while it makes a
-    /// snapshot: a snapshot then holds exactly the groups up to `latest`.
-    pub fn lock(&self) -> BacklogGuard<'_> {
-        BacklogGuard {
-            inner: self.inner.lock().unwrap_or_else(|e| e.into_inner()),
-            backlog: self,
-        }
-    }
-
     /// The groups after `after`, up to about `max_bytes` (at least one).
     pub fn after(&self, after: u64, max_bytes: usize) -> Result<Vec<Entry>, Unavailable> {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -126,22 +117,10 @@ impl Backlog {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).latest
     }
 
-    /// Wakes when a group is recorded (long polls).
-    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.signal.subscribe()
-    }
-}
-
-/// The backlog, locked.
-pub struct BacklogGuard<'a> {
-    inner: MutexGuard<'a, Inner>,
-    backlog: &'a Backlog,
-}
-
-impl BacklogGuard<'_> {
-    /// Records a written group. An erasure drops every earlier group.
-    pub fn push(&mut self, entry: Entry) {
-        let inner = &mut *self.inner;
+    /// Records a written group (the store, after its write). An erasure drops every
+    /// earlier group.
+    pub fn push(&self, entry: Entry) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.latest = entry.commit_seq;
         if !entry.erased.is_empty() {
             inner.entries.clear();
@@ -150,18 +129,18 @@ impl BacklogGuard<'_> {
         }
         inner.bytes += entry.batch.len();
         inner.entries.push_back(entry);
-        while inner.bytes > self.backlog.max_bytes && inner.entries.len() > 1 {
+        while inner.bytes > self.max_bytes && inner.entries.len() > 1 {
             if let Some(old) = inner.entries.pop_front() {
                 inner.bytes -= old.batch.len();
                 inner.floor = old.commit_seq;
             }
         }
-        self.backlog.signal.send_replace(inner.latest);
+        self.signal.send_replace(inner.latest);
     }
 
-    /// The last group written.
-    pub fn latest(&self) -> u64 {
-        self.inner.latest
+    /// Wakes when a group is recorded (long polls).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.signal.subscribe()
     }
 }
 
@@ -251,7 +230,7 @@ mod tests {
         let log = Backlog::new(10, 100);
         assert_eq!(log.after(10, 1000), Ok(vec![]));
         for seq in 11..=15 {
-            log.lock().push(entry(seq, 30, &[]));
+            log.push(entry(seq, 30, &[]));
         }
         // 150 bytes > 100: the oldest two went.
         assert_eq!(log.after(12, 1000).map(|v| v.len()), Ok(3));
@@ -266,9 +245,9 @@ mod tests {
     fn an_erasure_drops_every_earlier_group() {
         let log = Backlog::new(0, 1 << 20);
         for seq in 1..=3 {
-            log.lock().push(entry(seq, 5, &[]));
+            log.push(entry(seq, 5, &[]));
         }
-        log.lock().push(entry(4, 5, &["p_9"]));
+        log.push(entry(4, 5, &["p_9"]));
         assert_eq!(log.after(2, 1000), Err(Unavailable::Behind { floor: 3 }));
         let kept = log.after(3, 1000).expect("the erasure itself is kept");
         assert_eq!(kept.len(), 1);

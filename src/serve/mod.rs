@@ -244,11 +244,16 @@ impl Application {
         self.server.handle()
     }
 
-    /// Runs until the server stops (Ctrl-C / SIGTERM when run from `main`).
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+    /// Starts the background tasks: feed retention, webhooks, Kafka.
+    fn start_tasks(&self) {
         tokio::spawn(maintain(Arc::downgrade(&self.engine)));
         self.webhooks.spawn(&self.engine);
         self.kafka.spawn(&self.engine);
+    }
+
+    /// Runs until the server stops (Ctrl-C / SIGTERM when run from `main`).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.start_tasks();
         let handle = self.server.handle();
         tokio::spawn(async move {
             shutdown_signal().await;
@@ -260,9 +265,7 @@ impl Application {
 
     /// Runs without installing signal handlers (tests).
     pub async fn run_in_background(self) -> std::io::Result<()> {
-        tokio::spawn(maintain(Arc::downgrade(&self.engine)));
-        self.webhooks.spawn(&self.engine);
-        self.kafka.spawn(&self.engine);
+        self.start_tasks();
         self.server.await
     }
 }

@@ -138,6 +138,11 @@ fn no_feed() -> StoreError {
     StoreError::Engine("this store keeps no change feed".into())
 }
 
+/// Read replicas copy the embedded store's own writes: a graph database replicates itself.
+fn embedded_only() -> StoreError {
+    StoreError::Engine("read replicas follow the embedded store only".into())
+}
+
 /// The operations idgraph needs from a graph store.
 ///
 /// Reads see the last successfully applied [`Changes`]; the resolver layers its own
@@ -266,9 +271,7 @@ pub trait GraphStore: Send + Sync + 'static {
     /// Writes one group a writer's backlog handed over (a read replica).
     fn apply_replicated(&self, batch: &[u8]) -> Result<(), StoreError> {
         let _ = batch;
-        Err(StoreError::Engine(
-            "read replicas follow the embedded store only".into(),
-        ))
+        Err(embedded_only())
     }
     /// Makes every write so far durable (after unsynced replicated writes).
     fn sync(&self) -> Result<(), StoreError> {
@@ -277,9 +280,7 @@ pub trait GraphStore: Send + Sync + 'static {
     /// A consistent copy of the store in `dir` for a new replica; returns its last group.
     fn snapshot(&self, dir: &std::path::Path) -> Result<u64, StoreError> {
         let _ = dir;
-        Err(StoreError::Engine(
-            "read replicas follow the embedded store only".into(),
-        ))
+        Err(embedded_only())
     }
     /// Physically removes what `changes` (an applied write group) deleted or overwrote,
     /// so no file keeps the old values (erasure). By default, everything is compacted.

@@ -900,12 +900,12 @@ impl GraphStore for RocksStore {
                     self.last_erasure
                         .store(counters.commit_seq, std::sync::atomic::Ordering::SeqCst);
                 }
-                // The lock is not held across the write: replicas' fetches never wait for
-                // an fsync. (A snapshot may hold a group the backlog records a moment
-                // later; a replica's position is its own store's counter, so it then asks
-                // for the groups after that one.)
+                // Recorded after the write, without a lock across it: replicas' fetches
+                // never wait for an fsync. (A snapshot may hold a group the backlog
+                // records a moment later; a replica's position is its own store's
+                // counter, so it then asks for the groups after that one.)
                 self.db.write_opt(batch, &wo).map_err(engine)?;
-                backlog.lock().push(crate::replication::Entry {
+                backlog.push(crate::replication::Entry {
                     commit_seq: counters.commit_seq,
                     at_ms: crate::engine::now_ms(),
                     erased: changes.drop_history.clone(),
@@ -935,41 +935,42 @@ impl GraphStore for RocksStore {
         self.db.flush_wal(true).map_err(engine)
     }
 
-    /// A RocksDB checkpoint in `dir` (hard links where it can), taken while no group is
-    /// being written; returns the last group it holds.
+    /// A RocksDB checkpoint in `dir` (hard links where it can) holding no erased
+    /// person's values; returns the last write group it holds.
     fn snapshot(&self, dir: &Path) -> Result<u64, StoreError> {
-        let Some(backlog) = &self.backlog else {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.backlog.is_none() {
             return Err(StoreError::Engine(
                 "replication is off (replication.enabled = false)".into(),
             ));
-        };
-        // Not while an erasure's purge is pending: the files would still hold the values.
+        }
+        // Never files that still hold an erased person's values: not while an erasure's
+        // purge is pending, and not a checkpoint an erasure was written during (an
+        // erasure is marked before its write, so a changed mark afterwards tells).
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        let kept = loop {
-            let kept = backlog.lock();
-            let (erased, purged) = (
-                self.last_erasure.load(std::sync::atomic::Ordering::SeqCst),
-                self.purged_through
-                    .load(std::sync::atomic::Ordering::SeqCst),
-            );
-            if purged >= erased {
-                break kept;
+        loop {
+            let erased = self.last_erasure.load(SeqCst);
+            if self.purged_through.load(SeqCst) >= erased {
+                rocksdb::checkpoint::Checkpoint::new(&self.db)
+                    .and_then(|c| c.create_checkpoint(dir))
+                    .map_err(engine)?;
+                if self.last_erasure.load(SeqCst) == erased {
+                    break;
+                }
+                std::fs::remove_dir_all(dir).map_err(|e| {
+                    StoreError::Engine(format!("cannot delete {}: {e}", dir.display()))
+                })?;
             }
-            drop(kept);
             if std::time::Instant::now() > deadline {
                 return Err(StoreError::Engine(
                     "an erasure's purge is still running; ask for the snapshot again".into(),
                 ));
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
-        };
-        rocksdb::checkpoint::Checkpoint::new(&self.db)
-            .and_then(|c| c.create_checkpoint(dir))
-            .map_err(engine)?;
-        drop(kept);
-        // The checkpoint's own counter (it may hold a group written during it).
-        let copy = RocksStore::open_read_only(dir)?;
-        let seq = copy.counters()?.commit_seq;
+        }
+        // The checkpoint's own counter (it may hold a group written during it; the
+        // replica then asks for the groups after that one).
+        let seq = RocksStore::open_read_only(dir)?.counters()?.commit_seq;
         Ok(seq)
     }
 
