@@ -159,7 +159,7 @@ struct Rejected {
 
 /// What a batch of messages holds: events to resolve, rejections to dead-letter.
 struct Batch {
-    events: Vec<Value>,
+    events: Vec<crate::ingest::event::NormalizedEvent>,
     rejected: Vec<Rejected>,
     /// The next offset to read, per partition.
     commit: BTreeMap<i32, i64>,
@@ -371,7 +371,7 @@ fn read(engine: &Engine, messages: &[OwnedMessage]) -> Batch {
         };
         for (index, item) in items {
             match engine.validate(&item) {
-                Ok(_) => batch.events.push(item),
+                Ok(event) => batch.events.push(event),
                 Err(err) => {
                     let message = if err.field.is_empty() {
                         err.message.clone()
@@ -396,7 +396,11 @@ fn read(engine: &Engine, messages: &[OwnedMessage]) -> Batch {
 
 /// Resolves a batch's valid events durably, retrying until it is done; `false` when the
 /// engine went away first (nothing is committed then).
-async fn resolve(c: &Consumer, engine: &Weak<Engine>, events: &[Value]) -> bool {
+async fn resolve(
+    c: &Consumer,
+    engine: &Weak<Engine>,
+    events: &[crate::ingest::event::NormalizedEvent],
+) -> bool {
     if events.is_empty() {
         return true;
     }
@@ -405,9 +409,8 @@ async fn resolve(c: &Consumer, engine: &Weak<Engine>, events: &[Value]) -> bool 
         let Some(e) = engine.upgrade() else {
             return false;
         };
-        // Validated again on each attempt (the items passed once; `received_at` is now).
-        let normalized: Vec<_> = events.iter().filter_map(|v| e.validate(v).ok()).collect();
-        match e.ingest_async(normalized).await {
+        // Validated once (in `read`); each attempt hands the writer its own copy.
+        match e.ingest_async(events.to_vec()).await {
             Ok(outcomes) => {
                 for o in outcomes {
                     c.count(

@@ -231,10 +231,15 @@ pub async fn run(p: Arc<Publisher>, engine: Weak<Engine>) {
             crate::engine::now_ms().saturating_sub(oldest).max(0),
             Ordering::Relaxed,
         );
+        // The page is masked at once (the role's keys and secret are read once).
+        let mut shown = serde_json::to_value(&page.changes).unwrap_or_default();
+        crate::webhooks::mask_for_role(p.settings.role, &e, &mut shown);
+        let shown = match shown {
+            serde_json::Value::Array(values) => values,
+            _ => Vec::new(),
+        };
         let mut records = Vec::with_capacity(page.changes.len());
-        for record in &page.changes {
-            let mut v = serde_json::to_value(record).unwrap_or_default();
-            crate::webhooks::mask_for_role(p.settings.role, &e, &mut v);
+        for (record, v) in page.changes.iter().zip(&shown) {
             let erased = (record.change == ChangeType::PersonErased).then(|| {
                 let mut ids: Vec<String> = record.erased.iter().map(|id| id.to_string()).collect();
                 if !ids.contains(&record.profile_id.to_string()) {
@@ -244,7 +249,7 @@ pub async fn run(p: Arc<Publisher>, engine: Weak<Engine>) {
             });
             records.push((
                 record.profile_id.to_string(),
-                serde_json::to_vec(&v).unwrap_or_default(),
+                serde_json::to_vec(v).unwrap_or_default(),
                 record.seq.to_string(),
                 record.change.name(),
                 erased,
