@@ -574,6 +574,10 @@ pub struct MatchingSettings {
     /// The trained model (`idgraph train` writes it); default `<data_dir>/matching-model.json`.
     /// Without a file, a conservative built-in model is used.
     pub model: Option<PathBuf>,
+    /// Fields whose exact agreement is weighted by how common the value is (term-frequency
+    /// adjustment): `first_name`, `last_name` by default; any of `first_name`, `last_name`,
+    /// `birth_date`, `postcode`, `city`, `street`, `email`. Empty turns it off.
+    pub tf_fields: Vec<String>,
 }
 
 impl Default for MatchingSettings {
@@ -592,11 +596,28 @@ impl Default for MatchingSettings {
             max_merges_per_event: 2,
             exclusive_kinds: vec!["customer_id".into()],
             model: None,
+            tf_fields: vec!["first_name".into(), "last_name".into()],
         }
     }
 }
 
 impl MatchingSettings {
+    /// The term-frequency adjusted fields, or the name that is not a field.
+    pub fn tf_fields(&self) -> Result<Vec<crate::matching::compare::Field>, String> {
+        use crate::matching::compare::Field;
+        self.tf_fields
+            .iter()
+            .map(|name| {
+                Field::from_name(name).ok_or_else(|| {
+                    format!(
+                        "matching.tf_fields: unknown field {name:?}; known fields: {}",
+                        Field::ALL.map(Field::name).join(", ")
+                    )
+                })
+            })
+            .collect()
+    }
+
     /// Where the model lives.
     pub fn model_path(&self, data_dir: &Path) -> PathBuf {
         self.model

@@ -10,6 +10,11 @@ day and month, off-by-one birth years, moves to a new address, postcode typos, e
 30% of records carry the person's CRM customer id and 45% an email (identifiers); the rest
 have only name, birth date and address. Columns: rec_id, entity_id, customer_id, first_name,
 last_name, dob, street, city, postcode, email.
+
+`--shape names-dob` generates the harder case of record-only data: first name, last name and
+birth date, nothing else (columns rec_id, entity_id, first_name, last_name, dob), with a few
+very common surnames (the most common is about 7% of the records) and birth-date typos
+(a wrong digit, a year ten off, day and month swapped, a year off by one).
 """
 
 import argparse
@@ -77,10 +82,13 @@ def main():
     ap.add_argument("--records", type=int, default=1_000_000)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--out", default="-")
+    ap.add_argument("--shape", choices=["full", "names-dob"], default="full")
     args = ap.parse_args()
     if args.records < 1:
         sys.exit("--records must be at least 1")
     rng = random.Random(args.seed)
+    if args.shape == "names-dob":
+        return names_dob(args, rng)
     firsts = Zipf(pool(rng, 3_000, [1, 2, 2, 3]), 1.0, rng)
     lasts = Zipf(pool(rng, 40_000, [2, 3, 3]), 0.9, rng)
     streets = pool(rng, 5_000, [2, 3])
@@ -137,6 +145,71 @@ def main():
                 "email": e if rng.random() < 0.45 else "",
             }
             rows.append(row)
+            if len(rows) == args.records:
+                break
+    rng.shuffle(rows)
+    out = sys.stdout if args.out == "-" else open(args.out, "w", newline="")
+    w = csv.DictWriter(out, fieldnames=list(rows[0].keys()))
+    w.writeheader()
+    w.writerows(rows)
+    if out is not sys.stdout:
+        out.close()
+
+
+def digit_typo(rng, dob):
+    """A data-entry error in a YYYY-MM-DD date that still parses."""
+    y, m, d = dob
+    for _ in range(20):
+        kind = rng.randrange(4)
+        if kind == 0:
+            # One wrong digit of the year's last two (1967 -> 1957, 1967 -> 1961).
+            digits = list(f"{y:04d}")
+            i = rng.choice([2, 3])
+            digits[i] = rng.choice([c for c in "0123456789" if c != digits[i]])
+            cand = (int("".join(digits)), m, d)
+        elif kind == 1:
+            cand = (y, m, d)
+            digits = list(f"{d:02d}")
+            i = rng.choice([0, 1])
+            digits[i] = rng.choice([c for c in "012" if c != digits[i]])
+            cand = (y, m, int("".join(digits)))
+        elif kind == 2:
+            cand = (y + rng.choice([-10, 10]), m, d)
+        else:
+            cand = (y, d, m)
+        if 1900 <= cand[0] <= 2010 and 1 <= cand[1] <= 12 and 1 <= cand[2] <= 28 and cand != dob:
+            return cand
+    return (y + 1, m, d)
+
+
+def names_dob(args, rng):
+    firsts = Zipf(pool(rng, 1_000, [1, 2, 2]), 1.05, rng)
+    lasts = Zipf(pool(rng, 5_000, [2, 3, 3]), 0.95, rng)
+    rows = []
+    entity = 0
+    while len(rows) < args.records:
+        entity += 1
+        first, last = firsts.draw(), lasts.draw()
+        dob = (rng.randint(1950, 1990), rng.randint(1, 12), rng.randint(1, 28))
+        copies = rng.choices([1, 2, 3], weights=[55, 35, 10])[0]
+        for copy in range(copies):
+            f, l, (y, m, d) = first, last, dob
+            if copy > 0:
+                if rng.random() < 0.12:
+                    f = typo(rng, f)
+                if rng.random() < 0.08:
+                    l = typo(rng, l)
+                if rng.random() < 0.10:
+                    y, m, d = digit_typo(rng, dob)
+                elif rng.random() < 0.03:
+                    y += rng.choice([-1, 1])
+            rows.append({
+                "rec_id": f"r{len(rows) + 1}",
+                "entity_id": f"e{entity}",
+                "first_name": f,
+                "last_name": l,
+                "dob": f"{y:04d}-{m:02d}-{d:02d}",
+            })
             if len(rows) == args.records:
                 break
     rng.shuffle(rows)

@@ -411,6 +411,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "blocked_pairs": file.blocked_pairs,
                 "em_iterations": file.em_iterations,
                 "prior": file.model.prior,
+                "prior_estimate": file.prior,
+                "untrained_fields": file.untrained_fields,
                 "seconds": started.elapsed().as_secs_f64(),
             });
             if json {
@@ -424,6 +426,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     started.elapsed().as_secs_f64(),
                     path.display()
                 );
+                if let Some(p) = &file.prior {
+                    println!(
+                        "prior {:.3e} ({}); EM over the blocked pairs: {:.3e}; {}",
+                        file.model.prior,
+                        p.used,
+                        p.em,
+                        match (&p.rule, p.deterministic) {
+                            (Some(rule), Some(d)) =>
+                                format!("rule \"{rule}\" ({} pairs): {d:.3e}", p.rule_pairs),
+                            _ => "no deterministic rule links enough pairs".to_owned(),
+                        }
+                    );
+                }
+                if !file.untrained_fields.is_empty() {
+                    println!(
+                        "not estimated (no pairs hold them): {}",
+                        file.untrained_fields.join(", ")
+                    );
+                }
             }
             Ok(())
         }

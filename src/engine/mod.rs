@@ -200,7 +200,14 @@ impl Engine {
         ));
         let rules = Arc::new(rules);
         if let Some(m) = &rules.matcher {
-            tracing::info!(model = %m.model_source, "probabilistic matching is on");
+            let started = std::time::Instant::now();
+            let records = m.frequencies.count_store(store.as_ref())?;
+            tracing::info!(
+                model = %m.model_source,
+                records,
+                counting_ms = started.elapsed().as_millis() as u64,
+                "probabilistic matching is on; value frequencies counted from the match records"
+            );
         }
         let normalizer = Engine::normalizer(&settings)?;
         let blocklist = Blocklist::new(&settings.blocklist).map_err(EngineError::Config)?;
@@ -300,6 +307,11 @@ impl Engine {
             .as_ref()
             .map(|s| s.as_ref().clone())
             .unwrap_or_default()
+    }
+
+    /// The probabilistic matcher (`None` when matching is off).
+    pub fn matcher(&self) -> Option<&crate::resolve::probable::Matcher> {
+        self.rules.matcher.as_deref()
     }
 
     /// What probabilistic matching has done since start (`None` when it is off).

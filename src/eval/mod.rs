@@ -79,6 +79,23 @@ pub struct Report {
     pub train_seconds: f64,
     pub wall_seconds: f64,
     pub peak_rss_bytes: u64,
+    /// How the trained model's prior was chosen (`--probabilistic`, `--batch`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelReport>,
+}
+
+/// What training estimated, beside the scores.
+#[derive(Debug, Serialize)]
+pub struct ModelReport {
+    pub prior: Option<crate::matching::model::PriorEstimate>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub untrained_fields: Vec<String>,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub blocked_pairs: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// How to read the entity of a record from its truth cell.
@@ -189,14 +206,19 @@ pub fn run(mut settings: Settings, args: &EvalArgs) -> anyhow::Result<Report> {
         bail!("--threshold must be in (0, 1]");
     }
     let mut train_seconds = 0.0;
+    let mut records = Vec::new();
+    let mut model_report = None;
     if args.probabilistic {
         let t = Instant::now();
-        let mut records = Vec::new();
-        for row in csv_rows(args, &mapping)? {
-            let (event, _) = row.map_err(|e| anyhow::anyhow!("row {}: {}", e.row, e.message))?;
+        for (event, _) in csv_rows(args, &mapping)?.flatten() {
             records.push(crate::matching::batch::attributes(&event));
         }
         let file = crate::matching::batch::train(&records, 42).into_file(records.len());
+        model_report = Some(ModelReport {
+            prior: file.prior.clone(),
+            untrained_fields: file.untrained_fields.clone(),
+            blocked_pairs: file.blocked_pairs,
+        });
         let path = settings.matching.model_path(&dir.0);
         std::fs::write(&path, serde_json::to_vec(&file)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
@@ -204,8 +226,20 @@ pub fn run(mut settings: Settings, args: &EvalArgs) -> anyhow::Result<Report> {
         settings.matching.threshold = args.threshold;
         train_seconds = t.elapsed().as_secs_f64();
     }
+    let tf_fields = settings
+        .matching
+        .tf_fields()
+        .map_err(|e| anyhow::anyhow!(e))?;
     let store: Arc<dyn GraphStore> = Arc::new(RocksStore::open(&dir.0)?);
     let engine = Engine::with_store(settings, store, None)?;
+    // The file's value frequencies are known up front, as a server's are after its first
+    // load: the first records are scored with them too.
+    if let Some(m) = engine.matcher() {
+        for r in &records {
+            m.frequencies.observe(None, r);
+        }
+    }
+    drop(records);
 
     let mut record_ids = Vec::new();
     let mut attributes = Vec::new();
@@ -259,12 +293,22 @@ pub fn run(mut settings: Settings, args: &EvalArgs) -> anyhow::Result<Report> {
     }
     let (mut compared_pairs, mut probable_links) = (0, 0);
     if args.batch {
-        let linked = crate::matching::batch::link(&attributes, args.threshold, 42);
+        let linked = crate::matching::batch::link(&attributes, args.threshold, 42, &tf_fields);
         compared_pairs = linked.compared;
         probable_links = linked.links.len();
         // The deterministic clusters, joined by the probable links under the guard.
-        predicted =
-            crate::matching::batch::cluster(&predicted, &attributes, &linked.model, &linked.links);
+        predicted = crate::matching::batch::cluster(
+            &predicted,
+            &attributes,
+            &linked.model,
+            &linked.tf,
+            &linked.links,
+        );
+        model_report = Some(ModelReport {
+            prior: Some(linked.prior.clone()),
+            untrained_fields: Vec::new(),
+            blocked_pairs: 0,
+        });
     }
     let matching = engine.match_totals();
     if let Some(m) = &matching {
@@ -289,6 +333,7 @@ pub fn run(mut settings: Settings, args: &EvalArgs) -> anyhow::Result<Report> {
         train_seconds,
         wall_seconds: started.elapsed().as_secs_f64(),
         peak_rss_bytes: crate::cli::bench::status_bytes("VmHWM"),
+        model: model_report,
     })
 }
 

@@ -13,7 +13,8 @@ use serde_json::Value;
 
 use super::blocking;
 use super::compare::{compare_all, normalize, Attributes, Field, Level};
-use super::model::Model;
+use super::frequency::Frequencies;
+use super::model::{Model, PriorEstimate};
 
 /// Blocks larger than this are skipped: a key shared by that many records (a common name
 /// in a big city) says too little to be worth the comparisons.
@@ -79,6 +80,10 @@ fn email(event: &Value) -> Option<String> {
 #[derive(Debug)]
 pub struct Linked {
     pub model: Model,
+    /// How the model's prior was estimated.
+    pub prior: PriorEstimate,
+    /// The records' value frequencies the scores were adjusted with.
+    pub tf: Frequencies,
     /// `(i, j, probability)` for every blocked pair at or above the threshold.
     pub links: Vec<(usize, usize, f64)>,
     /// Distinct candidate pairs compared.
@@ -117,6 +122,10 @@ pub struct Trained {
     pub model: Model,
     pub blocked_pairs: usize,
     pub em_iterations: usize,
+    pub prior: PriorEstimate,
+    /// Fields no training key could estimate `m` for (no key's pairs hold them); they keep
+    /// the conservative model's `m`.
+    pub untrained: Vec<Field>,
 }
 
 impl Trained {
@@ -129,19 +138,89 @@ impl Trained {
             blocked_pairs: self.blocked_pairs,
             em_iterations: self.em_iterations,
             trained_at: chrono::Utc::now().to_rfc3339(),
+            prior: Some(self.prior),
+            untrained_fields: self.untrained.iter().map(|f| f.name().to_owned()).collect(),
         }
     }
 }
 
-/// The tight blocking keys (by prefix) and the fields each one fixes: pairs that share a
-/// key agree on its fields by construction (and on the city, given the postcode), so those
-/// pairs say nothing about how often true matches agree on them.
-const KEY_FIELDS: [(&str, &[Field]); 4] = [
+/// The training keys (by prefix) and the fields each one fixes: pairs that share a key
+/// agree on its fields by construction (and on the city, given the postcode), so those
+/// pairs say nothing about how often true matches agree on them. Every field is left free
+/// by some key: the four tight blocking keys all hold the last name, so `fd:` (first name
+/// and birth date, a training key only) is where the last name's `m` is learned.
+const KEY_FIELDS: [(&str, &[Field]); 5] = [
     ("sx:", &[Field::LastName, Field::BirthDate]),
     ("pc:", &[Field::Postcode, Field::FirstName, Field::City]),
     ("nm:", &[Field::FirstName, Field::LastName]),
     ("dob:", &[Field::BirthDate, Field::LastName]),
+    ("fd:", &[Field::FirstName, Field::BirthDate]),
 ];
+
+/// The keys training blocks on: the tight blocking keys and `fd:` (see [`KEY_FIELDS`]).
+fn training_keys(a: &Attributes) -> Vec<String> {
+    let mut keys = blocking::keys(a);
+    if let (Some(first), Some(dob)) = (&a.first_name, &a.birth_date) {
+        keys.push(format!("fd:{first}:{}", dob.format("%Y%m%d")));
+    }
+    keys
+}
+
+/// Pairs a deterministic rule links, needed before its estimate of the prior is used.
+const MIN_RULE_PAIRS: u64 = 10;
+
+/// The deterministic rules the prior is estimated from, in order of preference: the fields
+/// that must all agree exactly.
+const PRIOR_RULES: [(&str, &[Field]); 3] = [
+    (
+        "same first name, last name and birth date",
+        &[Field::FirstName, Field::LastName, Field::BirthDate],
+    ),
+    (
+        "same first name, last name and postcode",
+        &[Field::FirstName, Field::LastName, Field::Postcode],
+    ),
+    ("same email", &[Field::Email]),
+];
+
+/// The prior implied by a deterministic rule, as Splink's
+/// `estimate_probability_two_random_records_match`, without an assumed recall: among the
+/// records holding the rule's fields, the rule links `k` of `n` pairs; true matches pass
+/// it with probability `r = Π m_exact`, strangers with `c = Π u_exact`, so the true pairs
+/// are `(k - n·c) / (r - c)`, over `n`. `None` for a rule too few pairs pass.
+fn deterministic_prior(records: &[Attributes], model: &Model) -> Option<(f64, &'static str, u64)> {
+    for (rule, fields) in PRIOR_RULES {
+        let mut groups: HashMap<Vec<String>, u64> = HashMap::new();
+        let mut holders = 0u64;
+        for r in records {
+            let key: Option<Vec<String>> = fields
+                .iter()
+                .map(|f| super::frequency::value_of(*f, r).map(|v| v.into_owned()))
+                .collect();
+            if let Some(key) = key {
+                holders += 1;
+                *groups.entry(key).or_default() += 1;
+            }
+        }
+        let linked: u64 = groups.values().map(|c| c * (c - 1) / 2).sum();
+        if linked < MIN_RULE_PAIRS {
+            continue;
+        }
+        let n = (holders * (holders - 1) / 2) as f64;
+        let (mut recall, mut chance) = (1.0, 1.0);
+        for f in fields {
+            let i = *f as usize;
+            recall *= model.m[i][0];
+            chance *= model.u[i][0];
+        }
+        if recall <= chance {
+            continue;
+        }
+        let matches = ((linked as f64 - n * chance) / (recall - chance)).max(linked as f64 * 0.5);
+        return Some(((matches / n).clamp(1e-9, 0.5), rule, linked));
+    }
+    None
+}
 
 /// Estimates a model from `records` without labels, as Splink does: `u` from random
 /// pairs; `m` by EM once per tight blocking key over that key's pairs, with the key's own
@@ -175,7 +254,7 @@ pub fn train(records: &[Attributes], seed: u64) -> Trained {
     let mut em_iterations = 0;
     for (prefix, fixed) in KEY_FIELDS {
         let pairs = blocked_pairs(records, |r| {
-            blocking::keys(r)
+            training_keys(r)
                 .into_iter()
                 .filter(|k| k.starts_with(prefix))
                 .collect()
@@ -196,7 +275,8 @@ pub fn train(records: &[Attributes], seed: u64) -> Trained {
         let mut run = model.clone();
         em_iterations += run.train_m(&masked, 100);
         for (f, field) in Field::ALL.iter().enumerate() {
-            if fixed.contains(field) {
+            // A field this key fixes, or that no pair holds, learns nothing here.
+            if fixed.contains(field) || masked.iter().all(|v| v[f] == Level::Missing) {
                 continue;
             }
             let sum = sums[f].get_or_insert_with(|| vec![0.0; field.levels()]);
@@ -206,9 +286,11 @@ pub fn train(records: &[Attributes], seed: u64) -> Trained {
             runs[f] += 1;
         }
     }
+    let mut untrained = Vec::new();
     for (f, sum) in sums.into_iter().enumerate() {
-        if let Some(sum) = sum {
-            model.m[f] = sum.into_iter().map(|t| t / runs[f] as f64).collect();
+        match sum {
+            Some(sum) => model.m[f] = sum.into_iter().map(|t| t / runs[f] as f64).collect(),
+            None => untrained.push(Field::ALL[f]),
         }
     }
     let pairs = blocked_pairs(records, blocking::keys);
@@ -219,18 +301,53 @@ pub fn train(records: &[Attributes], seed: u64) -> Trained {
     model.estimate_prior(&vectors, 100);
     let n = records.len() as f64;
     let all_pairs = (n * (n - 1.0) / 2.0).max(1.0);
-    model.prior = (model.prior * pairs.len() as f64 / all_pairs).clamp(1e-9, 0.5);
+    let em = (model.prior * pairs.len() as f64 / all_pairs).clamp(1e-9, 0.5);
+    // EM's share of matches among blocked pairs counts every pair of look-alikes that
+    // agree on common names as half a match; the pairs a strict rule links, corrected for
+    // that rule's recall and chance agreements, say how many matches there are directly.
+    let deterministic = deterministic_prior(records, &model);
+    model.prior = deterministic.map_or(em, |(p, _, _)| p);
     Trained {
         model,
         blocked_pairs: pairs.len(),
         em_iterations,
+        prior: PriorEstimate {
+            em,
+            deterministic: deterministic.map(|(p, _, _)| p),
+            rule: deterministic.map(|(_, rule, _)| rule.to_owned()),
+            rule_pairs: deterministic.map_or(0, |(_, _, k)| k),
+            used: if deterministic.is_some() {
+                "deterministic"
+            } else {
+                "em"
+            }
+            .to_owned(),
+        },
+        untrained,
     }
+}
+
+/// The value frequencies of `records` for the term-frequency adjusted `fields`.
+pub fn frequencies(records: &[Attributes], fields: &[Field]) -> Frequencies {
+    let f = Frequencies::new(fields);
+    for r in records {
+        f.observe(None, r);
+    }
+    f
+}
+
+/// The match probability of two records with term-frequency adjustments.
+pub fn probability(model: &Model, tf: &Frequencies, a: &Attributes, b: &Attributes) -> f64 {
+    model
+        .score(&compare_all(a, b), &|f| tf.share(f, a))
+        .probability
 }
 
 /// Links `records` with a model trained on them (no labels, see [`train`]); candidates
 /// also come from the wide keys.
-pub fn link(records: &[Attributes], threshold: f64, seed: u64) -> Linked {
-    let model = train(records, seed).model;
+pub fn link(records: &[Attributes], threshold: f64, seed: u64, tf_fields: &[Field]) -> Linked {
+    let trained = train(records, seed);
+    let tf = frequencies(records, tf_fields);
     let candidates = blocked_pairs(records, |r| {
         let mut k = blocking::keys(r);
         k.extend(blocking::wide_keys(r));
@@ -239,12 +356,14 @@ pub fn link(records: &[Attributes], threshold: f64, seed: u64) -> Linked {
     let links = candidates
         .iter()
         .filter_map(|&(i, j)| {
-            let p = model.probability(&compare_all(&records[i], &records[j]));
+            let p = probability(&trained.model, &tf, &records[i], &records[j]);
             (p >= threshold).then_some((i, j, p))
         })
         .collect();
     Linked {
-        model,
+        model: trained.model,
+        prior: trained.prior,
+        tf,
         links,
         compared: candidates.len(),
     }
@@ -275,6 +394,7 @@ pub fn cluster(
     labels: &[usize],
     records: &[Attributes],
     model: &Model,
+    tf: &Frequencies,
     links: &[(usize, usize, f64)],
 ) -> Vec<usize> {
     let count = labels.iter().max().map_or(0, |m| m + 1);
@@ -297,7 +417,7 @@ pub fn cluster(
         let mut total = 0.0;
         for &x in sa {
             for &y in sb {
-                total += model.probability(&compare_all(&records[x], &records[y]));
+                total += probability(model, tf, &records[x], &records[y]);
             }
         }
         if total / ((sa.len() * sb.len()).max(1) as f64) < GUARD {
@@ -335,12 +455,13 @@ mod tests {
             rec("brian", "o'hara", "19551231", "9000"),
         ];
         let model = Model::default();
+        let tf = Frequencies::new(&[]);
         // Two clusters (e.g. from shared identifiers) and one strong link between them
         // (a record that resembles both): the clusters as a whole do not match.
-        let glued = cluster(&[0, 0, 1, 1], &records, &model, &[(1, 2, 0.99)]);
+        let glued = cluster(&[0, 0, 1, 1], &records, &model, &tf, &[(1, 2, 0.99)]);
         assert_ne!(glued[0], glued[2]);
         // A link between records that do match joins their clusters.
-        let joined = cluster(&[0, 1, 2, 2], &records, &model, &[(0, 1, 0.99)]);
+        let joined = cluster(&[0, 1, 2, 2], &records, &model, &tf, &[(0, 1, 0.99)]);
         assert_eq!(joined[0], joined[1]);
         assert_ne!(joined[0], joined[2]);
     }
@@ -356,6 +477,72 @@ mod tests {
         assert_eq!(
             attributes(&json!({"traits": {"dob": "19801307"}})).birth_date,
             None
+        );
+    }
+
+    /// People with a name and birth date only, common surnames, half of them recorded
+    /// twice (a typo in the last name now and then): the true pairs, and the records.
+    fn names_and_dates(seed: u64) -> (usize, Vec<Attributes>) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let surnames = ["smith", "jones", "taylor", "brown", "wilson"];
+        let mut records = Vec::new();
+        let mut pairs = 0;
+        for i in 0..3_000 {
+            let first: String = (0..6)
+                .map(|_| char::from(b'a' + rng.gen_range(0..26u8)))
+                .collect();
+            let last = if i % 3 == 0 {
+                surnames[i % surnames.len()].to_owned()
+            } else {
+                format!("{}son", &first[..3])
+            };
+            let dob = NaiveDate::from_ymd_opt(rng.gen_range(1950..1990), rng.gen_range(1..13), 7);
+            let record = |last: &str| Attributes {
+                first_name: Some(first.clone()),
+                last_name: Some(last.to_owned()),
+                birth_date: dob,
+                ..Attributes::default()
+            };
+            records.push(record(&last));
+            if i % 2 == 0 {
+                let noisy = if i % 10 == 0 {
+                    format!("{last}e")
+                } else {
+                    last
+                };
+                records.push(record(&noisy));
+                pairs += 1;
+            }
+        }
+        (pairs, records)
+    }
+
+    #[test]
+    fn every_field_is_trained_and_the_prior_follows_the_deterministic_links() {
+        let (pairs, records) = names_and_dates(5);
+        let trained = train(&records, 1);
+        // The last name is fixed by every tight blocking key; the training key `fd:`
+        // frees it, so its `m` is learned: a typo in 1 of 5 duplicates' surnames.
+        assert!(!trained.untrained.contains(&Field::LastName));
+        let m_last = trained.model.m[Field::LastName as usize][0];
+        assert!(
+            (0.75..0.95).contains(&m_last),
+            "m(last name exact) {m_last}"
+        );
+        assert!(
+            trained.untrained.contains(&Field::Email),
+            "no record has one"
+        );
+        let n = records.len() as f64;
+        let truth = pairs as f64 / (n * (n - 1.0) / 2.0);
+        let p = &trained.prior;
+        assert_eq!(p.used, "deterministic");
+        assert_eq!(Some(trained.model.prior), p.deterministic);
+        let ratio = trained.model.prior / truth;
+        assert!(
+            (0.7..1.5).contains(&ratio),
+            "prior {} truth {truth}",
+            trained.model.prior
         );
     }
 
@@ -391,7 +578,7 @@ mod tests {
                 duplicates.push((records.len() - 2, records.len() - 1));
             }
         }
-        let linked = link(&records, 0.9, 1);
+        let linked = link(&records, 0.9, 1, &[Field::FirstName, Field::LastName]);
         assert!(linked.compared >= duplicates.len());
         let links: HashSet<(usize, usize)> = linked.links.iter().map(|&(i, j, _)| (i, j)).collect();
         for d in &duplicates {

@@ -6,7 +6,9 @@
 //! either side has no value, which the model treats as no evidence):
 //! - names: exact, Jaro-Winkler >= 0.92, Jaro-Winkler >= 0.80, initial only (first names:
 //!   one side is a single letter that starts the other), different;
-//! - birth date: exact, day and month transposed, same year and month or within 1 year
+//! - birth date: exact, day and month transposed, a typo (one digit of `YYYYMMDD` wrong, two
+//!   adjacent digits swapped, or the year ten off with the same day and month: 1967 vs 1957
+//!   is a keying error, not a different person), same year and month or within 1 year
 //!   counted in days (<= 366), different;
 //! - postcode: exact, different;
 //! - city: exact, Jaro-Winkler >= 0.85 (typos), different;
@@ -47,6 +49,11 @@ impl Field {
         }
     }
 
+    /// The field of a name (`first_name`, ...), as configuration and the API write it.
+    pub fn from_name(name: &str) -> Option<Field> {
+        Field::ALL.into_iter().find(|f| f.name() == name)
+    }
+
     pub const ALL: [Field; 7] = [
         Field::FirstName,
         Field::LastName,
@@ -62,7 +69,7 @@ impl Field {
         match self {
             Field::FirstName => 5,
             Field::LastName => 4,
-            Field::BirthDate => 4,
+            Field::BirthDate => 5,
             Field::Postcode => 2,
             Field::City | Field::Street | Field::Email => 3,
         }
@@ -177,10 +184,37 @@ fn date(a: &NaiveDate, b: &NaiveDate) -> u8 {
     if a.year() == b.year() && a.month() == b.day() && a.day() == b.month() {
         return 1;
     }
-    if (a.year() == b.year() && a.month() == b.month()) || (*a - *b).num_days().abs() <= 366 {
+    if date_typo(a, b) {
         return 2;
     }
-    3
+    if (a.year() == b.year() && a.month() == b.month()) || (*a - *b).num_days().abs() <= 366 {
+        return 3;
+    }
+    4
+}
+
+/// Two different dates one keying error apart: one digit of `YYYYMMDD` wrong, two adjacent
+/// digits swapped, or the year ten off (same day and month).
+fn date_typo(a: &NaiveDate, b: &NaiveDate) -> bool {
+    if a.month() == b.month() && a.day() == b.day() && (a.year() - b.year()).abs() == 10 {
+        return true;
+    }
+    let digits = |d: &NaiveDate| -> [u8; 8] {
+        let mut out = [0u8; 8];
+        let mut n = (d.year().clamp(0, 9999) as u32) * 10_000 + d.month() * 100 + d.day();
+        for slot in out.iter_mut().rev() {
+            *slot = (n % 10) as u8;
+            n /= 10;
+        }
+        out
+    };
+    let (x, y) = (digits(a), digits(b));
+    let differ: Vec<usize> = (0..8).filter(|&i| x[i] != y[i]).collect();
+    match differ.as_slice() {
+        [_] => true,
+        [i, j] => *j == i + 1 && x[*i] == y[*j] && x[*j] == y[*i],
+        _ => false,
+    }
 }
 
 fn words(s: &str) -> std::collections::BTreeSet<&str> {
@@ -300,9 +334,24 @@ mod tests {
         let lvl = |d| compare(Field::BirthDate, &a, &person("", "", Some(d)));
         assert_eq!(lvl((1980, 3, 7)), Level::Agree(0));
         assert_eq!(lvl((1980, 7, 3)), Level::Agree(1), "day and month swapped");
-        assert_eq!(lvl((1980, 3, 27)), Level::Agree(2), "same year and month");
-        assert_eq!(lvl((1981, 2, 1)), Level::Agree(2), "within a year");
-        assert_eq!(lvl((1990, 3, 7)), Level::Agree(3));
+        assert_eq!(lvl((1980, 3, 17)), Level::Agree(2), "one digit of the day");
+        assert_eq!(lvl((1970, 3, 7)), Level::Agree(2), "one digit of the year");
+        assert_eq!(
+            lvl((1908, 3, 7)),
+            Level::Agree(2),
+            "adjacent digits swapped"
+        );
+        assert_eq!(lvl((1990, 3, 7)), Level::Agree(2), "ten years off");
+        assert_eq!(lvl((1980, 3, 28)), Level::Agree(3), "same year and month");
+        assert_eq!(lvl((1981, 2, 1)), Level::Agree(3), "within a year");
+        assert_eq!(lvl((1991, 3, 8)), Level::Agree(4));
+        assert_eq!(lvl((1975, 6, 7)), Level::Agree(4), "two digits wrong");
+        let b = person("", "", Some((1999, 5, 4)));
+        assert_eq!(
+            compare(Field::BirthDate, &b, &person("", "", Some((2009, 5, 4)))),
+            Level::Agree(2),
+            "ten years off across a century"
+        );
         assert_eq!(
             compare(Field::BirthDate, &a, &person("", "", None)),
             Level::Missing

@@ -8,5 +8,6 @@
 pub mod batch;
 pub mod blocking;
 pub mod compare;
+pub mod frequency;
 pub mod model;
 pub mod train;

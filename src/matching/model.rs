@@ -69,9 +69,54 @@ pub struct ModelFile {
     pub em_iterations: usize,
     /// When it was trained (RFC 3339).
     pub trained_at: String,
+    /// How the prior was chosen: the estimates compared (absent in files before version 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prior: Option<PriorEstimate>,
+    /// Fields whose `m` no training key could estimate (they keep the built-in values).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub untrained_fields: Vec<String>,
 }
 
-pub const MODEL_FILE_VERSION: u32 = 1;
+/// The two estimates of the prior (P(two random records are the same person)) and which
+/// one the model uses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PriorEstimate {
+    /// From EM over the blocked pairs (`m` and `u` fixed), restated over all pairs.
+    pub em: f64,
+    /// From the pairs a deterministic rule links (same first name, last name and birth
+    /// date; or, without birth dates, same email), corrected for that rule's recall
+    /// (from `m`) and its chance agreements (from `u`); `None` with too few such pairs.
+    pub deterministic: Option<f64>,
+    /// The deterministic rule used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// Pairs that rule links.
+    pub rule_pairs: u64,
+    /// `deterministic` or `em`.
+    pub used: String,
+}
+
+/// Version 2 added the birth date's typo level (a one-digit or ten-year slip).
+pub const MODEL_FILE_VERSION: u32 = 2;
+
+impl ModelFile {
+    /// Reads a model file, upgrading an older version's tables to the current fields.
+    pub fn from_slice(bytes: &[u8]) -> Result<ModelFile, String> {
+        let mut file: ModelFile = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        if file.version > MODEL_FILE_VERSION {
+            return Err(format!(
+                "model file version {} is newer than this idgraph understands ({MODEL_FILE_VERSION})",
+                file.version
+            ));
+        }
+        if file.version < 2 {
+            file.model.insert_birth_date_typo_level();
+            file.version = MODEL_FILE_VERSION;
+        }
+        file.model.validate()?;
+        Ok(file)
+    }
+}
 
 impl Model {
     /// A conservative hand-set model for a store that has not been trained on yet: `u` from
@@ -86,7 +131,7 @@ impl Model {
             m: rows(&[
                 &[0.85, 0.07, 0.03, 0.02, 0.03],
                 &[0.88, 0.06, 0.03, 0.03],
-                &[0.90, 0.02, 0.04, 0.04],
+                &[0.88, 0.02, 0.03, 0.03, 0.04],
                 &[0.85, 0.15],
                 &[0.85, 0.05, 0.10],
                 &[0.75, 0.10, 0.15],
@@ -95,7 +140,7 @@ impl Model {
             u: rows(&[
                 &[0.01, 0.005, 0.02, 0.005, 0.96],
                 &[0.003, 0.003, 0.02, 0.974],
-                &[0.0003, 0.0001, 0.01, 0.9896],
+                &[0.0003, 0.0001, 0.003, 0.01, 0.9866],
                 &[0.005, 0.995],
                 &[0.02, 0.01, 0.97],
                 &[0.0005, 0.005, 0.9945],
@@ -199,6 +244,70 @@ impl Model {
 }
 
 impl Model {
+    /// Upgrades version-1 tables (4 birth-date levels) with the typo level at index 2, its
+    /// `m` and `u` taken from the conservative model's proportions; `idgraph train`
+    /// estimates them properly.
+    fn insert_birth_date_typo_level(&mut self) {
+        let f = Field::BirthDate as usize;
+        let conservative = Model::conservative();
+        for (table, from) in [
+            (&mut self.m, &conservative.m),
+            (&mut self.u, &conservative.u),
+        ] {
+            if let (Some(row), Some(reference)) = (table.get_mut(f), from.get(f)) {
+                if row.len() + 1 == Field::BirthDate.levels() {
+                    row.insert(2, reference[2]);
+                    *row = normalized(std::mem::take(row));
+                }
+            }
+        }
+    }
+
+    /// Every non-missing field's part of the match weight, with the term-frequency
+    /// adjustment of an exact agreement where `share` knows how common the agreed value is
+    /// (the share of records holding it): as in Splink, the exact level's `u` becomes that
+    /// share, so a rare name agreeing says more than the average and a very common one
+    /// less.
+    pub fn parts(&self, v: &[Level], share: &dyn Fn(Field) -> Option<f64>) -> Vec<Part> {
+        Field::ALL
+            .iter()
+            .zip(v)
+            .enumerate()
+            .filter_map(|(i, (field, level))| match level {
+                Level::Missing => None,
+                Level::Agree(l) => {
+                    let level = usize::from(*l);
+                    let (m, u) = (self.m[i].get(level)?, self.u[i].get(level)?);
+                    let tf = match (level, share(*field)) {
+                        (0, Some(s)) => (u / s.max(TF_FLOOR)).log2().clamp(-TF_CAP, TF_CAP),
+                        _ => 0.0,
+                    };
+                    Some(Part {
+                        field: *field,
+                        level: *l,
+                        weight: (m / u).log2(),
+                        tf,
+                    })
+                }
+            })
+            .collect()
+    }
+
+    /// The match weight and probability of a comparison vector with term-frequency
+    /// adjustments (see [`Model::parts`]), and the parts they add up from.
+    pub fn score(&self, v: &[Level], share: &dyn Fn(Field) -> Option<f64>) -> Score {
+        let parts = self.parts(v, share);
+        let prior = self.prior.clamp(1e-12, 1.0 - FLOOR);
+        let weight =
+            (prior / (1.0 - prior)).log2() + parts.iter().map(|p| p.weight + p.tf).sum::<f64>();
+        let odds = weight.exp2();
+        Score {
+            weight,
+            probability: odds / (1.0 + odds),
+            parts,
+        }
+    }
+
     /// Estimates the prior alone by EM over `pairs`, `m` and `u` fixed.
     pub fn estimate_prior(&mut self, pairs: &[Vec<Level>], max_iterations: usize) {
         if pairs.is_empty() {
@@ -215,6 +324,31 @@ impl Model {
             }
         }
     }
+}
+
+/// The smallest value share a term-frequency adjustment uses (one record in ten million).
+const TF_FLOOR: f64 = 1e-7;
+/// The largest term-frequency adjustment, either way, in bits.
+const TF_CAP: f64 = 12.0;
+
+/// One field's part of a pair's match weight.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Part {
+    pub field: Field,
+    pub level: u8,
+    /// `log2(m/u)` of the level.
+    pub weight: f64,
+    /// The term-frequency adjustment added to it (0 unless the field agrees exactly and
+    /// its value's frequency is known).
+    pub tf: f64,
+}
+
+/// A scored comparison vector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Score {
+    pub weight: f64,
+    pub probability: f64,
+    pub parts: Vec<Part>,
 }
 
 /// Per field, the weighted share of each level among the pairs where the field is present.
@@ -292,6 +426,46 @@ mod tests {
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].0, Field::FirstName);
         assert!(c[0].1 > 0.0, "exact agreement is evidence for a match");
+    }
+
+    #[test]
+    fn a_common_value_agreeing_says_less_than_a_rare_one() {
+        let model = Model::conservative();
+        let mut v = vec![Level::Missing; Field::ALL.len()];
+        v[Field::LastName as usize] = Level::Agree(0);
+        v[Field::BirthDate as usize] = Level::Agree(3);
+        let u = model.u[Field::LastName as usize][0];
+        let plain = model.score(&v, &|_| None);
+        let common = model.score(&v, &|f| (f == Field::LastName).then_some(0.07));
+        let rare = model.score(&v, &|f| (f == Field::LastName).then_some(0.0001));
+        assert!((plain.weight - model.weight(&v)).abs() < 1e-9);
+        assert!(common.weight < plain.weight && plain.weight < rare.weight);
+        let part = common.parts[0];
+        assert_eq!(part.field, Field::LastName);
+        assert!((part.tf - (u / 0.07).log2()).abs() < 1e-9, "{part:?}");
+        // Only exact agreement is adjusted.
+        v[Field::LastName as usize] = Level::Agree(1);
+        let fuzzy = model.score(&v, &|_| Some(0.07));
+        assert!(fuzzy.parts.iter().all(|p| p.tf == 0.0));
+    }
+
+    #[test]
+    fn a_version_1_model_file_gains_the_typo_level() {
+        let mut old = Model::conservative();
+        let f = Field::BirthDate as usize;
+        old.m[f] = vec![0.9, 0.02, 0.04, 0.04];
+        old.u[f] = vec![0.0003, 0.0001, 0.01, 0.9896];
+        let file = serde_json::json!({"version": 1, "model": old, "records": 10,
+            "blocked_pairs": 5, "em_iterations": 3, "trained_at": "2026-11-23T00:00:00Z"});
+        let bytes = serde_json::to_vec(&file).unwrap_or_default();
+        let read = ModelFile::from_slice(&bytes).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read.version, MODEL_FILE_VERSION);
+        assert_eq!(read.model.m[f].len(), Field::BirthDate.levels());
+        assert!(read.model.m[f][0] > 0.85 && read.model.u[f][4] > 0.95);
+        let newer = serde_json::json!({"version": 99, "model": old, "records": 10,
+            "blocked_pairs": 5, "em_iterations": 3, "trained_at": "2026-11-23T00:00:00Z"});
+        let err = ModelFile::from_slice(&serde_json::to_vec(&newer).unwrap_or_default());
+        assert!(err.is_err_and(|e| e.contains("newer")));
     }
 
     #[test]

@@ -97,7 +97,12 @@ pub struct FieldContribution {
     pub field: String,
     /// Agreement level: 0 is the strongest agreement, the highest is "different".
     pub level: u8,
+    /// The field's part of the match weight, its term-frequency adjustment included.
     pub weight: f64,
+    /// The term-frequency adjustment within `weight` (how much more or less an exact
+    /// agreement on this value says than on the field's average value); absent when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tf_adjustment: Option<f64>,
 }
 
 /// The comparable attributes of a record (already normalized by `matching::compare::normalize`).

@@ -33,7 +33,8 @@ use crate::config::MatchingSettings;
 use crate::ingest::event::NormalizedEvent;
 use crate::matching::batch::traits_attributes;
 use crate::matching::blocking;
-use crate::matching::compare::{compare_all, Attributes, Level};
+use crate::matching::compare::{compare_all, Attributes};
+use crate::matching::frequency::Frequencies;
 use crate::matching::model::{Model, ModelFile};
 use crate::model::{FieldContribution, ProbableLink};
 use crate::store::{
@@ -101,6 +102,8 @@ pub struct Matcher {
     max_merges: usize,
     exclusive_kinds: Vec<String>,
     blocking_keys: HashSet<String>,
+    /// How common each value of the term-frequency adjusted fields is among the records.
+    pub frequencies: Frequencies,
     pub counters: MatchCounters,
     /// Hashes of blocking keys found shared by more than `max_block` records: they are
     /// skipped without reading the index again. Blocks only grow on ingest, so the set is
@@ -145,13 +148,11 @@ impl Matcher {
                 ));
             }
         }
+        let tf_fields = m.tf_fields()?;
         let path = m.model_path(data_dir);
         let (model, model_source) = match std::fs::read(&path) {
             Ok(bytes) => {
-                let file: ModelFile = serde_json::from_slice(&bytes)
-                    .map_err(|e| format!("matching model {}: {e}", path.display()))?;
-                file.model
-                    .validate()
+                let file = ModelFile::from_slice(&bytes)
                     .map_err(|e| format!("matching model {}: {e}", path.display()))?;
                 (file.model, path.display().to_string())
             }
@@ -171,6 +172,7 @@ impl Matcher {
             max_merges: m.max_merges_per_event,
             exclusive_kinds: m.exclusive_kinds.clone(),
             blocking_keys: m.blocking_keys.iter().cloned().collect(),
+            frequencies: Frequencies::new(&tf_fields),
             counters: MatchCounters::default(),
             saturated: Mutex::new(HashSet::new()),
         })
@@ -192,29 +194,33 @@ impl Matcher {
         !self.disabled_sources.contains(source)
     }
 
-    /// The evidence for "same person" between two records.
-    fn evidence(&self, a: &Attributes, b: &Attributes) -> (f64, ProbableLink) {
-        let v = compare_all(a, b);
-        let probability = self.model.probability(&v);
-        let fields = self
+    /// The match probability of two records, term-frequency adjusted.
+    pub fn probability(&self, a: &Attributes, b: &Attributes) -> f64 {
+        crate::matching::batch::probability(&self.model, &self.frequencies, a, b)
+    }
+
+    /// The evidence for "same person" between two records: each field's weight with its
+    /// term-frequency adjustment.
+    pub fn evidence(&self, a: &Attributes, b: &Attributes) -> (f64, ProbableLink) {
+        let score = self
             .model
-            .contributions(&v)
-            .into_iter()
-            .zip(v.iter().filter(|l| **l != Level::Missing))
-            .map(|((field, weight), level)| FieldContribution {
-                field: field.name().to_owned(),
-                level: match level {
-                    Level::Agree(l) => *l,
-                    Level::Missing => u8::MAX,
-                },
-                weight: (weight * 1000.0).round() / 1000.0,
+            .score(&compare_all(a, b), &|f| self.frequencies.share(f, a));
+        let round = |x: f64| (x * 1000.0).round() / 1000.0;
+        let fields = score
+            .parts
+            .iter()
+            .map(|p| FieldContribution {
+                field: p.field.name().to_owned(),
+                level: p.level,
+                weight: round(p.weight + p.tf),
+                tf_adjustment: (p.tf != 0.0).then(|| round(p.tf)),
             })
             .collect();
         (
-            probability,
+            score.probability,
             ProbableLink {
-                probability,
-                weight: self.model.weight(&v),
+                probability: score.probability,
+                weight: score.weight,
                 fields,
                 cluster_probability: 0.0,
             },
@@ -261,8 +267,9 @@ pub fn match_event(
     if fresh.present() == 0 {
         return Ok(out);
     }
-    let attrs = match s.match_record(anchor)? {
-        Some(old) => old.attributes.updated_with(&fresh),
+    let old = s.match_record(anchor)?.map(|r| r.attributes);
+    let attrs = match &old {
+        Some(old) => old.updated_with(&fresh),
         None => fresh,
     };
     if attrs.present() < MIN_FIELDS {
@@ -299,6 +306,7 @@ pub fn match_event(
             keys: indexed,
         }),
     )?;
+    m.frequencies.observe(old.as_ref(), &attrs);
     let mut ranked: Vec<(IdentKey, usize)> = shared.into_iter().collect();
     ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     ranked.truncate(m.max_candidates);
@@ -427,7 +435,7 @@ fn cluster_probability(
     let mut total = 0.0;
     for x in &xs {
         for y in &ys {
-            total += m.model.probability(&compare_all(x, y));
+            total += m.probability(x, y);
         }
     }
     Ok(total / ((xs.len() * ys.len()).max(1) as f64))

@@ -220,11 +220,24 @@ fn train_writes_a_model_the_resolver_loads() {
     assert!(summary["blocked_pairs"].as_u64().unwrap() > 10, "{summary}");
     let prior = summary["prior"].as_f64().unwrap();
     assert!(prior > 0.0 && prior < 0.01, "{summary}");
+    // FEBRL holds names and birth dates: the prior comes from the pairs that agree on all
+    // three, and EM's estimate is reported beside it.
+    let estimate = &summary["prior_estimate"];
+    assert_eq!(estimate["used"], "deterministic", "{summary}");
+    assert_eq!(estimate["deterministic"].as_f64(), Some(prior), "{summary}");
+    assert!(estimate["rule_pairs"].as_u64().unwrap() >= 10, "{summary}");
+    assert!(estimate["em"].as_f64().unwrap() > 0.0, "{summary}");
+    // FEBRL has no emails: that field's `m` cannot be learned, and the report says so.
+    assert_eq!(
+        summary["untrained_fields"],
+        serde_json::json!(["email"]),
+        "{summary}"
+    );
     let file: Value = serde_json::from_slice(
         &std::fs::read(data.join("matching-model.json")).expect("the model file"),
     )
     .expect("the model file is JSON");
-    assert_eq!(file["version"], 1);
+    assert_eq!(file["version"], 2);
     assert_eq!(file["model"]["m"].as_array().map(Vec::len), Some(7));
 
     // The resolver loads it: a second import on the same store runs with it.
@@ -304,5 +317,105 @@ async fn blocking_keys_are_configurable() {
     assert!(
         err.contains("matching.blocking_keys") && err.contains("soundex"),
         "{err}"
+    );
+}
+
+/// Term-frequency adjustment, live: after 1,200 people of whom most are called Smith, two
+/// records agreeing on a rare name and birth date merge (the rare surname counts for more
+/// than an average one, and explain shows by how much), while two Smiths agreeing on first
+/// name and birth date stay apart (with the built-in model they would merge). Each record
+/// has its own phone (an identifier that is no matching evidence).
+#[tokio::test]
+async fn a_common_surname_agreeing_says_less_than_a_rare_one() {
+    let pair = |app_events: &mut Vec<Value>, id: &str, phone: &str, first: &str, last: &str| {
+        app_events.push(event(
+            id,
+            "crm",
+            json!({ "phone": phone }),
+            json!({"first_name": first, "last_name": last, "birth_date": "1971-04-12"}),
+        ));
+    };
+    let outcome = |adjusted: bool| async move {
+        let app = spawn_app_with(|s| {
+            s.matching.enabled = true;
+            if !adjusted {
+                s.matching.tf_fields.clear();
+            }
+        })
+        .await;
+        let mut crowd = Vec::new();
+        for i in 0..1_200 {
+            let last = if i % 10 < 7 {
+                "Smith".to_owned()
+            } else {
+                format!("Name{i}")
+            };
+            crowd.push(event(
+                &format!("crowd{i}"),
+                "crm",
+                json!({ "email": format!("person{i}@example.com") }),
+                json!({"first_name": format!("First{i}"), "last_name": last,
+                       "birth_date": format!("19{:02}-0{}-1{}", 40 + i % 50, 1 + i % 9, i % 10)}),
+            ));
+        }
+        for chunk in crowd.chunks(400) {
+            json_ok(app.post_events(&json!(chunk)).await).await;
+        }
+        let mut events = Vec::new();
+        pair(&mut events, "rare1", "+16175550101", "John", "Qwertyuk");
+        pair(&mut events, "rare2", "+16175550102", "John", "Qwertyuk");
+        pair(&mut events, "smith1", "+16175550103", "John", "Smith");
+        pair(&mut events, "smith2", "+16175550104", "John", "Smith");
+        for e in &events {
+            app.ingest(e).await;
+        }
+        let rare = (
+            app.pid_of("phone", "+16175550101").await,
+            app.pid_of("phone", "+16175550102").await,
+        );
+        let smiths = (
+            app.pid_of("phone", "+16175550103").await,
+            app.pid_of("phone", "+16175550104").await,
+        );
+        (app, rare, smiths)
+    };
+
+    let (plain, rare, smiths) = outcome(false).await;
+    assert_eq!(rare.0, rare.1, "rare name and birth date merge");
+    assert_eq!(
+        smiths.0, smiths.1,
+        "without the adjustment, the Smiths merge too"
+    );
+    drop(plain);
+
+    let (app, rare, smiths) = outcome(true).await;
+    assert_eq!(rare.0, rare.1, "rare name and birth date still merge");
+    assert_ne!(smiths.0, smiths.1, "a common surname is weak evidence");
+    let explained = json_ok(
+        app.get_query(
+            &format!("/v1/profiles/{}/explain", rare.0),
+            &[("a", "phone:+16175550101"), ("b", "phone:+16175550102")],
+        )
+        .await,
+    )
+    .await;
+    let fields = explained["edges"]
+        .as_array()
+        .and_then(|edges| {
+            edges
+                .iter()
+                .find_map(|e| e["probable"]["fields"].as_array())
+        })
+        .unwrap_or_else(|| panic!("no probable evidence in {explained}"));
+    let last = fields
+        .iter()
+        .find(|f| f["field"] == "last_name")
+        .unwrap_or_else(|| panic!("no last_name in {explained}"));
+    let adjustment = last["tf_adjustment"].as_f64().expect("an adjustment");
+    assert!(adjustment > 0.0, "a rare name counts for more: {last}");
+    let first = fields.iter().find(|f| f["field"] == "first_name");
+    assert!(
+        first.is_some_and(|f| f["tf_adjustment"].as_f64().is_some()),
+        "{explained}"
     );
 }

@@ -163,6 +163,7 @@ fn edge(a: &IdentKey, b: &IdentKey, status: EdgeStatus, probable: bool) -> Edge 
                 field: "first_name".to_owned(),
                 level: 0,
                 weight: 4.25,
+                tf_adjustment: Some(-1.5),
             }],
             cluster_probability: 0.95,
         }),
