@@ -241,6 +241,24 @@ impl Engine {
         })
     }
 
+    /// Why identifiers `a` and `b` are not in one profile (`resolve::why_not`).
+    pub fn why_not(&self, a: &IdentKey, b: &IdentKey) -> Result<Value, EngineError> {
+        let store = self.store.as_ref();
+        let suppressed = |k: &IdentKey| -> Result<bool, StoreError> {
+            match self.rules.suppression_hash(k) {
+                Some(hash) => store.is_suppressed(&hash),
+                None => Ok(false),
+            }
+        };
+        Ok(crate::resolve::why_not::why_not(
+            store,
+            self.rules.matcher.as_deref(),
+            &suppressed,
+            a,
+            b,
+        )?)
+    }
+
     pub fn history(
         &self,
         id: &str,

@@ -43,6 +43,7 @@ pub const ROUTES: &[RouteRule] = &[
     rule("GET", "/v1/profiles/{id}/graph", Permission::Views),
     rule("GET", "/v1/profiles/{id}/explain", Permission::Views),
     rule("GET", "/v1/profiles/{id}/history", Permission::Views),
+    rule("GET", "/v1/explain", Permission::Admin),
     rule("GET", "/v1/changes", Permission::Changes),
     rule("GET", "/v1/exports/{kind}", Permission::Changes),
     rule("DELETE", "/v1/links", Permission::Admin),

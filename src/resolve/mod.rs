@@ -24,6 +24,7 @@ pub mod session;
 pub mod split;
 #[cfg(test)]
 mod tests;
+pub mod why_not;
 
 use rustc_hash::FxHashMap as HashMap;
 use std::collections::BTreeSet;

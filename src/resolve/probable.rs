@@ -194,6 +194,26 @@ impl Matcher {
         !self.disabled_sources.contains(source)
     }
 
+    /// The blocking keys of a record that this configuration searches.
+    pub fn usable_keys(&self, a: &Attributes) -> Vec<String> {
+        let mut keys = blocking::keys(a);
+        keys.extend(blocking::wide_keys(a));
+        keys.retain(|k| self.blocking_keys.contains(blocking::key_name(k)));
+        keys
+    }
+
+    pub fn threshold(&self) -> f64 {
+        self.threshold
+    }
+
+    pub fn guard(&self) -> f64 {
+        self.guard
+    }
+
+    pub fn max_block(&self) -> usize {
+        self.max_block
+    }
+
     /// The match probability of two records, term-frequency adjusted.
     pub fn probability(&self, a: &Attributes, b: &Attributes) -> f64 {
         crate::matching::batch::probability(&self.model, &self.frequencies, a, b)
@@ -277,9 +297,7 @@ pub fn match_event(
     }
 
     // Candidates: records sharing a usable blocking key, those sharing the most keys first.
-    let mut keys = blocking::keys(&attrs);
-    keys.extend(blocking::wide_keys(&attrs));
-    keys.retain(|k| m.blocking_keys.contains(blocking::key_name(k)));
+    let keys = m.usable_keys(&attrs);
     let mut indexed = Vec::with_capacity(keys.len());
     let mut shared: HashMap<IdentKey, usize> = HashMap::new();
     for key in keys {

@@ -165,6 +165,7 @@ impl Application {
                         )
                         .service(resource("/events").route(web::post().to(routes::post_events)))
                         .service(resource("/lookup").route(web::get().to(routes::lookup)))
+                        .service(resource("/explain").route(web::get().to(routes::why_not)))
                         .service(resource("/search").route(web::get().to(routes::search)))
                         .service(resource("/changes").route(web::get().to(changes::changes)))
                         .service(resource("/webhooks").route(web::get().to(changes::webhooks)))

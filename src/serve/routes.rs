@@ -625,6 +625,23 @@ pub struct PairQuery {
     b: String,
 }
 
+/// `GET /v1/explain?a=kind:value&b=kind:value`: why two identifiers are (not) one person.
+/// A steward's question, so admin only; a key limited to some sources must see both
+/// profiles.
+pub async fn why_not(
+    auth: Auth<perm::Admin>,
+    q: web::Query<PairQuery>,
+    engine: web::Data<Engine>,
+) -> Result<HttpResponse> {
+    let a = engine.parse_identifier("a", &q.a)?;
+    let b = engine.parse_identifier("b", &q.b)?;
+    check_identifier_scope(&auth, &engine, &a).await?;
+    check_identifier_scope(&auth, &engine, &b).await?;
+    let e = engine.clone();
+    let answer = blocking(move || e.why_not(&a, &b)).await?;
+    Ok(HttpResponse::Ok().json(answer))
+}
+
 pub async fn explain(
     auth: Auth<perm::Views>,
     path: web::Path<String>,

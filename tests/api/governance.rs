@@ -97,6 +97,10 @@ fn routes(pid: &str, hh: &str) -> Vec<Route> {
                     None,
                 ),
                 "/v1/profiles/{id}/history" => (format!("/v1/profiles/{pid}/history"), None),
+                "/v1/explain" => (
+                    format!("/v1/explain?a=customer_id%3A{CUSTOMER}&b=cookie_id%3Ack-matrix"),
+                    None,
+                ),
                 "/v1/changes" => ("/v1/changes?after=0&limit=1000".to_owned(), None),
                 "/v1/exports/{kind}" => ("/v1/exports/profiles".to_owned(), None),
                 "/v1/links" => (

@@ -35,4 +35,5 @@ mod store_contract;
 mod unmerge;
 mod views;
 mod webhooks;
+mod why_not;
 mod writer_lease;

@@ -6,7 +6,14 @@ use serde_json::{json, Value};
 
 use crate::helpers::{assert_error, event, idgraph_command, json_ok, spawn_app_with, TestApp};
 
-fn traits(first: &str, last: &str, dob: &str, street: &str, city: &str, pc: &str) -> Value {
+pub(crate) fn traits(
+    first: &str,
+    last: &str,
+    dob: &str,
+    street: &str,
+    city: &str,
+    pc: &str,
+) -> Value {
     json!({"first_name": first, "last_name": last, "birth_date": dob,
            "address": {"street": street, "city": city, "postal_code": pc}})
 }
@@ -35,7 +42,7 @@ fn brian() -> Value {
 
 /// A profile holding records of two different people (a shared family email), and a new
 /// record that is the very image of one of them.
-async fn family_and_lookalike(app: &TestApp) -> (String, Value) {
+pub(crate) async fn family_and_lookalike(app: &TestApp) -> (String, Value) {
     let family = app
         .ingest_pid(&event(
             "g1",

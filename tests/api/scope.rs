@@ -270,6 +270,24 @@ async fn a_scoped_key_sees_nothing_of_other_people_in_any_answer() {
                     let path = format!("/v1/profiles/{v}/explain?a={}&b={}", enc(&a), enc(&b));
                     vec![(Method::GET, path, None, StatusCode::OK)]
                 }
+                "/v1/explain" => {
+                    let a = shown_key(&app, &key, v, "customer_id").await;
+                    vec![
+                        (
+                            Method::GET,
+                            format!("/v1/explain?a={}&b=device_id%3Atab-shared", enc(&a)),
+                            None,
+                            StatusCode::OK,
+                        ),
+                        // A person outside the scope is as unknown as a stranger.
+                        (
+                            Method::GET,
+                            format!("/v1/explain?a=device_id%3Atab-shared&b=customer_id%3A{HIDDEN_CUSTOMER}"),
+                            None,
+                            StatusCode::NOT_FOUND,
+                        ),
+                    ]
+                }
                 "/v1/households/{id}" => vec![(
                     Method::GET,
                     format!("/v1/households/hh_{}", &w.hidden[2..]),
@@ -480,6 +498,10 @@ fn oracle_pairs(pattern: &str, h: &str, absent: &str) -> Vec<Pair> {
         "/v1/profiles/{id}/explain" => vec![get_pair(
             format!("/v1/profiles/{h}/explain?a=customer_id%3A{HIDDEN_CUSTOMER}&b=email%3A{email}"),
             format!("/v1/profiles/{absent}/explain?a=customer_id%3ANOPE-1&b=email%3Anobody%40example.com"),
+        )],
+        "/v1/explain" => vec![get_pair(
+            format!("/v1/explain?a=customer_id%3A{HIDDEN_CUSTOMER}&b=email%3A{email}"),
+            "/v1/explain?a=customer_id%3ANOPE-1&b=email%3Anobody%40example.com".into(),
         )],
         "/v1/households/{id}" => vec![get_pair(
             format!("/v1/households/hh_{}", &h[2..]),
