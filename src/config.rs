@@ -551,6 +551,9 @@ pub struct MatchingSettings {
     pub enabled: bool,
     /// A candidate at or above this match probability becomes a probable link.
     pub threshold: f64,
+    /// A candidate scoring at least this, but under `threshold`, is queued for a steward's
+    /// review (`GET /v1/review`) instead of being dropped; equal to `threshold`, nothing is.
+    pub review_threshold: f64,
     /// Mean match probability the two profiles' sampled records must reach for a probable
     /// link to merge them (the guard against chaining).
     pub guard: f64,
@@ -585,6 +588,7 @@ impl Default for MatchingSettings {
         MatchingSettings {
             enabled: false,
             threshold: 0.9,
+            review_threshold: 0.5,
             guard: 0.2,
             disabled_sources: Vec::new(),
             blocking_keys: crate::matching::blocking::KEY_NAMES

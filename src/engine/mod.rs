@@ -40,6 +40,7 @@ use crate::store::remote::Mirrored;
 use crate::store::rocks::RocksStore;
 use crate::store::{GraphStore, IdentKey, ProfileId, StoreError};
 pub use changes::{ChangesError, ChangesPage};
+pub use reads::ReviewFilter;
 use writer::{writer_loop, Job, WriteFault, QUEUE_DEPTH};
 pub use writer::{CommitListener, OpResult};
 
@@ -52,6 +53,9 @@ pub enum EngineError {
     NotFound { what: String },
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
+    /// The request conflicts with the stored state (409); `code` names the conflict.
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
     #[error("the write queue is full; retry later")]
     Overloaded,
     #[error("the service is shutting down")]

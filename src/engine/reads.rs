@@ -1,7 +1,7 @@
 //! Reads: blocking calls (from a blocking thread) straight to the store and the search
 //! index, from any thread.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::{not_found, parse_golden, Engine, EngineError};
 use crate::config::Settings;
@@ -10,6 +10,20 @@ use crate::profile::household::{household_of, profile_of_household_id, Household
 use crate::profile::views::{self, Device, ExplainError};
 use crate::search::SearchRequest;
 use crate::store::{HistoryEntry, IdentKey, ProfileId, ProfileState, StoreError};
+
+/// Which review items a page shows.
+#[derive(Debug, Clone, Default)]
+pub struct ReviewFilter {
+    /// Items after this queue position.
+    pub after: u64,
+    pub limit: usize,
+    pub min_score: Option<f64>,
+    pub max_score: Option<f64>,
+    /// Items proposed by an event of this source.
+    pub source: Option<String>,
+    /// Items touching this profile (either side, now).
+    pub profile: Option<String>,
+}
 
 impl Engine {
     /// Reads `read` of the live profile `id` names, following aliases of absorbed ids
@@ -257,6 +271,66 @@ impl Engine {
             a,
             b,
         )?)
+    }
+
+    /// A page of the review queue, oldest first (see [`ReviewFilter`]). Each item shows
+    /// both identifiers' current profiles (golden) and whether it is still `open` or
+    /// `stale` (an identifier gone, or both already in one profile).
+    pub fn review_queue(&self, f: &ReviewFilter) -> Result<Value, EngineError> {
+        const SCAN: usize = 10_000;
+        let mut items = Vec::new();
+        let mut after = f.after;
+        let mut scanned = 0;
+        let mut more = true;
+        while items.len() < f.limit && scanned < SCAN && more {
+            let page = self.store.review_items_after(after, 500)?;
+            more = page.len() == 500;
+            for item in page {
+                after = item.seq;
+                scanned += 1;
+                let p = item.evidence.probability;
+                if f.min_score.is_some_and(|m| p < m)
+                    || f.max_score.is_some_and(|m| p > m)
+                    || f.source.as_ref().is_some_and(|s| *s != item.source)
+                {
+                    continue;
+                }
+                let side = |key: &IdentKey| -> Result<Value, EngineError> {
+                    let profile = self.store.profile_of(key)?;
+                    let golden = match &profile {
+                        Some(id) => Some(self.profile(id)?),
+                        None => None,
+                    };
+                    Ok(json!({"identifier": key, "profile_id": profile, "profile": golden}))
+                };
+                let (a, b) = (side(&item.a)?, side(&item.b)?);
+                if f.profile.as_ref().is_some_and(|id| {
+                    a["profile_id"] != id.as_str() && b["profile_id"] != id.as_str()
+                }) {
+                    continue;
+                }
+                let open = !a["profile_id"].is_null()
+                    && !b["profile_id"].is_null()
+                    && a["profile_id"] != b["profile_id"];
+                items.push(json!({
+                    "seq": item.seq,
+                    "at": golden::iso(item.at),
+                    "status": if open { "open" } else { "stale" },
+                    "score": p,
+                    "weight": item.evidence.weight,
+                    "fields": item.evidence.fields,
+                    "event_id": item.event_id,
+                    "source": item.source,
+                    "a": a,
+                    "b": b,
+                }));
+                if items.len() == f.limit {
+                    break;
+                }
+            }
+        }
+        let next = (items.len() == f.limit || (more && scanned >= SCAN)).then_some(after);
+        Ok(json!({"items": items, "next_after": next}))
     }
 
     pub fn history(

@@ -36,6 +36,16 @@ pub(super) enum Op {
     DeleteIdentifier(IdentKey),
     Erase(resolve::erase::ErasureTarget),
     Unsuppress(IdentKey),
+    Review(ReviewRequest),
+}
+
+/// A steward's decision on a review item.
+pub(super) struct ReviewRequest {
+    pub(super) seq: u64,
+    pub(super) decision: resolve::review::Decision,
+    pub(super) actor: String,
+    pub(super) reason: String,
+    pub(super) overrides: Vec<String>,
 }
 
 /// Result of a write request.
@@ -47,6 +57,7 @@ pub enum OpResult {
     /// purge compacts.
     Erased(resolve::erase::ErasureOutcome, Option<Arc<Changes>>),
     Unsuppressed(bool),
+    Reviewed(resolve::review::ReviewOutcome),
 }
 
 pub(super) type Reply = tokio::sync::oneshot::Sender<Result<OpResult, EngineError>>;
@@ -103,6 +114,25 @@ fn run(
             Err(UnmergeError::NotFound(what)) => Err(not_found(what)),
             Err(UnmergeError::Store(e)) => return Err(e),
         },
+        Op::Review(r) => {
+            use resolve::review::ReviewError;
+            match resolve::review::decide(
+                s,
+                rules,
+                r.seq,
+                r.decision,
+                &r.actor,
+                &r.reason,
+                &r.overrides,
+            ) {
+                Ok(o) => Ok(OpResult::Reviewed(o)),
+                Err(ReviewError::NotFound(what)) => Err(not_found(what)),
+                Err(ReviewError::Conflict(code, message)) => {
+                    Err(EngineError::Conflict { code, message })
+                }
+                Err(ReviewError::Store(e)) => return Err(e),
+            }
+        }
         Op::Unsuppress(key) => match resolve::erase::unsuppress(s, rules, key) {
             Ok(found) => Ok(OpResult::Unsuppressed(found)),
             Err(UnmergeError::NotFound(what)) => Err(not_found(what)),

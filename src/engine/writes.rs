@@ -130,6 +130,32 @@ impl Engine {
         Ok(())
     }
 
+    /// A steward's decision on review item `seq` (see `resolve::review`).
+    pub async fn review(
+        &self,
+        seq: u64,
+        decision: resolve::review::Decision,
+        actor: String,
+        reason: String,
+        overrides: Vec<String>,
+    ) -> Result<resolve::review::ReviewOutcome, EngineError> {
+        let op = Op::Review(super::writer::ReviewRequest {
+            seq,
+            decision,
+            actor,
+            reason,
+            overrides,
+        });
+        match self
+            .submit(op)?
+            .await
+            .map_err(|_| EngineError::ShuttingDown)??
+        {
+            OpResult::Reviewed(o) => Ok(o),
+            _ => Err(EngineError::ShuttingDown),
+        }
+    }
+
     /// Takes an identifier off the suppression list; whether it was on it.
     pub async fn unsuppress(&self, key: IdentKey) -> Result<bool, EngineError> {
         match self

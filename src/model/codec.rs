@@ -37,6 +37,7 @@ stored!(
     super::StoredEvent => "event",
     super::HistoryEntry => "history",
     super::MatchRecord => "match record",
+    super::ReviewItem => "review item",
     super::Counters => "counters",
     super::feed::ChangeRecord => "change record",
     super::feed::FeedBounds => "feed bounds",

@@ -91,6 +91,25 @@ pub struct ProbableLink {
     pub cluster_probability: f64,
 }
 
+/// A candidate pair the matcher was unsure of (scored between `matching.review_threshold`
+/// and `matching.threshold`), waiting for a steward's decision (`/v1/review`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReviewItem {
+    /// Its place in the queue (from the history sequence: oldest first).
+    pub seq: u64,
+    pub at: i64,
+    /// The record that arrived (its anchor identifier) and the candidate's identifier.
+    pub a: IdentKey,
+    pub b: IdentKey,
+    /// The profiles of `a` and `b` when it was proposed.
+    pub profiles: Vec<ProfileId>,
+    /// The event whose record was matched.
+    pub event_id: String,
+    /// The source of that event.
+    pub source: String,
+    pub evidence: ProbableLink,
+}
+
 /// One field's share of a probable link's weight.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FieldContribution {

@@ -84,6 +84,9 @@ pub fn erase(
         s.delete_node(key);
         s.drop_event_index(key);
         s.put_match_record(key, None)?;
+        for item in s.review_items_of(key)? {
+            s.put_review(item, false);
+        }
         if let Some(hash) = rules.suppression_hash(key) {
             s.set_suppressed(&hash, true)?;
         }

@@ -19,6 +19,7 @@
 pub mod erase;
 mod feed;
 pub mod probable;
+pub mod review;
 pub mod rules;
 pub mod session;
 pub mod split;

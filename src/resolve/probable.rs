@@ -54,6 +54,7 @@ pub struct MatchCounters {
     pub merged: AtomicU64,
     pub refused: AtomicU64,
     pub guarded: AtomicU64,
+    pub queued_for_review: AtomicU64,
 }
 
 /// A snapshot of [`MatchCounters`].
@@ -69,6 +70,8 @@ pub struct MatchTotals {
     pub refused: u64,
     /// Probable links the cluster guard stopped.
     pub guarded: u64,
+    /// Candidate pairs scoring between `review_threshold` and `threshold`, queued for review.
+    pub queued_for_review: u64,
 }
 
 impl MatchCounters {
@@ -80,6 +83,7 @@ impl MatchCounters {
             merged: get(&self.merged),
             refused: get(&self.refused),
             guarded: get(&self.guarded),
+            queued_for_review: get(&self.queued_for_review),
         }
     }
 }
@@ -95,6 +99,7 @@ pub struct Matcher {
     /// Where the model came from (a file, or the built-in conservative model).
     pub model_source: String,
     threshold: f64,
+    review_threshold: f64,
     guard: f64,
     disabled_sources: HashSet<String>,
     max_block: usize,
@@ -124,6 +129,9 @@ impl Matcher {
     pub fn from_settings(m: &MatchingSettings, data_dir: &Path) -> Result<Matcher, String> {
         if !(m.threshold > 0.0 && m.threshold <= 1.0) {
             return Err("matching.threshold must be in (0, 1]".into());
+        }
+        if !(m.review_threshold > 0.0 && m.review_threshold <= m.threshold) {
+            return Err("matching.review_threshold must be in (0, matching.threshold]".into());
         }
         if !(0.0..=1.0).contains(&m.guard) {
             return Err("matching.guard must be in [0, 1]".into());
@@ -165,6 +173,7 @@ impl Matcher {
             model,
             model_source,
             threshold: m.threshold,
+            review_threshold: m.review_threshold,
             guard: m.guard,
             disabled_sources: m.disabled_sources.iter().cloned().collect(),
             max_block: m.max_block,
@@ -204,6 +213,10 @@ impl Matcher {
 
     pub fn threshold(&self) -> f64 {
         self.threshold
+    }
+
+    pub fn review_threshold(&self) -> f64 {
+        self.review_threshold
     }
 
     pub fn guard(&self) -> f64 {
@@ -331,8 +344,10 @@ pub fn match_event(
     bump(&m.counters.records, 1);
     bump(&m.counters.compared, ranked.len() as u64);
 
-    // The best record of each other profile at or above the threshold.
+    // The best record of each other profile at or above the threshold, and of those in
+    // the review band.
     let mut best: BTreeMap<ProfileId, (f64, IdentKey, ProbableLink)> = BTreeMap::new();
+    let mut unsure: BTreeMap<ProfileId, (f64, IdentKey, ProbableLink)> = BTreeMap::new();
     for (ident, _) in ranked {
         let (Some(node), Some(record)) = (s.node(&ident)?, s.match_record(&ident)?) else {
             continue;
@@ -341,8 +356,15 @@ pub fn match_event(
             continue;
         }
         let (p, evidence) = m.evidence(&attrs, &record.attributes);
-        if p >= m.threshold && best.get(&node.profile_id).is_none_or(|b| p > b.0) {
-            best.insert(node.profile_id, (p, ident, evidence));
+        let band = if p >= m.threshold {
+            &mut best
+        } else if p >= m.review_threshold {
+            &mut unsure
+        } else {
+            continue;
+        };
+        if band.get(&node.profile_id).is_none_or(|b| p > b.0) {
+            band.insert(node.profile_id, (p, ident, evidence));
         }
     }
     let mut order: Vec<(f64, IdentKey, ProbableLink)> = best.into_values().collect();
@@ -421,8 +443,83 @@ pub fn match_event(
         current = survivor;
         merges += 1;
     }
+    queue_for_review(s, m, ev, anchor, &current, unsure)?;
     out.profile_id = Some(current);
     Ok(out)
+}
+
+/// Review items proposed per event at most.
+const MAX_REVIEWS_PER_EVENT: usize = 3;
+
+/// Queues the candidates the model was unsure of for a steward (one item per pair of
+/// profiles: none when the two are already linked, one of them already has an item
+/// naming the other profile, or a link between the two identifiers was deleted or
+/// rejected).
+fn queue_for_review(
+    s: &mut Session<'_>,
+    m: &Matcher,
+    ev: &NormalizedEvent,
+    anchor: &IdentKey,
+    current: &ProfileId,
+    unsure: BTreeMap<ProfileId, (f64, IdentKey, ProbableLink)>,
+) -> Result<(), StoreError> {
+    if unsure.is_empty() {
+        return Ok(());
+    }
+    let mut order: Vec<(f64, IdentKey, ProbableLink)> = unsure.into_values().collect();
+    order.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    let pending = s.review_items_of(anchor)?;
+    let mut queued = 0;
+    for (_, ident, evidence) in order {
+        if queued >= MAX_REVIEWS_PER_EVENT {
+            break;
+        }
+        let Some(node) = s.node(&ident)? else {
+            continue;
+        };
+        if node.profile_id == *current || s.edge(anchor, &ident)?.is_some() {
+            continue;
+        }
+        let mut known = false;
+        for item in &pending {
+            let other = if item.a == *anchor { &item.b } else { &item.a };
+            if s.node(other)?
+                .is_some_and(|n| n.profile_id == node.profile_id)
+            {
+                known = true;
+                break;
+            }
+        }
+        if known {
+            continue;
+        }
+        let seq = s.next_review_seq();
+        s.put_review(
+            crate::model::ReviewItem {
+                seq,
+                at: s.now,
+                a: anchor.clone(),
+                b: ident.clone(),
+                profiles: vec![current.clone(), node.profile_id.clone()],
+                event_id: ev.event_id.clone(),
+                source: ev.source.clone(),
+                evidence,
+            },
+            true,
+        );
+        bump(&m.counters.queued_for_review, 1);
+        queued += 1;
+    }
+    Ok(())
+}
+
+/// The deterministic rule a link between the two profiles would break: an exclusive kind
+/// of matching (when matching is on) or a per-kind limit.
+pub(crate) fn rule_conflict(rules: &Rules, a: &ProfileState, b: &ProfileState) -> Option<String> {
+    match &rules.matcher {
+        Some(m) => conflict(rules, m, a, b),
+        None => limits(rules, a, b),
+    }
 }
 
 /// The deterministic rule a probable link between the two profiles would break.
@@ -434,6 +531,10 @@ fn conflict(rules: &Rules, m: &Matcher, a: &ProfileState, b: &ProfileState) -> O
             }
         }
     }
+    limits(rules, a, b)
+}
+
+fn limits(rules: &Rules, a: &ProfileState, b: &ProfileState) -> Option<String> {
     let have = a
         .identifiers
         .iter()

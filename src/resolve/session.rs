@@ -468,6 +468,48 @@ impl<'s> Session<'s> {
 
     // ---- probabilistic matching ----
 
+    // ---- review queue ----
+
+    /// The review item at queue position `seq`, as this session left it.
+    pub fn review_item(&self, seq: u64) -> Result<Option<crate::model::ReviewItem>, StoreError> {
+        match self.ch.reviews.iter().rev().find(|(r, _)| r.seq == seq) {
+            Some((item, present)) => Ok(present.then(|| item.clone())),
+            None => self.store.review_item(seq),
+        }
+    }
+
+    /// The review items naming identifier `key`.
+    pub fn review_items_of(&self, key: &str) -> Result<Vec<crate::model::ReviewItem>, StoreError> {
+        let mut seqs: BTreeSet<u64> = self
+            .store
+            .review_seqs_of(&IdentKey::from(key))?
+            .into_iter()
+            .collect();
+        for (item, _) in &self.ch.reviews {
+            if item.a == key || item.b == key {
+                seqs.insert(item.seq);
+            }
+        }
+        let mut out = Vec::new();
+        for seq in seqs {
+            if let Some(item) = self.review_item(seq)? {
+                out.push(item);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The next queue position (shared with history entries: one ordering of decisions).
+    pub fn next_review_seq(&mut self) -> u64 {
+        self.counters.history_seq += 1;
+        self.counters.history_seq
+    }
+
+    /// Writes (`true`) or deletes a review item.
+    pub fn put_review(&mut self, item: crate::model::ReviewItem, present: bool) {
+        self.ch.reviews.push((item, present));
+    }
+
     pub fn match_record(&self, key: &str) -> Result<Option<MatchRecord>, StoreError> {
         match self.ch.match_records.get(key) {
             Some(r) => Ok(r.clone()),

@@ -165,6 +165,9 @@ impl From<EngineError> for ApiError {
                 ApiError::bad_request("invalid_parameter", format!("{field}: {message}"))
                     .with_field(field)
             }
+            EngineError::Conflict { code, message } => {
+                ApiError::new(StatusCode::CONFLICT, code, message)
+            }
             EngineError::Overloaded => {
                 ApiError::unavailable("the write queue is full; retry later")
             }

@@ -69,7 +69,8 @@ impl Metrics {
 pub fn matching(t: &crate::resolve::probable::MatchTotals) -> String {
     let mut out = String::from(
         "# HELP idgraph_matching_total Probabilistic matching since start: records matched, \
-         candidates compared, probable links merged, refused by a rule, stopped by the guard\n\
+         candidates compared, probable links merged, refused by a rule, stopped by the guard, \
+         pairs queued for review\n\
          # TYPE idgraph_matching_total counter\n",
     );
     for (what, n) in [
@@ -78,6 +79,7 @@ pub fn matching(t: &crate::resolve::probable::MatchTotals) -> String {
         ("merged", t.merged),
         ("refused", t.refused),
         ("guarded", t.guarded),
+        ("queued_for_review", t.queued_for_review),
     ] {
         out.push_str(&format!("idgraph_matching_total{{what=\"{what}\"}} {n}\n"));
     }

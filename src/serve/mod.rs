@@ -166,6 +166,10 @@ impl Application {
                         .service(resource("/events").route(web::post().to(routes::post_events)))
                         .service(resource("/lookup").route(web::get().to(routes::lookup)))
                         .service(resource("/explain").route(web::get().to(routes::why_not)))
+                        .service(resource("/review").route(web::get().to(routes::review_queue)))
+                        .service(
+                            resource("/review/{seq}").route(web::post().to(routes::review_decide)),
+                        )
                         .service(resource("/search").route(web::get().to(routes::search)))
                         .service(resource("/changes").route(web::get().to(changes::changes)))
                         .service(resource("/webhooks").route(web::get().to(changes::webhooks)))

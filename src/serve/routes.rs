@@ -625,6 +625,131 @@ pub struct PairQuery {
     b: String,
 }
 
+/// A key scoped to some sources may not use the review queue: its items pair people the
+/// key may not see.
+fn unscoped<P: super::auth::Perm>(auth: &Auth<P>) -> Result<()> {
+    match auth.caller.scope {
+        None => Ok(()),
+        Some(_) => Err(ApiError::new(
+            actix_web::http::StatusCode::FORBIDDEN,
+            "scoped_key",
+            "a key scoped to some sources cannot use the review queue (its items pair people of any source)",
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewQuery {
+    #[serde(default)]
+    after: u64,
+    limit: Option<usize>,
+    min_score: Option<f64>,
+    max_score: Option<f64>,
+    source: Option<String>,
+    profile: Option<String>,
+}
+
+/// `GET /v1/review`: the candidate pairs matching was unsure of, oldest first.
+pub async fn review_queue(
+    auth: Auth<perm::Admin>,
+    q: web::Query<ReviewQuery>,
+    engine: web::Data<Engine>,
+) -> Result<HttpResponse> {
+    unscoped(&auth)?;
+    let q = q.into_inner();
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(
+            ApiError::bad_request("invalid_parameter", "limit must be between 1 and 500")
+                .with_field("limit"),
+        );
+    }
+    for (name, v) in [("min_score", q.min_score), ("max_score", q.max_score)] {
+        if v.is_some_and(|v| !(0.0..=1.0).contains(&v)) {
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                format!("{name} must be between 0 and 1"),
+            )
+            .with_field(name));
+        }
+    }
+    if q.profile
+        .as_ref()
+        .is_some_and(|p| p.is_empty() || p.len() > MAX_ID_LEN)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_parameter",
+            format!("profile must be a profile id of 1 to {MAX_ID_LEN} bytes"),
+        )
+        .with_field("profile"));
+    }
+    let filter = crate::engine::ReviewFilter {
+        after: q.after,
+        limit,
+        min_score: q.min_score,
+        max_score: q.max_score,
+        source: q.source,
+        profile: q.profile,
+    };
+    let e = engine.clone();
+    let page = blocking(move || e.review_queue(&filter)).await?;
+    if let Some(items) = page["items"].as_array() {
+        auth.touched(items.iter().flat_map(|i| {
+            [&i["a"]["profile_id"], &i["b"]["profile_id"]]
+                .into_iter()
+                .filter_map(|p| p.as_str().map(str::to_owned))
+        }));
+    }
+    Ok(HttpResponse::Ok().json(page))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewDecisionBody {
+    decision: crate::resolve::review::Decision,
+    reason: String,
+    #[serde(default, rename = "override")]
+    overrides: Vec<String>,
+}
+
+/// Longest reason a steward may give.
+const MAX_REASON: usize = 1_000;
+
+/// `POST /v1/review/{seq}` `{"decision": "accept"|"reject", "reason", "override"?}`.
+pub async fn review_decide(
+    auth: Auth<perm::Admin>,
+    path: web::Path<String>,
+    body: web::Json<ReviewDecisionBody>,
+    engine: web::Data<Engine>,
+) -> Result<HttpResponse> {
+    unscoped(&auth)?;
+    let seq: u64 = path.into_inner().parse().map_err(|_| {
+        ApiError::bad_request("invalid_parameter", "the review item is a positive number")
+            .with_field("seq")
+    })?;
+    let body = body.into_inner();
+    let reason = body.reason.trim().to_owned();
+    if reason.is_empty() || reason.chars().count() > MAX_REASON {
+        return Err(ApiError::bad_request(
+            "invalid_parameter",
+            format!("reason must be 1 to {MAX_REASON} characters"),
+        )
+        .with_field("reason"));
+    }
+    let outcome = engine
+        .review(
+            seq,
+            body.decision,
+            auth.caller.name.clone(),
+            reason,
+            body.overrides,
+        )
+        .await?;
+    auth.touched(outcome.profile_id.iter().chain(&outcome.absorbed).cloned());
+    Ok(HttpResponse::Ok().json(outcome))
+}
+
 /// `GET /v1/explain?a=kind:value&b=kind:value`: why two identifiers are (not) one person.
 /// A steward's question, so admin only; a key limited to some sources must see both
 /// profiles.

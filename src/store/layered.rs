@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::{
     ChangeRecord, Changes, Counters, Edge, FeedBounds, GraphStore, HistoryEntry, IdentKey,
-    MatchRecord, Node, ProfileId, ProfileState, StoreError, StoredEvent,
+    MatchRecord, Node, ProfileId, ProfileState, ReviewItem, StoreError, StoredEvent,
 };
 use crate::model::edge_pair;
 
@@ -345,6 +345,50 @@ impl GraphStore for Layered {
 
     fn feed_bounds(&self) -> Result<FeedBounds, StoreError> {
         self.base.feed_bounds()
+    }
+
+    fn review_items_after(&self, after: u64, limit: usize) -> Result<Vec<ReviewItem>, StoreError> {
+        let mut by_seq: BTreeMap<u64, ReviewItem> = self
+            .base
+            .review_items_after(after, limit)?
+            .into_iter()
+            .map(|r| (r.seq, r))
+            .collect();
+        for (item, present) in self.pending.reviews.iter().filter(|(r, _)| r.seq > after) {
+            if *present {
+                by_seq.insert(item.seq, item.clone());
+            } else {
+                by_seq.remove(&item.seq);
+            }
+        }
+        Ok(by_seq.into_values().take(limit).collect())
+    }
+
+    fn review_item(&self, seq: u64) -> Result<Option<ReviewItem>, StoreError> {
+        match self
+            .pending
+            .reviews
+            .iter()
+            .rev()
+            .find(|(r, _)| r.seq == seq)
+        {
+            Some((item, present)) => Ok(present.then(|| item.clone())),
+            None => self.base.review_item(seq),
+        }
+    }
+
+    fn review_seqs_of(&self, key: &IdentKey) -> Result<Vec<u64>, StoreError> {
+        let mut seqs: BTreeSet<u64> = self.base.review_seqs_of(key)?.into_iter().collect();
+        for (item, present) in &self.pending.reviews {
+            if item.a == *key || item.b == *key {
+                if *present {
+                    seqs.insert(item.seq);
+                } else {
+                    seqs.remove(&item.seq);
+                }
+            }
+        }
+        Ok(seqs.into_iter().collect())
     }
 
     fn apply(&self, _changes: &Changes) -> Result<(), StoreError> {

@@ -11,7 +11,7 @@ use super::remote::lease::{Claim, Holder, FENCED};
 use super::remote::RemoteGraph;
 use super::{
     ChangeRecord, Changes, Counters, Edge, FeedBounds, GraphStore, HistoryEntry, IdentKey,
-    MatchRecord, Node, ProfileId, ProfileState, StoreError, StoredEvent,
+    MatchRecord, Node, ProfileId, ProfileState, ReviewItem, StoreError, StoredEvent,
 };
 use crate::model::edge_pair;
 
@@ -34,6 +34,8 @@ struct Graph {
     feed: BTreeMap<u64, ChangeRecord>,
     feed_index: BTreeMap<String, BTreeSet<u64>>,
     feed_bounds: FeedBounds,
+    reviews: BTreeMap<u64, ReviewItem>,
+    review_index: BTreeMap<IdentKey, BTreeSet<u64>>,
     counters: Counters,
     instance: Option<String>,
     lease: Option<Holder>,
@@ -238,6 +240,29 @@ impl GraphStore for MemoryStore {
         Ok(self.read()?.feed_bounds)
     }
 
+    fn review_items_after(&self, after: u64, limit: usize) -> Result<Vec<ReviewItem>, StoreError> {
+        Ok(self
+            .read()?
+            .reviews
+            .range((Bound::Excluded(after), Bound::Unbounded))
+            .take(limit)
+            .map(|(_, r)| r.clone())
+            .collect())
+    }
+
+    fn review_item(&self, seq: u64) -> Result<Option<ReviewItem>, StoreError> {
+        Ok(self.read()?.reviews.get(&seq).cloned())
+    }
+
+    fn review_seqs_of(&self, key: &IdentKey) -> Result<Vec<u64>, StoreError> {
+        Ok(self
+            .read()?
+            .review_index
+            .get(key)
+            .map(|seqs| seqs.iter().copied().collect())
+            .unwrap_or_default())
+    }
+
     fn prune_changes(&self, before_ms: i64, max: usize) -> Result<usize, StoreError> {
         let mut g = self.write()?;
         let old: Vec<u64> = g
@@ -375,6 +400,16 @@ fn apply_to(g: &mut Graph, changes: &Changes) {
     }
     for (subject, seq) in &changes.feed_index {
         index(&mut g.feed_index, subject.clone(), *seq, true);
+    }
+    for (item, present) in &changes.reviews {
+        if *present {
+            g.reviews.insert(item.seq, item.clone());
+        } else {
+            g.reviews.remove(&item.seq);
+        }
+        for ident in [&item.a, &item.b] {
+            index(&mut g.review_index, ident.clone(), item.seq, *present);
+        }
     }
     if let Some(counters) = changes.counters {
         g.counters = counters;

@@ -19,7 +19,7 @@ pub mod rocks;
 pub use crate::model::feed::FeedBounds;
 pub use crate::model::{
     ChangeRecord, Counters, Edge, EdgeStatus, HistoryEntry, HistoryKind, IdentKey, MatchRecord,
-    Node, ProfileId, ProfileState, StoredEvent,
+    Node, ProfileId, ProfileState, ReviewItem, StoredEvent,
 };
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
@@ -100,6 +100,8 @@ pub struct Changes {
     /// Change-feed records to write (new ones, and older ones rewritten without values
     /// by an erasure), keyed by their sequence number.
     pub feed: Vec<ChangeRecord>,
+    /// Review items to write (`true`) or delete (`false`), with their index by identifier.
+    pub reviews: Vec<(ReviewItem, bool)>,
     /// (subject, sequence number) rows of the feed's index (see `model::feed::ChangeRecord::subjects`).
     pub feed_index: Vec<(String, u64)>,
     /// Subjects whose whole feed index is dropped (erasure), before `feed_index` is written.
@@ -128,12 +130,17 @@ impl Changes {
             && self.feed.is_empty()
             && self.feed_index.is_empty()
             && self.drop_feed_index.is_empty()
+            && self.reviews.is_empty()
             && self.counters.is_none()
     }
 }
 
 /// A graph database's own store keeps no change feed: the process in front of it does
 /// (see `remote::Mirrored`).
+fn no_review() -> StoreError {
+    StoreError::Engine("this store keeps no review queue".into())
+}
+
 fn no_feed() -> StoreError {
     StoreError::Engine("this store keeps no change feed".into())
 }
@@ -236,6 +243,21 @@ pub trait GraphStore: Send + Sync + 'static {
     ) -> Result<Vec<(IdentKey, MatchRecord)>, StoreError>;
     /// Whether a keyed hash is on the suppression list (erased identifiers).
     fn is_suppressed(&self, hash: &str) -> Result<bool, StoreError>;
+    /// Review items after queue position `after`, oldest first, at most `limit`.
+    fn review_items_after(&self, after: u64, limit: usize) -> Result<Vec<ReviewItem>, StoreError> {
+        let _ = (after, limit);
+        Err(no_review())
+    }
+    /// The review item at queue position `seq`.
+    fn review_item(&self, seq: u64) -> Result<Option<ReviewItem>, StoreError> {
+        let _ = seq;
+        Err(no_review())
+    }
+    /// The queue positions of the review items naming identifier `key`.
+    fn review_seqs_of(&self, key: &IdentKey) -> Result<Vec<u64>, StoreError> {
+        let _ = key;
+        Err(no_review())
+    }
     /// Change-feed records after sequence number `after`, in order, at most `limit`.
     fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<ChangeRecord>, StoreError> {
         let _ = (after, limit);

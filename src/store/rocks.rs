@@ -11,7 +11,9 @@
 //!   candidate index of probabilistic matching)
 //! - `history`: `profile id \0 seq(be64)` -> [`HistoryEntry`]
 //! - `feed`: `f \0 seq(be64)` -> [`ChangeRecord`] (the change feed); `x \0 subject \0
-//!   seq(be64)` -> "" (its index: the records of a profile, or naming a removed identifier)
+//!   seq(be64)` -> "" (its index: the records of a profile, or naming a removed identifier);
+//!   `r \0 seq(be64)` -> [`ReviewItem`] (the review queue); `y \0 kind:value \0 seq(be64)`
+//!   -> "" (its index by identifier, both identifiers of an item)
 //! - `meta`: `counters` -> [`Counters`], `format` -> storage format version,
 //!   `s \0 hash` -> "" (the suppression list: keyed hashes of erased identifiers),
 //!   `c \0 commit_seq(be64)` -> ids of the profiles whose golden copy the group changed
@@ -32,7 +34,7 @@ use rocksdb::{
 
 use super::{
     ChangeRecord, Changes, Counters, Edge, FeedBounds, GraphStore, HistoryEntry, IdentKey,
-    MatchRecord, Node, ProfileId, ProfileState, StoreError, StoredEvent,
+    MatchRecord, Node, ProfileId, ProfileState, ReviewItem, StoreError, StoredEvent,
 };
 use crate::config::Compression;
 use crate::model::codec::{self, Stored};
@@ -75,6 +77,18 @@ fn feed_index_key(subject: &str, seq: u64) -> Vec<u8> {
 
 fn feed_index_prefix(subject: &str) -> Vec<u8> {
     joined(&[b"x", subject.as_bytes(), b""])
+}
+
+fn review_key(seq: u64) -> Vec<u8> {
+    joined(&[b"r", &seq.to_be_bytes()])
+}
+
+fn review_index_key(ident: &str, seq: u64) -> Vec<u8> {
+    joined(&[b"y", ident.as_bytes(), &seq.to_be_bytes()])
+}
+
+fn review_index_prefix(ident: &str) -> Vec<u8> {
+    joined(&[b"y", ident.as_bytes(), b""])
 }
 
 /// A raw key and value read by a scan.
@@ -213,6 +227,12 @@ fn touched_ranges(changes: &Changes) -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
             CF_PROFILES,
             joined(&[b"k", block.as_bytes(), ident.as_bytes()]),
         );
+    }
+    for (item, _) in &changes.reviews {
+        key(CF_FEED, review_key(item.seq));
+        for ident in [&item.a, &item.b] {
+            key(CF_FEED, review_index_key(ident, item.seq));
+        }
     }
     for id in &changes.delete_events {
         key(CF_EVENTS, joined(&[b"e", id.as_bytes()]));
@@ -728,6 +748,39 @@ impl GraphStore for RocksStore {
         Ok(self.get(CF_META, b"feed_bounds")?.unwrap_or_default())
     }
 
+    fn review_items_after(&self, after: u64, limit: usize) -> Result<Vec<ReviewItem>, StoreError> {
+        let start = review_key(after.saturating_add(1));
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(prefix_end(&joined(&[b"r", b""])));
+        let iter = self.db.iterator_cf_opt(
+            self.cf(CF_FEED)?,
+            ro,
+            IteratorMode::From(&start, Direction::Forward),
+        );
+        let mut out = Vec::new();
+        for item in iter.take(limit) {
+            let (k, v) = item.map_err(engine)?;
+            out.push(decode(CF_FEED, &k, &v)?);
+        }
+        Ok(out)
+    }
+
+    fn review_item(&self, seq: u64) -> Result<Option<ReviewItem>, StoreError> {
+        self.get(CF_FEED, &review_key(seq))
+    }
+
+    fn review_seqs_of(&self, key: &IdentKey) -> Result<Vec<u64>, StoreError> {
+        let prefix = review_index_prefix(key);
+        Ok(self
+            .scan(CF_FEED, &prefix, usize::MAX)?
+            .into_iter()
+            .filter_map(|(k, _)| {
+                let tail = k.get(prefix.len()..)?;
+                <[u8; 8]>::try_from(tail).ok().map(u64::from_be_bytes)
+            })
+            .collect())
+    }
+
     fn prune_changes(&self, before_ms: i64, max: usize) -> Result<usize, StoreError> {
         let old: Vec<ChangeRecord> = self
             .changes_after(0, max)?
@@ -876,6 +929,23 @@ impl GraphStore for RocksStore {
         }
         for (subject, seq) in &changes.feed_index {
             batch.put_cf(self.cf(CF_FEED)?, feed_index_key(subject, *seq), b"");
+        }
+        for (item, present) in &changes.reviews {
+            let keys = [
+                review_index_key(&item.a, item.seq),
+                review_index_key(&item.b, item.seq),
+            ];
+            if *present {
+                self.batch_put(&mut batch, CF_FEED, &review_key(item.seq), item)?;
+                for k in keys {
+                    batch.put_cf(self.cf(CF_FEED)?, k, b"");
+                }
+            } else {
+                batch.delete_cf(self.cf(CF_FEED)?, review_key(item.seq));
+                for k in keys {
+                    batch.delete_cf(self.cf(CF_FEED)?, k);
+                }
+            }
         }
         if let Some(counters) = &changes.counters {
             self.batch_put(&mut batch, CF_META, b"counters", counters)?;

@@ -120,6 +120,12 @@ fn routes(pid: &str, hh: &str) -> Vec<Route> {
                     None,
                 ),
                 "/v1/audit" => ("/v1/audit".to_owned(), None),
+                "/v1/review" => ("/v1/review".to_owned(), None),
+                // No such item: the admin gets 404, and nothing is decided.
+                "/v1/review/{seq}" => (
+                    "/v1/review/999999".to_owned(),
+                    Some(json!({"decision": "reject", "reason": "matrix"})),
+                ),
                 "/v1/config" => ("/v1/config".to_owned(), None),
                 "/v1/webhooks" => ("/v1/webhooks".to_owned(), None),
                 // No webhook is configured: the name is not found.
@@ -281,9 +287,12 @@ async fn every_route_checks_the_role_and_no_masked_value_leaks() {
                 // A web event from a pos-only key.
                 (true, "POST", "/v1/events") => StatusCode::FORBIDDEN,
                 // Suppressions belong to no source: never lifted with a scoped key; the
-                // replication log and snapshots hold everyone.
+                // replication log and snapshots hold everyone; review items pair people of
+                // any source.
                 (true, _, p)
-                    if p.starts_with("/v1/suppressions") || p.starts_with("/v1/replication") =>
+                    if p.starts_with("/v1/suppressions")
+                        || p.starts_with("/v1/replication")
+                        || p.starts_with("/v1/review") =>
                 {
                     StatusCode::FORBIDDEN
                 }

@@ -28,6 +28,7 @@ mod pipeline;
 mod properties;
 mod replicas;
 mod resolution;
+mod review;
 mod schema;
 mod scope;
 mod search;

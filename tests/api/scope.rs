@@ -344,6 +344,19 @@ async fn a_scoped_key_sees_nothing_of_other_people_in_any_answer() {
                     StatusCode::OK,
                 )],
                 "/v1/config" => vec![(Method::GET, "/v1/config".into(), None, StatusCode::OK)],
+                // Review items pair people of any source: never for a scoped key.
+                "/v1/review" => vec![(
+                    Method::GET,
+                    "/v1/review".into(),
+                    None,
+                    StatusCode::FORBIDDEN,
+                )],
+                "/v1/review/{seq}" => vec![(
+                    Method::POST,
+                    "/v1/review/1".into(),
+                    Some(json!({"decision": "reject", "reason": "scope"})),
+                    StatusCode::FORBIDDEN,
+                )],
                 "/v1/changes" => vec![(
                     Method::GET,
                     "/v1/changes?limit=1000".into(),
@@ -562,7 +575,9 @@ fn oracle_pairs(pattern: &str, h: &str, absent: &str) -> Vec<Pair> {
         | "/v1/webhooks/{name}/replay"
         | "/v1/replication/log"
         | "/v1/replication/snapshot"
-        | "/v1/replication/snapshot/{id}/{file}" => vec![],
+        | "/v1/replication/snapshot/{id}/{file}"
+        | "/v1/review"
+        | "/v1/review/{seq}" => vec![],
         other => panic!("the oracle axis has no pair for route {other}: add one"),
     }
 }

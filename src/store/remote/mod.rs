@@ -37,7 +37,7 @@ use rustc_hash::FxHashSet as HashSet;
 use super::rocks::RocksStore;
 use super::{
     ChangeRecord, Changes, Counters, Edge, FeedBounds, GraphStore, HistoryEntry, IdentKey,
-    MatchRecord, Node, ProfileId, ProfileState, StoreError, StoredEvent,
+    MatchRecord, Node, ProfileId, ProfileState, ReviewItem, StoreError, StoredEvent,
 };
 
 /// Page size of the reads that rebuild the profile cache.
@@ -251,6 +251,7 @@ impl<G: RemoteGraph> Mirrored<G> {
             feed: changes.feed.clone(),
             feed_index: changes.feed_index.clone(),
             drop_feed_index: changes.drop_feed_index.clone(),
+            reviews: changes.reviews.clone(),
             counters: changes.counters,
             ..Changes::default()
         }
@@ -366,6 +367,18 @@ impl<G: RemoteGraph> GraphStore for Mirrored<G> {
     fn change_seqs_of(&self, subject: &str) -> Result<Vec<u64>, StoreError> {
         self.cache()?.change_seqs_of(subject)
     }
+    fn review_items_after(&self, after: u64, limit: usize) -> Result<Vec<ReviewItem>, StoreError> {
+        self.cache()?.review_items_after(after, limit)
+    }
+
+    fn review_item(&self, seq: u64) -> Result<Option<ReviewItem>, StoreError> {
+        self.cache()?.review_item(seq)
+    }
+
+    fn review_seqs_of(&self, key: &IdentKey) -> Result<Vec<u64>, StoreError> {
+        self.cache()?.review_seqs_of(key)
+    }
+
     fn feed_bounds(&self) -> Result<FeedBounds, StoreError> {
         self.cache()?.feed_bounds()
     }
