@@ -218,16 +218,25 @@ impl Model {
     }
 
     /// Estimates `m` and the prior by expectation-maximisation over blocked pairs, `u`
-    /// fixed; returns the number of iterations run.
+    /// fixed; returns the number of iterations run. Pairs with the same comparison vector
+    /// are one pattern with a count, so an iteration costs the number of distinct vectors
+    /// (thousands), not of pairs (millions).
     pub fn train_m(&mut self, blocked_pairs: &[Vec<Level>], max_iterations: usize) -> usize {
         if blocked_pairs.is_empty() {
             return 0;
         }
+        let (patterns, counts) = patterns(blocked_pairs);
+        let total: f64 = counts.iter().sum();
         for iteration in 1..=max_iterations {
-            let posterior: Vec<f64> = blocked_pairs.iter().map(|v| self.probability(v)).collect();
-            let m = frequencies(blocked_pairs, |i| posterior[i]);
-            let prior =
-                (posterior.iter().sum::<f64>() / posterior.len() as f64).clamp(FLOOR, 1.0 - FLOOR);
+            let posterior: Vec<f64> = patterns.iter().map(|v| self.probability(v)).collect();
+            let m = frequencies(&patterns, |i| posterior[i] * counts[i]);
+            let prior = (posterior
+                .iter()
+                .zip(&counts)
+                .map(|(p, c)| p * c)
+                .sum::<f64>()
+                / total)
+                .clamp(FLOOR, 1.0 - FLOOR);
             let change = (prior - self.prior).abs()
                 + m.iter()
                     .zip(&self.m)
@@ -313,9 +322,15 @@ impl Model {
         if pairs.is_empty() {
             return;
         }
+        let (patterns, counts) = patterns(pairs);
+        let total: f64 = counts.iter().sum();
         for _ in 0..max_iterations {
-            let prior = (pairs.iter().map(|v| self.probability(v)).sum::<f64>()
-                / pairs.len() as f64)
+            let prior = (patterns
+                .iter()
+                .zip(&counts)
+                .map(|(v, c)| self.probability(v) * c)
+                .sum::<f64>()
+                / total)
                 .clamp(FLOOR, 1.0 - FLOOR);
             let change = (prior - self.prior).abs();
             self.prior = prior;
@@ -324,6 +339,23 @@ impl Model {
             }
         }
     }
+}
+
+/// The distinct comparison vectors of `pairs` and how many pairs have each.
+fn patterns(pairs: &[Vec<Level>]) -> (Vec<Vec<Level>>, Vec<f64>) {
+    let mut index: std::collections::HashMap<&[Level], usize> = std::collections::HashMap::new();
+    let (mut patterns, mut counts): (Vec<Vec<Level>>, Vec<f64>) = (Vec::new(), Vec::new());
+    for v in pairs {
+        match index.get(v.as_slice()) {
+            Some(&i) => counts[i] += 1.0,
+            None => {
+                index.insert(v.as_slice(), patterns.len());
+                patterns.push(v.clone());
+                counts.push(1.0);
+            }
+        }
+    }
+    (patterns, counts)
 }
 
 /// The smallest value share a term-frequency adjustment uses (one record in ten million).
