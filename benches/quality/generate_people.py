@@ -147,6 +147,11 @@ def main():
             rows.append(row)
             if len(rows) == args.records:
                 break
+    write_rows(args, rng, rows)
+
+
+def write_rows(args, rng, rows):
+    """Shuffles the rows and writes them as CSV to `--out`."""
     rng.shuffle(rows)
     out = sys.stdout if args.out == "-" else open(args.out, "w", newline="")
     w = csv.DictWriter(out, fieldnames=list(rows[0].keys()))
@@ -212,13 +217,7 @@ def names_dob(args, rng):
             })
             if len(rows) == args.records:
                 break
-    rng.shuffle(rows)
-    out = sys.stdout if args.out == "-" else open(args.out, "w", newline="")
-    w = csv.DictWriter(out, fieldnames=list(rows[0].keys()))
-    w.writeheader()
-    w.writerows(rows)
-    if out is not sys.stdout:
-        out.close()
+    write_rows(args, rng, rows)
 
 
 if __name__ == "__main__":

@@ -183,20 +183,12 @@ impl Model {
         Ok(())
     }
 
-    /// log2(m/u) of each non-missing field of a comparison vector.
+    /// log2(m/u) of each non-missing field of a comparison vector (no term-frequency
+    /// adjustment).
     pub fn contributions(&self, v: &[Level]) -> Vec<(Field, f64)> {
-        Field::ALL
-            .iter()
-            .zip(v)
-            .enumerate()
-            .filter_map(|(i, (field, level))| match level {
-                Level::Missing => None,
-                Level::Agree(l) => {
-                    let l = usize::from(*l);
-                    let (m, u) = (self.m[i].get(l)?, self.u[i].get(l)?);
-                    Some((*field, (m / u).log2()))
-                }
-            })
+        self.parts(v, &|_| None)
+            .into_iter()
+            .map(|p| (p.field, p.weight))
             .collect()
     }
 

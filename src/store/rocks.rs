@@ -310,6 +310,43 @@ fn decode<T: Stored>(cf: &str, key: &[u8], bytes: &[u8]) -> Result<T, StoreError
 }
 
 impl RocksStore {
+    /// The records of the feed column family keyed `tag \0 seq(be64)`, after `after`, in
+    /// order, at most `limit` (the change feed, the review queue).
+    fn records_after<T: Stored>(
+        &self,
+        tag: &[u8],
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<T>, StoreError> {
+        let start = joined(&[tag, &after.saturating_add(1).to_be_bytes()]);
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(prefix_end(&joined(&[tag, b""])));
+        let iter = self.db.iterator_cf_opt(
+            self.cf(CF_FEED)?,
+            ro,
+            IteratorMode::From(&start, Direction::Forward),
+        );
+        let mut out = Vec::new();
+        for item in iter.take(limit) {
+            let (k, v) = item.map_err(engine)?;
+            out.push(decode(CF_FEED, &k, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// The sequence numbers of an index in the feed column family (`prefix` then
+    /// `seq(be64)`).
+    fn seqs_under(&self, prefix: &[u8]) -> Result<Vec<u64>, StoreError> {
+        Ok(self
+            .scan(CF_FEED, prefix, usize::MAX)?
+            .into_iter()
+            .filter_map(|(k, _)| {
+                let tail = k.get(prefix.len()..)?;
+                <[u8; 8]>::try_from(tail).ok().map(u64::from_be_bytes)
+            })
+            .collect())
+    }
+
     /// Opens (or creates) the store in `path` with the default block cache.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         RocksStore::open_with_cache(path, DEFAULT_BLOCK_CACHE_MB, Compression::default())
@@ -712,20 +749,7 @@ impl GraphStore for RocksStore {
     }
 
     fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<ChangeRecord>, StoreError> {
-        let start = feed_key(after.saturating_add(1));
-        let mut ro = ReadOptions::default();
-        ro.set_iterate_upper_bound(prefix_end(&joined(&[b"f", b""])));
-        let iter = self.db.iterator_cf_opt(
-            self.cf(CF_FEED)?,
-            ro,
-            IteratorMode::From(&start, Direction::Forward),
-        );
-        let mut out = Vec::new();
-        for item in iter.take(limit) {
-            let (k, v) = item.map_err(engine)?;
-            out.push(decode(CF_FEED, &k, &v)?);
-        }
-        Ok(out)
+        self.records_after(b"f", after, limit)
     }
 
     fn change(&self, seq: u64) -> Result<Option<ChangeRecord>, StoreError> {
@@ -733,15 +757,7 @@ impl GraphStore for RocksStore {
     }
 
     fn change_seqs_of(&self, subject: &str) -> Result<Vec<u64>, StoreError> {
-        let prefix = feed_index_prefix(subject);
-        Ok(self
-            .scan(CF_FEED, &prefix, usize::MAX)?
-            .into_iter()
-            .filter_map(|(k, _)| {
-                let tail = k.get(prefix.len()..)?;
-                <[u8; 8]>::try_from(tail).ok().map(u64::from_be_bytes)
-            })
-            .collect())
+        self.seqs_under(&feed_index_prefix(subject))
     }
 
     fn feed_bounds(&self) -> Result<FeedBounds, StoreError> {
@@ -749,20 +765,7 @@ impl GraphStore for RocksStore {
     }
 
     fn review_items_after(&self, after: u64, limit: usize) -> Result<Vec<ReviewItem>, StoreError> {
-        let start = review_key(after.saturating_add(1));
-        let mut ro = ReadOptions::default();
-        ro.set_iterate_upper_bound(prefix_end(&joined(&[b"r", b""])));
-        let iter = self.db.iterator_cf_opt(
-            self.cf(CF_FEED)?,
-            ro,
-            IteratorMode::From(&start, Direction::Forward),
-        );
-        let mut out = Vec::new();
-        for item in iter.take(limit) {
-            let (k, v) = item.map_err(engine)?;
-            out.push(decode(CF_FEED, &k, &v)?);
-        }
-        Ok(out)
+        self.records_after(b"r", after, limit)
     }
 
     fn review_item(&self, seq: u64) -> Result<Option<ReviewItem>, StoreError> {
@@ -770,15 +773,7 @@ impl GraphStore for RocksStore {
     }
 
     fn review_seqs_of(&self, key: &IdentKey) -> Result<Vec<u64>, StoreError> {
-        let prefix = review_index_prefix(key);
-        Ok(self
-            .scan(CF_FEED, &prefix, usize::MAX)?
-            .into_iter()
-            .filter_map(|(k, _)| {
-                let tail = k.get(prefix.len()..)?;
-                <[u8; 8]>::try_from(tail).ok().map(u64::from_be_bytes)
-            })
-            .collect())
+        self.seqs_under(&review_index_prefix(key))
     }
 
     fn prune_changes(&self, before_ms: i64, max: usize) -> Result<usize, StoreError> {
