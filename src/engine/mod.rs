@@ -53,6 +53,16 @@ pub enum EngineError {
     NotFound { what: String },
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
+    /// A field names nothing that exists (404), with a message naming the field.
+    #[error("{message}")]
+    Missing { field: String, message: String },
+    /// A well-formed field that does not fit the stored state (422).
+    #[error("{message}")]
+    Unprocessable {
+        code: &'static str,
+        field: String,
+        message: String,
+    },
     /// The request conflicts with the stored state (409); `code` names the conflict.
     #[error("{message}")]
     Conflict { code: &'static str, message: String },

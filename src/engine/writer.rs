@@ -37,6 +37,12 @@ pub(super) enum Op {
     Erase(resolve::erase::ErasureTarget),
     Unsuppress(IdentKey),
     Review(ReviewRequest),
+    Merge(Vec<crate::store::ProfileId>, crate::model::StewardNote),
+    Split(
+        crate::store::ProfileId,
+        resolve::steward::SplitPlan,
+        crate::model::StewardNote,
+    ),
 }
 
 /// A steward's decision on a review item.
@@ -58,6 +64,8 @@ pub enum OpResult {
     Erased(resolve::erase::ErasureOutcome, Option<Arc<Changes>>),
     Unsuppressed(bool),
     Reviewed(resolve::review::ReviewOutcome),
+    Merged(resolve::steward::MergeOutcome),
+    Split(resolve::steward::StewardSplitOutcome),
 }
 
 pub(super) type Reply = tokio::sync::oneshot::Sender<Result<OpResult, EngineError>>;
@@ -133,11 +141,40 @@ fn run(
                 Err(ReviewError::Store(e)) => return Err(e),
             }
         }
+        Op::Merge(profiles, note) => match resolve::steward::merge(s, rules, profiles, note) {
+            Ok(o) => Ok(OpResult::Merged(o)),
+            Err(e) => Err(steward_error(e)?),
+        },
+        Op::Split(id, plan, note) => {
+            match resolve::steward::split_profile(s, rules, id, plan, note) {
+                Ok(o) => Ok(OpResult::Split(o)),
+                Err(e) => Err(steward_error(e)?),
+            }
+        }
         Op::Unsuppress(key) => match resolve::erase::unsuppress(s, rules, key) {
             Ok(found) => Ok(OpResult::Unsuppressed(found)),
             Err(UnmergeError::NotFound(what)) => Err(not_found(what)),
             Err(UnmergeError::Store(e)) => return Err(e),
         },
+    })
+}
+
+/// The answer to a steward's request that was refused; a store error fails the group.
+fn steward_error(e: resolve::steward::StewardError) -> Result<EngineError, StoreError> {
+    use resolve::steward::StewardError;
+    Ok(match e {
+        StewardError::NotFound { field, message } => EngineError::Missing { field, message },
+        StewardError::Conflict(code, message) => EngineError::Conflict { code, message },
+        StewardError::Unprocessable {
+            code,
+            field,
+            message,
+        } => EngineError::Unprocessable {
+            code,
+            field,
+            message,
+        },
+        StewardError::Store(e) => return Err(e),
     })
 }
 

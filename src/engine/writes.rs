@@ -156,6 +156,39 @@ impl Engine {
         }
     }
 
+    /// A steward's merge of `profiles` into the oldest (see `resolve::steward`).
+    pub async fn merge_profiles(
+        &self,
+        profiles: Vec<ProfileId>,
+        note: crate::model::StewardNote,
+    ) -> Result<resolve::steward::MergeOutcome, EngineError> {
+        match self
+            .submit(Op::Merge(profiles, note))?
+            .await
+            .map_err(|_| EngineError::ShuttingDown)??
+        {
+            OpResult::Merged(o) => Ok(o),
+            _ => Err(EngineError::ShuttingDown),
+        }
+    }
+
+    /// A steward's split of profile `id` (see `resolve::steward`).
+    pub async fn split_profile(
+        &self,
+        id: ProfileId,
+        plan: resolve::steward::SplitPlan,
+        note: crate::model::StewardNote,
+    ) -> Result<resolve::steward::StewardSplitOutcome, EngineError> {
+        match self
+            .submit(Op::Split(id, plan, note))?
+            .await
+            .map_err(|_| EngineError::ShuttingDown)??
+        {
+            OpResult::Split(o) => Ok(o),
+            _ => Err(EngineError::ShuttingDown),
+        }
+    }
+
     /// Takes an identifier off the suppression list; whether it was on it.
     pub async fn unsuppress(&self, key: IdentKey) -> Result<bool, EngineError> {
         match self

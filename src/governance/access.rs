@@ -46,6 +46,8 @@ pub const ROUTES: &[RouteRule] = &[
     rule("GET", "/v1/explain", Permission::Admin),
     rule("GET", "/v1/review", Permission::Admin),
     rule("POST", "/v1/review/{seq}", Permission::Admin),
+    rule("POST", "/v1/profiles/merge", Permission::Admin),
+    rule("POST", "/v1/profiles/{id}/split", Permission::Admin),
     rule("GET", "/v1/changes", Permission::Changes),
     rule("GET", "/v1/exports/{kind}", Permission::Changes),
     rule("DELETE", "/v1/links", Permission::Admin),

@@ -121,6 +121,11 @@ mod tests {
             rule: "shared_identifier".into(),
             identifiers: vec![ident_key("email", "ann@example.com")],
             detail: None,
+            steward: Some(crate::model::StewardNote {
+                actor: "steward-key".into(),
+                reason: "same person".into(),
+                overrides: vec!["max_per_profile:email=1".into()],
+            }),
         };
         let bytes = encode(&entry).unwrap_or_default();
         assert_eq!(decode::<HistoryEntry>(&bytes).ok(), Some(entry.clone()));

@@ -102,6 +102,8 @@ pub enum MatchType {
     Deterministic,
     /// The probabilistic matcher's score over the threshold.
     Probable,
+    /// A steward's manual merge or accepted review item.
+    Steward,
 }
 
 /// One part of a split profile.

@@ -205,6 +205,12 @@ pub struct ProfileState {
     /// (a shared device). Never cleared by mistake: merges OR it, splits inherit it.
     #[serde(default)]
     pub shared_device: bool,
+    /// Remembered steward splits: `"<split>/<part>"` marks. Two profiles carrying marks of
+    /// the same split with different parts were separated by a steward and are never
+    /// merged again automatically (events and matching report a `steward_split`
+    /// conflict); only a steward's merge joins them, collapsing the marks.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub split_marks: BTreeSet<String>,
 }
 
 impl ProfileState {
@@ -221,7 +227,22 @@ impl ProfileState {
             address_key: None,
             absorbed: BTreeSet::new(),
             shared_device: false,
+            split_marks: BTreeSet::new(),
         }
+    }
+
+    /// Whether a steward split this profile's people apart from `other`'s: both carry a
+    /// mark of the same split with different parts.
+    pub fn kept_apart(&self, other: &BTreeSet<String>) -> bool {
+        kept_apart(&self.split_marks, other)
+    }
+
+    /// After a steward's merge: the parts of one split now in this profile keep one mark
+    /// (the lowest part), so the profile stays apart from that split's other parts only.
+    pub fn collapse_split_marks(&mut self) {
+        let mut seen = BTreeSet::new();
+        self.split_marks
+            .retain(|m| seen.insert(m.split_once('/').map_or(m.as_str(), |(t, _)| t).to_owned()));
     }
 
     pub fn identifier_keys(&self) -> impl Iterator<Item = IdentKey> + '_ {
@@ -249,6 +270,30 @@ impl ProfileState {
             }
         }
     }
+}
+
+/// Whether two sets of split marks hold different parts of one steward split.
+pub fn kept_apart(a: &BTreeSet<String>, b: &BTreeSet<String>) -> bool {
+    if a.is_empty() || b.is_empty() {
+        return false;
+    }
+    a.iter().any(|x| {
+        let (split, part) = x.split_once('/').unwrap_or((x, ""));
+        b.iter().any(|y| {
+            let (s2, p2) = y.split_once('/').unwrap_or((y, ""));
+            s2 == split && p2 != part
+        })
+    })
+}
+
+/// A steward's action recorded on a history entry: who (the API key's name), why, and
+/// the rules they overrode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StewardNote {
+    pub actor: String,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<String>,
 }
 
 /// An event as stored: normalized identifiers and the attributes survivorship needs.
@@ -302,6 +347,9 @@ pub struct HistoryEntry {
     pub identifiers: Vec<IdentKey>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// Set on the entries of a steward's merge, split or review decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steward: Option<StewardNote>,
 }
 
 /// Monotonic counters kept in the metadata column family.

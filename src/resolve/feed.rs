@@ -111,6 +111,8 @@ pub(super) fn write(s: &mut Session<'_>, rendered: Vec<Rendered>) -> Result<(), 
                 r.absorbed = entry.absorbed.clone();
                 r.match_type = Some(if entry.rule == super::probable::RULE {
                     MatchType::Probable
+                } else if entry.rule == super::steward::MERGE_RULE {
+                    MatchType::Steward
                 } else {
                     MatchType::Deterministic
                 });

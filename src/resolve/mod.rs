@@ -23,6 +23,7 @@ pub mod review;
 pub mod rules;
 pub mod session;
 pub mod split;
+pub mod steward;
 #[cfg(test)]
 mod tests;
 pub mod why_not;
@@ -134,6 +135,8 @@ pub fn apply_event(
     // 1. Decide which identifiers (and their profiles) join the merge group.
     let mut group: Vec<(ProfileId, u64)> = Vec::new();
     let mut counts: HashMap<String, BTreeSet<String>> = HashMap::default();
+    // Steward split marks of the group's profiles (see `ProfileState::split_marks`).
+    let mut marks: BTreeSet<String> = BTreeSet::new();
     let mut placed: Vec<(IdentKey, Option<Node>, Placement)> = Vec::with_capacity(ids.len());
     for id in &ids {
         let key = id.key();
@@ -152,7 +155,12 @@ pub fn apply_event(
                         || rules.holds_verified(&st.identifiers),
                     ),
                 };
-                match poisoning.or_else(|| rules.violation(&counts, &st.identifiers)) {
+                let apart = (!group.is_empty() && st.kept_apart(&marks))
+                    .then(|| steward::SPLIT_RULE.to_owned());
+                match poisoning
+                    .or(apart)
+                    .or_else(|| rules.violation(&counts, &st.identifiers))
+                {
                     Some(rule) if !placed.is_empty() => Placement::Refused {
                         rule,
                         own: Some(n.profile_id.clone()),
@@ -164,6 +172,7 @@ pub fn apply_event(
                                 .or_default()
                                 .extend(vs.iter().cloned());
                         }
+                        marks.extend(st.split_marks.iter().cloned());
                         group.push((st.id.clone(), st.seq));
                         Placement::Group
                     }
@@ -467,6 +476,7 @@ fn merge_into(
     t.sources.extend(gone.sources.iter().cloned());
     t.absorbed.insert(absorbed.into());
     t.shared_device |= gone.shared_device;
+    t.split_marks.extend(gone.split_marks.iter().cloned());
     s.put_profile(t);
     s.delete_profile(absorbed)?;
     s.set_alias(absorbed, target);

@@ -393,7 +393,13 @@ pub fn match_event(
             || rules.holds_verified(&ours.identifiers),
             || rules.holds_verified(&theirs.identifiers),
         );
-        if let Some(rule) = poisoning.or_else(|| conflict(rules, m, &ours, &theirs)) {
+        let apart = ours
+            .kept_apart(&theirs.split_marks)
+            .then(|| super::steward::SPLIT_RULE.to_owned());
+        if let Some(rule) = poisoning
+            .or(apart)
+            .or_else(|| conflict(rules, m, &ours, &theirs))
+        {
             link(
                 s,
                 anchor,
@@ -478,6 +484,12 @@ fn queue_for_review(
             continue;
         };
         if node.profile_id == *current || s.edge(anchor, &ident)?.is_some() {
+            continue;
+        }
+        // A steward already split these people apart: not a question to ask again.
+        if s.existing_profile(current)?
+            .kept_apart(&s.existing_profile(&node.profile_id)?.split_marks)
+        {
             continue;
         }
         let mut known = false;

@@ -20,7 +20,7 @@ use crate::model::{EdgeStatus, HistoryKind, ProfileId, ReviewItem};
 use crate::store::StoreError;
 
 /// The rule of a merge a steward decided.
-pub const ACCEPT_RULE: &str = "steward";
+pub const ACCEPT_RULE: &str = super::steward::MERGE_RULE;
 /// The rule of a link a steward rejected.
 pub const REJECT_RULE: &str = "steward_rejected";
 
@@ -93,6 +93,12 @@ pub fn decide(
         ));
     };
     let provenance = steward_event(s, &item);
+    let from = s.next_history_seq();
+    let note = |overrides: Vec<String>| crate::model::StewardNote {
+        actor: actor.to_owned(),
+        reason: reason.to_owned(),
+        overrides,
+    };
     let detail = |what: &str| format!("review {seq} {what} by {actor}: {reason}");
     match decision {
         Decision::Reject => {
@@ -116,6 +122,7 @@ pub fn decide(
                 vec![item.a.clone(), item.b.clone()],
                 Some(detail("rejected")),
             );
+            s.note_steward(from, &note(vec![]));
             s.put_review(item, false);
             Ok(ReviewOutcome {
                 seq,
@@ -176,6 +183,10 @@ pub fn decide(
                 ACCEPT_RULE,
                 text,
             )?;
+            let mut merged = s.existing_profile(&survivor)?;
+            merged.collapse_split_marks();
+            s.put_profile(merged);
+            s.note_steward(from, &note(overridden.iter().cloned().collect()));
             s.put_review(item, false);
             Ok(ReviewOutcome {
                 seq,

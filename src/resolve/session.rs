@@ -592,7 +592,21 @@ impl<'s> Session<'s> {
             rule,
             identifiers,
             detail,
+            steward: None,
         });
+    }
+
+    /// The sequence number the next history entry will get (steward actions name their
+    /// provenance after it).
+    pub fn next_history_seq(&self) -> u64 {
+        self.counters.history_seq + 1
+    }
+
+    /// Marks the entries recorded in this session from sequence `from` on as a steward's.
+    pub fn note_steward(&mut self, from: u64, note: &crate::model::StewardNote) {
+        for e in self.ch.history.iter_mut().filter(|e| e.seq >= from) {
+            e.steward = Some(note.clone());
+        }
     }
 
     /// History entries recorded in this session (not the stored ones it re-wrote).

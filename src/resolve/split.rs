@@ -202,10 +202,12 @@ pub fn resplit(
             p.absorbed = state.absorbed.clone();
             p.address_key = state.address_key.clone();
             p.shared_device = state.shared_device;
+            p.split_marks = state.split_marks.clone();
             p
         } else {
             let mut p = s.new_profile(s.now);
             p.shared_device = state.shared_device;
+            p.split_marks = state.split_marks.clone();
             p
         };
         for key in &comp {

@@ -165,6 +165,14 @@ impl From<EngineError> for ApiError {
                 ApiError::bad_request("invalid_parameter", format!("{field}: {message}"))
                     .with_field(field)
             }
+            EngineError::Missing { field, message } => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", message).with_field(field)
+            }
+            EngineError::Unprocessable {
+                code,
+                field,
+                message,
+            } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message).with_field(field),
             EngineError::Conflict { code, message } => {
                 ApiError::new(StatusCode::CONFLICT, code, message)
             }

@@ -190,6 +190,14 @@ impl Application {
                                 .route(web::post().to(changes::replay)),
                         )
                         .service(
+                            resource("/profiles/merge")
+                                .route(web::post().to(routes::merge_profiles)),
+                        )
+                        .service(
+                            resource("/profiles/{id}/split")
+                                .route(web::post().to(routes::split_profile)),
+                        )
+                        .service(
                             resource("/profiles/{id}").route(web::get().to(routes::get_profile)),
                         )
                         .service(

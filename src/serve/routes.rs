@@ -729,14 +729,7 @@ pub async fn review_decide(
             .with_field("seq")
     })?;
     let body = body.into_inner();
-    let reason = body.reason.trim().to_owned();
-    if reason.is_empty() || reason.chars().count() > MAX_REASON {
-        return Err(ApiError::bad_request(
-            "invalid_parameter",
-            format!("reason must be 1 to {MAX_REASON} characters"),
-        )
-        .with_field("reason"));
-    }
+    let reason = steward_reason(&body.reason)?;
     let outcome = engine
         .review(
             seq,
@@ -748,6 +741,179 @@ pub async fn review_decide(
         .await?;
     auth.touched(outcome.profile_id.iter().chain(&outcome.absorbed).cloned());
     Ok(HttpResponse::Ok().json(outcome))
+}
+
+/// The steward's reason: trimmed, 1 to [`MAX_REASON`] characters.
+fn steward_reason(reason: &str) -> Result<String> {
+    let reason = reason.trim().to_owned();
+    if reason.is_empty() || reason.chars().count() > MAX_REASON {
+        return Err(ApiError::bad_request(
+            "invalid_parameter",
+            format!("reason must be 1 to {MAX_REASON} characters"),
+        )
+        .with_field("reason"));
+    }
+    Ok(reason)
+}
+
+/// Rule names a steward overrides: each 1 to 200 bytes, at most 20.
+fn steward_overrides(overrides: Vec<String>) -> Result<Vec<String>> {
+    if overrides.len() > 20 {
+        return Err(
+            ApiError::bad_request("invalid_parameter", "override: at most 20 rules")
+                .with_field("override"),
+        );
+    }
+    if let Some(i) = overrides
+        .iter()
+        .position(|o| o.trim().is_empty() || o.len() > 200)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_parameter",
+            format!("override[{i}]: a rule name of 1 to 200 bytes"),
+        )
+        .with_field(format!("override[{i}]")));
+    }
+    Ok(overrides)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MergeBody {
+    profiles: Vec<String>,
+    reason: String,
+    #[serde(default, rename = "override")]
+    overrides: Vec<String>,
+}
+
+/// `POST /v1/profiles/merge` `{"profiles": [...], "reason", "override"?}` (admin): a
+/// steward merges two or more profiles into the oldest (see `resolve::steward`).
+pub async fn merge_profiles(
+    auth: Auth<perm::Admin>,
+    body: web::Json<MergeBody>,
+    engine: web::Data<Engine>,
+) -> Result<HttpResponse> {
+    use crate::resolve::steward::MAX_MERGE;
+    let body = body.into_inner();
+    let reason = steward_reason(&body.reason)?;
+    let overrides = steward_overrides(body.overrides)?;
+    if body.profiles.len() < 2 || body.profiles.len() > MAX_MERGE {
+        return Err(ApiError::bad_request(
+            "invalid_parameter",
+            format!("profiles: name 2 to {MAX_MERGE} profiles to merge"),
+        )
+        .with_field("profiles"));
+    }
+    for (i, id) in body.profiles.iter().enumerate() {
+        if id.is_empty() || id.len() > MAX_ID_LEN {
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                format!("profiles[{i}]: a profile id of 1 to {MAX_ID_LEN} bytes"),
+            )
+            .with_field(format!("profiles[{i}]")));
+        }
+        if body.profiles[..i].contains(id) {
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                format!("profiles[{i}]: profile {id} is named twice"),
+            )
+            .with_field(format!("profiles[{i}]")));
+        }
+    }
+    for id in &body.profiles {
+        check_scope(&auth, &engine, id).await?;
+    }
+    let note = crate::model::StewardNote {
+        actor: auth.caller.name.clone(),
+        reason,
+        overrides,
+    };
+    let profiles = body
+        .profiles
+        .into_iter()
+        .map(crate::model::ProfileId::from)
+        .collect();
+    let out = engine.merge_profiles(profiles, note).await?;
+    auth.touched(std::iter::once(out.profile_id.clone()).chain(out.absorbed.iter().cloned()));
+    Ok(HttpResponse::Ok().json(out))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitBody {
+    groups: Option<Vec<Vec<String>>>,
+    mode: Option<String>,
+    reason: String,
+    #[serde(default, rename = "override")]
+    overrides: Vec<String>,
+}
+
+/// `POST /v1/profiles/{id}/split` `{"groups": [[kind:value, ...], ...] | "mode":
+/// "components"|"identifiers", "reason", "override"?}` (admin): a steward splits a profile
+/// (see `resolve::steward`).
+pub async fn split_profile(
+    auth: Auth<perm::Admin>,
+    path: web::Path<String>,
+    body: web::Json<SplitBody>,
+    engine: web::Data<Engine>,
+) -> Result<HttpResponse> {
+    use crate::resolve::steward::{SplitPlan, MAX_PARTS};
+    let id = path.into_inner();
+    check_id(&id)?;
+    let body = body.into_inner();
+    let reason = steward_reason(&body.reason)?;
+    let overrides = steward_overrides(body.overrides)?;
+    let plan =
+        match (body.groups, body.mode.as_deref()) {
+            (Some(groups), None) => {
+                if groups.is_empty() || groups.len() > MAX_PARTS {
+                    return Err(ApiError::bad_request(
+                        "invalid_parameter",
+                        format!("groups: name 1 to {MAX_PARTS} groups of identifiers"),
+                    )
+                    .with_field("groups"));
+                }
+                let mut parsed = Vec::with_capacity(groups.len());
+                for (g, group) in groups.iter().enumerate() {
+                    if group.is_empty() {
+                        return Err(ApiError::bad_request(
+                            "invalid_parameter",
+                            format!("groups[{g}]: a group needs at least one identifier"),
+                        )
+                        .with_field(format!("groups[{g}]")));
+                    }
+                    let mut keys = Vec::with_capacity(group.len());
+                    for (j, text) in group.iter().enumerate() {
+                        keys.push(engine.parse_identifier(&format!("groups[{g}][{j}]"), text)?);
+                    }
+                    parsed.push(keys);
+                }
+                SplitPlan::Groups(parsed)
+            }
+            (None, Some("components")) => SplitPlan::Components,
+            (None, Some("identifiers")) => SplitPlan::Identifiers,
+            (None, Some(other)) => {
+                return Err(ApiError::bad_request(
+                    "invalid_parameter",
+                    format!("mode: {other:?} is not a mode; use \"components\" or \"identifiers\""),
+                )
+                .with_field("mode"))
+            }
+            (Some(_), Some(_)) | (None, None) => return Err(ApiError::bad_request(
+                "invalid_parameter",
+                "send either groups (identifiers to move out) or mode (components or identifiers)",
+            )
+            .with_field("groups")),
+        };
+    check_scope(&auth, &engine, &id).await?;
+    let note = crate::model::StewardNote {
+        actor: auth.caller.name.clone(),
+        reason,
+        overrides,
+    };
+    let out = engine.split_profile(id.into(), plan, note).await?;
+    auth.touched(out.profiles.iter().cloned().chain([out.profile_id.clone()]));
+    Ok(HttpResponse::Ok().json(out))
 }
 
 /// `GET /v1/explain?a=kind:value&b=kind:value`: why two identifiers are (not) one person.

@@ -126,6 +126,15 @@ fn routes(pid: &str, hh: &str) -> Vec<Route> {
                     "/v1/review/999999".to_owned(),
                     Some(json!({"decision": "reject", "reason": "matrix"})),
                 ),
+                // Profiles that do not exist: the admin gets 404, and nothing changes.
+                "/v1/profiles/merge" => (
+                    "/v1/profiles/merge".to_owned(),
+                    Some(json!({"profiles": ["p_000000999998", "p_000000999999"], "reason": "matrix"})),
+                ),
+                "/v1/profiles/{id}/split" => (
+                    "/v1/profiles/p_000000999999/split".to_owned(),
+                    Some(json!({"mode": "identifiers", "reason": "matrix"})),
+                ),
                 "/v1/config" => ("/v1/config".to_owned(), None),
                 "/v1/webhooks" => ("/v1/webhooks".to_owned(), None),
                 // No webhook is configured: the name is not found.

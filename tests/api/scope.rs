@@ -294,6 +294,30 @@ async fn a_scoped_key_sees_nothing_of_other_people_in_any_answer() {
                     None,
                     StatusCode::NOT_FOUND,
                 )],
+                // A hidden profile is as unknown as a stranger; a hidden identifier is not
+                // in the visible profile.
+                "/v1/profiles/merge" => vec![(
+                    Method::POST,
+                    "/v1/profiles/merge".into(),
+                    Some(json!({"profiles": [v, w.hidden], "reason": "scope"})),
+                    StatusCode::NOT_FOUND,
+                )],
+                "/v1/profiles/{id}/split" => vec![
+                    (
+                        Method::POST,
+                        format!("/v1/profiles/{}/split", w.hidden),
+                        Some(json!({"mode": "identifiers", "reason": "scope"})),
+                        StatusCode::NOT_FOUND,
+                    ),
+                    (
+                        Method::POST,
+                        format!("/v1/profiles/{v}/split"),
+                        Some(
+                            json!({"groups": [[format!("customer_id:{HIDDEN_CUSTOMER}")]], "reason": "scope"}),
+                        ),
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                    ),
+                ],
                 p if p.starts_with("/v1/profiles/{id}") => vec![
                     (Method::GET, p.replace("{id}", v), None, StatusCode::OK),
                     (
@@ -548,6 +572,20 @@ fn oracle_pairs(pattern: &str, h: &str, absent: &str) -> Vec<Pair> {
                 format!("/v1/suppressions?identifier=email%3A{email}"),
                 "/v1/suppressions?identifier=email%3Anobody%40example.com".into(),
             )
+        }],
+        "/v1/profiles/merge" => vec![Pair {
+            method: Method::POST,
+            hidden: "/v1/profiles/merge".into(),
+            absent: "/v1/profiles/merge".into(),
+            hidden_body: Some(json!({"profiles": [h, "p_000000999998"], "reason": "oracle"})),
+            absent_body: Some(json!({"profiles": [absent, "p_000000999998"], "reason": "oracle"})),
+        }],
+        "/v1/profiles/{id}/split" => vec![Pair {
+            method: Method::POST,
+            hidden: format!("/v1/profiles/{h}/split"),
+            absent: format!("/v1/profiles/{absent}/split"),
+            hidden_body: Some(json!({"mode": "identifiers", "reason": "oracle"})),
+            absent_body: Some(json!({"mode": "identifiers", "reason": "oracle"})),
         }],
         "/v1/erasure" => vec![
             Pair {

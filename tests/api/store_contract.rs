@@ -226,6 +226,12 @@ fn history(
         rule: "shared_identifier".to_owned(),
         identifiers: identifiers.iter().map(|k| (*k).clone()).collect(),
         detail: Some(AWKWARD.to_owned()),
+        // A steward's note on some entries: it must come back from every store.
+        steward: (seq % 2 == 1).then(|| idgraph::model::StewardNote {
+            actor: "steward-key".to_owned(),
+            reason: AWKWARD.to_owned(),
+            overrides: vec!["max_per_profile:email=5".to_owned()],
+        }),
     }
 }
 

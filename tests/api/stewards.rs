@@ -1,0 +1,533 @@
+//! A steward's manual merge and split: recorded with the key's name and reason, reversible,
+//! respecting deterministic rules unless overridden, remembered (later events do not
+//! re-merge a split silently), and bad requests named with nothing half-applied.
+
+use serde_json::{json, Value};
+
+use crate::helpers::{event, json_ok, post_json, spawn_app, TestApp};
+
+async fn merge(app: &TestApp, body: Value) -> (u16, Value) {
+    post_json(&app.client, &app.url("/v1/profiles/merge"), &body).await
+}
+
+async fn split(app: &TestApp, pid: &str, body: Value) -> (u16, Value) {
+    post_json(
+        &app.client,
+        &app.url(&format!("/v1/profiles/{pid}/split")),
+        &body,
+    )
+    .await
+}
+
+async fn history(app: &TestApp, pid: &str) -> Vec<Value> {
+    json_ok(app.get(&format!("/v1/profiles/{pid}/history")).await).await["history"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+async fn profile(app: &TestApp, pid: &str) -> Value {
+    json_ok(app.get(&format!("/v1/profiles/{pid}")).await).await
+}
+
+fn error_code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_manual_merge_is_recorded_undone_by_a_split_and_the_split_is_remembered() {
+    let app = spawn_app().await;
+    app.ingest(&event(
+        "e1",
+        "crm",
+        json!({"email": "ann@example.com"}),
+        json!({"first_name": "Ann"}),
+    ))
+    .await;
+    app.ingest(&event(
+        "e2",
+        "pos",
+        json!({"phone": "+16175550100"}),
+        json!({"last_name": "Lee"}),
+    ))
+    .await;
+    let a = app.pid_of("email", "ann@example.com").await;
+    let b = app.pid_of("phone", "+16175550100").await;
+    assert_ne!(a, b);
+
+    let (status, merged) = merge(
+        &app,
+        json!({"profiles": [b, a], "reason": "same customer, confirmed by phone"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{merged}");
+    // The oldest profile survives whatever the order named.
+    assert_eq!(merged["profile_id"], a.as_str(), "{merged}");
+    assert_eq!(merged["absorbed"], json!([b]), "{merged}");
+    assert_eq!(app.pid_of("phone", "+16175550100").await, a);
+    let p = profile(&app, &a).await;
+    assert_eq!(p["traits"]["first_name"], "Ann", "{p}");
+    assert_eq!(p["traits"]["last_name"], "Lee", "{p}");
+    let entry = history(&app, &a)
+        .await
+        .into_iter()
+        .find(|h| h["kind"] == "merged" && h["rule"] == "steward")
+        .expect("the steward's merge is in history");
+    assert_eq!(entry["steward"]["actor"], "test-admin", "{entry}");
+    assert_eq!(
+        entry["steward"]["reason"], "same customer, confirmed by phone",
+        "{entry}"
+    );
+    assert!(
+        entry["event_id"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("steward-merge:")),
+        "{entry}"
+    );
+
+    // The merge's answer says how to undo it.
+    assert_eq!(merged["undo"], json!([["phone:+16175550100"]]), "{merged}");
+    let (status, undone) = split(
+        &app,
+        &a,
+        json!({"groups": merged["undo"], "reason": "merged by mistake"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{undone}");
+    assert_eq!(undone["profiles"].as_array().map(Vec::len), Some(2));
+    assert_eq!(undone["links_cut"], 1, "{undone}");
+    let (a2, b2) = (
+        app.pid_of("email", "ann@example.com").await,
+        app.pid_of("phone", "+16175550100").await,
+    );
+    assert_ne!(a2, b2);
+    assert_eq!(a2, a, "the part with the email keeps the id");
+    // Each part's traits come from its own events again.
+    assert!(profile(&app, &a2).await["traits"]
+        .get("last_name")
+        .is_none());
+    assert_eq!(profile(&app, &b2).await["traits"]["last_name"], "Lee");
+    let entry = history(&app, &a)
+        .await
+        .into_iter()
+        .find(|h| h["kind"] == "split" && h["rule"] == "steward_split")
+        .expect("the steward's split is in history");
+    assert_eq!(entry["steward"]["reason"], "merged by mistake", "{entry}");
+
+    // Remembered: an event carrying both does not silently merge them again.
+    let outcome = app
+        .ingest(&event(
+            "e3",
+            "web",
+            json!({"email": "ann@example.com", "phone": "+16175550100"}),
+            Value::Null,
+        ))
+        .await;
+    assert_eq!(
+        outcome["conflicts"][0]["rule"], "steward_split",
+        "{outcome}"
+    );
+    assert_ne!(
+        app.pid_of("email", "ann@example.com").await,
+        app.pid_of("phone", "+16175550100").await
+    );
+
+    // A steward's merge undoes the split: the cut link comes back, no conflict after it.
+    let (status, again) = merge(
+        &app,
+        json!({"profiles": [a2, b2], "reason": "they are one after all"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{again}");
+    let outcome = app
+        .ingest(&event(
+            "e4",
+            "web",
+            json!({"email": "ann@example.com", "phone": "+16175550100"}),
+            Value::Null,
+        ))
+        .await;
+    assert!(outcome.get("conflicts").is_none(), "{outcome}");
+    assert_eq!(
+        app.pid_of("email", "ann@example.com").await,
+        app.pid_of("phone", "+16175550100").await
+    );
+}
+
+#[tokio::test]
+async fn merges_respect_rules_and_splits_cut_event_links_only_when_overridden() {
+    let app = spawn_app().await;
+    app.ingest(&event(
+        "c1",
+        "crm",
+        json!({"customer_id": "C-1", "email": "bo@example.com"}),
+        Value::Null,
+    ))
+    .await;
+    app.ingest(&event(
+        "c2",
+        "crm",
+        json!({"customer_id": "C-2", "phone": "+16175550177"}),
+        Value::Null,
+    ))
+    .await;
+    let one = app.pid_of("customer_id", "C-1").await;
+    let two = app.pid_of("customer_id", "C-2").await;
+
+    // Two customer ids in one profile break max_per_profile:customer_id=1.
+    let (status, refused) = merge(&app, json!({"profiles": [one, two], "reason": "dupe"})).await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(error_code(&refused), "rule_conflict");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("max_per_profile:customer_id=1")),
+        "{refused}"
+    );
+    assert_ne!(
+        app.pid_of("customer_id", "C-2").await,
+        one,
+        "nothing merged"
+    );
+    let (status, forced) = merge(
+        &app,
+        json!({"profiles": [one, two], "reason": "CRM duplicate",
+               "override": ["max_per_profile:customer_id=1"]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{forced}");
+    assert_eq!(
+        forced["overridden"],
+        json!(["max_per_profile:customer_id=1"])
+    );
+    assert_eq!(app.pid_of("phone", "+16175550177").await, one);
+    let entry = history(&app, &one)
+        .await
+        .into_iter()
+        .find(|h| h["rule"] == "steward")
+        .expect("merge recorded");
+    assert_eq!(
+        entry["steward"]["overrides"],
+        json!(["max_per_profile:customer_id=1"])
+    );
+
+    // Components: the parts events connected, so the steward's link is cut, no override.
+    let (status, parts) = split(
+        &app,
+        &one,
+        json!({"mode": "components", "reason": "undo the CRM merge"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{parts}");
+    assert_eq!(
+        parts["profiles"].as_array().map(Vec::len),
+        Some(2),
+        "{parts}"
+    );
+    assert_eq!(app.pid_of("email", "bo@example.com").await, one);
+    assert_ne!(app.pid_of("phone", "+16175550177").await, one);
+    // Now one part per event: components has nothing left to split.
+    let (status, nothing) = split(&app, &one, json!({"mode": "components", "reason": "x"})).await;
+    assert_eq!(status, 422, "{nothing}");
+    assert_eq!(error_code(&nothing), "nothing_to_split");
+
+    // Single identifiers: cutting the link event c1 made needs an explicit override.
+    let (status, refused) = split(&app, &one, json!({"mode": "identifiers", "reason": "x"})).await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(error_code(&refused), "rule_conflict");
+    assert_eq!(
+        app.pid_of("email", "bo@example.com").await,
+        app.pid_of("customer_id", "C-1").await,
+        "nothing split"
+    );
+    let (status, alone) = split(
+        &app,
+        &one,
+        json!({"mode": "identifiers", "reason": "shared inbox", "override": ["shared_identifier"]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{alone}");
+    assert_ne!(
+        app.pid_of("email", "bo@example.com").await,
+        app.pid_of("customer_id", "C-1").await
+    );
+}
+
+#[tokio::test]
+async fn a_group_that_falls_apart_is_kept_together_by_the_steward() {
+    let app = spawn_app().await;
+    // email-phone and email-cookie: phone and cookie meet only through the email.
+    app.ingest(&event(
+        "g1",
+        "crm",
+        json!({"email": "cy@example.com", "phone": "+16175550123"}),
+        Value::Null,
+    ))
+    .await;
+    app.ingest(&event(
+        "g2",
+        "web",
+        json!({"email": "cy@example.com", "cookie_id": "ck-77"}),
+        Value::Null,
+    ))
+    .await;
+    let pid = app.pid_of("email", "cy@example.com").await;
+    let (status, out) = split(
+        &app,
+        &pid,
+        json!({"groups": [["phone:+16175550123", "cookie_id:ck-77"]],
+               "reason": "the partner's phone and laptop", "override": ["shared_identifier"]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["links_cut"], 2, "{out}");
+    assert_eq!(out["links_added"], 1, "{out}");
+    let moved = app.pid_of("phone", "+16175550123").await;
+    assert_ne!(moved, pid);
+    assert_eq!(app.pid_of("cookie_id", "ck-77").await, moved);
+    assert_eq!(app.pid_of("email", "cy@example.com").await, pid);
+}
+
+#[tokio::test]
+async fn bad_merge_and_split_requests_are_named_and_change_nothing() {
+    let app = spawn_app().await;
+    for (id, ids) in [
+        (
+            "b1",
+            json!({"email": "di@example.com", "phone": "+16175550140"}),
+        ),
+        ("b2", json!({"email": "ed@example.com"})),
+        ("b3", json!({"email": "fay@example.com"})),
+    ] {
+        app.ingest(&event(id, "crm", ids, Value::Null)).await;
+    }
+    let di = app.pid_of("email", "di@example.com").await;
+    let ed = app.pid_of("email", "ed@example.com").await;
+    let fay = app.pid_of("email", "fay@example.com").await;
+    let (status, _) = merge(&app, json!({"profiles": [ed, fay], "reason": "dupe"})).await;
+    assert_eq!(status, 200);
+
+    let cases: Vec<(Value, u16, &str, &str)> = vec![
+        (
+            json!({"profiles": [di], "reason": "x"}),
+            400,
+            "invalid_parameter",
+            "profiles",
+        ),
+        (
+            json!({"profiles": [di, di], "reason": "x"}),
+            400,
+            "invalid_parameter",
+            "profiles[1]",
+        ),
+        (
+            json!({"profiles": [di, ed], "reason": "  "}),
+            400,
+            "invalid_parameter",
+            "reason",
+        ),
+        (
+            json!({"profiles": [di, "p_000000999999"], "reason": "x"}),
+            404,
+            "not_found",
+            "profiles[1]",
+        ),
+        (
+            json!({"profiles": [di, fay], "reason": "x"}),
+            409,
+            "profile_merged",
+            "",
+        ),
+        (
+            json!({"profiles": [di, ed], "reason": "x", "override": [""]}),
+            400,
+            "invalid_parameter",
+            "override[0]",
+        ),
+        (
+            json!({"profiles": [di, ed], "reason": "x", "extra": 1}),
+            400,
+            "invalid_json",
+            "",
+        ),
+    ];
+    for (body, status, code, field) in cases {
+        let (got, answer) = merge(&app, body.clone()).await;
+        assert_eq!(got, status, "{body} -> {answer}");
+        assert_eq!(error_code(&answer), code, "{body} -> {answer}");
+        if !field.is_empty() {
+            assert_eq!(answer["error"]["field"], field, "{body} -> {answer}");
+        }
+    }
+    let (_, absorbed) = merge(&app, json!({"profiles": [di, fay], "reason": "x"})).await;
+    assert!(
+        absorbed["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&ed)),
+        "the survivor is named: {absorbed}"
+    );
+
+    let split_cases: Vec<(String, Value, u16, &str, &str)> = vec![
+        (
+            "p_000000999999".into(),
+            json!({"mode": "identifiers", "reason": "x"}),
+            404,
+            "not_found",
+            "",
+        ),
+        (
+            fay.clone(),
+            json!({"mode": "identifiers", "reason": "x"}),
+            409,
+            "profile_merged",
+            "",
+        ),
+        (
+            di.clone(),
+            json!({"groups": [], "reason": "x"}),
+            400,
+            "invalid_parameter",
+            "groups",
+        ),
+        (
+            di.clone(),
+            json!({"groups": [[]], "reason": "x"}),
+            400,
+            "invalid_parameter",
+            "groups[0]",
+        ),
+        (
+            di.clone(),
+            json!({"groups": [["email:ed@example.com"]], "reason": "x"}),
+            422,
+            "not_in_profile",
+            "groups[0][0]",
+        ),
+        (
+            di.clone(),
+            json!({"groups": [["phone:+16175550140"], ["phone:+16175550140"]], "reason": "x"}),
+            422,
+            "overlapping_groups",
+            "groups[1][0]",
+        ),
+        (
+            di.clone(),
+            json!({"groups": [["email:di@example.com", "phone:+16175550140"]], "reason": "x"}),
+            422,
+            "nothing_to_split",
+            "groups",
+        ),
+        (
+            di.clone(),
+            json!({"groups": [["nonsense"]], "reason": "x"}),
+            400,
+            "invalid_parameter",
+            "groups[0][0]",
+        ),
+        (
+            di.clone(),
+            json!({"mode": "halves", "reason": "x"}),
+            400,
+            "invalid_parameter",
+            "mode",
+        ),
+        (
+            di.clone(),
+            json!({"mode": "identifiers", "groups": [["email:di@example.com"]], "reason": "x"}),
+            400,
+            "invalid_parameter",
+            "groups",
+        ),
+        (
+            di.clone(),
+            json!({"reason": "x"}),
+            400,
+            "invalid_parameter",
+            "groups",
+        ),
+        (
+            di.clone(),
+            json!({"mode": "identifiers"}),
+            400,
+            "invalid_json",
+            "",
+        ),
+    ];
+    for (pid, body, status, code, field) in split_cases {
+        let (got, answer) = split(&app, &pid, body.clone()).await;
+        assert_eq!(got, status, "{pid} {body} -> {answer}");
+        assert_eq!(error_code(&answer), code, "{pid} {body} -> {answer}");
+        if !field.is_empty() {
+            assert_eq!(answer["error"]["field"], field, "{body} -> {answer}");
+        }
+    }
+    // Nothing was half-applied.
+    assert_eq!(app.pid_of("phone", "+16175550140").await, di);
+    assert_eq!(app.pid_of("email", "fay@example.com").await, ed);
+    assert_eq!(
+        history(&app, &di)
+            .await
+            .iter()
+            .filter(|h| h.get("steward").is_some())
+            .count(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn matching_does_not_re_merge_what_a_steward_split() {
+    let app = crate::helpers::spawn_app_with(|s| s.matching.enabled = true).await;
+    let person = json!({"first_name": "Greta", "last_name": "Lindqvist",
+                        "birth_date": "1975-03-09", "address": {"city": "Boston"}});
+    app.ingest(&event(
+        "m1",
+        "crm",
+        json!({"phone": "+16175550201"}),
+        person.clone(),
+    ))
+    .await;
+    let merged = app
+        .ingest(&event(
+            "m2",
+            "pos",
+            json!({"phone": "+16175550202"}),
+            person.clone(),
+        ))
+        .await;
+    assert!(
+        merged.get("probable").is_some(),
+        "a probable match: {merged}"
+    );
+    let pid = app.pid_of("phone", "+16175550201").await;
+
+    // The probable link is the only one between the two phones: no override needed.
+    let (status, out) = split(&app, &pid, json!({"mode": "components", "reason": "twins"})).await;
+    assert_eq!(status, 200, "{out}");
+    assert!(out.get("overridden").is_none(), "{out}");
+    let other = app.pid_of("phone", "+16175550202").await;
+    assert_ne!(other, pid);
+
+    // The same person again under a new email with the second phone: matching finds the
+    // first phone's record but records a conflict instead of merging.
+    let again = app
+        .ingest(&event(
+            "m3",
+            "pos",
+            json!({"email": "greta@example.com", "phone": "+16175550202"}),
+            person,
+        ))
+        .await;
+    assert!(again.get("probable").is_none(), "{again}");
+    assert!(
+        again["conflicts"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["rule"] == "steward_split")),
+        "{again}"
+    );
+    assert_ne!(
+        app.pid_of("phone", "+16175550201").await,
+        app.pid_of("phone", "+16175550202").await
+    );
+    let queue = json_ok(app.get("/v1/review").await).await;
+    assert_eq!(queue["items"], json!([]), "not queued for review: {queue}");
+}
