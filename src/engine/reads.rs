@@ -333,6 +333,61 @@ impl Engine {
         Ok(json!({"items": items, "next_after": next}))
     }
 
+    /// Every observed value of each trait of profile `id` with its sources, first and last
+    /// seen, count and latest event; which one the golden profile shows (by survivorship or
+    /// a steward's pin) and why.
+    pub fn values(&self, id: &str) -> Result<Value, EngineError> {
+        use crate::profile::golden::iso;
+        let st = self.profile_state(id)?;
+        let rules = &self.rules;
+        let names: std::collections::BTreeSet<&str> = st
+            .traits
+            .names()
+            .chain(st.pins.keys().map(String::as_str))
+            .collect();
+        let mut traits = Vec::with_capacity(names.len());
+        for name in names {
+            let strategy = rules.strategy(name);
+            let winner = st.traits.winner(name, strategy, &|s| rules.source_rank(s));
+            let pin = st.pins.get(name);
+            let mut values: Vec<&crate::model::Observation> =
+                st.traits.0.get(name).into_iter().flatten().collect();
+            values.sort_by(|a, b| b.last_seen.cmp(&a.last_seen));
+            let values: Vec<Value> = values
+                .into_iter()
+                .map(|o| {
+                    serde_json::json!({
+                        "value": o.value,
+                        "count": o.count,
+                        "sources": o.sources,
+                        "first_seen": iso(o.first_seen.unwrap_or(o.last_seen)),
+                        "last_seen": iso(o.last_seen),
+                        "event_id": o.last_event,
+                        "chosen": pin.is_none() && winner.is_some_and(|w| std::ptr::eq(w, o)),
+                    })
+                })
+                .collect();
+            traits.push(serde_json::json!({
+                "name": name,
+                "strategy": strategy,
+                "chosen": pin.map(|p| &p.value).or(winner.map(|w| &w.value)),
+                "chosen_by": if pin.is_some() { "pin" } else { "survivorship" },
+                "winner": winner.filter(|_| pin.is_none()).map(|w| serde_json::json!({
+                    "sources": w.sources,
+                    "event_id": w.last_event,
+                })),
+                "pinned": pin.map(|p| serde_json::json!({
+                    "value": p.value,
+                    "actor": p.actor,
+                    "reason": p.reason,
+                    "at": iso(p.at),
+                })),
+                "values": values,
+            }));
+        }
+        Ok(serde_json::json!({"profile_id": st.id, "traits": traits}))
+    }
+
     pub fn history(
         &self,
         id: &str,

@@ -38,6 +38,12 @@ pub(super) enum Op {
     Unsuppress(IdentKey),
     Review(ReviewRequest),
     Merge(Vec<crate::store::ProfileId>, crate::model::StewardNote),
+    Pin(
+        crate::store::ProfileId,
+        String,
+        Option<serde_json::Value>,
+        crate::model::StewardNote,
+    ),
     Split(
         crate::store::ProfileId,
         resolve::steward::SplitPlan,
@@ -65,6 +71,7 @@ pub enum OpResult {
     Unsuppressed(bool),
     Reviewed(resolve::review::ReviewOutcome),
     Merged(resolve::steward::MergeOutcome),
+    Pinned(crate::store::ProfileId),
     Split(resolve::steward::StewardSplitOutcome),
 }
 
@@ -145,6 +152,12 @@ fn run(
             Ok(o) => Ok(OpResult::Merged(o)),
             Err(e) => Err(steward_error(e)?),
         },
+        Op::Pin(id, name, value, note) => {
+            match resolve::steward::set_pin(s, id, name, value.clone(), note) {
+                Ok(o) => Ok(OpResult::Pinned(o)),
+                Err(e) => Err(steward_error(e)?),
+            }
+        }
         Op::Split(id, plan, note) => {
             match resolve::steward::split_profile(s, rules, id, plan, note) {
                 Ok(o) => Ok(OpResult::Split(o)),

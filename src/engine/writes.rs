@@ -172,6 +172,36 @@ impl Engine {
         }
     }
 
+    /// A steward pins (`Some`) or unpins (`None`) trait `name` of profile `id`; the live
+    /// profile id.
+    pub async fn pin(
+        &self,
+        id: ProfileId,
+        name: String,
+        value: Option<serde_json::Value>,
+        note: crate::model::StewardNote,
+    ) -> Result<ProfileId, EngineError> {
+        let value = match value {
+            Some(v) => Some(
+                crate::ingest::event::normalize_trait(&name, &v, super::now_ms()).map_err(|e| {
+                    EngineError::Invalid {
+                        field: e.field,
+                        message: e.message,
+                    }
+                })?,
+            ),
+            None => None,
+        };
+        match self
+            .submit(Op::Pin(id, name, value, note))?
+            .await
+            .map_err(|_| EngineError::ShuttingDown)??
+        {
+            OpResult::Pinned(o) => Ok(o),
+            _ => Err(EngineError::ShuttingDown),
+        }
+    }
+
     /// A steward's split of profile `id` (see `resolve::steward`).
     pub async fn split_profile(
         &self,

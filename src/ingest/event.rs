@@ -449,6 +449,41 @@ fn birth_date(text: &str, now: i64) -> Option<String> {
         .then(|| d.format("%Y-%m-%d").to_string())
 }
 
+/// One trait's value normalized as ingest would keep it (a steward's pin): the value, or
+/// the error naming what is wrong with it (`value` when it is not a value ingest keeps,
+/// such as an impossible birth date).
+pub fn normalize_trait(name: &str, value: &Value, now: i64) -> Result<Value, ValidationError> {
+    if value.is_null() {
+        return Err(ValidationError::new("value", "must not be null"));
+    }
+    if name == BIRTH_DATE_RAW {
+        return Err(ValidationError::new(
+            "name",
+            format!("{BIRTH_DATE_RAW} keeps values as written; pin birth_date instead"),
+        ));
+    }
+    let mut one = Map::new();
+    one.insert(name.to_owned(), value.clone());
+    let mut ignored = Vec::new();
+    let rename = |mut e: ValidationError| {
+        e.field = e.field.replacen(&format!("traits.{name}"), "value", 1);
+        if e.field == "traits" {
+            e.field = "value".into();
+        }
+        e
+    };
+    let mut out = normalize_traits(&one, now, &mut ignored).map_err(rename)?;
+    out.remove(name).ok_or_else(|| {
+        ValidationError::new(
+            "value",
+            match ignored.first() {
+                Some(_) => "not a valid value for this trait (a birth date is YYYY-MM-DD, 1800 or later, not in the future)",
+                None => "empty",
+            },
+        )
+    })
+}
+
 fn normalize_traits(
     t: &Map<String, Value>,
     now: i64,
@@ -565,7 +600,7 @@ fn normalize_traits(
     Ok(out)
 }
 
-fn valid_trait_name(name: &str) -> bool {
+pub fn valid_trait_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name

@@ -17,6 +17,6 @@ pub use golden::GoldenProfile;
 pub use ids::{edge_pair, ident_key, split_key, IdentKey, ProfileId};
 pub use records::{
     Attributes, Counters, Edge, EdgeStatus, FieldContribution, HistoryEntry, HistoryKind,
-    MatchRecord, Node, Observation, ProbableLink, ProfileState, ReviewItem, StewardNote,
+    MatchRecord, Node, Observation, Pin, ProbableLink, ProfileState, ReviewItem, StewardNote,
     StoredEvent, TraitStats, EDGE_EVENT_IDS,
 };

@@ -175,6 +175,22 @@ pub struct Observation {
     pub count: u64,
     pub last_seen: i64,
     pub sources: BTreeSet<String>,
+    /// When the value was first seen (absent in records written before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seen: Option<i64>,
+    /// The latest event that carried the value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_event: Option<String>,
+}
+
+/// A value a steward pinned for a trait: the golden profile shows it whatever
+/// survivorship would choose, until unpinned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pin {
+    pub value: Value,
+    pub actor: String,
+    pub reason: String,
+    pub at: i64,
 }
 
 /// Observed values per trait name.
@@ -211,6 +227,9 @@ pub struct ProfileState {
     /// conflict); only a steward's merge joins them, collapsing the marks.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub split_marks: BTreeSet<String>,
+    /// Values stewards pinned, by trait name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pins: BTreeMap<String, Pin>,
 }
 
 impl ProfileState {
@@ -228,6 +247,7 @@ impl ProfileState {
             absorbed: BTreeSet::new(),
             shared_device: false,
             split_marks: BTreeSet::new(),
+            pins: BTreeMap::new(),
         }
     }
 
@@ -324,6 +344,10 @@ pub enum HistoryKind {
     IdentifierDeleted,
     /// The person was erased: only this tombstone remains.
     Erased,
+    /// A steward pinned a trait's value (the trait in `detail`).
+    Pinned,
+    /// A steward removed a pin.
+    Unpinned,
 }
 
 /// One entry of a profile's merge history.

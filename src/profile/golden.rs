@@ -22,7 +22,11 @@ pub fn iso(ms: i64) -> String {
 }
 
 /// The value survivorship chooses for trait `name` of `state` (what the golden profile shows).
+/// A steward's pin wins over survivorship.
 pub fn chosen(state: &ProfileState, rules: &Rules, name: &str) -> Option<Value> {
+    if let Some(pin) = state.pins.get(name) {
+        return Some(pin.value.clone());
+    }
     state
         .traits
         .choose(name, rules.strategy(name), &|s| rules.source_rank(s))
@@ -54,9 +58,13 @@ pub fn build(
             }
         }
     }
-    let extra = state
+    let names: std::collections::BTreeSet<&str> = state
         .traits
         .names()
+        .chain(state.pins.keys().map(String::as_str))
+        .collect();
+    let extra = names
+        .into_iter()
         .filter(|n| !CORE_TRAITS.contains(n))
         .filter_map(|n| chosen(state, rules, n).map(|v| (n.to_owned(), v)))
         .collect();

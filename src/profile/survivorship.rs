@@ -30,6 +30,18 @@ pub enum Strategy {
 impl TraitStats {
     /// Records that `value` of trait `name` was seen from `source` at `at`.
     pub fn observe(&mut self, name: &str, value: &Value, source: &str, at: i64) {
+        self.observe_event(name, value, source, at, None);
+    }
+
+    /// [`Self::observe`] remembering the event that carried the value.
+    pub fn observe_event(
+        &mut self,
+        name: &str,
+        value: &Value,
+        source: &str,
+        at: i64,
+        event_id: Option<&str>,
+    ) {
         self.add(
             name,
             Observation {
@@ -37,6 +49,8 @@ impl TraitStats {
                 count: 1,
                 last_seen: at,
                 sources: BTreeSet::from([source.to_owned()]),
+                first_seen: Some(at),
+                last_event: event_id.map(str::to_owned),
             },
         );
     }
@@ -45,7 +59,14 @@ impl TraitStats {
         let list = self.0.entry(name.to_owned()).or_default();
         if let Some(existing) = list.iter_mut().find(|o| o.value == obs.value) {
             existing.count += obs.count;
+            if obs.last_seen >= existing.last_seen && obs.last_event.is_some() {
+                existing.last_event = obs.last_event;
+            }
             existing.last_seen = existing.last_seen.max(obs.last_seen);
+            existing.first_seen = match (existing.first_seen, obs.first_seen) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             existing.sources.extend(obs.sources);
             return;
         }
@@ -78,6 +99,16 @@ impl TraitStats {
         strategy: Strategy,
         source_rank: &dyn Fn(&str) -> usize,
     ) -> Option<&Value> {
+        self.winner(name, strategy, source_rank).map(|o| &o.value)
+    }
+
+    /// The observation survivorship chooses for `name` (its value, sources and event).
+    pub fn winner(
+        &self,
+        name: &str,
+        strategy: Strategy,
+        source_rank: &dyn Fn(&str) -> usize,
+    ) -> Option<&Observation> {
         let list = self.0.get(name)?;
         let best = match strategy {
             Strategy::MostRecent => list.iter().max_by_key(|o| (o.last_seen, o.count)),
@@ -92,7 +123,7 @@ impl TraitStats {
                 (std::cmp::Reverse(rank), o.last_seen, o.count)
             }),
         };
-        best.map(|o| &o.value)
+        best
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {

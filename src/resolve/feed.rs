@@ -146,7 +146,7 @@ pub(super) fn write(s: &mut Session<'_>, rendered: Vec<Rendered>) -> Result<(), 
                     .collect();
                 erased.extend(r.erased.iter().cloned());
             }
-            HistoryKind::Conflict => continue,
+            HistoryKind::Conflict | HistoryKind::Pinned | HistoryKind::Unpinned => continue,
         }
         records.push(r);
     }

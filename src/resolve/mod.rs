@@ -336,9 +336,13 @@ pub fn apply_event(
     target_state.last_seen = target_state.last_seen.max(ev.timestamp);
     target_state.sources.insert(ev.source.clone());
     for (name, value) in &ev.traits {
-        target_state
-            .traits
-            .observe(name, value, &ev.source, ev.timestamp);
+        target_state.traits.observe_event(
+            name,
+            value,
+            &ev.source,
+            ev.timestamp,
+            Some(&ev.event_id),
+        );
     }
     s.put_profile(target_state);
     let seq = s.next_event_seq();
@@ -477,6 +481,10 @@ fn merge_into(
     t.absorbed.insert(absorbed.into());
     t.shared_device |= gone.shared_device;
     t.split_marks.extend(gone.split_marks.iter().cloned());
+    for (name, pin) in &gone.pins {
+        // The survivor's own pin wins; otherwise the absorbed profile's pin is kept.
+        t.pins.entry(name.clone()).or_insert_with(|| pin.clone());
+    }
     s.put_profile(t);
     s.delete_profile(absorbed)?;
     s.set_alias(absorbed, target);

@@ -203,6 +203,8 @@ pub fn resplit(
             p.address_key = state.address_key.clone();
             p.shared_device = state.shared_device;
             p.split_marks = state.split_marks.clone();
+            // Pins stay with the part that keeps the profile id.
+            p.pins = state.pins.clone();
             p
         } else {
             let mut p = s.new_profile(s.now);
@@ -289,7 +291,8 @@ fn rebuild(
         p.last_seen = p.last_seen.max(e.timestamp);
         p.sources.insert(e.source.clone());
         for (name, value) in &e.traits {
-            p.traits.observe(name, value, &e.source, e.timestamp);
+            p.traits
+                .observe_event(name, value, &e.source, e.timestamp, Some(&e.event_id));
         }
     }
     for (key, i) in &owner {

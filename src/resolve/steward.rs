@@ -454,6 +454,60 @@ pub fn split_profile(
     })
 }
 
+/// Pins `value` as trait `name` of profile `id` (or removes the pin when `value` is
+/// `None`); returns the live profile id. The golden profile shows a pinned value whatever
+/// survivorship would choose; history records the pin with the steward's note.
+pub fn set_pin(
+    s: &mut Session<'_>,
+    id: &ProfileId,
+    name: &str,
+    value: Option<serde_json::Value>,
+    note: &StewardNote,
+) -> Result<ProfileId, StewardError> {
+    let mut st = live_profile(s, "id", id)?;
+    let pid = st.id.clone();
+    let kind = match value {
+        Some(value) => {
+            st.pins.insert(
+                name.to_owned(),
+                crate::model::Pin {
+                    value,
+                    actor: note.actor.clone(),
+                    reason: note.reason.clone(),
+                    at: s.now,
+                },
+            );
+            crate::model::HistoryKind::Pinned
+        }
+        None => {
+            if st.pins.remove(name).is_none() {
+                return Err(StewardError::NotFound {
+                    field: "name".into(),
+                    message: format!("name: trait {name} of profile {pid} is not pinned"),
+                });
+            }
+            crate::model::HistoryKind::Unpinned
+        }
+    };
+    s.put_profile(st);
+    let from = s.next_history_seq();
+    s.record(
+        kind,
+        vec![pid.clone()],
+        None,
+        vec![],
+        None,
+        PIN_RULE.into(),
+        vec![],
+        Some(format!("trait {name}")),
+    );
+    s.note_steward(from, note);
+    Ok(pid)
+}
+
+/// The rule of a steward's pin in history.
+pub const PIN_RULE: &str = "steward_pin";
+
 fn invalid(field: &str, message: impl Into<String>) -> StewardError {
     let message = message.into();
     StewardError::Unprocessable {

@@ -194,6 +194,15 @@ impl Application {
                                 .route(web::post().to(routes::merge_profiles)),
                         )
                         .service(
+                            resource("/profiles/{id}/values")
+                                .route(web::get().to(routes::trait_values)),
+                        )
+                        .service(
+                            resource("/profiles/{id}/pins/{name}")
+                                .route(web::put().to(routes::pin_value))
+                                .route(web::delete().to(routes::unpin_value)),
+                        )
+                        .service(
                             resource("/profiles/{id}/split")
                                 .route(web::post().to(routes::split_profile)),
                         )

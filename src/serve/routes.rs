@@ -916,6 +916,103 @@ pub async fn split_profile(
     Ok(HttpResponse::Ok().json(out))
 }
 
+/// `GET /v1/profiles/{id}/values` (admin): every observed value of each trait with its
+/// sources, first/last seen, count and event, and which one the golden profile shows.
+pub async fn trait_values(
+    auth: Auth<perm::Admin>,
+    path: web::Path<String>,
+    engine: web::Data<Engine>,
+) -> Result<HttpResponse> {
+    let id = path.into_inner();
+    check_id(&id)?;
+    check_scope(&auth, &engine, &id).await?;
+    let e = engine.clone();
+    let v = blocking(move || e.values(&id))
+        .await
+        .or_missing(Missing::Profile)?;
+    auth.touched(v["profile_id"].as_str().map(str::to_owned));
+    Ok(HttpResponse::Ok().json(v))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinBody {
+    value: Value,
+    reason: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnpinQuery {
+    reason: String,
+}
+
+fn check_trait_name(name: &str) -> Result<()> {
+    if crate::ingest::event::valid_trait_name(name) {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(
+        "invalid_parameter",
+        "name: trait names are 1 to 64 characters of letters, digits, '_', '-' or '.'",
+    )
+    .with_field("name"))
+}
+
+/// `PUT /v1/profiles/{id}/pins/{name}` `{"value", "reason"}` (admin): a steward pins a
+/// trait's value (normalized as ingest does); answers the profile's values.
+pub async fn pin_value(
+    auth: Auth<perm::Admin>,
+    path: web::Path<(String, String)>,
+    body: web::Json<PinBody>,
+    engine: web::Data<Engine>,
+) -> Result<HttpResponse> {
+    let (id, name) = path.into_inner();
+    check_id(&id)?;
+    check_trait_name(&name)?;
+    let body = body.into_inner();
+    let reason = steward_reason(&body.reason)?;
+    check_scope(&auth, &engine, &id).await?;
+    let note = crate::model::StewardNote {
+        actor: auth.caller.name.clone(),
+        reason,
+        overrides: vec![],
+    };
+    let pid = engine.pin(id.into(), name, Some(body.value), note).await?;
+    pinned_answer(&auth, &engine, pid).await
+}
+
+/// `DELETE /v1/profiles/{id}/pins/{name}?reason=` (admin): removes a steward's pin.
+pub async fn unpin_value(
+    auth: Auth<perm::Admin>,
+    path: web::Path<(String, String)>,
+    q: web::Query<UnpinQuery>,
+    engine: web::Data<Engine>,
+) -> Result<HttpResponse> {
+    let (id, name) = path.into_inner();
+    check_id(&id)?;
+    check_trait_name(&name)?;
+    let reason = steward_reason(&q.reason)?;
+    check_scope(&auth, &engine, &id).await?;
+    let note = crate::model::StewardNote {
+        actor: auth.caller.name.clone(),
+        reason,
+        overrides: vec![],
+    };
+    let pid = engine.pin(id.into(), name, None, note).await?;
+    pinned_answer(&auth, &engine, pid).await
+}
+
+async fn pinned_answer(
+    auth: &Auth<perm::Admin>,
+    engine: &web::Data<Engine>,
+    pid: crate::model::ProfileId,
+) -> Result<HttpResponse> {
+    auth.touched([pid.clone()]);
+    let e = engine.clone();
+    let v = blocking(move || e.values(&pid)).await?;
+    Ok(HttpResponse::Ok().json(v))
+}
+
 /// `GET /v1/explain?a=kind:value&b=kind:value`: why two identifiers are (not) one person.
 /// A steward's question, so admin only; a key limited to some sources must see both
 /// profiles.

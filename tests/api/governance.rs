@@ -135,6 +135,17 @@ fn routes(pid: &str, hh: &str) -> Vec<Route> {
                     "/v1/profiles/p_000000999999/split".to_owned(),
                     Some(json!({"mode": "identifiers", "reason": "matrix"})),
                 ),
+                "/v1/profiles/{id}/values" => (format!("/v1/profiles/{pid}/values"), None),
+                // One route, two methods: PUT pins a value on a profile that does not exist
+                // (404); DELETE lifts a pin that does not exist on the canary (404).
+                "/v1/profiles/{id}/pins/{name}" if rule.method == "PUT" => (
+                    "/v1/profiles/p_000000999999/pins/first_name".to_owned(),
+                    Some(json!({"value": "Matrix", "reason": "matrix"})),
+                ),
+                "/v1/profiles/{id}/pins/{name}" => (
+                    format!("/v1/profiles/{pid}/pins/first_name?reason=matrix"),
+                    None,
+                ),
                 "/v1/config" => ("/v1/config".to_owned(), None),
                 "/v1/webhooks" => ("/v1/webhooks".to_owned(), None),
                 // No webhook is configured: the name is not found.

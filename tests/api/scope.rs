@@ -318,6 +318,18 @@ async fn a_scoped_key_sees_nothing_of_other_people_in_any_answer() {
                         StatusCode::UNPROCESSABLE_ENTITY,
                     ),
                 ],
+                "/v1/profiles/{id}/pins/{name}" if rule.method == "PUT" => vec![(
+                    Method::PUT,
+                    format!("/v1/profiles/{}/pins/first_name", w.hidden),
+                    Some(json!({"value": "Scope", "reason": "scope"})),
+                    StatusCode::NOT_FOUND,
+                )],
+                "/v1/profiles/{id}/pins/{name}" => vec![(
+                    Method::DELETE,
+                    format!("/v1/profiles/{}/pins/first_name?reason=scope", w.hidden),
+                    None,
+                    StatusCode::NOT_FOUND,
+                )],
                 p if p.starts_with("/v1/profiles/{id}") => vec![
                     (Method::GET, p.replace("{id}", v), None, StatusCode::OK),
                     (
@@ -532,6 +544,23 @@ fn oracle_pairs(pattern: &str, h: &str, absent: &str) -> Vec<Pair> {
         "/v1/profiles/{id}/household" => vec![profile("/household")],
         "/v1/profiles/{id}/graph" => vec![profile("/graph")],
         "/v1/profiles/{id}/history" => vec![profile("/history")],
+        "/v1/profiles/{id}/values" => vec![profile("/values")],
+        "/v1/profiles/{id}/pins/{name}" => vec![
+            Pair {
+                method: Method::PUT,
+                hidden: format!("/v1/profiles/{h}/pins/first_name"),
+                absent: format!("/v1/profiles/{absent}/pins/first_name"),
+                hidden_body: Some(json!({"value": "Oracle", "reason": "oracle"})),
+                absent_body: Some(json!({"value": "Oracle", "reason": "oracle"})),
+            },
+            Pair {
+                method: Method::DELETE,
+                ..get_pair(
+                    format!("/v1/profiles/{h}/pins/first_name?reason=oracle"),
+                    format!("/v1/profiles/{absent}/pins/first_name?reason=oracle"),
+                )
+            },
+        ],
         "/v1/profiles/{id}/explain" => vec![get_pair(
             format!("/v1/profiles/{h}/explain?a=customer_id%3A{HIDDEN_CUSTOMER}&b=email%3A{email}"),
             format!("/v1/profiles/{absent}/explain?a=customer_id%3ANOPE-1&b=email%3Anobody%40example.com"),

@@ -531,3 +531,151 @@ async fn matching_does_not_re_merge_what_a_steward_split() {
     let queue = json_ok(app.get("/v1/review").await).await;
     assert_eq!(queue["items"], json!([]), "not queued for review: {queue}");
 }
+
+#[tokio::test]
+async fn every_value_keeps_its_sources_and_a_steward_can_pin_one() {
+    let app = spawn_app().await;
+    let at = |mut ev: Value, ts: &str| {
+        ev["timestamp"] = json!(ts);
+        ev
+    };
+    app.ingest(&at(
+        event(
+            "v1",
+            "web",
+            json!({"email": "hal@example.com"}),
+            json!({"first_name": "Hal"}),
+        ),
+        "2026-01-01T00:00:00Z",
+    ))
+    .await;
+    app.ingest(&at(
+        event(
+            "v2",
+            "crm",
+            json!({"email": "hal@example.com"}),
+            json!({"first_name": "Harold"}),
+        ),
+        "2026-01-02T00:00:00Z",
+    ))
+    .await;
+    app.ingest(&at(
+        event(
+            "v3",
+            "web",
+            json!({"email": "hal@example.com"}),
+            json!({"first_name": "Hal"}),
+        ),
+        "2026-01-03T00:00:00Z",
+    ))
+    .await;
+    let pid = app.pid_of("email", "hal@example.com").await;
+    let values = json_ok(app.get(&format!("/v1/profiles/{pid}/values")).await).await;
+    let first = values["traits"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["name"] == "first_name"))
+        .cloned()
+        .expect("first_name in values");
+    // Names survive by source priority: crm's Harold wins, from event v2.
+    assert_eq!(first["strategy"], "source_priority", "{first}");
+    assert_eq!(first["chosen"], "Harold", "{first}");
+    assert_eq!(first["chosen_by"], "survivorship");
+    assert_eq!(first["winner"]["event_id"], "v2", "{first}");
+    assert_eq!(first["winner"]["sources"], json!(["crm"]));
+    let hal = first["values"]
+        .as_array()
+        .and_then(|v| v.iter().find(|v| v["value"] == "Hal"))
+        .cloned()
+        .expect("Hal kept");
+    assert_eq!(hal["count"], 2, "{hal}");
+    assert_eq!(hal["sources"], json!(["web"]));
+    assert_eq!(hal["first_seen"], "2026-01-01T00:00:00.000Z", "{hal}");
+    assert_eq!(hal["last_seen"], "2026-01-03T00:00:00.000Z", "{hal}");
+    assert_eq!(hal["event_id"], "v3");
+    assert_eq!(hal["chosen"], false);
+
+    // A steward pins Hal: the golden profile shows it, recorded with the reason.
+    let pin_url = app.url(&format!("/v1/profiles/{pid}/pins/first_name"));
+    let resp = app
+        .client
+        .put(&pin_url)
+        .json(&json!({"value": "  Hal ", "reason": "goes by Hal"}))
+        .send()
+        .await
+        .expect("PUT pin");
+    assert_eq!(resp.status(), 200);
+    let pinned = resp.json::<Value>().await.expect("json");
+    let first = &pinned["traits"][0];
+    assert_eq!(first["chosen"], "Hal", "normalized like ingest: {pinned}");
+    assert_eq!(first["chosen_by"], "pin");
+    assert_eq!(first["pinned"]["actor"], "test-admin");
+    assert_eq!(profile(&app, &pid).await["traits"]["first_name"], "Hal");
+    // New events do not move a pinned value.
+    app.ingest(&event(
+        "v4",
+        "crm",
+        json!({"email": "hal@example.com"}),
+        json!({"first_name": "Harry"}),
+    ))
+    .await;
+    assert_eq!(profile(&app, &pid).await["traits"]["first_name"], "Hal");
+    let entry = history(&app, &pid)
+        .await
+        .into_iter()
+        .find(|h| h["kind"] == "pinned")
+        .expect("the pin is in history");
+    assert_eq!(entry["steward"]["reason"], "goes by Hal", "{entry}");
+
+    // Bad pins are named and change nothing.
+    for (body, field) in [
+        (json!({"value": null, "reason": "x"}), "value"),
+        (json!({"value": 7, "reason": "x"}), "value"),
+        (json!({"value": "Hal", "reason": ""}), "reason"),
+    ] {
+        let resp = app
+            .client
+            .put(&pin_url)
+            .json(&body)
+            .send()
+            .await
+            .expect("PUT");
+        assert_eq!(resp.status(), 400, "{body}");
+        let answer = resp.json::<Value>().await.expect("json");
+        assert_eq!(answer["error"]["field"], field, "{body} -> {answer}");
+    }
+    let resp = app
+        .client
+        .put(app.url(&format!("/v1/profiles/{pid}/pins/birth_date")))
+        .json(&json!({"value": "1999-02-30", "reason": "x"}))
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(resp.status(), 400, "an impossible date is not pinned");
+    let resp = app
+        .client
+        .put(app.url(&format!("/v1/profiles/{pid}/pins/bad%20name")))
+        .json(&json!({"value": "x", "reason": "x"}))
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(resp.status(), 400);
+
+    // Unpinned: survivorship decides again (crm's latest name now).
+    let resp = app
+        .client
+        .delete(&pin_url)
+        .query(&[("reason", "asked to use the legal name")])
+        .send()
+        .await
+        .expect("DELETE pin");
+    assert_eq!(resp.status(), 200);
+    assert_ne!(profile(&app, &pid).await["traits"]["first_name"], "Hal");
+    let resp = app
+        .client
+        .delete(&pin_url)
+        .query(&[("reason", "again")])
+        .send()
+        .await
+        .expect("DELETE pin");
+    assert_eq!(resp.status(), 404, "nothing pinned any more");
+}

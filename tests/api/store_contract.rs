@@ -178,6 +178,16 @@ fn profile(id: &str, seq: u64, identifiers: &[&IdentKey]) -> ProfileState {
     p.event_count = 2;
     p.sources.insert("web".to_owned());
     p.address_key = Some("1 main st|02139|US".to_owned());
+    p.split_marks.insert("7/1".to_owned());
+    p.pins.insert(
+        "last_name".to_owned(),
+        idgraph::model::Pin {
+            value: json!(AWKWARD),
+            actor: "steward-key".to_owned(),
+            reason: AWKWARD.to_owned(),
+            at: 100,
+        },
+    );
     p.traits = TraitStats(BTreeMap::from([(
         "first_name".to_owned(),
         vec![Observation {
@@ -185,6 +195,8 @@ fn profile(id: &str, seq: u64, identifiers: &[&IdentKey]) -> ProfileState {
             count: 1,
             last_seen: 100,
             sources: BTreeSet::from(["web".to_owned()]),
+            first_seen: Some(90),
+            last_event: Some(AWKWARD.to_owned()),
         }],
     )]));
     p
