@@ -9,6 +9,7 @@ pub mod bench_http;
 pub mod bench_search;
 pub mod demo;
 pub mod import;
+pub mod reresolve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -99,6 +100,20 @@ pub enum Command {
     /// Rebuild the search index from the store (stop the server on that data directory
     /// first). A missing, corrupt or lagging index is also rebuilt at start-up.
     Reindex {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Re-render every golden profile under the current survivorship settings and pins,
+    /// in the background of a running server (`--server URL`, admin key in `--key` or
+    /// `IDGRAPH_KEY`) or on a stopped store (`--data-dir`), with a progress bar. A server
+    /// also does it by itself when it starts with changed survivorship settings.
+    Reresolve {
+        /// Base URL of a running idgraph server, e.g. http://127.0.0.1:8080.
+        #[arg(long)]
+        server: Option<String>,
+        /// An admin API key of that server.
+        #[arg(long, env = "IDGRAPH_KEY", hide_env_values = true)]
+        key: Option<String>,
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
@@ -371,6 +386,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&manifest)?);
             Ok(())
         }
+        Command::Reresolve {
+            server: Some(server),
+            key,
+            data_dir: None,
+        } => {
+            let key = key.ok_or_else(|| {
+                anyhow::anyhow!("--server needs an admin key: pass --key or set IDGRAPH_KEY")
+            })?;
+            reresolve::remote(&server, &key)
+        }
+        Command::Reresolve {
+            server: Some(_),
+            data_dir: Some(_),
+            ..
+        } => anyhow::bail!(
+            "give either --server (a running server) or --data-dir (a stopped store), not both"
+        ),
+        Command::Reresolve {
+            server: None,
+            data_dir,
+            ..
+        } => reresolve::local(existing(settings(config, data_dir, None)?)?),
         Command::Reindex { data_dir } => {
             let s = existing(settings(config, data_dir, None)?)?;
             let started = std::time::Instant::now();

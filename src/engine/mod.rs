@@ -16,6 +16,7 @@
 
 mod changes;
 mod reads;
+pub mod reresolve;
 mod writer;
 mod writes;
 
@@ -107,6 +108,7 @@ pub struct Engine {
     writer: Option<JoinHandle<()>>,
     indexer: Option<JoinHandle<()>>,
     feed_signal: Arc<changes::FeedSignal>,
+    reresolver: reresolve::Reresolver,
 }
 
 impl Engine {
@@ -271,6 +273,7 @@ impl Engine {
             queue: Some(tx),
             writer: Some(writer),
             feed_signal,
+            reresolver: Default::default(),
         })
     }
 

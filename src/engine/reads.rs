@@ -352,7 +352,7 @@ impl Engine {
             let pin = st.pins.get(name);
             let mut values: Vec<&crate::model::Observation> =
                 st.traits.0.get(name).into_iter().flatten().collect();
-            values.sort_by(|a, b| b.last_seen.cmp(&a.last_seen));
+            values.sort_by_key(|o| std::cmp::Reverse(o.last_seen));
             let values: Vec<Value> = values
                 .into_iter()
                 .map(|o| {

@@ -38,6 +38,8 @@ pub(super) enum Op {
     Unsuppress(IdentKey),
     Review(ReviewRequest),
     Merge(Vec<crate::store::ProfileId>, crate::model::StewardNote),
+    /// Re-render these profiles' golden records (see `engine::reresolve`).
+    Rerender(Vec<crate::store::ProfileId>),
     Pin(
         crate::store::ProfileId,
         String,
@@ -72,6 +74,7 @@ pub enum OpResult {
     Reviewed(resolve::review::ReviewOutcome),
     Merged(resolve::steward::MergeOutcome),
     Pinned(crate::store::ProfileId),
+    Rerendered(usize),
     Split(resolve::steward::StewardSplitOutcome),
 }
 
@@ -152,6 +155,17 @@ fn run(
             Ok(o) => Ok(OpResult::Merged(o)),
             Err(e) => Err(steward_error(e)?),
         },
+        Op::Rerender(ids) => {
+            let mut n = 0;
+            for id in ids {
+                // A profile merged or erased since the page was read has nothing to render.
+                if s.profile(id)?.is_some() {
+                    s.mark_dirty(id);
+                    n += 1;
+                }
+            }
+            Ok(OpResult::Rerendered(n))
+        }
         Op::Pin(id, name, value, note) => {
             match resolve::steward::set_pin(s, id, name, value.clone(), note) {
                 Ok(o) => Ok(OpResult::Pinned(o)),

@@ -12,7 +12,7 @@ use crate::resolve::{self, EventOutcome};
 use crate::store::{Changes, IdentKey, ProfileId, StoreError};
 
 impl Engine {
-    fn submit(
+    pub(super) fn submit(
         &self,
         op: Op,
     ) -> Result<tokio::sync::oneshot::Receiver<Result<OpResult, EngineError>>, EngineError> {

@@ -64,6 +64,14 @@ impl Application {
     ) -> anyhow::Result<Application> {
         let port = listener.local_addr()?.port();
         let read_only = replica.is_some();
+        // The writer re-renders every golden profile in the background when the
+        // survivorship settings changed since the store was last rendered.
+        if !read_only && engine.survivorship_changed()? {
+            tracing::info!(
+                "survivorship settings changed: re-resolving every profile in the background"
+            );
+            engine.start_reresolve("settings_changed")?;
+        }
         let replica = web::Data::new(Replica(replica));
         let metrics = web::Data::new(Metrics::new()?);
         let governance = web::Data::new(
@@ -167,6 +175,11 @@ impl Application {
                         .service(resource("/lookup").route(web::get().to(routes::lookup)))
                         .service(resource("/explain").route(web::get().to(routes::why_not)))
                         .service(resource("/review").route(web::get().to(routes::review_queue)))
+                        .service(
+                            resource("/admin/reresolve")
+                                .route(web::get().to(routes::reresolve_progress))
+                                .route(web::post().to(routes::reresolve_start)),
+                        )
                         .service(
                             resource("/review/{seq}").route(web::post().to(routes::review_decide)),
                         )

@@ -628,14 +628,46 @@ pub struct PairQuery {
 /// A key scoped to some sources may not use the review queue: its items pair people the
 /// key may not see.
 fn unscoped<P: super::auth::Perm>(auth: &Auth<P>) -> Result<()> {
+    unscoped_for(
+        auth,
+        "a key scoped to some sources cannot use the review queue (its items pair people of any source)",
+    )
+}
+
+/// 403 `scoped_key` with `why` for a key scoped to some sources.
+fn unscoped_for<P: super::auth::Perm>(auth: &Auth<P>, why: &str) -> Result<()> {
     match auth.caller.scope {
         None => Ok(()),
         Some(_) => Err(ApiError::new(
             actix_web::http::StatusCode::FORBIDDEN,
             "scoped_key",
-            "a key scoped to some sources cannot use the review queue (its items pair people of any source)",
+            why,
         )),
     }
+}
+
+const RERESOLVE_SCOPED: &str =
+    "a key scoped to some sources cannot re-resolve: a run covers every profile";
+
+/// `GET /v1/admin/reresolve` (admin, unscoped): the progress of the current or last run.
+pub async fn reresolve_progress(
+    auth: Auth<perm::Admin>,
+    engine: web::Data<Engine>,
+) -> Result<HttpResponse> {
+    unscoped_for(&auth, RERESOLVE_SCOPED)?;
+    Ok(HttpResponse::Ok().json(engine.reresolve_progress()))
+}
+
+/// `POST /v1/admin/reresolve` (admin, unscoped): re-renders every golden profile under the
+/// current survivorship settings in the background (202 with the progress; while a run
+/// is on, its progress with `already_running`).
+pub async fn reresolve_start(
+    auth: Auth<perm::Admin>,
+    engine: web::Data<Engine>,
+) -> Result<HttpResponse> {
+    unscoped_for(&auth, RERESOLVE_SCOPED)?;
+    let progress = engine.into_inner().start_reresolve("api")?;
+    Ok(HttpResponse::Accepted().json(progress))
 }
 
 #[derive(Debug, Deserialize)]
@@ -1364,6 +1396,16 @@ pub async fn metrics(
     }
     body.push_str(&hooks.metrics());
     body.push_str(&kafka.metrics());
+    let p = engine.reresolve_progress();
+    body.push_str(&format!(
+        "# HELP idgraph_reresolve_profiles Profiles of the current or last re-resolve run, done and in total.\n# TYPE idgraph_reresolve_profiles gauge\nidgraph_reresolve_profiles{{what=\"done\"}} {}\nidgraph_reresolve_profiles{{what=\"total\"}} {}\n# HELP idgraph_reresolve_running Whether a re-resolve runs.\n# TYPE idgraph_reresolve_running gauge\nidgraph_reresolve_running {}\n",
+        p.profiles_done,
+        p.profiles_total,
+        u8::from(matches!(
+            p.state,
+            crate::engine::reresolve::RunState::Counting | crate::engine::reresolve::RunState::Running
+        ))
+    ));
     if let Some(state) = &replica.0 {
         body.push_str(&state.metrics());
     }

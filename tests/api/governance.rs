@@ -147,6 +147,8 @@ fn routes(pid: &str, hh: &str) -> Vec<Route> {
                     None,
                 ),
                 "/v1/config" => ("/v1/config".to_owned(), None),
+                // Re-renders the matrix's few profiles (or answers the running run).
+                "/v1/admin/reresolve" => ("/v1/admin/reresolve".to_owned(), None),
                 "/v1/webhooks" => ("/v1/webhooks".to_owned(), None),
                 // No webhook is configured: the name is not found.
                 "/v1/webhooks/{name}/replay" => (
@@ -312,7 +314,8 @@ async fn every_route_checks_the_role_and_no_masked_value_leaks() {
                 (true, _, p)
                     if p.starts_with("/v1/suppressions")
                         || p.starts_with("/v1/replication")
-                        || p.starts_with("/v1/review") =>
+                        || p.starts_with("/v1/review")
+                        || p.starts_with("/v1/admin") =>
                 {
                     StatusCode::FORBIDDEN
                 }

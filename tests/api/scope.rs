@@ -380,6 +380,17 @@ async fn a_scoped_key_sees_nothing_of_other_people_in_any_answer() {
                     StatusCode::OK,
                 )],
                 "/v1/config" => vec![(Method::GET, "/v1/config".into(), None, StatusCode::OK)],
+                // A run covers every profile: never for a scoped key.
+                "/v1/admin/reresolve" => vec![(
+                    if rule.method == "POST" {
+                        Method::POST
+                    } else {
+                        Method::GET
+                    },
+                    "/v1/admin/reresolve".into(),
+                    None,
+                    StatusCode::FORBIDDEN,
+                )],
                 // Review items pair people of any source: never for a scoped key.
                 "/v1/review" => vec![(
                     Method::GET,
@@ -636,6 +647,7 @@ fn oracle_pairs(pattern: &str, h: &str, absent: &str) -> Vec<Pair> {
         "/v1/events"
         | "/v1/audit"
         | "/v1/config"
+        | "/v1/admin/reresolve"
         | "/v1/changes"
         | "/v1/exports/{kind}"
         | "/v1/webhooks"

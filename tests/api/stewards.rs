@@ -679,3 +679,118 @@ async fn every_value_keeps_its_sources_and_a_steward_can_pin_one() {
         .expect("DELETE pin");
     assert_eq!(resp.status(), 404, "nothing pinned any more");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_survivorship_re_resolves_every_profile_in_the_background() {
+    use crate::helpers::{get_json, http_client, ServeProcess};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let mut server = ServeProcess::start(&data);
+    let client = http_client();
+    let base = server.address.clone();
+    const PEOPLE: usize = 40;
+    let mut events = Vec::new();
+    for i in 0..PEOPLE {
+        events.push(json!({"event_id": format!("rr-crm-{i}"), "source": "crm",
+            "timestamp": "2026-01-01T00:00:00Z",
+            "identifiers": {"email": format!("rr{i}@example.com")},
+            "traits": {"first_name": format!("Harold{i}")}}));
+        events.push(json!({"event_id": format!("rr-web-{i}"), "source": "web",
+            "timestamp": "2026-02-01T00:00:00Z",
+            "identifiers": {"email": format!("rr{i}@example.com")},
+            "traits": {"first_name": format!("Hal{i}")}}));
+    }
+    let (status, body) = post_json(&client, &format!("{base}/v1/events"), &json!(events)).await;
+    assert_eq!(status, 200, "{body}");
+    let name_of = |i: usize| {
+        let client = client.clone();
+        let url = format!("{base}/v1/lookup?kind=email&value=rr{i}%40example.com");
+        async move { get_json(&client, &url).await.1["traits"]["first_name"].clone() }
+    };
+    // Names survive by source priority: crm's, although web's is newer.
+    assert_eq!(name_of(3).await, "Harold3");
+    assert!(server.terminate().success());
+
+    // Names by recency now: the server re-renders every profile by itself.
+    let env = [(
+        "IDGRAPH_SURVIVORSHIP__TRAITS__FIRST_NAME".to_owned(),
+        "most_recent".to_owned(),
+    )];
+    let mut server = ServeProcess::start_with_env(&data, &env);
+    let base = server.address.clone();
+    let url = format!("{base}/v1/admin/reresolve");
+    let mut progress = Value::Null;
+    for _ in 0..600 {
+        progress = get_json(&client, &url).await.1;
+        if progress["state"] == "done" || progress["state"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(progress["state"], "done", "{progress}");
+    assert_eq!(progress["trigger"], "settings_changed", "{progress}");
+    assert_eq!(progress["profiles_done"], PEOPLE, "{progress}");
+    assert_eq!(progress["profiles_total"], PEOPLE, "{progress}");
+    for i in 0..PEOPLE {
+        let (_, p) = get_json(
+            &client,
+            &format!("{base}/v1/lookup?kind=email&value=rr{i}%40example.com"),
+        )
+        .await;
+        assert_eq!(p["traits"]["first_name"], format!("Hal{i}"), "{p}");
+    }
+    // Search follows the new golden values (the index catches up asynchronously).
+    let mut found = Value::Null;
+    for _ in 0..200 {
+        found = get_json(&client, &format!("{base}/v1/search?q=Hal7"))
+            .await
+            .1;
+        if found["total"] != 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(found.to_string().contains("rr7@example.com"), "{found}");
+    let (_, metrics) = (
+        200,
+        client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text"),
+    );
+    assert!(
+        metrics.contains(&format!(
+            "idgraph_reresolve_profiles{{what=\"done\"}} {PEOPLE}"
+        )),
+        "{metrics}"
+    );
+
+    // The command line runs one on the live server and reports it.
+    let out = crate::helpers::idgraph_command()
+        .args(["reresolve", "--server", &base, "--key"])
+        .arg(crate::helpers::key_of("test-admin"))
+        .output()
+        .expect("run idgraph reresolve");
+    crate::helpers::assert_succeeded(&out, "idgraph reresolve --server");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("{PEOPLE} profiles re-rendered")),
+        "{stdout}"
+    );
+    // A wrong key is refused with the server's reason, and the command fails.
+    let out = crate::helpers::idgraph_command()
+        .args(["reresolve", "--server", &base, "--key", "idg_wrong"])
+        .output()
+        .expect("run idgraph reresolve");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("401"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(server.terminate().success());
+}
