@@ -434,7 +434,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let started = std::time::Instant::now();
             let store = Engine::open_store(&s)?;
-            let file = crate::matching::train::train_store(store.as_ref(), sample, seed)?;
+            let (file, labels) = crate::matching::train::train_store(
+                store.as_ref(),
+                sample,
+                seed,
+                s.matching.threshold,
+            )?;
             drop(store);
             let path = s.matching.model_path(&s.storage.data_dir);
             let tmp = path.with_extension("json.tmp");
@@ -450,6 +455,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "prior": file.model.prior,
                 "prior_estimate": file.prior,
                 "untrained_fields": file.untrained_fields,
+                "labels": labels,
                 "seconds": started.elapsed().as_secs_f64(),
             });
             if json {
@@ -475,6 +481,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                             _ => "no deterministic rule links enough pairs".to_owned(),
                         }
                     );
+                }
+                match &labels {
+                    Some(l) => println!(
+                        "stewards' decisions as labels: {} accepted, {} rejected; accepted pairs over the threshold {} -> {}, rejected under it {} -> {}; largest weight change per field (bits): {}",
+                        l.accepted,
+                        l.rejected,
+                        l.accepted_over_threshold.0,
+                        l.accepted_over_threshold.1,
+                        l.rejected_under_threshold.0,
+                        l.rejected_under_threshold.1,
+                        l.weight_change
+                            .iter()
+                            .map(|(f, c)| format!("{f} {c}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    None => println!("no stewards' review decisions in the store: trained without labels"),
                 }
                 if !file.untrained_fields.is_empty() {
                     println!(

@@ -234,6 +234,8 @@ fn train_writes_a_model_the_resolver_loads() {
     assert_eq!(estimate["deterministic"].as_f64(), Some(prior), "{summary}");
     assert!(estimate["rule_pairs"].as_u64().unwrap() >= 10, "{summary}");
     assert!(estimate["em"].as_f64().unwrap() > 0.0, "{summary}");
+    // No steward has decided anything in this store: trained without labels.
+    assert!(summary["labels"].is_null(), "{summary}");
     // FEBRL has no emails: that field's `m` cannot be learned, and the report says so.
     assert_eq!(
         summary["untrained_fields"],

@@ -316,3 +316,76 @@ async fn bad_requests_are_named_and_erasure_empties_the_queue_of_the_erased() {
         "the erased person's items are gone"
     );
 }
+
+/// Stewards' decisions are labels for `idgraph train`: accepting pairs whose city differs
+/// teaches the model that true matches often disagree on the city (its disagreement
+/// weight rises), and the report counts the labels and how the model scores them.
+#[tokio::test]
+async fn decisions_are_labels_for_training() {
+    let app = spawn_app_with(|s| s.matching.enabled = true).await;
+    const PAIRS: usize = 30;
+    let firsts = [
+        "Anna", "Brian", "Carla", "Dmitri", "Elena", "Farid", "Greta", "Hiro", "Ines", "Jonas",
+    ];
+    let lasts = [
+        "Kowalski",
+        "Marsh",
+        "Okafor",
+        "Lindqvist",
+        "Tanaka",
+        "Moreau",
+    ];
+    for i in 0..PAIRS {
+        let (first, last) = (firsts[i % firsts.len()], lasts[i % lasts.len()]);
+        let dob = format!("19{:02}-0{}-1{}", 50 + i, 1 + i % 9, i % 10);
+        let rec = |city: &str| {
+            json!({"first_name": first, "last_name": last, "birth_date": dob,
+                   "address": {"city": city}})
+        };
+        for (n, city) in [(1, "Boston"), (2, "Denver")] {
+            app.ingest(&event(
+                &format!("l{i}-{n}"),
+                "crm",
+                json!({ "phone": format!("+161755{:02}{:03}", n, i) }),
+                rec(city),
+            ))
+            .await;
+        }
+    }
+    let items = queue(&app, &[("limit", "500")]).await;
+    assert_eq!(items.len(), PAIRS, "one item per pair");
+    let (mut accepted, mut rejected) = (0, 0);
+    for (i, item) in items.iter().enumerate() {
+        let decision = if i < 20 { "accept" } else { "reject" };
+        let (status, out) = decide(
+            &app,
+            &item["seq"],
+            json!({"decision": decision, "reason": "labelling"}),
+        )
+        .await;
+        assert_eq!(status, 200, "{out}");
+        if i < 20 {
+            accepted += 1;
+        } else {
+            rejected += 1;
+        }
+    }
+    let store = app.engine.store();
+    let (_, report) = idgraph::matching::train::train_store(store, 100_000, 7, 0.9)
+        .expect("training on the store");
+    let report = report.expect("the decisions are found as labels");
+    assert_eq!((report.accepted, report.rejected), (accepted, rejected));
+    let city = report
+        .weight_change
+        .iter()
+        .find(|(f, _)| f == "city")
+        .map(|(_, c)| *c)
+        .unwrap_or_default();
+    assert!(city > 0.0, "the city's weights move: {report:?}");
+    // Every accepted pair disagrees on the city: the model, told so, scores more of them
+    // as matches than before.
+    assert!(
+        report.accepted_over_threshold.1 >= report.accepted_over_threshold.0,
+        "{report:?}"
+    );
+}
