@@ -105,8 +105,10 @@ pub struct Validator {
 pub const RECORD_KIND: &str = "record";
 
 /// Comparable person attributes an identifier-less event needs (first name, last name,
-/// birth date, street, city, postcode; one of them a name) to be accepted as a record.
-pub const RECORD_MIN_TRAITS: usize = 2;
+/// birth date, street, city, postcode; one of them a name) to be accepted as a record. A
+/// name alone is enough to keep the record: it is matched only once it holds two fields,
+/// and merged only on evidence beyond names (`resolve::probable::corroborated`).
+pub const RECORD_MIN_TRAITS: usize = 1;
 
 fn str_field<'a>(
     obj: &'a Map<String, Value>,

@@ -46,6 +46,23 @@ pub const GUARD_SAMPLE: usize = 8;
 /// A record needs this many present fields to be matched at all.
 pub const MIN_FIELDS: usize = 2;
 
+/// Whether a pair may merge on its score: when either record holds nothing but names, some
+/// other field must be present on both and speak for the match. A name-only record is
+/// kept, but names alone, however rare, never merge it in real time: it waits for stronger
+/// evidence, and a high-scoring pair goes to the review queue instead.
+pub fn corroborated(a: &Attributes, b: &Attributes, evidence: &ProbableLink) -> bool {
+    let names_only = |r: &Attributes| {
+        r.present() == usize::from(r.first_name.is_some()) + usize::from(r.last_name.is_some())
+    };
+    if !names_only(a) && !names_only(b) {
+        return true;
+    }
+    evidence
+        .fields
+        .iter()
+        .any(|f| f.field != "first_name" && f.field != "last_name" && f.weight > 0.0)
+}
+
 /// Running totals of what matching did (reported by `/metrics` and `idgraph eval`).
 #[derive(Debug, Default)]
 pub struct MatchCounters {
@@ -356,7 +373,7 @@ pub fn match_event(
             continue;
         }
         let (p, evidence) = m.evidence(&attrs, &record.attributes);
-        let band = if p >= m.threshold {
+        let band = if p >= m.threshold && corroborated(&attrs, &record.attributes, &evidence) {
             &mut best
         } else if p >= m.review_threshold {
             &mut unsure

@@ -17,7 +17,9 @@
 //! 7. `below_threshold`: the best pair of records scores under `matching.threshold` (each
 //!    field's weight and term-frequency adjustment, and the margin it missed by);
 //! 8. `guard`: the records match but the profiles as clusters do not (the cluster guard);
-//! 9. `would_match`: none of the above: the match was not seen when the later record
+//! 9. `names_only`: the best pair scores over the threshold on names alone (nothing else
+//!    they both hold agrees): never merged automatically, queued for review;
+//! 10. `would_match`: none of the above: the match was not seen when the later record
 //!    arrived (more than `max_candidates` candidates, or the other record came later
 //!    through a source with matching off); a new event or `idgraph reresolve` links them.
 //!
@@ -175,19 +177,20 @@ pub fn why_not(
     });
 
     // The best-scoring pair of records, and the clusters as the guard sees them.
-    let mut best: Option<(f64, &IdentKey, &IdentKey, crate::model::ProbableLink)> = None;
+    let mut best: Option<(f64, &IdentKey, &IdentKey, crate::model::ProbableLink, bool)> = None;
     let mut total = 0.0;
     for (ka, ra) in &rx {
         for (kb, rb) in &ry {
             let (p, evidence) = m.evidence(ra, rb);
             total += p;
             if best.as_ref().is_none_or(|b| p > b.0) {
-                best = Some((p, ka, kb, evidence));
+                let corroborated = super::probable::corroborated(ra, rb, &evidence);
+                best = Some((p, ka, kb, evidence, corroborated));
             }
         }
     }
     let together = total / ((rx.len() * ry.len()).max(1) as f64);
-    if let Some((p, ka, kb, evidence)) = &best {
+    if let Some((p, ka, kb, evidence, _)) = &best {
         out["match"] = json!({
             "records": [ka, kb],
             "probability": p,
@@ -220,6 +223,13 @@ pub fn why_not(
                 "the best pair of records scores {p:.4}, under the threshold {} (missed by {:.4})",
                 m.threshold(),
                 m.threshold() - p
+            ),
+        )
+    } else if best.as_ref().is_some_and(|b| !b.4) {
+        (
+            "names_only",
+            format!(
+                "the best pair of records scores {p:.4}, but only on names: nothing else they both hold agrees, and names alone never merge two records (the pair goes to the review queue)"
             ),
         )
     } else if together < m.guard() {

@@ -155,10 +155,18 @@ async fn probable_links_can_be_switched_off_per_source() {
         .await;
     assert_ne!(a, b, "matching is off by default");
     assert_error(off.post_events(&row).await, 422, "invalid_field").await;
-    let too_little = json!({"event_id": "d6", "source": "third_party", "identifiers": {},
-                            "traits": {"first_name": "Brian"}});
+    // A name and nothing else is kept as a record of its own; names alone never merge it
+    // (however well they agree): the pair waits for a steward in the review queue.
+    let name_only = json!({"event_id": "d6", "source": "third_party", "identifiers": {},
+                           "traits": {"first_name": "Brian", "last_name": "O'Hara"}});
+    let outcome = json_ok(app.post_events(&name_only).await).await;
+    assert_eq!(outcome["status"], "accepted", "{outcome}");
+    assert_ne!(outcome["profile_id"], crm.as_str(), "{outcome}");
+    // Nothing to compare at all (no name) is still no person.
+    let nameless = json!({"event_id": "d7", "source": "third_party", "identifiers": {},
+                          "traits": {"address": {"city": "Boston"}}});
     assert_error(
-        app.post_events(&too_little).await,
+        app.post_events(&nameless).await,
         422,
         "no_linkable_identifier",
     )
@@ -427,4 +435,44 @@ async fn a_common_surname_agreeing_says_less_than_a_rare_one() {
         first.is_some_and(|f| f["tf_adjustment"].as_f64().is_some()),
         "{explained}"
     );
+}
+
+/// Names alone never merge a name-only record, however high they score: with a threshold
+/// the names clear, the pair is queued for review and why-not says `names_only`; once the
+/// record's person is seen with a birth date that agrees, the same names merge.
+#[tokio::test]
+async fn names_alone_never_merge_a_name_only_record() {
+    let app = spawn_app_with(|s| {
+        s.matching.enabled = true;
+        // Low enough that agreeing names alone clear it with the built-in model.
+        s.matching.threshold = 0.02;
+        s.matching.review_threshold = 0.01;
+    })
+    .await;
+    let crm = app
+        .ingest_pid(&event("n1", "crm", json!({"customer_id": "B1"}), brian()))
+        .await;
+    let name_only = json!({"event_id": "n2", "source": "third_party", "identifiers": {},
+                           "traits": {"first_name": "Brian", "last_name": "O'Hara"}});
+    let outcome = json_ok(app.post_events(&name_only).await).await;
+    assert_eq!(outcome["status"], "accepted", "{outcome}");
+    assert_ne!(outcome["profile_id"], crm.as_str(), "{outcome}");
+    let why = json_ok(
+        app.get_query(
+            "/v1/explain",
+            &[("a", "record:n2"), ("b", "customer_id:B1")],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(why["verdict"], "names_only", "{why}");
+    let queued = json_ok(app.get("/v1/review").await).await;
+    let items = queued["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), 1, "{queued}");
+    // With a birth date that agrees, the same names are evidence enough.
+    let dated = json!({"event_id": "n3", "source": "third_party", "identifiers": {},
+                       "traits": {"first_name": "Brian", "last_name": "O'Hara",
+                                  "birth_date": "1955-12-31"}});
+    let outcome = json_ok(app.post_events(&dated).await).await;
+    assert_eq!(outcome["profile_id"], crm.as_str(), "{outcome}");
 }
