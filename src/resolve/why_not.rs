@@ -16,12 +16,13 @@
 //!    listed, and keys too common to be searched are named);
 //! 7. `below_threshold`: the best pair of records scores under `matching.threshold` (each
 //!    field's weight and term-frequency adjustment, and the margin it missed by);
-//! 8. `guard`: the records match but the profiles as clusters do not (the cluster guard);
-//! 9. `names_only`: the best pair scores over the threshold on names alone (nothing else
-//!    they both hold agrees): never merged automatically, queued for review;
+//! 8. `names_only`: the best pair scores over the threshold on names alone (a name-only
+//!    record, nothing else they both hold agrees): never merged automatically, queued
+//!    for review;
+//! 9. `guard`: the records match but the profiles as clusters do not (the cluster guard);
 //! 10. `would_match`: none of the above: the match was not seen when the later record
-//!    arrived (more than `max_candidates` candidates, or the other record came later
-//!    through a source with matching off); a new event or `idgraph reresolve` links them.
+//!     arrived (more than `max_candidates` candidates, or the other record came later
+//!     through a source with matching off); a new event of either links them.
 //!
 //! Only reads; never values in errors.
 
