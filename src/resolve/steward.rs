@@ -125,9 +125,28 @@ fn live_profile(s: &Session<'_>, field: &str, id: &str) -> Result<ProfileState, 
 
 /// The highest-priority identifier of a profile (kind priority, then key).
 fn anchor(rules: &Rules, p: &ProfileState) -> Option<IdentKey> {
-    p.identifier_keys().min_by(|x, y| {
-        (rules.kind_rank(split_key(x).0), x).cmp(&(rules.kind_rank(split_key(y).0), y))
-    })
+    p.identifier_keys().min_by_key(|k| priority(rules, k))
+}
+
+/// Sort key of an identifier: its kind's priority, then the key.
+fn priority(rules: &Rules, key: &IdentKey) -> (usize, IdentKey) {
+    (rules.kind_rank(split_key(key).0), key.clone())
+}
+
+/// The component (a root index) of each of `keys` under the links of `edges` between them.
+fn components<'e>(keys: &[IdentKey], edges: impl Iterator<Item = &'e Edge>) -> Vec<usize> {
+    let index: HashMap<&str, usize> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.as_str(), i))
+        .collect();
+    let mut uf = UnionFind::<usize>::new(keys.len());
+    for e in edges {
+        if let (Some(i), Some(j)) = (index.get(e.a.as_str()), index.get(e.b.as_str())) {
+            uf.union(*i, *j);
+        }
+    }
+    (0..keys.len()).map(|i| uf.find(i)).collect()
 }
 
 /// The provenance a steward action leaves on links: source `steward`.
@@ -329,21 +348,11 @@ pub fn split_profile(
             named_groups = keys.len();
         }
         SplitPlan::Components => {
-            let index: HashMap<&str, usize> = keys
-                .iter()
-                .enumerate()
-                .map(|(i, k)| (k.as_str(), i))
-                .collect();
-            let mut uf = UnionFind::<usize>::new(keys.len());
-            for e in edges.values().filter(|e| event_made(e)) {
-                if let (Some(i), Some(j)) = (index.get(e.a.as_str()), index.get(e.b.as_str())) {
-                    uf.union(*i, *j);
-                }
-            }
+            let root = components(&keys, edges.values().filter(|e| event_made(e)));
             let mut label: BTreeMap<usize, usize> = BTreeMap::new();
             for (i, k) in keys.iter().enumerate() {
                 let n = label.len();
-                let l = *label.entry(uf.find(i)).or_insert(n);
+                let l = *label.entry(root[i]).or_insert(n);
                 part.insert(k.clone(), l);
             }
         }
@@ -405,25 +414,13 @@ pub fn split_profile(
             }
         }
         for group in by_part.values().filter(|g| g.len() > 1) {
-            let index: HashMap<&str, usize> = group
-                .iter()
-                .enumerate()
-                .map(|(i, k)| (k.as_str(), i))
-                .collect();
-            let mut uf = UnionFind::<usize>::new(group.len());
-            for e in edges.values() {
-                if let (Some(i), Some(j)) = (index.get(e.a.as_str()), index.get(e.b.as_str())) {
-                    uf.union(*i, *j);
-                }
-            }
+            let root = components(group, edges.values());
             let mut heads: BTreeMap<usize, &IdentKey> = BTreeMap::new();
             for (i, k) in group.iter().enumerate() {
-                heads.entry(uf.find(i)).or_insert(k);
+                heads.entry(root[i]).or_insert(k);
             }
             let mut heads: Vec<&IdentKey> = heads.into_values().collect();
-            heads.sort_by(|x, y| {
-                (rules.kind_rank(split_key(x).0), x).cmp(&(rules.kind_rank(split_key(y).0), y))
-            });
+            heads.sort_by_key(|k| priority(rules, k));
             if let Some((first, rest)) = heads.split_first() {
                 for other in rest {
                     link(s, first, other, EdgeStatus::Active, &provenance, None)?;

@@ -788,6 +788,19 @@ fn steward_reason(reason: &str) -> Result<String> {
     Ok(reason)
 }
 
+/// What history records of a steward's action: the key's name, the reason, the overrides.
+fn steward_note(
+    auth: &Auth<perm::Admin>,
+    reason: String,
+    overrides: Vec<String>,
+) -> crate::model::StewardNote {
+    crate::model::StewardNote {
+        actor: auth.caller.name.clone(),
+        reason,
+        overrides,
+    }
+}
+
 /// Rule names a steward overrides: each 1 to 200 bytes, at most 20.
 fn steward_overrides(overrides: Vec<String>) -> Result<Vec<String>> {
     if overrides.len() > 20 {
@@ -855,11 +868,7 @@ pub async fn merge_profiles(
     for id in &body.profiles {
         check_scope(&auth, &engine, id).await?;
     }
-    let note = crate::model::StewardNote {
-        actor: auth.caller.name.clone(),
-        reason,
-        overrides,
-    };
+    let note = steward_note(&auth, reason, overrides);
     let profiles = body
         .profiles
         .into_iter()
@@ -938,11 +947,7 @@ pub async fn split_profile(
             .with_field("groups")),
         };
     check_scope(&auth, &engine, &id).await?;
-    let note = crate::model::StewardNote {
-        actor: auth.caller.name.clone(),
-        reason,
-        overrides,
-    };
+    let note = steward_note(&auth, reason, overrides);
     let out = engine.split_profile(id.into(), plan, note).await?;
     auth.touched(out.profiles.iter().cloned().chain([out.profile_id.clone()]));
     Ok(HttpResponse::Ok().json(out))
@@ -1004,11 +1009,7 @@ pub async fn pin_value(
     let body = body.into_inner();
     let reason = steward_reason(&body.reason)?;
     check_scope(&auth, &engine, &id).await?;
-    let note = crate::model::StewardNote {
-        actor: auth.caller.name.clone(),
-        reason,
-        overrides: vec![],
-    };
+    let note = steward_note(&auth, reason, vec![]);
     let pid = engine.pin(id.into(), name, Some(body.value), note).await?;
     pinned_answer(&auth, &engine, pid).await
 }
@@ -1025,11 +1026,7 @@ pub async fn unpin_value(
     check_trait_name(&name)?;
     let reason = steward_reason(&q.reason)?;
     check_scope(&auth, &engine, &id).await?;
-    let note = crate::model::StewardNote {
-        actor: auth.caller.name.clone(),
-        reason,
-        overrides: vec![],
-    };
+    let note = steward_note(&auth, reason, vec![]);
     let pid = engine.pin(id.into(), name, None, note).await?;
     pinned_answer(&auth, &engine, pid).await
 }
