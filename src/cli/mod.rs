@@ -116,6 +116,10 @@ pub enum Command {
         key: Option<String>,
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Also match every record again under the current model and matching settings
+        /// (new probable merges and review items), not only re-render.
+        #[arg(long)]
+        rematch: bool,
     },
     /// Re-estimate the probabilistic matching model from the store's records (no labels)
     /// and write it where the resolver loads it (`matching.model`, default
@@ -390,11 +394,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             server: Some(server),
             key,
             data_dir: None,
+            rematch,
         } => {
             let key = key.ok_or_else(|| {
                 anyhow::anyhow!("--server needs an admin key: pass --key or set IDGRAPH_KEY")
             })?;
-            reresolve::remote(&server, &key)
+            reresolve::remote(&server, &key, rematch)
         }
         Command::Reresolve {
             server: Some(_),
@@ -406,8 +411,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Reresolve {
             server: None,
             data_dir,
+            rematch,
             ..
-        } => reresolve::local(existing(settings(config, data_dir, None)?)?),
+        } => reresolve::local(existing(settings(config, data_dir, None)?)?, rematch),
         Command::Reindex { data_dir } => {
             let s = existing(settings(config, data_dir, None)?)?;
             let started = std::time::Instant::now();

@@ -32,9 +32,9 @@ fn summary(done: u64, rate: f64, state: &str) -> String {
 }
 
 /// Runs on a stopped store, in this process.
-pub fn local(settings: Settings) -> anyhow::Result<()> {
+pub fn local(settings: Settings, rematch: bool) -> anyhow::Result<()> {
     let engine = Arc::new(Engine::open(settings)?);
-    engine.start_reresolve("cli")?;
+    engine.start_reresolve("cli", rematch)?;
     let bar = bar();
     loop {
         std::thread::sleep(Duration::from_millis(200));
@@ -64,7 +64,7 @@ pub fn local(settings: Settings) -> anyhow::Result<()> {
 }
 
 /// Starts a run on the server at `base` with admin key `key` and follows it.
-pub fn remote(base: &str, key: &str) -> anyhow::Result<()> {
+pub fn remote(base: &str, key: &str, rematch: bool) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -77,6 +77,7 @@ pub fn remote(base: &str, key: &str) -> anyhow::Result<()> {
             .context("cannot build the HTTP client")?;
         let resp = client
             .post(&url)
+            .query(&[("rematch", rematch)])
             .bearer_auth(key)
             .send()
             .await

@@ -44,6 +44,8 @@ pub struct Progress {
     /// Why the run started: `api`, `cli` or `settings_changed`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trigger: Option<String>,
+    /// Whether records are matched again too (the model or matching settings changed).
+    pub rematch: bool,
     pub profiles_done: u64,
     pub profiles_total: u64,
     pub profiles_per_second: f64,
@@ -74,19 +76,45 @@ impl Reresolver {
     }
 }
 
-/// The fingerprint of the settings that decide golden values.
-fn fingerprint(engine: &Engine) -> String {
-    let s = engine.settings();
-    let text = serde_json::json!({
-        "survivorship": s.survivorship,
-        "sources": s.sources,
-    })
-    .to_string();
+fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(text.as_bytes())
+    sha2::Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// The fingerprints of what decides golden values (survivorship and source settings) and
+/// of what decides merges (matching settings and the model file), as stored in
+/// `survivorship.fingerprint` (a file of an earlier version holds the first alone).
+fn fingerprint(engine: &Engine) -> String {
+    let s = engine.settings();
+    let golden = sha256_hex(
+        serde_json::json!({"survivorship": s.survivorship, "sources": s.sources})
+            .to_string()
+            .as_bytes(),
+    );
+    let model = std::fs::read(s.matching.model_path(&s.storage.data_dir)).unwrap_or_default();
+    let matching =
+        sha256_hex(format!("{}{}", serde_json::json!(s.matching), sha256_hex(&model)).as_bytes());
+    format!("{golden}\n{matching}")
+}
+
+/// What changed between a stored fingerprint and the current one: (golden values,
+/// matching).
+fn changes(old: &str, now: &str) -> (bool, bool) {
+    let mut old = old.lines();
+    let mut now = now.lines();
+    let (og, ng) = (
+        old.next().unwrap_or_default(),
+        now.next().unwrap_or_default(),
+    );
+    // An old file without the matching line: matching is not known to have changed.
+    let (om, nm) = (old.next(), now.next().unwrap_or_default());
+    (
+        og.trim() != ng.trim(),
+        om.is_some_and(|o| o.trim() != nm.trim()),
+    )
 }
 
 impl Engine {
@@ -95,17 +123,18 @@ impl Engine {
         self.reresolver.progress()
     }
 
-    /// Whether the survivorship settings differ from the ones the store's golden records
-    /// were last rendered with (a store without a record of them has never been rendered
-    /// with different ones: it records the current settings and answers no).
-    pub fn survivorship_changed(&self) -> Result<bool, EngineError> {
+    /// Whether the survivorship settings, and whether the matching settings or model,
+    /// differ from the ones the store was last resolved with (a store without a record of
+    /// them has never been resolved with different ones: it records the current ones and
+    /// answers no to both).
+    pub fn resolution_changed(&self) -> Result<(bool, bool), EngineError> {
         let path = self.settings().storage.data_dir.join(FINGERPRINT_FILE);
         let now = fingerprint(self);
         match std::fs::read_to_string(&path) {
-            Ok(old) => Ok(old.trim() != now),
+            Ok(old) => Ok(changes(&old, &now)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 write_fingerprint(&path, &now)?;
-                Ok(false)
+                Ok((false, false))
             }
             Err(e) => Err(EngineError::Config(format!(
                 "cannot read {}: {e}",
@@ -116,7 +145,13 @@ impl Engine {
 
     /// Starts a background run re-rendering every profile. While one runs, no second one
     /// starts: the running one's progress is answered with `already_running`.
-    pub fn start_reresolve(self: &Arc<Self>, trigger: &str) -> Result<Progress, EngineError> {
+    /// With `rematch`, every record is also matched again under the current model and
+    /// matching settings (new probable merges, review items), not only re-rendered.
+    pub fn start_reresolve(
+        self: &Arc<Self>,
+        trigger: &str,
+        rematch: bool,
+    ) -> Result<Progress, EngineError> {
         {
             let mut p = self
                 .reresolver
@@ -131,6 +166,7 @@ impl Engine {
             *p = Progress {
                 state: RunState::Counting,
                 trigger: Some(trigger.to_owned()),
+                rematch,
                 started_at: Some(crate::profile::golden::iso(super::now_ms())),
                 ..Progress::default()
             };
@@ -139,7 +175,7 @@ impl Engine {
         std::thread::Builder::new()
             .name("reresolve".into())
             .spawn(move || {
-                let result = engine.run_reresolve();
+                let result = engine.run_reresolve(rematch);
                 engine.reresolver.update(|p| {
                     p.finished_at = Some(crate::profile::golden::iso(super::now_ms()));
                     match result {
@@ -162,7 +198,7 @@ impl Engine {
     }
 
     /// Runs one re-resolve to the end on this thread.
-    fn run_reresolve(&self) -> Result<(), EngineError> {
+    fn run_reresolve(&self, rematch: bool) -> Result<(), EngineError> {
         let fingerprint_now = fingerprint(self);
         let total = self.count_profiles()?;
         self.reresolver.update(|p| {
@@ -182,7 +218,7 @@ impl Engine {
                 break;
             };
             let n = page.len();
-            self.rerender(page)?;
+            self.rerender(page, rematch)?;
             let rate = |done: u64| done as f64 / started.elapsed().as_secs_f64().max(1e-3);
             self.reresolver.update(|p| {
                 p.profiles_done += n as u64;
@@ -213,10 +249,10 @@ impl Engine {
     }
 
     /// Re-renders one page of profiles through the writer, waiting while it is full.
-    fn rerender(&self, ids: Vec<ProfileId>) -> Result<usize, EngineError> {
+    fn rerender(&self, ids: Vec<ProfileId>, rematch: bool) -> Result<usize, EngineError> {
         let mut pause = Duration::from_millis(10);
         loop {
-            match self.submit(Op::Rerender(ids.clone())) {
+            match self.submit(Op::Rerender(ids.clone(), rematch)) {
                 Ok(rx) => {
                     return match rx
                         .blocking_recv()

@@ -38,8 +38,9 @@ pub(super) enum Op {
     Unsuppress(IdentKey),
     Review(ReviewRequest),
     Merge(Vec<crate::store::ProfileId>, crate::model::StewardNote),
-    /// Re-render these profiles' golden records (see `engine::reresolve`).
-    Rerender(Vec<crate::store::ProfileId>),
+    /// Re-render these profiles' golden records, and with `true` match their records
+    /// again under the current model (see `engine::reresolve`).
+    Rerender(Vec<crate::store::ProfileId>, bool),
     Pin(
         crate::store::ProfileId,
         String,
@@ -155,13 +156,23 @@ fn run(
             Ok(o) => Ok(OpResult::Merged(o)),
             Err(e) => Err(steward_error(e)?),
         },
-        Op::Rerender(ids) => {
+        Op::Rerender(ids, rematch) => {
             let mut n = 0;
             for id in ids {
                 // A profile merged or erased since the page was read has nothing to render.
-                if s.profile(id)?.is_some() {
-                    s.mark_dirty(id);
-                    n += 1;
+                let Some(state) = s.profile(id)? else {
+                    continue;
+                };
+                s.mark_dirty(id);
+                n += 1;
+                if let (true, Some(m)) = (*rematch, &rules.matcher) {
+                    let ev = resolve::reresolve_event(id, s.now);
+                    for key in state.identifier_keys() {
+                        // An earlier key's match may have moved this one's profile.
+                        if let Some(node) = s.node(&key)? {
+                            resolve::probable::rematch(s, rules, m, &ev, &key, &node.profile_id)?;
+                        }
+                    }
                 }
             }
             Ok(OpResult::Rerendered(n))

@@ -387,6 +387,21 @@ pub fn apply_event(
     })
 }
 
+/// The provenance of what a re-resolve run does to profile `id` (event id
+/// `reresolve:<id>`, source `reresolve`).
+pub fn reresolve_event(id: &str, now: i64) -> NormalizedEvent {
+    NormalizedEvent {
+        event_id: format!("reresolve:{id}"),
+        source: "reresolve".into(),
+        event_type: "reresolve".into(),
+        timestamp: now,
+        identifiers: Vec::new(),
+        ignored: Vec::new(),
+        traits: Default::default(),
+        properties: Default::default(),
+    }
+}
+
 fn is_device(kind: &str) -> bool {
     crate::ingest::identifier::DEVICE_KINDS.contains(&kind)
 }

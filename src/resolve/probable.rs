@@ -309,7 +309,7 @@ pub fn match_event(
     anchor: &IdentKey,
     target: &ProfileId,
 ) -> Result<Matched, StoreError> {
-    let mut out = Matched::default();
+    let out = Matched::default();
     if !m.applies_to(&ev.source) {
         return Ok(out);
     }
@@ -325,9 +325,48 @@ pub fn match_event(
     if attrs.present() < MIN_FIELDS {
         return Ok(out);
     }
+    let (shared, indexed) = candidates(s, m, &attrs, anchor)?;
+    s.put_match_record(
+        anchor,
+        Some(MatchRecord {
+            attributes: attrs.clone(),
+            keys: indexed,
+        }),
+    )?;
+    m.frequencies.observe(old.as_ref(), &attrs);
+    decide(s, rules, m, ev, anchor, target, &attrs, shared)
+}
 
-    // Candidates: records sharing a usable blocking key, those sharing the most keys first.
-    let keys = m.usable_keys(&attrs);
+/// Matches the stored record of `anchor` (in profile `target`) again under the current
+/// model and settings, as if its last event had just arrived (see `engine::reresolve`):
+/// the record and its index are left as they are.
+pub fn rematch(
+    s: &mut Session<'_>,
+    rules: &Rules,
+    m: &Matcher,
+    ev: &NormalizedEvent,
+    anchor: &IdentKey,
+    target: &ProfileId,
+) -> Result<Matched, StoreError> {
+    let Some(record) = s.match_record(anchor)? else {
+        return Ok(Matched::default());
+    };
+    if record.attributes.present() < MIN_FIELDS {
+        return Ok(Matched::default());
+    }
+    let (shared, _) = candidates(s, m, &record.attributes, anchor)?;
+    decide(s, rules, m, ev, anchor, target, &record.attributes, shared)
+}
+
+/// Candidates of a record: the records sharing each usable blocking key (with how many
+/// keys each shares), and the keys searched (those not too common).
+fn candidates(
+    s: &Session<'_>,
+    m: &Matcher,
+    attrs: &Attributes,
+    anchor: &IdentKey,
+) -> Result<(HashMap<IdentKey, usize>, Vec<String>), StoreError> {
+    let keys = m.usable_keys(attrs);
     let mut indexed = Vec::with_capacity(keys.len());
     let mut shared: HashMap<IdentKey, usize> = HashMap::new();
     for key in keys {
@@ -347,14 +386,23 @@ pub fn match_event(
         }
         indexed.push(key);
     }
-    s.put_match_record(
-        anchor,
-        Some(MatchRecord {
-            attributes: attrs.clone(),
-            keys: indexed,
-        }),
-    )?;
-    m.frequencies.observe(old.as_ref(), &attrs);
+    Ok((shared, indexed))
+}
+
+/// Scores the candidates, merges on strong, guarded, rule-abiding matches, queues the
+/// unsure ones for review.
+#[allow(clippy::too_many_arguments)]
+fn decide(
+    s: &mut Session<'_>,
+    rules: &Rules,
+    m: &Matcher,
+    ev: &NormalizedEvent,
+    anchor: &IdentKey,
+    target: &ProfileId,
+    attrs: &Attributes,
+    shared: HashMap<IdentKey, usize>,
+) -> Result<Matched, StoreError> {
+    let mut out = Matched::default();
     let mut ranked: Vec<(IdentKey, usize)> = shared.into_iter().collect();
     ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     ranked.truncate(m.max_candidates);

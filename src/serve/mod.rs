@@ -64,13 +64,19 @@ impl Application {
     ) -> anyhow::Result<Application> {
         let port = listener.local_addr()?.port();
         let read_only = replica.is_some();
-        // The writer re-renders every golden profile in the background when the
-        // survivorship settings changed since the store was last rendered.
-        if !read_only && engine.survivorship_changed()? {
-            tracing::info!(
-                "survivorship settings changed: re-resolving every profile in the background"
-            );
-            engine.start_reresolve("settings_changed")?;
+        // The writer re-resolves every profile in the background when the survivorship
+        // settings (re-render) or the matching settings or model (match again too)
+        // changed since the store was last resolved.
+        if !read_only {
+            let (golden, matching) = engine.resolution_changed()?;
+            if golden || matching {
+                tracing::info!(
+                    survivorship_changed = golden,
+                    matching_changed = matching,
+                    "re-resolving every profile in the background"
+                );
+                engine.start_reresolve("settings_changed", matching)?;
+            }
         }
         let replica = web::Data::new(Replica(replica));
         let metrics = web::Data::new(Metrics::new()?);

@@ -658,15 +658,24 @@ pub async fn reresolve_progress(
     Ok(HttpResponse::Ok().json(engine.reresolve_progress()))
 }
 
-/// `POST /v1/admin/reresolve` (admin, unscoped): re-renders every golden profile under the
-/// current survivorship settings in the background (202 with the progress; while a run
-/// is on, its progress with `already_running`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReresolveQuery {
+    #[serde(default)]
+    rematch: bool,
+}
+
+/// `POST /v1/admin/reresolve[?rematch=true]` (admin, unscoped): re-renders every golden
+/// profile under the current survivorship settings in the background, and with
+/// `rematch` matches every record again under the current model (202 with the progress;
+/// while a run is on, its progress with `already_running`).
 pub async fn reresolve_start(
     auth: Auth<perm::Admin>,
+    q: web::Query<ReresolveQuery>,
     engine: web::Data<Engine>,
 ) -> Result<HttpResponse> {
     unscoped_for(&auth, RERESOLVE_SCOPED)?;
-    let progress = engine.into_inner().start_reresolve("api")?;
+    let progress = engine.into_inner().start_reresolve("api", q.rematch)?;
     Ok(HttpResponse::Accepted().json(progress))
 }
 

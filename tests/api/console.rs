@@ -1,14 +1,17 @@
 //! The web console end to end: the real server on loopback with a small realistic
-//! scenario, and `node --test console/e2e/` driving Debian's chromium (playwright-core)
-//! against it: search with a typo, profile page, the identity graph, edge provenance and
-//! explain. A missing node, chromium or npm package fails the test; it never skips.
+//! scenario, and `node --test` driving Debian's chromium (playwright-core) against it:
+//! search with a typo, profile page, the identity graph, edge provenance and explain
+//! (`console/e2e/console.test.mjs`, an agent's key); the steward's review queue, merge,
+//! split, why-not and value history with pins (`console/e2e/steward.test.mjs`, an admin's
+//! key), whose writes are then checked over HTTP. A missing node, chromium or npm package
+//! fails the test; it never skips.
 
 use std::path::Path;
 use std::process::Command;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{event, json_ok, spawn_app, TestApp};
+use crate::helpers::{event, json_ok, spawn_app, spawn_app_with, TestApp};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const MARKUP: &str = "<img src=x onerror=alert(1)>";
@@ -202,27 +205,185 @@ async fn console_in_headless_chromium_search_profile_graph_provenance_explain() 
         ("CONSOLE_EXPLAIN_B", "loyalty_id:LOY-4412".to_owned()),
         ("CONSOLE_MARKUP", MARKUP.to_owned()),
     ];
+    run_browser_tests(
+        root,
+        "console/e2e/console.test.mjs",
+        &envs,
+        4,
+        "/tmp/console-e2e.png",
+    )
+    .await;
+}
+
+/// Runs `node --test <file>` with `envs` and asserts that its `tests` browser tests pass.
+async fn run_browser_tests(
+    root: &Path,
+    file: &str,
+    envs: &[(&str, String)],
+    tests: usize,
+    screenshot: &str,
+) {
     let dir = root.to_path_buf();
+    let owned: Vec<(String, String)> = envs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    let args = ["--test", "--test-reporter=tap", file].map(str::to_owned);
     let out = tokio::task::spawn_blocking(move || {
         Command::new("node")
-            .args(["--test", "--test-reporter=tap", "console/e2e/"])
+            .args(args)
             .current_dir(&dir)
-            .envs(envs)
+            .envs(owned)
             .env_remove("NODE_OPTIONS")
             .output()
     })
     .await
     .expect("the node runner thread panicked")
-    .unwrap_or_else(|e| panic!("cannot run `node --test console/e2e/`: {e}"));
+    .unwrap_or_else(|e| panic!("cannot run `node --test {file}`: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "`node --test console/e2e/` failed ({}); a screenshot of the failing page is in /tmp/console-e2e.png\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        "`node --test {file}` failed ({}); a screenshot of the failing page is in {screenshot}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
         out.status
     );
     assert!(
-        stdout.contains("# pass 4") && stdout.contains("# fail 0"),
-        "expected the 4 browser tests to pass:\n{stdout}"
+        stdout.contains(&format!("# pass {tests}")) && stdout.contains("# fail 0"),
+        "expected the {tests} browser tests of {file} to pass:\n{stdout}"
     );
+}
+
+/// What the steward's scenario made.
+struct StewardScenario {
+    /// The profile of the first phone (it survives the review's accept).
+    pid: String,
+    /// The device's profile, merged by hand.
+    device_pid: String,
+}
+
+const PHONE_A: &str = "+16175550111";
+const PHONE_B: &str = "+16175550112";
+const EMAIL: &str = "anna.k@example.com";
+const DEVICE: &str = "dev-anna-tab";
+
+fn anna(city: &str) -> Value {
+    json!({"first_name": "Anna", "last_name": "Kowalski", "birth_date": "1980-01-01",
+           "address": {"city": city}})
+}
+
+/// Anna Kowalski in two profiles that probabilistic matching is unsure of (same names and
+/// birth date, Boston by crm and Denver by pos: one review item); an event links an email
+/// to the Denver phone (a link a split needs an override to cut); her tablet is a profile
+/// of its own, with markup in a trait.
+async fn steward_scenario(app: &TestApp) -> StewardScenario {
+    let pid = app
+        .ingest_pid(&event(
+            "r1",
+            "crm",
+            json!({"phone": PHONE_A}),
+            anna("Boston"),
+        ))
+        .await;
+    let outcome = app
+        .ingest(&event(
+            "r2",
+            "pos",
+            json!({"phone": PHONE_B}),
+            anna("Denver"),
+        ))
+        .await;
+    assert_ne!(outcome["profile_id"], pid.as_str(), "{outcome}");
+    app.ingest(&event(
+        "r3",
+        "web",
+        json!({"phone": PHONE_B, "email": EMAIL}),
+        Value::Null,
+    ))
+    .await;
+    let device_pid = app
+        .ingest_pid(&event(
+            "r4",
+            "mobile",
+            json!({"device_id": DEVICE}),
+            json!({"note": MARKUP}),
+        ))
+        .await;
+    assert_ne!(device_pid, pid);
+    let queue = json_ok(app.get("/v1/review").await).await;
+    assert_eq!(
+        queue["items"].as_array().map_or(0, Vec::len),
+        1,
+        "one review item: {queue}"
+    );
+    StewardScenario { pid, device_pid }
+}
+
+const REASONS: [(&str, &str); 5] = [
+    ("CONSOLE_REASON_ACCEPT", "same customer, moved to Denver"),
+    ("CONSOLE_REASON_MERGE", "her tablet, confirmed at the store"),
+    ("CONSOLE_REASON_SPLIT", "shared family email, not hers"),
+    (
+        "CONSOLE_REASON_PIN",
+        "customer confirmed the address by phone",
+    ),
+    ("CONSOLE_REASON_UNPIN", "pinned by mistake"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_in_headless_chromium_steward_review_merge_split_why_not_values() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    require_tools(root);
+    let app = spawn_app_with(|s| s.matching.enabled = true).await;
+    let scenario = steward_scenario(&app).await;
+
+    let mut envs = vec![
+        ("CONSOLE_URL", app.address.clone()),
+        ("CONSOLE_ADMIN_KEY", crate::helpers::key_of("test-admin")),
+        ("CONSOLE_AGENT_KEY", crate::helpers::key_of("test-agent")),
+        ("CONSOLE_PROFILE_ID", scenario.pid.clone()),
+        ("CONSOLE_PHONE_A", format!("phone:{PHONE_A}")),
+        ("CONSOLE_PHONE_B", format!("phone:{PHONE_B}")),
+        ("CONSOLE_EMAIL", format!("email:{EMAIL}")),
+        ("CONSOLE_MERGE_ID", scenario.device_pid.clone()),
+        ("CONSOLE_MARKUP", MARKUP.to_owned()),
+    ];
+    envs.extend(REASONS.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    run_browser_tests(
+        root,
+        "console/e2e/steward.test.mjs",
+        &envs,
+        6,
+        "/tmp/console-steward-e2e.png",
+    )
+    .await;
+
+    // The browser really made the writes: the accept joined the phones, the split moved
+    // the email out, the merge brought the tablet in, and history has every reason typed.
+    let pid = app.pid_of("phone", PHONE_A).await;
+    assert_eq!(app.pid_of("phone", PHONE_B).await, pid, "accepted");
+    assert_eq!(app.pid_of("device_id", DEVICE).await, pid, "merged");
+    let email_pid = app.pid_of("email", EMAIL).await;
+    assert_ne!(email_pid, pid, "split out");
+    let queue = json_ok(app.get("/v1/review").await).await;
+    assert_eq!(queue["items"], json!([]), "decided: {queue}");
+    let mut entries = Vec::new();
+    for id in [&pid, &email_pid] {
+        let history = json_ok(app.get(&format!("/v1/profiles/{id}/history")).await).await;
+        entries.extend(history["history"].as_array().cloned().unwrap_or_default());
+    }
+    let text = Value::Array(entries.clone()).to_string();
+    for (_, reason) in REASONS {
+        assert!(text.contains(reason), "{reason:?} in history: {text}");
+    }
+    let kinds: Vec<&str> = entries.iter().filter_map(|h| h["kind"].as_str()).collect();
+    for kind in ["merged", "split", "pinned", "unpinned"] {
+        assert!(kinds.contains(&kind), "{kind} in history: {kinds:?}");
+    }
+    let values = json_ok(app.get(&format!("/v1/profiles/{pid}/values")).await).await;
+    let address = values["traits"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["name"] == "address"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(address["chosen_by"], "survivorship", "unpinned: {address}");
 }

@@ -794,3 +794,79 @@ async fn changed_survivorship_re_resolves_every_profile_in_the_background() {
     );
     assert!(server.terminate().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_matching_threshold_matches_existing_records_again() {
+    use crate::helpers::{get_json, http_client, ServeProcess};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let on = ("IDGRAPH_MATCHING__ENABLED".to_owned(), "true".to_owned());
+    let mut server = ServeProcess::start_with_env(&data, std::slice::from_ref(&on));
+    let client = http_client();
+    let base = server.address.clone();
+    // The same person in two cities: about 0.88 with the built-in model, under 0.9.
+    let person = |city: &str| {
+        json!({"first_name": "Anna", "last_name": "Kowalski", "birth_date": "1980-01-01",
+               "address": {"city": city}})
+    };
+    let events = json!([
+        {"event_id": "t1", "source": "crm", "identifiers": {"phone": "+16175550111"},
+         "traits": person("Boston")},
+        {"event_id": "t2", "source": "pos", "identifiers": {"phone": "+16175550112"},
+         "traits": person("Denver")},
+    ]);
+    let (status, body) = post_json(&client, &format!("{base}/v1/events"), &events).await;
+    assert_eq!(status, 200, "{body}");
+    let pid = |base: String, phone: &'static str| {
+        let client = client.clone();
+        async move {
+            get_json(
+                &client,
+                &format!("{base}/v1/lookup?kind=phone&value=%2B{phone}"),
+            )
+            .await
+            .1["profile_id"]
+                .clone()
+        }
+    };
+    assert_ne!(
+        pid(base.clone(), "16175550111").await,
+        pid(base.clone(), "16175550112").await
+    );
+    assert!(server.terminate().success());
+
+    // A lower threshold: the server matches the stored records again by itself.
+    let env = [
+        on,
+        ("IDGRAPH_MATCHING__THRESHOLD".to_owned(), "0.8".to_owned()),
+    ];
+    let mut server = ServeProcess::start_with_env(&data, &env);
+    let base = server.address.clone();
+    let mut progress = Value::Null;
+    for _ in 0..600 {
+        progress = get_json(&client, &format!("{base}/v1/admin/reresolve"))
+            .await
+            .1;
+        if progress["state"] == "done" || progress["state"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(progress["state"], "done", "{progress}");
+    assert_eq!(progress["rematch"], true, "{progress}");
+    let merged = pid(base.clone(), "16175550111").await;
+    assert_eq!(merged, pid(base.clone(), "16175550112").await);
+    let (_, history) = get_json(
+        &client,
+        &format!(
+            "{base}/v1/profiles/{}/history",
+            merged.as_str().unwrap_or_default()
+        ),
+    )
+    .await;
+    assert!(
+        history.to_string().contains("reresolve:"),
+        "the merge names the re-resolve: {history}"
+    );
+    assert!(server.terminate().success());
+}
