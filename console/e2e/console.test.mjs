@@ -10,20 +10,13 @@
 //   CONSOLE_EXPLAIN_A, CONSOLE_EXPLAIN_B  two identifiers (kind:value) of that profile
 //   CONSOLE_MARKUP      a trait value holding HTML that must be shown as text
 //
-// Manually: CONSOLE_URL=... CONSOLE_QUERY=... node --test console/e2e/
+// Manually: CONSOLE_URL=... CONSOLE_QUERY=... node --test console/e2e/console.test.mjs
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { chromium } from 'playwright-core';
+import { env as required, launch, withPage as openPage, apiGet as get } from './browser.mjs';
 
-const CHROMIUM = '/usr/bin/chromium';
 const SCREENSHOT = '/tmp/console-e2e.png';
-
-function env(name) {
-  const v = process.env[name];
-  if (!v) throw new Error(`environment variable ${name} is required (see the header of ${import.meta.url})`);
-  return v;
-}
+const env = (name) => required(name, import.meta.url);
 
 const BASE = env('CONSOLE_URL').replace(/\/$/, '');
 const KEY = env('CONSOLE_KEY');
@@ -37,53 +30,17 @@ const MARKUP = process.env.CONSOLE_MARKUP || '';
 let browser;
 
 before(async () => {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(`${CHROMIUM} is missing: install Debian's chromium (scripts/install-deps.sh does)`);
-  }
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launch();
 });
 
 after(async () => {
   if (browser) await browser.close();
 });
 
-async function apiGet(path) {
-  const resp = await fetch(BASE + path, { headers: { authorization: `Bearer ${KEY}` } });
-  const body = await resp.text();
-  assert.equal(resp.status, 200, `GET ${path} answered ${resp.status}: ${body}`);
-  return JSON.parse(body);
-}
+const apiGet = (path) => get(BASE, KEY, path);
 
-/**
- * Runs `body(page)` in a fresh page; on failure saves a screenshot and adds the page's
- * console errors to the message. Uncaught page errors fail the test.
- */
-async function withPage(body, withKey = true) {
-  const context = await browser.newContext({ viewport: { width: 1440, height: 1000 } });
-  if (withKey) {
-    await context.addInitScript((k) => sessionStorage.setItem('idgraph-api-key', k), KEY);
-  }
-  const page = await context.newPage();
-  page.setDefaultTimeout(30000); // generous: the whole cargo test suite runs alongside
-  const pageErrors = [];
-  const consoleErrors = [];
-  page.on('pageerror', (e) => pageErrors.push(String(e)));
-  page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
-  try {
-    await body(page);
-    assert.deepEqual(pageErrors, [], 'uncaught errors in the page');
-  } catch (e) {
-    await page.screenshot({ path: SCREENSHOT, fullPage: true }).catch(() => {});
-    e.message += `\n(screenshot: ${SCREENSHOT}; page URL: ${page.url()}; page errors: ${JSON.stringify(pageErrors)}; console errors: ${JSON.stringify(consoleErrors)})`;
-    throw e;
-  } finally {
-    await context.close();
-  }
-}
+/** Runs `body(page)` in a fresh page, with the key in its session unless `withKey` is false. */
+const withPage = (body, withKey = true) => openPage(browser, { key: withKey ? KEY : null, screenshot: SCREENSHOT }, body);
 
 test('search as you type with a misspelled name finds the person and opens the profile', { timeout: 180_000 }, async () => {
   await withPage(async (page) => {

@@ -207,13 +207,23 @@
     input.focus();
   }
 
-  /** GET a JSON API path; errors become ApiError with the server's code/message/field. */
-  async function api(path, signal) {
+  /**
+   * Calls a JSON API path (GET unless `opts.method`; `opts.body` is sent as JSON); errors
+   * become ApiError with the server's code/message/field. A 401 shows the key form unless
+   * `opts.quiet`.
+   */
+  async function api(path, signal, opts) {
+    const o = opts || {};
     let resp;
     try {
       const headers = { accept: 'application/json' };
       if (apiKey()) headers.authorization = `Bearer ${apiKey()}`;
-      resp = await fetch(path, { signal, headers });
+      const init = { signal, headers, method: o.method || 'GET' };
+      if (o.body !== undefined) {
+        headers['content-type'] = 'application/json';
+        init.body = JSON.stringify(o.body);
+      }
+      resp = await fetch(path, init);
     } catch (e) {
       if (e && e.name === 'AbortError') throw e;
       throw new ApiError(0, 'network_error', 'cannot reach the idgraph server');
@@ -225,7 +235,7 @@
     } catch (_) {
       body = null;
     }
-    if (resp.status === 401) {
+    if (resp.status === 401 && !o.quiet) {
       showKeyForm(apiKey()
         ? 'The server does not accept this key. Paste a valid one (idgraph demo prints one).'
         : 'The API needs a key. Paste yours (idgraph demo prints one).');
@@ -238,6 +248,9 @@
     if (body === null) throw new ApiError(resp.status, 'invalid_response', 'the answer is not JSON');
     return body;
   }
+
+  /** A steward's write: not tied to the view on screen, so never aborted by navigation. */
+  const send = (method, path, body) => api(path, undefined, { method, body });
 
   const isAbort = (e) => e && e.name === 'AbortError';
   const enc = encodeURIComponent;
@@ -262,6 +275,8 @@
       }
       return { name: 'profile', id };
     }
+    if (path === '/review') return { name: 'review', after: params.get('after') || '' };
+    if (path === '/why-not') return { name: 'why-not', a: params.get('a') || '', b: params.get('b') || '' };
     if (path === '/search') {
       return {
         name: 'search',
@@ -295,10 +310,16 @@
       updateSearch(r);
     } else if (r.name === 'profile') {
       renderProfile(r.id);
+    } else if (r.name === 'review') {
+      renderReview(r);
+    } else if (r.name === 'why-not') {
+      renderWhyNot(r);
     } else {
       renderHome();
     }
-    document.title = r.name === 'profile' ? `${r.id} · idgraph console` : 'idgraph console';
+    stewardAccess();
+    const titles = { profile: r.id, review: 'Review queue', 'why-not': 'Why not?' };
+    document.title = titles[r.name] ? `${titles[r.name]} · idgraph console` : 'idgraph console';
   }
 
   window.addEventListener('hashchange', route);
@@ -599,13 +620,26 @@
     const devicesSlot = section('Devices', 'devices', loading());
     const householdSlot = section('Household', 'household', loading());
     const historySlot = section('Merge history', 'history', loading());
+    // The page's state; `steward` turns on the admin's controls (see enableSteward).
+    const ps = {
+      pid, profile, requested, signal, head, identifiersSlot, nodes: null, nodesArrived: false,
+      steward: false, pick: new Set(), splitOpen: false,
+      stewardSlot: h('div', { 'data-testid': 'steward-slot' }),
+      valuesSlot: h('div', { 'data-testid': 'values-slot' }),
+    };
+    current.ps = ps;
     const graph = graphSection(pid, signal, (nodes) => {
-      replace(identifiersSlot, h('h2', { class: 'card-title', text: 'Identifiers' }), identifiersBody(profile, nodes));
+      ps.nodes = nodes;
+      ps.nodesArrived = true;
+      renderIdentifiers(ps);
     });
     replace(head, goldenCard(profile, requested));
-    append(view, graph.el, identifiersSlot, devicesSlot,
+    append(view, ps.stewardSlot, graph.el, identifiersSlot, ps.valuesSlot, devicesSlot,
       h('div', { class: 'grid-2' }, householdSlot, historySlot));
     graph.load(1);
+    stewardAccess().then((access) => {
+      if (access.steward && !signal.aborted) enableSteward(ps);
+    });
 
     const fill = (slot, title, promise, render) => promise.then((data) => {
       replace(slot, h('h2', { class: 'card-title', text: title }), render(data));
@@ -662,12 +696,21 @@
     return h('div', { class: 'stat' }, h('span', { class: 'stat-value', text: value }), h('span', { class: 'stat-label', text: label }));
   }
 
-  /** Identifiers by kind; provenance from the graph's nodes when they have arrived. */
-  function identifiersBody(profile, nodes) {
+  function renderIdentifiers(ps) {
+    if (!ps.nodesArrived) return;
+    replace(ps.identifiersSlot, h('h2', { class: 'card-title', text: 'Identifiers' }), identifiersBody(ps.profile, ps.nodes, ps));
+  }
+
+  /**
+   * Identifiers by kind; provenance from the graph's nodes when they have arrived. For a
+   * steward, each has a checkbox that picks it to be split out.
+   */
+  function identifiersBody(profile, nodes, ps) {
     const byKey = new Map((nodes || []).map((n) => [n.id, n]));
     const kinds = Object.keys(profile.identifiers || {}).sort(kindOrder);
     if (!kinds.length) return h('p', { class: 'muted', text: 'No identifiers.' });
-    const cols = ['Value', 'Sources', 'First seen', 'Last seen', 'Events'];
+    const picking = Boolean(ps && ps.steward);
+    const cols = (picking ? ['Split'] : []).concat(['Value', 'Sources', 'First seen', 'Last seen', 'Events']);
     return h('table', { class: 'table identifiers' },
       h('thead', {}, h('tr', {}, cols.map((c) => h('th', { text: c })))),
       kinds.map((kind) => {
@@ -679,6 +722,11 @@
             const key = `${kind}:${value}`;
             const n = byKey.get(key);
             return h('tr', { 'data-testid': 'identifier-row', 'data-key': key },
+              picking ? h('td', { class: 'pick' }, h('input', {
+                type: 'checkbox', 'data-testid': 'split-pick', 'data-key': key, checked: ps.pick.has(key),
+                'aria-label': `Pick ${key} to move it out of this profile`,
+                onchange: (ev) => togglePick(ps, key, ev.currentTarget.checked),
+              })) : null,
               h('td', { class: 'mono value-cell' }, h('button', {
                 type: 'button', class: 'linklike', title: 'Show in the graph', text: value,
                 onclick: () => focusNode(key),
@@ -837,6 +885,10 @@
         selector: 'node.sel',
         style: { 'border-color': '#111827', 'border-width': 3, 'underlay-color': '#f59e0b', 'underlay-opacity': 0.45, 'underlay-padding': 6, 'underlay-shape': 'ellipse' },
       },
+      {
+        selector: 'node.split-pick',
+        style: { 'border-color': '#b91c1c', 'border-width': 3, 'underlay-color': '#dc2626', 'underlay-opacity': 0.35, 'underlay-padding': 6, 'underlay-shape': 'ellipse' },
+      },
       { selector: 'node.on-path', style: { 'border-color': '#f59e0b', 'border-width': 3 } },
       { selector: 'edge.on-path', style: { 'line-color': '#f59e0b', width: 5, 'z-index': 10 } },
       { selector: 'edge.picked', style: { 'line-color': '#0f172a', width: 4, 'z-index': 20 } },
@@ -923,6 +975,7 @@
       });
       graphState = { cy, pid, el, selection: [], explainCtrl: null, picked: null, selectionEl: selection, detailsEl: details };
       window.idgraphConsole.cy = cy;
+      if (current.ps) for (const k of current.ps.pick) cy.getElementById(k).addClass('split-pick');
       cy.on('tap', 'node', (ev) => onNodeTap(ev.target));
       cy.on('tap', 'edge', (ev) => onEdgeTap(ev.target));
       cy.on('tap', (ev) => {
@@ -1073,6 +1126,11 @@
     const gs = graphState;
     if (!gs) return;
     const d = node.data();
+    const ps = current.ps;
+    if (ps && ps.splitOpen && d.in_profile) {
+      togglePick(ps, d.id, !ps.pick.has(d.id)); // splitting: a click picks or unpicks it
+      return;
+    }
     if (!d.in_profile) {
       showNodeDetails(d, h('p', { class: 'muted small', text: 'This identifier belongs to another profile; explain works between identifiers of this profile.' }));
       return;
@@ -1168,6 +1226,597 @@
       h('ol', { class: 'path', 'data-testid': 'explain-path' }, steps.map((s, i) => h('li', { class: 'path-step', 'data-testid': 'explain-step', 'data-edge-id': s.id },
         h('div', { class: 'endpoints' }, h('span', { class: 'step-no', text: String(i + 1) }), identKey(s.from), h('span', { class: 'muted', text: '→' }), identKey(s.to)),
         provenance(s))))));
+  }
+
+  // ---------------------------------------------------------------- steward (admin) role
+
+  // What this key may do as a data steward, asked once per key: `GET /v1/review?limit=1`
+  // answers 200 to an unscoped admin (review queue and everything else), 403 `scoped_key`
+  // to an admin scoped to some sources (merge, split, values, pins, why-not on what it
+  // sees; no queue), and 403 to every other role (no steward controls at all).
+  const stewardNav = document.querySelector('[data-testid="steward-nav"]');
+  const navReview = document.querySelector('[data-testid="nav-review"]');
+  let stewardProbe = null; // { key, promise }
+
+  function stewardAccess() {
+    const key = apiKey();
+    if (stewardProbe && stewardProbe.key === key) return stewardProbe.promise;
+    const probe = { key, promise: null };
+    const none = { review: false, steward: false };
+    probe.promise = api('/v1/review?limit=1', undefined, { quiet: true })
+      .then(() => ({ review: true, steward: true }), (e) => {
+        if (e && e.status === 403) return e.code === 'scoped_key' ? { review: false, steward: true } : none;
+        if (stewardProbe === probe) stewardProbe = null; // no answer about the role: ask again later
+        return none;
+      })
+      .then((access) => {
+        if (stewardProbe === probe || !stewardProbe) {
+          stewardNav.hidden = !access.steward;
+          navReview.hidden = !access.review;
+          // For tests: the role is known (`yes`, `scoped` or `no`).
+          document.body.dataset.steward = access.review ? 'yes' : access.steward ? 'scoped' : 'no';
+        }
+        return access;
+      });
+    stewardProbe = probe;
+    return probe.promise;
+  }
+
+  /** The rule a `409 rule_conflict` message names (`... send "override": ["rule"]`). */
+  function conflictRule(message) {
+    const m = /"override": \["([^"]+)"\]/.exec(message || '') || /break rule ([^\s;,]+)/.exec(message || '');
+    return m ? m[1] : '';
+  }
+
+  /**
+   * The form of a steward's write: optional fields (`body`), a reason (required, recorded in
+   * history), then `run(reason, overrides)`. A `409 rule_conflict` shows the server's
+   * message and offers to retry overriding the rule it names (prefilled, editable).
+   * `data-state`: idle, busy, conflict, error.
+   */
+  function actionForm(o) {
+    const reason = h('input', { type: 'text', class: 'reason', 'data-testid': 'reason-input', maxlength: '1000',
+      placeholder: 'Reason (recorded in the history)', 'aria-label': 'Reason' });
+    const conflict = h('div', { 'data-testid': 'conflict-slot' });
+    const status = h('div', { class: 'action-status', 'aria-live': 'polite' });
+    const submit = h('button', { type: 'submit', class: 'button primary', 'data-testid': 'action-confirm', text: o.confirm });
+    let overrideInput = null;
+    const form = h('form', {
+      class: 'action-form', 'data-testid': o.testid, 'data-state': 'idle',
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        const why = reason.value.trim();
+        if (!why) {
+          form.dataset.state = 'error';
+          replace(status, errorBox({ code: 'reason_required', message: 'Give a reason: it is recorded in the history with your key name.' }, 'action-error'));
+          reason.focus();
+          return;
+        }
+        const overrides = overrideInput ? overrideInput.value.split(/[\s,]+/).filter(Boolean) : [];
+        submit.disabled = true;
+        form.dataset.state = 'busy';
+        replace(status, loading('Saving…'));
+        let out;
+        try {
+          out = await o.run(why, overrides);
+        } catch (e) {
+          submit.disabled = false;
+          clear(status);
+          if (e && e.status === 409 && e.code === 'rule_conflict') {
+            showConflict(e);
+          } else {
+            form.dataset.state = 'error';
+            replace(status, errorBox(e, 'action-error'));
+          }
+          return;
+        }
+        clear(status);
+        o.done(out);
+      },
+    },
+    o.title ? h('div', { class: 'panel-title', text: o.title }) : null,
+    o.body || null,
+    h('div', { class: 'form-row' },
+      h('label', { class: 'filter grow' }, h('span', { text: 'Reason' }), reason),
+      submit,
+      o.cancel ? h('button', { type: 'button', class: 'button', 'data-testid': 'action-cancel', text: 'Cancel', onclick: o.cancel }) : null),
+    conflict, status);
+
+    function showConflict(e) {
+      form.dataset.state = 'conflict';
+      overrideInput = h('input', { type: 'text', 'data-testid': 'override-input', value: conflictRule(e.message),
+        'aria-label': 'Rules to override', class: 'mono' });
+      replace(conflict, h('div', { class: 'conflict', 'data-testid': 'rule-conflict' },
+        errorBox(e, 'conflict-error'),
+        h('div', { class: 'form-row' },
+          h('label', { class: 'filter grow' }, h('span', { text: 'Override rule' }), overrideInput)),
+        h('p', { class: 'muted small', text: 'Overriding is recorded in the history with your reason. Confirm again to apply it.' })));
+      submit.textContent = 'Override and retry';
+      submit.dataset.override = 'true';
+    }
+    setTimeout(() => reason.focus(), 0);
+    return form;
+  }
+
+  /** A request body with `override` only when some rule is overridden. */
+  function withOverride(body, overrides) {
+    return overrides.length ? Object.assign(body, { override: overrides }) : body;
+  }
+
+  /** Shows profile `id` (again, when it is the one on screen). */
+  function goProfile(id) {
+    const hash = '#/profiles/' + enc(id);
+    if (location.hash === hash) route();
+    else location.hash = hash;
+  }
+
+  // The answer of the last merge or split, shown on the profile page it led to.
+  let flash = null; // { pid, kind: 'merge'|'split', answer }
+
+  function flashBox(f) {
+    const a = f.answer || {};
+    const links = (ids) => Array.from(ids || []).map((id, i) => [i ? ', ' : '', profileLink(id)]);
+    const overridden = Array.isArray(a.overridden) && a.overridden.length
+      ? h('div', { class: 'small' }, 'Overridden: ', a.overridden.map((r) => h('span', { class: 'chip mono', text: r }))) : null;
+    if (f.kind === 'merge') {
+      const undo = Array.isArray(a.undo) ? a.undo : [];
+      return h('div', { class: 'result-box', role: 'status', 'data-testid': 'steward-result', 'data-kind': 'merge', 'data-profile-id': a.profile_id },
+        h('strong', { text: 'Merged. ' }), links(a.absorbed), ' merged into ', profileLink(a.profile_id), '.',
+        undo.length ? h('div', { class: 'small' }, 'To undo, split into: ',
+          undo.map((g, i) => h('span', { class: 'undo-group', 'data-testid': 'undo-group' }, i ? ' · ' : '', g.map((k) => identKey(k))))) : null,
+        overridden);
+    }
+    return h('div', { class: 'result-box', role: 'status', 'data-testid': 'steward-result', 'data-kind': 'split', 'data-profile-id': a.profile_id },
+      h('strong', { text: 'Split. ' }), `${plural((a.profiles || []).length, 'profile')}: `, links(a.profiles),
+      ` · ${plural(Number(a.links_cut) || 0, 'link')} cut · ${plural(Number(a.links_added) || 0, 'link')} added.`,
+      overridden);
+  }
+
+  /** Turns on the steward's controls of the profile page: actions, split picks, values. */
+  function enableSteward(ps) {
+    ps.steward = true;
+    ps.panel = h('div', { class: 'steward-panel', 'data-testid': 'steward-panel' });
+    const result = flash && flash.pid === ps.pid ? flashBox(flash) : null;
+    flash = null;
+    const firstKey = Object.entries(ps.profile.identifiers || {}).sort((x, y) => kindOrder(x[0], y[0]))
+      .flatMap(([k, vs]) => Array.from(vs || []).map((v) => `${k}:${v}`))[0] || '';
+    replace(ps.stewardSlot, h('section', { class: 'card steward', 'data-testid': 'steward-actions' },
+      h('div', { class: 'card-head' },
+        h('h2', { class: 'card-title', text: 'Steward' }),
+        h('div', { class: 'toolbar' },
+          h('button', { type: 'button', class: 'button small', 'data-testid': 'steward-merge', text: 'Merge with…',
+            onclick: () => { closeSplit(ps); replace(ps.panel, mergePanel(ps)); } }),
+          h('button', { type: 'button', class: 'button small', 'data-testid': 'steward-split', text: 'Split…',
+            onclick: () => openSplit(ps) }),
+          h('a', { class: 'button small', 'data-testid': 'steward-why-not', href: '#/why-not?' + new URLSearchParams({ a: firstKey }).toString(), text: 'Why not…?' }))),
+      result, ps.panel));
+    renderIdentifiers(ps);
+    replace(ps.valuesSlot, section('Value history', 'values', loading()));
+    api(`/v1/profiles/${enc(ps.pid)}/values`, ps.signal).then((v) => renderValues(ps, v)).catch((e) => {
+      if (isAbort(e)) return;
+      replace(ps.valuesSlot, section('Value history', 'values', errorBox(e, 'values-error')));
+    });
+  }
+
+  // ---- merge
+
+  function mergePanel(ps) {
+    const other = h('input', { type: 'text', class: 'mono', 'data-testid': 'merge-target', placeholder: 'p_000000000042',
+      'aria-label': 'Profile to merge with', autocomplete: 'off' });
+    const query = h('input', { type: 'text', 'data-testid': 'merge-search', placeholder: 'or find it: name, email, phone…',
+      'aria-label': 'Find the profile to merge with', autocomplete: 'off' });
+    const hits = h('ul', { class: 'pick-list', 'data-testid': 'merge-hits' });
+    let timer = 0;
+    let ctrl = null;
+    query.addEventListener('input', () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        if (ctrl) ctrl.abort();
+        const q = query.value.trim();
+        if (!q) {
+          clear(hits);
+          return;
+        }
+        ctrl = new AbortController();
+        api('/v1/search?' + new URLSearchParams({ q, limit: '6' }).toString(), ctrl.signal).then((res) => {
+          const list = (Array.isArray(res.hits) ? res.hits : []).filter((x) => x.profile_id !== ps.pid);
+          replace(hits, list.length ? list.map((x) => h('li', { 'data-testid': 'merge-hit', 'data-profile-id': x.profile_id },
+            h('button', { type: 'button', class: 'button small', text: 'Pick', onclick: () => { other.value = x.profile_id; } }),
+            ' ', h('span', { text: fullName(x.profile) || 'Unnamed profile' }), ' ', h('span', { class: 'mono muted', text: x.profile_id })))
+            : h('li', { class: 'muted', text: 'No other profile matches.' }));
+        }).catch((e) => {
+          if (!isAbort(e)) replace(hits, h('li', {}, errorBox(e)));
+        });
+      }, SEARCH_DEBOUNCE_MS);
+    });
+    return actionForm({
+      testid: 'merge-form',
+      title: 'Merge another profile with this one',
+      confirm: 'Merge',
+      body: h('div', {},
+        h('p', { class: 'muted small', text: 'The oldest of the two survives; the other is absorbed (its id then leads to the survivor). The answer lists how to undo it.' }),
+        h('div', { class: 'form-row' },
+          h('label', { class: 'filter' }, h('span', { text: 'Profile id' }), other),
+          h('label', { class: 'filter grow' }, h('span', { text: 'Find' }), query)),
+        hits),
+      run: (reason, overrides) => {
+        const id = other.value.trim();
+        if (!id) return Promise.reject(new ApiError(400, 'invalid_parameter', 'Name the profile to merge with (its id, or pick it from the search).', 'profiles[1]'));
+        return send('POST', '/v1/profiles/merge', withOverride({ profiles: [ps.pid, id], reason }, overrides));
+      },
+      done: (out) => {
+        flash = { pid: out.profile_id, kind: 'merge', answer: out };
+        goProfile(out.profile_id);
+      },
+      cancel: () => clear(ps.panel),
+    });
+  }
+
+  // ---- split
+
+  function togglePick(ps, key, on) {
+    if (on) ps.pick.add(key);
+    else ps.pick.delete(key);
+    const box = view.querySelector(`[data-testid="split-pick"][data-key="${CSS.escape(key)}"]`);
+    if (box) box.checked = on;
+    if (graphState && graphState.cy) graphState.cy.getElementById(key).toggleClass('split-pick', on);
+    if (on && !ps.splitOpen) openSplit(ps);
+    else if (ps.renderPick) ps.renderPick();
+  }
+
+  function closeSplit(ps) {
+    ps.splitOpen = false;
+    ps.renderPick = null;
+    for (const k of Array.from(ps.pick)) togglePick(ps, k, false);
+    clear(ps.panel);
+  }
+
+  function openSplit(ps) {
+    ps.splitOpen = true;
+    const picked = h('div', { class: 'chips', 'data-testid': 'split-selection' });
+    const formSlot = h('div');
+    const moveOut = h('button', { type: 'button', class: 'button', 'data-testid': 'split-selected',
+      onclick: () => showForm('groups') });
+    ps.renderPick = () => {
+      const keys = Array.from(ps.pick);
+      picked.dataset.count = String(keys.length);
+      replace(picked, keys.length ? keys.map((k) => identKey(k)) : h('span', { class: 'muted', text: 'nothing picked yet' }));
+      moveOut.disabled = !keys.length;
+      moveOut.textContent = keys.length ? `Move ${plural(keys.length, 'identifier')} out…` : 'Move picked out…';
+    };
+    const plans = {
+      groups: {
+        title: 'Move the picked identifiers out into a new profile',
+        body: () => ({ groups: [Array.from(ps.pick)] }),
+      },
+      components: {
+        title: 'Split into the parts that events link (probable and steward links are cut)',
+        body: () => ({ mode: 'components' }),
+      },
+      identifiers: {
+        title: 'Split every identifier into a profile of its own',
+        body: () => ({ mode: 'identifiers' }),
+      },
+    };
+    function showForm(mode) {
+      const plan = plans[mode];
+      const form = actionForm({
+        testid: 'split-form',
+        title: plan.title,
+        confirm: 'Split',
+        run: (reason, overrides) => send('POST', `/v1/profiles/${enc(ps.pid)}/split`,
+          withOverride(Object.assign(plan.body(), { reason }), overrides)),
+        done: (out) => {
+          flash = { pid: out.profile_id, kind: 'split', answer: out };
+          goProfile(out.profile_id);
+        },
+        cancel: () => clear(formSlot),
+      });
+      form.dataset.mode = mode;
+      replace(formSlot, form);
+    }
+    replace(ps.panel, h('div', { class: 'split-panel', 'data-testid': 'split-panel' },
+      h('div', { class: 'panel-title' }, h('span', { text: 'Split this profile' }),
+        h('button', { type: 'button', class: 'button small', 'data-testid': 'split-close', text: 'Close', onclick: () => closeSplit(ps) })),
+      h('p', { class: 'muted small', text: 'Tick identifiers in the list below, or click them in the identity graph, to move them out into a new profile. Links between the parts are kept refused (rule steward_split), so they are not merged again.' }),
+      picked,
+      h('div', { class: 'toolbar' }, moveOut,
+        h('button', { type: 'button', class: 'button', 'data-testid': 'split-components', text: 'Split into linked parts…', onclick: () => showForm('components') }),
+        h('button', { type: 'button', class: 'button', 'data-testid': 'split-identifiers', text: 'Every identifier alone…', onclick: () => showForm('identifiers') })),
+      formSlot));
+    ps.renderPick();
+  }
+
+  // ---- value history and pins
+
+  function sameValue(a, b) {
+    return JSON.stringify(a) === JSON.stringify(b);
+  }
+
+  function renderValues(ps, v) {
+    const traits = Array.isArray(v.traits) ? v.traits : [];
+    replace(ps.valuesSlot, section('Value history', 'values',
+      h('p', { class: 'muted small', text: 'Every value each trait has had, where it came from, and which one the golden profile shows. Pin a value to show it whatever survivorship or later events say.' }),
+      traits.length ? traits.map((t) => traitValues(ps, t)) : h('p', { class: 'muted', text: 'No trait values recorded.' })));
+  }
+
+  function traitValues(ps, t) {
+    const values = Array.isArray(t.values) ? t.values : [];
+    const formSlot = h('div', { class: 'trait-form' });
+    const pinned = t.pinned || null;
+    const refresh = (answer) => {
+      renderValues(ps, answer);
+      api(`/v1/profiles/${enc(ps.pid)}`, ps.signal).then((p) => {
+        ps.profile = p;
+        replace(ps.head, goldenCard(p, ps.requested));
+      }).catch(() => {});
+    };
+    const pinForm = (value) => actionForm({
+      testid: 'pin-form',
+      title: `Pin ${t.name} to ${asText(value)}`,
+      confirm: 'Pin',
+      run: (reason) => send('PUT', `/v1/profiles/${enc(ps.pid)}/pins/${enc(t.name)}`, { value, reason }),
+      done: refresh,
+      cancel: () => clear(formSlot),
+    });
+    const unpinForm = () => actionForm({
+      testid: 'unpin-form',
+      title: `Unpin ${t.name}: survivorship decides again`,
+      confirm: 'Unpin',
+      run: (reason) => send('DELETE', `/v1/profiles/${enc(ps.pid)}/pins/${enc(t.name)}?${new URLSearchParams({ reason }).toString()}`),
+      done: refresh,
+      cancel: () => clear(formSlot),
+    });
+    const winner = t.winner || null;
+    return h('div', { class: 'trait', 'data-testid': 'trait-values', 'data-trait': t.name, 'data-chosen-by': t.chosen_by || '' },
+      h('div', { class: 'trait-head' },
+        h('h3', { class: 'sub mono', text: t.name }),
+        t.strategy ? h('span', { class: 'chip info', title: 'survivorship strategy', text: String(t.strategy).replace(/_/g, ' ') }) : null,
+        h('span', { class: 'muted small' }, 'shows ', h('strong', { 'data-testid': 'trait-chosen', text: asText(t.chosen) || '—' }),
+          pinned ? ' (pinned)' : winner ? [' from ', chips(winner.sources, 'source'),
+            winner.event_id ? [' · event ', h('span', { class: 'mono', 'data-testid': 'winner-event', text: winner.event_id })] : null] : null)),
+      pinned ? h('div', { class: 'notice pin-note', 'data-testid': 'pin-note' },
+        h('strong', { text: 'Pinned' }), ' to ', h('span', { class: 'mono', text: asText(pinned.value) }),
+        ' by ', h('span', { class: 'mono', text: pinned.actor || '—' }), ' on ', time(pinned.at),
+        pinned.reason ? [': “', h('span', { text: pinned.reason }), '”'] : null, ' ',
+        h('button', { type: 'button', class: 'button small', 'data-testid': 'value-unpin', text: 'Unpin…',
+          onclick: () => replace(formSlot, unpinForm()) })) : null,
+      h('table', { class: 'table values' },
+        h('thead', {}, h('tr', {}, ['Value', 'Sources', 'Count', 'First seen', 'Last seen', 'Latest event', ''].map((c) => h('th', { text: c })))),
+        h('tbody', {}, values.map((x) => {
+          const isPinned = Boolean(pinned) && sameValue(pinned.value, x.value);
+          return h('tr', { 'data-testid': 'value-row', 'data-chosen': String(Boolean(x.chosen)), 'data-pinned': String(isPinned),
+            class: x.chosen || isPinned ? 'chosen' : null },
+          h('td', { class: 'mono value-cell', 'data-testid': 'value-text', text: asText(x.value) }),
+          h('td', {}, chips(x.sources, 'source')),
+          h('td', { class: 'num', text: String(x.count ?? '—') }),
+          h('td', { class: 'nowrap' }, time(x.first_seen)),
+          h('td', { class: 'nowrap' }, time(x.last_seen)),
+          h('td', { class: 'mono', text: x.event_id || '—' }),
+          h('td', { class: 'nowrap' },
+            x.chosen ? h('span', { class: 'chip ok', 'data-testid': 'value-won', text: 'shown' }) : null,
+            isPinned ? h('span', { class: 'chip warn', text: 'pinned' }) : null,
+            isPinned ? null : [' ', h('button', { type: 'button', class: 'button small', 'data-testid': 'value-pin', text: 'Pin…',
+              onclick: () => replace(formSlot, pinForm(x.value)) })]));
+        }))),
+      formSlot);
+  }
+
+  // ---- review queue
+
+  const REVIEW_PAGE = 20;
+
+  function renderReview(r) {
+    const signal = newView('review');
+    const summary = h('p', { class: 'summary', 'data-testid': 'review-summary' });
+    const list = h('div', { 'data-testid': 'review-list' }, loading('Loading the review queue…'));
+    const pager = h('div', { class: 'more toolbar', 'data-testid': 'review-pager' });
+    append(view, h('section', { class: 'review-page' },
+      h('div', { class: 'page-head' }, h('h1', { text: 'Review queue' }),
+        h('p', { class: 'muted', text: 'Pairs probabilistic matching was unsure of (scored under the threshold but over the review threshold), oldest first. Accept merges the two profiles; reject keeps them apart for good. Both are recorded with your reason.' })),
+      summary, list, pager));
+    const p = new URLSearchParams({ limit: String(REVIEW_PAGE) });
+    if (r.after) p.set('after', r.after);
+    api('/v1/review?' + p.toString(), signal).then((res) => {
+      const items = Array.isArray(res.items) ? res.items : [];
+      summary.dataset.count = String(items.length);
+      replace(summary, items.length
+        ? `${plural(items.length, 'item')}${r.after ? ` after #${r.after}` : ''}${res.next_after != null ? ' · more on the next page' : ''}.`
+        : '');
+      replace(list, items.length ? items.map(reviewItem)
+        : h('p', { class: 'card muted', 'data-testid': 'review-empty', text: r.after ? 'No more items.' : 'Nothing to review: the queue is empty.' }));
+      replace(pager,
+        r.after ? h('a', { class: 'button', 'data-testid': 'review-first', href: '#/review', text: '← First page' }) : null,
+        res.next_after != null ? h('a', { class: 'button', 'data-testid': 'review-next', href: '#/review?after=' + enc(String(res.next_after)), text: 'Next page →' }) : null);
+    }).catch((e) => {
+      if (isAbort(e)) return;
+      replace(list, errorBox(e, 'review-error'));
+    });
+  }
+
+  /** A golden profile's value of a matching field (the names `/v1/review` and why-not use). */
+  function fieldValue(profile, name) {
+    const t = (profile && profile.traits) || {};
+    const addr = t.address && typeof t.address === 'object' ? t.address : {};
+    let v;
+    if (name === 'postcode') v = addr.postal_code;
+    else if (name === 'city' || name === 'street' || name === 'region' || name === 'country') v = addr[name];
+    else if (name === 'email') v = ((profile && profile.identifiers) || {}).email;
+    else v = t[name];
+    if (Array.isArray(v)) return v.map(asText).join(', ');
+    return asText(v);
+  }
+
+  function weightCell(w, extra) {
+    const n = Number(w);
+    if (!Number.isFinite(n)) return h('td', { class: 'num muted', text: '—' });
+    return h('td', { class: 'num' },
+      h('span', { class: 'weight ' + (n > 0 ? 'pos' : n < 0 ? 'neg' : ''), 'data-testid': 'evidence-weight', text: (n > 0 ? '+' : '') + n.toFixed(2) }),
+      extra || null);
+  }
+
+  function fieldRows(fields, left, right) {
+    return fields.map((f) => h('tr', { 'data-testid': 'evidence-row', 'data-field': f.field },
+      h('th', { class: 'mono', text: f.field }),
+      left ? h('td', { class: 'side-value', text: left(f.field) || '—' }) : null,
+      right ? h('td', { class: 'side-value', text: right(f.field) || '—' }) : null,
+      h('td', { class: 'num muted', title: '0 is the strongest agreement', text: String(f.level ?? '—') }),
+      weightCell(f.weight, typeof f.tf_adjustment === 'number'
+        ? h('div', { class: 'muted small', text: `tf ${f.tf_adjustment >= 0 ? '+' : ''}${f.tf_adjustment.toFixed(2)}` }) : null)));
+  }
+
+  function reviewItem(item) {
+    const a = item.a || {};
+    const b = item.b || {};
+    const fields = Array.isArray(item.fields) ? item.fields : [];
+    const score = Number(item.score);
+    const decision = h('div', { class: 'review-decision', 'data-testid': 'review-decision' });
+    const sideHead = (label, s) => h('th', { class: 'side', 'data-testid': `review-side-${label.toLowerCase()}` },
+      h('div', { class: 'side-label', text: label }),
+      s.identifier ? identKey(s.identifier) : null,
+      h('div', { class: 'side-name', text: fullName(s.profile) || 'Unnamed profile' }),
+      h('div', {}, s.profile_id ? profileLink(s.profile_id) : h('span', { class: 'muted', text: 'identifier gone' })));
+    const idents = (p) => Object.entries((p && p.identifiers) || {}).sort((x, y) => kindOrder(x[0], y[0]))
+      .flatMap(([k, vs]) => Array.from(vs || []).map((v) => identKey(`${k}:${v}`)));
+    const row = (label, f) => h('tr', { class: 'context-row' }, h('th', { text: label }),
+      h('td', {}, f(a.profile)), h('td', {}, f(b.profile)), h('td'), h('td'));
+    const buttons = [];
+    const decide = (kind) => {
+      replace(decision, actionForm({
+        testid: 'review-form',
+        title: kind === 'accept' ? 'Accept: merge the two profiles' : 'Reject: keep them apart for good',
+        confirm: kind === 'accept' ? 'Accept' : 'Reject',
+        run: (reason, overrides) => send('POST', `/v1/review/${enc(String(item.seq))}`, withOverride({ decision: kind, reason }, overrides)),
+        done: (out) => {
+          el.dataset.status = out.decision === 'accept' ? 'accepted' : 'rejected';
+          for (const btn of buttons) btn.disabled = true;
+          replace(decision, h('div', { class: 'result-box', role: 'status', 'data-testid': 'review-result', 'data-decision': out.decision },
+            out.decision === 'accept'
+              ? [h('strong', { text: 'Accepted. ' }), 'Both are now in ', profileLink(out.profile_id), out.absorbed ? [' (', h('span', { class: 'mono', text: out.absorbed }), ' absorbed)'] : null, '.']
+              : [h('strong', { text: 'Rejected. ' }), 'Matching will not propose or make this link again.'],
+            out.overridden ? h('div', { class: 'small' }, 'Overridden: ', h('span', { class: 'chip mono', text: out.overridden })) : null));
+        },
+        cancel: () => clear(decision),
+      }));
+    };
+    buttons.push(
+      h('button', { type: 'button', class: 'button primary', 'data-testid': 'review-accept', text: 'Accept…', onclick: () => decide('accept') }),
+      h('button', { type: 'button', class: 'button danger', 'data-testid': 'review-reject', text: 'Reject…', onclick: () => decide('reject') }));
+    const el = h('article', { class: 'card review-item', 'data-testid': 'review-item', 'data-seq': String(item.seq), 'data-status': item.status || '' },
+      h('div', { class: 'card-head' },
+        h('h2', { class: 'card-title', text: `#${item.seq}` }),
+        h('span', { class: 'chip ' + (item.status === 'open' ? 'info' : 'warn'), 'data-testid': 'review-status', text: item.status || '—' }),
+        Number.isFinite(score) ? h('span', { class: 'score-badge', 'data-testid': 'review-score', text: `score ${score.toFixed(3)}` }) : null,
+        h('span', { class: 'muted small' }, 'from ', h('span', { class: 'chip source', text: item.source || '—' }),
+          item.event_id ? [' event ', h('span', { class: 'mono', text: item.event_id })] : null, ' · ', time(item.at))),
+      h('table', { class: 'table side-by-side', 'data-testid': 'review-compare' },
+        h('thead', {}, h('tr', {}, h('th', { text: 'Field' }), sideHead('A', a), sideHead('B', b),
+          h('th', { class: 'num', text: 'Level' }), h('th', { class: 'num', text: 'Weight' }))),
+        h('tbody', {}, fieldRows(fields, (f) => fieldValue(a.profile, f), (f) => fieldValue(b.profile, f)),
+          row('Identifiers', (p) => h('div', { class: 'idents' }, idents(p))),
+          row('Sources', (p) => chips(p && p.sources, 'source')))),
+      h('div', { class: 'toolbar' }, buttons,
+        a.identifier && b.identifier ? h('a', { class: 'button', href: '#/why-not?' + new URLSearchParams({ a: a.identifier, b: b.identifier }).toString(), text: 'Why not?' }) : null),
+      decision);
+    return el;
+  }
+
+  // ---- why not?
+
+  const VERDICTS = {
+    same_profile: 'They are one person',
+    unknown: 'An identifier was never seen',
+    suppressed: 'An identifier was erased',
+    refused: 'A rule refused to link them',
+    matching_off: 'Nothing links them and matching is off',
+    no_record: 'No person traits to compare',
+    no_candidate: 'They were never compared',
+    below_threshold: 'Their records score under the threshold',
+    names_only: 'They agree on names only',
+    guard: 'Held apart by the cluster guard',
+    would_match: 'They would match now',
+  };
+
+  function renderWhyNot(r) {
+    const signal = newView('why-not');
+    const a = h('input', { type: 'text', class: 'mono ident-input', 'data-testid': 'whynot-a', value: r.a, placeholder: 'email:ann@example.com', 'aria-label': 'Identifier A' });
+    const b = h('input', { type: 'text', class: 'mono ident-input', 'data-testid': 'whynot-b', value: r.b, placeholder: 'phone:+16175550100', 'aria-label': 'Identifier B' });
+    const slot = h('div', { 'data-testid': 'whynot-slot' });
+    append(view,
+      h('form', { class: 'card whynot-form', 'data-testid': 'whynot-form', onsubmit: (ev) => {
+        ev.preventDefault();
+        const hash = '#/why-not?' + new URLSearchParams({ a: a.value.trim(), b: b.value.trim() }).toString();
+        if (location.hash === hash) route();
+        else location.hash = hash;
+      } },
+      h('h1', { text: 'Why not one person?' }),
+      h('p', { class: 'muted', text: 'Two identifiers as kind:value. The answer says why they are (not) in one profile: a rule that refused the link, a score under the threshold with each field\u2019s weight, or no comparison at all.' }),
+      h('div', { class: 'form-row' },
+        h('label', { class: 'filter grow' }, h('span', { text: 'A' }), a),
+        h('label', { class: 'filter grow' }, h('span', { text: 'B' }), b),
+        h('button', { type: 'submit', class: 'button primary', 'data-testid': 'whynot-submit', text: 'Explain' }))),
+      slot);
+    if (!r.a || !r.b) {
+      (r.a ? b : a).focus();
+      return;
+    }
+    replace(slot, h('section', { class: 'card' }, loading('Asking…')));
+    api('/v1/explain?' + new URLSearchParams({ a: r.a, b: r.b }).toString(), signal)
+      .then((res) => replace(slot, verdictCard(res)))
+      .catch((e) => {
+        if (!isAbort(e)) replace(slot, h('section', { class: 'card' }, errorBox(e, 'whynot-error')));
+      });
+  }
+
+  function verdictCard(res) {
+    const verdict = asText(res.verdict);
+    const profiles = res.profiles || {};
+    const side = (key, pid) => h('span', {}, identKey(asText(key)), ' ',
+      pid ? profileLink(pid) : h('span', { class: 'muted', text: 'no profile' }));
+    const refused = Array.isArray(res.refused_links) ? res.refused_links : [];
+    const conflicts = Array.isArray(res.conflicts) ? res.conflicts : [];
+    const m = res.match && typeof res.match === 'object' ? res.match : null;
+    const bl = res.blocking && typeof res.blocking === 'object' ? res.blocking : null;
+    const keyChips = (list) => chips(Array.from(list || []).map(asText), 'mono');
+    const num = (x, d) => (typeof x === 'number' ? x.toFixed(d) : '—');
+    return h('section', { class: 'card verdict-card', 'data-testid': 'whynot-result', 'data-verdict': verdict },
+      h('div', { class: 'card-head' },
+        h('span', { class: 'chip verdict verdict-' + verdict, 'data-testid': 'whynot-verdict', text: verdict }),
+        h('h2', { class: 'card-title', text: VERDICTS[verdict] || verdict })),
+      res.reason ? h('p', { class: 'verdict-reason', 'data-testid': 'whynot-reason', text: asText(res.reason) }) : null,
+      res.message ? h('p', { class: 'verdict-reason', text: asText(res.message) }) : null,
+      h('dl', { class: 'kv' },
+        field('A', side(res.a, profiles.a)),
+        field('B', side(res.b, profiles.b))),
+      refused.length ? [h('h3', { class: 'sub', text: 'Refused links' }),
+        h('table', { class: 'table', 'data-testid': 'whynot-refused' },
+          h('thead', {}, h('tr', {}, ['Link', 'Rule', 'Sources', 'Events'].map((c) => h('th', { text: c })))),
+          h('tbody', {}, refused.map((x) => h('tr', {},
+            h('td', {}, identKey(asText(x.a)), h('span', { class: 'muted', text: ' ↔ ' }), identKey(asText(x.b))),
+            h('td', { class: 'mono', 'data-testid': 'refused-rule', text: asText(x.rule) }),
+            h('td', {}, chips(x.sources, 'source')),
+            h('td', { class: 'mono small', text: Array.from(x.event_ids || []).join(', ') || '—' })))))] : null,
+      conflicts.length ? [h('h3', { class: 'sub', text: 'Conflicts recorded' }),
+        h('table', { class: 'table', 'data-testid': 'whynot-conflicts' },
+          h('thead', {}, h('tr', {}, ['Rule', 'When', 'Event', 'Detail'].map((c) => h('th', { text: c })))),
+          h('tbody', {}, conflicts.map((c) => h('tr', {},
+            h('td', { class: 'mono', text: asText(c.rule) }),
+            h('td', { class: 'nowrap' }, time(c.at)),
+            h('td', { class: 'mono', text: asText(c.event_id) || '—' }),
+            h('td', { class: 'small', text: asText(c.detail) || '—' })))))] : null,
+      bl ? [h('h3', { class: 'sub', text: 'Blocking keys' }),
+        h('dl', { class: 'kv', 'data-testid': 'whynot-blocking' },
+          field('A', keyChips(bl.a)), field('B', keyChips(bl.b)), field('Shared', keyChips(bl.shared)),
+          (bl.too_common || []).length ? field('Too common', keyChips(bl.too_common)) : null)] : null,
+      m ? [h('h3', { class: 'sub', text: 'Best pair of records' }),
+        h('dl', { class: 'kv', 'data-testid': 'whynot-match' },
+          field('Probability', h('span', { class: 'mono', text: num(m.probability, 4) })),
+          field('Threshold', h('span', { class: 'mono', text: num(m.threshold, 2) })),
+          field('Weight', h('span', { class: 'mono', text: num(m.weight, 2) })),
+          Array.isArray(m.records) ? field('Records', m.records.map((k) => identKey(asText(k)))) : null),
+        Array.isArray(m.fields) && m.fields.length ? h('table', { class: 'table', 'data-testid': 'whynot-fields' },
+          h('thead', {}, h('tr', {}, ['Field', 'Level', 'Weight'].map((c) => h('th', { text: c, class: c === 'Field' ? null : 'num' })))),
+          h('tbody', {}, fieldRows(m.fields))) : null] : null);
   }
 
   // ---------------------------------------------------------------- start

@@ -420,8 +420,8 @@ fn decide(
         if node.profile_id == *target {
             continue;
         }
-        let (p, evidence) = m.evidence(&attrs, &record.attributes);
-        let band = if p >= m.threshold && corroborated(&attrs, &record.attributes, &evidence) {
+        let (p, evidence) = m.evidence(attrs, &record.attributes);
+        let band = if p >= m.threshold && corroborated(attrs, &record.attributes, &evidence) {
             &mut best
         } else if p >= m.review_threshold {
             &mut unsure
