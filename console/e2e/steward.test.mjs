@@ -13,8 +13,9 @@
 //   CONSOLE_EMAIL        an identifier an event linked to CONSOLE_PHONE_B (splitting it out
 //                        cuts a link an event made: rule_conflict, then an override)
 //   CONSOLE_MERGE_ID     another profile (a device) to merge by hand
+//   CONSOLE_OTHER_A, CONSOLE_OTHER_B  the pair of a second review item, to reject
 //   CONSOLE_MARKUP       a trait value holding HTML that must be shown as text
-//   CONSOLE_REASON_ACCEPT, _MERGE, _SPLIT, _PIN, _UNPIN  the reasons to type
+//   CONSOLE_REASON_ACCEPT, _REJECT, _MERGE, _SPLIT, _PIN, _UNPIN  the reasons to type
 //
 // The tests run in order, each on the state the previous one left.
 import { test, before, after } from 'node:test';
@@ -33,8 +34,11 @@ const PHONE_B = env('CONSOLE_PHONE_B');
 const EMAIL = env('CONSOLE_EMAIL');
 const MERGE_ID = env('CONSOLE_MERGE_ID');
 const MARKUP = env('CONSOLE_MARKUP');
+const OTHER_A = env('CONSOLE_OTHER_A');
+const OTHER_B = env('CONSOLE_OTHER_B');
 const REASON = {
   accept: env('CONSOLE_REASON_ACCEPT'),
+  reject: env('CONSOLE_REASON_REJECT'),
   merge: env('CONSOLE_REASON_MERGE'),
   split: env('CONSOLE_REASON_SPLIT'),
   pin: env('CONSOLE_REASON_PIN'),
@@ -81,22 +85,51 @@ async function confirm(page, testid, reason) {
   await form.getByTestId('action-confirm').click();
 }
 
-test('review queue: the pair side by side with its evidence, accepted with a reason', { timeout: 180_000 }, async () => {
+test('review queue: pages, the pair side by side with its evidence, reject and accept with a reason', { timeout: 180_000 }, async () => {
   const queue = await get('/v1/review');
-  assert.equal(queue.items.length, 1, `one item queued: ${JSON.stringify(queue)}`);
-  const item = queue.items[0];
+  assert.equal(queue.items.length, 2, `two items queued: ${JSON.stringify(queue)}`);
+  const [item, other] = queue.items; // oldest first: Anna's, then Piotr's
+  assert.deepEqual([other.a.identifier, other.b.identifier].sort(), [OTHER_A, OTHER_B].sort());
   await admin(async (page) => {
     await page.goto(BASE + '/');
     await page.locator('body[data-steward="yes"]').waitFor();
     const nav = page.getByTestId('nav-review');
     assert.ok(await nav.isVisible(), 'an admin sees the review queue link');
     await nav.click();
+    await page.locator(`[data-testid="review-item"][data-seq="${other.seq}"]`).waitFor();
+    assert.equal(await page.getByTestId('review-item').count(), 2);
+
+    const posts = [];
+    page.on('request', (r) => { if (r.method() === 'POST') posts.push({ url: r.url(), body: r.postDataJSON() }); });
+
+    // One item a page: Piotr's is on the next page. Reject it, with a reason.
+    await page.goto(`${BASE}/#/review?limit=1`);
+    await page.locator(`[data-testid="review-item"][data-seq="${item.seq}"]`).waitFor();
+    assert.equal(await page.getByTestId('review-item').count(), 1);
+    await page.getByTestId('review-next').click();
+    const second = page.locator(`[data-testid="review-item"][data-seq="${other.seq}"]`);
+    await second.waitFor();
+    assert.equal(await page.getByTestId('review-item').count(), 1);
+    assert.ok(new URL(page.url()).hash.includes(`after=${item.seq}`), page.url());
+    await second.getByTestId('review-reject').click();
+    await confirm(page, 'review-form', REASON.reject);
+    await second.locator('[data-testid="review-result"][data-decision="reject"]').waitFor();
+    assert.equal(await second.getAttribute('data-status'), 'rejected');
+    assert.deepEqual(posts.map((p) => [new URL(p.url).pathname, p.body]),
+      [[`/v1/review/${other.seq}`, { decision: 'reject', reason: REASON.reject }]]);
+    // Why not, from the item: refused by the steward's rejection.
+    await second.getByRole('link', { name: 'Why not?' }).click();
+    const refused = page.locator('[data-testid="whynot-result"][data-verdict="refused"]');
+    await refused.waitFor();
+    assert.ok((await refused.getByTestId('refused-rule').allTextContents()).includes('steward_rejected'));
+
+    // Anna's item, on the first page: the two records side by side with each field's weight.
+    await page.goto(`${BASE}/#/review?limit=1`);
     const card = page.locator(`[data-testid="review-item"][data-seq="${item.seq}"]`);
     await card.waitFor();
-    assert.equal(await page.getByTestId('review-item').count(), 1);
     assert.equal(await card.getAttribute('data-status'), 'open');
     assert.equal(await card.getByTestId('review-score').textContent(), `score ${item.score.toFixed(3)}`);
-    // Side by side: A is the record that arrived (Denver), B the candidate (Boston).
+    // A is the record that arrived (Denver), B the candidate (Boston).
     assert.match(await card.getByTestId('review-side-a').textContent(), new RegExp(escape(item.a.identifier.split(':')[1])));
     assert.match(await card.getByTestId('review-side-b').textContent(), new RegExp(escape(item.b.identifier.split(':')[1])));
     const rows = card.getByTestId('evidence-row');
@@ -109,8 +142,7 @@ test('review queue: the pair side by side with its evidence, accepted with a rea
     assert.notEqual(item.a.profile.traits.address.city, item.b.profile.traits.address.city);
 
     // Accept asks for a reason: none, nothing is sent.
-    const posts = [];
-    page.on('request', (r) => { if (r.method() === 'POST') posts.push({ url: r.url(), body: r.postDataJSON() }); });
+    posts.length = 0;
     await card.getByTestId('review-accept').click();
     const form = card.getByTestId('review-form');
     await form.getByTestId('action-confirm').click();

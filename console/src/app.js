@@ -275,7 +275,7 @@
       }
       return { name: 'profile', id };
     }
-    if (path === '/review') return { name: 'review', after: params.get('after') || '' };
+    if (path === '/review') return { name: 'review', after: params.get('after') || '', limit: params.get('limit') || '' };
     if (path === '/why-not') return { name: 'why-not', a: params.get('a') || '', b: params.get('b') || '' };
     if (path === '/search') {
       return {
@@ -1615,8 +1615,17 @@
       h('div', { class: 'page-head' }, h('h1', { text: 'Review queue' }),
         h('p', { class: 'muted', text: 'Pairs probabilistic matching was unsure of (scored under the threshold but over the review threshold), oldest first. Accept merges the two profiles; reject keeps them apart for good. Both are recorded with your reason.' })),
       summary, list, pager));
-    const p = new URLSearchParams({ limit: String(REVIEW_PAGE) });
+    const limit = Math.min(500, Math.max(1, Number.parseInt(r.limit, 10) || REVIEW_PAGE));
+    const p = new URLSearchParams({ limit: String(limit) });
     if (r.after) p.set('after', r.after);
+    // Paging keeps a page size given in the URL (`#/review?limit=50`).
+    const pageHash = (after) => {
+      const q = new URLSearchParams();
+      if (after != null) q.set('after', String(after));
+      if (r.limit) q.set('limit', String(limit));
+      const qs = q.toString();
+      return '#/review' + (qs ? '?' + qs : '');
+    };
     api('/v1/review?' + p.toString(), signal).then((res) => {
       const items = Array.isArray(res.items) ? res.items : [];
       summary.dataset.count = String(items.length);
@@ -1626,8 +1635,8 @@
       replace(list, items.length ? items.map(reviewItem)
         : h('p', { class: 'card muted', 'data-testid': 'review-empty', text: r.after ? 'No more items.' : 'Nothing to review: the queue is empty.' }));
       replace(pager,
-        r.after ? h('a', { class: 'button', 'data-testid': 'review-first', href: '#/review', text: '← First page' }) : null,
-        res.next_after != null ? h('a', { class: 'button', 'data-testid': 'review-next', href: '#/review?after=' + enc(String(res.next_after)), text: 'Next page →' }) : null);
+        r.after ? h('a', { class: 'button', 'data-testid': 'review-first', href: pageHash(null), text: '← First page' }) : null,
+        res.next_after != null ? h('a', { class: 'button', 'data-testid': 'review-next', href: pageHash(res.next_after), text: 'Next page →' }) : null);
     }).catch((e) => {
       if (isAbort(e)) return;
       replace(list, errorBox(e, 'review-error'));

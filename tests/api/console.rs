@@ -265,16 +265,23 @@ const PHONE_A: &str = "+16175550111";
 const PHONE_B: &str = "+16175550112";
 const EMAIL: &str = "anna.k@example.com";
 const DEVICE: &str = "dev-anna-tab";
+const PIOTR_A: &str = "+16175550121";
+const PIOTR_B: &str = "+16175550122";
+
+fn person(first: &str, last: &str, birth_date: &str, city: &str) -> Value {
+    json!({"first_name": first, "last_name": last, "birth_date": birth_date,
+           "address": {"city": city}})
+}
 
 fn anna(city: &str) -> Value {
-    json!({"first_name": "Anna", "last_name": "Kowalski", "birth_date": "1980-01-01",
-           "address": {"city": city}})
+    person("Anna", "Kowalski", "1980-01-01", city)
 }
 
 /// Anna Kowalski in two profiles that probabilistic matching is unsure of (same names and
 /// birth date, Boston by crm and Denver by pos: one review item); an event links an email
 /// to the Denver phone (a link a split needs an override to cut); her tablet is a profile
-/// of its own, with markup in a trait.
+/// of its own, with markup in a trait. Piotr Nowak, in Chicago and Austin, is a second
+/// review item (queued after Anna's), which the steward rejects.
 async fn steward_scenario(app: &TestApp) -> StewardScenario {
     let pid = app
         .ingest_pid(&event(
@@ -309,17 +316,30 @@ async fn steward_scenario(app: &TestApp) -> StewardScenario {
         ))
         .await;
     assert_ne!(device_pid, pid);
+    for (id, source, phone, city) in [
+        ("r5", "crm", PIOTR_A, "Chicago"),
+        ("r6", "pos", PIOTR_B, "Austin"),
+    ] {
+        app.ingest(&event(
+            id,
+            source,
+            json!({ "phone": phone }),
+            person("Piotr", "Nowak", "1975-05-05", city),
+        ))
+        .await;
+    }
     let queue = json_ok(app.get("/v1/review").await).await;
     assert_eq!(
         queue["items"].as_array().map_or(0, Vec::len),
-        1,
-        "one review item: {queue}"
+        2,
+        "two review items: {queue}"
     );
     StewardScenario { pid, device_pid }
 }
 
-const REASONS: [(&str, &str); 5] = [
+const REASONS: [(&str, &str); 6] = [
     ("CONSOLE_REASON_ACCEPT", "same customer, moved to Denver"),
+    ("CONSOLE_REASON_REJECT", "father and son, both Piotr"),
     ("CONSOLE_REASON_MERGE", "her tablet, confirmed at the store"),
     ("CONSOLE_REASON_SPLIT", "shared family email, not hers"),
     (
@@ -344,6 +364,8 @@ async fn console_in_headless_chromium_steward_review_merge_split_why_not_values(
         ("CONSOLE_PHONE_A", format!("phone:{PHONE_A}")),
         ("CONSOLE_PHONE_B", format!("phone:{PHONE_B}")),
         ("CONSOLE_EMAIL", format!("email:{EMAIL}")),
+        ("CONSOLE_OTHER_A", format!("phone:{PIOTR_A}")),
+        ("CONSOLE_OTHER_B", format!("phone:{PIOTR_B}")),
         ("CONSOLE_MERGE_ID", scenario.device_pid.clone()),
         ("CONSOLE_MARKUP", MARKUP.to_owned()),
     ];
@@ -357,8 +379,11 @@ async fn console_in_headless_chromium_steward_review_merge_split_why_not_values(
     )
     .await;
 
-    // The browser really made the writes: the accept joined the phones, the split moved
-    // the email out, the merge brought the tablet in, and history has every reason typed.
+    // The browser really made the writes: the accept joined the phones, the reject kept
+    // Piotr's apart, the split moved the email out, the merge brought the tablet in, and
+    // history has every reason typed.
+    let piotr = app.pid_of("phone", PIOTR_A).await;
+    assert_ne!(app.pid_of("phone", PIOTR_B).await, piotr, "rejected");
     let pid = app.pid_of("phone", PHONE_A).await;
     assert_eq!(app.pid_of("phone", PHONE_B).await, pid, "accepted");
     assert_eq!(app.pid_of("device_id", DEVICE).await, pid, "merged");
@@ -367,7 +392,7 @@ async fn console_in_headless_chromium_steward_review_merge_split_why_not_values(
     let queue = json_ok(app.get("/v1/review").await).await;
     assert_eq!(queue["items"], json!([]), "decided: {queue}");
     let mut entries = Vec::new();
-    for id in [&pid, &email_pid] {
+    for id in [&pid, &email_pid, &piotr] {
         let history = json_ok(app.get(&format!("/v1/profiles/{id}/history")).await).await;
         entries.extend(history["history"].as_array().cloned().unwrap_or_default());
     }
