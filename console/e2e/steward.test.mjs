@@ -233,7 +233,7 @@ test('split: identifiers picked in the graph move out; a cut event link needs an
   });
 });
 
-test('merge with another profile by its id: the answer is shown on the surviving profile', { timeout: 180_000 }, async () => {
+test('merge with another profile picked from a search: the answer is shown on the surviving profile', { timeout: 180_000 }, async () => {
   const device = await get(`/v1/profiles/${MERGE_ID}`);
   const deviceKeys = Object.entries(device.identifiers).flatMap(([k, vs]) => vs.map((v) => `${k}:${v}`));
   const phones = await profileOf(PHONE_A);
@@ -243,7 +243,10 @@ test('merge with another profile by its id: the answer is shown on the surviving
     // Confirming without naming the other profile is refused before any request.
     await confirm(page, 'merge-form', REASON.merge);
     await page.getByTestId('merge-form').getByTestId('action-error').waitFor();
-    await page.getByTestId('merge-target').fill(MERGE_ID);
+    // Picked from a search for the tablet's id.
+    await page.getByTestId('merge-search').fill(deviceKeys[0].slice(deviceKeys[0].indexOf(':') + 1));
+    await page.locator(`[data-testid="merge-hit"][data-profile-id="${MERGE_ID}"] button`).click();
+    assert.equal(await page.getByTestId('merge-target').inputValue(), MERGE_ID);
     await page.getByTestId('merge-form').getByTestId('action-confirm').click();
     const result = page.locator('[data-testid="steward-result"][data-kind="merge"]');
     await result.waitFor();
