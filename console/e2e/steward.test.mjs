@@ -14,8 +14,10 @@
 //                        cuts a link an event made: rule_conflict, then an override)
 //   CONSOLE_MERGE_ID     another profile (a device) to merge by hand
 //   CONSOLE_OTHER_A, CONSOLE_OTHER_B  the pair of a second review item, to reject
+//   CONSOLE_CONFLICT_A, CONSOLE_CONFLICT_B  the pair of a third, whose accept breaks a
+//                        rule (two customer ids): rule_conflict, then an override
 //   CONSOLE_MARKUP       a trait value holding HTML that must be shown as text
-//   CONSOLE_REASON_ACCEPT, _REJECT, _MERGE, _SPLIT, _PIN, _UNPIN  the reasons to type
+//   CONSOLE_REASON_ACCEPT, _REJECT, _OVERRIDE, _MERGE, _SPLIT, _PIN, _UNPIN  the reasons to type
 //
 // The tests run in order, each on the state the previous one left.
 import { test, before, after } from 'node:test';
@@ -36,9 +38,12 @@ const MERGE_ID = env('CONSOLE_MERGE_ID');
 const MARKUP = env('CONSOLE_MARKUP');
 const OTHER_A = env('CONSOLE_OTHER_A');
 const OTHER_B = env('CONSOLE_OTHER_B');
+const CONFLICT_A = env('CONSOLE_CONFLICT_A');
+const CONFLICT_B = env('CONSOLE_CONFLICT_B');
 const REASON = {
   accept: env('CONSOLE_REASON_ACCEPT'),
   reject: env('CONSOLE_REASON_REJECT'),
+  override: env('CONSOLE_REASON_OVERRIDE'),
   merge: env('CONSOLE_REASON_MERGE'),
   split: env('CONSOLE_REASON_SPLIT'),
   pin: env('CONSOLE_REASON_PIN'),
@@ -87,9 +92,10 @@ async function confirm(page, testid, reason) {
 
 test('review queue: pages, the pair side by side with its evidence, reject and accept with a reason', { timeout: 180_000 }, async () => {
   const queue = await get('/v1/review');
-  assert.equal(queue.items.length, 2, `two items queued: ${JSON.stringify(queue)}`);
-  const [item, other] = queue.items; // oldest first: Anna's, then Piotr's
+  assert.equal(queue.items.length, 3, `three items queued: ${JSON.stringify(queue)}`);
+  const [item, other, third] = queue.items; // oldest first: Anna's, Piotr's, Brian's
   assert.deepEqual([other.a.identifier, other.b.identifier].sort(), [OTHER_A, OTHER_B].sort());
+  assert.deepEqual([third.a.identifier, third.b.identifier].sort(), [CONFLICT_A, CONFLICT_B].sort());
   await admin(async (page) => {
     await page.goto(BASE + '/');
     await page.locator('body[data-steward="yes"]').waitFor();
@@ -97,7 +103,7 @@ test('review queue: pages, the pair side by side with its evidence, reject and a
     assert.ok(await nav.isVisible(), 'an admin sees the review queue link');
     await nav.click();
     await page.locator(`[data-testid="review-item"][data-seq="${other.seq}"]`).waitFor();
-    assert.equal(await page.getByTestId('review-item').count(), 2);
+    assert.equal(await page.getByTestId('review-item').count(), 3);
 
     const posts = [];
     page.on('request', (r) => { if (r.method() === 'POST') posts.push({ url: r.url(), body: r.postDataJSON() }); });
@@ -122,6 +128,27 @@ test('review queue: pages, the pair side by side with its evidence, reject and a
     const refused = page.locator('[data-testid="whynot-result"][data-verdict="refused"]');
     await refused.waitFor();
     assert.ok((await refused.getByTestId('refused-rule').allTextContents()).includes('steward_rejected'));
+
+    // Brian's, on the third page: two customer ids, so accepting breaks a rule. The
+    // message is shown with the rule prefilled, and confirming again overrides it.
+    await page.goto(`${BASE}/#/review?limit=1&after=${other.seq}`);
+    const conflicted = page.locator(`[data-testid="review-item"][data-seq="${third.seq}"]`);
+    await conflicted.waitFor();
+    posts.length = 0;
+    await conflicted.getByTestId('review-accept').click();
+    await confirm(page, 'review-form', REASON.override);
+    await conflicted.getByTestId('rule-conflict').waitFor();
+    assert.match(await conflicted.getByTestId('conflict-error').textContent(), /rule_conflict.*probable_conflict:customer_id/s);
+    assert.equal(await conflicted.getByTestId('override-input').inputValue(), 'probable_conflict:customer_id');
+    assert.equal(await conflicted.getAttribute('data-status'), 'open', 'nothing decided yet');
+    await conflicted.getByTestId('action-confirm').click();
+    const forced = conflicted.locator('[data-testid="review-result"][data-decision="accept"]');
+    await forced.waitFor();
+    assert.match(await forced.textContent(), /Overridden: probable_conflict:customer_id/);
+    assert.deepEqual(posts.map((p) => p.body), [
+      { decision: 'accept', reason: REASON.override },
+      { decision: 'accept', reason: REASON.override, override: ['probable_conflict:customer_id'] },
+    ]);
 
     // Anna's item, on the first page: the two records side by side with each field's weight.
     await page.goto(`${BASE}/#/review?limit=1`);

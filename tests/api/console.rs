@@ -267,6 +267,8 @@ const EMAIL: &str = "anna.k@example.com";
 const DEVICE: &str = "dev-anna-tab";
 const PIOTR_A: &str = "+16175550121";
 const PIOTR_B: &str = "+16175550122";
+const BRIAN_A: &str = "C-7001";
+const BRIAN_B: &str = "C-7002";
 
 fn person(first: &str, last: &str, birth_date: &str, city: &str) -> Value {
     json!({"first_name": first, "last_name": last, "birth_date": birth_date,
@@ -281,7 +283,8 @@ fn anna(city: &str) -> Value {
 /// birth date, Boston by crm and Denver by pos: one review item); an event links an email
 /// to the Denver phone (a link a split needs an override to cut); her tablet is a profile
 /// of its own, with markup in a trait. Piotr Nowak, in Chicago and Austin, is a second
-/// review item (queued after Anna's), which the steward rejects.
+/// review item (queued after Anna's), which the steward rejects; Brian O'Hara's two CRM
+/// records, each with its own customer id, a third, which only an override accepts.
 async fn steward_scenario(app: &TestApp) -> StewardScenario {
     let pid = app
         .ingest_pid(&event(
@@ -328,18 +331,31 @@ async fn steward_scenario(app: &TestApp) -> StewardScenario {
         ))
         .await;
     }
+    for (id, customer, city) in [("r7", BRIAN_A, "Boston"), ("r8", BRIAN_B, "Denver")] {
+        app.ingest(&event(
+            id,
+            "crm",
+            json!({ "customer_id": customer }),
+            person("Brian", "O'Hara", "1969-09-09", city),
+        ))
+        .await;
+    }
     let queue = json_ok(app.get("/v1/review").await).await;
     assert_eq!(
         queue["items"].as_array().map_or(0, Vec::len),
-        2,
-        "two review items: {queue}"
+        3,
+        "three review items: {queue}"
     );
     StewardScenario { pid, device_pid }
 }
 
-const REASONS: [(&str, &str); 6] = [
+const REASONS: [(&str, &str); 7] = [
     ("CONSOLE_REASON_ACCEPT", "same customer, moved to Denver"),
     ("CONSOLE_REASON_REJECT", "father and son, both Piotr"),
+    (
+        "CONSOLE_REASON_OVERRIDE",
+        "CRM created a second customer id",
+    ),
     ("CONSOLE_REASON_MERGE", "her tablet, confirmed at the store"),
     ("CONSOLE_REASON_SPLIT", "shared family email, not hers"),
     (
@@ -366,6 +382,8 @@ async fn console_in_headless_chromium_steward_review_merge_split_why_not_values(
         ("CONSOLE_EMAIL", format!("email:{EMAIL}")),
         ("CONSOLE_OTHER_A", format!("phone:{PIOTR_A}")),
         ("CONSOLE_OTHER_B", format!("phone:{PIOTR_B}")),
+        ("CONSOLE_CONFLICT_A", format!("customer_id:{BRIAN_A}")),
+        ("CONSOLE_CONFLICT_B", format!("customer_id:{BRIAN_B}")),
         ("CONSOLE_MERGE_ID", scenario.device_pid.clone()),
         ("CONSOLE_MARKUP", MARKUP.to_owned()),
     ];
@@ -384,6 +402,12 @@ async fn console_in_headless_chromium_steward_review_merge_split_why_not_values(
     // history has every reason typed.
     let piotr = app.pid_of("phone", PIOTR_A).await;
     assert_ne!(app.pid_of("phone", PIOTR_B).await, piotr, "rejected");
+    let brian = app.pid_of("customer_id", BRIAN_A).await;
+    assert_eq!(
+        app.pid_of("customer_id", BRIAN_B).await,
+        brian,
+        "accepted, overriding"
+    );
     let pid = app.pid_of("phone", PHONE_A).await;
     assert_eq!(app.pid_of("phone", PHONE_B).await, pid, "accepted");
     assert_eq!(app.pid_of("device_id", DEVICE).await, pid, "merged");
@@ -392,7 +416,7 @@ async fn console_in_headless_chromium_steward_review_merge_split_why_not_values(
     let queue = json_ok(app.get("/v1/review").await).await;
     assert_eq!(queue["items"], json!([]), "decided: {queue}");
     let mut entries = Vec::new();
-    for id in [&pid, &email_pid, &piotr] {
+    for id in [&pid, &email_pid, &piotr, &brian] {
         let history = json_ok(app.get(&format!("/v1/profiles/{id}/history")).await).await;
         entries.extend(history["history"].as_array().cloned().unwrap_or_default());
     }
@@ -404,6 +428,10 @@ async fn console_in_headless_chromium_steward_review_merge_split_why_not_values(
     for kind in ["merged", "split", "pinned", "unpinned"] {
         assert!(kinds.contains(&kind), "{kind} in history: {kinds:?}");
     }
+    assert!(
+        text.contains("overriding probable_conflict:customer_id"),
+        "the override is recorded: {text}"
+    );
     let values = json_ok(app.get(&format!("/v1/profiles/{pid}/values")).await).await;
     let address = values["traits"]
         .as_array()
