@@ -146,6 +146,19 @@ pub fn resplit(
     rule: &str,
     cause: Vec<IdentKey>,
 ) -> Result<SplitOutcome, StoreError> {
+    resplit_keeping(s, rules, pid, rule, cause, &HashSet::new())
+}
+
+/// [`resplit`], where the component holding any of `keep` keeps the profile id (a
+/// steward's split: the identifiers not moved out stay in the profile).
+pub fn resplit_keeping(
+    s: &mut Session<'_>,
+    rules: &Rules,
+    pid: &str,
+    rule: &str,
+    cause: Vec<IdentKey>,
+    keep: &HashSet<IdentKey>,
+) -> Result<SplitOutcome, StoreError> {
     let state = s.existing_profile(pid)?;
     let keys: Vec<IdentKey> = state.identifier_keys().collect();
     if keys.is_empty() {
@@ -188,12 +201,20 @@ pub fn resplit(
             .min()
             .unwrap_or(usize::MAX)
     };
+    let kept = |c: &Vec<IdentKey>| !c.iter().any(|k| keep.contains(k));
     comps.sort_by(|x, y| {
-        (best_rank(x), std::cmp::Reverse(x.len()), x.iter().min()).cmp(&(
-            best_rank(y),
-            std::cmp::Reverse(y.len()),
-            y.iter().min(),
-        ))
+        (
+            kept(x),
+            best_rank(x),
+            std::cmp::Reverse(x.len()),
+            x.iter().min(),
+        )
+            .cmp(&(
+                kept(y),
+                best_rank(y),
+                std::cmp::Reverse(y.len()),
+                y.iter().min(),
+            ))
     });
     let mut parts = Vec::with_capacity(comps.len());
     for (i, comp) in comps.into_iter().enumerate() {

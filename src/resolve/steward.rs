@@ -8,11 +8,11 @@
 //!   limit, an exclusive kind) refuses it with 409 `rule_conflict` unless the steward
 //!   names that rule in `override`; the override is recorded.
 //! - **Split** moves named groups of identifiers out into profiles of their own (the
-//!   identifiers named in no group stay), or explodes the profile into the parts its
+//!   identifiers named in no group stay, together, under the profile's id), or explodes the profile into the parts its
 //!   event-made links connect (`components`: probable and steward links are cut) or into
 //!   single identifiers (`identifiers`). Every active link crossing two parts is kept as a
-//!   refused link with rule `steward_split`; a group that is not connected on its own is
-//!   joined by steward links (the steward said it is one person). Cutting a link an event
+//!   refused link with rule `steward_split`; a group (or the rest) that is not connected
+//!   on its own is joined by steward links (the steward said it is one person). Cutting a link an event
 //!   made (deterministic evidence, rule `shared_identifier`) needs that rule in `override`.
 //!   Each part carries a mark of the split (`ProfileState::split_marks`), so later events or
 //!   matching never re-merge the parts silently: they record a `steward_split` conflict.
@@ -404,12 +404,14 @@ pub fn split_profile(
         };
         s.put_edge(kept);
     }
-    // A named group the cuts left in pieces is joined by steward links.
+    // A named group the cuts left in pieces is joined by steward links, and so are the
+    // identifiers named in no group: they stay in the profile, together.
     let mut links_added = 0;
+    let grouped = matches!(plan, SplitPlan::Groups(_));
     if named_groups > 0 {
         let mut by_part: BTreeMap<usize, Vec<IdentKey>> = BTreeMap::new();
         for k in &keys {
-            if let Some(p) = part.get(k).filter(|p| **p > 0) {
+            if let Some(p) = part.get(k).filter(|p| grouped || **p > 0) {
                 by_part.entry(*p).or_default().push(k.clone());
             }
         }
@@ -431,7 +433,15 @@ pub fn split_profile(
     }
     let mut cause: Vec<IdentKey> = keys.clone();
     cause.truncate(50);
-    let out = split::resplit(s, rules, &pid, SPLIT_RULE, cause)?;
+    let rest: std::collections::HashSet<IdentKey> = match plan {
+        SplitPlan::Groups(_) => keys
+            .iter()
+            .filter(|k| part.get(*k) == Some(&0))
+            .cloned()
+            .collect(),
+        _ => Default::default(),
+    };
+    let out = split::resplit_keeping(s, rules, &pid, SPLIT_RULE, cause, &rest)?;
     // Each resulting profile remembers which part of this split it is.
     for p in &out.profiles {
         let mut st = s.existing_profile(p)?;

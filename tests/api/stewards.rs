@@ -286,6 +286,35 @@ async fn a_group_that_falls_apart_is_kept_together_by_the_steward() {
     assert_ne!(moved, pid);
     assert_eq!(app.pid_of("cookie_id", "ck-77").await, moved);
     assert_eq!(app.pid_of("email", "cy@example.com").await, pid);
+
+    // Moving the email out of {email, phone, device} (phone and device meet only through
+    // the email): the rest stays together, under the profile's id.
+    for (id, ids) in [
+        (
+            "g3",
+            json!({"email": "di@example.com", "phone": "+16175550124"}),
+        ),
+        (
+            "g4",
+            json!({"email": "di@example.com", "device_id": "dev-di"}),
+        ),
+    ] {
+        app.ingest(&event(id, "crm", ids, Value::Null)).await;
+    }
+    let pid = app.pid_of("email", "di@example.com").await;
+    let (status, out) = split(
+        &app,
+        &pid,
+        json!({"groups": [["email:di@example.com"]], "reason": "a shared inbox",
+               "override": ["shared_identifier"]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["profiles"].as_array().map(Vec::len), Some(2), "{out}");
+    assert_eq!(out["links_added"], 1, "{out}");
+    assert_eq!(app.pid_of("phone", "+16175550124").await, pid);
+    assert_eq!(app.pid_of("device_id", "dev-di").await, pid);
+    assert_ne!(app.pid_of("email", "di@example.com").await, pid);
 }
 
 #[tokio::test]
