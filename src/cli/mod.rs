@@ -74,6 +74,9 @@ pub enum Command {
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
+        /// Exit with an error (after the summary) when more rows than this are rejected.
+        #[arg(long, default_value_t = 0)]
+        max_rejects: u64,
     },
     /// Generate a realistic sample of people across sources into a fresh data directory,
     /// ingest it and serve it.
@@ -317,6 +320,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             format,
             data_dir,
             json,
+            max_rejects,
         } => {
             let s = settings(config, data_dir, None)?;
             let engine = Engine::open(s)?;
@@ -332,6 +336,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&summary)?);
             } else {
                 print!("{}", summary.human());
+            }
+            if summary.rejected > max_rejects {
+                anyhow::bail!(
+                    "{} of {} records were rejected, more than --max-rejects {max_rejects} allows (the summary lists the reasons; the accepted ones are stored)",
+                    summary.rejected,
+                    summary.records
+                );
             }
             Ok(())
         }

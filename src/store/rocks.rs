@@ -108,6 +108,19 @@ pub struct RocksStore {
 /// RocksDB's error as a [`StoreError`]: a full disk (`IO error: No space left on
 /// device`, also repeated by every write while RocksDB waits for space) is
 /// [`StoreError::Full`].
+/// Opening a data directory another process holds: one sentence saying so, instead of
+/// RocksDB's lock-file message.
+fn in_use(path: &Path, e: rocksdb::Error) -> StoreError {
+    let message = e.as_ref().to_owned();
+    if message.contains("LOCK") && message.to_ascii_lowercase().contains("lock") {
+        return StoreError::Engine(format!(
+            "the data directory {} is in use by another idgraph process (a running server, import or other command); stop it first, or send data through the running server's API",
+            path.display()
+        ));
+    }
+    engine(e)
+}
+
 fn engine(e: rocksdb::Error) -> StoreError {
     let message = e.into_string();
     if message.contains("No space left on device") || message.contains("NoSpace") {
@@ -388,7 +401,7 @@ impl RocksStore {
         let db_options = options(&cache, bottommost)
             .get_options_from_string("max_manifest_space_amp_pct=0")
             .map_err(engine)?;
-        let db = DB::open_cf_descriptors(&db_options, path, cfs).map_err(engine)?;
+        let db = DB::open_cf_descriptors(&db_options, path, cfs).map_err(|e| in_use(path, e))?;
         let store = RocksStore {
             db,
             backlog: None,

@@ -197,7 +197,25 @@ fn import_jsonl_reports_exact_counts_and_reasons_then_profile_shows_the_merge() 
     ];
     let file = write(tmp.path(), "events.jsonl", &(lines.join("\n") + "\n"));
 
-    let summary = run(&mut import(&data, &file, "web", &[])).json();
+    // Two rejected rows: the summary is printed, and the command fails (--max-rejects 0).
+    let out = import(&data, &file, "web", &[])
+        .output()
+        .expect("run idgraph import");
+    assert!(
+        !out.status.success(),
+        "rejections fail the import by default"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("2 of 13 records were rejected, more than --max-rejects 0"),
+        "{err}"
+    );
+    let first: Value = serde_json::from_slice(&out.stdout).expect("the summary first");
+    assert_eq!(first["accepted"], 10, "{first}");
+    // Allowed: the same file again is all duplicates and the two rejections.
+    let summary = run(&mut import(&data, &file, "web", &["--max-rejects", "2"])).json();
+    assert_eq!(summary["duplicate"], 11, "{summary}");
+    let summary = first;
     for (k, want) in [
         ("records", 13),
         ("accepted", 10),
@@ -255,7 +273,7 @@ fn import_jsonl_reports_exact_counts_and_reasons_then_profile_shows_the_merge() 
     assert_ne!(bob["profile_id"], p["profile_id"]);
 
     // Importing the same file again: every good event is now a duplicate.
-    let again = run(&mut import(&data, &file, "web", &[])).json();
+    let again = run(&mut import(&data, &file, "web", &["--max-rejects", "2"])).json();
     assert_eq!(
         (
             &again["accepted"],
@@ -376,7 +394,7 @@ fn import_febrl_csv_with_mapping_and_custom_kind_from_config() {
     let config = write(tmp.path(), "idgraph.toml", NATIONAL_ID_CONFIG);
     let cfg = config.to_str().unwrap();
 
-    let mut cmd = import(&data, &csv, "crm", &["--mapping"]);
+    let mut cmd = import(&data, &csv, "crm", &["--max-rejects", "20", "--mapping"]);
     cmd.arg(&mapping).args(["--config", cfg]);
     let summary = run(&mut cmd).json();
     assert_eq!(summary["records"], 20, "{summary}");
@@ -985,4 +1003,43 @@ fn bench_http_drives_the_real_server_and_reports_every_figure() {
         !tmp.path().join("bench").exists(),
         "the scratch directory is removed"
     );
+}
+
+/// A second process on a data directory in use gets one sentence naming the problem, not
+/// RocksDB's lock-file message, and changes nothing.
+#[test]
+fn a_data_directory_in_use_is_named_in_one_sentence() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let mut server = crate::helpers::ServeProcess::start(&data);
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(
+        &events,
+        "{\"event_id\": \"busy-1\", \"identifiers\": {\"email\": \"busy@example.com\"}}\n",
+    )
+    .expect("write events");
+    for args in [
+        vec![
+            "import",
+            events.to_str().unwrap_or_default(),
+            "--source",
+            "web",
+        ],
+        vec!["reindex"],
+    ] {
+        let out = crate::helpers::idgraph_command()
+            .args(&args)
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .expect("run idgraph");
+        assert!(!out.status.success(), "{args:?} must fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("is in use by another idgraph process"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("LOCK"), "{args:?}: {err}");
+    }
+    assert!(server.terminate().success());
 }
