@@ -390,10 +390,21 @@ pub fn apply_event(
 /// The provenance of what a re-resolve run does to profile `id` (event id
 /// `reresolve:<id>`, source `reresolve`).
 pub fn reresolve_event(id: &str, now: i64) -> NormalizedEvent {
+    provenance_event(format!("reresolve:{id}"), "reresolve", "reresolve", now)
+}
+
+/// The provenance idgraph's own actions (a steward's decision, a re-resolve) leave on the
+/// links and history they write: an event of no identifiers or traits.
+pub(crate) fn provenance_event(
+    event_id: String,
+    source: &str,
+    event_type: &str,
+    now: i64,
+) -> NormalizedEvent {
     NormalizedEvent {
-        event_id: format!("reresolve:{id}"),
-        source: "reresolve".into(),
-        event_type: "reresolve".into(),
+        event_id,
+        source: source.into(),
+        event_type: event_type.into(),
         timestamp: now,
         identifiers: Vec::new(),
         ignored: Vec::new(),

@@ -202,14 +202,5 @@ pub fn decide(
 /// The provenance a steward's decision leaves on edges and history: event id
 /// `review:<seq>`, source `steward`.
 fn steward_event(s: &Session<'_>, item: &ReviewItem) -> NormalizedEvent {
-    NormalizedEvent {
-        event_id: format!("review:{}", item.seq),
-        source: "steward".into(),
-        event_type: "review".into(),
-        timestamp: s.now,
-        identifiers: Vec::new(),
-        ignored: Vec::new(),
-        traits: Default::default(),
-        properties: Default::default(),
-    }
+    super::provenance_event(format!("review:{}", item.seq), "steward", "review", s.now)
 }

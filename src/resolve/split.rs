@@ -15,7 +15,7 @@ use petgraph::unionfind::UnionFind;
 use super::{Rules, Session};
 use crate::model::split_key;
 use crate::store::{
-    EdgeStatus, HistoryKind, IdentKey, ProfileId, ProfileState, StoreError, StoredEvent,
+    Edge, EdgeStatus, HistoryKind, IdentKey, ProfileId, ProfileState, StoreError, StoredEvent,
 };
 
 /// Result of an unmerge operation.
@@ -169,22 +169,14 @@ pub fn resplit_keeping(
             split: false,
         });
     }
-    let index: HashMap<&str, usize> = keys
-        .iter()
-        .enumerate()
-        .map(|(i, k)| (k.as_str(), i))
-        .collect();
-    let mut uf = UnionFind::<usize>::new(keys.len());
-    for (i, key) in keys.iter().enumerate() {
-        for e in s.edges_of(key)? {
-            if let (true, Some(j)) = (e.is_active(), index.get(e.other(key))) {
-                uf.union(i, *j);
-            }
-        }
+    let mut active = Vec::new();
+    for key in &keys {
+        active.extend(s.edges_of(key)?.into_iter().filter(|e| e.is_active()));
     }
+    let root = components(&keys, active.iter());
     let mut comps: BTreeMap<usize, Vec<IdentKey>> = BTreeMap::new();
-    for (i, key) in keys.iter().enumerate() {
-        comps.entry(uf.find(i)).or_default().push(key.clone());
+    for (key, r) in keys.iter().zip(root) {
+        comps.entry(r).or_default().push(key.clone());
     }
     let mut comps: Vec<Vec<IdentKey>> = comps.into_values().collect();
     if comps.len() == 1 {
@@ -338,4 +330,23 @@ fn rebuild(
         s.put_profile(p);
     }
     Ok(())
+}
+
+/// The component (a root index) of each of `keys` under the links of `edges` between them.
+pub(super) fn components<'e>(
+    keys: &[IdentKey],
+    edges: impl Iterator<Item = &'e Edge>,
+) -> Vec<usize> {
+    let index: HashMap<&str, usize> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.as_str(), i))
+        .collect();
+    let mut uf = UnionFind::<usize>::new(keys.len());
+    for e in edges {
+        if let (Some(i), Some(j)) = (index.get(e.a.as_str()), index.get(e.b.as_str())) {
+            uf.union(*i, *j);
+        }
+    }
+    (0..keys.len()).map(|i| uf.find(i)).collect()
 }

@@ -24,10 +24,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use petgraph::unionfind::UnionFind;
 use serde::Serialize;
 
-use super::{link, merge_into, split, Rules, Session};
+use super::split::{self, components};
+use super::{link, merge_into, Rules, Session};
 use crate::ingest::event::NormalizedEvent;
 use crate::model::{split_key, Edge, EdgeStatus, StewardNote};
 use crate::store::{IdentKey, ProfileId, ProfileState, StoreError};
@@ -133,34 +133,9 @@ fn priority(rules: &Rules, key: &IdentKey) -> (usize, IdentKey) {
     (rules.kind_rank(split_key(key).0), key.clone())
 }
 
-/// The component (a root index) of each of `keys` under the links of `edges` between them.
-fn components<'e>(keys: &[IdentKey], edges: impl Iterator<Item = &'e Edge>) -> Vec<usize> {
-    let index: HashMap<&str, usize> = keys
-        .iter()
-        .enumerate()
-        .map(|(i, k)| (k.as_str(), i))
-        .collect();
-    let mut uf = UnionFind::<usize>::new(keys.len());
-    for e in edges {
-        if let (Some(i), Some(j)) = (index.get(e.a.as_str()), index.get(e.b.as_str())) {
-            uf.union(*i, *j);
-        }
-    }
-    (0..keys.len()).map(|i| uf.find(i)).collect()
-}
-
 /// The provenance a steward action leaves on links: source `steward`.
 fn steward_event(s: &Session<'_>, event_id: String, what: &str) -> NormalizedEvent {
-    NormalizedEvent {
-        event_id,
-        source: "steward".into(),
-        event_type: what.into(),
-        timestamp: s.now,
-        identifiers: Vec::new(),
-        ignored: Vec::new(),
-        traits: Default::default(),
-        properties: Default::default(),
-    }
+    super::provenance_event(event_id, "steward", what, s.now)
 }
 
 /// A link made by events (not by the matcher or a steward): deterministic evidence.
