@@ -5,6 +5,7 @@
 //! up telemetry and calls it.
 
 pub mod auth;
+pub mod body;
 pub mod changes;
 pub mod console;
 pub mod error;

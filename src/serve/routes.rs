@@ -34,53 +34,8 @@ where
     Ok(web::block(f).await??)
 }
 
-/// Reads a JSON body of at most `max_body_bytes`.
-async fn json_body(req: &HttpRequest, payload: web::Payload, engine: &Engine) -> Result<Value> {
-    let limit = engine.settings().server.max_body_bytes;
-    if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
-        let ct = ct.to_str().unwrap_or("");
-        if !ct.to_ascii_lowercase().contains("json") {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "the body must be JSON (Content-Type: application/json)",
-            ));
-        }
-    }
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the body is larger than the limit of {limit} bytes (server.max_body_bytes)"),
-        )
-    };
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large());
-    }
-    let bytes = payload
-        .to_bytes_limited(limit)
-        .await
-        .map_err(|_| too_large())?
-        .map_err(|e| {
-            ApiError::bad_request("invalid_body", format!("could not read the body: {e}"))
-        })?;
-    if bytes.is_empty() {
-        return Err(ApiError::bad_request(
-            "invalid_json",
-            "the body is empty; send a JSON event or an array of events",
-        ));
-    }
-    serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
-    })
-}
-
-/// `POST /v1/events`: one event (object) or a batch (array).
+/// `POST /v1/events`: one event (object) or a batch (array), or NDJSON (one event per
+/// line); optionally gzip-compressed.
 pub async fn post_events(
     auth: Auth<perm::Ingest>,
     req: HttpRequest,
@@ -88,18 +43,10 @@ pub async fn post_events(
     engine: web::Data<Engine>,
     metrics: web::Data<Metrics>,
 ) -> Result<HttpResponse> {
-    let body = json_body(&req, payload, &engine).await?;
-    let (items, single) = match body {
-        Value::Array(items) => (items, false),
-        obj @ Value::Object(_) => (vec![obj], true),
-        _ => {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_field",
-                "the body must be an event object or an array of event objects",
-            ))
-        }
-    };
+    let framing = super::body::framing(&req)?;
+    let limit = engine.settings().server.max_body_bytes;
+    let bytes = super::body::read(&req, payload, limit).await?;
+    let (items, single) = super::body::events(&bytes, framing)?;
     let max = engine.settings().server.max_batch_events;
     if items.is_empty() {
         return Err(ApiError::bad_request(

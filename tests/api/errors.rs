@@ -233,13 +233,36 @@ async fn a_non_json_content_type_is_415() {
     )
     .await;
     assert_error(
-        app.post_raw(body, Some("application/x-www-form-urlencoded"))
+        app.post_raw(body.clone(), Some("application/x-www-form-urlencoded"))
             .await,
         415,
         "unsupported_media_type",
     )
     .await;
-    assert_eq!(json_ok(app.get("/health").await).await["events"], 0);
+    // A type that merely contains "json" is not JSON.
+    assert_error(
+        app.post_raw(body.clone(), Some("text/notjson")).await,
+        415,
+        "unsupported_media_type",
+    )
+    .await;
+    // An encoding the server does not inflate is refused, not misread.
+    let resp = app
+        .client
+        .post(app.url("/v1/events"))
+        .header("content-type", "application/json")
+        .header("content-encoding", "br")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_error(resp, 415, "unsupported_media_type").await;
+    // JSON with parameters and a +json type are JSON.
+    let ok = app
+        .post_raw(body, Some("application/vnd.idgraph+json; charset=utf-8"))
+        .await;
+    assert_eq!(json_ok(ok).await["status"], "accepted");
+    assert_eq!(json_ok(app.get("/health").await).await["events"], 1);
 }
 
 #[tokio::test]

@@ -383,3 +383,115 @@ async fn metrics_are_labelled_by_route_pattern_never_by_raw_path() {
         "identifier value in metrics:\n{text}"
     );
 }
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+async fn post_encoded(app: &crate::helpers::TestApp, body: Vec<u8>, ct: &str) -> reqwest::Response {
+    app.client
+        .post(app.url("/v1/events"))
+        .header("content-type", ct)
+        .header("content-encoding", "gzip")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn gzip_and_ndjson_bodies_resolve_like_plain_json() {
+    let app = crate::helpers::spawn_app_with(|s| s.server.max_body_bytes = 64 * 1024).await;
+    let a = event(
+        "gz-1",
+        "web",
+        json!({ "email": "gz@example.com", "cookie_id": "ck-gz" }),
+        json!({ "first_name": "Gia" }),
+    );
+    let b = event(
+        "gz-2",
+        "crm",
+        json!({ "email": "gz@example.com", "customer_id": "C-gz" }),
+        json!({}),
+    );
+    // One gzip-compressed JSON event answers like a plain one.
+    let one = post_encoded(&app, gzip(a.to_string().as_bytes()), "application/json").await;
+    assert_eq!(json_ok(one).await["status"], "accepted");
+    // NDJSON (plain and gzip): one event per line, answered as a batch.
+    let ndjson = format!("{}\n\n{}\n", a, b);
+    let plain = app
+        .post_raw(ndjson.clone(), Some("application/x-ndjson"))
+        .await;
+    let plain = json_ok(plain).await;
+    assert_eq!(
+        (plain["accepted"].as_u64(), plain["duplicate"].as_u64()),
+        (Some(1), Some(1)),
+        "{plain}"
+    );
+    let again = post_encoded(&app, gzip(ndjson.as_bytes()), "application/x-ndjson").await;
+    assert_eq!(json_ok(again).await["duplicate"], 2);
+    // The events resolved into one profile holding all three identifiers.
+    let p = json_ok(app.lookup("customer_id", "C-gz").await).await;
+    assert_eq!(identifiers_of(&p, "cookie_id"), ["ck-gz"], "{p}");
+    assert_eq!(
+        p["profile_id"],
+        json_ok(app.lookup("email", "gz@example.com").await).await["profile_id"]
+    );
+
+    // A bad line names its line number and stores nothing.
+    let bad = format!(
+        "{}\n{{oops\n",
+        event(
+            "gz-3",
+            "web",
+            json!({ "email": "three@example.com" }),
+            json!({})
+        )
+    );
+    let err = assert_error(
+        app.post_raw(bad, Some("application/x-ndjson")).await,
+        400,
+        "invalid_json",
+    )
+    .await;
+    assert!(
+        err["message"].as_str().unwrap().contains("line 2"),
+        "{err}"
+    );
+    assert_error(
+        app.lookup("email", "three@example.com").await,
+        404,
+        "not_found",
+    )
+    .await;
+
+    // A gzip bomb: 50 KB on the wire, 20 MB inflated, refused by max_body_bytes after
+    // decompression; a body that is not gzip at all is a 400.
+    let mut huge = a.to_string().into_bytes();
+    huge.extend(std::iter::repeat_n(b' ', 20_000_000));
+    let bomb = gzip(&huge);
+    assert!(bomb.len() < 64 * 1024, "{}", bomb.len());
+    let err = assert_error(
+        post_encoded(&app, bomb, "application/json").await,
+        413,
+        "payload_too_large",
+    )
+    .await;
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("decompresses"),
+        "{err}"
+    );
+    assert_error(
+        post_encoded(&app, b"plain".to_vec(), "application/json").await,
+        400,
+        "invalid_body",
+    )
+    .await;
+    assert_eq!(json_ok(app.get("/health").await).await["events"], 2);
+}
