@@ -75,10 +75,10 @@ pub async fn read(
     payload: web::Payload,
     limit: usize,
 ) -> Result<Vec<u8>, ApiError> {
-    let encoding = match req.headers().get(header::CONTENT_ENCODING) {
-        None => None,
-        Some(v) => Some(v.to_str().unwrap_or("").trim().to_ascii_lowercase()),
-    };
+    let encoding = req
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("").trim().to_ascii_lowercase());
     let gzip = match encoding.as_deref() {
         None | Some("") | Some("identity") => false,
         Some("gzip") | Some("x-gzip") => true,
