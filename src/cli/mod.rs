@@ -57,20 +57,36 @@ pub enum Command {
         #[arg(long)]
         bind: Option<String>,
     },
-    /// Import events from a JSONL file, or a CSV file with a column mapping.
+    /// Import events from a JSONL file, or a CSV or Parquet file with a column mapping,
+    /// into a data directory (no server running on it) or through a running server
+    /// (`--server URL --key KEY`).
     Import {
         file: PathBuf,
-        /// Source of every imported event (web, crm, pos, ...).
+        /// Source (web, crm, pos, ...) of events and rows that name none; an event's own
+        /// `source` (or the mapping's `source` column) is kept.
         #[arg(long)]
-        source: String,
-        /// Column mapping (TOML) for CSV files.
+        source: Option<String>,
+        /// Column mapping (TOML) for CSV and Parquet files.
         #[arg(long)]
         mapping: Option<PathBuf>,
-        /// jsonl or csv; guessed from the file extension when omitted.
+        /// jsonl, csv or parquet; guessed from the file extension when omitted.
         #[arg(long)]
         format: Option<String>,
-        #[arg(long)]
+        /// The data directory to import into (default: storage.data_dir of the settings,
+        /// `./idgraph-data`). Not with --server.
+        #[arg(long, conflicts_with = "server")]
         data_dir: Option<PathBuf>,
+        /// Send the events through a running server's API (`http://host:8080`) instead of
+        /// opening a data directory; retries with backoff on 429/503.
+        #[arg(long, requires = "key")]
+        server: Option<String>,
+        /// API key (ingest permission) for --server.
+        #[arg(long, env = "IDGRAPH_KEY", hide_env_values = true)]
+        key: Option<String>,
+        /// With --server: how long one batch is retried while the server is busy or
+        /// unreachable before the import gives up.
+        #[arg(long, default_value_t = 300)]
+        retry_seconds: u64,
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
@@ -319,19 +335,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             mapping,
             format,
             data_dir,
+            server,
+            key,
+            retry_seconds,
             json,
             max_rejects,
         } => {
-            let s = settings(config, data_dir, None)?;
-            let engine = Engine::open(s)?;
-            let summary = import::import_file(
-                &engine,
-                &file,
-                &source,
-                mapping.as_deref(),
-                format.as_deref(),
-                true,
-            )?;
+            let args = import::ImportArgs {
+                file: &file,
+                source: source.as_deref(),
+                mapping: mapping.as_deref(),
+                format: format.as_deref(),
+                progress: true,
+            };
+            let summary = match server {
+                Some(url) => {
+                    let remote = import::Remote::new(
+                        &url,
+                        key.as_deref().unwrap_or_default(),
+                        std::time::Duration::from_secs(retry_seconds),
+                    )?;
+                    import::import_file(import::Target::Server(remote), &args)?
+                }
+                None => {
+                    let engine = Engine::open(settings(config, data_dir, None)?)?;
+                    import::import_file(import::Target::Engine(&engine), &args)?
+                }
+            };
             if json {
                 println!("{}", serde_json::to_string_pretty(&summary)?);
             } else {

@@ -22,7 +22,7 @@ use serde_json::Value;
 use crate::config::Settings;
 use crate::engine::Engine;
 use crate::ingest::identifier::BUILTIN_KINDS;
-use crate::ingest::mapping::{CsvEvents, Mapping};
+use crate::ingest::mapping::{Mapping, RowEvents};
 use crate::store::rocks::RocksStore;
 use crate::store::GraphStore;
 use metrics::Scores;
@@ -337,15 +337,15 @@ pub fn run(mut settings: Settings, args: &EvalArgs) -> anyhow::Result<Report> {
     })
 }
 
-type Rows = CsvEvents<std::io::BufReader<std::fs::File>>;
+type Rows = RowEvents;
 
 fn csv_rows(args: &EvalArgs, mapping: &Mapping) -> anyhow::Result<Rows> {
     let file = std::fs::File::open(&args.file)
         .with_context(|| format!("cannot open {}", args.file.display()))?;
-    Ok(CsvEvents::new(
+    Ok(RowEvents::csv(
         std::io::BufReader::new(file),
         mapping,
-        &args.source,
+        Some(&args.source),
     )?)
 }
 

@@ -1,7 +1,8 @@
-//! CSV → event mapping for `idgraph import data.csv --source crm --mapping crm.toml`.
+//! CSV / Parquet → event mapping for `idgraph import data.csv --source crm --mapping crm.toml`.
 //!
-//! A mapping file (TOML) says which CSV columns feed which parts of an event. Every
-//! data row of the CSV (a header row is required) becomes one event in idgraph's JSON
+//! A mapping file (TOML) says which columns feed which parts of an event. Every data row
+//! of a CSV (a header row is required) or of a Parquet file (columns by name; every value
+//! is read as its text form, nulls are missing cells) becomes one event in idgraph's JSON
 //! wire format. The mapping only moves values around: e-mails, phones etc. are
 //! validated and normalised later by the service itself.
 //!
@@ -10,6 +11,9 @@
 //! id_prefix = "crm-"        # optional, default "": prepended to event_id
 //! delimiter = ","           # optional, one ASCII character, default "," ("\t" for TSV)
 //! trim = true               # optional, default true: trim whitespace around every cell
+//! source = "channel"       # optional column naming each row's source; `--source` is
+//!                           # the default for rows whose cell is missing (one of the two
+//!                           # is required)
 //! timestamp = "updated_at"  # optional column with an RFC3339 timestamp (passed through);
 //!                           # without it (or when the cell is missing) no timestamp is sent
 //! type = "import"           # optional constant event type, default "import"
@@ -59,6 +63,7 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 
+use csv::StringRecord;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -120,6 +125,7 @@ struct MappingRaw {
     id_prefix: String,
     delimiter: Option<String>,
     trim: Option<bool>,
+    source: Option<String>,
     timestamp: Option<String>,
     #[serde(rename = "type")]
     event_type: Option<String>,
@@ -147,6 +153,7 @@ pub struct Mapping {
     id_prefix: String,
     delimiter: u8,
     trim: bool,
+    source: Option<String>,
     timestamp: Option<String>,
     event_type: String,
     null_values: Vec<String>,
@@ -243,6 +250,7 @@ impl Mapping {
             id_prefix: raw.id_prefix,
             delimiter,
             trim: raw.trim.unwrap_or(true),
+            source: raw.source,
             timestamp: raw.timestamp,
             event_type,
             null_values: null_values.iter().map(|n| n.trim().to_owned()).collect(),
@@ -274,7 +282,7 @@ impl Mapping {
     }
 
     /// The cell's value, or `None` when it is missing (absent, empty or a null value).
-    fn cell<'a>(&self, rec: &'a csv::StringRecord, idx: usize) -> Option<&'a str> {
+    fn cell<'a>(&self, rec: &'a StringRecord, idx: usize) -> Option<&'a str> {
         let raw = rec.get(idx)?;
         let t = raw.trim();
         let null = t.is_empty() || self.null_values.iter().any(|n| n.eq_ignore_ascii_case(t));
@@ -282,13 +290,24 @@ impl Mapping {
     }
 }
 
-/// Reads a CSV (header row required) and yields one item per data row:
-/// Ok((event, truth_value_if_mapping_has_truth)) or Err(RowError). Header problems
+/// One data row as text cells, or why it could not be read; `fatal` ends the rows (an
+/// I/O error may repeat forever, a malformed record does not).
+pub struct RecordError {
+    pub message: String,
+    pub fatal: bool,
+}
+
+type Records = Box<dyn Iterator<Item = Result<StringRecord, RecordError>> + Send>;
+
+/// Reads rows (a CSV with a header row, or a Parquet file) and yields one item per data
+/// row: Ok((event, truth_value_if_mapping_has_truth)) or Err(RowError). Header problems
 /// (a mapped column missing from the header) are returned up-front as MappingError.
-pub struct CsvEvents<R: Read> {
-    records: csv::StringRecordsIntoIter<R>,
+pub struct RowEvents {
+    records: Records,
     mapping: Mapping,
-    source: String,
+    /// The default source (`--source`), for rows whose source column is missing.
+    source: Option<String>,
+    source_col: Option<usize>,
     record_id: usize,
     timestamp: Option<usize>,
     truth: Option<usize>,
@@ -298,8 +317,13 @@ pub struct CsvEvents<R: Read> {
     done: bool,
 }
 
-impl<R: Read> CsvEvents<R> {
-    pub fn new(reader: R, mapping: &Mapping, source: &str) -> Result<Self, MappingError> {
+impl RowEvents {
+    /// The rows of a CSV file (header row required).
+    pub fn csv<R: Read + Send + 'static>(
+        reader: R,
+        mapping: &Mapping,
+        source: Option<&str>,
+    ) -> Result<Self, MappingError> {
         let mut rdr = csv::ReaderBuilder::new()
             .has_headers(true)
             .flexible(true)
@@ -310,6 +334,66 @@ impl<R: Read> CsvEvents<R> {
             .headers()
             .map_err(|e| MappingError::Csv(e.to_string()))?
             .clone();
+        let records = rdr.into_records().map(|r| {
+            r.map_err(|e| RecordError {
+                fatal: matches!(e.kind(), csv::ErrorKind::Io(_)),
+                message: format!("unreadable CSV record: {e}"),
+            })
+        });
+        Self::new(&header, Box::new(records), mapping, source)
+    }
+
+    /// The rows of a Parquet file: columns by name, each value in its text form (dates
+    /// and timestamps as ISO 8601), nulls as missing cells. Also returns the row count.
+    pub fn parquet(
+        file: std::fs::File,
+        mapping: &Mapping,
+        source: Option<&str>,
+    ) -> Result<(Self, u64), MappingError> {
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| MappingError::Csv(format!("not a readable Parquet file: {e}")))?;
+        let rows = u64::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
+        let header: StringRecord = builder
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        let reader = builder
+            .with_batch_size(1024)
+            .build()
+            .map_err(|e| MappingError::Csv(format!("cannot read the Parquet file: {e}")))?;
+        let records = reader.flat_map(|batch| {
+            match batch
+                .map_err(|e| e.to_string())
+                .and_then(|b| parquet_batch(&b))
+            {
+                Ok(rows) => rows.into_iter().map(Ok).collect::<Vec<_>>(),
+                Err(e) => vec![Err(RecordError {
+                    message: format!("unreadable Parquet row group: {e}"),
+                    fatal: true,
+                })],
+            }
+        });
+        Ok((
+            Self::new(&header, Box::new(records), mapping, source)?,
+            rows,
+        ))
+    }
+
+    /// Rows from any source of text records under `header`.
+    pub fn new(
+        header: &StringRecord,
+        records: Records,
+        mapping: &Mapping,
+        source: Option<&str>,
+    ) -> Result<Self, MappingError> {
+        if source.is_none() && mapping.source.is_none() {
+            return invalid(
+                "rows need a source: pass --source or name a `source` column in the mapping".into(),
+            );
+        }
         let find = |col: &String| -> Result<usize, MappingError> {
             let mut hits = header
                 .iter()
@@ -324,8 +408,9 @@ impl<R: Read> CsvEvents<R> {
             }
         };
         let find_all = |cols: &[String]| cols.iter().map(find).collect::<Result<Vec<_>, _>>();
-        Ok(CsvEvents {
+        Ok(RowEvents {
             record_id: find(&mapping.record_id)?,
+            source_col: mapping.source.as_ref().map(find).transpose()?,
             timestamp: mapping.timestamp.as_ref().map(find).transpose()?,
             truth: mapping.truth.as_ref().map(find).transpose()?,
             identifiers: mapping
@@ -338,21 +423,30 @@ impl<R: Read> CsvEvents<R> {
                 .iter()
                 .map(|t| find_all(&t.columns))
                 .collect::<Result<_, _>>()?,
-            records: rdr.into_records(),
+            records,
             mapping: mapping.clone(),
-            source: source.to_owned(),
+            source: source.map(str::to_owned),
             row: 0,
             done: false,
         })
     }
 
-    fn event(&self, rec: &csv::StringRecord) -> Result<(Value, Option<String>), RowError> {
+    fn event(&self, rec: &StringRecord) -> Result<(Value, Option<String>), RowError> {
         let m = &self.mapping;
         let row = self.row;
         let err = |message: String| RowError { row, message };
         let id = m
             .cell(rec, self.record_id)
             .ok_or_else(|| err(format!("column {}: missing record id", m.record_id)))?;
+        let source = match self.source_col.and_then(|i| m.cell(rec, i)) {
+            Some(s) => s,
+            None => self.source.as_deref().ok_or_else(|| {
+                err(format!(
+                    "column {}: missing source and no --source default",
+                    m.source.as_deref().unwrap_or_default()
+                ))
+            })?,
+        };
         let mut identifiers = Map::new();
         for ((kind, _), idxs) in m.identifiers.iter().zip(&self.identifiers) {
             let mut values: Vec<&str> = Vec::new();
@@ -394,7 +488,7 @@ impl<R: Read> CsvEvents<R> {
             traits.insert("address".into(), Value::Object(address));
         }
         let mut event = json!({
-            "event_id": format!("{}{id}", m.id_prefix), "source": self.source,
+            "event_id": format!("{}{id}", m.id_prefix), "source": source,
             "type": m.event_type, "identifiers": identifiers, "traits": traits,
             "properties": { "row": row },
         });
@@ -409,7 +503,28 @@ impl<R: Read> CsvEvents<R> {
     }
 }
 
-impl<R: Read> Iterator for CsvEvents<R> {
+/// A Parquet record batch as text records (nested values in their display form).
+fn parquet_batch(batch: &arrow_array::RecordBatch) -> Result<Vec<StringRecord>, String> {
+    use arrow_cast::display::{ArrayFormatter, FormatOptions};
+    let options = FormatOptions::default().with_null("");
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(batch.num_rows());
+    for row in 0..batch.num_rows() {
+        let mut rec = StringRecord::new();
+        for col in &columns {
+            rec.push_field(&col.value(row).to_string());
+        }
+        out.push(rec);
+    }
+    Ok(out)
+}
+
+impl Iterator for RowEvents {
     type Item = Result<(Value, Option<String>), RowError>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -421,13 +536,10 @@ impl<R: Read> Iterator for CsvEvents<R> {
         Some(match rec {
             Ok(rec) => self.event(&rec),
             Err(e) => {
-                // An I/O error may repeat forever; a malformed record does not.
-                if matches!(e.kind(), csv::ErrorKind::Io(_)) {
-                    self.done = true;
-                }
+                self.done |= e.fatal;
                 Err(RowError {
                     row: self.row,
-                    message: format!("unreadable CSV record: {e}"),
+                    message: e.message,
                 })
             }
         })
@@ -466,9 +578,13 @@ locality = "address_2"
 
     fn run(csv: &str, map: &str) -> Vec<Result<(Value, Option<String>), RowError>> {
         let m = Mapping::from_toml_str(map).unwrap();
-        CsvEvents::new(csv.as_bytes(), &m, "febrl")
-            .unwrap()
-            .collect()
+        RowEvents::csv(
+            std::io::Cursor::new(csv.as_bytes().to_vec()),
+            &m,
+            Some("febrl"),
+        )
+        .unwrap()
+        .collect()
     }
 
     #[test]
@@ -552,12 +668,40 @@ email = ["email", "email2"]
     }
 
     #[test]
+    fn source_column_with_the_flag_as_default() {
+        let m = Mapping::from_toml_str(
+            "record_id = \"id\"\nsource = \"src\"\n[identifiers]\ne = \"e\"",
+        )
+        .unwrap();
+        let data = b"id,src,e\n1,pos,a\n2,,b\n";
+        let rows = |default| {
+            RowEvents::csv(std::io::Cursor::new(data.to_vec()), &m, default)
+                .unwrap()
+                .collect::<Vec<_>>()
+        };
+        let with_default = rows(Some("crm"));
+        assert_eq!(with_default[0].clone().unwrap().0["source"], "pos");
+        assert_eq!(with_default[1].clone().unwrap().0["source"], "crm");
+        let without = rows(None);
+        assert_eq!(without[0].clone().unwrap().0["source"], "pos");
+        let err = without[1].clone().unwrap_err();
+        assert_eq!(err.row, 2);
+        assert!(err.message.contains("missing source"), "{err}");
+        // Neither a column nor a default: refused up-front.
+        let plain = Mapping::from_toml_str("record_id = \"id\"\n[identifiers]\ne = \"e\"").unwrap();
+        let r = RowEvents::csv(&b"id,e\n1,a\n"[..], &plain, None);
+        assert!(matches!(r, Err(MappingError::Invalid(m)) if m.contains("--source")));
+    }
+
+    #[test]
     fn unreadable_row_is_skipped() {
         let m = Mapping::from_toml_str("record_id = \"id\"\n[identifiers]\ne = \"e\"").unwrap();
         let mut data = b"id,e\n1,a\n2,".to_vec();
         data.extend_from_slice(&[0xff, 0xfe]);
         data.extend_from_slice(b"\n3,c\n");
-        let out: Vec<_> = CsvEvents::new(&data[..], &m, "s").unwrap().collect();
+        let out: Vec<_> = RowEvents::csv(std::io::Cursor::new(data.to_vec()), &m, Some("s"))
+            .unwrap()
+            .collect();
         assert_eq!(out.len(), 3);
         assert!(out[0].is_ok());
         assert_eq!(out[1].clone().unwrap_err().row, 2);
@@ -570,7 +714,7 @@ email = ["email", "email2"]
             "record_id = \"id\"\n[traits]\nfirst_name = \"given\"\nbirth_date = { columns = [\"dob\"], format = \"%Y%m%d\" }",
         )
         .unwrap();
-        let out: Vec<_> = CsvEvents::new(&b"id,given,dob\n1,ann,19800230\n"[..], &m, "s")
+        let out: Vec<_> = RowEvents::csv(&b"id,given,dob\n1,ann,19800230\n"[..], &m, Some("s"))
             .unwrap()
             .collect();
         let (e, _) = out[0].clone().unwrap();
@@ -588,9 +732,9 @@ email = ["email", "email2"]
     fn header_and_mapping_errors() {
         let m = Mapping::from_toml_str("record_id = \"id\"\n[identifiers]\ne = [\"e\", \"f\"]")
             .unwrap();
-        let r = CsvEvents::new(&b"id, e\n1,x\n"[..], &m, "s");
+        let r = RowEvents::csv(&b"id, e\n1,x\n"[..], &m, Some("s"));
         assert!(matches!(r, Err(MappingError::MissingColumn(c)) if c == "f"));
-        let r = CsvEvents::new(&b""[..], &m, "s");
+        let r = RowEvents::csv(&b""[..], &m, Some("s"));
         assert!(matches!(r, Err(MappingError::MissingColumn(c)) if c == "id"));
 
         let err = |s: &str| Mapping::from_toml_str(s).unwrap_err();

@@ -114,7 +114,7 @@ fn in_use(path: &Path, e: rocksdb::Error) -> StoreError {
     let message = e.as_ref().to_owned();
     if message.contains("LOCK") && message.to_ascii_lowercase().contains("lock") {
         return StoreError::Engine(format!(
-            "the data directory {} is in use by another idgraph process (a running server, import or other command); stop it first, or send data through the running server's API",
+            "the data directory {} is in use by another idgraph process (a running server, import or other command); stop it first, or send data through the running server's API (`idgraph import --server URL --key KEY`)",
             path.display()
         ));
     }

@@ -19,6 +19,7 @@ mod full_disk;
 mod governance;
 mod gremlin;
 mod helpers;
+mod import_remote;
 mod ingest;
 mod jvm_server;
 mod kafka;
