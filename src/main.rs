@@ -6,6 +6,7 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    idgraph::cli::output::keep_standard_fds_open();
     idgraph::telemetry::init();
     idgraph::cli::main()
 }

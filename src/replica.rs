@@ -266,7 +266,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
             )?;
             if !announced {
                 tracing::info!(port, writer = %writer, "idgraph replica listening");
-                println!(
+                crate::outln!(
                     "listening on http://{}",
                     crate::cli::bind_with_port(&bind, port)
                 );

@@ -216,42 +216,44 @@ pub fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
         "rss_growth_bytes_per_profile": rss_after.saturating_sub(rss_before) as f64 / profiles as f64,
     });
     if args.json {
-        println!("{report}");
+        crate::outln!("{report}");
     } else {
-        println!(
+        crate::outln!(
             "idgraph bench ({} events, {} profiles, batches of {})",
-            total, profiles, args.batch
+            total,
+            profiles,
+            args.batch
         );
-        println!(
+        crate::outln!(
             "  validate:        {:>12.0} events/s",
             total as f64 / validate_s
         );
-        println!(
+        crate::outln!(
             "  resolve+fsync:   {:>12.0} events/s ({:.2}s)",
             total as f64 / ingest_s,
             ingest_s
         );
-        println!(
+        crate::outln!(
             "  lookups by key:  {:>12.0} /s on {} threads ({found_by_key} found)",
             args.lookups as f64 / by_key_s,
             args.threads
         );
-        println!(
+        crate::outln!(
             "  lookups by value:{:>12.0} /s on {} threads, normalized like the API ({found} found)",
             args.lookups as f64 / lookup_s,
             args.threads
         );
-        println!(
+        crate::outln!(
             "  graph node reads:{:>12.0} /s on {} threads ({nodes_found} of {node_reads} found)",
             node_reads as f64 / nodes_s,
             args.threads
         );
-        println!(
+        crate::outln!(
             "  disk:            {:>12.0} bytes/profile ({} bytes)",
             disk as f64 / profiles as f64,
             disk
         );
-        println!(
+        crate::outln!(
             "  resident memory: {:>12.0} bytes/profile growth (RSS {} bytes)",
             rss_after.saturating_sub(rss_before) as f64 / profiles as f64,
             rss_after

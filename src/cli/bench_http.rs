@@ -471,7 +471,7 @@ pub fn run(args: HttpBenchArgs) -> anyhow::Result<()> {
     )?;
     let generated = t.elapsed();
     if !args.json {
-        println!(
+        crate::outln!(
             "idgraph bench-http: {} events of {people} people in batches of {}, generated in {:.1} s",
             args.events,
             args.batch,
@@ -551,7 +551,7 @@ pub fn run(args: HttpBenchArgs) -> anyhow::Result<()> {
             "last": result["exhausted"] == true,
         });
         if !args.json {
-            println!(
+            crate::outln!(
                 "  window {:>3}: {:>10} events stored  {:>8.0} events/s  p50 {:>7.1} ms  p99 {:>7.1} ms  (non-2xx {})",
                 w["window"], stored, w["events_per_s"].as_f64().unwrap_or(0.0),
                 w["p50_ms"].as_f64().unwrap_or(0.0), w["p99_ms"].as_f64().unwrap_or(0.0),
@@ -731,10 +731,10 @@ pub fn run(args: HttpBenchArgs) -> anyhow::Result<()> {
         "replica_lookup_while_ingesting_events_per_s": replica_reads.as_ref().map(|(_, _, r)| *r),
     });
     if args.json {
-        println!("{report}");
+        crate::outln!("{report}");
     } else {
         let r = |name: &str, v: &Value| {
-            println!(
+            crate::outln!(
                 "  {name:<34} {:>9.0} /s  p50 {:>6.2} ms  p99 {:>7.2} ms  (non-200 {})",
                 v["requests_per_s"].as_f64().unwrap_or(0.0),
                 v["p50_ms"].as_f64().unwrap_or(0.0),
@@ -742,7 +742,7 @@ pub fn run(args: HttpBenchArgs) -> anyhow::Result<()> {
                 v["non_200"]
             )
         };
-        println!(
+        crate::outln!(
             "  ingest: {stored} events stored ({rejected} rejected by validation), {profiles} profiles created, {:.0} events/s over {:.0} s; last full window {:.0}% of the first; non-2xx {non_2xx}",
             report["ingest_events_per_s"].as_f64().unwrap_or(0.0),
             ingest_secs,
@@ -759,19 +759,19 @@ pub fn run(args: HttpBenchArgs) -> anyhow::Result<()> {
             &format!("search, ingest at {search_busy_rate:.0} events/s"),
             &report["search_while_ingesting"],
         );
-        println!(
+        crate::outln!(
             "  server RSS {:.0} MB; disk {:.0} MB ({:.0} bytes/profile); WAL {:.0} MB",
             rss as f64 / 1e6,
             disk as f64 / 1e6,
             report["disk_bytes_per_profile"].as_f64().unwrap_or(0.0),
             wal as f64 / 1e6
         );
-        println!(
+        crate::outln!(
             "  restart after kill -9: ready in {restart:.2} s; events {before_kill} before, {after_restart} after"
         );
         if let Some((alone, busy, busy_rate)) = &replica_reads {
             let lag = &report["replica_lag_seconds_during_ingest"];
-            println!(
+            crate::outln!(
                 "  {} replicas: lag during ingest p50 {:.2} s, p99 {:.2} s, max {:.2} s ({} samples); caught up {catch_up:.2} s after ingest stopped",
                 args.replicas,
                 lag["p50"].as_f64().unwrap_or(0.0),
@@ -787,7 +787,7 @@ pub fn run(args: HttpBenchArgs) -> anyhow::Result<()> {
         }
     }
     if args.keep {
-        eprintln!("kept {}", scratch.display());
+        crate::errln!("kept {}", scratch.display());
     } else {
         let _ = std::fs::remove_dir_all(&scratch);
     }

@@ -323,9 +323,9 @@ pub fn run(mut settings: Settings, args: SearchBenchArgs) -> anyhow::Result<()> 
         "rss_bytes": rss,
     });
     if args.json {
-        println!("{report}");
+        crate::outln!("{report}");
     } else {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&report)?);
     }
     Ok(())
 }

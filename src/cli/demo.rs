@@ -142,7 +142,7 @@ pub fn run(mut settings: Settings, people: usize, seed: u64, serve: bool) -> any
     let data = generate(&DemoConfig { people, seed });
     let (accepted, duplicate, rejected, merges) = ingest(&engine, &data)?;
     let counters = engine.store().counters()?;
-    println!(
+    crate::outln!(
         "demo: {} people, {} events ingested in {:.1}s (accepted {accepted}, duplicate {duplicate}, rejected {rejected}), {} merges, {} profiles",
         data.people.len(),
         data.events.len(),
@@ -152,19 +152,19 @@ pub fn run(mut settings: Settings, people: usize, seed: u64, serve: bool) -> any
     );
     let base = format!("http://{bind}");
     if let [(admin, _), (agent, _)] = demo_keys.as_slice() {
-        println!("\nAPI keys of this demo run (every /v1 request needs one):");
-        println!("  admin: {admin}");
-        println!(
+        crate::outln!("\nAPI keys of this demo run (every /v1 request needs one):");
+        crate::outln!("  admin: {admin}");
+        crate::outln!(
             "  agent: {agent}   (the console's support view: emails, phones, addresses masked)"
         );
-        println!("  export IDGRAPH_KEY={admin}");
+        crate::outln!("  export IDGRAPH_KEY={admin}");
     }
-    println!("\nTry:");
+    crate::outln!("\nTry:");
     for line in examples(&engine, &data, &base) {
-        println!("  {line}");
+        crate::outln!("  {line}");
     }
     if serve {
-        println!("\nServing on {base} (Ctrl-C to stop)");
+        crate::outln!("\nServing on {base} (Ctrl-C to stop)");
         crate::cli::serve(Arc::new(engine))?;
     }
     Ok(())

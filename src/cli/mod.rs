@@ -9,6 +9,7 @@ pub mod bench_http;
 pub mod bench_search;
 pub mod demo;
 pub mod import;
+pub mod output;
 pub mod reresolve;
 
 use std::path::PathBuf;
@@ -244,7 +245,7 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            crate::errln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -280,7 +281,7 @@ pub fn serve(engine: Arc<Engine>) -> anyhow::Result<()> {
             let app = Application::with_engine(engine, &bind)?;
             tracing::info!(port = app.port(), "idgraph listening");
             // Machine-readable for scripts and tests that start the binary on port 0.
-            println!("listening on http://{}", bind_with_port(&bind, app.port()));
+            crate::outln!("listening on http://{}", bind_with_port(&bind, app.port()));
             app.run_until_stopped().await?;
             anyhow::Ok(())
         }
@@ -363,9 +364,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             };
             if json {
-                println!("{}", serde_json::to_string_pretty(&summary)?);
+                crate::outln!("{}", serde_json::to_string_pretty(&summary)?);
             } else {
-                print!("{}", summary.human());
+                crate::out!("{}", summary.human());
             }
             if summary.rejected > max_rejects {
                 anyhow::bail!(
@@ -395,7 +396,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let key = engine.parse_identifier("identifier", &identifier)?;
             let bytes = engine.lookup_key_bytes(&key)?;
             let profile: serde_json::Value = serde_json::from_slice(&bytes)?;
-            println!("{}", serde_json::to_string_pretty(&profile)?);
+            crate::outln!("{}", serde_json::to_string_pretty(&profile)?);
             Ok(())
         }
         Command::Export {
@@ -422,13 +423,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     bar.set_position(rows)
                 })?;
             bar.finish_and_clear();
-            eprintln!(
+            crate::errln!(
                 "exported {} rows to {} in {:.1}s",
                 manifest.rows,
                 manifest.file.display(),
                 started.elapsed().as_secs_f64()
             );
-            println!("{}", serde_json::to_string_pretty(&manifest)?);
+            crate::outln!("{}", serde_json::to_string_pretty(&manifest)?);
             Ok(())
         }
         Command::Reresolve {
@@ -459,7 +460,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let s = existing(settings(config, data_dir, None)?)?;
             let started = std::time::Instant::now();
             let profiles = Engine::reindex(&s)?;
-            println!(
+            crate::outln!(
                 "reindexed {profiles} profiles in {:.1}s into {}",
                 started.elapsed().as_secs_f64(),
                 crate::engine::search_dir(&s).display()
@@ -506,9 +507,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "seconds": started.elapsed().as_secs_f64(),
             });
             if json {
-                println!("{summary}");
+                crate::outln!("{summary}");
             } else {
-                println!(
+                crate::outln!(
                     "trained on {} records ({} blocked pairs, {} EM iterations) in {:.1}s; wrote {}",
                     file.records,
                     file.blocked_pairs,
@@ -517,7 +518,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     path.display()
                 );
                 if let Some(p) = &file.prior {
-                    println!(
+                    crate::outln!(
                         "prior {:.3e} ({}); EM over the blocked pairs: {:.3e}; {}",
                         file.model.prior,
                         p.used,
@@ -530,7 +531,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     );
                 }
                 match &labels {
-                    Some(l) => println!(
+                    Some(l) => crate::outln!(
                         "stewards' decisions as labels: {} accepted, {} rejected; accepted pairs over the threshold {} -> {}, rejected under it {} -> {}; largest weight change per field (bits): {}",
                         l.accepted,
                         l.rejected,
@@ -544,10 +545,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                             .collect::<Vec<_>>()
                             .join(", ")
                     ),
-                    None => println!("no stewards' review decisions in the store: trained without labels"),
+                    None => crate::outln!("no stewards' review decisions in the store: trained without labels"),
                 }
                 if !file.untrained_fields.is_empty() {
-                    println!(
+                    crate::outln!(
                         "not estimated (no pairs hold them): {}",
                         file.untrained_fields.join(", ")
                     );
@@ -576,16 +577,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 sources: Vec::new(),
             };
             KeyRing::new(std::slice::from_ref(&entry)).map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!("key (shown once; give it to {}): {key}\n", entry.name);
-            println!("[[auth.keys]]");
-            println!("name = {:?}", entry.name);
-            println!("role = {:?}", role.name());
-            println!("hash = {:?}", entry.hash);
+            crate::outln!("key (shown once; give it to {}): {key}\n", entry.name);
+            crate::outln!("[[auth.keys]]");
+            crate::outln!("name = {:?}", entry.name);
+            crate::outln!("role = {:?}", role.name());
+            crate::outln!("hash = {:?}", entry.hash);
             if unmask {
-                println!("unmask = true");
+                crate::outln!("unmask = true");
             }
-            println!("rate_per_second = 100.0");
-            println!("burst = 200");
+            crate::outln!("rate_per_second = 100.0");
+            crate::outln!("burst = 200");
             Ok(())
         }
         Command::Schema { action } => {
@@ -599,15 +600,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             match action {
                 SchemaAction::Show => {
                     for statement in crate::store::bolt::schema::statements(flavour) {
-                        println!("{statement};");
+                        crate::outln!("{statement};");
                     }
                 }
                 SchemaAction::Apply => {
                     let n = crate::store::bolt::schema::apply(&s.graph.bolt)?;
                     if n == 0 {
-                        println!("{flavour:?}: no user-defined constraints or indexes to apply (see schema/graph/)");
+                        crate::outln!("{flavour:?}: no user-defined constraints or indexes to apply (see schema/graph/)");
                     } else {
-                        println!("{flavour:?}: applied {n} schema statements");
+                        crate::outln!("{flavour:?}: applied {n} schema statements");
                     }
                 }
             }
@@ -617,9 +618,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let s = settings(config, None, None)?;
             let report = crate::eval::run(s, &args)?;
             if args.json {
-                println!("{}", serde_json::to_string(&report)?);
+                crate::outln!("{}", serde_json::to_string(&report)?);
             } else {
-                print!("{}", report.human(&args.file));
+                crate::out!("{}", report.human(&args.file));
             }
             Ok(())
         }

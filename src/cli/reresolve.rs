@@ -44,7 +44,7 @@ pub fn local(settings: Settings, rematch: bool) -> anyhow::Result<()> {
         match p.state {
             RunState::Done => {
                 bar.finish_and_clear();
-                println!(
+                crate::outln!(
                     "{}",
                     summary(p.profiles_done, p.profiles_per_second, "done")
                 );
@@ -111,7 +111,7 @@ pub fn remote(base: &str, key: &str, rematch: bool) -> anyhow::Result<()> {
             match p["state"].as_str() {
                 Some("done") => {
                     bar.finish_and_clear();
-                    println!("{}", summary(done, rate, "done"));
+                    crate::outln!("{}", summary(done, rate, "done"));
                     return Ok(());
                 }
                 Some("failed") => {

@@ -1043,3 +1043,106 @@ fn a_data_directory_in_use_is_named_in_one_sentence() {
     }
     assert!(server.terminate().success());
 }
+
+/// `sh -c SCRIPT idgraph-binary ...`, every inherited `IDGRAPH_*` variable removed.
+fn sh(script: &str) -> Command {
+    let mut cmd = Command::new("sh");
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("IDGRAPH_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.arg("-c").arg(script).arg(env!("CARGO_BIN_EXE_idgraph"));
+    cmd
+}
+
+/// A port nothing listens on right now.
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[test]
+fn serve_with_closed_stdout_and_stderr_serves_and_stops_on_sigterm() {
+    let tmp = TempDir::new().unwrap();
+    let port = free_port();
+    // `>&-`: the process starts with stdout and stderr closed; printing the "listening on"
+    // line or a log line must neither panic nor wedge it.
+    let mut child = sh(r#"exec "$0" serve --data-dir "$1" --bind "127.0.0.1:$2" >&- 2>&-"#);
+    child
+        .arg(tmp.path().join("data"))
+        .arg(port.to_string())
+        .env("RUST_LOG", "info");
+    let mut child = child.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let health = loop {
+        let got = std::net::TcpStream::connect(("127.0.0.1", port))
+            .ok()
+            .and_then(|mut s| {
+                use std::io::{Read, Write};
+                s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    .ok()?;
+                let mut text = String::new();
+                s.read_to_string(&mut text).ok()?;
+                Some(text)
+            });
+        if let Some(text) = got {
+            break text;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the server exited with stdout closed"
+        );
+        assert!(std::time::Instant::now() < deadline, "never listened");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGTERM did not stop a server whose stdout is closed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn output_into_a_closed_stdout_or_a_broken_pipe_is_not_a_panic() {
+    let tmp = TempDir::new().unwrap();
+    let data = tmp.path().join("data");
+    let file = write(
+        tmp.path(),
+        "e.jsonl",
+        r#"{"event_id":"p1","source":"web","identifiers":{"email":"pipe@example.com"}}"#,
+    );
+    run(&mut import(&data, &file, "web", &[])).ok();
+    // stdout closed (`>&-`): the profile is printed to nowhere, and that is no panic.
+    let out = sh(r#"exec "$0" profile email:pipe@example.com --data-dir "$1" >&-"#)
+        .arg(&data)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    // A broken pipe: stdout is a pipe whose reader is already gone (EPIPE on write).
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = idgraph(["profile", "email:pipe@example.com", "--data-dir"])
+        .arg(&data)
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+}
