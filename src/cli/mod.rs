@@ -41,9 +41,13 @@ pub struct Cli {
 pub enum Command {
     /// Serve the HTTP API.
     Serve {
-        #[arg(long)]
+        /// Data directory (the store and search index) [default: storage.data_dir of --config or
+        /// IDGRAPH_STORAGE__DATA_DIR, else ./idgraph-data]
+        #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
-        #[arg(long)]
+        /// Address to listen on, host:port (port 0: any free port) [default: server.bind of
+        /// --config or IDGRAPH_SERVER__BIND, else 127.0.0.1:8080]
+        #[arg(long, value_name = "ADDR")]
         bind: Option<String>,
     },
     /// Serve reads as a replica of a writer: a snapshot of its store first, then its
@@ -53,9 +57,13 @@ pub enum Command {
         /// in `replica.key` (`IDGRAPH_REPLICA__KEY`).
         #[arg(long)]
         follow: String,
-        #[arg(long)]
+        /// Data directory (the store and search index) [default: storage.data_dir of --config or
+        /// IDGRAPH_STORAGE__DATA_DIR, else ./idgraph-data]
+        #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
-        #[arg(long)]
+        /// Address to listen on, host:port (port 0: any free port) [default: server.bind of
+        /// --config or IDGRAPH_SERVER__BIND, else 127.0.0.1:8080]
+        #[arg(long, value_name = "ADDR")]
         bind: Option<String>,
     },
     /// Import events from a JSONL file, or a CSV or Parquet file with a column mapping,
@@ -73,9 +81,9 @@ pub enum Command {
         /// jsonl, csv or parquet; guessed from the file extension when omitted.
         #[arg(long)]
         format: Option<String>,
-        /// The data directory to import into (default: storage.data_dir of the settings,
-        /// `./idgraph-data`). Not with --server.
-        #[arg(long, conflicts_with = "server")]
+        /// Data directory to import into; not with --server [default: storage.data_dir of
+        /// --config or IDGRAPH_STORAGE__DATA_DIR, else ./idgraph-data]
+        #[arg(long, value_name = "DIR", conflicts_with = "server")]
         data_dir: Option<PathBuf>,
         /// Send the events through a running server's API (`http://host:8080`) instead of
         /// opening a data directory; retries with backoff on 429/503.
@@ -101,9 +109,12 @@ pub enum Command {
         /// Number of people to generate.
         #[arg(long, default_value_t = 3000)]
         people: usize,
-        #[arg(long, default_value = "./idgraph-demo-data")]
+        /// Data directory for the generated people (emptied first).
+        #[arg(long, value_name = "DIR", default_value = "./idgraph-demo-data")]
         data_dir: PathBuf,
-        #[arg(long)]
+        /// Address to listen on, host:port (port 0: any free port) [default: server.bind of
+        /// --config or IDGRAPH_SERVER__BIND, else 127.0.0.1:8080]
+        #[arg(long, value_name = "ADDR")]
         bind: Option<String>,
         /// Ingest and print the examples, then exit instead of serving.
         #[arg(long)]
@@ -114,13 +125,17 @@ pub enum Command {
     /// Print the golden profile holding an identifier, e.g. `email:bob@example.com`.
     Profile {
         identifier: String,
-        #[arg(long)]
+        /// Data directory (the store and search index) [default: storage.data_dir of --config or
+        /// IDGRAPH_STORAGE__DATA_DIR, else ./idgraph-data]
+        #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
     },
     /// Rebuild the search index from the store (stop the server on that data directory
     /// first). A missing, corrupt or lagging index is also rebuilt at start-up.
     Reindex {
-        #[arg(long)]
+        /// Data directory (the store and search index) [default: storage.data_dir of --config or
+        /// IDGRAPH_STORAGE__DATA_DIR, else ./idgraph-data]
+        #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
     },
     /// Re-render every golden profile under the current survivorship settings and pins,
@@ -134,7 +149,9 @@ pub enum Command {
         /// An admin API key of that server.
         #[arg(long, env = "IDGRAPH_KEY", hide_env_values = true)]
         key: Option<String>,
-        #[arg(long)]
+        /// Data directory (the store and search index) [default: storage.data_dir of --config or
+        /// IDGRAPH_STORAGE__DATA_DIR, else ./idgraph-data]
+        #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
         /// Also match every record again under the current model and matching settings
         /// (new probable merges and review items), not only re-render.
@@ -146,7 +163,9 @@ pub enum Command {
     /// `<data_dir>/matching-model.json`). Stop the server first on the embedded store;
     /// restart it to use the new model.
     Train {
-        #[arg(long)]
+        /// Data directory (the store and search index) [default: storage.data_dir of --config or
+        /// IDGRAPH_STORAGE__DATA_DIR, else ./idgraph-data]
+        #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
         /// Train on at most this many records, drawn uniformly.
         #[arg(long, default_value_t = 500_000)]
@@ -176,7 +195,9 @@ pub enum Command {
         /// Replace an existing file.
         #[arg(long)]
         force: bool,
-        #[arg(long)]
+        /// Data directory (the store and search index) [default: storage.data_dir of --config or
+        /// IDGRAPH_STORAGE__DATA_DIR, else ./idgraph-data]
+        #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
     },
     /// API keys: `idgraph keys new --name crm-sync --role ingest` prints a new random key

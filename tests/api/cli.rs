@@ -1146,3 +1146,38 @@ fn output_into_a_closed_stdout_or_a_broken_pipe_is_not_a_panic() {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(out.status.code(), Some(0), "{err}");
 }
+
+#[test]
+fn every_data_dir_and_bind_flag_has_help_and_its_default() {
+    for cmd in [
+        "serve",
+        "import",
+        "profile",
+        "reindex",
+        "reresolve",
+        "train",
+        "export",
+        "demo",
+        "replica",
+    ] {
+        let help = run(&mut idgraph([cmd, "--help"])).ok().to_owned();
+        let line = |flag: &str| {
+            help.lines()
+                .find(|l| l.trim_start().starts_with(flag))
+                .map(str::to_owned)
+        };
+        let data = line("--data-dir").unwrap_or_else(|| panic!("{cmd}: no --data-dir:\n{help}"));
+        assert!(
+            data.contains("<DIR>") && data.contains("default"),
+            "{cmd}: {data}"
+        );
+        if let Some(bind) = line("--bind") {
+            assert!(
+                bind.contains("<ADDR>") && bind.contains("127.0.0.1:8080"),
+                "{cmd}: {bind}"
+            );
+        }
+    }
+    let serve = run(&mut idgraph(["serve", "--help"])).ok().to_owned();
+    assert!(serve.contains("./idgraph-data"), "{serve}");
+}
