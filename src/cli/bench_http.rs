@@ -185,11 +185,13 @@ fn write_bodies(
 struct Server {
     child: Child,
     address: String,
+    /// The admin key the server was started with (`/health` shows counts only to a key).
+    key: String,
 }
 
 impl Server {
-    fn start(data: &Path, key_hash: &str, log: &Path) -> anyhow::Result<Server> {
-        Server::spawn(&["serve".to_owned()], &[], data, key_hash, log)
+    fn start(data: &Path, key: &str, log: &Path) -> anyhow::Result<Server> {
+        Server::spawn(&["serve".to_owned()], &[], data, key, log)
     }
 
     /// `idgraph <command> --data-dir data --bind 127.0.0.1:0` with `env`, once it listens.
@@ -197,10 +199,11 @@ impl Server {
         command: &[String],
         env: &[(String, String)],
         data: &Path,
-        key_hash: &str,
+        key: &str,
         log: &Path,
     ) -> anyhow::Result<Server> {
         let exe = std::env::current_exe()?;
+        let key_hash = hash_key(key);
         let keys = format!(
             "[{{name=\"bench\",role=\"admin\",hash=\"{key_hash}\",rate_per_second=1000000000.0,burst=1000000000}}]"
         );
@@ -237,7 +240,11 @@ impl Server {
             }
         });
         match rx.recv_timeout(Duration::from_secs(600)) {
-            Ok(address) => Ok(Server { child, address }),
+            Ok(address) => Ok(Server {
+                child,
+                address,
+                key: key.to_owned(),
+            }),
             Err(_) => {
                 let _ = child.kill();
                 bail!("idgraph serve did not start listening (see its log)")
@@ -247,7 +254,7 @@ impl Server {
 
     /// `GET path` with curl-like simplicity over a plain TCP socket: the status and body.
     fn get(&self, path: &str) -> anyhow::Result<(u16, Value)> {
-        http_get(&self.address, path)
+        http_get(&self.address, path, Some(&self.key))
     }
 
     /// Events stored so far (`/health`).
@@ -284,16 +291,17 @@ impl Drop for Server {
 
 /// `GET path` of the server at `address` (`http://host:port`) over a plain TCP socket:
 /// the status and the body as JSON (`Null` when it is not JSON).
-fn http_get(address: &str, path: &str) -> anyhow::Result<(u16, Value)> {
+fn http_get(address: &str, path: &str, key: Option<&str>) -> anyhow::Result<(u16, Value)> {
     use std::io::Read;
     let host = address
         .strip_prefix("http://")
         .ok_or_else(|| anyhow!("unexpected address {address}"))?;
     let mut s = std::net::TcpStream::connect(host)?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let auth = key.map_or(String::new(), |k| format!("Authorization: Bearer {k}\r\n"));
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n"
     )?;
     let mut text = String::new();
     s.read_to_string(&mut text)?;
@@ -316,7 +324,7 @@ fn sample_lag(
         let mut samples = Vec::new();
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
             for r in &replicas {
-                if let Ok((_, v)) = http_get(r, "/ready") {
+                if let Ok((_, v)) = http_get(r, "/ready", None) {
                     if let Some(lag) = v["lag_seconds"].as_f64() {
                         samples.push(lag);
                     }
@@ -487,11 +495,11 @@ pub fn run(args: HttpBenchArgs) -> anyhow::Result<()> {
             &["serve".to_owned()],
             &[("IDGRAPH_REPLICATION__ENABLED".into(), "true".into())],
             &data,
-            &hash_key(&key),
+            &key,
             &log,
         )?
     } else {
-        Server::start(&data, &hash_key(&key), &log)?
+        Server::start(&data, &key, &log)?
     };
     let address = server.address.clone();
     let mut replicas = Vec::new();
@@ -500,7 +508,7 @@ pub fn run(args: HttpBenchArgs) -> anyhow::Result<()> {
             &["replica".to_owned(), "--follow".to_owned(), address.clone()],
             &[("IDGRAPH_REPLICA__KEY".into(), key.clone())],
             &scratch.join(format!("replica-{i}")),
-            &hash_key(&key),
+            &key,
             &scratch.join(format!("replica-{i}.log")),
         )?);
     }
@@ -657,7 +665,7 @@ pub fn run(args: HttpBenchArgs) -> anyhow::Result<()> {
     server.child.kill()?;
     server.child.wait()?;
     let t = Instant::now();
-    server = Server::start(&data, &hash_key(&key), &log)?;
+    server = Server::start(&data, &key, &log)?;
     loop {
         if matches!(server.get("/ready"), Ok((200, _))) {
             break;

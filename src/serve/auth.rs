@@ -206,6 +206,11 @@ impl<P: Perm> FromRequest for Auth<P> {
     }
 }
 
+/// Whether the request presents a configured key (any role; no rate token is taken).
+pub fn known_key(req: &HttpRequest, gov: &Governance) -> bool {
+    gov.keys.identify(presented_key(req)).is_some()
+}
+
 /// Checks a key of any role (for `/metrics` when `auth.protect_metrics` is set).
 pub fn any_key(req: &HttpRequest, gov: &Governance) -> Result<(), ApiError> {
     let key = presented_key(req);

@@ -1271,13 +1271,21 @@ pub async fn delete_suppression(
 /// Liveness: 200 while the process serves. With the graph database unreachable (Bolt
 /// store) the status is `degraded`: lookups still answer from the profile cache, writes do
 /// not. Readiness for writes is [`ready`].
-pub async fn health(engine: web::Data<Engine>) -> Result<HttpResponse> {
+pub async fn health(
+    req: HttpRequest,
+    engine: web::Data<Engine>,
+    gov: web::Data<crate::governance::Governance>,
+) -> Result<HttpResponse> {
+    // Liveness is public; the counts (how much data this deployment holds) are shown only
+    // to a caller presenting a valid key of any role.
+    let known = super::auth::known_key(&req, &gov);
     match web::block(move || engine.store().counters()).await? {
-        Ok(counters) => Ok(HttpResponse::Ok().json(json!({
+        Ok(counters) if known => Ok(HttpResponse::Ok().json(json!({
             "status": "ok",
             "profiles_created": counters.profile_seq,
             "events": counters.event_seq,
         }))),
+        Ok(_) => Ok(HttpResponse::Ok().json(json!({ "status": "ok" }))),
         Err(crate::store::StoreError::Unavailable(reason)) => Ok(HttpResponse::Ok().json(json!({
             "status": "degraded",
             "graph_store": "unavailable",

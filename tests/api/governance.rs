@@ -465,8 +465,24 @@ async fn the_configuration_is_shown_to_admins_without_secrets() {
 #[tokio::test]
 async fn health_is_open_metrics_optionally_protected() {
     let app = spawn_app_with(|s| s.auth.protect_metrics = true).await;
-    let (status, _) = call(&app, None, Method::GET, "/health", None).await;
+    let (status, health) = call(&app, None, Method::GET, "/health", None).await;
     assert_eq!(status, StatusCode::OK);
+    // Liveness is public, the counts are not: no key, or a wrong one, gets the status only.
+    let json = |text: String| serde_json::from_str::<Value>(&text).unwrap();
+    assert_eq!(json(health), serde_json::json!({ "status": "ok" }));
+    let (_, health) = call(&app, Some("idg_wrong"), Method::GET, "/health", None).await;
+    assert_eq!(json(health), serde_json::json!({ "status": "ok" }));
+    let (_, health) = call(
+        &app,
+        Some(&key_of("test-ingest")),
+        Method::GET,
+        "/health",
+        None,
+    )
+    .await;
+    let health = json(health);
+    assert_eq!(health["events"], 0, "{health}");
+    assert_eq!(health["profiles_created"], 0, "{health}");
     let (status, _) = call(&app, None, Method::GET, "/metrics", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _) = call(
