@@ -227,6 +227,18 @@ test('identity graph: drawn like the API says, edge provenance on click, explain
   });
 });
 
+test('without a key the console asks for one on load, before any search', { timeout: 120_000 }, async () => {
+  await withPage(async (page) => {
+    await page.goto(`${BASE}/`);
+    await page.getByTestId('key-form').waitFor();
+    assert.ok(await page.getByTestId('key-input').isVisible(), 'the key field is shown at once');
+    assert.equal(await page.getByTestId('search-results').count(), 0, 'no search view before a key');
+    await page.getByTestId('key-input').fill(KEY);
+    await page.getByTestId('key-submit').click();
+    await page.getByTestId('key-form').waitFor({ state: 'detached' });
+  }, false);
+});
+
 test('without a key the console asks for one, then works with it', { timeout: 120_000 }, async () => {
   await withPage(async (page) => {
     await page.goto(`${BASE}/#/profiles/${PID}`);

@@ -1833,5 +1833,7 @@
   if (typeof cytoscape !== 'function') {
     replace(view, h('div', { class: 'card' }, errorBox({ code: 'missing_asset', message: 'Cytoscape.js did not load (/assets/cytoscape.min.js).' })));
   }
-  route();
+  // No key yet: ask for it first, before the agent types a search that could only fail.
+  if (apiKey()) route();
+  else showKeyForm('Paste your API key to start (idgraph demo prints one; otherwise ask your administrator).');
 })();

@@ -209,7 +209,7 @@ async fn console_in_headless_chromium_search_profile_graph_provenance_explain() 
         root,
         "console/e2e/console.test.mjs",
         &envs,
-        4,
+        5,
         "/tmp/console-e2e.png",
     )
     .await;
