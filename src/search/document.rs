@@ -43,14 +43,16 @@ pub struct Fields {
     pub phone: Field,
     /// Every identifier value, lowercased (an id typed in without its kind).
     pub ident_value: Field,
-    /// Every word a query word can match, whatever it is in: name words (folded), email
+    /// Every word a query word can match, whatever it is in: name words (folded) and their
+    /// initials, email
     /// words (local part and domain split: `bob.smith@x.com` = bob, smith, x, com),
     /// canonical address words (street, city, postal code, region, country), identifier
     /// values, phone digits; one term each, a word in two places counting twice. A query's
     /// words are matched here, one term per word (typos and prefixes expanded into terms).
     pub words: Field,
-    /// Consecutive words of the name (first name then last name) as `first second`: a
-    /// query's words read as the name, in order (the proximity rule).
+    /// Consecutive words of the name (first name then last name) as `first second`, and
+    /// the first's initial with the second (`n torres`): a query's words read as the name,
+    /// in order (the proximity rule).
     pub name_pairs: Field,
     /// Filters: city (lowercased), sources, identifier kinds.
     pub city: Field,
@@ -197,6 +199,14 @@ fn add_words(doc: &mut TantivyDocument, field: Field, words: Vec<String>) {
     }
 }
 
+/// The initial of a name word of two or more letters (`nicole` → `n`), indexed so an
+/// agent may type a first name as its initial.
+pub fn initial(word: &str) -> Option<String> {
+    let mut chars = word.chars();
+    let first = chars.next().filter(|c| c.is_alphabetic())?;
+    chars.next().map(|_| first.to_string())
+}
+
 /// The document of a cached golden profile (hint byte + JSON). `None` if the cached value
 /// cannot be read; the caller skips it (the profile stays reachable by lookup).
 pub fn build(f: &Fields, id: &str, cached: &[u8]) -> Option<TantivyDocument> {
@@ -217,8 +227,14 @@ pub fn build(f: &Fields, id: &str, cached: &[u8]) -> Option<TantivyDocument> {
     }
     for pair in name_words.windows(2) {
         doc.add_text(f.name_pairs, format!("{} {}", pair[0], pair[1]));
+        // An initial and the next word: `n torres` reads as the name Nicole Torres.
+        if let Some(i) = initial(&pair[0]) {
+            doc.add_text(f.name_pairs, format!("{i} {}", pair[1]));
+        }
     }
+    let initials: Vec<String> = name_words.iter().filter_map(|w| initial(w)).collect();
     add_words(&mut doc, f.words, name_words);
+    add_words(&mut doc, f.words, initials);
     if let Some(Value::Object(addr)) = &golden.traits.address {
         for part in ["street", "city", "postal_code", "region", "country"] {
             if let Some(t) = addr.get(part).and_then(text) {

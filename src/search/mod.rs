@@ -17,6 +17,7 @@
 pub mod document;
 pub mod expand;
 pub mod indexer;
+pub mod nicknames;
 pub mod query;
 
 use std::path::Path;
@@ -113,7 +114,7 @@ pub struct SearchIndex {
 
 /// Version of the documents' analysis; bump it when what is indexed changes, so indexes
 /// built by an older version are rebuilt at start-up.
-const INDEX_FORMAT: u64 = 7;
+const INDEX_FORMAT: u64 = 8;
 
 fn payload(commit_seq: u64) -> String {
     format!("{{\"store_commit\":{commit_seq},\"format\":{INDEX_FORMAT}}}")

@@ -255,7 +255,7 @@ pub struct Plan {
     exact: Vec<Box<dyn Query>>,
     /// The words of `q`, each with the whole indexed words it is (itself, its canonical
     /// address form) that have postings: none for a word found nowhere as typed.
-    words: Vec<(String, Vec<String>)>,
+    words: Vec<(String, Vec<(String, f32)>)>,
     filters: Vec<(Occur, Box<dyn Query>)>,
     /// Terms (text, boost) of the `words` field each word stands for, by (word, loose):
     /// expanded once, used by the name and the words tier alike.
@@ -338,7 +338,7 @@ pub fn build(
         tiers.push(Tier::Identifier);
     }
     let mut levels = vec![Relax::None];
-    let known = |w: &(String, Vec<String>)| !w.1.is_empty();
+    let known = |w: &(String, Vec<(String, f32)>)| !w.1.is_empty();
     if words.iter().any(|w| !known(w)) && words.iter().any(known) {
         levels.push(Relax::Unknown);
     }
@@ -464,23 +464,40 @@ impl Plan {
     }
 }
 
-/// The whole indexed words query word `w` is, among itself (a name, email or address
-/// word, an identifier value, phone digits) and its canonical address form: those with
-/// postings in the `words` field. Empty for a word found nowhere as typed.
-fn indexed_whole_words(f: &Fields, w: &str, searcher: &Searcher) -> tantivy::Result<Vec<String>> {
-    let mut whole = vec![w];
+/// The whole indexed words query word `w` is, with their boosts, among itself (a name,
+/// email or address word, an identifier value, phone digits, an initial), its canonical
+/// address form, and the names it is a nickname of or has as nicknames (`bob`: `robert`,
+/// ranked a little below the word itself): those with postings in the `words` field.
+/// Empty for a word found nowhere as typed.
+fn indexed_whole_words(
+    f: &Fields,
+    w: &str,
+    searcher: &Searcher,
+) -> tantivy::Result<Vec<(String, f32)>> {
+    let mut whole = vec![(w, WHOLE_BOOST)];
     let street = crate::profile::household::street_word(w);
     if !street.is_empty() && street != w {
-        whole.push(street);
+        whole.push((street, WHOLE_BOOST));
     }
+    whole.extend(
+        super::nicknames::related(w)
+            .iter()
+            .map(|n| (n.as_str(), NICKNAME_BOOST)),
+    );
     let mut present = Vec::with_capacity(whole.len());
-    for t in whole {
+    for (t, by) in whole {
         if searcher.doc_freq(&Term::from_field_text(f.words, t))? > 0 {
-            present.push(t.to_owned());
+            present.push((t.to_owned(), by));
         }
     }
     Ok(present)
 }
+
+/// Boost of a word matched as typed (or in its canonical address form).
+const WHOLE_BOOST: f32 = 6.0;
+/// Boost of a name matched through the nickname list: under the name as typed, above a
+/// typo.
+const NICKNAME_BOOST: f32 = 4.5;
 
 /// The terms of the `words` field word `w` stands for, with their boosts: the whole words
 /// it is (`whole`, see [`indexed_whole_words`]; a word found nowhere stands for nothing
@@ -490,12 +507,12 @@ fn indexed_whole_words(f: &Fields, w: &str, searcher: &Searcher) -> tantivy::Res
 fn word_terms(
     f: &Fields,
     w: &str,
-    whole: &[String],
+    whole: &[(String, f32)],
     last: bool,
     loose: bool,
     searcher: &Searcher,
 ) -> tantivy::Result<WordTerms> {
-    let mut terms: WordTerms = whole.iter().map(|t| (t.clone(), 6.0)).collect();
+    let mut terms: WordTerms = whole.iter().cloned().collect();
     let chars = w.chars().count();
     // A number's prefix or one-digit neighbours are other numbers: digits match whole.
     let digits = w.chars().all(|c| c.is_ascii_digit());
@@ -594,6 +611,20 @@ impl Matcher {
             .any(|(i, q)| indexed.iter().any(|w| word_matches(q, w, i + 1 == n)))
     }
 
+    /// Like [`Matcher::any_word`], where a one-letter word is also an initial and a name
+    /// also matches its nicknames (and the names it is a nickname of).
+    fn any_name_word(&self, texts: &[&str]) -> bool {
+        let indexed: Vec<String> = texts.iter().flat_map(|t| words(t)).collect();
+        let n = self.words.len();
+        self.words.iter().enumerate().any(|(i, q)| {
+            indexed.iter().any(|w| {
+                word_matches(q, w, i + 1 == n)
+                    || super::document::initial(w).as_deref() == Some(q.as_str())
+                    || super::nicknames::are_related(q, w)
+            })
+        })
+    }
+
     fn any_address_word(&self, texts: &[&str]) -> bool {
         let indexed: Vec<String> = texts.iter().flat_map(|t| address_words(t)).collect();
         let n = self.words.len();
@@ -640,7 +671,7 @@ impl Matcher {
         }) {
             out.push("identifier");
         }
-        if self.any_word(&names) {
+        if self.any_name_word(&names) {
             out.push("name");
         }
         let email_typo =

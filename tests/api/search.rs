@@ -2210,3 +2210,45 @@ fn an_index_behind_the_store_catches_up_from_the_change_log() {
         assert_eq!(found.total, expected, "{q}");
     }
 }
+
+#[tokio::test]
+async fn an_initial_and_surname_or_a_nickname_finds_the_person() {
+    let app = spawn_app().await;
+    let person = |id: &str, first: &str, last: &str| {
+        event(
+            id,
+            "crm",
+            json!({ "customer_id": format!("CUST{id}") }),
+            json!({ "first_name": first, "last_name": last }),
+        )
+    };
+    let robert = app.ingest_pid(&person("1", "Robert", "Williams")).await;
+    let nicole = app.ingest_pid(&person("2", "Nicole", "Torres")).await;
+    let nathan = app.ingest_pid(&person("3", "Nathan", "Torres")).await;
+    let maria = app.ingest_pid(&person("4", "Maria", "Torres")).await;
+    let peggy = app.ingest_pid(&person("5", "Peggy", "Olson")).await;
+    app.first_hit_eventually("Peggy Olson", &peggy).await;
+
+    // An initial plus the surname: every Torres whose first name starts with N, no other.
+    let body = app.q("n torres").await;
+    assert_eq!(id_set(&body), set(&[&nicole, &nathan]), "{body}");
+    assert!(
+        matched_of(&body, &nicole).contains(&"name".to_owned()),
+        "{body}"
+    );
+    let body = app.q("N. Torres").await;
+    assert_eq!(id_set(&body), set(&[&nicole, &nathan]), "{body}");
+    assert!(!id_set(&body).contains(&maria));
+
+    // A nickname finds the given name, and the given name the nickname.
+    let body = app.q("bob williams").await;
+    assert_eq!(hit_ids(&body).first(), Some(&robert), "{body}");
+    assert!(
+        matched_of(&body, &robert).contains(&"name".to_owned()),
+        "{body}"
+    );
+    let body = app.q("margaret olson").await;
+    assert_eq!(hit_ids(&body), vec![peggy.clone()], "{body}");
+    // Not a nickname of anyone here: nothing.
+    assert_eq!(total(&app.q("zelda williams").await), 0);
+}
