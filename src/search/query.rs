@@ -512,7 +512,7 @@ fn word_terms(
     loose: bool,
     searcher: &Searcher,
 ) -> tantivy::Result<WordTerms> {
-    let mut terms: WordTerms = whole.iter().cloned().collect();
+    let mut terms: WordTerms = whole.to_vec();
     let chars = w.chars().count();
     // A number's prefix or one-digit neighbours are other numbers: digits match whole.
     let digits = w.chars().all(|c| c.is_ascii_digit());

@@ -457,10 +457,7 @@ async fn gzip_and_ndjson_bodies_resolve_like_plain_json() {
         "invalid_json",
     )
     .await;
-    assert!(
-        err["message"].as_str().unwrap().contains("line 2"),
-        "{err}"
-    );
+    assert!(err["message"].as_str().unwrap().contains("line 2"), "{err}");
     assert_error(
         app.lookup("email", "three@example.com").await,
         404,
@@ -481,10 +478,7 @@ async fn gzip_and_ndjson_bodies_resolve_like_plain_json() {
     )
     .await;
     assert!(
-        err["message"]
-            .as_str()
-            .unwrap()
-            .contains("decompresses"),
+        err["message"].as_str().unwrap().contains("decompresses"),
         "{err}"
     );
     assert_error(
