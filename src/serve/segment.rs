@@ -8,7 +8,8 @@
 //! decompression. Each message is mapped by `ingest::segment` into a native event and
 //! validated like one; a request is all or nothing: one bad message answers 400 naming
 //! it and nothing is stored. Accepted calls answer 200 `{"success": true}` as Segment
-//! does; errors answer `{"success": false, "message"}` plus idgraph's `error` object.
+//! does; errors answer `{"success": false, "code", "message"}` plus idgraph's `error`
+//! object.
 //! Segment's libraries retry on 429 and 5xx only, so a 400/401 is not retried.
 
 use std::io::Read;
@@ -61,7 +62,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     }
 }
 
-/// An error in Segment's shape (`success`, `message`) with idgraph's `error` object.
+/// An error in Segment's shape (`success`, `code`, `message`: analytics-python reads
+/// `code` and `message`) with idgraph's `error` object.
 fn answer_error(e: ApiError) -> HttpResponse {
     let mut builder = HttpResponse::build(e.status);
     for (name, value) in &e.headers {
@@ -71,7 +73,12 @@ fn answer_error(e: ApiError) -> HttpResponse {
     if let Some(f) = &e.field {
         detail["field"] = json!(f);
     }
-    builder.json(json!({ "success": false, "message": e.message, "error": detail }))
+    builder.json(json!({
+        "success": false,
+        "code": e.code,
+        "message": e.message,
+        "error": detail,
+    }))
 }
 
 async fn handle(
@@ -206,19 +213,9 @@ async fn read_body(
     payload: web::Payload,
     limit: usize,
 ) -> Result<Value, ApiError> {
-    if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
-        let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
-        let essence = ct.split(';').next().unwrap_or("").trim().to_owned();
-        // analytics.js sends text/plain from sendBeacon.
-        if !(essence == "application/json" || essence == "text/plain" || essence.ends_with("+json"))
-        {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "the body must be JSON (Content-Type: application/json)",
-            ));
-        }
-    }
+    // The Content-Type is not checked, as Segment's own API does not: analytics.js sends
+    // text/plain from sendBeacon, and RudderStack's Node SDK posts its gzip body with
+    // axios's default form type. The body must be JSON whatever it says.
     let gzip = match req
         .headers()
         .get(header::CONTENT_ENCODING)
