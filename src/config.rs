@@ -39,6 +39,8 @@ pub struct Settings {
     pub replica: ReplicaSettings,
     /// Destinations of the change feed (see `webhooks`).
     pub webhooks: Vec<WebhookSettings>,
+    /// How Segment/RudderStack tracking calls map to events (see `ingest::segment`).
+    pub segment: crate::ingest::segment::SegmentSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -227,6 +227,7 @@ impl Engine {
         }
         let normalizer = Engine::normalizer(&settings)?;
         let blocklist = Blocklist::new(&settings.blocklist).map_err(EngineError::Config)?;
+        settings.segment.check().map_err(EngineError::Config)?;
         let validator = Validator::new(
             normalizer,
             blocklist,

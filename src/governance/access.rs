@@ -34,6 +34,13 @@ const fn rule(method: &'static str, pattern: &'static str, permission: Permissio
 /// `/v1` and need no key (`/metrics` any key with `auth.protect_metrics`).
 pub const ROUTES: &[RouteRule] = &[
     rule("POST", "/v1/events", Permission::Ingest),
+    rule("POST", "/v1/identify", Permission::Ingest),
+    rule("POST", "/v1/track", Permission::Ingest),
+    rule("POST", "/v1/page", Permission::Ingest),
+    rule("POST", "/v1/screen", Permission::Ingest),
+    rule("POST", "/v1/group", Permission::Ingest),
+    rule("POST", "/v1/alias", Permission::Ingest),
+    rule("POST", "/v1/batch", Permission::Ingest),
     rule("GET", "/v1/lookup", Permission::Lookup),
     rule("GET", "/v1/profiles/{id}", Permission::ReadProfile),
     rule("GET", "/v1/search", Permission::Search),

@@ -2,7 +2,8 @@
 //!
 //! Every `/v1` handler takes an [`Auth<P>`] argument, where `P` names the permission the
 //! route needs: the check is part of the handler's signature, so no route can forget it.
-//! The extractor reads the key (`Authorization: Bearer <key>` or `X-Api-Key`), checks the
+//! The extractor reads the key (`Authorization: Bearer <key>`, `X-Api-Key`, or Basic with the
+//! key as user name, as Segment sends a writeKey), checks the
 //! role and the key's rate, and registers the request for the audit trail; the [`audit`]
 //! middleware writes the entry once the answer is known (status, profile ids).
 
@@ -119,17 +120,36 @@ impl<P: Perm> Auth<P> {
     }
 }
 
-/// The key a request presents.
-fn presented_key(req: &HttpRequest) -> Option<&str> {
+/// The key a request presents: `Authorization: Bearer <key>`, `X-Api-Key: <key>`, or
+/// `Authorization: Basic` with the key as the user name and an empty password (a
+/// Segment/RudderStack writeKey).
+pub(crate) fn presented_key(req: &HttpRequest) -> Option<String> {
     if let Some(v) = req.headers().get(header::AUTHORIZATION) {
         let v = v.to_str().ok()?;
         let (scheme, key) = v.split_once(' ')?;
-        return scheme.eq_ignore_ascii_case("bearer").then(|| key.trim());
+        if scheme.eq_ignore_ascii_case("basic") {
+            return basic_user(key.trim());
+        }
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| key.trim().to_owned());
     }
     req.headers()
         .get("x-api-key")
         .and_then(|v| v.to_str().ok())
-        .map(str::trim)
+        .map(|k| k.trim().to_owned())
+}
+
+/// The user name of HTTP Basic credentials (`base64(user:password)`); the password is
+/// ignored (Segment sends the writeKey with an empty one).
+fn basic_user(encoded: &str) -> Option<String> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let user = text.split_once(':').map_or(text.as_str(), |(u, _)| u);
+    (!user.is_empty()).then(|| user.to_owned())
 }
 
 fn denied(d: Denied) -> ApiError {
@@ -169,32 +189,48 @@ impl<P: Perm> FromRequest for Auth<P> {
     type Future = std::future::Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(Self::for_key(req, presented_key(req).as_deref()))
+    }
+}
+
+impl<P: Perm> Auth<P> {
+    /// Authorizes `key` for a route that reads its key from elsewhere than the headers
+    /// (a Segment call's `writeKey` in its body); the same checks as the extractor.
+    pub(crate) fn for_key(req: &HttpRequest, key: Option<&str>) -> Result<Self, ApiError> {
         let Some(gov) = req.app_data::<web::Data<Governance>>().cloned() else {
-            return std::future::ready(Err(ApiError::new(
+            return Err(ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "config_error",
                 "governance is not configured",
-            )));
+            ));
         };
         // The route table (`governance::access`) is the source of truth: a handler whose
         // permission type disagrees with it, or a route missing from it, never answers.
         let pattern = req.match_pattern().unwrap_or_default();
         if access::permission_of(req.method().as_str(), &pattern) != Some(P::PERMISSION) {
             tracing::error!(route = %pattern, "route missing from the access table or disagreeing with it");
-            return std::future::ready(Err(ApiError::new(
+            return Err(ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "config_error",
                 "this route is not in the access table (governance::access)",
-            )));
+            ));
         }
+        Self::authorize(req, gov, key)
+    }
+
+    fn authorize(
+        req: &HttpRequest,
+        gov: web::Data<Governance>,
+        key: Option<&str>,
+    ) -> Result<Self, ApiError> {
         let mut note = AuditNote::default();
-        let result = gov.keys.authorize(presented_key(req), P::PERMISSION);
+        let result = gov.keys.authorize(key, P::PERMISSION);
         note.caller = match &result {
             Ok(caller) => Some(caller.clone()),
-            Err(_) => gov.keys.identify(presented_key(req)),
+            Err(_) => gov.keys.identify(key),
         };
         req.extensions_mut().insert(note.clone());
-        std::future::ready(match result {
+        match result {
             Ok(caller) => Ok(Auth {
                 caller,
                 gov,
@@ -202,18 +238,19 @@ impl<P: Perm> FromRequest for Auth<P> {
                 _p: PhantomData,
             }),
             Err(d) => Err(denied(d)),
-        })
+        }
     }
 }
 
 /// Whether the request presents a configured key (any role; no rate token is taken).
 pub fn known_key(req: &HttpRequest, gov: &Governance) -> bool {
-    gov.keys.identify(presented_key(req)).is_some()
+    gov.keys.identify(presented_key(req).as_deref()).is_some()
 }
 
 /// Checks a key of any role (for `/metrics` when `auth.protect_metrics` is set).
 pub fn any_key(req: &HttpRequest, gov: &Governance) -> Result<(), ApiError> {
     let key = presented_key(req);
+    let key = key.as_deref();
     for p in Permission::ALL {
         match gov.keys.authorize(key, p) {
             Ok(_) => return Ok(()),
@@ -235,7 +272,9 @@ pub async fn audit(
         .unwrap_or_else(|| "<unmatched>".to_owned());
     let gov = req.app_data::<web::Data<Governance>>().cloned();
     let res = next.call(req).await?;
-    if route == "/v1/events" && method == "POST" {
+    if method == "POST"
+        && (route == "/v1/events" || super::segment::ROUTES.contains(&route.as_str()))
+    {
         return Ok(res.map_into_left_body());
     }
     let Some(gov) = gov else {

@@ -12,6 +12,7 @@ pub mod error;
 pub mod metrics;
 pub mod replication;
 pub mod routes;
+pub mod segment;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -179,6 +180,7 @@ impl Application {
                                 .route(web::delete().to(routes::delete_suppression)),
                         )
                         .service(resource("/events").route(web::post().to(routes::post_events)))
+                        .configure(segment::configure)
                         .service(resource("/lookup").route(web::get().to(routes::lookup)))
                         .service(resource("/explain").route(web::get().to(routes::why_not)))
                         .service(resource("/review").route(web::get().to(routes::review_queue)))

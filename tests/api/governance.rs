@@ -83,6 +83,9 @@ fn routes(pid: &str, hh: &str) -> Vec<Route> {
                         json!({}),
                     )),
                 ),
+                p if super::segment::is_segment_route(p) => {
+                    (p.to_owned(), Some(super::segment::matrix_body(p)))
+                }
                 "/v1/lookup" => (format!("/v1/lookup?kind=email&value={}", enc(EMAIL)), None),
                 "/v1/profiles/{id}" => (format!("/v1/profiles/{pid}"), None),
                 "/v1/search" => ("/v1/search?q=Quibble".to_owned(), None),
@@ -308,6 +311,8 @@ async fn every_route_checks_the_role_and_no_masked_value_leaks() {
                 (false, _, _) => StatusCode::FORBIDDEN,
                 // A web event from a pos-only key.
                 (true, "POST", "/v1/events") => StatusCode::FORBIDDEN,
+                // Segment calls come from source web (mobile for screen), not pos.
+                (true, "POST", p) if super::segment::is_segment_route(p) => StatusCode::FORBIDDEN,
                 // Suppressions belong to no source: never lifted with a scoped key; the
                 // replication log and snapshots hold everyone; review items pair people of
                 // any source.

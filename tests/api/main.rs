@@ -33,6 +33,7 @@ mod review;
 mod schema;
 mod scope;
 mod search;
+mod segment;
 mod stewards;
 mod store_contract;
 mod unmerge;

@@ -330,6 +330,14 @@ async fn a_scoped_key_sees_nothing_of_other_people_in_any_answer() {
                     None,
                     StatusCode::NOT_FOUND,
                 )],
+                // A Segment call comes from source web (mobile for screen): refused to a
+                // pos-only key, before anything is stored.
+                p if super::segment::is_segment_route(p) => vec![(
+                    Method::POST,
+                    p.to_owned(),
+                    Some(super::segment::matrix_body(p)),
+                    StatusCode::FORBIDDEN,
+                )],
                 p if p.starts_with("/v1/profiles/{id}") => vec![
                     (Method::GET, p.replace("{id}", v), None, StatusCode::OK),
                     (
@@ -645,6 +653,13 @@ fn oracle_pairs(pattern: &str, h: &str, absent: &str) -> Vec<Pair> {
         ],
         // Routes that name no person.
         "/v1/events"
+        | "/v1/identify"
+        | "/v1/track"
+        | "/v1/page"
+        | "/v1/screen"
+        | "/v1/group"
+        | "/v1/alias"
+        | "/v1/batch"
         | "/v1/audit"
         | "/v1/config"
         | "/v1/admin/reresolve"
