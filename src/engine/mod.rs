@@ -17,6 +17,7 @@
 mod changes;
 mod reads;
 pub mod reresolve;
+pub mod stats;
 mod writer;
 mod writes;
 
@@ -109,6 +110,7 @@ pub struct Engine {
     indexer: Option<JoinHandle<()>>,
     feed_signal: Arc<changes::FeedSignal>,
     reresolver: reresolve::Reresolver,
+    stats: Arc<stats::ResolutionStats>,
 }
 
 impl Engine {
@@ -254,6 +256,8 @@ impl Engine {
         };
         let feed_signal = Arc::new(changes::FeedSignal(tokio::sync::watch::channel(0).0));
         all.push(feed_signal.clone());
+        let stats = Arc::new(stats::ResolutionStats::after(store.counters()?.history_seq));
+        all.push(stats.clone());
         all.extend(listeners);
         let writer_store = store.clone();
         let writer_rules = rules.clone();
@@ -275,7 +279,13 @@ impl Engine {
             writer: Some(writer),
             feed_signal,
             reresolver: Default::default(),
+            stats,
         })
+    }
+
+    /// Merges, splits and conflicts recorded since this engine started.
+    pub fn resolution_totals(&self) -> stats::ResolutionTotals {
+        self.stats.totals()
     }
 
     pub fn settings(&self) -> &Settings {

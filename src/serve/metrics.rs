@@ -49,6 +49,11 @@ impl Metrics {
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(events.clone()))?;
+        // Resident memory, CPU seconds, open file descriptors, start time (`process_*`).
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         Ok(Metrics {
             registry,
             requests,
@@ -119,5 +124,66 @@ pub fn families(rows: &[(&str, &str, &str, String)], labels: &str) -> String {
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{labels} {value}\n"
         ));
     }
+    out
+}
+
+/// The build: `idgraph_build_info{version, git_sha} 1` (`git_sha` when the build set
+/// `IDGRAPH_GIT_SHA`, e.g. `IDGRAPH_GIT_SHA=$(git rev-parse HEAD) cargo build`).
+pub fn build_info() -> String {
+    let sha = option_env!("IDGRAPH_GIT_SHA")
+        .filter(|s| s.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .map(|s| format!(",git_sha=\"{s}\""))
+        .unwrap_or_default();
+    format!(
+        "# HELP idgraph_build_info The running build (value 1)\n# TYPE idgraph_build_info gauge\nidgraph_build_info{{version=\"{}\"{sha}}} 1\n",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// Operations families read from what the engine already keeps (no store scan): profiles
+/// created, merges, splits and conflicts since start; the search index's document count
+/// and lag; the store engine's own metrics; the build.
+pub fn operations(engine: &crate::engine::Engine) -> String {
+    let t = engine.resolution_totals();
+    let mut out = String::from(
+        "# HELP idgraph_resolution_total History entries recorded since start, by kind: profiles created, merges, splits, conflicts (merges a rule refused)\n# TYPE idgraph_resolution_total counter\n",
+    );
+    for (kind, n) in [
+        ("profile_created", t.profiles_created),
+        ("merge", t.merges),
+        ("split", t.splits),
+        ("conflict", t.conflicts),
+    ] {
+        out.push_str(&format!(
+            "idgraph_resolution_total{{kind=\"{kind}\"}} {n}\n"
+        ));
+    }
+    if let Some(index) = engine.search_index() {
+        let stored = engine
+            .store()
+            .counters()
+            .map(|c| c.commit_seq)
+            .unwrap_or_default();
+        let indexed = index.committed_seq().unwrap_or_default();
+        out.push_str(&families(
+            &[
+                (
+                    "idgraph_search_documents",
+                    "gauge",
+                    "Profiles in the search index (as of its last commit)",
+                    index.len().to_string(),
+                ),
+                (
+                    "idgraph_search_lag_commits",
+                    "gauge",
+                    "Write groups stored but not yet in the search index",
+                    stored.saturating_sub(indexed).to_string(),
+                ),
+            ],
+            "",
+        ));
+    }
+    out.push_str(&engine.store().engine_metrics());
+    out.push_str(&build_info());
     out
 }

@@ -11,6 +11,7 @@ pub mod console;
 pub mod error;
 pub mod metrics;
 pub mod replication;
+pub mod request_id;
 pub mod routes;
 pub mod segment;
 
@@ -156,6 +157,7 @@ impl Application {
                     from_fn(routes::read_only),
                 ))
                 .wrap(from_fn(metrics::track))
+                .wrap(from_fn(request_id::assign))
                 .service(
                     resource("/")
                         .route(web::get().to(console::index))

@@ -1357,6 +1357,13 @@ pub async fn metrics(
     }
     body.push_str(&hooks.metrics());
     body.push_str(&kafka.metrics());
+    // Reads the store's counters and RocksDB's properties: on the blocking pool.
+    let ops_engine = engine.clone();
+    body.push_str(
+        &web::block(move || super::metrics::operations(&ops_engine))
+            .await
+            .unwrap_or_default(),
+    );
     let p = engine.reresolve_progress();
     body.push_str(&format!(
         "# HELP idgraph_reresolve_profiles Profiles of the current or last re-resolve run, done and in total.\n# TYPE idgraph_reresolve_profiles gauge\nidgraph_reresolve_profiles{{what=\"done\"}} {}\nidgraph_reresolve_profiles{{what=\"total\"}} {}\n# HELP idgraph_reresolve_running Whether a re-resolve runs.\n# TYPE idgraph_reresolve_running gauge\nidgraph_reresolve_running {}\n",

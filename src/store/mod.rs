@@ -325,4 +325,9 @@ pub trait GraphStore: Send + Sync + 'static {
     fn check_writer(&self) -> Result<(), StoreError> {
         Ok(())
     }
+    /// The store engine's own metrics in the Prometheus text format (the embedded store's
+    /// RocksDB statistics and properties); none by default.
+    fn engine_metrics(&self) -> String {
+        String::new()
+    }
 }

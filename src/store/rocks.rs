@@ -97,6 +97,9 @@ type KeyValue = (Vec<u8>, Vec<u8>);
 /// The RocksDB-backed [`GraphStore`].
 pub struct RocksStore {
     db: DB,
+    /// The options the database was opened with: their statistics object (shared with
+    /// the open database) answers the ticker counts of `/metrics`.
+    db_options: Options,
     /// The write groups kept for read replicas (`replication.enabled`).
     backlog: Option<Arc<crate::replication::Backlog>>,
     /// The last write group that erased someone, and the last one whose purge finished:
@@ -398,12 +401,16 @@ impl RocksStore {
             .map(|name| ColumnFamilyDescriptor::new(*name, options(&cache, bottommost)));
         // `max_manifest_space_amp_pct` (RocksDB's MANIFEST size auto-tuning, which would
         // let it grow to 6 times its last snapshot) has no setter: by option string.
-        let db_options = options(&cache, bottommost)
+        let mut db_options = options(&cache, bottommost)
             .get_options_from_string("max_manifest_space_amp_pct=0")
             .map_err(engine)?;
+        // Tickers only (no timers): block cache hits and misses, WAL bytes for `/metrics`.
+        db_options.enable_statistics();
+        db_options.set_statistics_level(rocksdb::statistics::StatsLevel::ExceptTimers);
         let db = DB::open_cf_descriptors(&db_options, path, cfs).map_err(|e| in_use(path, e))?;
         let store = RocksStore {
             db,
+            db_options,
             backlog: None,
             last_erasure: Default::default(),
             purged_through: Default::default(),
@@ -447,6 +454,7 @@ impl RocksStore {
         let db = DB::open_cf_for_read_only(&opts, path, cfs, false).map_err(engine)?;
         Ok(RocksStore {
             db,
+            db_options: opts,
             backlog: None,
             last_erasure: Default::default(),
             purged_through: Default::default(),
@@ -576,7 +584,93 @@ impl RocksStore {
     }
 }
 
+/// Single-sample families in the Prometheus text format: `(name, type, help, value)`.
+fn text_families(rows: &[(&str, &str, &str, String)]) -> String {
+    rows.iter()
+        .map(|(name, kind, help, value)| {
+            format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n")
+        })
+        .collect()
+}
+
 impl GraphStore for RocksStore {
+    fn engine_metrics(&self) -> String {
+        use rocksdb::statistics::Ticker;
+        let hits = self.db_options.get_ticker_count(Ticker::BlockCacheHit);
+        let misses = self.db_options.get_ticker_count(Ticker::BlockCacheMiss);
+        let rate = if hits + misses == 0 {
+            0.0
+        } else {
+            hits as f64 / (hits + misses) as f64
+        };
+        let mut pending = 0u64;
+        let mut memtables = 0u64;
+        let mut keys = String::new();
+        for name in ALL_CFS {
+            let Some(cf) = self.db.cf_handle(name) else {
+                continue;
+            };
+            let int = |p: &str| {
+                self.db
+                    .property_int_value_cf(cf, p)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(0)
+            };
+            pending += int("rocksdb.estimate-pending-compaction-bytes");
+            memtables += int("rocksdb.cur-size-all-mem-tables");
+            keys.push_str(&format!(
+                "idgraph_rocksdb_estimated_keys{{cf=\"{name}\"}} {}\n",
+                int("rocksdb.estimate-num-keys")
+            ));
+        }
+        let mut out = text_families(&[
+            (
+                "idgraph_rocksdb_block_cache_hits_total",
+                "counter",
+                "Block cache hits of the embedded store since open",
+                hits.to_string(),
+            ),
+            (
+                "idgraph_rocksdb_block_cache_misses_total",
+                "counter",
+                "Block cache misses of the embedded store since open",
+                misses.to_string(),
+            ),
+            (
+                "idgraph_rocksdb_block_cache_hit_ratio",
+                "gauge",
+                "Block cache hits over lookups since open (0 before the first lookup)",
+                rate.to_string(),
+            ),
+            (
+                "idgraph_rocksdb_pending_compaction_bytes",
+                "gauge",
+                "Estimated bytes compaction still has to rewrite, all column families",
+                pending.to_string(),
+            ),
+            (
+                "idgraph_rocksdb_wal_bytes_total",
+                "counter",
+                "Bytes written to the write-ahead log since open",
+                self.db_options
+                    .get_ticker_count(Ticker::WalFileBytes)
+                    .to_string(),
+            ),
+            (
+                "idgraph_rocksdb_memtable_bytes",
+                "gauge",
+                "Bytes held by memtables, all column families",
+                memtables.to_string(),
+            ),
+        ]);
+        out.push_str(
+            "# HELP idgraph_rocksdb_estimated_keys RocksDB's estimate of the keys of each column family (overwrites not yet compacted count twice)\n# TYPE idgraph_rocksdb_estimated_keys gauge\n",
+        );
+        out.push_str(&keys);
+        out
+    }
+
     fn node(&self, key: &IdentKey) -> Result<Option<Node>, StoreError> {
         let node: Option<Node> = self.get(CF_IDENTIFIERS, key.as_bytes())?;
         Ok(node.map(|mut n| {

@@ -25,6 +25,7 @@ mod jvm_server;
 mod kafka;
 mod matching;
 mod neo4j;
+mod operations;
 mod pipeline;
 mod properties;
 mod replicas;
