@@ -39,6 +39,8 @@ pub struct Settings {
     pub replica: ReplicaSettings,
     /// Destinations of the change feed (see `webhooks`).
     pub webhooks: Vec<WebhookSettings>,
+    /// Backups (see `backup`).
+    pub backup: crate::backup::BackupSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -24,6 +24,8 @@
 //! reads/writes returning [`StoreError`]. Identifier values never contain control
 //! characters (ingest rejects them), so `\0` is a safe separator.
 
+mod backup;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -39,6 +41,8 @@ use super::{
 use crate::config::Compression;
 use crate::model::codec::{self, Stored};
 use crate::model::{edge_pair, split_key};
+
+pub use backup::{list_backups, restore_backup, StoreBackup};
 
 const CF_IDENTIFIERS: &str = "identifiers";
 const CF_EDGES: &str = "edges";
@@ -1011,6 +1015,10 @@ impl GraphStore for RocksStore {
 
     fn sync(&self) -> Result<(), StoreError> {
         self.db.flush_wal(true).map_err(engine)
+    }
+
+    fn backup(&self, dir: &Path) -> Result<StoreBackup, StoreError> {
+        self.backup_into(dir)
     }
 
     /// A RocksDB checkpoint in `dir` (hard links where it can) holding no erased

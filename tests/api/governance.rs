@@ -148,6 +148,8 @@ fn routes(pid: &str, hh: &str) -> Vec<Route> {
                 ),
                 "/v1/config" => ("/v1/config".to_owned(), None),
                 // Re-renders the matrix's few profiles (or answers the running run).
+                // No directory named and no backup.dir: the admin gets 400, nothing is written.
+                "/v1/admin/backup" => ("/v1/admin/backup".to_owned(), Some(json!({}))),
                 "/v1/admin/reresolve" => ("/v1/admin/reresolve".to_owned(), None),
                 "/v1/webhooks" => ("/v1/webhooks".to_owned(), None),
                 // No webhook is configured: the name is not found.
