@@ -974,14 +974,14 @@ impl GraphStore for RocksStore {
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         tracing::debug!(bytes = batch.size_in_bytes(), "write batch");
+        // Marked before the write: a snapshot or backup taken meanwhile waits for its purge.
+        if let (Some(counters), false) = (&changes.counters, changes.drop_history.is_empty()) {
+            self.last_erasure
+                .store(counters.commit_seq, std::sync::atomic::Ordering::SeqCst);
+        }
         match (&self.backlog, &changes.counters) {
             (Some(backlog), Some(counters)) => {
                 let bytes = Arc::new(batch.data().to_vec());
-                // Marked before the write: a snapshot taken meanwhile waits for its purge.
-                if !changes.drop_history.is_empty() {
-                    self.last_erasure
-                        .store(counters.commit_seq, std::sync::atomic::Ordering::SeqCst);
-                }
                 // Recorded after the write, without a lock across it: replicas' fetches
                 // never wait for an fsync. (A snapshot may hold a group the backlog
                 // records a moment later; a replica's position is its own store's

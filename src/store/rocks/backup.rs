@@ -5,6 +5,7 @@
 //! that touches `rocksdb`).
 
 use std::path::Path;
+use std::sync::atomic::Ordering::SeqCst;
 
 use rocksdb::backup::{BackupEngine, BackupEngineOptions, RestoreOptions};
 use rocksdb::{Env, IteratorMode};
@@ -65,6 +66,18 @@ impl RocksStore {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Engine(format!("cannot create {}: {e}", dir.display())))?;
         let mut backups = open_engine(dir)?;
+        // Not while an erasure's purge is running: the files it is about to rewrite still
+        // hold the erased values. (An erasure written while the backup runs is in the
+        // suppression journal, and restore erases the person again.)
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while self.purged_through.load(SeqCst) < self.last_erasure.load(SeqCst) {
+            if std::time::Instant::now() > deadline {
+                return Err(StoreError::Engine(
+                    "an erasure's purge is still running; ask for the backup again".into(),
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         backups
             .create_new_backup_flush(&self.db, true)
             .map_err(engine)?;
