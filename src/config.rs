@@ -41,6 +41,8 @@ pub struct Settings {
     pub webhooks: Vec<WebhookSettings>,
     /// How Segment/RudderStack tracking calls map to events (see `ingest::segment`).
     pub segment: crate::ingest::segment::SegmentSettings,
+    /// Backups (see `backup`).
+    pub backup: crate::backup::BackupSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

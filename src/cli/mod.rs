@@ -4,6 +4,7 @@
 //! Settings are layered: defaults, `--config` TOML file, `IDGRAPH_*` environment variables,
 //! then the flags given here.
 
+pub mod backup;
 pub mod bench;
 pub mod bench_http;
 pub mod bench_search;
@@ -200,6 +201,13 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
     },
+    /// Back up a store (see README "Backup and restore"): a running server's through its
+    /// API (`--server URL --key K`; the server writes `--to` on its own machine), or a
+    /// stopped store's (`--data-dir`). Incremental after the first backup into `--to`.
+    Backup(backup::BackupArgs),
+    /// Restore a backup into a new, empty data directory, re-applying the erasures
+    /// journalled after it and rebuilding the search index.
+    Restore(backup::RestoreArgs),
     /// API keys: `idgraph keys new --name crm-sync --role ingest` prints a new random key
     /// (shown once) and the `[[auth.keys]]` entry to add to the configuration.
     Keys {
@@ -250,7 +258,7 @@ pub enum SchemaAction {
 }
 
 /// `s`, if its data directory exists (commands that read a store never create one).
-fn existing(s: Settings) -> anyhow::Result<Settings> {
+pub(crate) fn existing(s: Settings) -> anyhow::Result<Settings> {
     if !s.storage.data_dir.is_dir() {
         anyhow::bail!(
             "data directory {} does not exist",
@@ -272,7 +280,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn settings(
+pub(crate) fn settings(
     config: Option<&PathBuf>,
     data_dir: Option<PathBuf>,
     bind: Option<String>,
@@ -654,5 +662,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             bench_search::run(s, args)
         }
         Command::BenchHttp(args) => bench_http::run(args),
+        Command::Backup(args) => backup::backup(config, args),
+        Command::Restore(args) => backup::restore(config, args),
     }
 }

@@ -97,7 +97,23 @@ impl Engine {
         tokio::task::spawn_blocking(move || engine.purge(changes.as_deref(), &profiles, &values))
             .await
             .map_err(|_| EngineError::ShuttingDown)??;
+        self.journal_erasure(&outcome);
         Ok(outcome)
+    }
+
+    /// Appends the erasure's keyed hashes to the suppression journal of every backup
+    /// directory of this data directory (see `backup`), so restoring an older backup
+    /// erases the person again. The erasure is already durable: a journal that cannot be
+    /// written is logged (no values, only the count) and counted, not answered as an error.
+    fn journal_erasure(&self, outcome: &resolve::erase::ErasureOutcome) {
+        let hashes: Vec<String> = outcome
+            .erased_keys
+            .iter()
+            .filter_map(|k| self.rules.suppression_hash(k))
+            .collect();
+        if let Err(e) = crate::backup::journal_erasure(&self.settings.storage.data_dir, &hashes) {
+            tracing::error!(error = %e, identifiers = hashes.len(), "cannot append the erasure to a backup directory's suppression journal; restoring an older backup would not erase this person again");
+        }
     }
 
     /// Physically removes an erased person's deleted data: the store compacts the files
@@ -221,12 +237,22 @@ impl Engine {
 
     /// Takes an identifier off the suppression list; whether it was on it.
     pub async fn unsuppress(&self, key: IdentKey) -> Result<bool, EngineError> {
+        let hash = self.rules.suppression_hash(&key);
         match self
             .submit(Op::Unsuppress(key))?
             .await
             .map_err(|_| EngineError::ShuttingDown)??
         {
-            OpResult::Unsuppressed(found) => Ok(found),
+            OpResult::Unsuppressed(found) => {
+                // Journalled too, so a restore does not put it back on the list.
+                if let (true, Some(hash)) = (found, hash) {
+                    let data_dir = &self.settings.storage.data_dir;
+                    if let Err(e) = crate::backup::journal_lifted(data_dir, &[hash]) {
+                        tracing::error!(error = %e, "cannot append a lifted suppression to a backup directory's journal; restoring an older backup would keep it suppressed");
+                    }
+                }
+                Ok(found)
+            }
             _ => Err(EngineError::ShuttingDown),
         }
     }

@@ -70,6 +70,7 @@ pub const ROUTES: &[RouteRule] = &[
     rule("DELETE", "/v1/suppressions", Permission::Admin),
     rule("GET", "/v1/audit", Permission::Admin),
     rule("GET", "/v1/config", Permission::Admin),
+    rule("POST", "/v1/admin/backup", Permission::Admin),
     rule("GET", "/v1/admin/reresolve", Permission::Admin),
     rule("POST", "/v1/admin/reresolve", Permission::Admin),
     rule("GET", "/v1/webhooks", Permission::Admin),

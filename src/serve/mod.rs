@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod backup;
 pub mod changes;
 pub mod console;
 pub mod error;
@@ -186,6 +187,7 @@ impl Application {
                         .service(resource("/lookup").route(web::get().to(routes::lookup)))
                         .service(resource("/explain").route(web::get().to(routes::why_not)))
                         .service(resource("/review").route(web::get().to(routes::review_queue)))
+                        .service(resource("/admin/backup").route(web::post().to(backup::backup)))
                         .service(
                             resource("/admin/reresolve")
                                 .route(web::get().to(routes::reresolve_progress))

@@ -304,6 +304,14 @@ pub trait GraphStore: Send + Sync + 'static {
         let _ = dir;
         Err(embedded_only())
     }
+    /// A new backup of the store into the backup directory `dir` (the embedded store:
+    /// RocksDB's `BackupEngine`, incremental after the first; see `backup`).
+    fn backup(&self, dir: &std::path::Path) -> Result<rocks::StoreBackup, StoreError> {
+        let _ = dir;
+        Err(StoreError::Engine(
+            "backups are made of the embedded store only (back up a graph database with its own tools)".into(),
+        ))
+    }
     /// Physically removes what `changes` (an applied write group) deleted or overwrote,
     /// so no file keeps the old values (erasure). By default, everything is compacted.
     fn purge(&self, changes: &Changes) -> Result<(), StoreError> {

@@ -24,6 +24,8 @@
 //! reads/writes returning [`StoreError`]. Identifier values never contain control
 //! characters (ingest rejects them), so `\0` is a safe separator.
 
+mod backup;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -39,6 +41,8 @@ use super::{
 use crate::config::Compression;
 use crate::model::codec::{self, Stored};
 use crate::model::{edge_pair, split_key};
+
+pub use backup::{list_backups, restore_backup, StoreBackup};
 
 const CF_IDENTIFIERS: &str = "identifiers";
 const CF_EDGES: &str = "edges";
@@ -1064,14 +1068,14 @@ impl GraphStore for RocksStore {
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         tracing::debug!(bytes = batch.size_in_bytes(), "write batch");
+        // Marked before the write: a snapshot or backup taken meanwhile waits for its purge.
+        if let (Some(counters), false) = (&changes.counters, changes.drop_history.is_empty()) {
+            self.last_erasure
+                .store(counters.commit_seq, std::sync::atomic::Ordering::SeqCst);
+        }
         match (&self.backlog, &changes.counters) {
             (Some(backlog), Some(counters)) => {
                 let bytes = Arc::new(batch.data().to_vec());
-                // Marked before the write: a snapshot taken meanwhile waits for its purge.
-                if !changes.drop_history.is_empty() {
-                    self.last_erasure
-                        .store(counters.commit_seq, std::sync::atomic::Ordering::SeqCst);
-                }
                 // Recorded after the write, without a lock across it: replicas' fetches
                 // never wait for an fsync. (A snapshot may hold a group the backlog
                 // records a moment later; a replica's position is its own store's
@@ -1105,6 +1109,10 @@ impl GraphStore for RocksStore {
 
     fn sync(&self) -> Result<(), StoreError> {
         self.db.flush_wal(true).map_err(engine)
+    }
+
+    fn backup(&self, dir: &Path) -> Result<StoreBackup, StoreError> {
+        self.backup_into(dir)
     }
 
     /// A RocksDB checkpoint in `dir` (hard links where it can) holding no erased

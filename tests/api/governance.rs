@@ -151,6 +151,8 @@ fn routes(pid: &str, hh: &str) -> Vec<Route> {
                 ),
                 "/v1/config" => ("/v1/config".to_owned(), None),
                 // Re-renders the matrix's few profiles (or answers the running run).
+                // Into the server's backup.dir.
+                "/v1/admin/backup" => ("/v1/admin/backup".to_owned(), Some(json!({}))),
                 "/v1/admin/reresolve" => ("/v1/admin/reresolve".to_owned(), None),
                 "/v1/webhooks" => ("/v1/webhooks".to_owned(), None),
                 // No webhook is configured: the name is not found.
@@ -202,6 +204,8 @@ async fn every_route_checks_the_role_and_no_masked_value_leaks() {
     // Besides the test keys, one key per role scoped to the `pos` source: the canary
     // profile (crm data only) is outside its scope.
     let app = spawn_app_with(|s| {
+        // Where the admin's backup goes (a sibling of the data directory, removed below).
+        s.backup.dir = Some(s.storage.data_dir.with_extension("backups"));
         for (name, role, unmask) in TEST_KEYS {
             s.auth.keys.push(idgraph::governance::keys::KeySettings {
                 name: format!("scoped-{name}"),
@@ -448,6 +452,15 @@ async fn every_route_checks_the_role_and_no_masked_value_leaks() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body.contains("\"connected\":true"), "{body}");
     assert!(!body.contains(EMAIL), "{body}");
+
+    // The admin's backup was written into backup.dir; the scoped admin's was refused.
+    let backups = app.data_dir().with_extension("backups");
+    assert!(
+        backups.join("store").is_dir(),
+        "no backup in {}",
+        backups.display()
+    );
+    std::fs::remove_dir_all(&backups).expect("remove the matrix's backups");
 }
 
 #[tokio::test]

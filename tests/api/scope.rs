@@ -388,6 +388,13 @@ async fn a_scoped_key_sees_nothing_of_other_people_in_any_answer() {
                     StatusCode::OK,
                 )],
                 "/v1/config" => vec![(Method::GET, "/v1/config".into(), None, StatusCode::OK)],
+                // A backup holds every person: never for a scoped key.
+                "/v1/admin/backup" => vec![(
+                    Method::POST,
+                    "/v1/admin/backup".into(),
+                    Some(json!({"to": "/tmp/idgraph-scoped-backup-never-written"})),
+                    StatusCode::FORBIDDEN,
+                )],
                 // A run covers every profile: never for a scoped key.
                 "/v1/admin/reresolve" => vec![(
                     if rule.method == "POST" {
@@ -663,6 +670,7 @@ fn oracle_pairs(pattern: &str, h: &str, absent: &str) -> Vec<Pair> {
         | "/v1/audit"
         | "/v1/config"
         | "/v1/admin/reresolve"
+        | "/v1/admin/backup"
         | "/v1/changes"
         | "/v1/exports/{kind}"
         | "/v1/webhooks"
