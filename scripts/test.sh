@@ -18,6 +18,8 @@ cd "$(dirname "$0")/.."
 ./scripts/gremlin.sh install
 # The real Apache Kafka 4 broker (KRaft; kafka_2.13 jars from Maven Central, by mvn).
 ./scripts/kafka.sh install
+# Schemathesis (PyPI, in a virtualenv) for the OpenAPI conformance test.
+./scripts/schemathesis.sh install
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

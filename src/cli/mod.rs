@@ -185,6 +185,8 @@ pub enum Command {
     /// Measure the live server over HTTP with wrk: ingest window by window as the store
     /// grows, lookups, search, `/health`, memory, disk, WAL and restart after kill -9.
     BenchHttp(bench_http::HttpBenchArgs),
+    /// Print the API's OpenAPI 3.1 document (`idgraph openapi > schema/openapi.json`).
+    Openapi,
 }
 
 #[derive(Subcommand, Debug)]
@@ -602,5 +604,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             bench_search::run(s, args)
         }
         Command::BenchHttp(args) => bench_http::run(args),
+        Command::Openapi => {
+            print!("{}", crate::serve::openapi::document());
+            Ok(())
+        }
     }
 }

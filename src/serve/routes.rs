@@ -37,15 +37,12 @@ where
 /// Reads a JSON body of at most `max_body_bytes`.
 async fn json_body(req: &HttpRequest, payload: web::Payload, engine: &Engine) -> Result<Value> {
     let limit = engine.settings().server.max_body_bytes;
-    if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
-        let ct = ct.to_str().unwrap_or("");
-        if !ct.to_ascii_lowercase().contains("json") {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "the body must be JSON (Content-Type: application/json)",
-            ));
-        }
+    let ct = req.headers().get(header::CONTENT_TYPE);
+    if !ct
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(super::media::is_json)
+    {
+        return Err(super::media::unsupported());
     }
     let too_large = || {
         ApiError::new(
@@ -81,6 +78,13 @@ async fn json_body(req: &HttpRequest, payload: web::Payload, engine: &Engine) ->
 }
 
 /// `POST /v1/events`: one event (object) or a batch (array).
+#[utoipa::path(
+    post,
+    path = "/v1/events",
+    tag = "ingest",
+    request_body(content = serde_json::Value, content_type = "application/json", description = "One event object or an array of events (see schema/event.schema.json)"),
+    responses((status = 200, description = "The outcome of the event (for one event) or of each event of a batch", body = serde_json::Value))
+)]
 pub async fn post_events(
     auth: Auth<perm::Ingest>,
     req: HttpRequest,
@@ -384,6 +388,13 @@ async fn check_identifier_scope<P: super::auth::Perm>(
     .await
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/profiles/{id}",
+    tag = "profiles",
+    params(("id" = String, Path, description = "A profile id (or a household id for /v1/households)")),
+    responses((status = 200, description = "The golden profile", body = Object))
+)]
 pub async fn get_profile(
     auth: Auth<perm::ReadProfile>,
     path: web::Path<String>,
@@ -398,13 +409,21 @@ pub async fn get_profile(
     golden_answer(&auth, &engine, bytes, Missing::Profile).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LookupQuery {
     kind: String,
     value: String,
 }
 
 /// `GET /v1/lookup` (service, admin: roles that see raw values; see `governance::access`).
+#[utoipa::path(
+    get,
+    path = "/v1/lookup",
+    tag = "profiles",
+    params(LookupQuery),
+    responses((status = 200, description = "The golden profile holding the identifier", body = Object))
+)]
 pub async fn lookup(
     auth: Auth<perm::Lookup>,
     q: web::Query<LookupQuery>,
@@ -418,7 +437,8 @@ pub async fn lookup(
     golden_answer(&auth, &engine, bytes, Missing::Identifier).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SearchQuery {
     q: Option<String>,
     limit: Option<String>,
@@ -429,6 +449,13 @@ pub struct SearchQuery {
 }
 
 /// `GET /v1/search`: profiles for a support agent's query (see `search::query`).
+#[utoipa::path(
+    get,
+    path = "/v1/search",
+    tag = "profiles",
+    params(SearchQuery),
+    responses((status = 200, description = "A page of matching profiles", body = Object))
+)]
 pub async fn search(
     auth: Auth<perm::Search>,
     q: web::Query<SearchQuery>,
@@ -496,6 +523,13 @@ fn profile_ids(list: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/profiles/{id}/devices",
+    tag = "views",
+    params(("id" = String, Path, description = "A profile id (or a household id for /v1/households)")),
+    responses((status = 200, description = "The profile's devices", body = Object))
+)]
 pub async fn devices(
     auth: Auth<perm::Views>,
     path: web::Path<String>,
@@ -546,6 +580,13 @@ async fn household_answer(
     Ok(masked(auth, engine, v, members))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/profiles/{id}/household",
+    tag = "views",
+    params(("id" = String, Path, description = "A profile id (or a household id for /v1/households)")),
+    responses((status = 200, description = "The profile's household", body = Object))
+)]
 pub async fn profile_household(
     auth: Auth<perm::Views>,
     path: web::Path<String>,
@@ -561,6 +602,13 @@ pub async fn profile_household(
     household_answer(&auth, &engine, hh, false).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/households/{id}",
+    tag = "views",
+    params(("id" = String, Path, description = "A profile id (or a household id for /v1/households)")),
+    responses((status = 200, description = "The household", body = Object))
+)]
 pub async fn household(
     auth: Auth<perm::Views>,
     path: web::Path<String>,
@@ -575,7 +623,8 @@ pub async fn household(
     household_answer(&auth, &engine, hh, true).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct GraphQuery {
     depth: Option<usize>,
     limit: Option<usize>,
@@ -584,6 +633,13 @@ pub struct GraphQuery {
 pub const MAX_GRAPH_DEPTH: usize = 4;
 pub const MAX_GRAPH_NODES: usize = 2000;
 
+#[utoipa::path(
+    get,
+    path = "/v1/profiles/{id}/graph",
+    tag = "views",
+    params(("id" = String, Path, description = "A profile id (or a household id for /v1/households)"), GraphQuery),
+    responses((status = 200, description = "The profile's identity graph (nodes and edges)", body = Object))
+)]
 pub async fn graph(
     auth: Auth<perm::Views>,
     path: web::Path<String>,
@@ -619,7 +675,8 @@ pub async fn graph(
     respond(&auth, &engine, v, vec![owner], Missing::Profile).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PairQuery {
     a: String,
     b: String,
@@ -650,6 +707,12 @@ const RERESOLVE_SCOPED: &str =
     "a key scoped to some sources cannot re-resolve: a run covers every profile";
 
 /// `GET /v1/admin/reresolve` (admin, unscoped): the progress of the current or last run.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/reresolve",
+    tag = "admin",
+    responses((status = 200, description = "The progress of the current or last re-resolve", body = Object))
+)]
 pub async fn reresolve_progress(
     auth: Auth<perm::Admin>,
     engine: web::Data<Engine>,
@@ -658,7 +721,8 @@ pub async fn reresolve_progress(
     Ok(HttpResponse::Ok().json(engine.reresolve_progress()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ReresolveQuery {
     #[serde(default)]
@@ -669,6 +733,13 @@ pub struct ReresolveQuery {
 /// profile under the current survivorship settings in the background, and with
 /// `rematch` matches every record again under the current model (202 with the progress;
 /// while a run is on, its progress with `already_running`).
+#[utoipa::path(
+    post,
+    path = "/v1/admin/reresolve",
+    tag = "admin",
+    params(ReresolveQuery),
+    responses((status = 202, description = "The re-resolve started", body = Object))
+)]
 pub async fn reresolve_start(
     auth: Auth<perm::Admin>,
     q: web::Query<ReresolveQuery>,
@@ -679,7 +750,8 @@ pub async fn reresolve_start(
     Ok(HttpResponse::Accepted().json(progress))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ReviewQuery {
     #[serde(default)]
@@ -692,6 +764,13 @@ pub struct ReviewQuery {
 }
 
 /// `GET /v1/review`: the candidate pairs matching was unsure of, oldest first.
+#[utoipa::path(
+    get,
+    path = "/v1/review",
+    tag = "stewardship",
+    params(ReviewQuery),
+    responses((status = 200, description = "A page of the review queue", body = Object))
+)]
 pub async fn review_queue(
     auth: Auth<perm::Admin>,
     q: web::Query<ReviewQuery>,
@@ -745,9 +824,10 @@ pub async fn review_queue(
     Ok(HttpResponse::Ok().json(page))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReviewDecisionBody {
+    #[schema(value_type = String, example = "accept")]
     decision: crate::resolve::review::Decision,
     reason: String,
     #[serde(default, rename = "override")]
@@ -758,6 +838,14 @@ pub struct ReviewDecisionBody {
 const MAX_REASON: usize = 1_000;
 
 /// `POST /v1/review/{seq}` `{"decision": "accept"|"reject", "reason", "override"?}`.
+#[utoipa::path(
+    post,
+    path = "/v1/review/{seq}",
+    tag = "stewardship",
+    params(("seq" = String, Path, description = "The review item's sequence number")),
+    request_body = ReviewDecisionBody,
+    responses((status = 200, description = "What the decision did", body = Object))
+)]
 pub async fn review_decide(
     auth: Auth<perm::Admin>,
     path: web::Path<String>,
@@ -831,7 +919,7 @@ fn steward_overrides(overrides: Vec<String>) -> Result<Vec<String>> {
     Ok(overrides)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MergeBody {
     profiles: Vec<String>,
@@ -842,6 +930,13 @@ pub struct MergeBody {
 
 /// `POST /v1/profiles/merge` `{"profiles": [...], "reason", "override"?}` (admin): a
 /// steward merges two or more profiles into the oldest (see `resolve::steward`).
+#[utoipa::path(
+    post,
+    path = "/v1/profiles/merge",
+    tag = "stewardship",
+    request_body = MergeBody,
+    responses((status = 200, description = "The merged profile", body = Object))
+)]
 pub async fn merge_profiles(
     auth: Auth<perm::Admin>,
     body: web::Json<MergeBody>,
@@ -888,7 +983,7 @@ pub async fn merge_profiles(
     Ok(HttpResponse::Ok().json(out))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SplitBody {
     groups: Option<Vec<Vec<String>>>,
@@ -901,6 +996,14 @@ pub struct SplitBody {
 /// `POST /v1/profiles/{id}/split` `{"groups": [[kind:value, ...], ...] | "mode":
 /// "components"|"identifiers", "reason", "override"?}` (admin): a steward splits a profile
 /// (see `resolve::steward`).
+#[utoipa::path(
+    post,
+    path = "/v1/profiles/{id}/split",
+    tag = "stewardship",
+    params(("id" = String, Path, description = "A profile id (or a household id for /v1/households)")),
+    request_body = SplitBody,
+    responses((status = 200, description = "The profiles the split made", body = Object))
+)]
 pub async fn split_profile(
     auth: Auth<perm::Admin>,
     path: web::Path<String>,
@@ -964,6 +1067,13 @@ pub async fn split_profile(
 
 /// `GET /v1/profiles/{id}/values` (admin): every observed value of each trait with its
 /// sources, first/last seen, count and event, and which one the golden profile shows.
+#[utoipa::path(
+    get,
+    path = "/v1/profiles/{id}/values",
+    tag = "stewardship",
+    params(("id" = String, Path, description = "A profile id (or a household id for /v1/households)")),
+    responses((status = 200, description = "Every value of every trait with its source", body = Object))
+)]
 pub async fn trait_values(
     auth: Auth<perm::Admin>,
     path: web::Path<String>,
@@ -980,14 +1090,15 @@ pub async fn trait_values(
     Ok(HttpResponse::Ok().json(v))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PinBody {
     value: Value,
     reason: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UnpinQuery {
     reason: String,
@@ -1006,6 +1117,14 @@ fn check_trait_name(name: &str) -> Result<()> {
 
 /// `PUT /v1/profiles/{id}/pins/{name}` `{"value", "reason"}` (admin): a steward pins a
 /// trait's value (normalized as ingest does); answers the profile's values.
+#[utoipa::path(
+    put,
+    path = "/v1/profiles/{id}/pins/{name}",
+    tag = "stewardship",
+    params(("id" = String, Path, description = "A profile id (or a household id for /v1/households)"), ("name" = String, Path, description = "The trait")),
+    request_body = PinBody,
+    responses((status = 200, description = "The profile with the pinned value", body = Object))
+)]
 pub async fn pin_value(
     auth: Auth<perm::Admin>,
     path: web::Path<(String, String)>,
@@ -1024,6 +1143,13 @@ pub async fn pin_value(
 }
 
 /// `DELETE /v1/profiles/{id}/pins/{name}?reason=` (admin): removes a steward's pin.
+#[utoipa::path(
+    delete,
+    path = "/v1/profiles/{id}/pins/{name}",
+    tag = "stewardship",
+    params(("id" = String, Path, description = "A profile id (or a household id for /v1/households)"), ("name" = String, Path, description = "The trait"), UnpinQuery),
+    responses((status = 200, description = "The profile without the pin", body = Object))
+)]
 pub async fn unpin_value(
     auth: Auth<perm::Admin>,
     path: web::Path<(String, String)>,
@@ -1054,6 +1180,13 @@ async fn pinned_answer(
 /// `GET /v1/explain?a=kind:value&b=kind:value`: why two identifiers are (not) one person.
 /// A steward's question, so admin only; a key limited to some sources must see both
 /// profiles.
+#[utoipa::path(
+    get,
+    path = "/v1/explain",
+    tag = "stewardship",
+    params(PairQuery),
+    responses((status = 200, description = "Why two identifiers are (not) in one profile", body = Object))
+)]
 pub async fn why_not(
     auth: Auth<perm::Admin>,
     q: web::Query<PairQuery>,
@@ -1068,6 +1201,13 @@ pub async fn why_not(
     Ok(HttpResponse::Ok().json(answer))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/profiles/{id}/explain",
+    tag = "views",
+    params(("id" = String, Path, description = "A profile id (or a household id for /v1/households)"), PairQuery),
+    responses((status = 200, description = "Why two identifiers of the profile are joined", body = Object))
+)]
 pub async fn explain(
     auth: Auth<perm::Views>,
     path: web::Path<String>,
@@ -1122,11 +1262,19 @@ pub async fn explain(
     respond(&auth, &engine, v, vec![owner], Missing::Profile).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     limit: Option<usize>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/profiles/{id}/history",
+    tag = "views",
+    params(("id" = String, Path, description = "A profile id (or a household id for /v1/households)"), HistoryQuery),
+    responses((status = 200, description = "The profile's merge and split history", body = serde_json::Value))
+)]
 pub async fn history(
     auth: Auth<perm::Views>,
     path: web::Path<String>,
@@ -1200,6 +1348,13 @@ async fn scoped_fields<P: super::auth::Perm>(
     .await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/links",
+    tag = "privacy",
+    params(PairQuery),
+    responses((status = 200, description = "The profiles after the link is removed", body = Object))
+)]
 pub async fn delete_link(
     auth: Auth<perm::Admin>,
     q: web::Query<PairQuery>,
@@ -1219,6 +1374,13 @@ pub async fn delete_link(
     split_answer(&auth, &engine, &out).await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/identifiers/{kind}/{value}",
+    tag = "privacy",
+    params(("kind" = String, Path, description = "Identifier kind (email, phone, ...)"), ("value" = String, Path, description = "The identifier value")),
+    responses((status = 200, description = "The identifier was removed", body = Object))
+)]
 pub async fn delete_identifier(
     auth: Auth<perm::Admin>,
     path: web::Path<(String, String)>,
@@ -1235,7 +1397,7 @@ pub async fn delete_identifier(
     split_answer(&auth, &engine, &out).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ErasureRequest {
     profile_id: Option<String>,
@@ -1245,6 +1407,13 @@ pub struct ErasureRequest {
 
 /// `POST /v1/erasure` (admin): erases a person by profile id or by one identifier, puts
 /// the identifiers on the suppression list and purges storage (see `resolve::erase`).
+#[utoipa::path(
+    post,
+    path = "/v1/erasure",
+    tag = "privacy",
+    request_body = ErasureRequest,
+    responses((status = 200, description = "What was erased", body = Object))
+)]
 pub async fn erasure(
     auth: Auth<perm::Admin>,
     body: web::Json<ErasureRequest>,
@@ -1290,13 +1459,21 @@ pub async fn erasure(
     Ok(HttpResponse::Ok().json(out))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SuppressionQuery {
     identifier: String,
 }
 
 /// `DELETE /v1/suppressions?identifier=kind:value` (admin): events carrying it are accepted
 /// again.
+#[utoipa::path(
+    delete,
+    path = "/v1/suppressions",
+    tag = "privacy",
+    params(SuppressionQuery),
+    responses((status = 200, description = "The suppression was removed", body = Object))
+)]
 pub async fn delete_suppression(
     auth: Auth<perm::Admin>,
     q: web::Query<SuppressionQuery>,
@@ -1324,6 +1501,13 @@ pub async fn delete_suppression(
 /// Liveness: 200 while the process serves. With the graph database unreachable (Bolt
 /// store) the status is `degraded`: lookups still answer from the profile cache, writes do
 /// not. Readiness for writes is [`ready`].
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "ops",
+    responses((status = 200, description = "The process is up (with store counters)", body = Object)),
+    security(())
+)]
 pub async fn health(engine: web::Data<Engine>) -> Result<HttpResponse> {
     match web::block(move || engine.store().counters()).await? {
         Ok(counters) => Ok(HttpResponse::Ok().json(json!({
@@ -1343,6 +1527,13 @@ pub async fn health(engine: web::Data<Engine>) -> Result<HttpResponse> {
 /// Readiness: 200 when writes can be taken (the graph store answers and, after a failed
 /// write, a probe write succeeds); 503 otherwise, naming the cause (`storage_full` while
 /// the disk is full, with `Retry-After`).
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "ops",
+    responses((status = 200, description = "Ready to take writes", body = Object), (status = 503, description = "Not ready: `status`, `reason` and `message` say why", body = Object)),
+    security(())
+)]
 pub async fn ready(
     engine: web::Data<Engine>,
     replica: web::Data<super::Replica>,
@@ -1384,6 +1575,13 @@ pub async fn ready(
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "ops",
+    responses((status = 200, description = "Prometheus metrics", content_type = "text/plain", body = String)),
+    security(())
+)]
 pub async fn metrics(
     req: HttpRequest,
     metrics: web::Data<Metrics>,
@@ -1421,6 +1619,12 @@ pub async fn metrics(
 }
 
 /// `GET /v1/config` (admin): the running configuration, secrets replaced by `***`.
+#[utoipa::path(
+    get,
+    path = "/v1/config",
+    tag = "admin",
+    responses((status = 200, description = "The effective settings, secrets redacted", body = Object))
+)]
 pub async fn config(_auth: Auth<perm::Admin>, engine: web::Data<Engine>) -> Result<HttpResponse> {
     let mut settings = engine.settings().clone();
     settings.graph.bolt.password = crate::config::Secret::new("***");
@@ -1443,7 +1647,8 @@ pub async fn config(_auth: Auth<perm::Admin>, engine: web::Data<Engine>) -> Resu
     Ok(HttpResponse::Ok().json(settings))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     key: Option<String>,
     profile: Option<String>,
@@ -1454,6 +1659,13 @@ pub struct AuditQuery {
 }
 
 /// `GET /v1/audit` (admin): the latest audit entries, as JSON or JSONL (`format=jsonl`).
+#[utoipa::path(
+    get,
+    path = "/v1/audit",
+    tag = "admin",
+    params(AuditQuery),
+    responses((status = 200, description = "Audit entries (JSON, or JSON lines with format=jsonl)", content((Object = "application/json"), (String = "application/x-ndjson"))))
+)]
 pub async fn audit(
     auth: Auth<perm::Admin>,
     q: web::Query<AuditQuery>,

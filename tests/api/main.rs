@@ -24,6 +24,7 @@ mod jvm_server;
 mod kafka;
 mod matching;
 mod neo4j;
+mod openapi;
 mod pipeline;
 mod properties;
 mod replicas;
