@@ -233,8 +233,11 @@ impl Engine {
             EngineError::NotFound { .. } => not_found("household"),
             other => other,
         })?;
-        // A one-member household is still the household `/profiles/{id}/household` named.
-        self.household_state(&state)
+        let hh = self.household_state(&state)?;
+        if hh.members.len() < 2 {
+            return Err(not_found("household"));
+        }
+        Ok(hh)
     }
 
     pub fn graph(&self, id: &str, depth: usize, limit: usize) -> Result<Value, EngineError> {
@@ -246,7 +249,7 @@ impl Engine {
         let state = self.profile_state(id)?;
         views::explain(self.store.as_ref(), &state, a, b).map_err(|e| match e {
             ExplainError::NotInProfile(which) => {
-                not_found(format!("identifier {which} of this profile"))
+                not_found(format!("identifier {which} in this profile"))
             }
             ExplainError::Store(s) => EngineError::Store(s),
         })

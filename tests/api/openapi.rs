@@ -101,7 +101,7 @@ fn schemathesis_finds_no_server_error_or_violation() {
                 "--checks",
                 "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
             ])
-            .args(["--max-examples", "8", "--workers", "2", "--request-timeout", "20"])
+            .args(["--max-examples", "8", "--workers", "1", "--request-timeout", "20"])
             .args(["--phases", "examples,coverage,fuzzing"])
             .args(["--seed", "19"])
             .env("SCHEMATHESIS_HOOKS", "")

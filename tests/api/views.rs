@@ -178,11 +178,14 @@ async fn a_shared_address_written_differently_makes_a_household() {
     let own = json_ok(app.get(&format!("/v1/profiles/{c}/household")).await).await;
     assert_eq!(own["members"], json!([c]), "{own}");
     assert_eq!(own["bonds"], json!([]), "{own}");
-    // The id a one-person household is given answers at /v1/households/{id} too.
+    // A one-person "household" is not a household.
     let lone_id = own["household_id"].as_str().unwrap();
-    let lone = json_ok(app.get(&format!("/v1/households/{lone_id}")).await).await;
-    assert_eq!(lone["members"], json!([c]), "{lone}");
-    assert_eq!(lone["household_id"], lone_id, "{lone}");
+    assert_error(
+        app.get(&format!("/v1/households/{lone_id}")).await,
+        404,
+        "not_found",
+    )
+    .await;
     assert_error(
         app.get("/v1/households/hh_999999999999").await,
         404,
