@@ -20,6 +20,8 @@ cd "$(dirname "$0")/.."
 ./scripts/kafka.sh install
 # The official Segment (Node, Python) and RudderStack (Node) SDKs the Segment API tests use.
 ./scripts/segment-sdks.sh
+# Schemathesis (PyPI, in a virtualenv) for the OpenAPI conformance test.
+./scripts/schemathesis.sh install
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

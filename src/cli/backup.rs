@@ -48,7 +48,7 @@ pub fn backup(config: Option<&PathBuf>, args: BackupArgs) -> anyhow::Result<()> 
                 anyhow::anyhow!("--server needs an admin key: pass --key or set IDGRAPH_KEY")
             })?;
             let record = remote(server, key, args.to.as_deref())?;
-            println!("{}", serde_json::to_string_pretty(&record)?);
+            crate::outln!("{}", serde_json::to_string_pretty(&record)?);
             Ok(())
         }
         (None, data_dir) => {
@@ -68,7 +68,7 @@ pub fn backup(config: Option<&PathBuf>, args: BackupArgs) -> anyhow::Result<()> 
                 s.storage.bottommost_compression,
             )?;
             let record = crate::backup::backup(&store, &s, &to)?;
-            println!("{}", serde_json::to_string_pretty(&record)?);
+            crate::outln!("{}", serde_json::to_string_pretty(&record)?);
             Ok(())
         }
     }
@@ -120,7 +120,7 @@ pub fn restore(config: Option<&PathBuf>, args: RestoreArgs) -> anyhow::Result<()
         bail!("idgraph restore restores the embedded store only");
     }
     let outcome = crate::backup::restore(s, &args.from, at)?;
-    eprintln!(
+    crate::errln!(
         "restored backup {} (taken {}) into {}: {} profiles indexed, {} erasures re-applied",
         outcome.backup.id,
         outcome.backup.at,
@@ -128,6 +128,6 @@ pub fn restore(config: Option<&PathBuf>, args: RestoreArgs) -> anyhow::Result<()
         outcome.profiles_indexed,
         outcome.erasures_reapplied
     );
-    println!("{}", serde_json::to_string_pretty(&outcome)?);
+    crate::outln!("{}", serde_json::to_string_pretty(&outcome)?);
     Ok(())
 }

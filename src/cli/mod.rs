@@ -231,6 +231,8 @@ pub enum Command {
     /// Measure the live server over HTTP with wrk: ingest window by window as the store
     /// grows, lookups, search, `/health`, memory, disk, WAL and restart after kill -9.
     BenchHttp(bench_http::HttpBenchArgs),
+    /// Print the API's OpenAPI 3.1 document (`idgraph openapi > schema/openapi.json`).
+    Openapi,
 }
 
 #[derive(Subcommand, Debug)]
@@ -664,5 +666,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::BenchHttp(args) => bench_http::run(args),
         Command::Backup(args) => backup::backup(config, args),
         Command::Restore(args) => backup::restore(config, args),
+        Command::Openapi => {
+            crate::out!("{}", crate::serve::openapi::document());
+            Ok(())
+        }
     }
 }

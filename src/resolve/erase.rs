@@ -155,8 +155,8 @@ pub fn erase(
 
 /// Takes an identifier off the suppression list; `false` if it was not on it.
 pub fn unsuppress(s: &mut Session<'_>, rules: &Rules, key: &str) -> Result<bool, UnmergeError> {
-    let hash = rules
-        .suppression_hash(key)
-        .ok_or_else(|| UnmergeError::NotFound("no suppression list without a secret".into()))?;
+    let hash = rules.suppression_hash(key).ok_or_else(|| {
+        UnmergeError::NotFound("suppression list (none is kept without a secret)".into())
+    })?;
     Ok(s.set_suppressed(&hash, false)?)
 }

@@ -21,6 +21,17 @@ struct BackupRequest {
 static RUNNING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// `POST /v1/admin/backup`.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/backup",
+    tag = "admin",
+    description = "An online, incremental backup of the embedded store into `to` (a directory on the server's machine; default `backup.dir`)",
+    request_body(content = serde_json::Value, content_type = "application/json", description = "`{\"to\": \"/absolute/dir\"}` (optional)"),
+    responses(
+        (status = 200, description = "The backup made (id, time, last write group, bytes)", body = Object),
+        (status = 409, description = "The store is not the embedded one, or a backup is running", body = Object),
+    )
+)]
 pub async fn backup(
     auth: Auth<perm::Admin>,
     body: web::Bytes,

@@ -13,7 +13,7 @@ use super::error::ApiError;
 /// How the events of a body are framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
-    /// `application/json` (or `application/*+json`, or no Content-Type): one event object
+    /// `application/json` (or `application/*+json`): one event object
     /// or an array of events.
     Json,
     /// `application/x-ndjson` (also `application/jsonl`): one event per line.
@@ -31,19 +31,20 @@ fn unsupported(message: String) -> ApiError {
     )
 }
 
-/// The framing named by the request's Content-Type. A missing Content-Type is read as
-/// JSON (curl `-d` without `-H` and many SDKs send none); anything else that is not a
-/// JSON or NDJSON media type is refused with 415.
+/// The framing named by the request's Content-Type. A missing Content-Type, or anything
+/// that is not a JSON or NDJSON media type, is refused with 415 (as on every JSON route:
+/// see `serve::media`).
 pub fn framing(req: &HttpRequest) -> Result<Framing, ApiError> {
     let Some(ct) = req.headers().get(header::CONTENT_TYPE) else {
-        return Ok(Framing::Json);
+        return Err(unsupported(format!(
+            "the request has no Content-Type; send {ACCEPTED}"
+        )));
     };
     let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
     let essence = ct.split(';').next().unwrap_or("").trim();
     match essence {
-        "application/json" => Ok(Framing::Json),
         "application/x-ndjson" | "application/ndjson" | "application/jsonl" => Ok(Framing::Ndjson),
-        e if e.starts_with("application/") && e.ends_with("+json") => Ok(Framing::Json),
+        e if super::media::is_json(e) => Ok(Framing::Json),
         _ => Err(unsupported(format!(
             "Content-Type {essence:?} is not accepted here; send {ACCEPTED}"
         ))),

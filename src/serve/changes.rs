@@ -23,7 +23,8 @@ pub const MAX_LIMIT: usize = 1000;
 /// Longest long poll, in seconds.
 pub const MAX_WAIT_SECONDS: u64 = 60;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ChangesQuery {
     after: Option<String>,
     limit: Option<String>,
@@ -75,6 +76,13 @@ fn types(text: Option<&str>) -> Result<Option<BTreeSet<ChangeType>>> {
     Ok(Some(out))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/changes",
+    tag = "feed",
+    params(ChangesQuery),
+    responses((status = 200, description = "A page of the change feed", body = Object))
+)]
 pub async fn changes(
     auth: Auth<perm::Changes>,
     q: web::Query<ChangesQuery>,
@@ -200,6 +208,12 @@ async fn visible(
 }
 
 /// `GET /v1/webhooks` (admin): every destination, where it is and what it set aside.
+#[utoipa::path(
+    get,
+    path = "/v1/webhooks",
+    tag = "feed",
+    responses((status = 200, description = "The webhooks and their delivery state", body = Object))
+)]
 pub async fn webhooks(
     _auth: Auth<perm::Admin>,
     hooks: web::Data<crate::webhooks::Webhooks>,
@@ -235,7 +249,7 @@ pub async fn webhooks(
     Ok(HttpResponse::Ok().json(json!({ "webhooks": list })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayBody {
     after: u64,
@@ -243,6 +257,14 @@ pub struct ReplayBody {
 
 /// `POST /v1/webhooks/{name}/replay {"after": SEQ}` (admin): sends every record after
 /// `SEQ` again (dead letters after it included).
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/{name}/replay",
+    tag = "feed",
+    params(("name" = String, Path, description = "The webhook")),
+    request_body = ReplayBody,
+    responses((status = 200, description = "The replay was scheduled", body = Object))
+)]
 pub async fn replay(
     _auth: Auth<perm::Admin>,
     path: web::Path<String>,
@@ -278,7 +300,8 @@ pub async fn replay(
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ExportQuery {
     since: Option<String>,
 }
@@ -288,6 +311,13 @@ pub struct ExportQuery {
 /// and limited to its row scope. `Idgraph-Through` names the feed position the rows
 /// reflect at least (the next call's `since`). The audit entry names the export, not each
 /// profile.
+#[utoipa::path(
+    get,
+    path = "/v1/exports/{kind}",
+    tag = "feed",
+    params(("kind" = String, Path, description = "What to export (profiles, identifiers, ...)"), ExportQuery),
+    responses((status = 200, description = "Every row as JSON lines", content_type = "application/x-ndjson", body = String))
+)]
 pub async fn export(
     auth: Auth<perm::Changes>,
     path: web::Path<String>,

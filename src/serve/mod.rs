@@ -5,12 +5,14 @@
 //! up telemetry and calls it.
 
 pub mod auth;
-pub mod body;
 pub mod backup;
+pub mod body;
 pub mod changes;
 pub mod console;
 pub mod error;
+pub mod media;
 pub mod metrics;
+pub mod openapi;
 pub mod replication;
 pub mod request_id;
 pub mod routes;
@@ -130,25 +132,8 @@ impl Application {
                 .app_data(
                     web::JsonConfig::default()
                         .limit(64 * 1024)
-                        .error_handler(|e, _| {
-                            // The parser's message may quote the body: name the kind of problem only.
-                            let why = match &e {
-                                actix_web::error::JsonPayloadError::ContentType => {
-                                    "the content type must be application/json"
-                                }
-                                actix_web::error::JsonPayloadError::Deserialize(d)
-                                    if d.is_data() =>
-                                {
-                                    "the JSON does not have the expected fields and types"
-                                }
-                                actix_web::error::JsonPayloadError::Overflow { .. }
-                                | actix_web::error::JsonPayloadError::OverflowKnownLength {
-                                    ..
-                                } => "the body is too large",
-                                _ => "the body is not valid JSON",
-                            };
-                            ApiError::bad_request("invalid_json", why).into()
-                        }),
+                        .content_type(|m| media::is_json(m.essence_str()))
+                        .error_handler(|e, _| media::json_error(&e, 64 * 1024).into()),
                 )
                 .app_data(web::PathConfig::default().error_handler(|e, _| {
                     ApiError::bad_request("invalid_path", format!("invalid path: {e}")).into()
@@ -172,6 +157,9 @@ impl Application {
                 .service(resource("/health").route(web::get().to(routes::health)))
                 .service(resource("/ready").route(web::get().to(routes::ready)))
                 .service(resource("/metrics").route(web::get().to(routes::metrics)))
+                .service(resource("/openapi.json").route(web::get().to(openapi::openapi_json)))
+                .service(resource("/docs").route(web::get().to(openapi::docs)))
+                .service(resource("/docs/{file}").route(web::get().to(openapi::docs_asset)))
                 .service(
                     web::scope("/v1")
                         .wrap(from_fn(auth::audit))

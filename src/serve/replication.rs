@@ -33,7 +33,8 @@ const MAX_WAIT_SECONDS: u64 = 30;
 const DEFAULT_PAGE_BYTES: usize = 8 << 20;
 const MAX_PAGE_BYTES: usize = 64 << 20;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogQuery {
     after: Option<String>,
     wait: Option<String>,
@@ -63,6 +64,13 @@ fn backlog(engine: &Engine) -> Result<std::sync::Arc<replication::Backlog>> {
 }
 
 /// `GET /v1/replication/log`.
+#[utoipa::path(
+    get,
+    path = "/v1/replication/log",
+    tag = "admin",
+    params(LogQuery),
+    responses((status = 200, description = "Write-ahead log records after `after`", content_type = "application/octet-stream", body = Vec<u8>))
+)]
 pub async fn log(
     auth: Auth<perm::Admin>,
     q: web::Query<LogQuery>,
@@ -156,6 +164,12 @@ fn io(what: &Path, e: std::io::Error) -> EngineError {
 }
 
 /// `GET /v1/replication/snapshot`.
+#[utoipa::path(
+    get,
+    path = "/v1/replication/snapshot",
+    tag = "admin",
+    responses((status = 200, description = "A new snapshot's manifest", body = Object))
+)]
 pub async fn snapshot(auth: Auth<perm::Admin>, engine: web::Data<Engine>) -> Result<HttpResponse> {
     unscoped(&auth)?;
     backlog(&engine)?;
@@ -206,6 +220,13 @@ pub async fn snapshot(auth: Auth<perm::Admin>, engine: web::Data<Engine>) -> Res
 }
 
 /// `GET /v1/replication/snapshot/{id}/{file}`.
+#[utoipa::path(
+    get,
+    path = "/v1/replication/snapshot/{id}/{file}",
+    tag = "admin",
+    params(("id" = String, Path, description = "The snapshot"), ("file" = String, Path, description = "A file of its manifest")),
+    responses((status = 200, description = "The file", content_type = "application/octet-stream", body = Vec<u8>))
+)]
 pub async fn snapshot_file(
     auth: Auth<perm::Admin>,
     path: web::Path<(String, String)>,

@@ -36,6 +36,13 @@ where
 
 /// `POST /v1/events`: one event (object) or a batch (array), or NDJSON (one event per
 /// line); optionally gzip-compressed.
+#[utoipa::path(
+    post,
+    path = "/v1/events",
+    tag = "ingest",
+    request_body(content((serde_json::Value = "application/json"), (serde_json::Value = "application/x-ndjson")), description = "One event object or an array of events (see schema/event.schema.json), or NDJSON (one event per line); optionally `Content-Encoding: gzip`"),
+    responses((status = 200, description = "The outcome of the event (for one event) or of each event of a batch", body = serde_json::Value))
+)]
 pub async fn post_events(
     auth: Auth<perm::Ingest>,
     req: HttpRequest,
@@ -331,6 +338,13 @@ async fn check_identifier_scope<P: super::auth::Perm>(
     .await
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/profiles/{id}",
+    tag = "profiles",
+    params(("id" = String, Path, description = "A profile id (or a household id for /v1/households)")),
+    responses((status = 200, description = "The golden profile", body = Object))
+)]
 pub async fn get_profile(
     auth: Auth<perm::ReadProfile>,
     path: web::Path<String>,
@@ -345,13 +359,21 @@ pub async fn get_profile(
     golden_answer(&auth, &engine, bytes, Missing::Profile).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LookupQuery {
     kind: String,
     value: String,
 }
 
 /// `GET /v1/lookup` (service, admin: roles that see raw values; see `governance::access`).
+#[utoipa::path(
+    get,
+    path = "/v1/lookup",
+    tag = "profiles",
+    params(LookupQuery),
+    responses((status = 200, description = "The golden profile holding the identifier", body = Object))
+)]
 pub async fn lookup(
     auth: Auth<perm::Lookup>,
     q: web::Query<LookupQuery>,
@@ -365,7 +387,8 @@ pub async fn lookup(
     golden_answer(&auth, &engine, bytes, Missing::Identifier).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SearchQuery {
     q: Option<String>,
     limit: Option<String>,
@@ -376,6 +399,13 @@ pub struct SearchQuery {
 }
 
 /// `GET /v1/search`: profiles for a support agent's query (see `search::query`).
+#[utoipa::path(
+    get,
+    path = "/v1/search",
+    tag = "profiles",
+    params(SearchQuery),
+    responses((status = 200, description = "A page of matching profiles", body = Object))
+)]
 pub async fn search(
     auth: Auth<perm::Search>,
     q: web::Query<SearchQuery>,
@@ -443,6 +473,13 @@ fn profile_ids(list: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/profiles/{id}/devices",
+    tag = "views",
+    params(("id" = String, Path, description = "A profile id (or a household id for /v1/households)")),
+    responses((status = 200, description = "The profile's devices", body = Object))
+)]
 pub async fn devices(
     auth: Auth<perm::Views>,
     path: web::Path<String>,
@@ -493,6 +530,13 @@ async fn household_answer(
     Ok(masked(auth, engine, v, members))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/profiles/{id}/household",
+    tag = "views",
+    params(("id" = String, Path, description = "A profile id (or a household id for /v1/households)")),
+    responses((status = 200, description = "The profile's household", body = Object))
+)]
 pub async fn profile_household(
     auth: Auth<perm::Views>,
     path: web::Path<String>,
@@ -508,6 +552,13 @@ pub async fn profile_household(
     household_answer(&auth, &engine, hh, false).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/households/{id}",
+    tag = "views",
+    params(("id" = String, Path, description = "A profile id (or a household id for /v1/households)")),
+    responses((status = 200, description = "The household", body = Object))
+)]
 pub async fn household(
     auth: Auth<perm::Views>,
     path: web::Path<String>,
@@ -522,7 +573,8 @@ pub async fn household(
     household_answer(&auth, &engine, hh, true).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct GraphQuery {
     depth: Option<usize>,
     limit: Option<usize>,
@@ -531,6 +583,13 @@ pub struct GraphQuery {
 pub const MAX_GRAPH_DEPTH: usize = 4;
 pub const MAX_GRAPH_NODES: usize = 2000;
 
+#[utoipa::path(
+    get,
+    path = "/v1/profiles/{id}/graph",
+    tag = "views",
+    params(("id" = String, Path, description = "A profile id (or a household id for /v1/households)"), GraphQuery),
+    responses((status = 200, description = "The profile's identity graph (nodes and edges)", body = Object))
+)]
 pub async fn graph(
     auth: Auth<perm::Views>,
     path: web::Path<String>,
@@ -566,7 +625,8 @@ pub async fn graph(
     respond(&auth, &engine, v, vec![owner], Missing::Profile).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PairQuery {
     a: String,
     b: String,
@@ -597,6 +657,12 @@ const RERESOLVE_SCOPED: &str =
     "a key scoped to some sources cannot re-resolve: a run covers every profile";
 
 /// `GET /v1/admin/reresolve` (admin, unscoped): the progress of the current or last run.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/reresolve",
+    tag = "admin",
+    responses((status = 200, description = "The progress of the current or last re-resolve", body = Object))
+)]
 pub async fn reresolve_progress(
     auth: Auth<perm::Admin>,
     engine: web::Data<Engine>,
@@ -605,7 +671,8 @@ pub async fn reresolve_progress(
     Ok(HttpResponse::Ok().json(engine.reresolve_progress()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ReresolveQuery {
     #[serde(default)]
@@ -616,6 +683,13 @@ pub struct ReresolveQuery {
 /// profile under the current survivorship settings in the background, and with
 /// `rematch` matches every record again under the current model (202 with the progress;
 /// while a run is on, its progress with `already_running`).
+#[utoipa::path(
+    post,
+    path = "/v1/admin/reresolve",
+    tag = "admin",
+    params(ReresolveQuery),
+    responses((status = 202, description = "The re-resolve started", body = Object))
+)]
 pub async fn reresolve_start(
     auth: Auth<perm::Admin>,
     q: web::Query<ReresolveQuery>,
@@ -626,7 +700,8 @@ pub async fn reresolve_start(
     Ok(HttpResponse::Accepted().json(progress))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ReviewQuery {
     #[serde(default)]
@@ -639,6 +714,13 @@ pub struct ReviewQuery {
 }
 
 /// `GET /v1/review`: the candidate pairs matching was unsure of, oldest first.
+#[utoipa::path(
+    get,
+    path = "/v1/review",
+    tag = "stewardship",
+    params(ReviewQuery),
+    responses((status = 200, description = "A page of the review queue", body = Object))
+)]
 pub async fn review_queue(
     auth: Auth<perm::Admin>,
     q: web::Query<ReviewQuery>,
@@ -692,9 +774,10 @@ pub async fn review_queue(
     Ok(HttpResponse::Ok().json(page))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReviewDecisionBody {
+    #[schema(value_type = String, example = "accept")]
     decision: crate::resolve::review::Decision,
     reason: String,
     #[serde(default, rename = "override")]
@@ -705,6 +788,14 @@ pub struct ReviewDecisionBody {
 const MAX_REASON: usize = 1_000;
 
 /// `POST /v1/review/{seq}` `{"decision": "accept"|"reject", "reason", "override"?}`.
+#[utoipa::path(
+    post,
+    path = "/v1/review/{seq}",
+    tag = "stewardship",
+    params(("seq" = String, Path, description = "The review item's sequence number")),
+    request_body = ReviewDecisionBody,
+    responses((status = 200, description = "What the decision did", body = Object))
+)]
 pub async fn review_decide(
     auth: Auth<perm::Admin>,
     path: web::Path<String>,
@@ -778,7 +869,7 @@ fn steward_overrides(overrides: Vec<String>) -> Result<Vec<String>> {
     Ok(overrides)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MergeBody {
     profiles: Vec<String>,
@@ -789,6 +880,13 @@ pub struct MergeBody {
 
 /// `POST /v1/profiles/merge` `{"profiles": [...], "reason", "override"?}` (admin): a
 /// steward merges two or more profiles into the oldest (see `resolve::steward`).
+#[utoipa::path(
+    post,
+    path = "/v1/profiles/merge",
+    tag = "stewardship",
+    request_body = MergeBody,
+    responses((status = 200, description = "The merged profile", body = Object))
+)]
 pub async fn merge_profiles(
     auth: Auth<perm::Admin>,
     body: web::Json<MergeBody>,
@@ -835,7 +933,7 @@ pub async fn merge_profiles(
     Ok(HttpResponse::Ok().json(out))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SplitBody {
     groups: Option<Vec<Vec<String>>>,
@@ -848,6 +946,14 @@ pub struct SplitBody {
 /// `POST /v1/profiles/{id}/split` `{"groups": [[kind:value, ...], ...] | "mode":
 /// "components"|"identifiers", "reason", "override"?}` (admin): a steward splits a profile
 /// (see `resolve::steward`).
+#[utoipa::path(
+    post,
+    path = "/v1/profiles/{id}/split",
+    tag = "stewardship",
+    params(("id" = String, Path, description = "A profile id (or a household id for /v1/households)")),
+    request_body = SplitBody,
+    responses((status = 200, description = "The profiles the split made", body = Object))
+)]
 pub async fn split_profile(
     auth: Auth<perm::Admin>,
     path: web::Path<String>,
@@ -911,6 +1017,13 @@ pub async fn split_profile(
 
 /// `GET /v1/profiles/{id}/values` (admin): every observed value of each trait with its
 /// sources, first/last seen, count and event, and which one the golden profile shows.
+#[utoipa::path(
+    get,
+    path = "/v1/profiles/{id}/values",
+    tag = "stewardship",
+    params(("id" = String, Path, description = "A profile id (or a household id for /v1/households)")),
+    responses((status = 200, description = "Every value of every trait with its source", body = Object))
+)]
 pub async fn trait_values(
     auth: Auth<perm::Admin>,
     path: web::Path<String>,
@@ -927,14 +1040,15 @@ pub async fn trait_values(
     Ok(HttpResponse::Ok().json(v))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PinBody {
     value: Value,
     reason: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UnpinQuery {
     reason: String,
@@ -953,6 +1067,14 @@ fn check_trait_name(name: &str) -> Result<()> {
 
 /// `PUT /v1/profiles/{id}/pins/{name}` `{"value", "reason"}` (admin): a steward pins a
 /// trait's value (normalized as ingest does); answers the profile's values.
+#[utoipa::path(
+    put,
+    path = "/v1/profiles/{id}/pins/{name}",
+    tag = "stewardship",
+    params(("id" = String, Path, description = "A profile id (or a household id for /v1/households)"), ("name" = String, Path, description = "The trait")),
+    request_body = PinBody,
+    responses((status = 200, description = "The profile with the pinned value", body = Object))
+)]
 pub async fn pin_value(
     auth: Auth<perm::Admin>,
     path: web::Path<(String, String)>,
@@ -971,6 +1093,13 @@ pub async fn pin_value(
 }
 
 /// `DELETE /v1/profiles/{id}/pins/{name}?reason=` (admin): removes a steward's pin.
+#[utoipa::path(
+    delete,
+    path = "/v1/profiles/{id}/pins/{name}",
+    tag = "stewardship",
+    params(("id" = String, Path, description = "A profile id (or a household id for /v1/households)"), ("name" = String, Path, description = "The trait"), UnpinQuery),
+    responses((status = 200, description = "The profile without the pin", body = Object))
+)]
 pub async fn unpin_value(
     auth: Auth<perm::Admin>,
     path: web::Path<(String, String)>,
@@ -1001,6 +1130,13 @@ async fn pinned_answer(
 /// `GET /v1/explain?a=kind:value&b=kind:value`: why two identifiers are (not) one person.
 /// A steward's question, so admin only; a key limited to some sources must see both
 /// profiles.
+#[utoipa::path(
+    get,
+    path = "/v1/explain",
+    tag = "stewardship",
+    params(PairQuery),
+    responses((status = 200, description = "Why two identifiers are (not) in one profile", body = Object))
+)]
 pub async fn why_not(
     auth: Auth<perm::Admin>,
     q: web::Query<PairQuery>,
@@ -1015,6 +1151,13 @@ pub async fn why_not(
     Ok(HttpResponse::Ok().json(answer))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/profiles/{id}/explain",
+    tag = "views",
+    params(("id" = String, Path, description = "A profile id (or a household id for /v1/households)"), PairQuery),
+    responses((status = 200, description = "Why two identifiers of the profile are joined", body = Object))
+)]
 pub async fn explain(
     auth: Auth<perm::Views>,
     path: web::Path<String>,
@@ -1069,11 +1212,19 @@ pub async fn explain(
     respond(&auth, &engine, v, vec![owner], Missing::Profile).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     limit: Option<usize>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/profiles/{id}/history",
+    tag = "views",
+    params(("id" = String, Path, description = "A profile id (or a household id for /v1/households)"), HistoryQuery),
+    responses((status = 200, description = "The profile's merge and split history", body = serde_json::Value))
+)]
 pub async fn history(
     auth: Auth<perm::Views>,
     path: web::Path<String>,
@@ -1147,6 +1298,13 @@ async fn scoped_fields<P: super::auth::Perm>(
     .await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/links",
+    tag = "privacy",
+    params(PairQuery),
+    responses((status = 200, description = "The profiles after the link is removed", body = Object))
+)]
 pub async fn delete_link(
     auth: Auth<perm::Admin>,
     q: web::Query<PairQuery>,
@@ -1166,6 +1324,13 @@ pub async fn delete_link(
     split_answer(&auth, &engine, &out).await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/identifiers/{kind}/{value}",
+    tag = "privacy",
+    params(("kind" = String, Path, description = "Identifier kind (email, phone, ...)"), ("value" = String, Path, description = "The identifier value")),
+    responses((status = 200, description = "The identifier was removed", body = Object))
+)]
 pub async fn delete_identifier(
     auth: Auth<perm::Admin>,
     path: web::Path<(String, String)>,
@@ -1182,7 +1347,7 @@ pub async fn delete_identifier(
     split_answer(&auth, &engine, &out).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ErasureRequest {
     profile_id: Option<String>,
@@ -1192,6 +1357,13 @@ pub struct ErasureRequest {
 
 /// `POST /v1/erasure` (admin): erases a person by profile id or by one identifier, puts
 /// the identifiers on the suppression list and purges storage (see `resolve::erase`).
+#[utoipa::path(
+    post,
+    path = "/v1/erasure",
+    tag = "privacy",
+    request_body = ErasureRequest,
+    responses((status = 200, description = "What was erased", body = Object))
+)]
 pub async fn erasure(
     auth: Auth<perm::Admin>,
     body: web::Json<ErasureRequest>,
@@ -1237,13 +1409,21 @@ pub async fn erasure(
     Ok(HttpResponse::Ok().json(out))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SuppressionQuery {
     identifier: String,
 }
 
 /// `DELETE /v1/suppressions?identifier=kind:value` (admin): events carrying it are accepted
 /// again.
+#[utoipa::path(
+    delete,
+    path = "/v1/suppressions",
+    tag = "privacy",
+    params(SuppressionQuery),
+    responses((status = 200, description = "The suppression was removed", body = Object))
+)]
 pub async fn delete_suppression(
     auth: Auth<perm::Admin>,
     q: web::Query<SuppressionQuery>,
@@ -1271,6 +1451,13 @@ pub async fn delete_suppression(
 /// Liveness: 200 while the process serves. With the graph database unreachable (Bolt
 /// store) the status is `degraded`: lookups still answer from the profile cache, writes do
 /// not. Readiness for writes is [`ready`].
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "ops",
+    responses((status = 200, description = "The process is up (with store counters)", body = Object)),
+    security(())
+)]
 pub async fn health(
     req: HttpRequest,
     engine: web::Data<Engine>,
@@ -1298,6 +1485,13 @@ pub async fn health(
 /// Readiness: 200 when writes can be taken (the graph store answers and, after a failed
 /// write, a probe write succeeds); 503 otherwise, naming the cause (`storage_full` while
 /// the disk is full, with `Retry-After`).
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "ops",
+    responses((status = 200, description = "Ready to take writes", body = Object), (status = 503, description = "Not ready: `status`, `reason` and `message` say why", body = Object)),
+    security(())
+)]
 pub async fn ready(
     engine: web::Data<Engine>,
     replica: web::Data<super::Replica>,
@@ -1339,6 +1533,13 @@ pub async fn ready(
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "ops",
+    responses((status = 200, description = "Prometheus metrics", content_type = "text/plain", body = String)),
+    security(())
+)]
 pub async fn metrics(
     req: HttpRequest,
     metrics: web::Data<Metrics>,
@@ -1383,6 +1584,12 @@ pub async fn metrics(
 }
 
 /// `GET /v1/config` (admin): the running configuration, secrets replaced by `***`.
+#[utoipa::path(
+    get,
+    path = "/v1/config",
+    tag = "admin",
+    responses((status = 200, description = "The effective settings, secrets redacted", body = Object))
+)]
 pub async fn config(_auth: Auth<perm::Admin>, engine: web::Data<Engine>) -> Result<HttpResponse> {
     let mut settings = engine.settings().clone();
     settings.graph.bolt.password = crate::config::Secret::new("***");
@@ -1405,7 +1612,8 @@ pub async fn config(_auth: Auth<perm::Admin>, engine: web::Data<Engine>) -> Resu
     Ok(HttpResponse::Ok().json(settings))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     key: Option<String>,
     profile: Option<String>,
@@ -1416,6 +1624,13 @@ pub struct AuditQuery {
 }
 
 /// `GET /v1/audit` (admin): the latest audit entries, as JSON or JSONL (`format=jsonl`).
+#[utoipa::path(
+    get,
+    path = "/v1/audit",
+    tag = "admin",
+    params(AuditQuery),
+    responses((status = 200, description = "Audit entries (JSON, or JSON lines with format=jsonl)", content((Object = "application/json"), (String = "application/x-ndjson"))))
+)]
 pub async fn audit(
     auth: Auth<perm::Admin>,
     q: web::Query<AuditQuery>,

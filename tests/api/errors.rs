@@ -541,3 +541,91 @@ async fn implausible_birth_dates_are_kept_as_written_not_refused() {
         }
     }
 }
+
+/// Only application/json and `+json` types are JSON; a missing content type is refused
+/// like text/plain, on /v1/events and on the routes that take a typed JSON body alike.
+#[tokio::test]
+async fn json_routes_take_json_media_types_only() {
+    let app = spawn_app().await;
+    let body = serde_json::to_string(&valid()).unwrap();
+    for ct in [Some("text/notjson"), Some("text/json"), None] {
+        assert_error(
+            app.post_raw(body.clone(), ct).await,
+            415,
+            "unsupported_media_type",
+        )
+        .await;
+    }
+    assert_eq!(json_ok(app.get("/health").await).await["events"], 0);
+    let ok = app
+        .post_raw(
+            body,
+            Some("application/vnd.idgraph.event+json; charset=utf-8"),
+        )
+        .await;
+    assert_eq!(ok.status(), 200, "{:?}", ok.text().await);
+
+    // /v1/erasure: a wrong or missing content type is 415, a body over its limit is 413.
+    let erasure = app.url("/v1/erasure");
+    let ident = r#"{"identifier":"email:a@example.com"}"#;
+    for ct in [Some("text/plain"), None] {
+        let mut req = app.client.post(&erasure).body(ident);
+        if let Some(ct) = ct {
+            req = req.header("content-type", ct);
+        }
+        assert_error(req.send().await.unwrap(), 415, "unsupported_media_type").await;
+    }
+    let big = format!(
+        r#"{{"identifier":"email:{}@example.com"}}"#,
+        "a".repeat(70 * 1024)
+    );
+    let resp = app
+        .client
+        .post(&erasure)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_error(resp, 413, "payload_too_large").await;
+}
+
+/// A 404's message says "not found" once, after a noun ("no suppression list without a
+/// secret not found" was one).
+#[tokio::test]
+async fn not_found_messages_do_not_repeat_themselves() {
+    let app = spawn_app().await;
+    let mut messages = Vec::new();
+    for path in [
+        "/v1/profiles/p_999999999999",
+        "/v1/households/hh_999999999999",
+        "/v1/lookup?kind=email&value=nobody@example.com",
+        "/v1/nothing",
+    ] {
+        let e = assert_error(app.get(path).await, 404, "not_found").await;
+        messages.push(
+            e["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+    let e = assert_error(
+        app.delete("/v1/suppressions?identifier=email:nobody@example.com")
+            .await,
+        404,
+        "not_found",
+    )
+    .await;
+    messages.push(
+        e["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    );
+    for m in &messages {
+        assert!(m.matches("not found").count() <= 1, "{m}");
+        assert!(!m.contains("does not exist not found"), "{m}");
+        assert!(!m.starts_with("no ") || !m.ends_with("not found"), "{m}");
+    }
+}

@@ -26,6 +26,7 @@ mod jvm_server;
 mod kafka;
 mod matching;
 mod neo4j;
+mod openapi;
 mod operations;
 mod pipeline;
 mod properties;

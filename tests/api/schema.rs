@@ -168,6 +168,21 @@ fn cases() -> Vec<(&'static str, Value, bool)> {
             with("event_id", json!("evt\u{1}1")),
             false,
         ),
+        (
+            "event_id with a C1 control character",
+            with("event_id", json!("evt\u{85}1")),
+            false,
+        ),
+        (
+            "event_id with DEL",
+            with("event_id", json!("evt\u{7f}1")),
+            false,
+        ),
+        (
+            "event_id with a character just past the C1 range",
+            with("event_id", json!("evt\u{a0}1")),
+            true,
+        ),
         ("source not a string", with("source", json!(5)), false),
         (
             "source not a source name",
