@@ -328,8 +328,9 @@ pub fn build(
     // 2. Every word somewhere: whole words first, then typos and prefixes of the words
     // found nowhere as typed, then of every word.
     let mut present = Vec::with_capacity(words.len());
-    for w in words {
-        let whole = indexed_whole_words(f, &w, searcher)?;
+    let n = words.len();
+    for (i, w) in words.into_iter().enumerate() {
+        let whole = indexed_whole_words(f, &w, nicknames_apply(i, n), searcher)?;
         present.push((w, whole));
     }
     let words = present;
@@ -472,6 +473,7 @@ impl Plan {
 fn indexed_whole_words(
     f: &Fields,
     w: &str,
+    nicknames: bool,
     searcher: &Searcher,
 ) -> tantivy::Result<Vec<(String, f32)>> {
     let mut whole = vec![(w, WHOLE_BOOST)];
@@ -479,11 +481,13 @@ fn indexed_whole_words(
     if !street.is_empty() && street != w {
         whole.push((street, WHOLE_BOOST));
     }
-    whole.extend(
-        super::nicknames::related(w)
-            .iter()
-            .map(|n| (n.as_str(), NICKNAME_BOOST)),
-    );
+    if nicknames {
+        whole.extend(
+            super::nicknames::related(w)
+                .iter()
+                .map(|n| (n.as_str(), NICKNAME_BOOST)),
+        );
+    }
     let mut present = Vec::with_capacity(whole.len());
     for (t, by) in whole {
         if searcher.doc_freq(&Term::from_field_text(f.words, t))? > 0 {
@@ -491,6 +495,13 @@ fn indexed_whole_words(
         }
     }
     Ok(present)
+}
+
+/// Whether word `i` of `n` stands also for its nicknames: every word but the last of a
+/// query of several words, which is still being typed (`Garcia Rob` is Roberta as typed
+/// so far, not Bob through `rob`); a single word does.
+fn nicknames_apply(i: usize, n: usize) -> bool {
+    n == 1 || i + 1 < n
 }
 
 /// Boost of a word matched as typed (or in its canonical address form).
@@ -620,7 +631,7 @@ impl Matcher {
             indexed.iter().any(|w| {
                 word_matches(q, w, i + 1 == n)
                     || super::document::initial(w).as_deref() == Some(q.as_str())
-                    || super::nicknames::are_related(q, w)
+                    || (nicknames_apply(i, n) && super::nicknames::are_related(q, w))
             })
         })
     }

@@ -30,6 +30,7 @@ mod openapi;
 mod operations;
 mod pipeline;
 mod properties;
+mod readme;
 mod replicas;
 mod resolution;
 mod review;
