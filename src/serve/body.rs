@@ -107,7 +107,10 @@ pub async fn read(
     if !gzip {
         return Ok(bytes.to_vec());
     }
-    gunzip(&bytes, limit)
+    // Inflating is CPU work: on the blocking pool, not the request's executor thread.
+    web::block(move || gunzip(&bytes, limit))
+        .await
+        .map_err(|_| ApiError::unavailable("the server is shutting down"))?
 }
 
 /// Inflates a gzip body, reading at most `limit + 1` bytes so a bomb costs no more than

@@ -12,9 +12,7 @@
 //! object.
 //! Segment's libraries retry on 429 and 5xx only, so a 400/401 is not retried.
 
-use std::io::Read;
-
-use actix_web::http::{header, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
@@ -216,61 +214,7 @@ async fn read_body(
     // The Content-Type is not checked, as Segment's own API does not: analytics.js sends
     // text/plain from sendBeacon, and RudderStack's Node SDK posts its gzip body with
     // axios's default form type. The body must be JSON whatever it says.
-    let gzip = match req
-        .headers()
-        .get(header::CONTENT_ENCODING)
-        .map(|v| v.to_str().unwrap_or("").trim().to_ascii_lowercase())
-    {
-        None => false,
-        Some(e) if e.is_empty() || e == "identity" => false,
-        Some(e) if e == "gzip" || e == "x-gzip" => true,
-        Some(_) => {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_encoding",
-                "Content-Encoding must be gzip or identity",
-            ))
-        }
-    };
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the body is larger than the limit of {limit} bytes (server.max_body_bytes)"),
-        )
-    };
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large());
-    }
-    let bytes = payload
-        .to_bytes_limited(limit)
-        .await
-        .map_err(|_| too_large())?
-        .map_err(|e| {
-            ApiError::bad_request("invalid_body", format!("could not read the body: {e}"))
-        })?;
-    let bytes = if gzip {
-        let decoded = web::block(move || gunzip_bounded(&bytes, limit))
-            .await
-            .map_err(|_| ApiError::unavailable("the server is shutting down"))?;
-        match decoded {
-            Gunzip::Ok(b) => b,
-            Gunzip::TooLarge => return Err(too_large()),
-            Gunzip::Invalid => {
-                return Err(ApiError::bad_request(
-                    "invalid_body",
-                    "the body is not valid gzip (Content-Encoding: gzip)",
-                ))
-            }
-        }
-    } else {
-        bytes.to_vec()
-    };
+    let bytes = super::body::read(req, payload, limit).await?;
     if bytes.is_empty() {
         return Err(ApiError::bad_request(
             "invalid_json",
@@ -280,46 +224,4 @@ async fn read_body(
     serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
     })
-}
-
-enum Gunzip {
-    Ok(Vec<u8>),
-    TooLarge,
-    Invalid,
-}
-
-/// Decompresses gzip (every member), reading at most `limit + 1` bytes of output, so a
-/// gzip bomb costs at most `limit` bytes of memory.
-fn gunzip_bounded(bytes: &[u8], limit: usize) -> Gunzip {
-    let mut out = Vec::new();
-    let decoder = flate2::read::MultiGzDecoder::new(bytes);
-    match decoder.take(limit as u64 + 1).read_to_end(&mut out) {
-        Ok(_) if out.len() > limit => Gunzip::TooLarge,
-        Ok(_) => Gunzip::Ok(out),
-        Err(_) => Gunzip::Invalid,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write;
-
-    fn gz(data: &[u8]) -> Vec<u8> {
-        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-        e.write_all(data).unwrap();
-        e.finish().unwrap()
-    }
-
-    #[test]
-    fn gunzip_is_bounded_after_decompression() {
-        let bomb = gz(&vec![b' '; 10_000_000]);
-        assert!(bomb.len() < 20_000);
-        assert!(matches!(gunzip_bounded(&bomb, 1_000_000), Gunzip::TooLarge));
-        match gunzip_bounded(&gz(b"{\"a\":1}"), 1000) {
-            Gunzip::Ok(b) => assert_eq!(b, b"{\"a\":1}"),
-            _ => panic!("valid gzip refused"),
-        }
-        assert!(matches!(gunzip_bounded(b"not gzip", 1000), Gunzip::Invalid));
-    }
 }
