@@ -36,7 +36,12 @@ const ASSETS: &[Asset] = &[
 
 const INDEX: &[u8] = include_bytes!("../../console/src/index.html");
 
-fn respond(content_type: &'static str, body: Vec<u8>) -> HttpResponse {
+/// A static file of the console (or of the API docs page): no caching surprises, no
+/// sniffing, and a policy that loads nothing from elsewhere.
+pub(crate) fn respond(
+    content_type: &'static str,
+    body: impl actix_web::body::MessageBody + 'static,
+) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, content_type))
         .insert_header((header::CACHE_CONTROL, "no-cache"))

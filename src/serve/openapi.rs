@@ -301,15 +301,7 @@ const DOCS_PAGE: &str = r#"<!doctype html>
 "#;
 
 fn asset(content_type: &'static str, body: &'static [u8]) -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, content_type))
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .insert_header(("X-Content-Type-Options", "nosniff"))
-        .insert_header((
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'",
-        ))
-        .body(body)
+    super::console::respond(content_type, body)
 }
 
 /// `GET /docs`: the document rendered by Swagger UI (`swagger-ui-dist` from npm, compiled

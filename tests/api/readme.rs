@@ -6,6 +6,32 @@ use std::process::Command;
 
 use crate::helpers::assert_succeeded;
 
+/// `bash -c script` in `dir` (killed after `seconds`), with the `idgraph` binary under
+/// test first on PATH and every inherited `IDGRAPH_*` variable removed.
+fn bash(script: &str, dir: &std::path::Path, seconds: u32) -> std::process::Output {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_idgraph"))
+        .parent()
+        .expect("the binary's directory")
+        .to_owned();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = Command::new("timeout");
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("IDGRAPH_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.arg(seconds.to_string())
+        .args(["bash", "-c", script])
+        .current_dir(dir)
+        .env("PATH", path)
+        .output()
+        .expect("run bash")
+}
+
 fn tour_block() -> String {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
         .expect("README.md");
@@ -42,27 +68,7 @@ fn the_readme_api_tour_runs_as_written() {
         block.replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))
     );
     let tmp = tempfile::TempDir::new().unwrap();
-    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_idgraph"))
-        .parent()
-        .unwrap()
-        .to_owned();
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let mut cmd = Command::new("timeout");
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("IDGRAPH_") {
-            cmd.env_remove(k);
-        }
-    }
-    let out = cmd
-        .args(["180", "bash", "-c", &script])
-        .current_dir(tmp.path())
-        .env("PATH", path)
-        .output()
-        .expect("run bash");
+    let out = bash(&script, tmp.path(), 180);
     let log = std::fs::read_to_string(tmp.path().join("tour-serve.log")).unwrap_or_default();
     assert_succeeded(&out, &format!("the README tour (server log:\n{log})"));
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -97,15 +103,6 @@ fn docker_compose_serves_with_a_mounted_config_holding_keys() {
         .expect("the compose file documents how to make idgraph.toml");
     let command = line.trim_start_matches('#').trim();
     let tmp = tempfile::TempDir::new().unwrap();
-    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_idgraph"))
-        .parent()
-        .unwrap()
-        .to_owned();
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -128,18 +125,7 @@ kill $SERVER; wait $SERVER
 echo "ok=$ok bad=$bad"
 "#
     );
-    let mut cmd = Command::new("timeout");
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("IDGRAPH_") {
-            cmd.env_remove(k);
-        }
-    }
-    let out = cmd
-        .args(["120", "bash", "-c", &script])
-        .current_dir(tmp.path())
-        .env("PATH", path)
-        .output()
-        .unwrap();
+    let out = bash(&script, tmp.path(), 120);
     assert_succeeded(&out, "the documented compose config");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("ok=404 bad=401"), "{stdout}");
