@@ -75,7 +75,7 @@ pub async fn read(
     req: &HttpRequest,
     payload: web::Payload,
     limit: usize,
-) -> Result<Vec<u8>, ApiError> {
+) -> Result<web::Bytes, ApiError> {
     let encoding = req
         .headers()
         .get(header::CONTENT_ENCODING)
@@ -105,12 +105,13 @@ pub async fn read(
             ApiError::bad_request("invalid_body", format!("could not read the body: {e}"))
         })?;
     if !gzip {
-        return Ok(bytes.to_vec());
+        return Ok(bytes);
     }
     // Inflating is CPU work: on the blocking pool, not the request's executor thread.
     web::block(move || gunzip(&bytes, limit))
         .await
         .map_err(|_| ApiError::unavailable("the server is shutting down"))?
+        .map(web::Bytes::from)
 }
 
 /// Inflates a gzip body, reading at most `limit + 1` bytes so a bomb costs no more than
