@@ -43,6 +43,8 @@ pub struct Settings {
     pub segment: crate::ingest::segment::SegmentSettings,
     /// Backups (see `backup`).
     pub backup: crate::backup::BackupSettings,
+    /// How long raw events and audit entries are kept (see `engine::retention`).
+    pub retention: RetentionSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -340,6 +342,90 @@ impl Default for FeedSettings {
     }
 }
 
+/// Data retention: raw events and audit entries older than these periods are removed in
+/// the background by `idgraph serve` (golden profiles, the graph and its history stay).
+/// Unset keeps them forever.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Raw events that arrived longer ago than this (`400d`, `12h`) lose their payload
+    /// (traits and properties); see `resolve::retention`. The embedded store only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Period>,
+    /// Audit entries older than this are removed from the audit log's files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<Period>,
+    /// Seconds between background maintenance passes (retention, and the change feed's
+    /// `feed.retention_hours`).
+    pub interval_seconds: u64,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        RetentionSettings {
+            events: None,
+            audit: None,
+            interval_seconds: 60,
+        }
+    }
+}
+
+/// A length of time written as a whole number and a unit: `400d`, `12h`, `30m`, `45s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Period {
+    seconds: u64,
+}
+
+impl Period {
+    pub fn from_seconds(seconds: u64) -> Period {
+        Period { seconds }
+    }
+
+    pub fn as_millis(self) -> i64 {
+        i64::try_from(self.seconds.saturating_mul(1000)).unwrap_or(i64::MAX)
+    }
+}
+
+impl TryFrom<String> for Period {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Period, String> {
+        let bad = || {
+            format!(
+                "expected a period like 400d, 12h, 30m or 45s (a whole number of days, hours, minutes or seconds, at least 1); got {text:?}"
+            )
+        };
+        let t = text.trim();
+        let unit_at = t.len().checked_sub(1).ok_or_else(bad)?;
+        let (number, unit) = (t.get(..unit_at).ok_or_else(bad)?, t.get(unit_at..));
+        let per = match unit {
+            Some("d") => 86_400,
+            Some("h") => 3_600,
+            Some("m") => 60,
+            Some("s") => 1,
+            _ => return Err(bad()),
+        };
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        if n == 0 {
+            return Err(bad());
+        }
+        let seconds = n.checked_mul(per).ok_or_else(bad)?;
+        Ok(Period { seconds })
+    }
+}
+
+impl From<Period> for String {
+    fn from(p: Period) -> String {
+        for (per, unit) in [(86_400, "d"), (3_600, "h"), (60, "m")] {
+            if p.seconds.is_multiple_of(per) {
+                return format!("{}{unit}", p.seconds / per);
+            }
+        }
+        format!("{}s", p.seconds)
+    }
+}
+
 /// The writer's side of read replicas: it keeps the latest write groups in memory for
 /// replicas to fetch (`GET /v1/replication/log`) and makes snapshots for new ones.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -515,13 +601,25 @@ impl Default for WebhookSettings {
 }
 
 /// The audit trail (see `governance::audit`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuditSettings {
     /// What a read does when its audit entry cannot be written (a full disk):
     /// `refuse` (503 `audit_unavailable`, the default: no unaudited read of personal
     /// data) or `serve`.
     pub on_failure: AuditFailure,
+    /// The active audit file is closed (fsync'd) and a new one started once it holds
+    /// this many MiB (at least 1; 64 by default).
+    pub rotate_mb: u64,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            on_failure: AuditFailure::default(),
+            rotate_mb: 64,
+        }
+    }
 }
 
 /// See [`AuditSettings::on_failure`].

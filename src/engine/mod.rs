@@ -17,6 +17,7 @@
 mod changes;
 mod reads;
 pub mod reresolve;
+pub mod retention;
 pub mod stats;
 mod writer;
 mod writes;
@@ -111,6 +112,7 @@ pub struct Engine {
     feed_signal: Arc<changes::FeedSignal>,
     reresolver: reresolve::Reresolver,
     stats: Arc<stats::ResolutionStats>,
+    retention: retention::RetentionStats,
 }
 
 impl Engine {
@@ -280,6 +282,7 @@ impl Engine {
             feed_signal,
             reresolver: Default::default(),
             stats,
+            retention: Default::default(),
         })
     }
 

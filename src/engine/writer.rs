@@ -52,6 +52,13 @@ pub(super) enum Op {
         resolve::steward::SplitPlan,
         crate::model::StewardNote,
     ),
+    /// Age at most `max` events that arrived before `before_ms`, after event sequence
+    /// number `after` (see `resolve::retention`).
+    AgeEvents {
+        after: u64,
+        before_ms: i64,
+        max: usize,
+    },
 }
 
 /// A steward's decision on a review item.
@@ -77,6 +84,7 @@ pub enum OpResult {
     Pinned(crate::store::ProfileId),
     Rerendered(usize),
     Split(resolve::steward::StewardSplitOutcome),
+    Aged(resolve::retention::AgeOutcome),
 }
 
 pub(super) type Reply = tokio::sync::oneshot::Sender<Result<OpResult, EngineError>>;
@@ -189,6 +197,13 @@ fn run(
                 Err(e) => Err(steward_error(e)?),
             }
         }
+        Op::AgeEvents {
+            after,
+            before_ms,
+            max,
+        } => Ok(OpResult::Aged(resolve::retention::age_events(
+            s, *after, *before_ms, *max,
+        )?)),
         Op::Unsuppress(key) => match resolve::erase::unsuppress(s, rules, key) {
             Ok(found) => Ok(OpResult::Unsuppressed(found)),
             Err(UnmergeError::NotFound(what)) => Err(not_found(what)),

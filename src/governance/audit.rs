@@ -3,8 +3,14 @@
 //! who (the key's name and role), when, which route pattern, the status and which profile
 //! ids were touched; never a personal value, a query string or a key.
 //!
-//! Entries are appended to `<data_dir>/audit.jsonl` and written through to the operating
-//! system per entry (fsync'd when the log is closed). `GET /v1/audit` reads it back.
+//! Entries are appended to `<data_dir>/audit.jsonl`, written through to the operating
+//! system per entry and fsync'd by [`AuditLog::sync`] (every second while serving), at
+//! rotation and when the log is closed. Once the active file holds `audit.rotate_mb`, it
+//! is fsync'd and renamed `audit.<first seq, 20 digits>.jsonl` (the directory fsync'd
+//! too) and a new one started. `retention.audit` removes entries older than the period
+//! ([`AuditLog::remove_before`]): whole files when every entry is old, otherwise the file
+//! is rewritten without them (a synced temporary file renamed over it). `GET /v1/audit`
+//! reads the rotated files and then the active one.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -42,54 +48,237 @@ pub struct AuditFilter {
 }
 
 pub struct AuditLog {
+    dir: PathBuf,
     path: PathBuf,
-    /// The open log, the last sequence number and the length of the log's complete lines.
-    file: Mutex<(File, u64, u64)>,
+    rotate_bytes: u64,
+    state: Mutex<Active>,
+}
+
+/// The active file and what appending to it needs.
+struct Active {
+    file: File,
+    /// The last sequence number given.
+    last_seq: u64,
+    /// The length of the file's complete lines.
+    len: u64,
+    /// The sequence number of the file's first entry (0 while it has none).
+    first_seq: u64,
+    /// Entries written since the last fsync.
+    dirty: bool,
+}
+
+const ACTIVE: &str = "audit.jsonl";
+
+/// The name of a rotated file whose first entry is `first_seq`.
+fn segment_name(first_seq: u64) -> String {
+    format!("audit.{first_seq:020}.jsonl")
+}
+
+/// The first sequence number of a rotated file, from its name.
+fn segment_seq(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("audit.")?.strip_suffix(".jsonl")?;
+    (digits.len() == 20).then(|| digits.parse().ok()).flatten()
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// The entries of a file (lines that are not entries, such as a torn last line, skipped).
+fn entries(path: &Path) -> std::io::Result<impl Iterator<Item = std::io::Result<AuditEntry>>> {
+    let lines = BufReader::new(File::open(path)?).lines();
+    Ok(lines.filter_map(|line| match line {
+        Ok(l) => serde_json::from_str::<AuditEntry>(&l).ok().map(Ok),
+        Err(e) => Some(Err(e)),
+    }))
+}
+
+/// Milliseconds since the epoch of an entry's time (`None` when unreadable: kept).
+fn entry_ms(e: &AuditEntry) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(&e.at)
+        .ok()
+        .map(|t| t.timestamp_millis())
 }
 
 impl AuditLog {
-    /// Opens (or creates) the log in `dir`, continuing its sequence numbers.
-    pub fn open(dir: &Path) -> std::io::Result<AuditLog> {
+    /// Opens (or creates) the log in `dir`, continuing its sequence numbers; the active
+    /// file is rotated once it holds `rotate_mb` MiB.
+    pub fn open(dir: &Path, rotate_mb: u64) -> std::io::Result<AuditLog> {
         std::fs::create_dir_all(dir)?;
-        let path = dir.join("audit.jsonl");
-        let mut last = 0;
+        let path = dir.join(ACTIVE);
+        let (mut last_seq, mut first_seq) = (0, 0);
         // Only a regular file is read back (not, say, a device standing in for a full disk).
         let regular = std::fs::metadata(&path).is_ok_and(|m| m.is_file());
-        if let Some(f) = regular.then(|| File::open(&path).ok()).flatten() {
-            for line in BufReader::new(f).lines() {
-                if let Ok(e) = serde_json::from_str::<AuditEntry>(&line?) {
-                    last = e.seq;
+        if regular {
+            for e in entries(&path)? {
+                let e = e?;
+                if first_seq == 0 {
+                    first_seq = e.seq;
+                }
+                last_seq = e.seq;
+            }
+        }
+        let log_dir = dir.to_path_buf();
+        if last_seq == 0 {
+            // A fresh active file continues after the newest rotated one.
+            if let Some(newest) = segments(&log_dir)?.last() {
+                for e in entries(newest)? {
+                    last_seq = last_seq.max(e?.seq);
                 }
             }
         }
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         let len = file.metadata()?.len();
         Ok(AuditLog {
+            dir: log_dir,
             path,
-            file: Mutex::new((file, last, len)),
+            rotate_bytes: rotate_mb.saturating_mul(1 << 20).max(1),
+            state: Mutex::new(Active {
+                file,
+                last_seq,
+                len,
+                first_seq,
+                dirty: false,
+            }),
         })
+    }
+
+    fn lock(&self) -> std::io::Result<std::sync::MutexGuard<'_, Active>> {
+        self.state
+            .lock()
+            .map_err(|_| std::io::Error::other("audit log lock poisoned"))
     }
 
     /// Appends an entry, giving it the next sequence number; an error when it could not
     /// be written (the caller decides whether the request may still be answered).
     pub fn append(&self, mut entry: AuditEntry) -> std::io::Result<()> {
-        let mut guard = self
-            .file
-            .lock()
-            .map_err(|_| std::io::Error::other("audit log lock poisoned"))?;
-        let seq = guard.1 + 1;
+        let mut guard = self.lock()?;
+        let seq = guard.last_seq + 1;
         entry.seq = seq;
         let mut line = serde_json::to_vec(&entry).map_err(std::io::Error::other)?;
         line.push(b'\n');
-        if let Err(e) = guard.0.write_all(&line) {
+        if let Err(e) = guard.file.write_all(&line) {
             // A line written in part (a full disk) is cut off again, so the next entry
             // starts on a line of its own instead of being lost with the torn one.
-            let _ = guard.0.set_len(guard.2);
+            let len = guard.len;
+            let _ = guard.file.set_len(len);
             return Err(e);
         }
-        guard.1 = seq;
-        guard.2 += line.len() as u64;
+        guard.last_seq = seq;
+        guard.len += line.len() as u64;
+        guard.dirty = true;
+        if guard.first_seq == 0 {
+            guard.first_seq = seq;
+        }
+        if guard.len >= self.rotate_bytes {
+            // The entry is written: a rotation that fails is retried at the next one.
+            if let Err(e) = self.rotate(&mut guard) {
+                tracing::warn!(error = %e, "cannot rotate the audit log; appending to the current file");
+            }
+        }
         Ok(())
+    }
+
+    /// Closes the active file (fsync'd), renames it after its first entry, and starts a
+    /// new one; the directory is fsync'd so both names survive a crash.
+    fn rotate(&self, active: &mut Active) -> std::io::Result<()> {
+        active.file.sync_all()?;
+        let rotated = self.dir.join(segment_name(active.first_seq));
+        std::fs::rename(&self.path, &rotated)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        sync_dir(&self.dir)?;
+        active.file = file;
+        active.len = 0;
+        active.first_seq = 0;
+        active.dirty = false;
+        Ok(())
+    }
+
+    /// Makes every entry written so far durable (fsync), when any was written since the
+    /// last call.
+    pub fn sync(&self) -> std::io::Result<()> {
+        let mut guard = self.lock()?;
+        if guard.dirty {
+            guard.file.sync_data()?;
+            guard.dirty = false;
+        }
+        Ok(())
+    }
+
+    /// The log's files, oldest first: the rotated ones, then the active one.
+    fn files(&self) -> std::io::Result<Vec<PathBuf>> {
+        let mut files = segments(&self.dir)?;
+        files.push(self.path.clone());
+        Ok(files)
+    }
+
+    /// Removes every entry written before `before_ms` (ms since the epoch); how many went.
+    /// Files are visited oldest first and the pass stops at the first one whose first entry
+    /// is young enough, so a pass over a log with nothing to remove reads one line.
+    pub fn remove_before(&self, before_ms: i64) -> std::io::Result<u64> {
+        let mut removed = 0;
+        for path in segments(&self.dir)? {
+            match self.prune_file(&path, before_ms, None)? {
+                Pruned::Young => return Ok(removed),
+                Pruned::Removed(n) => removed += n,
+            }
+        }
+        let mut guard = self.lock()?;
+        if let Pruned::Removed(n) =
+            self.prune_file(&self.path.clone(), before_ms, Some(&mut guard))?
+        {
+            removed += n;
+        }
+        Ok(removed)
+    }
+
+    /// Removes the old entries of one file: the whole file when all are old (the active
+    /// file is emptied instead), a rewrite without them when some are.
+    fn prune_file(
+        &self,
+        path: &Path,
+        before_ms: i64,
+        active: Option<&mut Active>,
+    ) -> std::io::Result<Pruned> {
+        let old = |e: &AuditEntry| entry_ms(e).is_some_and(|ms| ms < before_ms);
+        let first = entries(path)?.next().transpose()?;
+        if !first.as_ref().is_some_and(old) {
+            return Ok(Pruned::Young);
+        }
+        let (mut kept, mut removed) = (Vec::new(), 0u64);
+        for e in entries(path)? {
+            let e = e?;
+            if old(&e) {
+                removed += 1;
+            } else {
+                kept.push(e);
+            }
+        }
+        if kept.is_empty() && active.is_none() {
+            std::fs::remove_file(path)?;
+            sync_dir(&self.dir)?;
+            return Ok(Pruned::Removed(removed));
+        }
+        let tmp = path.with_extension("jsonl.tmp");
+        let mut out = std::io::BufWriter::new(File::create(&tmp)?);
+        for e in &kept {
+            serde_json::to_writer(&mut out, e).map_err(std::io::Error::other)?;
+            out.write_all(b"\n")?;
+        }
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        sync_dir(&self.dir)?;
+        if let Some(active) = active {
+            active.file = OpenOptions::new().append(true).open(path)?;
+            active.len = active.file.metadata()?.len();
+            active.first_seq = kept.first().map_or(0, |e| e.seq);
+            active.dirty = false;
+        }
+        Ok(Pruned::Removed(removed))
     }
 
     /// Entries matching `filter`, oldest first, at most `filter.limit` (the latest ones).
@@ -107,23 +296,38 @@ impl AuditLog {
         if !std::fs::metadata(&self.path)?.is_file() {
             return Err(std::io::Error::other("the audit log is not a regular file"));
         }
-        let f = File::open(&self.path)?;
+        let files = self.files()?;
         let mut out = std::collections::VecDeque::new();
-        for line in BufReader::new(f).lines() {
-            let Ok(mut e) = serde_json::from_str::<AuditEntry>(&line?) else {
-                continue;
+        for (i, path) in files.iter().enumerate() {
+            // A rotated file holds the entries before the next file's first one.
+            let next_first = files
+                .get(i + 1)
+                .and_then(|p| p.file_name()?.to_str().and_then(segment_seq));
+            if let (Some(after), Some(next)) = (filter.after, next_first) {
+                if next <= after.saturating_add(1) {
+                    continue;
+                }
+            }
+            let found = match entries(path) {
+                Ok(found) => found,
+                // Removed by retention since it was listed.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
             };
-            let keep = filter.key.as_ref().is_none_or(|k| *k == e.key)
-                && filter.route.as_ref().is_none_or(|r| *r == e.route)
-                && filter.after.is_none_or(|a| e.seq > a)
-                && filter
-                    .profile
-                    .as_ref()
-                    .is_none_or(|p| e.profiles.contains(p));
-            if keep && keep_entry(&mut e)? {
-                out.push_back(e);
-                if out.len() > filter.limit {
-                    out.pop_front();
+            for e in found {
+                let mut e = e?;
+                let keep = filter.key.as_ref().is_none_or(|k| *k == e.key)
+                    && filter.route.as_ref().is_none_or(|r| *r == e.route)
+                    && filter.after.is_none_or(|a| e.seq > a)
+                    && filter
+                        .profile
+                        .as_ref()
+                        .is_none_or(|p| e.profiles.contains(p));
+                if keep && keep_entry(&mut e)? {
+                    out.push_back(e);
+                    if out.len() > filter.limit {
+                        out.pop_front();
+                    }
                 }
             }
         }
@@ -131,10 +335,30 @@ impl AuditLog {
     }
 }
 
+/// What pruning a file found.
+enum Pruned {
+    /// Its first entry is young enough: so are the later files'.
+    Young,
+    Removed(u64),
+}
+
+/// The rotated files in `dir`, oldest first.
+fn segments(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut found: Vec<(u64, PathBuf)> = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if let Some(seq) = entry.file_name().to_str().and_then(segment_seq) {
+            found.push((seq, entry.path()));
+        }
+    }
+    found.sort();
+    Ok(found.into_iter().map(|(_, p)| p).collect())
+}
+
 impl Drop for AuditLog {
     fn drop(&mut self) {
-        if let Ok(guard) = self.file.lock() {
-            let _ = guard.0.sync_all();
+        if let Ok(guard) = self.state.lock() {
+            let _ = guard.file.sync_all();
         }
     }
 }

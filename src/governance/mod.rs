@@ -39,7 +39,7 @@ impl Governance {
                 "no API keys are configured: every /v1 request will be refused; create one with `idgraph keys new`"
             );
         }
-        let audit = AuditLog::open(data_dir)
+        let audit = AuditLog::open(data_dir, audit_settings.rotate_mb)
             .map_err(|e| format!("cannot open the audit log in {}: {e}", data_dir.display()))?;
         Ok(Governance {
             keys,

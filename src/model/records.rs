@@ -330,6 +330,24 @@ pub struct StoredEvent {
     pub traits: BTreeMap<String, serde_json::Value>,
     #[serde(default)]
     pub properties: serde_json::Map<String, serde_json::Value>,
+    /// When retention (`retention.events`) aged the event out: its traits and properties
+    /// are gone, what resolution still needs (id, sequence, source, type, times and the
+    /// identifier keys the graph holds anyway) is kept, so a resent event stays a
+    /// duplicate, an erasure still finds it, and a split still counts it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aged_at: Option<i64>,
+}
+
+impl StoredEvent {
+    /// The event without its payload (see [`StoredEvent::aged_at`]).
+    pub fn aged(self, at: i64) -> StoredEvent {
+        StoredEvent {
+            traits: BTreeMap::new(),
+            properties: serde_json::Map::new(),
+            aged_at: Some(at),
+            ..self
+        }
+    }
 }
 
 /// What a history entry records.

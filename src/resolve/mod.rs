@@ -19,6 +19,7 @@
 pub mod erase;
 mod feed;
 pub mod probable;
+pub mod retention;
 pub mod review;
 pub mod rules;
 pub mod session;
@@ -356,6 +357,7 @@ pub fn apply_event(
         identifiers: placed.iter().map(|(k, _, _)| k.clone()).collect(),
         traits: ev.traits.clone(),
         properties: ev.properties.clone(),
+        aged_at: None,
     });
 
     // 5. Probabilistic matching against other profiles' records.

@@ -45,6 +45,17 @@ impl Rules {
         if settings.feed.retention_hours == 0 {
             return Err("feed.retention_hours: must be at least 1".into());
         }
+        if settings.retention.interval_seconds == 0 {
+            return Err("retention.interval_seconds: must be at least 1".into());
+        }
+        if settings.audit.rotate_mb == 0 {
+            return Err("audit.rotate_mb: must be at least 1".into());
+        }
+        if settings.retention.events.is_some()
+            && settings.graph.store != crate::config::GraphBackend::Embedded
+        {
+            return Err("retention.events: ageing raw events needs the embedded store (graph.store = \"embedded\"); a graph database's events are kept by its own retention".into());
+        }
         Ok(Rules {
             change_feed: settings.feed.enabled,
             kind_rank,

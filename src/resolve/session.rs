@@ -361,6 +361,14 @@ impl<'s> Session<'s> {
         self.ch.events.push(event);
     }
 
+    /// Rewrites a stored event as aged (no payload, see `resolve::retention`): its index
+    /// rows stay, so it is written without them.
+    pub fn put_aged_event(&mut self, event: StoredEvent) {
+        self.new_events
+            .insert(event.event_id.clone(), self.ch.events.len());
+        self.ch.events.push(event);
+    }
+
     /// Ids of the events that carried `key` (stored and new in this session).
     pub fn event_ids_of(&self, key: &str) -> Result<Vec<String>, StoreError> {
         let mut ids = if self.ch.drop_event_index.iter().any(|k| k == key) {

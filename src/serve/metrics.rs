@@ -183,7 +183,57 @@ pub fn operations(engine: &crate::engine::Engine) -> String {
             "",
         ));
     }
+    out.push_str(&retention(engine));
     out.push_str(&engine.store().engine_metrics());
     out.push_str(&build_info());
     out
+}
+
+/// What background retention did since start (see `engine::retention`).
+fn retention(engine: &crate::engine::Engine) -> String {
+    let t = engine.retention().totals();
+    let r = &engine.settings().retention;
+    let period =
+        |p: Option<crate::config::Period>| p.map_or(0, |p| p.as_millis() / 1000).to_string();
+    families(
+        &[
+            (
+                "idgraph_retention_events_aged_total",
+                "counter",
+                "Raw events whose payload retention removed (retention.events), since start",
+                t.events_aged.to_string(),
+            ),
+            (
+                "idgraph_retention_audit_entries_removed_total",
+                "counter",
+                "Audit entries retention removed (retention.audit), since start",
+                t.audit_removed.to_string(),
+            ),
+            (
+                "idgraph_retention_failures_total",
+                "counter",
+                "Retention passes that failed (retried at the next pass), since start",
+                t.failures.to_string(),
+            ),
+            (
+                "idgraph_retention_last_success_timestamp_seconds",
+                "gauge",
+                "When the last retention pass finished without error (0: none yet)",
+                (t.last_success_ms / 1000).to_string(),
+            ),
+            (
+                "idgraph_retention_events_seconds",
+                "gauge",
+                "retention.events in seconds (0: raw events are kept forever)",
+                period(r.events),
+            ),
+            (
+                "idgraph_retention_audit_seconds",
+                "gauge",
+                "retention.audit in seconds (0: audit entries are kept forever)",
+                period(r.audit),
+            ),
+        ],
+        "",
+    )
 }

@@ -44,6 +44,9 @@ pub struct Application {
     engine: Arc<Engine>,
     webhooks: Arc<crate::webhooks::Webhooks>,
     kafka: Arc<crate::kafka::Kafka>,
+    governance: web::Data<crate::governance::Governance>,
+    /// A read replica: it follows the writer's retention instead of running its own.
+    read_only: bool,
 }
 
 impl Application {
@@ -95,6 +98,7 @@ impl Application {
             )
             .map_err(|e| anyhow::anyhow!("{e}"))?,
         );
+        let audit_log = governance.clone();
         let feed_end = crate::model::feed::seq(
             engine.store().counters()?.commit_seq,
             crate::model::feed::MAX_GROUP_RECORDS - 1,
@@ -264,6 +268,8 @@ impl Application {
             engine,
             webhooks,
             kafka,
+            governance: audit_log,
+            read_only,
         })
     }
 
@@ -280,9 +286,17 @@ impl Application {
         self.server.handle()
     }
 
-    /// Starts the background tasks: feed retention, webhooks, Kafka.
+    /// Starts the background tasks: retention (feed, events, audit), the audit log's
+    /// fsync, webhooks, Kafka.
     fn start_tasks(&self) {
-        tokio::spawn(maintain(Arc::downgrade(&self.engine)));
+        tokio::spawn(maintain(
+            Arc::downgrade(&self.engine),
+            self.governance.clone().into_inner(),
+            self.read_only,
+        ));
+        tokio::spawn(sync_audit(Arc::downgrade(
+            &self.governance.clone().into_inner(),
+        )));
         self.webhooks.spawn(&self.engine);
         self.kafka.spawn(&self.engine);
     }
@@ -306,24 +320,81 @@ impl Application {
     }
 }
 
-/// How often background maintenance (the change feed's retention) runs.
-const MAINTENANCE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+/// How often the audit log is fsync'd while entries are written.
+const AUDIT_SYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Background maintenance while the engine lives: removes change-feed records past
-/// `feed.retention_hours`, at start and then every minute.
-async fn maintain(engine: std::sync::Weak<Engine>) {
+/// Background maintenance while the engine lives, at start and then every
+/// `retention.interval_seconds`: removes change-feed records past
+/// `feed.retention_hours`, ages raw events past `retention.events` (the writer only: a
+/// replica follows the writer's) and removes audit entries past `retention.audit`.
+async fn maintain(
+    engine: std::sync::Weak<Engine>,
+    governance: Arc<crate::governance::Governance>,
+    read_only: bool,
+) {
     loop {
         let Some(e) = engine.upgrade() else { return };
-        let pruned = tokio::task::spawn_blocking(move || e.prune_changes()).await;
-        match pruned {
+        let every = std::time::Duration::from_secs(e.settings().retention.interval_seconds);
+        let mut ok = true;
+        let feed = e.clone();
+        match tokio::task::spawn_blocking(move || feed.prune_changes()).await {
             Ok(Ok(0)) => {}
             Ok(Ok(n)) => tracing::info!(records = n, "change feed: records past retention removed"),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "change feed retention failed; retrying later")
+            Ok(Err(err)) => {
+                ok = false;
+                tracing::warn!(error = %err, "change feed retention failed; retrying later")
             }
             Err(_) => return,
         }
-        tokio::time::sleep(MAINTENANCE_EVERY).await;
+        if !read_only {
+            match e.age_events().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(events = n, "retention: raw events aged out"),
+                Err(crate::engine::EngineError::ShuttingDown) => return,
+                Err(err) => {
+                    ok = false;
+                    tracing::warn!(error = %err, "event retention failed; retrying later")
+                }
+            }
+        }
+        if let Some(keep) = e.settings().retention.audit {
+            let before = crate::engine::now_ms().saturating_sub(keep.as_millis());
+            let gov = governance.clone();
+            match tokio::task::spawn_blocking(move || gov.audit.remove_before(before)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => {
+                    e.retention().audit_removed(n);
+                    tracing::info!(entries = n, "retention: audit entries removed")
+                }
+                Ok(Err(err)) => {
+                    ok = false;
+                    tracing::warn!(error = %err, "audit retention failed; retrying later")
+                }
+                Err(_) => return,
+            }
+        }
+        if ok {
+            e.retention().succeeded();
+        } else {
+            e.retention().failed();
+        }
+        drop(e);
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Fsyncs the audit log every second while entries are written (and the log lives).
+async fn sync_audit(governance: std::sync::Weak<crate::governance::Governance>) {
+    loop {
+        tokio::time::sleep(AUDIT_SYNC_EVERY).await;
+        let Some(gov) = governance.upgrade() else {
+            return;
+        };
+        match tokio::task::spawn_blocking(move || gov.audit.sync()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot fsync the audit log; retrying"),
+            Err(_) => return,
+        }
     }
 }
 

@@ -207,6 +207,12 @@ impl GraphStore for Layered {
         }
     }
 
+    /// The base store's order: an event the pending group deleted or aged is still
+    /// listed, and the caller reads it through [`Layered::event`] (gone, or aged).
+    fn events_in_order(&self, after: u64, limit: usize) -> Result<Vec<(u64, String)>, StoreError> {
+        self.base.events_in_order(after, limit)
+    }
+
     fn event_ids_of(&self, key: &IdentKey, limit: usize) -> Result<Vec<String>, StoreError> {
         let mut ids = if self.pending.drop_event_index.contains(key) {
             Vec::new()

@@ -137,6 +137,19 @@ impl GraphStore for MemoryStore {
         Ok(self.read()?.events.get(event_id).cloned())
     }
 
+    fn events_in_order(&self, after: u64, limit: usize) -> Result<Vec<(u64, String)>, StoreError> {
+        let mut out: Vec<(u64, String)> = self
+            .read()?
+            .events
+            .values()
+            .filter(|e| e.aged_at.is_none() && e.seq > after)
+            .map(|e| (e.seq, e.event_id.clone()))
+            .collect();
+        out.sort_unstable();
+        out.truncate(limit);
+        Ok(out)
+    }
+
     fn event_ids_of(&self, key: &IdentKey, limit: usize) -> Result<Vec<String>, StoreError> {
         Ok(self
             .read()?

@@ -204,6 +204,16 @@ pub trait GraphStore: Send + Sync + 'static {
     fn event(&self, event_id: &str) -> Result<Option<StoredEvent>, StoreError>;
     /// Event ids that carried `key`, oldest first, at most `limit`.
     fn event_ids_of(&self, key: &IdentKey, limit: usize) -> Result<Vec<String>, StoreError>;
+    /// Stored events that still hold their payload (not aged by retention), in arrival
+    /// order (sequence number), after sequence number `after`, at most `limit`: event
+    /// retention pages through them from the oldest. Only the embedded store keeps them
+    /// in this order.
+    fn events_in_order(&self, after: u64, limit: usize) -> Result<Vec<(u64, String)>, StoreError> {
+        let _ = (after, limit);
+        Err(StoreError::Engine(
+            "ageing raw events (retention.events) needs the embedded store".into(),
+        ))
+    }
     /// Profiles registered under a normalized address key, at most `limit`.
     fn profiles_at_address(
         &self,

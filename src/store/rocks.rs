@@ -4,7 +4,9 @@
 //! Column families and keys (all values JSON):
 //! - `identifiers`: `kind:value` -> [`Node`]
 //! - `edges`: `a \0 b` (a < b) -> [`Edge`]; `b \0 a` -> "" (reverse adjacency entry)
-//! - `events`: `e \0 event_id` -> [`StoredEvent`]; `i \0 kind:value \0 seq(be64)` -> event id
+//! - `events`: `e \0 event_id` -> [`StoredEvent`]; `i \0 kind:value \0 seq(be64)` -> event id;
+//!   `q \0 seq(be64)` -> event id (events still holding their payload in arrival order: what
+//!   retention ages next; written with the event, deleted when it is aged or erased)
 //! - `profiles`: `s \0 id` -> [`ProfileState`]; `g \0 id` -> golden profile JSON (the cache);
 //!   `a \0 id` -> survivor id (alias of an absorbed profile); `h \0 address \0 id` -> "";
 //!   `m \0 kind:value` -> [`MatchRecord`]; `k \0 blocking key \0 kind:value` -> "" (the
@@ -18,7 +20,8 @@
 //!   `s \0 hash` -> "" (the suppression list: keyed hashes of erased identifiers),
 //!   `c \0 commit_seq(be64)` -> ids of the profiles whose golden copy the group changed
 //!   (the change log, last [`CHANGE_LOG_KEEP`] groups; profile ids only), `change_log_since`
-//!   -> the first group the log covers, `feed_bounds` -> [`FeedBounds`]
+//!   -> the first group the log covers, `feed_bounds` -> [`FeedBounds`], `event_order` ->
+//!   "1" once every stored event has its `q` row (built on first open by this version)
 //!
 //! All access goes through this file: column-family names, one options function, and
 //! reads/writes returning [`StoreError`]. Identifier values never contain control
@@ -66,6 +69,9 @@ const FORMAT_VERSION: &[u8] = b"1";
 /// up from it; one further behind is rebuilt). Pruned every [`CHANGE_LOG_PRUNE`] groups.
 pub const CHANGE_LOG_KEEP: u64 = 8192;
 const CHANGE_LOG_PRUNE: u64 = 256;
+/// Every file of the events column family is rewritten at least this often (see
+/// `retention.events`).
+const EVENTS_PERIODIC_COMPACTION_SECONDS: u64 = 2 * 86_400;
 
 fn change_key(commit_seq: u64) -> Vec<u8> {
     joined(&[b"c", &commit_seq.to_be_bytes()])
@@ -81,6 +87,10 @@ fn feed_index_key(subject: &str, seq: u64) -> Vec<u8> {
 
 fn feed_index_prefix(subject: &str) -> Vec<u8> {
     joined(&[b"x", subject.as_bytes(), b""])
+}
+
+fn event_order_key(seq: u64) -> Vec<u8> {
+    joined(&[b"q", &seq.to_be_bytes()])
 }
 
 fn review_key(seq: u64) -> Vec<u8> {
@@ -400,9 +410,15 @@ impl RocksStore {
         cache_opts.set_capacity(cache_mb.saturating_mul(1 << 20));
         cache_opts.set_num_shard_bits(BLOCK_CACHE_SHARD_BITS);
         let cache = Cache::new_lru_cache_opts(&cache_opts);
-        let cfs = ALL_CFS
-            .iter()
-            .map(|name| ColumnFamilyDescriptor::new(*name, options(&cache, bottommost)));
+        let cfs = ALL_CFS.iter().map(|name| {
+            let mut opts = options(&cache, bottommost);
+            if *name == CF_EVENTS {
+                // Payloads retention aged out (overwritten in place) leave the files within
+                // about two days even where no write would compact them.
+                opts.set_periodic_compaction_seconds(EVENTS_PERIODIC_COMPACTION_SECONDS);
+            }
+            ColumnFamilyDescriptor::new(*name, opts)
+        });
         // `max_manifest_space_amp_pct` (RocksDB's MANIFEST size auto-tuning, which would
         // let it grow to 6 times its last snapshot) has no setter: by option string.
         let mut db_options = options(&cache, bottommost)
@@ -424,6 +440,9 @@ impl RocksStore {
             let since = store.counters()?.commit_seq;
             store.put_raw(CF_META, b"change_log_since", &since.to_be_bytes())?;
         }
+        if store.get_raw(CF_META, b"event_order")?.is_none() {
+            store.build_event_order()?;
+        }
         match store.get_raw(CF_META, b"format")? {
             None => store.put_raw(CF_META, b"format", FORMAT_VERSION)?,
             Some(v) if v == FORMAT_VERSION => {}
@@ -436,6 +455,42 @@ impl RocksStore {
             }
         }
         Ok(store)
+    }
+
+    /// Writes the `q` row of every stored event that still holds its payload (a store
+    /// written before retention existed), once, before anything else writes: every later
+    /// write keeps the rows current.
+    fn build_event_order(&self) -> Result<(), StoreError> {
+        let cf = self.cf(CF_EVENTS)?;
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(prefix_end(&joined(&[b"e", b""])));
+        let start = joined(&[b"e", b""]);
+        let iter = self
+            .db
+            .iterator_cf_opt(cf, ro, IteratorMode::From(&start, Direction::Forward));
+        let (mut batch, mut rows) = (WriteBatch::default(), 0usize);
+        for item in iter {
+            let (k, v) = item.map_err(engine)?;
+            let event: StoredEvent = decode(CF_EVENTS, &k, &v)?;
+            if event.aged_at.is_none() {
+                batch.put_cf(cf, event_order_key(event.seq), event.event_id.as_bytes());
+                rows += 1;
+            }
+            if batch.len() >= 10_000 {
+                self.db.write(std::mem::take(&mut batch)).map_err(engine)?;
+            }
+        }
+        batch.put_cf(self.cf(CF_META)?, b"event_order", b"1");
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(batch, &wo).map_err(engine)?;
+        if rows > 0 {
+            tracing::info!(
+                events = rows,
+                "indexed the stored events by arrival for retention"
+            );
+        }
+        Ok(())
     }
 
     /// Opens the store in `path` read-only, as it is now (a point-in-time view; another
@@ -743,6 +798,33 @@ impl GraphStore for RocksStore {
         self.get(CF_EVENTS, &joined(&[b"e", event_id.as_bytes()]))
     }
 
+    fn events_in_order(&self, after: u64, limit: usize) -> Result<Vec<(u64, String)>, StoreError> {
+        let start = event_order_key(after.saturating_add(1));
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(prefix_end(&joined(&[b"q", b""])));
+        let iter = self.db.iterator_cf_opt(
+            self.cf(CF_EVENTS)?,
+            ro,
+            IteratorMode::From(&start, Direction::Forward),
+        );
+        let corrupt = |reason: String| StoreError::Corrupt {
+            key: "<event order record>".into(),
+            reason,
+        };
+        let mut out = Vec::new();
+        for item in iter.take(limit) {
+            let (k, v) = item.map_err(engine)?;
+            let seq = k
+                .get(2..)
+                .and_then(|t| <[u8; 8]>::try_from(t).ok())
+                .map(u64::from_be_bytes)
+                .ok_or_else(|| corrupt("malformed key".into()))?;
+            let id = String::from_utf8(v.into_vec()).map_err(|e| corrupt(e.to_string()))?;
+            out.push((seq, id));
+        }
+        Ok(out)
+    }
+
     fn event_ids_of(&self, key: &IdentKey, limit: usize) -> Result<Vec<String>, StoreError> {
         let prefix = joined(&[b"i", key.as_bytes(), b""]);
         self.scan(CF_EVENTS, &prefix, limit)?
@@ -990,6 +1072,7 @@ impl GraphStore for RocksStore {
                     let row = joined(&[b"i", ident.as_bytes(), &event.seq.to_be_bytes()]);
                     batch.delete_cf(self.cf(CF_EVENTS)?, row);
                 }
+                batch.delete_cf(self.cf(CF_EVENTS)?, event_order_key(event.seq));
             }
             batch.delete_cf(self.cf(CF_EVENTS)?, key);
         }
@@ -1011,6 +1094,12 @@ impl GraphStore for RocksStore {
         for event in &changes.events {
             let key = joined(&[b"e", event.event_id.as_bytes()]);
             self.batch_put(&mut batch, CF_EVENTS, &key, event)?;
+            let order = event_order_key(event.seq);
+            if event.aged_at.is_none() {
+                batch.put_cf(self.cf(CF_EVENTS)?, order, event.event_id.as_bytes());
+            } else {
+                batch.delete_cf(self.cf(CF_EVENTS)?, order);
+            }
         }
         for key in &changes.drop_event_index {
             let prefix = joined(&[b"i", key.as_bytes(), b""]);
