@@ -372,7 +372,7 @@ impl Default for RetentionSettings {
 
 /// A length of time written as a whole number and a unit: `400d`, `12h`, `30m`, `45s`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[serde(try_from = "PeriodText", into = "String")]
 pub struct Period {
     seconds: u64,
 }
@@ -384,6 +384,27 @@ impl Period {
 
     pub fn as_millis(self) -> i64 {
         i64::try_from(self.seconds.saturating_mul(1000)).unwrap_or(i64::MAX)
+    }
+}
+
+/// What a period is read from: text, or a bare number (refused: it has no unit).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum PeriodText {
+    Text(String),
+    Number(serde_json::Number),
+}
+
+impl TryFrom<PeriodText> for Period {
+    type Error = String;
+
+    fn try_from(v: PeriodText) -> Result<Period, String> {
+        match v {
+            PeriodText::Text(t) => Period::try_from(t),
+            PeriodText::Number(n) => Err(format!(
+                "expected a period like 400d, 12h, 30m or 45s (with its unit); got {n}"
+            )),
+        }
     }
 }
 
@@ -877,5 +898,39 @@ impl Settings {
             .merge(Toml::string(text))
             .extract()
             .map_err(|e| ConfigError(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Period;
+
+    #[test]
+    fn periods_read_with_their_unit_and_print_in_the_largest_whole_unit() {
+        for (text, seconds, shown) in [
+            ("400d", 400 * 86_400, "400d"),
+            ("12h", 12 * 3_600, "12h"),
+            ("48h", 48 * 3_600, "2d"),
+            ("30m", 1_800, "30m"),
+            ("90s", 90, "90s"),
+            (" 7d ", 7 * 86_400, "7d"),
+        ] {
+            let p = Period::try_from(text.to_owned()).expect(text);
+            assert_eq!(p, Period::from_seconds(seconds), "{text}");
+            assert_eq!(String::from(p), shown);
+        }
+        for bad in [
+            "",
+            "d",
+            "400",
+            "0d",
+            "-3d",
+            "1.5d",
+            "12w",
+            "99999999999999999999d",
+        ] {
+            let err = Period::try_from(bad.to_owned()).expect_err(bad);
+            assert!(err.contains("400d"), "{bad}: {err}");
+        }
     }
 }

@@ -104,6 +104,11 @@ impl AuditLog {
     /// Opens (or creates) the log in `dir`, continuing its sequence numbers; the active
     /// file is rotated once it holds `rotate_mb` MiB.
     pub fn open(dir: &Path, rotate_mb: u64) -> std::io::Result<AuditLog> {
+        AuditLog::open_rotating_at(dir, rotate_mb.saturating_mul(1 << 20))
+    }
+
+    /// Like [`AuditLog::open`], rotating at `rotate_bytes`.
+    fn open_rotating_at(dir: &Path, rotate_bytes: u64) -> std::io::Result<AuditLog> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(ACTIVE);
         let (mut last_seq, mut first_seq) = (0, 0);
@@ -132,7 +137,7 @@ impl AuditLog {
         Ok(AuditLog {
             dir: log_dir,
             path,
-            rotate_bytes: rotate_mb.saturating_mul(1 << 20).max(1),
+            rotate_bytes: rotate_bytes.max(1),
             state: Mutex::new(Active {
                 file,
                 last_seq,
@@ -360,5 +365,129 @@ impl Drop for AuditLog {
         if let Ok(guard) = self.state.lock() {
             let _ = guard.file.sync_all();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(at: &str, key: &str) -> AuditEntry {
+        AuditEntry {
+            seq: 0,
+            at: at.to_owned(),
+            key: key.to_owned(),
+            role: Some("admin".to_owned()),
+            method: "GET".to_owned(),
+            route: "/v1/profiles/{id}".to_owned(),
+            status: 200,
+            profiles: vec![],
+        }
+    }
+
+    fn all(log: &AuditLog) -> Vec<AuditEntry> {
+        let filter = AuditFilter {
+            limit: usize::MAX,
+            ..Default::default()
+        };
+        log.query(&filter).unwrap()
+    }
+
+    fn rotated(dir: &Path) -> Vec<String> {
+        segments(dir)
+            .unwrap()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    const OLD: &str = "2020-01-01T00:00:00Z";
+    const NEW: &str = "2030-01-01T00:00:00Z";
+    /// Between OLD and NEW.
+    const CUT_MS: i64 = 1_700_000_000_000;
+
+    #[test]
+    fn rotation_keeps_every_entry_in_order_and_the_sequence_across_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let log = AuditLog::open_rotating_at(dir.path(), 600).unwrap();
+            for i in 0..20 {
+                log.append(entry(NEW, &format!("k{i}"))).unwrap();
+            }
+            let seqs: Vec<u64> = all(&log).iter().map(|e| e.seq).collect();
+            assert_eq!(seqs, (1..=20).collect::<Vec<_>>());
+            let files = rotated(dir.path());
+            assert!(files.len() >= 3, "{files:?}");
+            assert_eq!(files[0], "audit.00000000000000000001.jsonl");
+            // Only entries after 15: earlier files are skipped, the answer is the same.
+            let after = AuditFilter {
+                after: Some(15),
+                limit: 100,
+                ..Default::default()
+            };
+            let seqs: Vec<u64> = log.query(&after).unwrap().iter().map(|e| e.seq).collect();
+            assert_eq!(seqs, vec![16, 17, 18, 19, 20]);
+        }
+        // Reopened right after a rotation (an empty active file), numbering continues
+        // from the newest rotated file.
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let log = AuditLog::open_rotating_at(dir.path(), 1).unwrap();
+            log.append(entry(NEW, "a")).unwrap();
+            log.append(entry(NEW, "b")).unwrap();
+        }
+        assert_eq!(std::fs::metadata(dir.path().join(ACTIVE)).unwrap().len(), 0);
+        assert_eq!(rotated(dir.path()).len(), 2);
+        let log = AuditLog::open_rotating_at(dir.path(), 1 << 20).unwrap();
+        log.append(entry(NEW, "next")).unwrap();
+        let seqs: Vec<(u64, String)> = all(&log).into_iter().map(|e| (e.seq, e.key)).collect();
+        assert_eq!(
+            seqs,
+            vec![(1, "a".into()), (2, "b".into()), (3, "next".into())]
+        );
+    }
+
+    #[test]
+    fn retention_removes_old_entries_only_from_rotated_and_active_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open_rotating_at(dir.path(), 600).unwrap();
+        for i in 0..10 {
+            log.append(entry(OLD, &format!("old{i}"))).unwrap();
+        }
+        for i in 0..3 {
+            log.append(entry(NEW, &format!("new{i}"))).unwrap();
+        }
+        let before = rotated(dir.path());
+        assert_eq!(log.remove_before(CUT_MS).unwrap(), 10);
+        let left: Vec<String> = all(&log).into_iter().map(|e| e.key).collect();
+        assert_eq!(left, vec!["new0", "new1", "new2"]);
+        assert!(
+            rotated(dir.path()).len() < before.len(),
+            "files holding only old entries are deleted: {before:?}"
+        );
+        // Nothing older is left: a second pass removes nothing, appending continues.
+        assert_eq!(log.remove_before(CUT_MS).unwrap(), 0);
+        log.append(entry(NEW, "after")).unwrap();
+        let last = all(&log).last().cloned().unwrap();
+        assert_eq!((last.seq, last.key.as_str()), (14, "after"));
+        assert!(!dir.path().read_dir().unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".tmp")));
+    }
+
+    #[test]
+    fn retention_of_the_active_file_keeps_appending_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open_rotating_at(dir.path(), 1 << 20).unwrap();
+        log.append(entry(OLD, "old")).unwrap();
+        log.append(entry(NEW, "new")).unwrap();
+        assert_eq!(log.remove_before(CUT_MS).unwrap(), 1);
+        log.append(entry(NEW, "later")).unwrap();
+        log.sync().unwrap();
+        let left: Vec<(u64, String)> = all(&log).into_iter().map(|e| (e.seq, e.key)).collect();
+        assert_eq!(left, vec![(2, "new".to_owned()), (3, "later".to_owned())]);
+        assert!(rotated(dir.path()).is_empty());
     }
 }

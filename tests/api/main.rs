@@ -33,6 +33,7 @@ mod properties;
 mod readme;
 mod replicas;
 mod resolution;
+mod retention;
 mod review;
 mod schema;
 mod scope;
