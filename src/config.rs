@@ -653,7 +653,7 @@ pub enum AuditFailure {
 }
 
 /// API keys and governance secrets (see `governance`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSettings {
     /// The keys allowed to call `/v1` (`idgraph keys new` prints an entry).
@@ -663,6 +663,21 @@ pub struct AuthSettings {
     /// Secret for keyed hashes (analysts' pseudonyms, the suppression list). When empty, a
     /// random one is created once in `<data_dir>/governance.secret`.
     pub secret: Secret,
+    /// Failed authentications one client address may make per minute (in a burst,
+    /// refilled evenly) before further failures answer 429 with `Retry-After`; 0 is no
+    /// limit (see `governance::lockout`).
+    pub failed_auth_per_minute: u32,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            keys: Vec::new(),
+            protect_metrics: false,
+            secret: Secret::default(),
+            failed_auth_per_minute: 30,
+        }
+    }
 }
 
 /// Probabilistic matching of records that share no identifier (see `resolve::probable`).

@@ -5,6 +5,7 @@
 pub mod access;
 pub mod audit;
 pub mod keys;
+pub mod lockout;
 pub mod mask;
 pub mod scope;
 
@@ -18,6 +19,8 @@ use keys::KeyRing;
 pub struct Governance {
     pub keys: KeyRing,
     pub audit: AuditLog,
+    /// Failed authentications per client address (`auth.failed_auth_per_minute`).
+    pub failed_auth: lockout::FailedAuth,
     pub protect_metrics: bool,
     /// Secret for analysts' pseudonyms (derived from the configured secret).
     pub pseudonym_key: Vec<u8>,
@@ -44,6 +47,7 @@ impl Governance {
         Ok(Governance {
             keys,
             audit,
+            failed_auth: lockout::FailedAuth::new(settings.failed_auth_per_minute),
             protect_metrics: settings.protect_metrics,
             pseudonym_key: secret,
             audit_on_failure: audit_settings.on_failure,

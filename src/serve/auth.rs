@@ -184,6 +184,23 @@ fn denied(d: Denied) -> ApiError {
     }
 }
 
+/// The answer to a request without a valid key: 401, or 429 once its client is over
+/// `auth.failed_auth_per_minute` (see `governance::lockout`).
+fn unauthenticated(req: &HttpRequest, gov: &Governance) -> ApiError {
+    let wait = req.peer_addr().and_then(|a| gov.failed_auth.failed(a.ip()));
+    match wait {
+        None => denied(Denied::Unauthenticated),
+        Some(retry_after) => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_failed_authentications",
+            format!(
+                "too many requests from this address without a valid API key; retry in {retry_after} s"
+            ),
+        )
+        .with_header(header::RETRY_AFTER.as_str(), &retry_after.to_string()),
+    }
+}
+
 impl<P: Perm> FromRequest for Auth<P> {
     type Error = ApiError;
     type Future = std::future::Ready<Result<Self, ApiError>>;
@@ -237,6 +254,7 @@ impl<P: Perm> Auth<P> {
                 note,
                 _p: PhantomData,
             }),
+            Err(Denied::Unauthenticated) => Err(unauthenticated(req, &gov)),
             Err(d) => Err(denied(d)),
         }
     }
@@ -255,10 +273,11 @@ pub fn any_key(req: &HttpRequest, gov: &Governance) -> Result<(), ApiError> {
         match gov.keys.authorize(key, p) {
             Ok(_) => return Ok(()),
             Err(Denied::Forbidden { .. }) => continue,
+            Err(Denied::Unauthenticated) => return Err(unauthenticated(req, gov)),
             Err(d) => return Err(denied(d)),
         }
     }
-    Err(denied(Denied::Unauthenticated))
+    Err(unauthenticated(req, gov))
 }
 
 /// Middleware on `/v1`: writes the audit entry of every request except event ingest.

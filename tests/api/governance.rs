@@ -204,6 +204,9 @@ async fn every_route_checks_the_role_and_no_masked_value_leaks() {
     // Besides the test keys, one key per role scoped to the `pos` source: the canary
     // profile (crm data only) is outside its scope.
     let app = spawn_app_with(|s| {
+        // Every route is called without a key: the matrix wants each one's 401, not the
+        // throttle of repeated failures (tested on its own below).
+        s.auth.failed_auth_per_minute = 0;
         // Where the admin's backup goes (a sibling of the data directory, removed below).
         s.backup.dir = Some(s.storage.data_dir.with_extension("backups"));
         for (name, role, unmask) in TEST_KEYS {
@@ -897,4 +900,63 @@ async fn a_read_that_cannot_be_audited_is_refused_unless_configured_to_serve() {
         .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
+}
+
+/// A client that keeps presenting no valid key is slowed down (429 with Retry-After past
+/// `auth.failed_auth_per_minute`), audited as refused, while a valid key from the same
+/// address keeps working.
+#[tokio::test]
+async fn repeated_failed_authentication_is_throttled_per_client_and_valid_keys_still_work() {
+    let app = spawn_app_with(|s| s.auth.failed_auth_per_minute = 4).await;
+    let stranger = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let lookup = app.url("/v1/lookup?kind=email&value=x%40example.com");
+    for i in 0..4 {
+        let resp = stranger
+            .get(&lookup)
+            .bearer_auth("idg_not_a_key")
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 401, "attempt {i}");
+    }
+    let resp = stranger
+        .get(&lookup)
+        .bearer_auth("idg_still_not_a_key")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 429);
+    let retry: u64 = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .expect("Retry-After in seconds");
+    assert!(
+        (1..=15).contains(&retry),
+        "4 a minute: one more within 15 s, got {retry}"
+    );
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(
+        body["error"]["code"], "too_many_failed_authentications",
+        "{body}"
+    );
+    // No key at all counts the same.
+    let resp = stranger.get(&lookup).send().await.expect("request");
+    assert_eq!(resp.status(), 429);
+
+    // The valid key from the same address is not held back.
+    let resp = app.get("/v1/lookup?kind=email&value=x%40example.com").await;
+    assert_eq!(resp.status(), 404, "a valid key is answered normally");
+
+    let audit = json_ok(app.get("/v1/audit?route=/v1/lookup").await).await;
+    let refused = audit["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["status"] == 429 && e["key"] == "-")
+        .count();
+    assert_eq!(refused, 2, "{audit}");
 }
