@@ -58,6 +58,9 @@ pub struct ServerSettings {
     pub max_batch_events: usize,
     /// HTTP worker threads (0 = number of cores).
     pub workers: usize,
+    /// A request body that stops arriving for this many seconds (no new bytes) is
+    /// answered 408 `body_timeout` and its connection closed (at least 1).
+    pub body_idle_timeout_seconds: u64,
     /// Serve the web console's own files (`index.html`, `app.js`, `app.css`) from this
     /// directory instead of the copy compiled into the binary: for console development.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -782,6 +785,7 @@ impl Default for ServerSettings {
             max_body_bytes: 1024 * 1024,
             max_batch_events: 1000,
             workers: 0,
+            body_idle_timeout_seconds: 30,
             console_dir: None,
         }
     }

@@ -45,6 +45,9 @@ impl Rules {
         if settings.feed.retention_hours == 0 {
             return Err("feed.retention_hours: must be at least 1".into());
         }
+        if settings.server.body_idle_timeout_seconds == 0 {
+            return Err("server.body_idle_timeout_seconds: must be at least 1".into());
+        }
         if settings.retention.interval_seconds == 0 {
             return Err("retention.interval_seconds: must be at least 1".into());
         }

@@ -102,6 +102,11 @@ pub async fn read(
         .await
         .map_err(|_| too_large(limit))?
         .map_err(|e| {
+            if e.as_error::<actix_web::error::PayloadError>()
+                .is_some_and(super::stall::is_stalled)
+            {
+                return super::stall::stalled();
+            }
             ApiError::bad_request("invalid_body", format!("could not read the body: {e}"))
         })?;
     if !gzip {

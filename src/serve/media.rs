@@ -43,6 +43,7 @@ pub fn json_error(e: &JsonPayloadError, limit: usize) -> ApiError {
                 format!("the body is larger than the limit of {limit} bytes"),
             )
         }
+        JsonPayloadError::Payload(p) if super::stall::is_stalled(p) => super::stall::stalled(),
         JsonPayloadError::Deserialize(d) if d.is_data() => ApiError::bad_request(
             "invalid_json",
             "the JSON does not have the expected fields and types",

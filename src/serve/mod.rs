@@ -17,6 +17,7 @@ pub mod replication;
 pub mod request_id;
 pub mod routes;
 pub mod segment;
+pub mod stall;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -121,6 +122,8 @@ impl Application {
                 .unwrap_or(2),
             n => n,
         };
+        let body_idle =
+            std::time::Duration::from_secs(engine.settings().server.body_idle_timeout_seconds);
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
@@ -146,6 +149,7 @@ impl Application {
                     read_only,
                     from_fn(routes::read_only),
                 ))
+                .wrap(from_fn(move |req, next| stall::guard(body_idle, req, next)))
                 .wrap(from_fn(metrics::track))
                 .wrap(from_fn(request_id::assign))
                 .service(

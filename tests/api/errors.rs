@@ -629,3 +629,77 @@ async fn not_found_messages_do_not_repeat_themselves() {
         assert!(!m.starts_with("no ") || !m.ends_with("not found"), "{m}");
     }
 }
+
+/// Sends a request head and the first bytes of a body over a raw connection, then
+/// `after` (more bytes with pauses, or nothing: a stall); returns everything the server
+/// wrote until it closed the connection (or 20 s passed).
+async fn raw_post(
+    address: &str,
+    path: &str,
+    body: &[u8],
+    sent_first: usize,
+    pauses: &[(u64, usize)],
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = address.trim_start_matches("http://");
+    let mut conn = tokio::net::TcpStream::connect(host).await.expect("connect");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        crate::helpers::key_of("test-admin"),
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.expect("write head");
+    conn.write_all(&body[..sent_first]).await.expect("write");
+    let mut at = sent_first;
+    for (ms, n) in pauses {
+        tokio::time::sleep(std::time::Duration::from_millis(*ms)).await;
+        let end = (at + n).min(body.len());
+        conn.write_all(&body[at..end]).await.expect("write");
+        at = end;
+    }
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        conn.read_to_end(&mut out),
+    )
+    .await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn a_body_that_stops_arriving_is_408_and_a_slow_moving_one_is_served() {
+    let app = spawn_app_with(|s| s.server.body_idle_timeout_seconds = 1).await;
+    let ev = serde_json::to_vec(&event(
+        "stall-1",
+        "web",
+        json!({"email": "stall@example.com"}),
+        Value::Null,
+    ))
+    .expect("json");
+
+    // Ten bytes, then nothing: the raw ingest route and a JSON-extractor route.
+    let started = std::time::Instant::now();
+    let answer = raw_post(&app.address, "/v1/events", &ev, 10, &[]).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"body_timeout\""), "{answer}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "answered, and the connection closed"
+    );
+    let erasure = br#"{"identifier": "email:stall@example.com"}"#;
+    let answer = raw_post(&app.address, "/v1/erasure", erasure, 5, &[]).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert_error(
+        app.lookup("email", "stall@example.com").await,
+        404,
+        "not_found",
+    )
+    .await;
+
+    // A body that keeps coming, with gaps shorter than the limit, is read whole.
+    let steps: Vec<(u64, usize)> = (0..6).map(|_| (400, ev.len() / 6 + 1)).collect();
+    let answer = raw_post(&app.address, "/v1/events", &ev, 1, &steps).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"accepted\""), "{answer}");
+    json_ok(app.lookup("email", "stall@example.com").await).await;
+}
