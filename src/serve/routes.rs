@@ -498,7 +498,7 @@ pub async fn devices(
 
 /// A household for the caller: members and bonds outside its scope left out (the scope
 /// rule), and a household of fewer than two visible members is `missing`'s 404 when it
-/// was asked for by its id.
+/// was asked for by its id, and has no `household_id` when asked for by a member.
 async fn household_answer(
     auth: &Auth<perm::Views>,
     engine: &web::Data<Engine>,
@@ -526,6 +526,12 @@ async fn household_answer(
         .collect();
     if members.is_empty() || (by_id && (members.len() < 2 || v["household_id"].is_null())) {
         return Err(missing.error());
+    }
+    // A person alone (as far as the caller sees) is in no household: no id is handed out
+    // that `/v1/households/{id}` would not answer, as on the golden profile.
+    let mut v = v;
+    if members.len() < 2 {
+        v["household_id"] = Value::Null;
     }
     Ok(masked(auth, engine, v, members))
 }
