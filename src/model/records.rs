@@ -407,4 +407,13 @@ pub struct Counters {
     /// Entries on the suppression list (ingest skips the check while there are none).
     #[serde(default)]
     pub suppressed: u64,
+    /// Live profiles and identifier nodes, kept by every write group once `live_counted`
+    /// (the embedded store counts them once when it is opened by a version that keeps
+    /// them; a graph database's store does not).
+    #[serde(default)]
+    pub profiles: u64,
+    #[serde(default)]
+    pub identifiers: u64,
+    #[serde(default)]
+    pub live_counted: bool,
 }

@@ -588,5 +588,6 @@ pub fn finish(mut s: Session<'_>, rules: &Rules) -> Result<crate::store::Changes
     if rules.change_feed {
         feed::write(&mut s, rendered)?;
     }
+    s.count_live()?;
     Ok(s.into_changes())
 }

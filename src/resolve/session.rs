@@ -712,6 +712,36 @@ impl<'s> Session<'s> {
         self.ch.profiles.insert(state.id.clone(), Some(state));
     }
 
+    /// Brings the live counts of profiles and identifiers up to date with what this
+    /// session writes (what existed before is the store's value, read by the session or
+    /// now), where the store keeps them.
+    pub fn count_live(&mut self) -> Result<(), StoreError> {
+        if !self.counters.live_counted {
+            return Ok(());
+        }
+        let (mut profiles, mut identifiers) = (0i64, 0i64);
+        for (key, after) in &self.ch.nodes {
+            let cached = self.read_nodes.borrow().get(key).map(Option::is_some);
+            let before = match cached {
+                Some(b) => b,
+                None => self.store.node(key)?.is_some(),
+            };
+            identifiers += i64::from(after.is_some()) - i64::from(before);
+        }
+        for (id, after) in &self.ch.profiles {
+            let cached = self.read_profiles.borrow().get(id).map(Option::is_some);
+            let before = match cached {
+                Some(b) => b,
+                None => self.store.profile(id)?.is_some(),
+            };
+            profiles += i64::from(after.is_some()) - i64::from(before);
+        }
+        let apply = |n: u64, d: i64| n.saturating_add_signed(d);
+        self.counters.profiles = apply(self.counters.profiles, profiles);
+        self.counters.identifiers = apply(self.counters.identifiers, identifiers);
+        Ok(())
+    }
+
     pub fn into_changes(mut self) -> Changes {
         self.counters.commit_seq += 1;
         self.ch.counters = Some(self.counters);

@@ -183,6 +183,27 @@ pub fn operations(engine: &crate::engine::Engine) -> String {
             "",
         ));
     }
+    if let Ok(c) = engine.store().counters() {
+        if c.live_counted {
+            out.push_str(&families(
+                &[
+                    (
+                        "idgraph_profiles",
+                        "gauge",
+                        "Live golden profiles (kept by every write group)",
+                        c.profiles.to_string(),
+                    ),
+                    (
+                        "idgraph_identifiers",
+                        "gauge",
+                        "Identifier nodes in the graph (kept by every write group)",
+                        c.identifiers.to_string(),
+                    ),
+                ],
+                "",
+            ));
+        }
+    }
     out.push_str(&retention(engine));
     out.push_str(&engine.store().engine_metrics());
     out.push_str(&build_info());

@@ -443,6 +443,9 @@ impl RocksStore {
         if store.get_raw(CF_META, b"event_order")?.is_none() {
             store.build_event_order()?;
         }
+        if !store.counters()?.live_counted {
+            store.count_live()?;
+        }
         match store.get_raw(CF_META, b"format")? {
             None => store.put_raw(CF_META, b"format", FORMAT_VERSION)?,
             Some(v) if v == FORMAT_VERSION => {}
@@ -455,6 +458,39 @@ impl RocksStore {
             }
         }
         Ok(store)
+    }
+
+    /// Counts the live profiles and identifier nodes once (a store written before the
+    /// counters kept them); every write group keeps them current from then on.
+    fn count_live(&self) -> Result<(), StoreError> {
+        let keys = |cf: &str, prefix: &[u8]| -> Result<u64, StoreError> {
+            let mut ro = ReadOptions::default();
+            if !prefix.is_empty() {
+                ro.set_iterate_upper_bound(prefix_end(prefix));
+            }
+            let mut it = self.db.raw_iterator_cf_opt(self.cf(cf)?, ro);
+            it.seek(prefix);
+            let mut n = 0;
+            while it.valid() {
+                n += 1;
+                it.next();
+            }
+            it.status().map_err(engine)?;
+            Ok(n)
+        };
+        let mut counters = self.counters()?;
+        counters.identifiers = keys(CF_IDENTIFIERS, b"")?;
+        counters.profiles = keys(CF_PROFILES, &joined(&[b"s", b""]))?;
+        counters.live_counted = true;
+        self.put_raw(CF_META, b"counters", &encode(&counters)?)?;
+        if counters.profiles > 0 {
+            tracing::info!(
+                profiles = counters.profiles,
+                identifiers = counters.identifiers,
+                "counted the live profiles and identifiers for /metrics"
+            );
+        }
+        Ok(())
     }
 
     /// Writes the `q` row of every stored event that still holds its payload (a store

@@ -277,3 +277,130 @@ async fn the_request_id_is_in_the_json_log_lines_of_the_request() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The live profile and identifier gauges equal what the store holds after every kind
+/// of write: new people, merges, a split, an identifier deleted, an erasure, a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_profile_and_identifier_gauges_match_the_store_after_every_kind_of_write() {
+    let app = spawn_app().await;
+    let truth = |dir: &std::path::Path| {
+        let store = idgraph::store::rocks::RocksStore::open_read_only(dir).expect("read-only");
+        let (mut profiles, mut identifiers) = (0.0, 0.0);
+        for (cf, k, _) in store.dump().expect("dump") {
+            match cf {
+                "identifiers" => identifiers += 1.0,
+                "profiles" if k.starts_with(b"s\0") => profiles += 1.0,
+                _ => {}
+            }
+        }
+        (profiles, identifiers)
+    };
+    let check = |step: &'static str| {
+        let app = &app;
+        async move {
+            let text = metrics_text(&app.client, &app.address).await;
+            let gauges = (
+                must(&text, "idgraph_profiles"),
+                must(&text, "idgraph_identifiers"),
+            );
+            assert_eq!(gauges, truth(app.data_dir()), "after {step}");
+            gauges
+        }
+    };
+    assert_eq!(check("start").await, (0.0, 0.0));
+
+    for i in 0..6 {
+        app.ingest(&event(
+            &format!("lg-{i}"),
+            "crm",
+            json!({"email": format!("live{i}@example.com"), "phone": format!("+1415555{:04}", 100 + i)}),
+            Value::Null,
+        ))
+        .await;
+    }
+    assert_eq!(check("six people").await, (6.0, 12.0));
+
+    // One event joins 0 and 1, another joins 2 and 3 and brings a new cookie.
+    app.ingest(&event(
+        "lg-m1",
+        "web",
+        json!({"email": "live0@example.com", "customer_id": "C-live-1", "phone": "+14155550101"}),
+        Value::Null,
+    ))
+    .await;
+    app.ingest(&event(
+        "lg-m2",
+        "web",
+        json!({"email": "live2@example.com", "phone": "+14155550103", "cookie_id": "ck-live"}),
+        Value::Null,
+    ))
+    .await;
+    assert_eq!(check("two merges").await, (4.0, 14.0));
+
+    // Undo the first merge: delete whichever links its event made.
+    let mut deleted = 0;
+    for (a, b) in [
+        ("email:live0@example.com", "customer_id:C-live-1"),
+        ("customer_id:C-live-1", "phone:+14155550101"),
+        ("email:live0@example.com", "phone:+14155550101"),
+    ] {
+        let resp = app.delete_link(a, b).await;
+        match resp.status().as_u16() {
+            200 => deleted += 1,
+            404 => {}
+            other => panic!("{other}: {}", resp.text().await.unwrap_or_default()),
+        }
+    }
+    assert!(deleted > 0, "the merge made a link");
+    assert_ne!(
+        app.pid_of("email", "live0@example.com").await,
+        app.pid_of("email", "live1@example.com").await,
+        "split"
+    );
+    check("a split").await;
+
+    let resp = app.delete("/v1/identifiers/cookie_id/ck-live").await;
+    assert_eq!(
+        resp.status(),
+        200,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+    check("an identifier deleted").await;
+
+    let pid = app.pid_of("email", "live5@example.com").await;
+    let resp = app
+        .client
+        .post(app.url("/v1/erasure"))
+        .json(&json!({"profile_id": pid}))
+        .send()
+        .await
+        .expect("erasure");
+    assert_eq!(
+        resp.status(),
+        200,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+    let after = check("an erasure").await;
+
+    // Kept across a restart of the same data directory.
+    let dir = TempDir::new().expect("temporary directory");
+    let copy = dir.path().join("data");
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(app.data_dir())
+        .arg(&copy)
+        .status()
+        .expect("cp");
+    assert!(status.success());
+    let server = ServeProcess::start(&copy);
+    let text = metrics_text(&http_client(), &server.address).await;
+    assert_eq!(
+        (
+            must(&text, "idgraph_profiles"),
+            must(&text, "idgraph_identifiers")
+        ),
+        after
+    );
+}

@@ -360,6 +360,8 @@ fn fixture() -> Fixture {
         commit_seq: 1,
         history_seq: 3,
         suppressed: 1,
+        // Live counts are the embedded store's own (graph databases keep none).
+        ..Counters::default()
     });
     Fixture {
         ann_email,
@@ -1001,6 +1003,27 @@ mod event_order {
             .map(|(_, id)| id)
             .collect();
         assert_eq!(listed, vec!["e1", "e3"], "the aged e2 is not listed");
+    }
+
+    /// A store whose counters do not keep live counts (written before they existed) is
+    /// counted once when opened.
+    #[test]
+    fn an_older_store_counts_its_live_profiles_and_identifiers_on_first_open() {
+        use idgraph::store::rocks::RocksStore;
+        let dir = tempfile::tempdir().expect("temporary directory");
+        {
+            let store = RocksStore::open(dir.path()).expect("open");
+            // The fixture's counters, as an older version wrote them: no live counts.
+            store.apply(&fixture().changes).expect("apply");
+            assert!(!store.counters().expect("counters").live_counted);
+        }
+        let c = RocksStore::open(dir.path())
+            .expect("reopen")
+            .counters()
+            .expect("counters");
+        assert!(c.live_counted);
+        assert_eq!((c.profiles, c.identifiers), (2, 5));
+        assert_eq!(c.commit_seq, 1, "counting is not a write group");
     }
 
     const DB_CFS: [&str; 7] = [

@@ -366,6 +366,8 @@ impl BoltGraph {
             commit_seq: rows::to_u64(c.commit_seq),
             history_seq: rows::to_u64(c.history_seq),
             suppressed: rows::to_u64(c.suppressed),
+            // A graph database's store keeps no live counts (see `Counters::live_counted`).
+            ..Counters::default()
         })
     }
 
