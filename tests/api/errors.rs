@@ -703,3 +703,71 @@ async fn a_body_that_stops_arriving_is_408_and_a_slow_moving_one_is_served() {
     assert!(answer.contains("\"accepted\""), "{answer}");
     json_ok(app.lookup("email", "stall@example.com").await).await;
 }
+
+/// Sends `request` as raw bytes and returns the status line and the JSON body of the
+/// answer (the connection is closed by the server after these errors).
+async fn raw_exchange(address: &str, request: &[u8]) -> (String, Value, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = address.trim_start_matches("http://");
+    let mut conn = tokio::net::TcpStream::connect(host).await.expect("connect");
+    // The server may answer (and close) before it has read everything.
+    let _ = conn.write_all(request).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        conn.read_to_end(&mut out),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.lines().next().unwrap_or_default().to_owned();
+    let json = serde_json::from_str(body).unwrap_or(Value::Null);
+    (status, json, head.to_ascii_lowercase())
+}
+
+/// Requests the HTTP layer refuses before any route runs answer in the same JSON error
+/// shape as every route (actix-http patched, see vendor/actix-http/IDGRAPH-PATCH.md).
+#[tokio::test]
+async fn http_layer_errors_have_the_json_error_shape() {
+    let app = spawn_app().await;
+    let long_uri = format!(
+        "GET /v1/lookup?kind=email&value={} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "a".repeat(70_000)
+    );
+    let big_head = format!(
+        "GET /health HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(140_000)
+    );
+    let mut bad_bytes = b"GET /v1/profiles/".to_vec();
+    bad_bytes.extend_from_slice(&[0xff, 0xfe]);
+    bad_bytes.extend_from_slice(b" HTTP/1.1\r\nHost: x\r\n\r\n");
+    for (request, status, code) in [
+        (long_uri.into_bytes(), "414", "uri_too_long"),
+        (big_head.into_bytes(), "431", "headers_too_large"),
+        (bad_bytes, "400", "malformed_request"),
+        (
+            b"GET /health HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n".to_vec(),
+            "400",
+            "malformed_request",
+        ),
+    ] {
+        let (line, body, head) = raw_exchange(&app.address, &request).await;
+        assert!(
+            line.starts_with(&format!("HTTP/1.1 {status}")),
+            "{code}: {line}"
+        );
+        assert!(
+            head.contains("content-type: application/json"),
+            "{code}: {head}"
+        );
+        assert_eq!(body["error"]["code"], code, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{body}"
+        );
+    }
+    // The server goes on serving.
+    assert_eq!(app.get("/health").await.status(), 200);
+}
