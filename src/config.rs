@@ -60,6 +60,40 @@ pub struct ServerSettings {
     /// directory instead of the copy compiled into the binary: for console development.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub console_dir: Option<PathBuf>,
+    /// `[server.tls]`: serve HTTPS instead of HTTP (see `serve::tls`).
+    pub tls: TlsSettings,
+}
+
+/// `[server.tls]`: the API over HTTPS. Both files or neither; neither is plain HTTP.
+/// SIGHUP reads both again (certificate renewal without a restart).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM file of the certificate chain, the server's certificate first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    /// PEM file of its private key (PKCS#8, RSA or SEC1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+}
+
+impl TlsSettings {
+    /// The certificate and key files when TLS is on, `None` when both are unset; one
+    /// without the other is an error naming the missing one.
+    pub fn files(&self) -> Result<Option<(&Path, &Path)>, ConfigError> {
+        match (&self.cert_file, &self.key_file) {
+            (Some(cert), Some(key)) => Ok(Some((cert, key))),
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(ConfigError(
+                "server.tls.key_file is missing: server.tls.cert_file is set, and TLS needs both"
+                    .into(),
+            )),
+            (None, Some(_)) => Err(ConfigError(
+                "server.tls.cert_file is missing: server.tls.key_file is set, and TLS needs both"
+                    .into(),
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -649,6 +683,7 @@ impl Default for ServerSettings {
             max_batch_events: 1000,
             workers: 0,
             console_dir: None,
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -770,14 +805,21 @@ impl Settings {
         }
         figment = figment.merge(Env::prefixed("IDGRAPH_").ignore(&NOT_SETTINGS).split("__"));
         let settings: Settings = figment.extract().map_err(|e| ConfigError(e.to_string()))?;
-        Ok(settings)
+        settings.check()
+    }
+
+    /// Checks the types cannot express (one key needing another).
+    fn check(self) -> Result<Settings, ConfigError> {
+        self.server.tls.files()?;
+        Ok(self)
     }
 
     /// Parses settings from TOML text layered over the defaults (no environment).
     pub fn from_toml_str(text: &str) -> Result<Settings, ConfigError> {
         Figment::from(Serialized::defaults(Settings::default()))
             .merge(Toml::string(text))
-            .extract()
-            .map_err(|e| ConfigError(e.to_string()))
+            .extract::<Settings>()
+            .map_err(|e| ConfigError(e.to_string()))?
+            .check()
     }
 }

@@ -312,7 +312,11 @@ pub fn serve(engine: Arc<Engine>) -> anyhow::Result<()> {
             let app = Application::with_engine(engine, &bind)?;
             tracing::info!(port = app.port(), "idgraph listening");
             // Machine-readable for scripts and tests that start the binary on port 0.
-            crate::outln!("listening on http://{}", bind_with_port(&bind, app.port()));
+            crate::outln!(
+                "listening on {}://{}",
+                app.scheme(),
+                bind_with_port(&bind, app.port())
+            );
             app.run_until_stopped().await?;
             anyhow::Ok(())
         }

@@ -40,6 +40,7 @@ mod search;
 mod segment;
 mod stewards;
 mod store_contract;
+mod tls;
 mod unmerge;
 mod views;
 mod webhooks;
