@@ -43,6 +43,58 @@ pub struct Settings {
     pub segment: crate::ingest::segment::SegmentSettings,
     /// Backups (see `backup`).
     pub backup: crate::backup::BackupSettings,
+    /// Trace export (see `telemetry`).
+    pub telemetry: TelemetrySettings,
+}
+
+/// `[telemetry]`: OpenTelemetry trace export of the serving commands (see `telemetry`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// Base URL of an OTLP/HTTP receiver (`http://collector:4318`); spans go to
+    /// `<url>/v1/traces` as protobuf. Unset: the standard `OTEL_EXPORTER_OTLP_ENDPOINT`
+    /// when that is set, else nothing is exported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
+    /// The exported spans' `service.name`.
+    pub service_name: String,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        TelemetrySettings {
+            otlp_endpoint: None,
+            service_name: "idgraph".into(),
+        }
+    }
+}
+
+impl TelemetrySettings {
+    /// The receiver's base URL: `otlp_endpoint`, else `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub fn endpoint(&self) -> Option<String> {
+        self.otlp_endpoint
+            .clone()
+            .or_else(|| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok())
+            .filter(|e| !e.trim().is_empty())
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if let Some(endpoint) = &self.otlp_endpoint {
+            let ok = url::Url::parse(endpoint)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+            if !ok {
+                return Err(ConfigError(
+                    "telemetry.otlp_endpoint must be an http:// or https:// URL of an OTLP/HTTP receiver, e.g. http://collector:4318".into(),
+                ));
+            }
+        }
+        if self.service_name.trim().is_empty() {
+            return Err(ConfigError(
+                "telemetry.service_name must not be empty".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -811,6 +863,7 @@ impl Settings {
     /// Checks the types cannot express (one key needing another).
     fn check(self) -> Result<Settings, ConfigError> {
         self.server.tls.files()?;
+        self.telemetry.check()?;
         Ok(self)
     }
 

@@ -270,9 +270,29 @@ pub(crate) fn existing(s: Settings) -> anyhow::Result<Settings> {
     Ok(s)
 }
 
-/// Entry point of the binary.
-pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+/// The command line as given.
+pub fn parse() -> Cli {
+    Cli::parse()
+}
+
+impl Cli {
+    /// The trace-export settings of a serving command (`serve`, `replica`), read before
+    /// logging starts; `None` for other commands, or when the settings do not load (the
+    /// command then reports that itself).
+    pub fn telemetry(&self) -> Option<crate::config::TelemetrySettings> {
+        match self.command {
+            Command::Serve { .. } | Command::Replica { .. } => {
+                Settings::load(self.config.as_deref())
+                    .ok()
+                    .map(|s| s.telemetry)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Runs the parsed command line.
+pub fn main(cli: Cli) -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

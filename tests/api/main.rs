@@ -28,6 +28,7 @@ mod matching;
 mod neo4j;
 mod openapi;
 mod operations;
+mod otlp;
 mod pipeline;
 mod properties;
 mod readme;
