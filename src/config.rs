@@ -876,3 +876,40 @@ impl Settings {
             .check()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_needs_both_files_and_the_otlp_endpoint_a_url() {
+        let both = "[server.tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\n";
+        let s = Settings::from_toml_str(both).unwrap();
+        assert!(s.server.tls.files().unwrap().is_some());
+        assert!(Settings::default().server.tls.files().unwrap().is_none());
+        let e = Settings::from_toml_str("[server.tls]\ncert_file = \"c.pem\"\n").unwrap_err();
+        assert!(
+            e.to_string().contains("server.tls.key_file is missing"),
+            "{e}"
+        );
+        let e = Settings::from_toml_str("[server.tls]\nkey_file = \"k.pem\"\n").unwrap_err();
+        assert!(
+            e.to_string().contains("server.tls.cert_file is missing"),
+            "{e}"
+        );
+
+        let otlp = "[telemetry]\notlp_endpoint = \"http://collector:4318\"\n";
+        let s = Settings::from_toml_str(otlp).unwrap();
+        assert_eq!(s.telemetry.service_name, "idgraph");
+        for bad in ["collector:4318", "ftp://collector", "not a url"] {
+            let text = format!("[telemetry]\notlp_endpoint = \"{bad}\"\n");
+            let e = Settings::from_toml_str(&text).unwrap_err();
+            assert!(
+                e.to_string().contains("telemetry.otlp_endpoint"),
+                "{bad}: {e}"
+            );
+        }
+        let e = Settings::from_toml_str("[telemetry]\nservice_name = \" \"\n").unwrap_err();
+        assert!(e.to_string().contains("telemetry.service_name"), "{e}");
+    }
+}

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 
@@ -143,6 +144,7 @@ async fn request_spans_are_exported_by_route_pattern_without_values() {
     let health = named("GET /health");
     assert_eq!(health.len(), 2, "{spans:?}");
     for span in &health {
+        assert_eq!(span.kind, SpanKind::Server as i32, "{span:?}");
         assert_eq!(
             attr(&span.attributes, "http.status_code"),
             Some(&any_value::Value::IntValue(200))
