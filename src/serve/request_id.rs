@@ -106,8 +106,8 @@ pub async fn assign(
 /// The request span when spans are exported: an OpenTelemetry server span named by method
 /// and route pattern (never the raw path: paths hold identifier values), the child of an
 /// incoming W3C `traceparent`, with `http.method` and `http.route` (the status code is set
-/// when the answer is known). The query string and headers other than `traceparent` are
-/// never read into it.
+/// when the answer is known). The query string and headers other than `traceparent` and
+/// `tracestate` are never read into it.
 fn server_span(req: &ServiceRequest, id: &str, method: &str, route: &str) -> tracing::Span {
     let span = tracing::info_span!(
         "request",
@@ -118,7 +118,7 @@ fn server_span(req: &ServiceRequest, id: &str, method: &str, route: &str) -> tra
         otel.kind = "server",
     );
     let parent = TraceContextPropagator::new().extract(&Headers(req.headers()));
-    // Fails only when the span is disabled by the log filter (nothing is exported then).
+    // Fails only when the span filter disabled the span (nothing is exported then).
     let _ = span.set_parent(parent);
     span.set_attribute("http.method", method.to_owned());
     span.set_attribute("http.route", route.to_owned());
