@@ -1,7 +1,8 @@
 //! OTLP trace export with the real binary: a receiver on loopback takes `POST /v1/traces`
 //! (protobuf), the server exports one span per request named by route pattern, with the
 //! status code, under an incoming W3C `traceparent`, and no identifier value from a path
-//! or query string anywhere in what it sends.
+//! or query string anywhere in what it sends; a receiver that is down fails no request and
+//! delays no stop.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -181,5 +182,39 @@ async fn request_spans_are_exported_by_route_pattern_without_values() {
     assert_eq!(
         attr(&lookup[0].attributes, "http.status_code"),
         Some(&any_value::Value::IntValue(lookup_status))
+    );
+}
+
+#[tokio::test]
+async fn a_receiver_that_is_down_fails_no_request_and_delays_no_stop() {
+    // Nothing listens on the port of a listener that is bound and dropped.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let data = tempfile::tempdir().expect("temp dir");
+    let mut server = ServeProcess::start_with_env(
+        data.path(),
+        &[(
+            "IDGRAPH_TELEMETRY__OTLP_ENDPOINT".into(),
+            format!("http://127.0.0.1:{port}"),
+        )],
+    );
+    let c = http_client();
+    for _ in 0..3 {
+        let health = c
+            .get(server.url("/health"))
+            .send()
+            .await
+            .expect("GET /health");
+        assert_eq!(health.status(), 200);
+    }
+    let started = Instant::now();
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}\n{}", server.stderr());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "the stop waited {:?} for the receiver",
+        started.elapsed()
     );
 }
