@@ -276,16 +276,18 @@ pub fn parse() -> Cli {
 }
 
 impl Cli {
-    /// The trace-export settings of a serving command (`serve`, `replica`), read before
-    /// logging starts; `None` for other commands, or when the settings do not load (the
-    /// command then reports that itself).
+    /// The trace-export settings of a serving command (`serve`, `replica`, `demo` unless
+    /// `--no-serve`), read before logging starts; `None` for other commands, or when the
+    /// settings do not load (the command then reports that itself).
     pub fn telemetry(&self) -> Option<crate::config::TelemetrySettings> {
         match self.command {
-            Command::Serve { .. } | Command::Replica { .. } => {
-                Settings::load(self.config.as_deref())
-                    .ok()
-                    .map(|s| s.telemetry)
-            }
+            Command::Serve { .. }
+            | Command::Replica { .. }
+            | Command::Demo {
+                no_serve: false, ..
+            } => Settings::load(self.config.as_deref())
+                .ok()
+                .map(|s| s.telemetry),
             _ => None,
         }
     }
