@@ -45,6 +45,58 @@ pub struct Settings {
     pub backup: crate::backup::BackupSettings,
     /// How long raw events and audit entries are kept (see `engine::retention`).
     pub retention: RetentionSettings,
+    /// Trace export (see `telemetry`).
+    pub telemetry: TelemetrySettings,
+}
+
+/// `[telemetry]`: OpenTelemetry trace export of the serving commands (see `telemetry`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// Base URL of an OTLP/HTTP receiver (`http://collector:4318`); spans go to
+    /// `<url>/v1/traces` as protobuf. Unset: the standard `OTEL_EXPORTER_OTLP_ENDPOINT`
+    /// when that is set, else nothing is exported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
+    /// The exported spans' `service.name`.
+    pub service_name: String,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        TelemetrySettings {
+            otlp_endpoint: None,
+            service_name: "idgraph".into(),
+        }
+    }
+}
+
+impl TelemetrySettings {
+    /// The receiver's base URL: `otlp_endpoint`, else `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub fn endpoint(&self) -> Option<String> {
+        self.otlp_endpoint
+            .clone()
+            .or_else(|| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok())
+            .filter(|e| !e.trim().is_empty())
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if let Some(endpoint) = &self.otlp_endpoint {
+            let ok = url::Url::parse(endpoint)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+            if !ok {
+                return Err(ConfigError(
+                    "telemetry.otlp_endpoint must be an http:// or https:// URL of an OTLP/HTTP receiver, e.g. http://collector:4318".into(),
+                ));
+            }
+        }
+        if self.service_name.trim().is_empty() {
+            return Err(ConfigError(
+                "telemetry.service_name must not be empty".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -65,6 +117,40 @@ pub struct ServerSettings {
     /// directory instead of the copy compiled into the binary: for console development.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub console_dir: Option<PathBuf>,
+    /// `[server.tls]`: serve HTTPS instead of HTTP (see `serve::tls`).
+    pub tls: TlsSettings,
+}
+
+/// `[server.tls]`: the API over HTTPS. Both files or neither; neither is plain HTTP.
+/// SIGHUP reads both again (certificate renewal without a restart).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM file of the certificate chain, the server's certificate first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    /// PEM file of its private key (PKCS#8, RSA or SEC1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+}
+
+impl TlsSettings {
+    /// The certificate and key files when TLS is on, `None` when both are unset; one
+    /// without the other is an error naming the missing one.
+    pub fn files(&self) -> Result<Option<(&Path, &Path)>, ConfigError> {
+        match (&self.cert_file, &self.key_file) {
+            (Some(cert), Some(key)) => Ok(Some((cert, key))),
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(ConfigError(
+                "server.tls.key_file is missing: server.tls.cert_file is set, and TLS needs both"
+                    .into(),
+            )),
+            (None, Some(_)) => Err(ConfigError(
+                "server.tls.cert_file is missing: server.tls.key_file is set, and TLS needs both"
+                    .into(),
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -787,6 +873,7 @@ impl Default for ServerSettings {
             workers: 0,
             body_idle_timeout_seconds: 30,
             console_dir: None,
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -908,20 +995,65 @@ impl Settings {
         }
         figment = figment.merge(Env::prefixed("IDGRAPH_").ignore(&NOT_SETTINGS).split("__"));
         let settings: Settings = figment.extract().map_err(|e| ConfigError(e.to_string()))?;
-        Ok(settings)
+        settings.check()
+    }
+
+    /// Checks the types cannot express (one key needing another).
+    fn check(self) -> Result<Settings, ConfigError> {
+        self.server.tls.files()?;
+        self.telemetry.check()?;
+        Ok(self)
     }
 
     /// Parses settings from TOML text layered over the defaults (no environment).
     pub fn from_toml_str(text: &str) -> Result<Settings, ConfigError> {
         Figment::from(Serialized::defaults(Settings::default()))
             .merge(Toml::string(text))
-            .extract()
-            .map_err(|e| ConfigError(e.to_string()))
+            .extract::<Settings>()
+            .map_err(|e| ConfigError(e.to_string()))?
+            .check()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_needs_both_files_and_the_otlp_endpoint_a_url() {
+        let both = "[server.tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\n";
+        let s = Settings::from_toml_str(both).unwrap();
+        assert!(s.server.tls.files().unwrap().is_some());
+        assert!(Settings::default().server.tls.files().unwrap().is_none());
+        let e = Settings::from_toml_str("[server.tls]\ncert_file = \"c.pem\"\n").unwrap_err();
+        assert!(
+            e.to_string().contains("server.tls.key_file is missing"),
+            "{e}"
+        );
+        let e = Settings::from_toml_str("[server.tls]\nkey_file = \"k.pem\"\n").unwrap_err();
+        assert!(
+            e.to_string().contains("server.tls.cert_file is missing"),
+            "{e}"
+        );
+
+        let otlp = "[telemetry]\notlp_endpoint = \"http://collector:4318\"\n";
+        let s = Settings::from_toml_str(otlp).unwrap();
+        assert_eq!(s.telemetry.service_name, "idgraph");
+        for bad in ["collector:4318", "ftp://collector", "not a url"] {
+            let text = format!("[telemetry]\notlp_endpoint = \"{bad}\"\n");
+            let e = Settings::from_toml_str(&text).unwrap_err();
+            assert!(
+                e.to_string().contains("telemetry.otlp_endpoint"),
+                "{bad}: {e}"
+            );
+        }
+        let e = Settings::from_toml_str("[telemetry]\nservice_name = \" \"\n").unwrap_err();
+        assert!(e.to_string().contains("telemetry.service_name"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod period_tests {
     use super::Period;
 
     #[test]

@@ -267,11 +267,13 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
             if !announced {
                 tracing::info!(port, writer = %writer, "idgraph replica listening");
                 crate::outln!(
-                    "listening on http://{}",
+                    "listening on {}://{}",
+                    app.scheme(),
                     crate::cli::bind_with_port(&bind, port)
                 );
                 announced = true;
             }
+            let reload = app.reload_tls_on_hangup();
             let handle = app.handle();
             let server = tokio::spawn(app.run_in_background());
             let stopped = tokio::select! {
@@ -287,6 +289,9 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
             }
             handle.stop(true).await;
             let _ = server.await;
+            if let Some(reload) = reload {
+                reload.abort();
+            }
             let engine = tokio::task::spawn_blocking(move || crate::cli::close(engine)).await;
             if engine.is_err() {
                 anyhow::bail!("the store could not be closed");

@@ -270,9 +270,31 @@ pub(crate) fn existing(s: Settings) -> anyhow::Result<Settings> {
     Ok(s)
 }
 
-/// Entry point of the binary.
-pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+/// The command line as given.
+pub fn parse() -> Cli {
+    Cli::parse()
+}
+
+impl Cli {
+    /// The trace-export settings of a serving command (`serve`, `replica`, `demo` unless
+    /// `--no-serve`), read before logging starts; `None` for other commands, or when the
+    /// settings do not load (the command then reports that itself).
+    pub fn telemetry(&self) -> Option<crate::config::TelemetrySettings> {
+        match self.command {
+            Command::Serve { .. }
+            | Command::Replica { .. }
+            | Command::Demo {
+                no_serve: false, ..
+            } => Settings::load(self.config.as_deref())
+                .ok()
+                .map(|s| s.telemetry),
+            _ => None,
+        }
+    }
+}
+
+/// Runs the parsed command line.
+pub fn main(cli: Cli) -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -312,7 +334,11 @@ pub fn serve(engine: Arc<Engine>) -> anyhow::Result<()> {
             let app = Application::with_engine(engine, &bind)?;
             tracing::info!(port = app.port(), "idgraph listening");
             // Machine-readable for scripts and tests that start the binary on port 0.
-            crate::outln!("listening on http://{}", bind_with_port(&bind, app.port()));
+            crate::outln!(
+                "listening on {}://{}",
+                app.scheme(),
+                bind_with_port(&bind, app.port())
+            );
             app.run_until_stopped().await?;
             anyhow::Ok(())
         }

@@ -18,6 +18,7 @@ pub mod request_id;
 pub mod routes;
 pub mod segment;
 pub mod stall;
+pub mod tls;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -48,6 +49,8 @@ pub struct Application {
     governance: web::Data<crate::governance::Governance>,
     /// A read replica: it follows the writer's retention instead of running its own.
     read_only: bool,
+    /// The served certificate when `[server.tls]` is set.
+    tls: Option<Arc<tls::ReloadingCert>>,
 }
 
 impl Application {
@@ -74,6 +77,15 @@ impl Application {
     ) -> anyhow::Result<Application> {
         let port = listener.local_addr()?.port();
         let read_only = replica.is_some();
+        // TLS first: a bad certificate stops start-up before anything else is set up.
+        let tls = match engine.settings().server.tls.files()? {
+            Some((cert_file, key_file)) => {
+                let (cert, info) = tls::ReloadingCert::open(cert_file, key_file)?;
+                tracing::info!(serial = %info.serial, not_after = %info.not_after, "serving HTTPS");
+                Some(Arc::new(cert))
+            }
+            None => None,
+        };
         // The writer re-resolves every profile in the background when the survivorship
         // settings (re-render) or the matching settings or model (match again too)
         // changed since the store was last resolved.
@@ -263,8 +275,16 @@ impl Application {
         })
         .workers(workers)
         .disable_signals()
-        .shutdown_timeout(10)
-        .listen(listener)?
+        .shutdown_timeout(10);
+        // Invariant: with `[server.tls]` set the socket only ever speaks TLS.
+        let server = match &tls {
+            Some(cert) => {
+                let config = tls::server_config(cert.clone())
+                    .map_err(|e| anyhow::anyhow!("server.tls: {e}"))?;
+                server.listen_rustls_0_23(listener, config)?
+            }
+            None => server.listen(listener)?,
+        }
         .run();
         Ok(Application {
             port,
@@ -274,11 +294,29 @@ impl Application {
             kafka,
             governance: audit_log,
             read_only,
+            tls,
         })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// `https` when `[server.tls]` is set, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// Reloads the TLS certificate on SIGHUP while the returned task runs (nothing, and
+    /// SIGHUP keeps its default action, without TLS).
+    pub fn reload_tls_on_hangup(&self) -> Option<tokio::task::JoinHandle<()>> {
+        self.tls
+            .clone()
+            .map(|cert| tokio::spawn(tls::reload_on_hangup(cert)))
     }
 
     pub fn engine(&self) -> Arc<Engine> {
@@ -308,6 +346,7 @@ impl Application {
     /// Runs until the server stops (Ctrl-C / SIGTERM when run from `main`).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.start_tasks();
+        let _reload = self.reload_tls_on_hangup();
         let handle = self.server.handle();
         tokio::spawn(async move {
             shutdown_signal().await;

@@ -5,14 +5,20 @@
 //! An incoming id is kept only when it is 1 to [`MAX_LEN`] characters of `[A-Za-z0-9._:-]`:
 //! anything else (too long, spaces, quotes, non-ASCII) is replaced by a generated id, so a
 //! client cannot inject text into log lines or headers through it.
+//!
+//! When spans are exported (`telemetry::exporting`), the request span is also the
+//! OpenTelemetry server span: see [`server_span`].
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::HttpMessage;
+use opentelemetry::propagation::{Extractor, TextMapPropagator};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
 use rand::Rng;
 use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// The header read and written.
 pub const HEADER: &str = "x-request-id";
@@ -60,17 +66,28 @@ pub async fn assign(
     let route = req
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
-    let span = tracing::info_span!(
-        "request",
-        request_id = %id,
-        method = %method,
-        route = %route,
-    );
+    let span = if crate::telemetry::exporting() {
+        server_span(&req, &id, &method, &route)
+    } else {
+        tracing::info_span!(
+            "request",
+            request_id = %id,
+            method = %method,
+            route = %route,
+        )
+    };
     let started = std::time::Instant::now();
     // (The request cannot be cloned to answer an inner middleware's error here: routing
     // needs it unshared. Handlers, extractors and the `/v1` middleware answer errors as
     // responses, which pass through below.)
     let mut res = next.call(req).instrument(span.clone()).await?;
+    if crate::telemetry::exporting() {
+        let status = res.status();
+        span.set_attribute("http.status_code", i64::from(status.as_u16()));
+        if status.is_server_error() {
+            span.set_status(opentelemetry::trace::Status::error(status.to_string()));
+        }
+    }
     span.in_scope(|| {
         tracing::info!(
             status = res.status().as_u16(),
@@ -84,6 +101,41 @@ pub async fn assign(
             .insert(HeaderName::from_static(HEADER), value);
     }
     Ok(res)
+}
+
+/// The request span when spans are exported: an OpenTelemetry server span named by method
+/// and route pattern (never the raw path: paths hold identifier values), the child of an
+/// incoming W3C `traceparent`, with `http.method` and `http.route` (the status code is set
+/// when the answer is known). The query string and headers other than `traceparent` and
+/// `tracestate` are never read into it.
+fn server_span(req: &ServiceRequest, id: &str, method: &str, route: &str) -> tracing::Span {
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %method,
+        route = %route,
+        otel.name = %format!("{method} {route}"),
+        otel.kind = "server",
+    );
+    let parent = TraceContextPropagator::new().extract(&Headers(req.headers()));
+    // Fails only when the span filter disabled the span (nothing is exported then).
+    let _ = span.set_parent(parent);
+    span.set_attribute("http.method", method.to_owned());
+    span.set_attribute("http.route", route.to_owned());
+    span
+}
+
+/// The request's headers as a propagation carrier (`traceparent`, `tracestate`).
+struct Headers<'a>(&'a actix_web::http::header::HeaderMap);
+
+impl Extractor for Headers<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
 }
 
 #[cfg(test)]
