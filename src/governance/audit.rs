@@ -205,10 +205,20 @@ impl AuditLog {
     /// Makes every entry written so far durable (fsync), when any was written since the
     /// last call.
     pub fn sync(&self) -> std::io::Result<()> {
-        let mut guard = self.lock()?;
-        if guard.dirty {
-            guard.file.sync_data()?;
+        // The fsync runs on a second handle of the file, outside the lock: requests keep
+        // appending their entries while it waits for the disk (under ingest, that wait is
+        // long enough to stall every audited read behind it).
+        let file = {
+            let mut guard = self.lock()?;
+            if !guard.dirty {
+                return Ok(());
+            }
             guard.dirty = false;
+            guard.file.try_clone()?
+        };
+        if let Err(e) = file.sync_data() {
+            self.lock()?.dirty = true;
+            return Err(e);
         }
         Ok(())
     }
