@@ -589,6 +589,17 @@ pub fn test_certificates(dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 /// The `/metrics` text of the server at `base` (empty when it cannot be read).
+/// The value of the sample `series` (name with labels, exactly as exposed) in a
+/// `/metrics` text, if present.
+pub fn metric_sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (name, value) = l.rsplit_once(' ')?;
+        (name == series)
+            .then(|| value.parse::<f64>().ok())
+            .flatten()
+    })
+}
+
 pub async fn metrics_text(c: &reqwest::Client, base: &str) -> String {
     c.get(format!("{base}/metrics"))
         .send()

@@ -8,17 +8,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
-use crate::helpers::{event, http_client, json_ok, metrics_text, spawn_app, ServeProcess};
-
-/// The value of the sample `series` (name with labels, exactly as exposed), if present.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-        let (name, value) = l.rsplit_once(' ')?;
-        (name == series)
-            .then(|| value.parse::<f64>().ok())
-            .flatten()
-    })
-}
+use crate::helpers::{
+    event, http_client, json_ok, metric_sample as sample, metrics_text, spawn_app, ServeProcess,
+};
 
 fn must(text: &str, series: &str) -> f64 {
     sample(text, series).unwrap_or_else(|| panic!("no sample {series} in /metrics:\n{text}"))

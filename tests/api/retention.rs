@@ -12,15 +12,8 @@ use crate::helpers::*;
 
 /// The value of a counter or gauge in `/metrics` (0 when absent).
 async fn metric(app: &TestApp, name: &str) -> f64 {
-    let text = app
-        .get("/metrics")
-        .await
-        .text()
-        .await
-        .expect("metrics body");
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
+    let text = metrics_text(&app.client, &app.address).await;
+    metric_sample(&text, name).unwrap_or(0.0)
 }
 
 /// Polls until `metric` reaches `at_least` (the retention pass runs every second).
