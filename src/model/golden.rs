@@ -36,6 +36,40 @@ pub struct GoldenProfile {
     pub household_id: Option<String>,
     /// Profile ids merged into this one; they keep resolving here.
     pub merged_ids: BTreeSet<ProfileId>,
+    /// Each configured purpose's latest consent state, with where and when it was given.
+    /// A purpose missing here was never stated: activations treat it as not granted.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub consents: BTreeMap<String, Consent>,
+    /// Ids of the audiences the profile is a member of (consent checked).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub audiences: BTreeSet<String>,
+}
+
+impl GoldenProfile {
+    /// Whether the profile's latest consent for `purpose` is `granted`.
+    pub fn consented(&self, purpose: &str) -> bool {
+        self.consents
+            .get(purpose)
+            .is_some_and(|c| c.state == ConsentState::Granted)
+    }
+}
+
+/// A purpose's consent state as the latest event stating it left it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsentState {
+    Granted,
+    Denied,
+}
+
+/// One purpose's consent in the golden profile, with its provenance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Consent {
+    pub state: ConsentState,
+    /// Source of the event that stated it last.
+    pub source: String,
+    /// Event time of that statement (RFC 3339).
+    pub at: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

@@ -69,6 +69,8 @@ pub fn build(
         .filter_map(|n| chosen(state, rules, n).map(|v| (n.to_owned(), v)))
         .collect();
     Ok(GoldenProfile {
+        consents: Default::default(),
+        audiences: Default::default(),
         profile_id: state.id.clone(),
         identifiers: state.identifiers.clone(),
         traits: GoldenTraits {
