@@ -158,10 +158,12 @@ impl Engine {
 
     /// Defines an audience: stored, registered, and evaluated over every profile in the
     /// background (`status: building` until done). Blocking.
+    /// Answers the audience and whether it was created (`false`: the same definition
+    /// existed).
     pub fn define_audience(
         self: &Arc<Self>,
         new: NewAudience,
-    ) -> Result<AudienceView, EngineError> {
+    ) -> Result<(AudienceView, bool), EngineError> {
         if !activation::valid_id(&new.id) {
             return Err(EngineError::Invalid {
                 field: "id".into(),
@@ -178,14 +180,20 @@ impl Engine {
             });
         }
         let expr = self.compile_filter(&new.filter, &new.purpose)?;
-        if self
-            .store
-            .activation(&activation::def_key(&new.id))?
-            .is_some()
-        {
+        if let Some(bytes) = self.store.activation(&activation::def_key(&new.id))? {
+            let old: AudienceDef = decode(&bytes, "audience")?;
+            // The same definition again (a retried request) is the audience as it is.
+            if (&old.filter, &old.purpose, &old.description)
+                == (&new.filter, &new.purpose, &new.description)
+            {
+                return Ok((self.view(old)?, false));
+            }
             return Err(EngineError::Conflict {
                 code: "audience_exists",
-                message: format!("audience {:?} already exists; delete it first", new.id),
+                message: format!(
+                    "audience {:?} exists with another definition; delete it first",
+                    new.id
+                ),
             });
         }
         let max = self.settings().audiences.max_audiences;
@@ -225,7 +233,7 @@ impl Engine {
                 }
             })
             .map_err(|e| EngineError::Config(format!("cannot start the audience thread: {e}")))?;
-        self.audience(&def.id)
+        Ok((self.audience(&def.id)?, true))
     }
 
     fn mark_ready(&self, id: &str) -> Result<(), EngineError> {

@@ -49,6 +49,7 @@ pub struct AudienceBody {
     request_body = AudienceBody,
     responses(
         (status = 201, description = "The audience, with its counts so far", body = Object),
+        (status = 200, description = "The same definition existed: the audience as it is", body = Object),
         (status = 409, description = "An audience with this id exists, or too many audiences")
     )
 )]
@@ -67,8 +68,12 @@ pub async fn create(
         purpose: b.purpose,
         created_by: auth.caller.name.clone(),
     };
-    let view = blocking(move || e.define_audience(new)).await?;
-    Ok(HttpResponse::Created().json(view))
+    let (view, created) = blocking(move || e.define_audience(new)).await?;
+    Ok(if created {
+        HttpResponse::Created().json(view)
+    } else {
+        HttpResponse::Ok().json(view)
+    })
 }
 
 /// `GET /v1/audiences`: every audience with its size and consent exclusions.

@@ -458,6 +458,15 @@ async fn bad_definitions_are_refused_with_the_position_and_nothing_is_stored() {
     assert_eq!(list["audiences"], json!([]), "nothing stored: {list}");
 
     define(&app, "x", "has(email)", "analytics").await;
+    // The same definition again is the audience as it is (a retried request).
+    let again = app
+        .client
+        .post(app.url("/v1/audiences"))
+        .json(&json!({ "id": "x", "filter": "has(email)", "purpose": "analytics" }))
+        .send()
+        .await
+        .expect("POST /v1/audiences");
+    assert_eq!(again.status().as_u16(), 200);
     assert_error(
         post(json!({ "id": "x", "filter": "has(phone)", "purpose": "analytics" })).await,
         409,

@@ -105,6 +105,22 @@ fn routes(pid: &str, hh: &str) -> Vec<Route> {
                     None,
                 ),
                 "/v1/changes" => ("/v1/changes?after=0&limit=1000".to_owned(), None),
+                // Defining the same audience again is idempotent (200), so every allowed
+                // role succeeds.
+                "/v1/audiences" if rule.method == "POST" => (
+                    "/v1/audiences".to_owned(),
+                    Some(json!({"id": "matrix", "filter": "has(customer_id)", "purpose": "analytics"})),
+                ),
+                "/v1/audiences" => ("/v1/audiences".to_owned(), None),
+                "/v1/audiences/estimate" => (
+                    "/v1/audiences/estimate".to_owned(),
+                    Some(json!({"filter": "has(customer_id)", "purpose": "analytics"})),
+                ),
+                "/v1/audiences/{id}" if rule.method == "DELETE" => {
+                    ("/v1/audiences/none".to_owned(), None)
+                }
+                "/v1/audiences/{id}" => ("/v1/audiences/matrix".to_owned(), None),
+                "/v1/audiences/{id}/members" => ("/v1/audiences/matrix/members".to_owned(), None),
                 "/v1/exports/{kind}" => ("/v1/exports/profiles".to_owned(), None),
                 "/v1/links" => (
                     "/v1/links?a=cookie_id%3Anone-1&b=cookie_id%3Anone-2".to_owned(),
@@ -327,6 +343,7 @@ async fn every_route_checks_the_role_and_no_masked_value_leaks() {
                     if p.starts_with("/v1/suppressions")
                         || p.starts_with("/v1/replication")
                         || p.starts_with("/v1/review")
+                        || p.starts_with("/v1/audiences")
                         || p.starts_with("/v1/admin") =>
                 {
                     StatusCode::FORBIDDEN

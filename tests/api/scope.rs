@@ -443,6 +443,18 @@ async fn a_scoped_key_sees_nothing_of_other_people_in_any_answer() {
                     Some(json!({"after": 0})),
                     StatusCode::NOT_FOUND,
                 )],
+                // Audiences span every source: never for a scoped key.
+                "/v1/audiences"
+                | "/v1/audiences/{id}"
+                | "/v1/audiences/{id}/members"
+                | "/v1/audiences/estimate" => vec![(
+                    Method::from_bytes(rule.method.as_bytes()).expect("a method"),
+                    rule.pattern.replace("{id}", "any"),
+                    (rule.method != "GET" && rule.method != "DELETE").then(
+                        || json!({"id": "any", "filter": "has(email)", "purpose": "analytics"}),
+                    ),
+                    StatusCode::FORBIDDEN,
+                )],
                 // The replication log and snapshots hold everyone: never for a scoped key.
                 "/v1/replication/log" => vec![(
                     Method::GET,
@@ -679,7 +691,11 @@ fn oracle_pairs(pattern: &str, h: &str, absent: &str) -> Vec<Pair> {
         | "/v1/replication/snapshot"
         | "/v1/replication/snapshot/{id}/{file}"
         | "/v1/review"
-        | "/v1/review/{seq}" => vec![],
+        | "/v1/review/{seq}"
+        | "/v1/audiences"
+        | "/v1/audiences/estimate"
+        | "/v1/audiences/{id}"
+        | "/v1/audiences/{id}/members" => vec![],
         other => panic!("the oracle axis has no pair for route {other}: add one"),
     }
 }
