@@ -9,6 +9,7 @@
 //! ARCHITECTURE.md.
 
 pub mod backup;
+pub mod cleanroom;
 pub mod cli;
 pub mod config;
 pub mod demo;
