@@ -115,6 +115,13 @@ pub fn run(config: Option<&PathBuf>, args: OverlapArgs) -> anyhow::Result<()> {
     };
 
     let s = super::existing(super::settings(config, args.data_dir.clone(), None)?)?;
+    if !s.consent.purposes.contains(&selection.purpose) {
+        bail!(
+            "--purpose {:?} is not a configured consent purpose ([consent] purposes: {})",
+            selection.purpose,
+            s.consent.purposes.join(", ")
+        );
+    }
     if s.graph.store != crate::config::GraphBackend::Embedded {
         bail!("idgraph overlap reads the embedded store (not supported on a graph database yet)");
     }
