@@ -24,10 +24,10 @@ const PAGE: usize = 1000;
 /// How identifiers become tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ProtocolArg {
-    /// DH private set intersection over ristretto255: neither side can test guesses.
+    // DH private set intersection over ristretto255: neither side can test guesses.
     Ecdh,
-    /// HMAC-SHA256 with a key agreed for the collaboration (`--key-file`): a key holder
-    /// can test guessed identifiers offline.
+    // HMAC-SHA256 with a key agreed for the collaboration (`--key-file`): a key holder
+    // can test guessed identifiers offline.
     Hmac,
 }
 
@@ -49,6 +49,9 @@ pub struct OverlapArgs {
     /// part of every token, so tokens of one collaboration mean nothing in another.
     #[arg(long, value_name = "ID")]
     pub collaboration: String,
+    /// ecdh: DH private set intersection over ristretto255 (neither side can test guessed
+    /// identifiers); hmac: HMAC-SHA256 with a key agreed for the collaboration (`--key-file`;
+    /// a key holder can test guesses offline).
     #[arg(long, value_enum, default_value = "ecdh")]
     pub protocol: ProtocolArg,
     /// With --protocol hmac: the file holding the collaboration's key (its bytes, at
@@ -64,13 +67,13 @@ pub struct OverlapArgs {
     pub purpose: String,
     /// Count the shared profiles by `source` or by a trait (`tier`, or an address field
     /// such as `city`); repeat or separate with commas.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_name = "ATTR", value_delimiter = ',')]
     pub breakdown: Vec<String>,
     /// Counts under this are suppressed; both sides apply the larger of their two settings.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, value_name = "N", default_value_t = 50)]
     pub min_group_size: u64,
     /// Longest wait for the other side: to connect, and at each step of the exchange.
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
     pub timeout_secs: u64,
     /// Write the report here instead of stdout.
     #[arg(long, value_name = "FILE")]
