@@ -10,6 +10,7 @@
 
 pub mod activation;
 pub mod backup;
+pub mod cleanroom;
 pub mod cli;
 pub mod config;
 pub mod demo;

@@ -1,5 +1,5 @@
 //! The command line (clap): `serve`, `import`, `demo`, `profile`, `reindex`, `schema`, `eval`,
-//! `bench`, `bench-search`, `bench-http`.
+//! `bench`, `bench-search`, `bench-http`, `overlap`.
 //!
 //! Settings are layered: defaults, `--config` TOML file, `IDGRAPH_*` environment variables,
 //! then the flags given here.
@@ -11,6 +11,7 @@ pub mod bench_search;
 pub mod demo;
 pub mod import;
 pub mod output;
+pub mod overlap;
 pub mod reresolve;
 
 use std::path::PathBuf;
@@ -231,6 +232,11 @@ pub enum Command {
     /// Measure the live server over HTTP with wrk: ingest window by window as the store
     /// grows, lookups, search, `/health`, memory, disk, WAL and restart after kill -9.
     BenchHttp(bench_http::HttpBenchArgs),
+    /// One side of a partner overlap without raw data (see README "Partner overlap (clean
+    /// room)"): exchanges only blinded tokens of consented profiles' identifiers with the
+    /// other side and prints counts, small ones suppressed. Reads the embedded store
+    /// read-only: it runs beside a serving server.
+    Overlap(overlap::OverlapArgs),
     /// Print the API's OpenAPI 3.1 document (`idgraph openapi > schema/openapi.json`).
     Openapi,
 }
@@ -692,6 +698,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::BenchHttp(args) => bench_http::run(args),
         Command::Backup(args) => backup::backup(config, args),
         Command::Restore(args) => backup::restore(config, args),
+        Command::Overlap(args) => overlap::run(config, args),
         Command::Openapi => {
             crate::out!("{}", crate::serve::openapi::document());
             Ok(())

@@ -1159,6 +1159,7 @@ fn every_data_dir_and_bind_flag_has_help_and_its_default() {
         "export",
         "demo",
         "replica",
+        "overlap",
     ] {
         let help = run(&mut idgraph([cmd, "--help"])).ok().to_owned();
         let line = |flag: &str| {

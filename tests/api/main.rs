@@ -31,6 +31,7 @@ mod neo4j;
 mod openapi;
 mod operations;
 mod otlp;
+mod overlap;
 mod pipeline;
 mod properties;
 mod readme;
