@@ -47,6 +47,36 @@ pub struct Settings {
     pub retention: RetentionSettings,
     /// Trace export (see `telemetry`).
     pub telemetry: TelemetrySettings,
+    /// The purposes events may state consent for (see `ingest::event`, `activation`).
+    pub consent: ConsentSettings,
+}
+
+/// `[consent]`: the purposes personal data may be used for. Events state each purpose's
+/// consent (`"consent": {"marketing_email": "granted"}`); the profile keeps each purpose's
+/// latest state, and every activation (audiences, overlap, scores) needs its purpose granted.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsentSettings {
+    /// Purpose names (`[a-z][a-z0-9_]*`). A purpose never stated for a person is not granted.
+    pub purposes: Vec<String>,
+}
+
+impl Default for ConsentSettings {
+    fn default() -> Self {
+        ConsentSettings {
+            purposes: [
+                "analytics",
+                "marketing_email",
+                "marketing_sms",
+                "advertising",
+                "personalization",
+                "partner_sharing",
+            ]
+            .iter()
+            .map(|p| p.to_string())
+            .collect(),
+        }
+    }
 }
 
 /// `[telemetry]`: OpenTelemetry trace export of the serving commands (see `telemetry`).

@@ -243,7 +243,9 @@ impl Engine {
             settings.matching.enabled,
             &settings.matching.disabled_sources,
         )
-        .with_drop_invalid(settings.identifiers.on_invalid == crate::config::OnInvalid::Drop);
+        .with_drop_invalid(settings.identifiers.on_invalid == crate::config::OnInvalid::Drop)
+        .with_purposes(&settings.consent.purposes)
+        .map_err(EngineError::Config)?;
         let (tx, rx) = sync_channel::<Job>(QUEUE_DEPTH);
         let mut all: Vec<Arc<dyn CommitListener>> = Vec::with_capacity(listeners.len() + 1);
         let indexer = match &search {

@@ -25,7 +25,7 @@ pub const BUILTIN_SOURCES: [&str; 8] = [
     "idgraph_score",
 ];
 
-const TOP_LEVEL_FIELDS: [&str; 7] = [
+const TOP_LEVEL_FIELDS: [&str; 8] = [
     "event_id",
     "source",
     "timestamp",
@@ -33,7 +33,18 @@ const TOP_LEVEL_FIELDS: [&str; 7] = [
     "identifiers",
     "traits",
     "properties",
+    "consent",
 ];
+
+/// Prefix of the trait a purpose's consent is kept under (`consent:marketing_email`): `:`
+/// is not allowed in trait names, so no event trait can collide with it. Its value is
+/// `{"state": "granted"|"denied", "source": ...}`; survivorship keeps the most recent.
+pub const CONSENT_TRAIT_PREFIX: &str = "consent:";
+
+/// The consent trait name of `purpose`.
+pub fn consent_trait(purpose: &str) -> String {
+    format!("{CONSENT_TRAIT_PREFIX}{purpose}")
+}
 const ADDRESS_FIELDS: [&str; 5] = ["street", "city", "postal_code", "region", "country"];
 const MAX_ID_CHARS: usize = 128;
 const MAX_NAME_CHARS: usize = 200;
@@ -98,6 +109,8 @@ pub struct Validator {
     no_record_sources: BTreeSet<String>,
     /// Drop invalid identifier values instead of rejecting the event.
     drop_invalid: bool,
+    /// Purposes an event may state consent for (`[consent] purposes`).
+    purposes: BTreeSet<String>,
 }
 
 /// The kind of the identifier that anchors an event without identifiers (its value is the
@@ -163,7 +176,81 @@ impl Validator {
             record_anchors: false,
             no_record_sources: BTreeSet::new(),
             drop_invalid: false,
+            purposes: crate::config::ConsentSettings::default()
+                .purposes
+                .into_iter()
+                .collect(),
         })
+    }
+
+    /// The purposes events may state consent for; each must be a valid name.
+    pub fn with_purposes(mut self, purposes: &[String]) -> Result<Self, String> {
+        if let Some(bad) = purposes.iter().find(|p| !valid_kind_name(p)) {
+            return Err(format!(
+                "consent.purposes: {bad:?} is not a valid purpose name ([a-z][a-z0-9_]*)"
+            ));
+        }
+        self.purposes = purposes.iter().cloned().collect();
+        Ok(self)
+    }
+
+    /// Whether `purpose` is configured.
+    pub fn knows_purpose(&self, purpose: &str) -> bool {
+        self.purposes.contains(purpose)
+    }
+
+    /// The configured purposes.
+    pub fn purposes(&self) -> impl Iterator<Item = &str> {
+        self.purposes.iter().map(String::as_str)
+    }
+
+    /// The event's `consent` object as consent traits (see [`CONSENT_TRAIT_PREFIX`]).
+    fn consent(
+        &self,
+        value: Option<&Value>,
+        source: &str,
+        traits: &mut BTreeMap<String, Value>,
+    ) -> Result<(), ValidationError> {
+        let obj = match value {
+            None | Some(Value::Null) => return Ok(()),
+            Some(Value::Object(o)) => o,
+            Some(_) => {
+                return Err(ValidationError::new(
+                    "consent",
+                    "must be an object mapping a purpose to \"granted\" or \"denied\"",
+                ))
+            }
+        };
+        for (purpose, v) in obj {
+            let field = format!("consent.{purpose}");
+            if !self.purposes.contains(purpose) {
+                return Err(ValidationError::new(
+                    field,
+                    format!(
+                        "unknown purpose; configured purposes (consent.purposes): {}",
+                        self.purposes.iter().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+            let state = match v {
+                Value::String(s) if s == "granted" => "granted",
+                Value::String(s) if s == "denied" => "denied",
+                Value::Bool(true) => "granted",
+                Value::Bool(false) => "denied",
+                Value::Null => continue,
+                _ => {
+                    return Err(ValidationError::new(
+                        field,
+                        "must be \"granted\" or \"denied\" (or true/false)",
+                    ))
+                }
+            };
+            traits.insert(
+                consent_trait(purpose),
+                serde_json::json!({"state": state, "source": source}),
+            );
+        }
+        Ok(())
     }
 
     /// Drops invalid identifier values (listed as ignored) instead of rejecting the event.
@@ -224,11 +311,12 @@ impl Validator {
         };
         let timestamp = parse_timestamp(obj.get("timestamp"), now)?;
         let (identifiers, mut ignored) = self.identifiers(obj.get("identifiers"))?;
-        let traits = match obj.get("traits") {
+        let mut traits = match obj.get("traits") {
             None | Some(Value::Null) => BTreeMap::new(),
             Some(Value::Object(t)) => normalize_traits(t, now, &mut ignored)?,
             Some(_) => return Err(ValidationError::new("traits", "must be an object")),
         };
+        self.consent(obj.get("consent"), source, &mut traits)?;
         let properties = match obj.get("properties") {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(p)) => {

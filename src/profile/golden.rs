@@ -1,7 +1,12 @@
 //! The golden profile: one resolved view of a person, rendered from [`ProfileState`] by
 //! survivorship and cached (as JSON) in the store on every change.
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
+
+use crate::ingest::event::CONSENT_TRAIT_PREFIX;
+use crate::model::golden::{Consent, ConsentState};
 
 use crate::ingest::identifier::DEVICE_KINDS;
 pub use crate::model::golden::{
@@ -38,6 +43,43 @@ pub fn chosen_address_key(state: &ProfileState, rules: &Rules) -> Option<String>
     chosen(state, rules, "address").and_then(|a| super::household::address_key(&a))
 }
 
+/// Each purpose's latest consent statement (see [`CONSENT_TRAIT_PREFIX`]), with the
+/// source and event time of that statement.
+pub fn consents(state: &ProfileState, rules: &Rules) -> BTreeMap<String, Consent> {
+    let mut out = BTreeMap::new();
+    for name in state.traits.names() {
+        let Some(purpose) = name.strip_prefix(CONSENT_TRAIT_PREFIX) else {
+            continue;
+        };
+        let Some(o) = state
+            .traits
+            .winner(name, rules.strategy(name), &|s| rules.source_rank(s))
+        else {
+            continue;
+        };
+        let state = match o.value.get("state").and_then(Value::as_str) {
+            Some("granted") => ConsentState::Granted,
+            Some("denied") => ConsentState::Denied,
+            _ => continue,
+        };
+        let source = o
+            .value
+            .get("source")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        out.insert(
+            purpose.to_owned(),
+            Consent {
+                state,
+                source,
+                at: iso(o.last_seen),
+            },
+        );
+    }
+    out
+}
+
 /// Builds the golden profile of `state`.
 pub fn build(
     s: &Session<'_>,
@@ -65,11 +107,11 @@ pub fn build(
         .collect();
     let extra = names
         .into_iter()
-        .filter(|n| !CORE_TRAITS.contains(n))
+        .filter(|n| !CORE_TRAITS.contains(n) && !n.starts_with(CONSENT_TRAIT_PREFIX))
         .filter_map(|n| chosen(state, rules, n).map(|v| (n.to_owned(), v)))
         .collect();
     Ok(GoldenProfile {
-        consents: Default::default(),
+        consents: consents(state, rules),
         audiences: Default::default(),
         profile_id: state.id.clone(),
         identifiers: state.identifiers.clone(),

@@ -117,6 +117,10 @@ impl Rules {
     }
 
     pub fn strategy(&self, trait_name: &str) -> Strategy {
+        // A purpose's consent is always its latest statement, whatever the settings.
+        if trait_name.starts_with(crate::ingest::event::CONSENT_TRAIT_PREFIX) {
+            return Strategy::MostRecent;
+        }
         self.strategies
             .get(trait_name)
             .copied()

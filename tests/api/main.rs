@@ -9,6 +9,7 @@ mod bolt;
 mod changes;
 mod cli;
 mod conformance;
+mod consent;
 mod console;
 mod demo_quality;
 mod durability;

@@ -112,6 +112,15 @@ fn cases() -> Vec<(&'static str, Value, bool)> {
         ("timestamp null", with("timestamp", Value::Null), true),
         ("properties null", with("properties", Value::Null), true),
         (
+            "consent of configured purposes",
+            with(
+                "consent",
+                json!({ "marketing_email": "granted", "analytics": false, "advertising": null }),
+            ),
+            true,
+        ),
+        ("consent null", with("consent", Value::Null), true),
+        (
             "10 values of one kind",
             ids(json!({ "cookie_id": cookies(10) })),
             true,
@@ -158,6 +167,16 @@ fn cases() -> Vec<(&'static str, Value, bool)> {
             false,
         ),
         ("event_id empty", with("event_id", json!("")), false),
+        (
+            "consent not an object",
+            with("consent", json!("granted")),
+            false,
+        ),
+        (
+            "consent state not granted or denied",
+            with("consent", json!({ "marketing_email": "yes" })),
+            false,
+        ),
         (
             "event_id longer than 128",
             with("event_id", json!("x".repeat(129))),
