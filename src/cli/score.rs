@@ -76,6 +76,13 @@ pub fn run(config: Option<&PathBuf>, action: ScoreAction) -> anyhow::Result<()> 
             "idgraph score reads the embedded store's event history; graph.store is not `embedded`"
         );
     }
+    if !s.consent.purposes.contains(&args.purpose) {
+        bail!(
+            "--purpose {:?} is not a configured consent purpose ([consent] purposes: {})",
+            args.purpose,
+            s.consent.purposes.join(", ")
+        );
+    }
     let key = match &args.server {
         Some(_) => Some(std::env::var(&args.key_env).map_err(|_| {
             anyhow::anyhow!(

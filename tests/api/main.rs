@@ -39,6 +39,7 @@ mod retention;
 mod review;
 mod schema;
 mod scope;
+mod score;
 mod search;
 mod segment;
 mod stewards;
