@@ -49,6 +49,39 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     /// The purposes events may state consent for (see `ingest::event`, `activation`).
     pub consent: ConsentSettings,
+    /// Audiences (see `activation`).
+    pub audiences: AudienceSettings,
+}
+
+/// `[audiences]`: what audience filters can read of events, and how often time-relative
+/// audiences are re-evaluated.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AudienceSettings {
+    /// Event properties whose numeric values are summed per profile, event type and day
+    /// (for `sum(TYPE, PROPERTY, WINDOW)`).
+    pub sum_properties: Vec<String>,
+    /// Days of per-day event aggregates kept per profile: the longest filter window.
+    pub activity_days: u32,
+    /// Seconds between re-evaluations of every profile for audiences whose filters
+    /// depend on the time (windows, days since).
+    pub refresh_seconds: u64,
+    /// Most audiences defined at once.
+    pub max_audiences: usize,
+}
+
+impl Default for AudienceSettings {
+    fn default() -> Self {
+        AudienceSettings {
+            sum_properties: ["amount", "revenue", "value", "quantity"]
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
+            activity_days: 90,
+            refresh_seconds: 3600,
+            max_audiences: 100,
+        }
+    }
 }
 
 /// `[consent]`: the purposes personal data may be used for. Events state each purpose's

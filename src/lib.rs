@@ -8,6 +8,7 @@
 //! and golden profile they all share, and the codec that turns records into bytes. See
 //! ARCHITECTURE.md.
 
+pub mod activation;
 pub mod backup;
 pub mod cli;
 pub mod config;

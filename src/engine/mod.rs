@@ -14,6 +14,7 @@
 //! **Invariant:** only the commit thread writes to the store, in the order the resolver
 //! produced the groups. Nothing here logs identifier values or traits.
 
+pub mod audiences;
 mod changes;
 mod reads;
 pub mod reresolve;
@@ -75,6 +76,9 @@ pub enum EngineError {
     ShuttingDown,
     #[error("configuration error: {0}")]
     Config(String),
+    /// An audience filter that does not parse or check (400, with the position).
+    #[error("filter: at position {position}: {message}")]
+    InvalidFilter { position: usize, message: String },
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> EngineError {
@@ -271,7 +275,7 @@ impl Engine {
             .name("idgraph-writer".into())
             .spawn(move || writer_loop(writer_store, &writer_rules, rx, all, writer_fault))
             .map_err(|e| EngineError::Config(format!("cannot start writer thread: {e}")))?;
-        Ok(Engine {
+        let engine = Engine {
             store,
             fault,
             search,
@@ -285,7 +289,9 @@ impl Engine {
             reresolver: Default::default(),
             stats,
             retention: Default::default(),
-        })
+        };
+        engine.load_audiences()?;
+        Ok(engine)
     }
 
     /// Merges, splits and conflicts recorded since this engine started.

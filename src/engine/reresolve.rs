@@ -249,7 +249,11 @@ impl Engine {
     }
 
     /// Re-renders one page of profiles through the writer, waiting while it is full.
-    fn rerender(&self, ids: Vec<ProfileId>, rematch: bool) -> Result<usize, EngineError> {
+    pub(super) fn rerender(
+        &self,
+        ids: Vec<ProfileId>,
+        rematch: bool,
+    ) -> Result<usize, EngineError> {
         let mut pause = Duration::from_millis(10);
         loop {
             match self.submit(Op::Rerender(ids.clone(), rematch)) {

@@ -59,6 +59,8 @@ pub(super) enum Op {
         before_ms: i64,
         max: usize,
     },
+    /// Write (`Some`) or delete activation rows (see `activation`).
+    Activation(Vec<(Vec<u8>, Option<Vec<u8>>)>),
 }
 
 /// A steward's decision on a review item.
@@ -85,6 +87,7 @@ pub enum OpResult {
     Rerendered(usize),
     Split(resolve::steward::StewardSplitOutcome),
     Aged(resolve::retention::AgeOutcome),
+    Written,
 }
 
 pub(super) type Reply = tokio::sync::oneshot::Sender<Result<OpResult, EngineError>>;
@@ -164,6 +167,12 @@ fn run(
             Ok(o) => Ok(OpResult::Merged(o)),
             Err(e) => Err(steward_error(e)?),
         },
+        Op::Activation(rows) => {
+            for (k, v) in rows {
+                s.put_activation(k.clone(), v.clone());
+            }
+            Ok(OpResult::Written)
+        }
         Op::Rerender(ids, rematch) => {
             let mut n = 0;
             for id in ids {

@@ -59,6 +59,12 @@ pub const ROUTES: &[RouteRule] = &[
     rule("PUT", "/v1/profiles/{id}/pins/{name}", Permission::Admin),
     rule("DELETE", "/v1/profiles/{id}/pins/{name}", Permission::Admin),
     rule("GET", "/v1/changes", Permission::Changes),
+    rule("POST", "/v1/audiences", Permission::Audiences),
+    rule("GET", "/v1/audiences", Permission::Audiences),
+    rule("POST", "/v1/audiences/estimate", Permission::Audiences),
+    rule("GET", "/v1/audiences/{id}", Permission::Audiences),
+    rule("DELETE", "/v1/audiences/{id}", Permission::Audiences),
+    rule("GET", "/v1/audiences/{id}/members", Permission::Audiences),
     rule("GET", "/v1/exports/{kind}", Permission::Changes),
     rule("DELETE", "/v1/links", Permission::Admin),
     rule(

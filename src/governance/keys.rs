@@ -32,19 +32,22 @@ pub enum Permission {
     /// `GET /v1/changes`: the change feed (what changed in the identity graph, with
     /// identifier values shown as the role shows them).
     Changes,
+    /// Audiences: define, list, estimate, members (masked as the role shows profiles).
+    Audiences,
     /// Links, identifiers, erasure, suppression, audit.
     Admin,
 }
 
 impl Permission {
     /// Every permission (the role table and the matrix test walk them).
-    pub const ALL: [Permission; 7] = [
+    pub const ALL: [Permission; 8] = [
         Permission::Ingest,
         Permission::Lookup,
         Permission::ReadProfile,
         Permission::Search,
         Permission::Views,
         Permission::Changes,
+        Permission::Audiences,
         Permission::Admin,
     ];
 }
@@ -81,7 +84,7 @@ impl Role {
             Role::Ingest => p == P::Ingest,
             Role::Service => matches!(p, P::Lookup | P::ReadProfile | P::Changes),
             Role::Agent => matches!(p, P::Search | P::ReadProfile | P::Views),
-            Role::Analyst => matches!(p, P::Views | P::Changes),
+            Role::Analyst => matches!(p, P::Views | P::Changes | P::Audiences),
             Role::Admin => true,
         }
     }

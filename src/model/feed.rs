@@ -62,10 +62,15 @@ pub enum ChangeType {
     LinkRemoved,
     /// The person was erased: profile ids only.
     PersonErased,
+    /// The profile became a member of `audience`.
+    AudienceEntered,
+    /// The profile stopped being a member of `audience` (no longer matches, consent
+    /// withdrawn, merged into another profile, split, erased, or the audience deleted).
+    AudienceExited,
 }
 
 impl ChangeType {
-    pub const ALL: [ChangeType; 8] = [
+    pub const ALL: [ChangeType; 10] = [
         ChangeType::ProfileCreated,
         ChangeType::IdentifiersAdded,
         ChangeType::ProfilesMerged,
@@ -74,6 +79,8 @@ impl ChangeType {
         ChangeType::IdentifierRemoved,
         ChangeType::LinkRemoved,
         ChangeType::PersonErased,
+        ChangeType::AudienceEntered,
+        ChangeType::AudienceExited,
     ];
 
     pub fn name(self) -> &'static str {
@@ -86,6 +93,8 @@ impl ChangeType {
             ChangeType::IdentifierRemoved => "identifier_removed",
             ChangeType::LinkRemoved => "link_removed",
             ChangeType::PersonErased => "person_erased",
+            ChangeType::AudienceEntered => "audience_entered",
+            ChangeType::AudienceExited => "audience_exited",
         }
     }
 
@@ -146,6 +155,9 @@ pub struct ChangeRecord {
     /// Names of the golden fields that changed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<String>,
+    /// The audience a profile entered or exited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
     /// Set when the person was erased since: the values were removed from the record.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub redacted: bool,
@@ -168,6 +180,7 @@ impl ChangeRecord {
             identifiers: BTreeMap::new(),
             parts: Vec::new(),
             fields: Vec::new(),
+            audience: None,
             redacted: false,
         }
     }

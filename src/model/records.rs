@@ -230,6 +230,37 @@ pub struct ProfileState {
     /// Values stewards pinned, by trait name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pins: BTreeMap<String, Pin>,
+    /// Event aggregates by event type, for audience filters (see `activation::activity`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub activity: BTreeMap<String, TypeActivity>,
+    /// Audiences whose filter the profile matched when last evaluated: `true` a member,
+    /// `false` matched but left out for want of the audience's consent purpose.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub audiences: BTreeMap<String, bool>,
+}
+
+/// One event type's aggregates in a profile.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TypeActivity {
+    /// Events of the type, all time.
+    pub count: u64,
+    /// Time (ms) of the latest.
+    pub last: i64,
+    /// All-time sums of the summed properties (`audiences.sum_properties`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sums: BTreeMap<String, f64>,
+    /// Per UTC day (days since the epoch) of the last `audiences.activity_days` days:
+    /// events and sums, for windows.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub days: BTreeMap<i64, DayActivity>,
+}
+
+/// One day of one event type.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct DayActivity {
+    pub n: u64,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sums: BTreeMap<String, f64>,
 }
 
 impl ProfileState {
@@ -248,6 +279,8 @@ impl ProfileState {
             shared_device: false,
             split_marks: BTreeSet::new(),
             pins: BTreeMap::new(),
+            activity: BTreeMap::new(),
+            audiences: BTreeMap::new(),
         }
     }
 

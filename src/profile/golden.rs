@@ -112,7 +112,12 @@ pub fn build(
         .collect();
     Ok(GoldenProfile {
         consents: consents(state, rules),
-        audiences: Default::default(),
+        audiences: state
+            .audiences
+            .iter()
+            .filter(|(_, member)| **member)
+            .map(|(id, _)| id.clone())
+            .collect(),
         profile_id: state.id.clone(),
         identifiers: state.identifiers.clone(),
         traits: GoldenTraits {

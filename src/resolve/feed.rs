@@ -85,7 +85,11 @@ fn changed_fields(old: &ProfileState, new: &ProfileState, rules: &Rules) -> Vec<
 }
 
 /// Adds the group's feed records (and the erasure rewrites) to the session's changes.
-pub(super) fn write(s: &mut Session<'_>, rendered: Vec<Rendered>) -> Result<(), StoreError> {
+pub(super) fn write(
+    s: &mut Session<'_>,
+    rendered: Vec<Rendered>,
+    audiences: Vec<ChangeRecord>,
+) -> Result<(), StoreError> {
     let at = s.now;
     let now: BTreeMap<&ProfileId, &Rendered> = rendered.iter().map(|r| (&r.id, r)).collect();
     let identifiers_of = |id: &ProfileId| now.get(id).map(|r| r.identifiers.clone());
@@ -183,6 +187,9 @@ pub(super) fn write(s: &mut Session<'_>, rendered: Vec<Rendered>) -> Result<(), 
             records.push(rec);
         }
     }
+    // Audience exits of an erased person stay: they carry ids only, and destinations
+    // must drop the person.
+    records.extend(audiences);
 
     let commit = s.commit_seq();
     for (ordinal, r) in records.iter_mut().enumerate() {

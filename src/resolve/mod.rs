@@ -16,6 +16,7 @@
 //! Unmerge (deleting a link or an identifier) recomputes components with petgraph and
 //! splits the profile along them (see [`split`]).
 
+mod audiences;
 pub mod erase;
 mod feed;
 pub mod probable;
@@ -345,6 +346,12 @@ pub fn apply_event(
             Some(&ev.event_id),
         );
     }
+    rules.activity.observe(
+        &mut target_state.activity,
+        &ev.event_type,
+        ev.timestamp,
+        &ev.properties,
+    );
     s.put_profile(target_state);
     let seq = s.next_event_seq();
     s.put_event(StoredEvent {
@@ -502,6 +509,7 @@ fn merge_into(
             .extend(values.iter().cloned());
     }
     t.traits.merge(&gone.traits);
+    crate::activation::activity::merge(&mut t.activity, &gone.activity);
     t.first_seen = t.first_seen.min(gone.first_seen);
     t.last_seen = t.last_seen.max(gone.last_seen);
     t.event_count += gone.event_count;
@@ -529,6 +537,15 @@ fn merge_into(
     Ok(())
 }
 
+/// Whether the profile was a member of (or matched) any audience before this group.
+fn had_audiences(s: &Session<'_>, state: &crate::model::ProfileState) -> Result<bool, StoreError> {
+    if !state.audiences.is_empty() {
+        return Ok(true);
+    }
+    Ok(s.stored_profile(&state.id)?
+        .is_some_and(|p| !p.audiences.is_empty()))
+}
+
 /// Renders the golden profile of every profile changed in the session and returns the
 /// session's changes, ready for one atomic write.
 pub fn finish(mut s: Session<'_>, rules: &Rules) -> Result<crate::store::Changes, StoreError> {
@@ -549,16 +566,14 @@ pub fn finish(mut s: Session<'_>, rules: &Rules) -> Result<crate::store::Changes
         s.prefetch_nodes(&device_keys)?;
     }
     let mut rendered = Vec::new();
+    let defined = rules.audiences.snapshot();
+    let mut tally = audiences::Tally::default();
     for id in dirty {
         let Some(mut state) = s.profile(&id)? else {
             continue;
         };
         let address = golden::chosen_address_key(&state, rules);
         s.set_address(&mut state, address);
-        let json = golden::render(&s, &state, rules)?;
-        if rules.change_feed {
-            rendered.push(feed::rendered(&s, &state, rules)?);
-        }
         // Served as stored unless someone else lives at the address or shares a device;
         // those already there may now form a household with it: their copies say so.
         let others: Vec<ProfileId> = match &state.address_key {
@@ -569,6 +584,24 @@ pub fn finish(mut s: Session<'_>, rules: &Rules) -> Result<crate::store::Changes
                 .collect(),
             None => Vec::new(),
         };
+        let json = if defined.is_empty() && !had_audiences(&s, &state)? {
+            golden::render(&s, &state, rules)?
+        } else {
+            let mut g = golden::build(&s, &state, rules)?;
+            let household = state.shared_device || !others.is_empty();
+            tally.evaluate(&mut s, &mut state, &g, household, &defined)?;
+            g.audiences = state
+                .audiences
+                .iter()
+                .filter(|(_, member)| **member)
+                .map(|(a, _)| a.clone())
+                .collect();
+            serde_json::to_vec(&g)
+                .map_err(|e| StoreError::Engine(format!("encode golden profile: {e}")))?
+        };
+        if rules.change_feed {
+            rendered.push(feed::rendered(&s, &state, rules)?);
+        }
         let hint = if state.shared_device || !others.is_empty() {
             golden::MAY_HAVE_HOUSEHOLD
         } else {
@@ -585,8 +618,14 @@ pub fn finish(mut s: Session<'_>, rules: &Rules) -> Result<crate::store::Changes
         }
         s.put_profile_clean(state);
     }
+    if !defined.is_empty() {
+        for id in s.deleted_profiles() {
+            tally.left(&mut s, &id)?;
+        }
+    }
+    tally.write_counts(&mut s, &defined)?;
     if rules.change_feed {
-        feed::write(&mut s, rendered)?;
+        feed::write(&mut s, rendered, tally.records)?;
     }
     s.count_live()?;
     Ok(s.into_changes())

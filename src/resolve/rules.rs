@@ -27,6 +27,10 @@ pub struct Rules {
     pub secret: Option<std::sync::Arc<Vec<u8>>>,
     /// Write change-feed records (`feed.enabled`).
     pub change_feed: bool,
+    /// What event aggregates profiles keep (`[audiences]`).
+    pub activity: crate::activation::activity::ActivityRules,
+    /// The audiences every rendered profile is evaluated against.
+    pub audiences: std::sync::Arc<crate::activation::Registry>,
 }
 
 impl Rules {
@@ -100,6 +104,29 @@ impl Rules {
                 false => None,
             },
             secret: None,
+            activity: {
+                let a = &settings.audiences;
+                if a.activity_days == 0 || a.activity_days > 3660 {
+                    return Err("audiences.activity_days: between 1 and 3660 days".into());
+                }
+                if let Some(bad) = a
+                    .sum_properties
+                    .iter()
+                    .find(|p| !crate::ingest::event::valid_trait_name(p))
+                {
+                    return Err(format!(
+                        "audiences.sum_properties: {bad:?} is not a property name (1 to 64 letters, digits, '_', '-' or '.')"
+                    ));
+                }
+                if a.refresh_seconds == 0 {
+                    return Err("audiences.refresh_seconds: at least 1".into());
+                }
+                crate::activation::activity::ActivityRules {
+                    sum_properties: a.sum_properties.iter().cloned().collect(),
+                    days: a.activity_days,
+                }
+            },
+            audiences: Default::default(),
         })
     }
 

@@ -658,6 +658,31 @@ impl<'s> Session<'s> {
         self.ch.drop_feed_index.push(subject);
     }
 
+    // ---- activation rows ----
+
+    /// The activation row under `key`, as this session left it.
+    pub fn activation(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.ch.activation.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => self.store.activation(key),
+        }
+    }
+
+    /// Writes (`Some`) or deletes an activation row.
+    pub fn put_activation(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        self.ch.activation.insert(key, value);
+    }
+
+    /// Profiles this session deleted (absorbed by a merge, erased, replaced by a split).
+    pub fn deleted_profiles(&self) -> Vec<ProfileId> {
+        self.ch
+            .profiles
+            .iter()
+            .filter(|(_, p)| p.is_none())
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     // ---- finishing ----
 
     /// Profiles whose golden copy must be re-rendered before commit.

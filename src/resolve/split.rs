@@ -283,6 +283,7 @@ fn rebuild(
             p.event_count = 0;
             p.sources.clear();
             p.traits = Default::default();
+            p.activity = Default::default();
             p.first_seen = i64::MAX;
             p.last_seen = i64::MIN;
             p
@@ -307,6 +308,9 @@ fn rebuild(
             p.traits
                 .observe_event(name, value, &e.source, e.timestamp, Some(&e.event_id));
         }
+        rules
+            .activity
+            .observe(&mut p.activity, &e.event_type, e.timestamp, &e.properties);
     }
     for (key, i) in &owner {
         if let Some(mut n) = s.node(key)? {

@@ -44,7 +44,16 @@ macro_rules! perms {
 /// The permissions, as types (`Auth<perm::Views>`).
 pub mod perm {
     use super::{Perm, Permission};
-    perms!(Ingest, Lookup, ReadProfile, Search, Views, Changes, Admin);
+    perms!(
+        Ingest,
+        Lookup,
+        ReadProfile,
+        Search,
+        Views,
+        Changes,
+        Audiences,
+        Admin
+    );
 }
 
 /// What the audit middleware needs to know about a request.

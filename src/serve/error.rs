@@ -23,6 +23,9 @@ struct Detail<'a> {
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
+    /// Where in the field the error is (a byte offset), for filters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    position: Option<usize>,
 }
 
 /// What a client (and readiness) is told while the disk is full.
@@ -38,6 +41,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub field: Option<String>,
+    /// Byte offset of the error in `field` (audience filters).
+    pub position: Option<usize>,
     /// Extra response headers (`Retry-After`, `WWW-Authenticate`).
     pub headers: Vec<(&'static str, String)>,
 }
@@ -49,12 +54,18 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            position: None,
             headers: Vec::new(),
         }
     }
 
     pub fn with_header(mut self, name: &'static str, value: &str) -> Self {
         self.headers.push((name, value.to_owned()));
+        self
+    }
+
+    pub fn with_position(mut self, position: usize) -> Self {
+        self.position = Some(position);
         self
     }
 
@@ -116,6 +127,7 @@ impl ResponseError for ApiError {
                 code: self.code,
                 message: &self.message,
                 field: self.field.as_deref(),
+                position: self.position,
             },
         })
     }
@@ -183,6 +195,12 @@ impl From<EngineError> for ApiError {
             EngineError::Config(msg) => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "config_error", msg)
             }
+            EngineError::InvalidFilter { position, message } => ApiError::bad_request(
+                "invalid_filter",
+                format!("filter: at position {position}: {message}"),
+            )
+            .with_field("filter")
+            .with_position(position),
         }
     }
 }

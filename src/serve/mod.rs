@@ -4,6 +4,7 @@
 //! exposes [`Application::port`] and [`Application::run_until_stopped`]; `main` only sets
 //! up telemetry and calls it.
 
+pub mod audiences;
 pub mod auth;
 pub mod backup;
 pub mod body;
@@ -206,6 +207,24 @@ impl Application {
                         )
                         .service(resource("/search").route(web::get().to(routes::search)))
                         .service(resource("/changes").route(web::get().to(changes::changes)))
+                        .service(
+                            resource("/audiences")
+                                .route(web::get().to(audiences::list))
+                                .route(web::post().to(audiences::create)),
+                        )
+                        .service(
+                            resource("/audiences/estimate")
+                                .route(web::post().to(audiences::estimate)),
+                        )
+                        .service(
+                            resource("/audiences/{id}")
+                                .route(web::get().to(audiences::get))
+                                .route(web::delete().to(audiences::delete)),
+                        )
+                        .service(
+                            resource("/audiences/{id}/members")
+                                .route(web::get().to(audiences::members)),
+                        )
                         .service(resource("/webhooks").route(web::get().to(changes::webhooks)))
                         .service(resource("/exports/{kind}").route(web::get().to(changes::export)))
                         .service(
@@ -339,6 +358,9 @@ impl Application {
         tokio::spawn(sync_audit(Arc::downgrade(
             &self.governance.clone().into_inner(),
         )));
+        if !self.read_only {
+            tokio::spawn(refresh_audiences(Arc::downgrade(&self.engine)));
+        }
         self.webhooks.spawn(&self.engine);
         self.kafka.spawn(&self.engine);
     }
@@ -360,6 +382,23 @@ impl Application {
     pub async fn run_in_background(self) -> std::io::Result<()> {
         self.start_tasks();
         self.server.await
+    }
+}
+
+/// The writer's audience pass (see `Engine::refresh_audiences`): a few seconds after
+/// start (finishing audiences still building when the server stopped), then every
+/// `audiences.refresh_seconds`.
+async fn refresh_audiences(engine: std::sync::Weak<Engine>) {
+    let mut wait = std::time::Duration::from_secs(5);
+    loop {
+        tokio::time::sleep(wait).await;
+        let Some(e) = engine.upgrade() else { return };
+        wait = std::time::Duration::from_secs(e.settings().audiences.refresh_seconds);
+        match tokio::task::spawn_blocking(move || e.refresh_audiences()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(crate::engine::EngineError::ShuttingDown)) | Err(_) => return,
+            Ok(Err(err)) => tracing::warn!(error = %err, "audience refresh failed; retrying later"),
+        }
     }
 }
 

@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::{
-    ChangeRecord, Changes, Counters, Edge, FeedBounds, GraphStore, HistoryEntry, IdentKey,
-    MatchRecord, Node, ProfileId, ProfileState, ReviewItem, StoreError, StoredEvent,
+    ActivationRow, ChangeRecord, Changes, Counters, Edge, FeedBounds, GraphStore, HistoryEntry,
+    IdentKey, MatchRecord, Node, ProfileId, ProfileState, ReviewItem, StoreError, StoredEvent,
 };
 use crate::model::edge_pair;
 
@@ -368,6 +368,47 @@ impl GraphStore for Layered {
             }
         }
         Ok(by_seq.into_values().take(limit).collect())
+    }
+
+    fn activation(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.pending.activation.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => self.base.activation(key),
+        }
+    }
+
+    fn activation_scan(
+        &self,
+        prefix: &[u8],
+        after: &[u8],
+        limit: usize,
+    ) -> Result<Vec<ActivationRow>, StoreError> {
+        let pending = self
+            .pending
+            .activation
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .filter(|(k, _)| after.is_empty() || k.as_slice() > after);
+        // Rows the pending changes delete may hide base rows: ask for that many more.
+        let deletes = pending.clone().filter(|(_, v)| v.is_none()).count();
+        let mut rows: BTreeMap<Vec<u8>, Vec<u8>> = self
+            .base
+            .activation_scan(prefix, after, limit.saturating_add(deletes))?
+            .into_iter()
+            .collect();
+        let last_base = rows.keys().next_back().cloned();
+        let base_full = rows.len() >= limit.saturating_add(deletes);
+        for (k, v) in pending {
+            // Past the base page's end the base may hold rows not read: stop there.
+            if base_full && last_base.as_ref().is_some_and(|l| k > l) {
+                break;
+            }
+            match v {
+                Some(v) => rows.insert(k.clone(), v.clone()),
+                None => rows.remove(k),
+            };
+        }
+        Ok(rows.into_iter().take(limit).collect())
     }
 
     fn review_item(&self, seq: u64) -> Result<Option<ReviewItem>, StoreError> {

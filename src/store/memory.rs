@@ -10,8 +10,8 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use super::remote::lease::{Claim, Holder, FENCED};
 use super::remote::RemoteGraph;
 use super::{
-    ChangeRecord, Changes, Counters, Edge, FeedBounds, GraphStore, HistoryEntry, IdentKey,
-    MatchRecord, Node, ProfileId, ProfileState, ReviewItem, StoreError, StoredEvent,
+    ActivationRow, ChangeRecord, Changes, Counters, Edge, FeedBounds, GraphStore, HistoryEntry,
+    IdentKey, MatchRecord, Node, ProfileId, ProfileState, ReviewItem, StoreError, StoredEvent,
 };
 use crate::model::edge_pair;
 
@@ -36,6 +36,7 @@ struct Graph {
     feed_bounds: FeedBounds,
     reviews: BTreeMap<u64, ReviewItem>,
     review_index: BTreeMap<IdentKey, BTreeSet<u64>>,
+    activation: BTreeMap<Vec<u8>, Vec<u8>>,
     counters: Counters,
     instance: Option<String>,
     lease: Option<Holder>,
@@ -263,6 +264,26 @@ impl GraphStore for MemoryStore {
             .collect())
     }
 
+    fn activation(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.read()?.activation.get(key).cloned())
+    }
+
+    fn activation_scan(
+        &self,
+        prefix: &[u8],
+        after: &[u8],
+        limit: usize,
+    ) -> Result<Vec<ActivationRow>, StoreError> {
+        let g = self.read()?;
+        Ok(g.activation
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .filter(|(k, _)| after.is_empty() || k.as_slice() > after)
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
     fn review_item(&self, seq: u64) -> Result<Option<ReviewItem>, StoreError> {
         Ok(self.read()?.reviews.get(&seq).cloned())
     }
@@ -413,6 +434,12 @@ fn apply_to(g: &mut Graph, changes: &Changes) {
     }
     for (subject, seq) in &changes.feed_index {
         index(&mut g.feed_index, subject.clone(), *seq, true);
+    }
+    for (k, v) in &changes.activation {
+        match v {
+            Some(v) => g.activation.insert(k.clone(), v.clone()),
+            None => g.activation.remove(k),
+        };
     }
     for (item, present) in &changes.reviews {
         if *present {

@@ -23,6 +23,7 @@ pub use crate::model::{
 };
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use std::collections::BTreeMap;
 
 /// Errors of the storage layer. Every variant is mapped to an HTTP status in `serve::error`.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -106,6 +107,9 @@ pub struct Changes {
     pub feed_index: Vec<(String, u64)>,
     /// Subjects whose whole feed index is dropped (erasure), before `feed_index` is written.
     pub drop_feed_index: Vec<String>,
+    /// Rows of the activation records (audience definitions, their counts, members and
+    /// size history: see `activation`), keyed by raw key; `None` deletes.
+    pub activation: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     pub counters: Option<Counters>,
 }
 
@@ -131,6 +135,7 @@ impl Changes {
             && self.feed_index.is_empty()
             && self.drop_feed_index.is_empty()
             && self.reviews.is_empty()
+            && self.activation.is_empty()
             && self.counters.is_none()
     }
 }
@@ -143,6 +148,13 @@ fn no_review() -> StoreError {
 
 fn no_feed() -> StoreError {
     StoreError::Engine("this store keeps no change feed".into())
+}
+
+/// A raw activation row: key and value.
+pub type ActivationRow = (Vec<u8>, Vec<u8>);
+
+fn no_activation() -> StoreError {
+    StoreError::Engine("this store keeps no audiences".into())
 }
 
 /// Read replicas copy the embedded store's own writes: a graph database replicates itself.
@@ -294,6 +306,22 @@ pub trait GraphStore: Send + Sync + 'static {
         Err(no_feed())
     }
     /// Atomically and durably apply a unit of change.
+    /// The activation row under `key` (see [`Changes::activation`]).
+    fn activation(&self, _key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Err(no_activation())
+    }
+
+    /// Activation rows whose key starts with `prefix` and sorts after `after` (all of
+    /// them when `after` is empty), in key order, at most `limit`.
+    fn activation_scan(
+        &self,
+        _prefix: &[u8],
+        _after: &[u8],
+        _limit: usize,
+    ) -> Result<Vec<ActivationRow>, StoreError> {
+        Err(no_activation())
+    }
+
     fn apply(&self, changes: &Changes) -> Result<(), StoreError>;
     /// The write groups kept for read replicas, when this store keeps them (the embedded
     /// store with `replication.enabled`).

@@ -38,8 +38,8 @@ use rocksdb::{
 };
 
 use super::{
-    ChangeRecord, Changes, Counters, Edge, FeedBounds, GraphStore, HistoryEntry, IdentKey,
-    MatchRecord, Node, ProfileId, ProfileState, ReviewItem, StoreError, StoredEvent,
+    ActivationRow, ChangeRecord, Changes, Counters, Edge, FeedBounds, GraphStore, HistoryEntry,
+    IdentKey, MatchRecord, Node, ProfileId, ProfileState, ReviewItem, StoreError, StoredEvent,
 };
 use crate::config::Compression;
 use crate::model::codec::{self, Stored};
@@ -257,6 +257,9 @@ fn touched_ranges(changes: &Changes) -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
             CF_PROFILES,
             joined(&[b"k", block.as_bytes(), ident.as_bytes()]),
         );
+    }
+    for k in changes.activation.keys() {
+        key(CF_FEED, joined(&[b"a", k]));
     }
     for (item, _) in &changes.reviews {
         key(CF_FEED, review_key(item.seq));
@@ -997,6 +1000,55 @@ impl GraphStore for RocksStore {
         self.records_after(b"r", after, limit)
     }
 
+    fn activation(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_raw(CF_FEED, &joined(&[b"a", key]))
+    }
+
+    fn activation_scan(
+        &self,
+        prefix: &[u8],
+        after: &[u8],
+        limit: usize,
+    ) -> Result<Vec<ActivationRow>, StoreError> {
+        let full = joined(&[b"a", prefix]);
+        let mut upper = full.clone();
+        // The first key past every key starting with `full`.
+        while let Some(last) = upper.pop() {
+            if last < u8::MAX {
+                upper.push(last + 1);
+                break;
+            }
+        }
+        let start = if after.is_empty() {
+            full.clone()
+        } else {
+            let mut s = joined(&[b"a", after]);
+            s.push(0);
+            s
+        };
+        let mut ro = ReadOptions::default();
+        if !upper.is_empty() {
+            ro.set_iterate_upper_bound(upper);
+        }
+        let iter = self.db.iterator_cf_opt(
+            self.cf(CF_FEED)?,
+            ro,
+            IteratorMode::From(&start, Direction::Forward),
+        );
+        let mut out = Vec::new();
+        for item in iter {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item.map_err(engine)?;
+            if !k.starts_with(&full) {
+                break;
+            }
+            out.push((k[2..].to_vec(), v.into_vec()));
+        }
+        Ok(out)
+    }
+
     fn review_item(&self, seq: u64) -> Result<Option<ReviewItem>, StoreError> {
         self.get(CF_FEED, &review_key(seq))
     }
@@ -1160,6 +1212,13 @@ impl GraphStore for RocksStore {
         }
         for (subject, seq) in &changes.feed_index {
             batch.put_cf(self.cf(CF_FEED)?, feed_index_key(subject, *seq), b"");
+        }
+        for (k, v) in &changes.activation {
+            let k = joined(&[b"a", k]);
+            match v {
+                Some(v) => batch.put_cf(self.cf(CF_FEED)?, k, v),
+                None => batch.delete_cf(self.cf(CF_FEED)?, k),
+            }
         }
         for (item, present) in &changes.reviews {
             let keys = [

@@ -4,6 +4,7 @@
 //! data directory, so tests are independent and run in parallel.
 
 mod arcadedb;
+mod audiences;
 mod backup;
 mod bolt;
 mod changes;

@@ -36,8 +36,8 @@ use rustc_hash::FxHashSet as HashSet;
 
 use super::rocks::RocksStore;
 use super::{
-    ChangeRecord, Changes, Counters, Edge, FeedBounds, GraphStore, HistoryEntry, IdentKey,
-    MatchRecord, Node, ProfileId, ProfileState, ReviewItem, StoreError, StoredEvent,
+    ActivationRow, ChangeRecord, Changes, Counters, Edge, FeedBounds, GraphStore, HistoryEntry,
+    IdentKey, MatchRecord, Node, ProfileId, ProfileState, ReviewItem, StoreError, StoredEvent,
 };
 
 /// Page size of the reads that rebuild the profile cache.
@@ -252,6 +252,7 @@ impl<G: RemoteGraph> Mirrored<G> {
             feed_index: changes.feed_index.clone(),
             drop_feed_index: changes.drop_feed_index.clone(),
             reviews: changes.reviews.clone(),
+            activation: changes.activation.clone(),
             counters: changes.counters,
             ..Changes::default()
         }
@@ -369,6 +370,19 @@ impl<G: RemoteGraph> GraphStore for Mirrored<G> {
     }
     fn review_items_after(&self, after: u64, limit: usize) -> Result<Vec<ReviewItem>, StoreError> {
         self.cache()?.review_items_after(after, limit)
+    }
+
+    fn activation(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.cache()?.activation(key)
+    }
+
+    fn activation_scan(
+        &self,
+        prefix: &[u8],
+        after: &[u8],
+        limit: usize,
+    ) -> Result<Vec<ActivationRow>, StoreError> {
+        self.cache()?.activation_scan(prefix, after, limit)
     }
 
     fn review_item(&self, seq: u64) -> Result<Option<ReviewItem>, StoreError> {
