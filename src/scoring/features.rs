@@ -24,6 +24,9 @@ const TOP_TRAITS: usize = 8;
 const TOP_VALUES: usize = 5;
 /// A text trait with more distinct values than this in training is not a category.
 const MAX_DISTINCT_VALUES: usize = 50;
+/// A text value becomes a column (and so a name in the report and model file) only when
+/// at least this many training profiles hold it: shared categories, never one person's.
+const MIN_VALUE_PROFILES: usize = 10;
 
 /// The features the recency/frequency baseline sees.
 pub const BASELINE: [&str; 4] = ["recency_days", "events_30d", "events_90d", "events_total"];
@@ -194,6 +197,7 @@ impl Spec {
                 if counts.len() > MAX_DISTINCT_VALUES {
                     continue;
                 }
+                counts.retain(|_, n| *n >= MIN_VALUE_PROFILES);
                 let top = most_frequent(counts, TOP_VALUES);
                 TraitColumns::OneHot {
                     name,
