@@ -6,11 +6,11 @@
 
 use std::path::Path;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use tempfile::TempDir;
 
 use crate::helpers::{
-    assert_succeeded, get_json, http_client, idgraph_command, key_of, ServeProcess,
+    assert_succeeded, get_json, http_client, idgraph_command, key_of, post_json, ServeProcess,
 };
 use idgraph::scoring::generate::{generate, Generated};
 
@@ -211,6 +211,43 @@ async fn score_train_writes_through_a_running_server() {
         (0.0..=1.0).contains(&s["value"].as_f64().unwrap_or(-1.0)),
         "{p}"
     );
+
+    // An audience uses the score: its members are consenting profiles scored over 0.7.
+    let c = http_client();
+    let (status, body) = post_json(
+        &c,
+        &server.url("/v1/audiences"),
+        &json!({ "id": "likely-buyers", "filter": "score > 0.7", "purpose": "analytics" }),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let mut ready = Value::Null;
+    for _ in 0..300 {
+        let (_, v) = get_json(&c, &server.url("/v1/audiences/likely-buyers")).await;
+        if v["status"] == "ready" {
+            ready = v;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let size = ready["size"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("never ready: {ready}"));
+    let (status, page) = get_json(
+        &c,
+        &server.url("/v1/audiences/likely-buyers/members?limit=1000"),
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    let members = page["members"].as_array().cloned().unwrap_or_default();
+    assert!(size > 0 && members.len() as u64 == size, "{ready} {page}");
+    for m in &members {
+        let v = m["traits"]["extra"]["score"]["value"]
+            .as_f64()
+            .unwrap_or(0.0);
+        assert!(v > 0.7, "{m}");
+        assert_eq!(m["consents"]["analytics"]["state"], "granted", "{m}");
+    }
 }
 
 #[test]
