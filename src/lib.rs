@@ -26,6 +26,7 @@ pub mod profile;
 pub mod replica;
 pub mod replication;
 pub mod resolve;
+pub mod scoring;
 pub mod search;
 pub mod serve;
 pub mod store;

@@ -317,6 +317,25 @@ pub fn import_file(target: Target<'_>, args: &ImportArgs<'_>) -> anyhow::Result<
     Ok(b.summary)
 }
 
+/// Sends events built by another command (`idgraph score`'s score events) to `target` in
+/// the same batches, with the same retries and the same summary as an import.
+pub fn import_events(target: Target<'_>, events: Vec<Value>) -> anyhow::Result<ImportSummary> {
+    let started = Instant::now();
+    let mut b = Batcher {
+        target,
+        pending: Vec::new(),
+        summary: ImportSummary::default(),
+        bar: ProgressBar::hidden(),
+        started,
+    };
+    for (i, event) in events.into_iter().enumerate() {
+        b.push(i as u64 + 1, event)?;
+    }
+    b.flush()?;
+    b.summary.seconds = started.elapsed().as_secs_f64();
+    Ok(b.summary)
+}
+
 /// A running server's `POST /v1/events`, called with gzip-compressed JSON batches.
 pub struct Remote {
     rt: tokio::runtime::Runtime,

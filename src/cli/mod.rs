@@ -1,5 +1,5 @@
 //! The command line (clap): `serve`, `import`, `demo`, `profile`, `reindex`, `schema`, `eval`,
-//! `bench`, `bench-search`, `bench-http`, `overlap`.
+//! `bench`, `bench-search`, `bench-http`, `overlap`, `score`.
 //!
 //! Settings are layered: defaults, `--config` TOML file, `IDGRAPH_*` environment variables,
 //! then the flags given here.
@@ -13,6 +13,7 @@ pub mod import;
 pub mod output;
 pub mod overlap;
 pub mod reresolve;
+pub mod score;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -239,6 +240,13 @@ pub enum Command {
     Overlap(overlap::OverlapArgs),
     /// Print the API's OpenAPI 3.1 document (`idgraph openapi > schema/openapi.json`).
     Openapi,
+    /// Propensity scores: `idgraph score train --label purchase --horizon 30d` learns from
+    /// the store's history, reports held-out AUC and calibration against a
+    /// recency/frequency baseline, and writes a `score` trait to consenting profiles.
+    Score {
+        #[command(subcommand)]
+        action: score::ScoreAction,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -703,5 +711,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             crate::out!("{}", crate::serve::openapi::document());
             Ok(())
         }
+        Command::Score { action } => score::run(config, action),
     }
 }

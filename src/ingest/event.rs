@@ -13,8 +13,8 @@ use serde_json::{Map, Value};
 use super::blocklist::Blocklist;
 use super::identifier::{valid_kind_name, Identifier, NormalizeError, Normalizer};
 
-/// Sources every deployment knows.
-pub const BUILTIN_SOURCES: [&str; 7] = [
+/// Sources every deployment knows (`idgraph_score`: the scores `idgraph score` writes).
+pub const BUILTIN_SOURCES: [&str; 8] = [
     "web",
     "mobile",
     "crm",
@@ -22,6 +22,7 @@ pub const BUILTIN_SOURCES: [&str; 7] = [
     "contact_center",
     "email",
     "third_party",
+    "idgraph_score",
 ];
 
 const TOP_LEVEL_FIELDS: [&str; 8] = [

@@ -41,6 +41,7 @@ mod retention;
 mod review;
 mod schema;
 mod scope;
+mod score;
 mod search;
 mod segment;
 mod stewards;
