@@ -380,6 +380,10 @@ pub struct IdentifierSettings {
     /// the rest of the event (it is listed under `ignored` with reason `invalid`), for
     /// dirty bulk sources.
     pub on_invalid: OnInvalid,
+    /// Add to every event carrying a plain `email` or `phone` its hashed form
+    /// (`email_sha256`/`phone_sha256`: hex SHA-256 of the normalized value), joined to it,
+    /// so events of third parties that share only hashes link to the person.
+    pub derive_hashes: bool,
 }
 
 /// See [`IdentifierSettings::on_invalid`].
@@ -924,6 +928,7 @@ impl Default for IdentifierSettings {
             default_region: "US".into(),
             custom_kinds: Vec::new(),
             on_invalid: OnInvalid::Reject,
+            derive_hashes: true,
         }
     }
 }
