@@ -182,12 +182,12 @@ impl Validator {
                 .purposes
                 .into_iter()
                 .collect(),
-            derive_hashes: true,
+            derive_hashes: false,
         })
     }
 
     /// Whether the hashed form of each plain email and phone is added to its event, so
-    /// hashed-only events of third parties link to the person (on by default).
+    /// hashed-only events of third parties link to the person (`identifiers.derive_hashes`).
     pub fn with_derived_hashes(mut self, on: bool) -> Self {
         self.derive_hashes = on;
         self

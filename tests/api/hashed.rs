@@ -2,14 +2,19 @@
 //! links to the person whose normalized email or phone hashes the same (the test computes
 //! the SHA-256 itself), lookups answer by the hash, bad hashes are refused naming the field,
 //! agents see hashes pseudonymized, erasure removes and suppresses the hashed forms, and
-//! with `derive_hashes = false` nothing links through a hash.
+//! with `derive_hashes = false` (the default) nothing links through a hash.
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::helpers::{
-    assert_error, event, identifiers_of, json_ok, key_of, pid, spawn_app, spawn_app_with,
+    assert_error, event, identifiers_of, json_ok, key_of, pid, spawn_app_with, TestApp,
 };
+
+/// A server that derives the hashed form of each plain email and phone.
+async fn spawn_app() -> TestApp {
+    spawn_app_with(|s| s.identifiers.derive_hashes = true).await
+}
 
 /// Hex SHA-256 of `text`, as a third party computes it from the normalized value.
 fn sha256(text: &str) -> String {
@@ -136,6 +141,7 @@ async fn a_hashed_only_event_first_links_when_the_plain_value_arrives() {
 #[tokio::test]
 async fn a_derived_hash_adds_no_refusal_of_its_own() {
     let app = spawn_app_with(|s| {
+        s.identifiers.derive_hashes = true;
         s.rules.limits.insert("email".into(), 1);
     })
     .await;
@@ -199,7 +205,7 @@ async fn malformed_hashes_are_refused_naming_the_field() {
 }
 
 /// Erases `identifier` (`kind:value`) through the API; returns the outcome.
-async fn erase(app: &crate::helpers::TestApp, identifier: &str) -> Value {
+async fn erase(app: &TestApp, identifier: &str) -> Value {
     json_ok(
         app.client
             .post(app.url("/v1/erasure"))
