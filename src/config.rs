@@ -413,6 +413,12 @@ pub struct IdentifierSettings {
     /// the rest of the event (it is listed under `ignored` with reason `invalid`), for
     /// dirty bulk sources.
     pub on_invalid: OnInvalid,
+    /// Add to every event carrying a plain `email` or `phone` its hashed form
+    /// (`email_sha256`/`phone_sha256`: hex SHA-256 of the normalized value), joined to it,
+    /// so events of third parties that share only hashes link to the person. Off by
+    /// default for now: a steward's split by identifier does not yet move a derived hash
+    /// with its plain value (see README, Hashed identifiers).
+    pub derive_hashes: bool,
 }
 
 /// See [`IdentifierSettings::on_invalid`].
@@ -957,6 +963,7 @@ impl Default for IdentifierSettings {
             default_region: "US".into(),
             custom_kinds: Vec::new(),
             on_invalid: OnInvalid::Reject,
+            derive_hashes: false,
         }
     }
 }

@@ -17,12 +17,14 @@
   const SEARCH_PAGE = 20;
   const GRAPH_LIMIT = 300;
   const SOURCES = ['web', 'mobile', 'crm', 'pos', 'contact_center', 'email', 'third_party'];
-  const KIND_ORDER = ['customer_id', 'loyalty_id', 'email', 'phone', 'device_id', 'cookie_id'];
+  const KIND_ORDER = ['customer_id', 'loyalty_id', 'email', 'phone', 'device_id', 'cookie_id', 'email_sha256', 'phone_sha256'];
   const KIND_LABEL = {
     customer_id: 'Customer id',
     loyalty_id: 'Loyalty id',
     email: 'Email',
     phone: 'Phone',
+    email_sha256: 'Email (SHA-256)',
+    phone_sha256: 'Phone (SHA-256)',
     device_id: 'Device',
     cookie_id: 'Cookie',
   };
@@ -656,7 +658,9 @@
     const t = p.traits || {};
     const name = fullName(p);
     const merged = Array.from(p.merged_ids || []);
-    const extra = t.extra && typeof t.extra === 'object' ? Object.entries(t.extra) : [];
+    const score = scoreOf(p);
+    const extra = (t.extra && typeof t.extra === 'object' ? Object.entries(t.extra) : [])
+      .filter(([k]) => !(score && k === 'score'));
     const idCount = Object.values(p.identifiers || {}).reduce((n, v) => n + (Array.isArray(v) ? v.length : 0), 0);
     return h('section', { class: 'card golden', 'data-testid': 'golden-profile', 'data-profile-id': p.profile_id },
       requested !== p.profile_id ? h('p', { class: 'notice', 'data-testid': 'merged-notice' },
@@ -689,7 +693,52 @@
         field('Merged ids', merged.length
           ? h('span', { class: 'chips', 'data-testid': 'merged-ids' }, merged.map((m) => h('span', { class: 'chip mono', text: m })))
           : h('span', { class: 'muted', text: 'none' })),
-        extra.map(([k, v]) => field(k, asText(v)))));
+        extra.map(([k, v]) => field(k, asText(v)))),
+      marketingPanel(p, score));
+  }
+
+  /** `traits.extra.score` when it is a model's score (`{value, model, label, scored_at}`). */
+  function scoreOf(p) {
+    const extra = p && p.traits && p.traits.extra;
+    const s = extra && typeof extra === 'object' ? extra.score : null;
+    return s && typeof s === 'object' && !Array.isArray(s) && s.value !== undefined && s.value !== null ? s : null;
+  }
+
+  /**
+   * Consents (purpose, state, source, when), audiences and the score, when the API gave
+   * any of them: a key whose answers are masked or limited sees only what it was sent.
+   */
+  function marketingPanel(p, score) {
+    const consents = p.consents && typeof p.consents === 'object' && !Array.isArray(p.consents)
+      ? Object.entries(p.consents).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)) : [];
+    const audiences = Array.isArray(p.audiences) ? p.audiences : [];
+    if (!consents.length && !audiences.length && !score) return null;
+    const none = (text) => h('p', { class: 'muted', text });
+    return h('div', { class: 'marketing', 'data-testid': 'marketing' },
+      h('div', { class: 'marketing-part', 'data-testid': 'consents' },
+        h('h3', { text: 'Consents' }),
+        consents.length ? h('table', { class: 'table' },
+          h('thead', {}, h('tr', {}, ['Purpose', 'State', 'Source', 'Stated'].map((c) => h('th', { text: c })))),
+          h('tbody', {}, consents.map(([purpose, c]) => {
+            const state = asText(c && c.state);
+            return h('tr', { 'data-testid': 'consent-row', 'data-purpose': purpose },
+              h('td', { class: 'mono', text: purpose }),
+              h('td', {}, h('span', { class: 'chip ' + (state === 'granted' ? 'ok' : state === 'denied' ? 'danger' : ''), 'data-testid': 'consent-state', text: state || '—' })),
+              h('td', {}, c && c.source ? h('span', { class: 'chip source', text: asText(c.source) }) : '—'),
+              h('td', { class: 'nowrap' }, time(c && c.at)));
+          }))) : none('No consent stated.')),
+      h('div', { class: 'marketing-part' },
+        h('h3', { text: 'Audiences' }),
+        audiences.length
+          ? h('span', { class: 'chips', 'data-testid': 'audiences' }, audiences.map((a) => h('span', { class: 'chip info mono', text: asText(a) })))
+          : none('Not in any audience.')),
+      h('div', { class: 'marketing-part' },
+        h('h3', { text: 'Score' }),
+        score ? h('dl', { class: 'fields', 'data-testid': 'profile-score' },
+          field('Value', h('span', { class: 'stat-value', 'data-testid': 'score-value', text: asText(score.value) })),
+          score.label !== undefined && score.label !== null ? field('Label', h('span', { 'data-testid': 'score-label', text: asText(score.label) })) : null,
+          field('Model', h('span', { class: 'mono', 'data-testid': 'score-model', text: asText(score.model) || '—' })),
+          field('Scored', time(score.scored_at))) : none('Not scored.')));
   }
 
   function stat(value, label) {

@@ -248,6 +248,7 @@ impl Engine {
             &settings.matching.disabled_sources,
         )
         .with_drop_invalid(settings.identifiers.on_invalid == crate::config::OnInvalid::Drop)
+        .with_derived_hashes(settings.identifiers.derive_hashes)
         .with_purposes(&settings.consent.purposes)
         .map_err(EngineError::Config)?;
         let (tx, rx) = sync_channel::<Job>(QUEUE_DEPTH);

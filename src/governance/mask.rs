@@ -5,7 +5,9 @@
 //! - **Masked** (agents without `unmask`): emails `j***@example.com`, phones
 //!   `+1 *** *** 0100`, birth dates `****-**-**`, street `***` and postcode `94***`. Names,
 //!   cities and other identifiers stay readable: an agent must be able to confirm who is on
-//!   the line.
+//!   the line. Hashed emails and phones (`email_sha256`, `phone_sha256`) get their keyed
+//!   pseudonym, as for analysts: the hash would confirm a guessed email or phone as well
+//!   as the value itself, the pseudonym cannot.
 //! - **Pseudonymized** (analysts): every identifier value becomes a stable keyed pseudonym
 //!   (`email:ps_3f9a…`, HMAC-SHA256 with the governance secret), so the graph keeps its
 //!   shape and joins; traits are masked as above.
@@ -106,6 +108,7 @@ impl Masker<'_> {
             Visibility::Masked => match kind {
                 "email" => mask_email(value),
                 "phone" => mask_phone(value),
+                "email_sha256" | "phone_sha256" => self.pseudonym(kind, value),
                 _ => value.to_owned(),
             },
         }
@@ -220,6 +223,10 @@ mod tests {
         assert_eq!(v["identifiers"]["email"][0], "j***@example.com");
         assert_eq!(v["identifiers"]["phone"][0], "+1 *** *** 0100");
         assert_eq!(v["identifiers"]["customer_id"][0], "C-1");
+        let hash = "5ff860bf1190596c7188ab851db691f0f3169c453936e9e1eba2f9a47f7a0018";
+        let hashed = m.identifier("email_sha256", hash);
+        assert!(hashed.starts_with("ps_") && !hash.contains(&hashed[3..]));
+        assert_eq!(hashed, m.identifier("email_sha256", hash), "stable");
         assert_eq!(v["traits"]["first_name"], "John");
         assert_eq!(v["traits"]["address"]["city"], "Boston");
         assert_eq!(v["traits"]["address"]["postal_code"], "02***");

@@ -10,6 +10,10 @@
 //! phones whose digits are all the same (`0000000000`, `+1 111-111-1111`) or `1234567890`.
 //! Configured: exact values (`kind:value` or a bare value for any kind, compared after
 //! normalization) and regexes matched against `kind:value`.
+//!
+//! Hashed kinds (`email_sha256`, `phone_sha256`): the hashes of the built-in junk emails
+//! and of configured exact `email:`/`phone:` values are junk too, so a third party's hashed
+//! placeholder does not glue people together either.
 
 use std::collections::HashSet;
 
@@ -63,12 +67,20 @@ pub struct Blocklist {
 
 impl Blocklist {
     pub fn new(settings: &BlocklistSettings) -> Result<Self, String> {
+        use crate::ingest::identifier::{hashed_kind, sha256_hex};
         let mut exact = HashSet::new();
         let mut bare = HashSet::new();
+        for email in JUNK_EMAILS {
+            exact.insert(format!("email_sha256:{}", sha256_hex(email)));
+        }
         for v in &settings.values {
             match v.split_once(':') {
                 Some((kind, value)) if crate::ingest::identifier::valid_kind_name(kind) => {
-                    exact.insert(format!("{kind}:{}", value.trim().to_lowercase()));
+                    let value = value.trim().to_lowercase();
+                    if let Some(hashed) = hashed_kind(kind) {
+                        exact.insert(format!("{hashed}:{}", sha256_hex(&value)));
+                    }
+                    exact.insert(format!("{kind}:{value}"));
                 }
                 _ => {
                     bare.insert(v.trim().to_lowercase());
@@ -194,6 +206,19 @@ mod tests {
         assert!(l.is_junk("loyalty_id", "dummy"));
         assert!(l.is_junk("cookie_id", "tmp-42"));
         assert!(!l.is_junk("cookie_id", "ck-42"));
+    }
+
+    #[test]
+    fn hashes_of_junk_are_junk() {
+        use crate::ingest::identifier::sha256_hex;
+        let l = Blocklist::new(&BlocklistSettings {
+            values: vec!["email:shared@shop.example".into()],
+            patterns: vec![],
+        })
+        .unwrap();
+        assert!(l.is_junk("email_sha256", &sha256_hex("test@test.com")));
+        assert!(l.is_junk("email_sha256", &sha256_hex("shared@shop.example")));
+        assert!(!l.is_junk("email_sha256", &sha256_hex("bob@example.com")));
     }
 
     #[test]

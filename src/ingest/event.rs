@@ -111,6 +111,9 @@ pub struct Validator {
     drop_invalid: bool,
     /// Purposes an event may state consent for (`[consent] purposes`).
     purposes: BTreeSet<String>,
+    /// Add the hashed form (`email_sha256`, `phone_sha256`) of every plain email and phone
+    /// to its event (`identifiers.derive_hashes`).
+    derive_hashes: bool,
 }
 
 /// The kind of the identifier that anchors an event without identifiers (its value is the
@@ -180,7 +183,15 @@ impl Validator {
                 .purposes
                 .into_iter()
                 .collect(),
+            derive_hashes: false,
         })
+    }
+
+    /// Whether the hashed form of each plain email and phone is added to its event, so
+    /// hashed-only events of third parties link to the person (`identifiers.derive_hashes`).
+    pub fn with_derived_hashes(mut self, on: bool) -> Self {
+        self.derive_hashes = on;
+        self
     }
 
     /// The purposes events may state consent for; each must be a valid name.
@@ -472,6 +483,11 @@ impl Validator {
                         })
                     }
                     Ok(id) => {
+                        // The hashed form is not counted against the event's limit: it is
+                        // the same value, not one more the client sent.
+                        if self.derive_hashes {
+                            out.extend(id.hashed());
+                        }
                         out.insert(id);
                     }
                     Err(NormalizeError::Invalid(_)) if self.drop_invalid => ignored.push(Ignored {

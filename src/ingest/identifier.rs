@@ -4,6 +4,12 @@
 //!   plus a dotted domain).
 //! - `phone`: parsed with libphonenumber rules (`phonenumber`) using a default region for
 //!   numbers written without a country code, validated, formatted as E.164.
+//! - `email_sha256`, `phone_sha256`: an email or phone already hashed by a third party
+//!   (the ad platforms' convention): the hex SHA-256 of the value normalized as idgraph
+//!   normalizes it (email trimmed and lowercased; phone in E.164, `+14155550100`). The value
+//!   must be 64 hexadecimal characters and is lowercased. See [`Identifier::hashed`]: the
+//!   validator adds the hashed form of every plain email and phone to its event, so a
+//!   hashed-only event links to the person whose plain value hashes the same.
 //! - every other kind (`device_id`, `cookie_id`, `customer_id`, `loyalty_id`, custom kinds):
 //!   trimmed; 1 to 256 characters; no control characters.
 
@@ -13,9 +19,11 @@ use std::fmt;
 use phonenumber::country::Id as Region;
 
 /// Identifier kinds every deployment knows.
-pub const BUILTIN_KINDS: [&str; 6] = [
+pub const BUILTIN_KINDS: [&str; 8] = [
     "email",
     "phone",
+    "email_sha256",
+    "phone_sha256",
     "device_id",
     "cookie_id",
     "customer_id",
@@ -27,6 +35,45 @@ pub const DEVICE_KINDS: [&str; 2] = ["device_id", "cookie_id"];
 
 const MAX_VALUE_CHARS: usize = 256;
 
+/// Each plain kind with the kind of its SHA-256 hash.
+pub const HASHED_KINDS: [(&str, &str); 2] = [("email", "email_sha256"), ("phone", "phone_sha256")];
+
+/// The hashed kind of a plain kind (`email` -> `email_sha256`).
+pub fn hashed_kind(plain: &str) -> Option<&'static str> {
+    HASHED_KINDS
+        .iter()
+        .find(|(p, _)| *p == plain)
+        .map(|(_, h)| *h)
+}
+
+/// The plain kind a hashed kind is the hash of (`email_sha256` -> `email`).
+pub fn plain_kind(hashed: &str) -> Option<&'static str> {
+    HASHED_KINDS
+        .iter()
+        .find(|(_, h)| *h == hashed)
+        .map(|(p, _)| *p)
+}
+
+/// Whether `kind` holds hashes of another kind's values (not readable, not searchable).
+pub fn is_hashed_kind(kind: &str) -> bool {
+    plain_kind(kind).is_some()
+}
+
+/// Lowercase hex SHA-256 of `value`.
+pub fn sha256_hex(value: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(value.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The hashed identifier key of a plain `kind:value` key (`None` for other kinds).
+pub fn hashed_key(key: &str) -> Option<crate::model::IdentKey> {
+    let (kind, value) = crate::model::split_key(key);
+    hashed_kind(kind).map(|h| crate::model::ident_key(h, &sha256_hex(value)))
+}
+
 /// A normalized identifier.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Identifier {
@@ -37,6 +84,15 @@ pub struct Identifier {
 impl Identifier {
     pub fn key(&self) -> crate::model::IdentKey {
         crate::model::ident_key(&self.kind, &self.value)
+    }
+
+    /// The hashed form of a normalized email or phone (`email_sha256` of its value), the
+    /// identifier a third party that hashes before sharing would send.
+    pub fn hashed(&self) -> Option<Identifier> {
+        hashed_kind(&self.kind).map(|kind| Identifier {
+            kind: kind.to_owned(),
+            value: sha256_hex(&self.value),
+        })
     }
 }
 
@@ -130,6 +186,7 @@ impl Normalizer {
         let value = match kind {
             "email" => normalize_email(trimmed)?,
             "phone" => self.normalize_phone(trimmed)?,
+            "email_sha256" | "phone_sha256" => normalize_sha256(trimmed)?,
             _ => trimmed.to_owned(),
         };
         Ok(Identifier {
@@ -169,6 +226,17 @@ impl Normalizer {
             ))),
         }
     }
+}
+
+/// A hex SHA-256 digest, lowercased.
+fn normalize_sha256(raw: &str) -> Result<String, NormalizeError> {
+    if raw.len() != 64 || !raw.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(NormalizeError::Invalid(
+            "must be a SHA-256 digest: 64 hexadecimal characters (the hash of the normalized value)"
+                .into(),
+        ));
+    }
+    Ok(raw.to_ascii_lowercase())
 }
 
 fn normalize_email(raw: &str) -> Result<String, NormalizeError> {
@@ -296,6 +364,46 @@ mod tests {
             n().normalize("passport", "1"),
             Err(NormalizeError::UnknownKind)
         );
+    }
+
+    #[test]
+    fn hashes_are_64_hex_lowercased() {
+        let h = "A".repeat(64);
+        assert_eq!(
+            n().normalize("email_sha256", &format!(" {h} "))
+                .unwrap()
+                .value,
+            "a".repeat(64)
+        );
+        for bad in ["abc", &"g".repeat(64), &"a".repeat(65), "bob@example.com"] {
+            match n().normalize("phone_sha256", bad) {
+                Err(NormalizeError::Invalid(why)) => {
+                    assert!(why.contains("SHA-256"), "{why}");
+                    assert!(!why.contains(bad), "{why}");
+                }
+                other => panic!("{bad:?} gave {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_hashed_form_is_the_sha256_of_the_normalized_value() {
+        let email = n().normalize("email", " Bob@Example.com").unwrap();
+        let hashed = email.hashed().unwrap();
+        assert_eq!(hashed.kind, "email_sha256");
+        // sha256("bob@example.com")
+        assert_eq!(
+            hashed.value,
+            "5ff860bf1190596c7188ab851db691f0f3169c453936e9e1eba2f9a47f7a0018"
+        );
+        assert_eq!(hashed_key(email.key().as_str()), Some(hashed.key()));
+        let phone = n().normalize("phone", "(415) 234-5678").unwrap();
+        assert_eq!(phone.hashed().unwrap().value, sha256_hex("+14152345678"));
+        assert!(n()
+            .normalize("customer_id", "C1")
+            .unwrap()
+            .hashed()
+            .is_none());
     }
 
     #[test]

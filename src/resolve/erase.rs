@@ -5,6 +5,11 @@
 //! secret), so a later event carrying one of them is refused (`suppressed`) instead of
 //! re-creating the person. History entries of *other* profiles that named the person's
 //! identifiers (refused links, shared devices) lose those identifiers too.
+//!
+//! An erased email or phone is suppressed in its hashed form too (`email_sha256` of the
+//! value, whether or not the graph held that node), so a third party's hashed-only event
+//! for the person is refused like the plain one; lifting the plain value's suppression
+//! lifts its hashed form's.
 
 use std::collections::BTreeSet;
 
@@ -64,6 +69,14 @@ pub fn erase(
     let state = s.existing_profile(&pid)?;
     let keys: Vec<IdentKey> = state.identifier_keys().collect();
     s.note_erased_identifiers(&keys);
+    // The hashed forms of plain emails and phones the graph does not hold (events before
+    // hashes were derived, or `derive_hashes = false`): suppressed and purged as well.
+    let held: BTreeSet<&IdentKey> = keys.iter().collect();
+    let hashed_only: Vec<IdentKey> = keys
+        .iter()
+        .filter_map(|k| crate::ingest::identifier::hashed_key(k))
+        .filter(|h| !held.contains(h))
+        .collect();
 
     // Events carrying any of the person's identifiers.
     let mut events = BTreeSet::new();
@@ -87,6 +100,12 @@ pub fn erase(
         for item in s.review_items_of(key)? {
             s.put_review(item, false);
         }
+        if let Some(hash) = rules.suppression_hash(key) {
+            s.set_suppressed(&hash, true)?;
+        }
+        suppressed.push(split_key(key).0.to_owned());
+    }
+    for key in &hashed_only {
         if let Some(hash) = rules.suppression_hash(key) {
             s.set_suppressed(&hash, true)?;
         }
@@ -149,7 +168,7 @@ pub fn erase(
         identifiers: keys.len(),
         events: events.len(),
         suppressed,
-        erased_keys: keys,
+        erased_keys: keys.into_iter().chain(hashed_only).collect(),
     })
 }
 
@@ -158,5 +177,12 @@ pub fn unsuppress(s: &mut Session<'_>, rules: &Rules, key: &str) -> Result<bool,
     let hash = rules.suppression_hash(key).ok_or_else(|| {
         UnmergeError::NotFound("suppression list (none is kept without a secret)".into())
     })?;
-    Ok(s.set_suppressed(&hash, false)?)
+    let lifted = s.set_suppressed(&hash, false)?;
+    // A plain email's or phone's hashed form was suppressed with it.
+    if let Some(hashed) = crate::ingest::identifier::hashed_key(key) {
+        if let Some(hash) = rules.suppression_hash(&hashed) {
+            s.set_suppressed(&hash, false)?;
+        }
+    }
+    Ok(lifted)
 }

@@ -13,6 +13,15 @@
 //!    identifier of the event, carrying provenance (sources, count, first/last seen, event
 //!    ids). **Invariant:** a profile is exactly a connected component of the active edges.
 //!
+//! A hashed identifier (`email_sha256`) that comes with its plain value in the same event
+//! (the validator derives it) *follows* the plain one: ordered right after it, it goes
+//! where the plain value goes (the target, or the plain value's own profile when that
+//! link is refused) with an active edge from the plain value, and is never refused by a
+//! limit of its own. Only a hash already in another profile than its plain value (a
+//! third party's hashed-only events made it) is placed like any identifier, so it links
+//! that profile exactly as the plain value would have.
+
+//!
 //! Unmerge (deleting a link or an identifier) recomputes components with petgraph and
 //! splits the profile along them (see [`split`]).
 
@@ -86,6 +95,9 @@ pub enum EventOutcome {
 
 enum Placement {
     Group,
+    /// A hashed identifier that goes where its plain value (this key, placed before it)
+    /// goes, joined to it by an active edge.
+    Follows(IdentKey),
     /// Refused; `Some(profile)` if the identifier already existed there.
     Refused {
         rule: String,
@@ -125,14 +137,20 @@ pub fn apply_event(
             });
         }
     }
-    let mut ids: Vec<_> = ev.identifiers.iter().collect();
-    ids.sort_by(|a, b| {
-        (rules.kind_rank(&a.kind), &a.kind, &a.value).cmp(&(
-            rules.kind_rank(&b.kind),
-            &b.kind,
-            &b.value,
-        ))
-    });
+    // Hashed identifiers of the event's own plain values: key of the hash -> the plain one.
+    let followers = followers(ev);
+    let order_of = |id: &crate::ingest::identifier::Identifier| {
+        let key = id.key();
+        let (kind, value, after) = match followers.get(&key) {
+            // Right after its plain value, whatever the hashed kind's own rank.
+            Some((plain, _)) => (plain.kind.clone(), plain.value.clone(), 1u8),
+            None => (id.kind.clone(), id.value.clone(), 0),
+        };
+        (rules.kind_rank(&kind), kind, value, after)
+    };
+    let mut ids: Vec<_> = ev.identifiers.iter().map(|id| (order_of(id), id)).collect();
+    ids.sort_by(|a, b| a.0.cmp(&b.0));
+    let ids: Vec<_> = ids.into_iter().map(|(_, id)| id).collect();
 
     // 1. Decide which identifiers (and their profiles) join the merge group.
     let mut group: Vec<(ProfileId, u64)> = Vec::new();
@@ -143,9 +161,28 @@ pub fn apply_event(
     for id in &ids {
         let key = id.key();
         let node = s.node(&key)?;
-        let placement = match &node {
-            Some(n) if group.iter().any(|(g, _)| *g == n.profile_id) => Placement::Group,
-            Some(n) => {
+        // A hash follows its plain value unless it is already in another profile.
+        let follows = followers.get(&key).and_then(|(_, plain)| {
+            let (_, plain_node, plain_placement) = placed.iter().find(|(k, _, _)| k == plain)?;
+            let same_profile = match (&node, plain_node) {
+                (None, _) => true,
+                (Some(n), Some(p)) => n.profile_id == p.profile_id,
+                (Some(_), None) => false,
+            };
+            same_profile.then_some((plain.clone(), matches!(plain_placement, Placement::Group)))
+        });
+        let placement = match (&node, follows) {
+            (_, Some((plain, in_group))) => {
+                if in_group {
+                    counts
+                        .entry(id.kind.clone())
+                        .or_default()
+                        .insert(id.value.clone());
+                }
+                Placement::Follows(plain)
+            }
+            (Some(n), None) if group.iter().any(|(g, _)| *g == n.profile_id) => Placement::Group,
+            (Some(n), None) => {
                 let st = s.existing_profile(&n.profile_id)?;
                 // An untrusted source may not join two profiles that each hold a verified
                 // identifier (anti-poisoning); otherwise the per-kind limits decide.
@@ -180,7 +217,7 @@ pub fn apply_event(
                     }
                 }
             }
-            None => {
+            (None, None) => {
                 let set = counts.entry(id.kind.clone()).or_default();
                 match rules.limit(&id.kind) {
                     Some(limit)
@@ -250,12 +287,25 @@ pub fn apply_event(
     // 3. Nodes, refused identifiers and edges.
     let mut conflicts = Vec::new();
     let mut target_state = s.existing_profile(&target)?;
+    // Where each identifier went (for the hashes that follow their plain value).
+    let mut went: HashMap<IdentKey, ProfileId> = HashMap::default();
     for (key, _, placement) in &placed {
         let (kind, value) = split_key(key);
         let profile_of_node = match placement {
             Placement::Group => {
                 target_state.insert_identifier(kind, value);
                 target.clone()
+            }
+            Placement::Follows(plain) => {
+                let pid = went.get(plain).cloned().unwrap_or_else(|| target.clone());
+                if pid == target {
+                    target_state.insert_identifier(kind, value);
+                } else {
+                    let mut st = s.existing_profile(&pid)?;
+                    st.insert_identifier(kind, value);
+                    s.put_profile(st);
+                }
+                pid
             }
             Placement::Refused { rule, own } => {
                 let device = is_device(kind) || is_device(split_key(&anchor).0);
@@ -314,6 +364,7 @@ pub fn apply_event(
                 platform: None,
             },
         };
+        went.insert(key.clone(), profile_of_node.clone());
         n.profile_id = profile_of_node;
         n.first_seen = n.first_seen.min(ev.timestamp);
         n.last_seen = n.last_seen.max(ev.timestamp);
@@ -323,10 +374,12 @@ pub fn apply_event(
             n.platform = Some(p);
         }
         s.put_node(n);
-        if *key != anchor {
+        if let Placement::Follows(plain) = placement {
+            link(s, plain, key, EdgeStatus::Active, ev, None)?;
+        } else if *key != anchor {
             let status = match placement {
-                Placement::Group => EdgeStatus::Active,
                 Placement::Refused { rule, .. } => EdgeStatus::Refused { rule: rule.clone() },
+                Placement::Group | Placement::Follows(_) => EdgeStatus::Active,
             };
             link(s, &anchor, key, status, ev, None)?;
         }
@@ -420,6 +473,26 @@ pub(crate) fn provenance_event(
         traits: Default::default(),
         properties: Default::default(),
     }
+}
+
+/// The event's hashed identifiers whose plain value it also carries: the hash's key ->
+/// (the plain identifier, its key).
+fn followers(
+    ev: &NormalizedEvent,
+) -> HashMap<IdentKey, (&crate::ingest::identifier::Identifier, IdentKey)> {
+    use crate::ingest::identifier::is_hashed_kind;
+    let mut out = HashMap::default();
+    if !ev.identifiers.iter().any(|id| is_hashed_kind(&id.kind)) {
+        return out;
+    }
+    for plain in &ev.identifiers {
+        if let Some(hashed) = plain.hashed() {
+            if ev.identifiers.contains(&hashed) {
+                out.insert(hashed.key(), (plain, plain.key()));
+            }
+        }
+    }
+    out
 }
 
 fn is_device(kind: &str) -> bool {

@@ -3,7 +3,8 @@
 //! search with a typo, profile page, the identity graph, edge provenance and explain
 //! (`console/e2e/console.test.mjs`, an agent's key); the steward's review queue, merge,
 //! split, why-not and value history with pins (`console/e2e/steward.test.mjs`, an admin's
-//! key), whose writes are then checked over HTTP. A missing node, chromium or npm package
+//! key), whose writes are then checked over HTTP; a profile's consents, audiences and
+//! score (`console/e2e/marketing.test.mjs`, an agent's key). A missing node, chromium or npm package
 //! fails the test; it never skips.
 
 use std::path::Path;
@@ -211,6 +212,73 @@ async fn console_in_headless_chromium_search_profile_graph_provenance_explain() 
         &envs,
         5,
         "/tmp/console-e2e.png",
+    )
+    .await;
+}
+
+/// A person with consent statements from two sources and a model's score trait; the
+/// console (an agent's key) shows the consents and the score as the API gives them
+/// (`console/e2e/marketing.test.mjs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_in_headless_chromium_consents_audiences_score() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    require_tools(root);
+    let app = spawn_app().await;
+    let mut signup = at(
+        event(
+            "cs-1",
+            "web",
+            json!({ "email": "consuela.m@example.com" }),
+            json!({ "first_name": "Consuela", "last_name": "Marchetti" }),
+        ),
+        "2026-02-03T10:00:00Z",
+    );
+    signup["consent"] = json!({ "marketing_email": "granted", "analytics": true });
+    let pid = app.ingest_pid(&signup).await;
+    let mut call = at(
+        event(
+            "cs-2",
+            "contact_center",
+            json!({ "email": "consuela.m@example.com" }),
+            Value::Null,
+        ),
+        "2026-03-15T16:20:00Z",
+    );
+    call["consent"] = json!({ "marketing_sms": "denied" });
+    app.ingest(&call).await;
+    let score = at(
+        event(
+            "cs-3",
+            "third_party",
+            json!({ "email": "consuela.m@example.com" }),
+            json!({ "score": { "value": 0.87, "model": "churn-v3", "label": "high",
+                               "scored_at": "2026-04-01T08:00:00Z" } }),
+        ),
+        "2026-04-01T08:00:00Z",
+    );
+    app.ingest(&score).await;
+    let profile = app.profile(&pid).await;
+    assert_eq!(
+        profile["consents"]["marketing_sms"]["state"], "denied",
+        "{profile}"
+    );
+    assert_eq!(
+        profile["traits"]["extra"]["score"]["model"], "churn-v3",
+        "{profile}"
+    );
+
+    let envs = [
+        ("CONSOLE_URL", app.address.clone()),
+        ("CONSOLE_KEY", crate::helpers::key_of("test-agent")),
+        ("CONSOLE_PROFILE_ID", pid),
+        ("CONSOLE_SCORE_MODEL", "churn-v3".to_owned()),
+    ];
+    run_browser_tests(
+        root,
+        "console/e2e/marketing.test.mjs",
+        &envs,
+        2,
+        "/tmp/console-marketing-e2e.png",
     )
     .await;
 }

@@ -21,6 +21,7 @@ mod export;
 mod full_disk;
 mod governance;
 mod gremlin;
+mod hashed;
 mod helpers;
 mod import_remote;
 mod ingest;
