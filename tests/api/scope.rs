@@ -450,9 +450,15 @@ async fn a_scoped_key_sees_nothing_of_other_people_in_any_answer() {
                 | "/v1/audiences/estimate" => vec![(
                     Method::from_bytes(rule.method.as_bytes()).expect("a method"),
                     rule.pattern.replace("{id}", "any"),
-                    (rule.method != "GET" && rule.method != "DELETE").then(
-                        || json!({"id": "any", "filter": "has(email)", "purpose": "analytics"}),
-                    ),
+                    match (rule.method, rule.pattern) {
+                        ("POST", "/v1/audiences") => Some(
+                            json!({"id": "any", "filter": "has(email)", "purpose": "analytics"}),
+                        ),
+                        ("POST", _) => {
+                            Some(json!({"filter": "has(email)", "purpose": "analytics"}))
+                        }
+                        _ => None,
+                    },
                     StatusCode::FORBIDDEN,
                 )],
                 // The replication log and snapshots hold everyone: never for a scoped key.
