@@ -96,6 +96,9 @@ pub struct Compiled {
 #[derive(Debug, Default)]
 pub struct Registry {
     audiences: RwLock<Vec<Arc<Compiled>>>,
+    /// Audiences being deleted: profiles still listing them are evaluated (and leave them)
+    /// until the deletion's pass over every profile is done.
+    retiring: RwLock<BTreeSet<String>>,
 }
 
 impl Registry {
@@ -115,10 +118,27 @@ impl Registry {
         }
     }
 
-    pub fn remove(&self, id: &str) {
+    /// Unregisters an audience whose members are about to leave it (see [`Registry::retired`]).
+    pub fn retire(&self, id: &str) {
         if let Ok(mut a) = self.audiences.write() {
             a.retain(|c| c.def.id != id);
         }
+        if let Ok(mut r) = self.retiring.write() {
+            r.insert(id.to_owned());
+        }
+    }
+
+    /// Every profile has left the retired audience.
+    pub fn retired(&self, id: &str) {
+        if let Ok(mut r) = self.retiring.write() {
+            r.remove(id);
+        }
+    }
+
+    /// Whether rendered profiles must be evaluated: an audience is defined or being deleted.
+    /// When not, no profile holds a membership, and the write path skips audiences entirely.
+    pub fn active(&self) -> bool {
+        !self.is_empty() || self.retiring.read().map(|r| !r.is_empty()).unwrap_or(true)
     }
 
     pub fn ids(&self) -> BTreeSet<String> {

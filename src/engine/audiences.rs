@@ -260,24 +260,7 @@ impl Engine {
 
     /// Re-renders every profile through the writer (which evaluates every audience).
     pub fn evaluate_all(&self) -> Result<(), EngineError> {
-        let mut after: Option<ProfileId> = None;
-        loop {
-            let page: Vec<ProfileId> = self
-                .store
-                .goldens_after(after.as_ref(), PAGE)?
-                .into_iter()
-                .map(|(id, _)| id)
-                .collect();
-            let Some(last) = page.last().cloned() else {
-                return Ok(());
-            };
-            let n = page.len();
-            self.rerender(page, false)?;
-            if n < PAGE {
-                return Ok(());
-            }
-            after = Some(last);
-        }
+        self.for_each_profile_page(|page| self.rerender(page, false).map(|_| ()))
     }
 
     /// Deletes an audience: unregistered at once (members leave it as a pass re-renders
@@ -289,7 +272,7 @@ impl Engine {
                 what: format!("audience {id:?}"),
             });
         }
-        self.rules.audiences.remove(id);
+        self.rules.audiences.retire(id);
         self.write_rows(vec![
             (activation::def_key(id), None),
             (activation::counts_key(id), None),
@@ -301,6 +284,7 @@ impl Engine {
             .spawn(move || {
                 let run = || -> Result<(), EngineError> {
                     engine.evaluate_all()?;
+                    engine.rules.audiences.retired(&id);
                     for prefix in [
                         activation::member_prefix(&id),
                         activation::history_prefix(&id),

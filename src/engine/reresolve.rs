@@ -206,6 +206,27 @@ impl Engine {
             p.state = RunState::Running;
         });
         let started = Instant::now();
+        self.for_each_profile_page(|page| {
+            let n = page.len();
+            self.rerender(page, rematch)?;
+            let rate = |done: u64| done as f64 / started.elapsed().as_secs_f64().max(1e-3);
+            self.reresolver.update(|p| {
+                p.profiles_done += n as u64;
+                p.profiles_total = p.profiles_total.max(p.profiles_done);
+                p.profiles_per_second = rate(p.profiles_done);
+            });
+            Ok(())
+        })?;
+        let path = self.settings().storage.data_dir.join(FINGERPRINT_FILE);
+        write_fingerprint(&path, &fingerprint_now)
+    }
+
+    /// Calls `f` with every profile id in the store, a page of [`PAGE`] at a time, in id
+    /// order (re-resolve runs and audience passes).
+    pub(super) fn for_each_profile_page(
+        &self,
+        mut f: impl FnMut(Vec<ProfileId>) -> Result<(), EngineError>,
+    ) -> Result<(), EngineError> {
         let mut after: Option<ProfileId> = None;
         loop {
             let page: Vec<ProfileId> = self
@@ -215,23 +236,15 @@ impl Engine {
                 .map(|(id, _)| id)
                 .collect();
             let Some(last) = page.last().cloned() else {
-                break;
+                return Ok(());
             };
             let n = page.len();
-            self.rerender(page, rematch)?;
-            let rate = |done: u64| done as f64 / started.elapsed().as_secs_f64().max(1e-3);
-            self.reresolver.update(|p| {
-                p.profiles_done += n as u64;
-                p.profiles_total = p.profiles_total.max(p.profiles_done);
-                p.profiles_per_second = rate(p.profiles_done);
-            });
+            f(page)?;
             if n < PAGE {
-                break;
+                return Ok(());
             }
             after = Some(last);
         }
-        let path = self.settings().storage.data_dir.join(FINGERPRINT_FILE);
-        write_fingerprint(&path, &fingerprint_now)
     }
 
     /// Profiles in the store (one pass over the golden records' keys).

@@ -610,15 +610,6 @@ fn merge_into(
     Ok(())
 }
 
-/// Whether the profile was a member of (or matched) any audience before this group.
-fn had_audiences(s: &Session<'_>, state: &crate::model::ProfileState) -> Result<bool, StoreError> {
-    if !state.audiences.is_empty() {
-        return Ok(true);
-    }
-    Ok(s.stored_profile(&state.id)?
-        .is_some_and(|p| !p.audiences.is_empty()))
-}
-
 /// Renders the golden profile of every profile changed in the session and returns the
 /// session's changes, ready for one atomic write.
 pub fn finish(mut s: Session<'_>, rules: &Rules) -> Result<crate::store::Changes, StoreError> {
@@ -640,6 +631,7 @@ pub fn finish(mut s: Session<'_>, rules: &Rules) -> Result<crate::store::Changes
     }
     let mut rendered = Vec::new();
     let defined = rules.audiences.snapshot();
+    let evaluating = rules.audiences.active();
     let mut tally = audiences::Tally::default();
     for id in dirty {
         let Some(mut state) = s.profile(&id)? else {
@@ -657,7 +649,8 @@ pub fn finish(mut s: Session<'_>, rules: &Rules) -> Result<crate::store::Changes
                 .collect(),
             None => Vec::new(),
         };
-        let json = if defined.is_empty() && !had_audiences(&s, &state)? {
+        // No audience defined or being deleted: no profile holds a membership to update.
+        let json = if !evaluating {
             golden::render(&s, &state, rules)?
         } else {
             let mut g = golden::build(&s, &state, rules)?;
@@ -691,7 +684,7 @@ pub fn finish(mut s: Session<'_>, rules: &Rules) -> Result<crate::store::Changes
         }
         s.put_profile_clean(state);
     }
-    if !defined.is_empty() {
+    if evaluating {
         for id in s.deleted_profiles() {
             tally.left(&mut s, &id)?;
         }
