@@ -51,6 +51,8 @@ pub struct Settings {
     pub consent: ConsentSettings,
     /// Audiences (see `activation`).
     pub audiences: AudienceSettings,
+    /// Where audiences are delivered (see `destinations`).
+    pub destinations: Vec<DestinationSettings>,
 }
 
 /// `[audiences]`: what audience filters can read of events, and how often time-relative
@@ -777,6 +779,86 @@ impl Default for WebhookSettings {
             ca_file: None,
         }
     }
+}
+
+/// One `[[destinations]]` entry: audiences that name it are delivered there, as enters,
+/// exits and updates of hashed identifiers and the allowed fields (see `destinations`).
+/// Exactly one of `webhook`, `kafka` and `file` says where.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DestinationSettings {
+    /// Unique name: letters, digits, `-` and `_` (audiences, metrics and the API use it).
+    pub name: String,
+    /// How values are normalized before hashing and what file columns are called:
+    /// `generic`, `google_customer_match` or `meta_custom_audience`.
+    pub preset: crate::destinations::rows::Preset,
+    /// The fields a delivery carries (see `destinations::rows::Field`); by default the
+    /// hashed email and phone only.
+    pub fields: Vec<String>,
+    /// A consent purpose the destination needs on top of the audience's own: members
+    /// without it are not delivered (and counted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+    /// Most feed records read (and so deliveries sent) at once.
+    pub batch_size: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<DestinationWebhook>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<KafkaSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<DestinationFile>,
+}
+
+impl Default for DestinationSettings {
+    fn default() -> Self {
+        DestinationSettings {
+            name: String::new(),
+            preset: crate::destinations::rows::Preset::default(),
+            fields: vec!["email_sha256".into(), "phone_sha256".into()],
+            purpose: None,
+            batch_size: 500,
+            webhook: None,
+            kafka: None,
+            file: None,
+        }
+    }
+}
+
+/// `[destinations.webhook]`: deliveries POSTed to `url`, signed like the change-feed
+/// webhooks.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DestinationWebhook {
+    /// `https://…`; plain `http://` only to a loopback address.
+    pub url: String,
+    /// Key of the HMAC-SHA256 signature (at least 16 characters).
+    pub secret: Secret,
+    /// A POST without an answer within this time is a failed attempt.
+    pub timeout_ms: u64,
+    /// PEM file of extra CA certificates to trust.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for DestinationWebhook {
+    fn default() -> Self {
+        DestinationWebhook {
+            url: String::new(),
+            secret: Secret::default(),
+            timeout_ms: 10_000,
+            ca_file: None,
+        }
+    }
+}
+
+/// `[destinations.file]`: each delivered batch becomes one file per audience in
+/// `dir/<audience>/`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct DestinationFile {
+    pub dir: PathBuf,
+    /// `csv` or `parquet`.
+    pub format: crate::destinations::rows::FileFormat,
 }
 
 /// The audit trail (see `governance::audit`).

@@ -14,6 +14,7 @@ pub mod cleanroom;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod destinations;
 pub mod engine;
 pub mod eval;
 pub mod export;

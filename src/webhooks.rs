@@ -98,7 +98,7 @@ pub struct Webhooks {
     hooks: Vec<Arc<Webhook>>,
 }
 
-fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name
@@ -124,18 +124,6 @@ impl Webhook {
                 s.name
             ));
         }
-        let url =
-            reqwest::Url::parse(&s.url).map_err(|e| format!("{}: not a URL ({e})", at("url")))?;
-        match url.scheme() {
-            "https" => {}
-            "http" if is_loopback(&url) => {}
-            _ => {
-                return Err(format!(
-                    "{}: must be https:// (plain http:// only to a loopback address)",
-                    at("url")
-                ))
-            }
-        }
         if s.secret.expose().len() < 16 {
             return Err(format!("{}: at least 16 characters", at("secret")));
         }
@@ -144,9 +132,6 @@ impl Webhook {
         }
         if s.max_attempts == 0 {
             return Err(format!("{}: at least 1", at("max_attempts")));
-        }
-        if s.timeout_ms == 0 {
-            return Err(format!("{}: at least 1", at("timeout_ms")));
         }
         if !matches!(s.role, Role::Service | Role::Analyst) {
             return Err(format!("{}: service or analyst", at("role")));
@@ -168,25 +153,7 @@ impl Webhook {
             }
             Some(set)
         };
-        let mut client = reqwest::Client::builder()
-            .timeout(Duration::from_millis(s.timeout_ms))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("idgraph/", env!("CARGO_PKG_VERSION")));
-        if is_loopback(&url) {
-            client = client.no_proxy();
-        }
-        if let Some(path) = &s.ca_file {
-            let pem = std::fs::read(path)
-                .map_err(|e| format!("{}: cannot read {}: {e}", at("ca_file"), path.display()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| format!("{}: not a PEM certificate ({e})", at("ca_file")))?;
-            for cert in certs {
-                client = client.add_root_certificate(cert);
-            }
-        }
-        let client = client
-            .build()
-            .map_err(|e| format!("{}: cannot build the HTTP client: {e}", at("url")))?;
+        let client = http_client(&s.url, s.timeout_ms, s.ca_file.as_deref(), &at)?;
         let path = data_dir.join("webhooks").join(format!("{}.json", s.name));
         let state = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
@@ -308,6 +275,50 @@ impl Webhook {
     }
 }
 
+/// The HTTP client of a signed-POST destination at `url` (checked: `https://`, plain
+/// `http://` only to a loopback address), with `timeout_ms` and the extra CA certificates
+/// of `ca_file`; `at(field)` names a field in errors.
+pub(crate) fn http_client(
+    url: &str,
+    timeout_ms: u64,
+    ca_file: Option<&Path>,
+    at: &dyn Fn(&str) -> String,
+) -> Result<reqwest::Client, String> {
+    let url = reqwest::Url::parse(url).map_err(|e| format!("{}: not a URL ({e})", at("url")))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback(&url) => {}
+        _ => {
+            return Err(format!(
+                "{}: must be https:// (plain http:// only to a loopback address)",
+                at("url")
+            ))
+        }
+    }
+    if timeout_ms == 0 {
+        return Err(format!("{}: at least 1", at("timeout_ms")));
+    }
+    let mut client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(timeout_ms))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("idgraph/", env!("CARGO_PKG_VERSION")));
+    if is_loopback(&url) {
+        client = client.no_proxy();
+    }
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|e| format!("{}: cannot read {}: {e}", at("ca_file"), path.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("{}: not a PEM certificate ({e})", at("ca_file")))?;
+        for cert in certs {
+            client = client.add_root_certificate(cert);
+        }
+    }
+    client
+        .build()
+        .map_err(|e| format!("{}: cannot build the HTTP client: {e}", at("url")))
+}
+
 /// Writes `value` as JSON to `path` durably: a temporary file, fsync, rename, fsync of
 /// the directory (the positions of the feed's destinations).
 pub(crate) fn save_json(path: &Path, value: &impl Serialize) -> Result<(), String> {
@@ -342,7 +353,7 @@ pub(crate) fn mask_for_role(role: Role, engine: &Engine, v: &mut serde_json::Val
 }
 
 /// The retry delay after failed attempt `attempt` (1-based), with jitter.
-fn delay(attempt: u32) -> Duration {
+pub(crate) fn delay(attempt: u32) -> Duration {
     let exp = FIRST_DELAY.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
     let capped = exp.min(MAX_DELAY);
     capped.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))

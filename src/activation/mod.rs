@@ -35,6 +35,9 @@ pub struct AudienceDef {
     pub filter: String,
     /// The consent purpose a member must have granted.
     pub purpose: String,
+    /// Destinations (`[[destinations]]` names) members are delivered to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub destinations: Vec<String>,
     /// Milliseconds since the epoch.
     pub created_at: i64,
     /// Name of the key that defined it.

@@ -51,6 +51,8 @@ pub struct NewAudience {
     pub description: String,
     pub filter: String,
     pub purpose: String,
+    /// Destinations (`[[destinations]]` names) members are delivered to.
+    pub destinations: Vec<String>,
     pub created_by: String,
 }
 
@@ -134,6 +136,57 @@ impl Engine {
         Ok(())
     }
 
+    /// The audiences (defined, registered) that name destination `dest`.
+    pub fn destination_audiences(&self, dest: &str) -> std::collections::BTreeSet<String> {
+        self.rules
+            .audiences
+            .snapshot()
+            .iter()
+            .filter(|c| c.def.destinations.iter().any(|d| d == dest))
+            .map(|c| c.def.id.clone())
+            .collect()
+    }
+
+    /// Whether `profile` is a member of `audience` now.
+    pub fn is_audience_member(
+        &self,
+        audience: &str,
+        profile: &ProfileId,
+    ) -> Result<bool, EngineError> {
+        Ok(self
+            .store
+            .activation(&activation::member_key(audience, profile))?
+            .is_some())
+    }
+
+    /// The golden profile of the live profile `id` (not following an absorbed id).
+    pub fn live_golden(&self, id: &ProfileId) -> Result<Option<GoldenProfile>, EngineError> {
+        let Some(raw) = self.store.golden(id)? else {
+            return Ok(None);
+        };
+        let Some((_, json)) = crate::model::codec::split_golden_cache(&raw) else {
+            return Ok(None);
+        };
+        Ok(Some(decode(json, "golden profile")?))
+    }
+
+    /// The sequence number past every change record written so far.
+    pub fn feed_end(&self) -> Result<u64, EngineError> {
+        Ok(crate::model::feed::seq(
+            self.store.counters()?.commit_seq,
+            crate::model::feed::MAX_GROUP_RECORDS - 1,
+        )
+        .unwrap_or(u64::MAX))
+    }
+
+    /// Writes activation rows (a destination's ledger) through the writer. Blocking.
+    pub fn write_activation_rows(
+        &self,
+        rows: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ) -> Result<(), EngineError> {
+        self.write_rows(rows)
+    }
+
     fn write_rows(&self, rows: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), EngineError> {
         let mut pause = Duration::from_millis(10);
         loop {
@@ -180,12 +233,48 @@ impl Engine {
             });
         }
         let expr = self.compile_filter(&new.filter, &new.purpose)?;
+        let mut seen = std::collections::BTreeSet::new();
+        for d in &new.destinations {
+            if !self.settings().destinations.iter().any(|c| &c.name == d) {
+                let known: Vec<&str> = self
+                    .settings()
+                    .destinations
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect();
+                return Err(EngineError::Invalid {
+                    field: "destinations".into(),
+                    message: format!(
+                        "unknown destination {d:?}; configured ([[destinations]]): {}",
+                        if known.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                });
+            }
+            if !seen.insert(d) {
+                return Err(EngineError::Invalid {
+                    field: "destinations".into(),
+                    message: format!("{d:?} is listed twice"),
+                });
+            }
+        }
         if let Some(bytes) = self.store.activation(&activation::def_key(&new.id))? {
             let old: AudienceDef = decode(&bytes, "audience")?;
             // The same definition again (a retried request) is the audience as it is.
-            if (&old.filter, &old.purpose, &old.description)
-                == (&new.filter, &new.purpose, &new.description)
-            {
+            if (
+                &old.filter,
+                &old.purpose,
+                &old.description,
+                &old.destinations,
+            ) == (
+                &new.filter,
+                &new.purpose,
+                &new.description,
+                &new.destinations,
+            ) {
                 return Ok((self.view(old)?, false));
             }
             return Err(EngineError::Conflict {
@@ -208,6 +297,7 @@ impl Engine {
             description: new.description,
             filter: new.filter,
             purpose: new.purpose,
+            destinations: new.destinations,
             created_at: now_ms(),
             created_by: new.created_by,
             ready_at: None,
@@ -432,6 +522,7 @@ impl Engine {
                 description: String::new(),
                 filter: text.to_owned(),
                 purpose: purpose.to_owned(),
+                destinations: Vec::new(),
                 created_at: 0,
                 created_by: String::new(),
                 ready_at: None,

@@ -81,6 +81,8 @@ pub const ROUTES: &[RouteRule] = &[
     rule("POST", "/v1/admin/reresolve", Permission::Admin),
     rule("GET", "/v1/webhooks", Permission::Admin),
     rule("POST", "/v1/webhooks/{name}/replay", Permission::Admin),
+    rule("GET", "/v1/destinations", Permission::Admin),
+    rule("POST", "/v1/destinations/{name}/resync", Permission::Admin),
     rule("GET", "/v1/replication/log", Permission::Admin),
     rule("GET", "/v1/replication/snapshot", Permission::Admin),
     rule(

@@ -38,6 +38,9 @@ pub struct AudienceBody {
     filter: String,
     /// The consent purpose members must have granted.
     purpose: String,
+    /// Destinations (`[[destinations]]` names) the members are delivered to.
+    #[serde(default)]
+    destinations: Vec<String>,
 }
 
 /// `POST /v1/audiences`: defines an audience; members are computed in the background
@@ -66,6 +69,7 @@ pub async fn create(
         description: b.description,
         filter: b.filter,
         purpose: b.purpose,
+        destinations: b.destinations,
         created_by: auth.caller.name.clone(),
     };
     let (view, created) = blocking(move || e.define_audience(new)).await?;
@@ -243,4 +247,49 @@ pub async fn estimate(
     let e = engine.clone();
     let est = blocking(move || e.estimate_audience(&b.filter, &b.purpose)).await?;
     Ok(HttpResponse::Ok().json(est))
+}
+
+/// `GET /v1/destinations` (admin): every audience destination with its delivery state.
+#[utoipa::path(
+    get,
+    path = "/v1/destinations",
+    tag = "audiences",
+    responses((status = 200, description = "The destinations and their delivery state", body = Object))
+)]
+pub async fn destinations(
+    _auth: Auth<perm::Admin>,
+    list: web::Data<crate::destinations::Destinations>,
+) -> Result<HttpResponse> {
+    let all: Vec<serde_json::Value> = list
+        .all()
+        .iter()
+        .map(|d| crate::destinations::Destinations::view(d))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "destinations": all })))
+}
+
+/// `POST /v1/destinations/{name}/resync` (admin): compares every member of the audiences
+/// naming the destination, and everything delivered to it, and delivers the differences
+/// (then goes on from the feed's end).
+#[utoipa::path(
+    post,
+    path = "/v1/destinations/{name}/resync",
+    tag = "audiences",
+    params(("name" = String, Path, description = "The destination's name")),
+    responses(
+        (status = 202, description = "The resync was scheduled", body = Object),
+        (status = 404, description = "No such destination")
+    )
+)]
+pub async fn resync(
+    _auth: Auth<perm::Admin>,
+    path: web::Path<String>,
+    list: web::Data<crate::destinations::Destinations>,
+) -> Result<HttpResponse> {
+    let name = path.into_inner();
+    let d = list
+        .get(&name)
+        .ok_or_else(|| ApiError::not_found("destination not found"))?;
+    d.request_resync();
+    Ok(HttpResponse::Accepted().json(crate::destinations::Destinations::view(&d)))
 }

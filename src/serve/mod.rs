@@ -47,6 +47,7 @@ pub struct Application {
     engine: Arc<Engine>,
     webhooks: Arc<crate::webhooks::Webhooks>,
     kafka: Arc<crate::kafka::Kafka>,
+    destinations: Arc<crate::destinations::Destinations>,
     governance: web::Data<crate::governance::Governance>,
     /// A read replica: it follows the writer's retention instead of running its own.
     read_only: bool,
@@ -128,6 +129,11 @@ impl Application {
                 .map_err(|e| anyhow::anyhow!("configuration error: {e}"))?,
         );
         let streams = web::Data::from(kafka.clone());
+        let destinations = Arc::new(
+            crate::destinations::Destinations::new(engine.settings(), feed_end)
+                .map_err(|e| anyhow::anyhow!("configuration error: {e}"))?,
+        );
+        let outlets = web::Data::from(destinations.clone());
         let data = web::Data::from(engine.clone());
         let workers = match engine.settings().server.workers {
             0 => std::thread::available_parallelism()
@@ -144,6 +150,7 @@ impl Application {
                 .app_data(governance.clone())
                 .app_data(hooks.clone())
                 .app_data(streams.clone())
+                .app_data(outlets.clone())
                 .app_data(replica.clone())
                 .app_data(web::QueryConfig::default().error_handler(|e, _| {
                     ApiError::bad_request("invalid_query", format!("invalid query parameters: {e}"))
@@ -226,6 +233,13 @@ impl Application {
                                 .route(web::get().to(audiences::members)),
                         )
                         .service(resource("/webhooks").route(web::get().to(changes::webhooks)))
+                        .service(
+                            resource("/destinations").route(web::get().to(audiences::destinations)),
+                        )
+                        .service(
+                            resource("/destinations/{name}/resync")
+                                .route(web::post().to(audiences::resync)),
+                        )
                         .service(resource("/exports/{kind}").route(web::get().to(changes::export)))
                         .service(
                             resource("/replication/log").route(web::get().to(replication::log)),
@@ -311,6 +325,7 @@ impl Application {
             engine,
             webhooks,
             kafka,
+            destinations,
             governance: audit_log,
             read_only,
             tls,
@@ -348,7 +363,7 @@ impl Application {
     }
 
     /// Starts the background tasks: retention (feed, events, audit), the audit log's
-    /// fsync, webhooks, Kafka.
+    /// fsync, webhooks, Kafka, audience destinations.
     fn start_tasks(&self) {
         tokio::spawn(maintain(
             Arc::downgrade(&self.engine),
@@ -360,6 +375,8 @@ impl Application {
         )));
         if !self.read_only {
             tokio::spawn(refresh_audiences(Arc::downgrade(&self.engine)));
+            self.destinations
+                .spawn(&self.engine, self.governance.clone().into_inner());
         }
         self.webhooks.spawn(&self.engine);
         self.kafka.spawn(&self.engine);

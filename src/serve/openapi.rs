@@ -233,6 +233,8 @@ fn add_errors(responses: &mut Responses) {
         super::audiences::get,
         super::audiences::delete,
         super::audiences::members,
+        super::audiences::destinations,
+        super::audiences::resync,
         routes::delete_link,
         routes::delete_identifier,
         routes::erasure,

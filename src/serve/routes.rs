@@ -1553,6 +1553,7 @@ pub async fn metrics(
     gov: web::Data<crate::governance::Governance>,
     hooks: web::Data<crate::webhooks::Webhooks>,
     kafka: web::Data<crate::kafka::Kafka>,
+    destinations: web::Data<crate::destinations::Destinations>,
     replica: web::Data<super::Replica>,
 ) -> Result<HttpResponse> {
     if gov.protect_metrics {
@@ -1564,6 +1565,7 @@ pub async fn metrics(
     }
     body.push_str(&hooks.metrics());
     body.push_str(&kafka.metrics());
+    body.push_str(&destinations.metrics());
     // Reads the store's counters and RocksDB's properties: on the blocking pool.
     let ops_engine = engine.clone();
     body.push_str(
@@ -1611,6 +1613,16 @@ pub async fn config(_auth: Auth<perm::Admin>, engine: web::Data<Engine>) -> Resu
     }
     for hook in &mut settings.webhooks {
         hook.secret = crate::config::Secret::new("***");
+    }
+    for d in &mut settings.destinations {
+        if let Some(w) = &mut d.webhook {
+            w.secret = crate::config::Secret::new("***");
+        }
+        if let Some(k) = &mut d.kafka {
+            if !k.sasl_password.expose().is_empty() {
+                k.sasl_password = crate::config::Secret::new("***");
+            }
+        }
     }
     for key in &mut settings.auth.keys {
         key.hash = "sha256:***".into();
