@@ -247,10 +247,12 @@ impl Destination {
                     format: f.format,
                 }
             }
-            _ => return Err(format!(
+            _ => {
+                return Err(format!(
                 "destinations[{}]: exactly one of webhook, kafka and file says where deliveries go",
                 s.name
-            )),
+            ))
+            }
         };
         let path = settings
             .storage

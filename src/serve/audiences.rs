@@ -16,7 +16,7 @@ use crate::model::ProfileId;
 type Result<T> = std::result::Result<T, ApiError>;
 
 /// A key limited to some sources sees no audience: sizes and members span every source.
-fn unscoped(auth: &Auth<perm::Audiences>) -> Result<()> {
+fn unscoped<P: super::auth::Perm>(auth: &Auth<P>) -> Result<()> {
     match &auth.caller.scope {
         None => Ok(()),
         Some(_) => Err(ApiError::new(
@@ -257,9 +257,10 @@ pub async fn estimate(
     responses((status = 200, description = "The destinations and their delivery state", body = Object))
 )]
 pub async fn destinations(
-    _auth: Auth<perm::Admin>,
+    auth: Auth<perm::Admin>,
     list: web::Data<crate::destinations::Destinations>,
 ) -> Result<HttpResponse> {
+    unscoped(&auth)?;
     let all: Vec<serde_json::Value> = list
         .all()
         .iter()
@@ -282,10 +283,11 @@ pub async fn destinations(
     )
 )]
 pub async fn resync(
-    _auth: Auth<perm::Admin>,
+    auth: Auth<perm::Admin>,
     path: web::Path<String>,
     list: web::Data<crate::destinations::Destinations>,
 ) -> Result<HttpResponse> {
+    unscoped(&auth)?;
     let name = path.into_inner();
     let d = list
         .get(&name)

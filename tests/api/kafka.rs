@@ -647,3 +647,98 @@ async fn bad_kafka_settings_are_named_at_start() {
         "{err}"
     );
 }
+
+/// An audience destination on Kafka: enters and exits published to the topic, keyed by
+/// the member's stable id, with the hashed identifiers only.
+#[tokio::test]
+async fn an_audience_destination_publishes_enters_and_exits_to_a_topic() {
+    let b = broker();
+    let out_topic = topic("audience");
+    let settings = b.settings(&out_topic);
+    let app = spawn_app_with(move |s| {
+        s.destinations.push(idgraph::config::DestinationSettings {
+            name: "stream".into(),
+            kafka: Some(settings),
+            ..Default::default()
+        });
+    })
+    .await;
+    let resp = app
+        .client
+        .post(app.url("/v1/audiences"))
+        .json(&json!({"id": "gold", "filter": "trait.tier = \"gold\"", "purpose": "marketing_email", "destinations": ["stream"]}))
+        .send()
+        .await
+        .expect("POST /v1/audiences");
+    assert_eq!(resp.status().as_u16(), 201);
+    let person = |id: &str, email: &str, tier: &str| {
+        let mut ev = event(
+            id,
+            "crm",
+            json!({ "email": email }),
+            json!({ "tier": tier }),
+        );
+        ev["consent"] = json!({ "marketing_email": "granted" });
+        ev
+    };
+    app.ingest(&person("k-1", "kim@example.com", "gold")).await;
+    app.ingest(&person("k-2", "lee@example.com", "gold")).await;
+    let first = b.read(&out_topic, 2).await;
+    assert_eq!(first.len(), 2, "two enters: {first:?}");
+    app.ingest(&person("k-3", "lee@example.com", "silver"))
+        .await;
+    let got = b.read(&out_topic, 3).await;
+    assert_eq!(got.len(), 3, "{got:?}");
+    let kim = idgraph::ingest::identifier::sha256_hex("kim@example.com");
+    let lee = idgraph::ingest::identifier::sha256_hex("lee@example.com");
+    let mut seen = Vec::new();
+    for r in &got {
+        let v: Value =
+            serde_json::from_slice(r.value.as_deref().unwrap_or_default()).expect("JSON");
+        let text = v.to_string();
+        assert!(!text.contains("example.com"), "hashed only: {text}");
+        let d = &v["delivery"];
+        assert_eq!(v["destination"], "stream");
+        assert_eq!(
+            r.headers["idgraph-action"],
+            d["action"].as_str().unwrap_or_default()
+        );
+        assert_eq!(r.headers["idgraph-audience"], "gold");
+        assert_eq!(
+            r.key.as_deref(),
+            d["member"].as_str(),
+            "keyed by member: {v}"
+        );
+        let email = d["fields"]["email_sha256"][0]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        seen.push((
+            d["action"].as_str().unwrap_or_default().to_owned(),
+            email,
+            r.key.clone(),
+        ));
+    }
+    seen.sort();
+    assert_eq!(
+        seen.iter()
+            .map(|(a, e, _)| (a.as_str(), e.as_str()))
+            .collect::<Vec<_>>(),
+        vec![
+            ("enter", kim.as_str()),
+            ("enter", lee.as_str()),
+            ("exit", lee.as_str())
+        ]
+        .into_iter()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect::<Vec<_>>()
+    );
+    // Lee's enter and exit share a key (one partition, in order).
+    let lee_keys: BTreeSet<&Option<String>> = seen
+        .iter()
+        .filter(|(_, e, _)| *e == lee)
+        .map(|(_, _, k)| k)
+        .collect();
+    assert_eq!(lee_keys.len(), 1, "{seen:?}");
+}

@@ -13,6 +13,7 @@ mod conformance;
 mod consent;
 mod console;
 mod demo_quality;
+mod destinations;
 mod durability;
 mod erasure;
 mod errors;

@@ -443,7 +443,13 @@ async fn a_scoped_key_sees_nothing_of_other_people_in_any_answer() {
                     Some(json!({"after": 0})),
                     StatusCode::NOT_FOUND,
                 )],
-                // Audiences span every source: never for a scoped key.
+                // Audiences and their destinations span every source: never for a scoped key.
+                "/v1/destinations" | "/v1/destinations/{name}/resync" => vec![(
+                    Method::from_bytes(rule.method.as_bytes()).expect("a method"),
+                    rule.pattern.replace("{name}", "none"),
+                    None,
+                    StatusCode::FORBIDDEN,
+                )],
                 "/v1/audiences"
                 | "/v1/audiences/{id}"
                 | "/v1/audiences/{id}/members"
@@ -701,7 +707,9 @@ fn oracle_pairs(pattern: &str, h: &str, absent: &str) -> Vec<Pair> {
         | "/v1/audiences"
         | "/v1/audiences/estimate"
         | "/v1/audiences/{id}"
-        | "/v1/audiences/{id}/members" => vec![],
+        | "/v1/audiences/{id}/members"
+        | "/v1/destinations"
+        | "/v1/destinations/{name}/resync" => vec![],
         other => panic!("the oracle axis has no pair for route {other}: add one"),
     }
 }

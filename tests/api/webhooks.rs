@@ -12,12 +12,12 @@ use serde_json::{json, Value};
 
 use crate::helpers::{event, json_ok, spawn_app_with, test_certificates, TestApp};
 
-const SECRET: &str = "whsec-0123456789abcdef";
+pub(crate) const SECRET: &str = "whsec-0123456789abcdef";
 
-struct Receiver {
+pub(crate) struct Receiver {
     child: std::process::Child,
     dir: PathBuf,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Drop for Receiver {
@@ -27,7 +27,7 @@ impl Drop for Receiver {
     }
 }
 
-fn receiver(dir: &Path, extra: &[&str]) -> Receiver {
+pub(crate) fn receiver(dir: &Path, extra: &[&str]) -> Receiver {
     test_certificates(dir);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/webhook_receiver.py");
     let child = std::process::Command::new("python3")
@@ -57,7 +57,7 @@ fn receiver(dir: &Path, extra: &[&str]) -> Receiver {
     }
 }
 
-fn lines(path: &Path) -> Vec<Value> {
+pub(crate) fn lines(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
@@ -74,7 +74,15 @@ impl Receiver {
             .collect()
     }
 
-    fn statuses(&self) -> Vec<u64> {
+    /// Every accepted body, in arrival order.
+    pub(crate) fn bodies(&self) -> Vec<Value> {
+        lines(&self.dir.join("received.jsonl"))
+            .into_iter()
+            .map(|r| r["body"].clone())
+            .collect()
+    }
+
+    pub(crate) fn statuses(&self) -> Vec<u64> {
         lines(&self.dir.join("attempts.jsonl"))
             .iter()
             .filter_map(|a| a["status"].as_u64())
@@ -94,7 +102,7 @@ async fn webhooks(app: &TestApp) -> Value {
 }
 
 /// Polls `check` until it holds, for at most 60 s.
-async fn eventually<F: FnMut() -> bool>(what: &str, mut check: F) {
+pub(crate) async fn eventually<F: FnMut() -> bool>(what: &str, mut check: F) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !check() {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
