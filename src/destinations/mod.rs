@@ -44,6 +44,17 @@ use crate::model::feed::ChangeType;
 use crate::model::ProfileId;
 use rows::{Field, FileFormat, Preset, Row};
 
+/// Rows of a file: cells, `None` when empty.
+type FileRows = Vec<Vec<Option<String>>>;
+
+/// (name, type, help, value of one destination) of a metric family.
+type MetricFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&Destination) -> String,
+);
+
 /// How long an idle destination waits for a new record before looking again anyway.
 const IDLE_POLL: Duration = Duration::from_secs(5);
 
@@ -141,7 +152,7 @@ enum Sink {
         url: String,
         secret: String,
     },
-    Kafka(KafkaSettings),
+    Kafka(Box<KafkaSettings>),
     File {
         dir: PathBuf,
         format: FileFormat,
@@ -233,7 +244,7 @@ impl Destination {
             }
             (None, Some(k), None) => {
                 crate::kafka::validate(&at("kafka"), k)?;
-                Sink::Kafka(k.clone())
+                Sink::Kafka(Box::new(k.clone()))
             }
             (None, None, Some(f)) => {
                 if f.dir.as_os_str().is_empty() {
@@ -557,10 +568,8 @@ fn write_files(
     format: FileFormat,
     batch: &Batch,
 ) -> Result<(), String> {
-    let mut by_audience: std::collections::BTreeMap<
-        &str,
-        (Vec<Vec<Option<String>>>, Vec<Vec<Option<String>>>),
-    > = std::collections::BTreeMap::new();
+    let mut by_audience: std::collections::BTreeMap<&str, (FileRows, FileRows)> =
+        std::collections::BTreeMap::new();
     for del in &batch.deliveries {
         let (add, remove) = by_audience.entry(&del.audience).or_default();
         match del.action {
@@ -949,7 +958,7 @@ impl Destinations {
                 ));
             }
         }
-        let families: [(&str, &str, &str, fn(&Destination) -> String); 4] = [
+        let families: [MetricFamily; 4] = [
             (
                 "idgraph_destination_failed_attempts_total",
                 "counter",

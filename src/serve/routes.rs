@@ -1553,7 +1553,6 @@ pub async fn metrics(
     gov: web::Data<crate::governance::Governance>,
     hooks: web::Data<crate::webhooks::Webhooks>,
     kafka: web::Data<crate::kafka::Kafka>,
-    destinations: web::Data<crate::destinations::Destinations>,
     replica: web::Data<super::Replica>,
 ) -> Result<HttpResponse> {
     if gov.protect_metrics {
@@ -1565,7 +1564,9 @@ pub async fn metrics(
     }
     body.push_str(&hooks.metrics());
     body.push_str(&kafka.metrics());
-    body.push_str(&destinations.metrics());
+    if let Some(destinations) = req.app_data::<web::Data<crate::destinations::Destinations>>() {
+        body.push_str(&destinations.metrics());
+    }
     // Reads the store's counters and RocksDB's properties: on the blocking pool.
     let ops_engine = engine.clone();
     body.push_str(
