@@ -277,6 +277,7 @@
       }
       return { name: 'profile', id };
     }
+    if (path === '/dashboard') return { name: 'dashboard' };
     if (path === '/review') return { name: 'review', after: params.get('after') || '', limit: params.get('limit') || '' };
     if (path === '/why-not') return { name: 'why-not', a: params.get('a') || '', b: params.get('b') || '' };
     if (path === '/search') {
@@ -297,6 +298,7 @@
     spinner.hidden = true;
     viewCtrl = new AbortController();
     destroyGraph();
+    destroyCharts();
     current = { name };
     clear(view);
     view.dataset.view = name;
@@ -314,13 +316,16 @@
       renderProfile(r.id);
     } else if (r.name === 'review') {
       renderReview(r);
+    } else if (r.name === 'dashboard') {
+      renderDashboard();
     } else if (r.name === 'why-not') {
       renderWhyNot(r);
     } else {
       renderHome();
     }
     stewardAccess();
-    const titles = { profile: r.id, review: 'Review queue', 'why-not': 'Why not?' };
+    statsAccess();
+    const titles = { profile: r.id, review: 'Review queue', 'why-not': 'Why not?', dashboard: 'Dashboard' };
     document.title = titles[r.name] ? `${titles[r.name]} · idgraph console` : 'idgraph console';
   }
 
@@ -1275,6 +1280,143 @@
       h('ol', { class: 'path', 'data-testid': 'explain-path' }, steps.map((s, i) => h('li', { class: 'path-step', 'data-testid': 'explain-step', 'data-edge-id': s.id },
         h('div', { class: 'endpoints' }, h('span', { class: 'step-no', text: String(i + 1) }), identKey(s.from), h('span', { class: 'muted', text: '→' }), identKey(s.to)),
         provenance(s))))));
+  }
+
+  // ---------------------------------------------------------------- analytics dashboard
+
+  // Whether this key may read the dashboard (`GET /v1/stats`: analysts and admins not
+  // limited to some sources), asked once per key; the nav link shows only then.
+  const statsNav = document.querySelector('[data-testid="stats-nav"]');
+  let statsProbe = null; // { key, promise }
+
+  function statsAccess() {
+    const key = apiKey();
+    if (statsProbe && statsProbe.key === key) return statsProbe.promise;
+    const probe = { key, promise: null };
+    probe.promise = api('/v1/stats', undefined, { quiet: true })
+      .then(() => true, (e) => {
+        if (!(e && e.status === 403) && statsProbe === probe) statsProbe = null;
+        return false;
+      })
+      .then((ok) => {
+        if (statsProbe === probe || !statsProbe) {
+          statsNav.hidden = !ok;
+          document.body.dataset.stats = ok ? 'yes' : 'no';
+        }
+        return ok;
+      });
+    statsProbe = probe;
+    return probe.promise;
+  }
+
+  const charts = [];
+  function destroyCharts() {
+    while (charts.length) charts.pop().destroy();
+  }
+
+  const PALETTE = ['#2563eb', '#16a34a', '#d97706', '#dc2626', '#7c3aed', '#0891b2'];
+
+  /** A Chart.js chart in a card; `data-testid` on the canvas, no animation. */
+  function chartCard(title, testid, config, note) {
+    const canvas = h('canvas', { 'data-testid': testid, role: 'img', 'aria-label': title });
+    const card = h('section', { class: 'card chart-card' },
+      h('h2', { text: title }),
+      note ? h('p', { class: 'muted', text: note }) : null,
+      h('div', { class: 'chart-box' }, canvas));
+    append(view, card);
+    if (typeof Chart === 'undefined') {
+      append(card, h('p', { class: 'notice', text: 'The charting library did not load.' }));
+      return;
+    }
+    config.options = Object.assign({ animation: false, responsive: true, maintainAspectRatio: false }, config.options || {});
+    charts.push(new Chart(canvas, config));
+  }
+
+  async function renderDashboard() {
+    const signal = newView('dashboard');
+    append(view, h('h1', { text: 'Identity graph dashboard' }));
+    let s;
+    try {
+      s = await api('/v1/stats', signal);
+    } catch (e) {
+      if (!isAbort(e)) append(view, errorBox(e, 'dashboard-error'));
+      return;
+    }
+    if (current.name !== 'dashboard') return;
+    const snap = s.snapshot;
+    append(view, h('p', { class: 'muted', 'data-testid': 'dashboard-meta' },
+      snap ? `${plural(snap.profiles, 'profile')}, ${plural(snap.identifiers, 'identifier')}, as of ${fmtTime(snap.computed_at)}.`
+        : 'The first pass over the profiles is still running; distributions appear when it is done.'));
+    const days = s.daily.map((d) => d.day);
+    const withTotals = s.daily.filter((d) => d.profiles !== null && d.profiles !== undefined);
+    chartCard('Profiles and identifiers over time', 'chart-totals', {
+      type: 'line',
+      data: {
+        labels: withTotals.map((d) => d.day),
+        datasets: [
+          { label: 'Profiles', data: withTotals.map((d) => d.profiles), borderColor: PALETTE[0] },
+          { label: 'Identifiers', data: withTotals.map((d) => d.identifiers), borderColor: PALETTE[1] },
+        ],
+      },
+    });
+    chartCard('Changes per day', 'chart-daily', {
+      type: 'bar',
+      data: {
+        labels: days,
+        datasets: [
+          ['Profiles created', 'created'], ['Merges', 'merges'], ['Splits', 'splits'],
+          ['Conflicts (refused merges)', 'conflicts'], ['Deleted links', 'links_deleted'],
+        ].map(([label, k], i) => ({ label, data: s.daily.map((d) => d[k]), backgroundColor: PALETTE[i] })),
+      },
+    });
+    if (snap) {
+      chartCard('Identifiers per profile', 'chart-per-profile', {
+        type: 'bar',
+        data: {
+          labels: snap.identifiers_per_profile.map((b) => b.label),
+          datasets: [{ label: 'Profiles', data: snap.identifiers_per_profile.map((b) => b.count), backgroundColor: PALETTE[0] }],
+        },
+      });
+      chartCard('Household sizes', 'chart-households', {
+        type: 'bar',
+        data: {
+          labels: snap.household_sizes.map((b) => b.label),
+          datasets: [{ label: 'Households', data: snap.household_sizes.map((b) => b.count), backgroundColor: PALETTE[4] }],
+        },
+      }, `${plural(snap.profiles_in_households, 'profile')} share an address or a device with someone.`);
+    }
+    const ms = s.match_scores;
+    if (ms) {
+      const band = (b) => (b.from >= ms.threshold ? PALETTE[1] : b.to > ms.review_threshold ? PALETTE[2] : '#94a3b8');
+      chartCard('Probable-match scores', 'chart-scores', {
+        type: 'bar',
+        data: {
+          labels: ms.buckets.map((b) => b.from.toFixed(2)),
+          datasets: [{ label: 'Candidate pairs', data: ms.buckets.map((b) => b.count), backgroundColor: ms.buckets.map(band) }],
+        },
+      }, `Merge threshold ${ms.threshold}, review from ${ms.review_threshold} (green: merged if corroborated, amber: review band).`);
+    }
+    if (snap) {
+      const o = snap.source_overlap;
+      append(view, h('section', { class: 'card' },
+        h('h2', { text: 'Source overlap' }),
+        h('p', { class: 'muted', text: 'Profiles seen by both sources (the diagonal: by the source).' }),
+        h('table', { class: 'overlap', 'data-testid': 'source-overlap' },
+          h('thead', {}, h('tr', {}, h('th', {}), o.sources.map((src) => h('th', { text: src })))),
+          h('tbody', {}, o.sources.map((a, i) => h('tr', {},
+            h('th', { text: a }),
+            o.matrix[i].map((n, j) => h('td', { 'data-a': a, 'data-b': o.sources[j], text: String(n) }))))))));
+      append(view, h('section', { class: 'card' },
+        h('h2', { text: 'Largest profiles' }),
+        h('p', { class: 'muted', text: 'Profiles with the most identifiers: a mega-profile here usually means a shared or junk identifier.' }),
+        h('table', { 'data-testid': 'largest' },
+          h('thead', {}, h('tr', {}, ['Profile', 'Identifiers', 'Events', 'Sources'].map((t) => h('th', { text: t })))),
+          h('tbody', {}, snap.largest.map((p) => h('tr', { 'data-testid': 'largest-row', 'data-profile-id': p.profile_id },
+            h('td', {}, profileLink(p.profile_id)),
+            h('td', { text: String(p.identifiers) }),
+            h('td', { text: String(p.events) }),
+            h('td', { text: String(p.sources) })))))));
+    }
   }
 
   // ---------------------------------------------------------------- steward (admin) role

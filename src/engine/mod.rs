@@ -16,6 +16,7 @@
 
 pub mod audiences;
 mod changes;
+pub mod dashboard;
 mod reads;
 pub mod reresolve;
 pub mod retention;
@@ -116,6 +117,7 @@ pub struct Engine {
     feed_signal: Arc<changes::FeedSignal>,
     reresolver: reresolve::Reresolver,
     stats: Arc<stats::ResolutionStats>,
+    dashboard: Arc<dashboard::Dashboard>,
     retention: retention::RetentionStats,
 }
 
@@ -267,6 +269,11 @@ impl Engine {
         all.push(feed_signal.clone());
         let stats = Arc::new(stats::ResolutionStats::after(store.counters()?.history_seq));
         all.push(stats.clone());
+        let dashboard = Arc::new(dashboard::Dashboard::open(
+            &settings.storage.data_dir,
+            store.counters()?.history_seq,
+        ));
+        all.push(dashboard.clone());
         all.extend(listeners);
         let writer_store = store.clone();
         let writer_rules = rules.clone();
@@ -289,6 +296,7 @@ impl Engine {
             feed_signal,
             reresolver: Default::default(),
             stats,
+            dashboard,
             retention: Default::default(),
         };
         engine.load_audiences()?;

@@ -65,6 +65,7 @@ pub const ROUTES: &[RouteRule] = &[
     rule("GET", "/v1/audiences/{id}", Permission::Audiences),
     rule("DELETE", "/v1/audiences/{id}", Permission::Audiences),
     rule("GET", "/v1/audiences/{id}/members", Permission::Audiences),
+    rule("GET", "/v1/stats", Permission::Stats),
     rule("GET", "/v1/exports/{kind}", Permission::Changes),
     rule("DELETE", "/v1/links", Permission::Admin),
     rule(

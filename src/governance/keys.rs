@@ -34,13 +34,15 @@ pub enum Permission {
     Changes,
     /// Audiences: define, list, estimate, members (masked as the role shows profiles).
     Audiences,
+    /// `GET /v1/stats`: the dashboard's aggregates (counts only, no person).
+    Stats,
     /// Links, identifiers, erasure, suppression, audit.
     Admin,
 }
 
 impl Permission {
     /// Every permission (the role table and the matrix test walk them).
-    pub const ALL: [Permission; 8] = [
+    pub const ALL: [Permission; 9] = [
         Permission::Ingest,
         Permission::Lookup,
         Permission::ReadProfile,
@@ -48,6 +50,7 @@ impl Permission {
         Permission::Views,
         Permission::Changes,
         Permission::Audiences,
+        Permission::Stats,
         Permission::Admin,
     ];
 }
@@ -84,7 +87,7 @@ impl Role {
             Role::Ingest => p == P::Ingest,
             Role::Service => matches!(p, P::Lookup | P::ReadProfile | P::Changes),
             Role::Agent => matches!(p, P::Search | P::ReadProfile | P::Views),
-            Role::Analyst => matches!(p, P::Views | P::Changes | P::Audiences),
+            Role::Analyst => matches!(p, P::Views | P::Changes | P::Audiences | P::Stats),
             Role::Admin => true,
         }
     }

@@ -72,6 +72,8 @@ pub struct MatchCounters {
     pub refused: AtomicU64,
     pub guarded: AtomicU64,
     pub queued_for_review: AtomicU64,
+    /// Candidate scores compared, in twenty buckets of 0.05.
+    pub scores: [AtomicU64; 20],
 }
 
 /// A snapshot of [`MatchCounters`].
@@ -92,6 +94,14 @@ pub struct MatchTotals {
 }
 
 impl MatchCounters {
+    /// The score histogram: counts of candidate scores in `[i/20, (i+1)/20)`.
+    pub fn score_histogram(&self) -> Vec<u64> {
+        self.scores
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect()
+    }
+
     pub fn totals(&self) -> MatchTotals {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         MatchTotals {
@@ -142,6 +152,11 @@ fn key_hash(key: &str) -> u64 {
 }
 
 impl Matcher {
+    /// `(threshold, review_threshold)`.
+    pub fn thresholds(&self) -> (f64, f64) {
+        (self.threshold, self.review_threshold)
+    }
+
     /// Validates the settings and loads the model (from its file when there is one).
     pub fn from_settings(m: &MatchingSettings, data_dir: &Path) -> Result<Matcher, String> {
         if !(m.threshold > 0.0 && m.threshold <= 1.0) {
@@ -421,6 +436,10 @@ fn decide(
             continue;
         }
         let (p, evidence) = m.evidence(attrs, &record.attributes);
+        if p.is_finite() {
+            let i = ((p.clamp(0.0, 1.0) * 20.0) as usize).min(19);
+            bump(&m.counters.scores[i], 1);
+        }
         let band = if p >= m.threshold && corroborated(attrs, &record.attributes, &evidence) {
             &mut best
         } else if p >= m.review_threshold {

@@ -295,3 +295,18 @@ pub async fn resync(
     d.request_resync();
     Ok(HttpResponse::Accepted().json(crate::destinations::Destinations::view(&d)))
 }
+
+/// `GET /v1/stats` (analyst, admin): the dashboard's aggregates: per-day profiles created,
+/// merges, splits, conflicts and deleted links; the cached snapshot (distributions, source
+/// overlap, largest profiles); the matcher's score histogram. Nothing is scanned per
+/// request.
+#[utoipa::path(
+    get,
+    path = "/v1/stats",
+    tag = "audiences",
+    responses((status = 200, description = "The dashboard's aggregates", body = Object))
+)]
+pub async fn stats(auth: Auth<perm::Stats>, engine: web::Data<Engine>) -> Result<HttpResponse> {
+    unscoped(&auth)?;
+    Ok(HttpResponse::Ok().json(engine.stats()))
+}

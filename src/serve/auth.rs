@@ -52,6 +52,7 @@ pub mod perm {
         Views,
         Changes,
         Audiences,
+        Stats,
         Admin
     );
 }

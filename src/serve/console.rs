@@ -1,6 +1,7 @@
 //! The web console for support agents: static assets compiled into the binary.
 //!
-//! `console/src` holds the page, script and stylesheet; Cytoscape.js comes from npm
+//! `console/src` holds the page, script and stylesheet; Cytoscape.js and Chart.js (the
+//! dashboard's charts) come from npm
 //! (`console/package.json`, installed by `scripts/install-deps.sh`). Nothing is fetched from
 //! a CDN: the console works on a closed network.
 
@@ -32,6 +33,11 @@ const ASSETS: &[Asset] = &[
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../../console/node_modules/cytoscape/dist/cytoscape.min.js"),
     },
+    Asset {
+        name: "chart.umd.min.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../console/node_modules/chart.js/dist/chart.umd.min.js"),
+    },
 ];
 
 const INDEX: &[u8] = include_bytes!("../../console/src/index.html");
@@ -57,9 +63,11 @@ pub(crate) fn respond(
 /// compiled-in copy. Only the console's own file names are ever read from disk.
 fn body(engine: &Engine, name: &str, embedded: &'static [u8]) -> Result<Vec<u8>, ApiError> {
     match &engine.settings().server.console_dir {
-        Some(dir) if name != "cytoscape.min.js" => std::fs::read(dir.join(name)).map_err(|e| {
-            ApiError::not_found(format!("console file {name} in server.console_dir: {e}"))
-        }),
+        Some(dir) if name != "cytoscape.min.js" && name != "chart.umd.min.js" => {
+            std::fs::read(dir.join(name)).map_err(|e| {
+                ApiError::not_found(format!("console file {name} in server.console_dir: {e}"))
+            })
+        }
         _ => Ok(embedded.to_vec()),
     }
 }

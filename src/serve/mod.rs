@@ -236,6 +236,7 @@ impl Application {
                         .service(
                             resource("/destinations").route(web::get().to(audiences::destinations)),
                         )
+                        .service(resource("/stats").route(web::get().to(audiences::stats)))
                         .service(
                             resource("/destinations/{name}/resync")
                                 .route(web::post().to(audiences::resync)),
@@ -380,6 +381,7 @@ impl Application {
         }
         self.webhooks.spawn(&self.engine);
         self.kafka.spawn(&self.engine);
+        tokio::spawn(refresh_dashboard(Arc::downgrade(&self.engine)));
     }
 
     /// Runs until the server stops (Ctrl-C / SIGTERM when run from `main`).
@@ -416,6 +418,36 @@ async fn refresh_audiences(engine: std::sync::Weak<Engine>) {
             Ok(Err(crate::engine::EngineError::ShuttingDown)) | Err(_) => return,
             Ok(Err(err)) => tracing::warn!(error = %err, "audience refresh failed; retrying later"),
         }
+    }
+}
+
+/// Passes over every profile for the dashboard's snapshot every
+/// `server.stats_refresh_seconds` (the first right away), and saves its per-day counts
+/// every few seconds while they change.
+async fn refresh_dashboard(engine: std::sync::Weak<Engine>) {
+    let every = engine
+        .upgrade()
+        .map(|e| e.settings().server.stats_refresh_seconds.max(1))
+        .unwrap_or(600);
+    let mut next = tokio::time::Instant::now();
+    loop {
+        let Some(e) = engine.upgrade() else { return };
+        if tokio::time::Instant::now() >= next {
+            let pass = e.clone();
+            match tokio::task::spawn_blocking(move || pass.refresh_dashboard()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(err)) => {
+                    tracing::warn!(error = %err, "dashboard pass failed; retrying later")
+                }
+                Err(_) => return,
+            }
+            next = tokio::time::Instant::now() + std::time::Duration::from_secs(every);
+        }
+        if let Err(err) = e.dashboard().save() {
+            tracing::warn!(error = %err, "cannot save the dashboard's per-day counts; retrying");
+        }
+        drop(e);
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
 }
 

@@ -235,6 +235,7 @@ fn add_errors(responses: &mut Responses) {
         super::audiences::members,
         super::audiences::destinations,
         super::audiences::resync,
+        super::audiences::stats,
         routes::delete_link,
         routes::delete_identifier,
         routes::erasure,

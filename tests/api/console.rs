@@ -508,3 +508,141 @@ async fn console_in_headless_chromium_steward_review_merge_split_why_not_values(
         .unwrap_or_default();
     assert_eq!(address["chosen_by"], "survivorship", "unpinned: {address}");
 }
+
+/// The analytics dashboard: `GET /v1/stats` checked against the scenario over HTTP, then
+/// its charts in the real Chromium (`console/e2e/dashboard.test.mjs`, an analyst's and an
+/// agent's key).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_in_headless_chromium_dashboard_charts_the_stats() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    require_tools(root);
+    let app = spawn_app_with(|s| {
+        s.matching.enabled = true;
+        s.server.stats_refresh_seconds = 1;
+    })
+    .await;
+    steward_scenario(&app).await;
+    let ximena = scenario(&app).await;
+    // A pass that started after every write above.
+    let after = chrono::Utc::now() + chrono::Duration::seconds(1);
+    let mut stats = Value::Null;
+    for _ in 0..200 {
+        stats = json_ok(app.get("/v1/stats").await).await;
+        let done = stats["snapshot"]["computed_at"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .is_some_and(|t| t > after);
+        if done {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let snap = &stats["snapshot"];
+    assert!(snap["profiles"].as_u64() > Some(0), "{stats}");
+    // Totals and distributions agree with the profiles themselves.
+    let per_profile: u64 = snap["identifiers_per_profile"]
+        .as_array()
+        .expect("buckets")
+        .iter()
+        .filter_map(|b| b["count"].as_u64())
+        .sum();
+    assert_eq!(Some(per_profile), snap["profiles"].as_u64(), "{snap}");
+    let by_kind: u64 = snap["identifiers_by_kind"]
+        .as_object()
+        .expect("kinds")
+        .values()
+        .filter_map(Value::as_u64)
+        .sum();
+    assert_eq!(Some(by_kind), snap["identifiers"].as_u64(), "{snap}");
+    let largest = snap["largest"].as_array().cloned().unwrap_or_default();
+    assert!(!largest.is_empty(), "{snap}");
+    let mut previous = u64::MAX;
+    for l in &largest {
+        let p = app
+            .profile(l["profile_id"].as_str().unwrap_or_default())
+            .await;
+        let n: usize = p["identifiers"]
+            .as_object()
+            .expect("identifiers")
+            .values()
+            .map(|v| v.as_array().map_or(0, Vec::len))
+            .sum();
+        assert_eq!(l["identifiers"].as_u64(), Some(n as u64), "{l} vs {p}");
+        assert!(n as u64 <= previous, "largest first: {largest:?}");
+        previous = n as u64;
+    }
+    // Ximena (web, crm, pos, mobile) shares an address with Tobias: one household of two at
+    // least, and web × crm counts her.
+    let hh: u64 = snap["household_sizes"]
+        .as_array()
+        .expect("buckets")
+        .iter()
+        .filter_map(|b| b["count"].as_u64())
+        .sum();
+    assert!(hh >= 1, "{snap}");
+    let x = app.profile(&ximena).await;
+    assert!(x["sources"].as_array().is_some_and(|s| s.len() >= 2), "{x}");
+    let overlap = &snap["source_overlap"];
+    let sources: Vec<&str> = overlap["sources"]
+        .as_array()
+        .expect("sources")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let (w, c) = (
+        sources.iter().position(|s| *s == "web").expect("web"),
+        sources.iter().position(|s| *s == "crm").expect("crm"),
+    );
+    assert!(overlap["matrix"][w][c].as_u64() >= Some(1), "{overlap}");
+    assert_eq!(overlap["matrix"][w][c], overlap["matrix"][c][w]);
+    // Per day: merges and conflicts of the scenarios; the matcher's scores were counted.
+    let sum = |k: &str| -> u64 {
+        stats["daily"]
+            .as_array()
+            .expect("days")
+            .iter()
+            .filter_map(|d| d[k].as_u64())
+            .sum()
+    };
+    assert!(
+        sum("merges") >= 1 && sum("conflicts") >= 1 && sum("created") >= 4,
+        "{stats}"
+    );
+    let scored: u64 = stats["match_scores"]["buckets"]
+        .as_array()
+        .expect("buckets")
+        .iter()
+        .filter_map(|b| b["count"].as_u64())
+        .sum();
+    assert!(scored >= 1, "{stats}");
+    // Agents may not read it; nothing about people is in it.
+    let agent = reqwest::Client::new()
+        .get(app.url("/v1/stats"))
+        .bearer_auth(crate::helpers::key_of("test-agent"))
+        .send()
+        .await
+        .expect("GET /v1/stats");
+    assert_eq!(agent.status().as_u16(), 403);
+    let text = stats.to_string();
+    assert!(
+        !text.contains("Ximena") && !text.contains("@example.com"),
+        "{text}"
+    );
+
+    let envs = [
+        ("CONSOLE_URL", app.address.clone()),
+        (
+            "CONSOLE_ANALYST_KEY",
+            crate::helpers::key_of("test-analyst"),
+        ),
+        ("CONSOLE_AGENT_KEY", crate::helpers::key_of("test-agent")),
+    ];
+    run_browser_tests(
+        root,
+        "console/e2e/dashboard.test.mjs",
+        &envs,
+        2,
+        "/tmp/console-dashboard-e2e.png",
+    )
+    .await;
+}

@@ -172,6 +172,7 @@ fn routes(pid: &str, hh: &str) -> Vec<Route> {
                 "/v1/admin/reresolve" => ("/v1/admin/reresolve".to_owned(), None),
                 "/v1/webhooks" => ("/v1/webhooks".to_owned(), None),
                 "/v1/destinations" => ("/v1/destinations".to_owned(), None),
+                "/v1/stats" => ("/v1/stats".to_owned(), None),
                 // No destination is configured: the name is not found.
                 "/v1/destinations/{name}/resync" => {
                     ("/v1/destinations/none/resync".to_owned(), None)
@@ -350,6 +351,7 @@ async fn every_route_checks_the_role_and_no_masked_value_leaks() {
                         || p.starts_with("/v1/review")
                         || p.starts_with("/v1/audiences")
                         || p.starts_with("/v1/destinations")
+                        || p.starts_with("/v1/stats")
                         || p.starts_with("/v1/admin") =>
                 {
                     StatusCode::FORBIDDEN
