@@ -57,7 +57,7 @@ pub fn run(config: Option<&PathBuf>, args: SubjectAccessArgs) -> anyhow::Result<
     let doc = match engine.subject_access(&target, crate::engine::now_ms()) {
         Ok(doc) => doc,
         Err(EngineError::NotFound { .. }) => bail!(
-            "{} not found in {} (an erased person leaves nothing to report)",
+            "{} was not found in {} (an erased person leaves nothing to report)",
             match target {
                 SubjectTarget::Identifier(_) => "the identifier",
                 SubjectTarget::Profile(_) => "the profile",
