@@ -50,7 +50,8 @@ pub struct SubjectAccess {
     pub generated_at: String,
     /// The person's live profile id.
     pub profile_id: ProfileId,
-    /// Profile ids merged into it (they resolve to it).
+    /// Profile ids merged into it, directly or through a profile merged later (they
+    /// resolve to it).
     pub merged_ids: BTreeSet<ProfileId>,
     /// The golden profile, unmasked, without the household id.
     pub profile: Value,
@@ -181,9 +182,6 @@ pub fn build(store: &dyn GraphStore, parts: Parts) -> Result<SubjectAccess, Stor
         generated_at,
     } = parts;
     let pid = state.id.clone();
-    let ids: BTreeSet<ProfileId> = std::iter::once(pid.clone())
-        .chain(state.absorbed.iter().cloned())
-        .collect();
     let keys: Vec<IdentKey> = state.identifier_keys().collect();
     let own: BTreeSet<&str> = keys.iter().map(IdentKey::as_str).collect();
 
@@ -230,8 +228,19 @@ pub fn build(store: &dyn GraphStore, parts: Parts) -> Result<SubjectAccess, Stor
         }
     }
 
-    // History: the person's entries with other people cut out.
+    // History: the person's entries with other people cut out. The person's ids are every
+    // id merged into them, directly or through a profile merged later (a profile keeps
+    // only the ids merged into it directly; the aliases chain).
     let mut history = crate::profile::views::history(store, &pid, MAX_HISTORY)?;
+    let mut ids: BTreeSet<ProfileId> = std::iter::once(pid.clone())
+        .chain(state.absorbed.iter().cloned())
+        .collect();
+    let merged: BTreeSet<&ProfileId> = history.iter().flat_map(|e| &e.absorbed).collect();
+    for id in merged {
+        if !ids.contains(id) && resolves_to(store, id, &pid)? {
+            ids.insert(id.clone());
+        }
+    }
     for entry in &mut history {
         own_history(entry, &ids, &own, &event_ids);
     }
@@ -257,8 +266,8 @@ pub fn build(store: &dyn GraphStore, parts: Parts) -> Result<SubjectAccess, Stor
         format: "idgraph.subject_access",
         format_version: FORMAT_VERSION,
         generated_at: iso(generated_at),
+        merged_ids: ids.into_iter().filter(|id| *id != pid).collect(),
         profile_id: pid,
-        merged_ids: state.absorbed.clone(),
         profile: golden,
         identifiers,
         traits,
@@ -269,6 +278,23 @@ pub fn build(store: &dyn GraphStore, parts: Parts) -> Result<SubjectAccess, Stor
         events_truncated,
         history,
     })
+}
+
+/// Whether the aliases of the merged-away `id` lead to `pid` (bounded, like lookups).
+fn resolves_to(
+    store: &dyn GraphStore,
+    id: &ProfileId,
+    pid: &ProfileId,
+) -> Result<bool, StoreError> {
+    let mut current = id.clone();
+    for _ in 0..64 {
+        match store.alias(&current)? {
+            Some(next) if next == *pid => return Ok(true),
+            Some(next) => current = next,
+            None => return Ok(false),
+        }
+    }
+    Ok(false)
 }
 
 fn event_record(e: StoredEvent, own: &BTreeSet<&str>) -> EventRecord {

@@ -28,7 +28,14 @@ const BERT_COOKIE: &str = "ck-bert-2";
 /// Ann's events (`evt-ann-*`); Bert's are `evt-bert-*`. `evt-bert-3` is Bert's login on
 /// Ann's tablet: the customer-id limit refuses the link, so the event is Bert's but
 /// carried Ann's device too.
-const ANN_EVENTS: [&str; 4] = ["evt-ann-1", "evt-ann-2", "evt-ann-3", "evt-ann-4"];
+const ANN_EVENTS: [&str; 6] = [
+    "evt-ann-1",
+    "evt-ann-2",
+    "evt-ann-3",
+    "evt-ann-4",
+    "evt-ann-5",
+    "evt-ann-6",
+];
 const SHARED_EVENT: &str = "evt-bert-3";
 
 fn at(mut ev: Value, ts: &str) -> Value {
@@ -45,14 +52,27 @@ fn events() -> Vec<Value> {
         json!({"first_name": "Annabel", "last_name": "Quarrington", "tier": "gold-aq"}),
     );
     a1["consent"] = json!({"marketing_email": "granted"});
-    // A second profile at first: nothing shared with Ann's yet.
+    // A second profile at first (her phone), and a third (her cookie) merged into the
+    // second by a visit carrying both: nothing shared with Ann's first profile yet.
     let mut a2 = event(
         "evt-ann-2",
         "web",
-        json!({"cookie_id": ANN_COOKIE, "phone": ANN_PHONE}),
+        json!({"phone": ANN_PHONE}),
         json!({"first_name": "Annie"}),
     );
     a2["consent"] = json!({"analytics": "denied"});
+    let a5 = event(
+        "evt-ann-5",
+        "web",
+        json!({"cookie_id": ANN_COOKIE}),
+        Value::Null,
+    );
+    let a6 = event(
+        "evt-ann-6",
+        "web",
+        json!({"cookie_id": ANN_COOKIE, "phone": ANN_PHONE}),
+        Value::Null,
+    );
     // The shared email and phone merge the two.
     let mut a3 = event(
         "evt-ann-3",
@@ -90,6 +110,8 @@ fn events() -> Vec<Value> {
     vec![
         at(a1, "2026-01-01T10:00:00Z"),
         at(a2, "2026-01-02T10:00:00Z"),
+        at(a5, "2026-01-02T11:00:00Z"),
+        at(a6, "2026-01-02T12:00:00Z"),
         at(a3, "2026-01-03T10:00:00Z"),
         at(a4, "2026-01-04T10:00:00Z"),
         at(b1, "2026-01-05T10:00:00Z"),
@@ -199,19 +221,27 @@ async fn the_document_holds_everything_of_the_person_and_nothing_of_anyone_else(
     for ev in events() {
         outcomes.push(app.ingest(&ev).await);
     }
-    // Ann's second event made its own profile, merged away by the third.
+    // Ann's second event made its own profile, merged away by the third; her cookie's
+    // profile was merged into that one before (an id merged away twice).
     let absorbed = outcomes[1]["profile_id"].as_str().expect("pid").to_owned();
+    let twice = outcomes[2]["profile_id"].as_str().expect("pid").to_owned();
+    assert_eq!(
+        outcomes[3]["profile_id"],
+        absorbed.as_str(),
+        "{}",
+        outcomes[3]
+    );
     let ann = app.pid_of("email", ANN_EMAIL).await;
     let bert = app.pid_of("email", BERT_EMAIL).await;
     assert_ne!(absorbed, ann);
     assert_eq!(app.pid_of("phone", ANN_PHONE).await, ann);
     assert_eq!(app.pid_of("device_id", ANN_DEVICE).await, ann);
-    assert_eq!(outcomes[6]["profile_id"], bert.as_str(), "{}", outcomes[6]);
+    assert_eq!(outcomes[8]["profile_id"], bert.as_str(), "{}", outcomes[8]);
     assert_eq!(
-        outcomes[6]["conflicts"][0]["profile_id"],
+        outcomes[8]["conflicts"][0]["profile_id"],
         ann.as_str(),
         "the shared tablet's link is refused: {}",
-        outcomes[6]
+        outcomes[8]
     );
     // An audience over marketing consent: Ann is a member, Bert matched without consent.
     let resp = app
@@ -240,7 +270,10 @@ async fn the_document_holds_everything_of_the_person_and_nothing_of_anyone_else(
         .as_str()
         .is_some_and(|t| t.ends_with('Z')));
     assert_eq!(doc["profile_id"], ann.as_str());
-    assert_eq!(strs(&doc["merged_ids"]), BTreeSet::from([absorbed.clone()]));
+    assert_eq!(
+        strs(&doc["merged_ids"]),
+        BTreeSet::from([absorbed.clone(), twice.clone()])
+    );
 
     // The golden profile, unmasked.
     let p = &doc["profile"];
@@ -346,13 +379,24 @@ async fn the_document_holds_everything_of_the_person_and_nothing_of_anyone_else(
     let history = doc["history"].as_array().expect("history");
     let merge = history
         .iter()
-        .find(|h| h["kind"] == "merged")
+        .find(|h| h["kind"] == "merged" && h["event_id"] == "evt-ann-3")
         .unwrap_or_else(|| panic!("no merge in {history:?}"));
     assert_eq!(merge["event_id"], "evt-ann-3", "{merge}");
     assert_eq!(merge["absorbed"], json!([absorbed]), "{merge}");
     assert!(
         merge["rule"].as_str().is_some_and(|r| !r.is_empty()),
         "{merge}"
+    );
+    let created = history
+        .iter()
+        .find(|h| h["kind"] == "created" && h["profiles"] == json!([twice]))
+        .unwrap_or_else(|| panic!("no creation of {twice} in {history:?}"));
+    assert_eq!(created["event_id"], "evt-ann-5", "{created}");
+    assert!(
+        history
+            .iter()
+            .any(|h| h["kind"] == "merged" && h["absorbed"] == json!([twice])),
+        "{history:?}"
     );
     let conflict = history
         .iter()
@@ -400,6 +444,7 @@ async fn the_document_holds_everything_of_the_person_and_nothing_of_anyone_else(
         json!({"identifier": {"kind": "email", "value": ANN_EMAIL.to_uppercase()}}),
         json!({"profile_id": ann}),
         json!({"profile_id": absorbed}),
+        json!({"profile_id": twice}),
         json!({"identifier": format!("phone:{ANN_PHONE}"), "profile_id": null}),
     ] {
         let again = document(&app, body.clone()).await;
@@ -427,7 +472,11 @@ async fn the_document_holds_everything_of_the_person_and_nothing_of_anyone_else(
         bdoc["consents"]["marketing_email"]["current"]["state"],
         "denied"
     );
-    assert_none_of(&bdoc, &anns(&[ann.clone(), absorbed.clone()]), "Bert");
+    assert_none_of(
+        &bdoc,
+        &anns(&[ann.clone(), absorbed.clone(), twice.clone()]),
+        "Bert",
+    );
 
     // The audit trail names the person's profile ids, never a value.
     let audit = json_ok(app.get("/v1/audit?route=/v1/subject-access").await).await;
@@ -436,7 +485,8 @@ async fn the_document_holds_everything_of_the_person_and_nothing_of_anyone_else(
         entries.iter().any(|e| e["status"] == 200
             && e["key"] == "test-admin"
             && e["method"] == "POST"
-            && strs(&e["profiles"]) == BTreeSet::from([ann.clone(), absorbed.clone()])),
+            && strs(&e["profiles"])
+                == BTreeSet::from([ann.clone(), absorbed.clone(), twice.clone()])),
         "{audit}"
     );
     assert!(!audit.to_string().contains(ANN_EMAIL), "{audit}");
@@ -674,7 +724,7 @@ async fn the_cli_writes_the_same_document_from_the_stopped_store() {
         )
     );
     assert_eq!(timeless(doc.clone()), timeless(served.clone()));
-    assert_eq!(doc["events"].as_array().map(Vec::len), Some(5), "{doc}");
+    assert_eq!(doc["events"].as_array().map(Vec::len), Some(7), "{doc}");
 
     // By profile id (the one merged away) into an existing file: refused, then --force.
     let out = run(&[
