@@ -1,5 +1,5 @@
 //! The command line (clap): `serve`, `import`, `demo`, `profile`, `reindex`, `schema`, `eval`,
-//! `bench`, `bench-search`, `bench-http`, `overlap`, `score`.
+//! `bench`, `bench-search`, `bench-http`, `overlap`, `score`, `subject-access`.
 //!
 //! Settings are layered: defaults, `--config` TOML file, `IDGRAPH_*` environment variables,
 //! then the flags given here.
@@ -14,6 +14,7 @@ pub mod output;
 pub mod overlap;
 pub mod reresolve;
 pub mod score;
+pub mod subject_access;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -247,6 +248,10 @@ pub enum Command {
         #[command(subcommand)]
         action: score::ScoreAction,
     },
+    /// Write everything the store holds about one person (golden profile, identifiers,
+    /// trait values, consents, audiences, links, events, merge history) as the JSON
+    /// document `POST /v1/subject-access` answers. Reads the embedded store read-only.
+    SubjectAccess(subject_access::SubjectAccessArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -712,5 +717,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Score { action } => score::run(config, action),
+        Command::SubjectAccess(args) => subject_access::run(config, args),
     }
 }

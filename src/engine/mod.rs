@@ -21,6 +21,7 @@ mod reads;
 pub mod reresolve;
 pub mod retention;
 pub mod stats;
+mod subject_access;
 mod writer;
 mod writes;
 
@@ -46,6 +47,7 @@ use crate::store::rocks::RocksStore;
 use crate::store::{GraphStore, IdentKey, ProfileId, StoreError};
 pub use changes::{ChangesError, ChangesPage};
 pub use reads::ReviewFilter;
+pub use subject_access::SubjectTarget;
 use writer::{writer_loop, Job, WriteFault, QUEUE_DEPTH};
 pub use writer::{CommitListener, OpResult};
 
@@ -128,6 +130,20 @@ impl Engine {
         let store = Engine::open_store(&settings)?;
         let search = Engine::open_search(&settings, store.as_ref())?;
         Engine::with_store(settings, store, Some(search))
+    }
+
+    /// An engine over a read-only, point-in-time view of the embedded store in
+    /// `settings.storage.data_dir`, without a search index: for offline readers
+    /// (`idgraph subject-access`). Every write it is asked for fails; it can run beside a
+    /// server on the same directory.
+    pub fn open_read_only(settings: Settings) -> Result<Engine, EngineError> {
+        if settings.graph.store != GraphBackend::Embedded {
+            return Err(EngineError::Config(
+                "reading a stopped store needs the embedded store; on a graph database, ask the running server".into(),
+            ));
+        }
+        let store = RocksStore::open_read_only(&settings.storage.data_dir)?;
+        Engine::with_store(settings, Arc::new(store), None)
     }
 
     /// Opens the configured graph store: the embedded RocksDB store in

@@ -74,6 +74,7 @@ pub const ROUTES: &[RouteRule] = &[
         Permission::Admin,
     ),
     rule("POST", "/v1/erasure", Permission::Admin),
+    rule("POST", "/v1/subject-access", Permission::Admin),
     rule("DELETE", "/v1/suppressions", Permission::Admin),
     rule("GET", "/v1/audit", Permission::Admin),
     rule("GET", "/v1/config", Permission::Admin),

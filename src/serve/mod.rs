@@ -19,6 +19,7 @@ pub mod request_id;
 pub mod routes;
 pub mod segment;
 pub mod stall;
+pub mod subject_access;
 pub mod tls;
 
 use std::net::TcpListener;
@@ -194,6 +195,10 @@ impl Application {
                         .service(resource("/audit").route(web::get().to(routes::audit)))
                         .service(resource("/config").route(web::get().to(routes::config)))
                         .service(resource("/erasure").route(web::post().to(routes::erasure)))
+                        .service(
+                            resource("/subject-access")
+                                .route(web::post().to(subject_access::subject_access)),
+                        )
                         .service(
                             resource("/suppressions")
                                 .route(web::delete().to(routes::delete_suppression)),

@@ -239,6 +239,7 @@ fn add_errors(responses: &mut Responses) {
         routes::delete_link,
         routes::delete_identifier,
         routes::erasure,
+        super::subject_access::subject_access,
         routes::delete_suppression,
         routes::audit,
         routes::config,

@@ -19,7 +19,7 @@ type Result<T> = std::result::Result<T, ApiError>;
 
 const MAX_ID_LEN: usize = 128;
 
-fn check_id(id: &str) -> Result<()> {
+pub(super) fn check_id(id: &str) -> Result<()> {
     if id.is_empty() || id.len() > MAX_ID_LEN {
         return Err(ApiError::not_found("profile not found"));
     }
@@ -171,7 +171,7 @@ pub async fn post_events(
 /// the caller's row-level scope get the same answer (status, code and message), so a
 /// scoped key cannot tell hidden people from absent ones.
 #[derive(Debug, Clone, Copy)]
-enum Missing {
+pub(super) enum Missing {
     Profile,
     Identifier,
     Household,
@@ -188,7 +188,7 @@ impl Missing {
 }
 
 /// Every 404 of a lookup of `m` becomes `m`'s one answer.
-trait OrMissing<T> {
+pub(super) trait OrMissing<T> {
     fn or_missing(self, m: Missing) -> Result<T>;
 }
 
@@ -208,7 +208,7 @@ impl<T> OrMissing<T> for Result<T> {
 /// scoped key, then masking for the caller's visibility (`governance::mask`), the
 /// profile ids noted for the audit trail. An answer about a hidden person is `missing`'s
 /// 404, exactly as if it did not exist.
-async fn respond<P: super::auth::Perm>(
+pub(super) async fn respond<P: super::auth::Perm>(
     auth: &Auth<P>,
     engine: &web::Data<Engine>,
     v: Value,
@@ -311,7 +311,7 @@ async fn golden_answer<P: super::auth::Perm>(
 
 /// 404 as for a profile that does not exist unless the caller's row-level scope covers
 /// profile `id` (see `KeySettings::sources`).
-async fn check_scope<P: super::auth::Perm>(
+pub(super) async fn check_scope<P: super::auth::Perm>(
     auth: &Auth<P>,
     engine: &web::Data<Engine>,
     id: &str,
@@ -323,7 +323,7 @@ async fn check_scope<P: super::auth::Perm>(
 /// 404 as for an identifier that does not exist unless the caller's scope covers the
 /// profile holding identifier `key` (an unknown identifier answers the same 404 here for a
 /// scoped caller, and from the operation itself for others).
-async fn check_identifier_scope<P: super::auth::Perm>(
+pub(super) async fn check_identifier_scope<P: super::auth::Perm>(
     auth: &Auth<P>,
     engine: &web::Data<Engine>,
     key: &str,

@@ -1160,6 +1160,7 @@ fn every_data_dir_and_bind_flag_has_help_and_its_default() {
         "demo",
         "replica",
         "overlap",
+        "subject-access",
     ] {
         let help = run(&mut idgraph([cmd, "--help"])).ok().to_owned();
         let line = |flag: &str| {

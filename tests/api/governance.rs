@@ -138,6 +138,11 @@ fn routes(pid: &str, hh: &str) -> Vec<Route> {
                     "/v1/suppressions?identifier=cookie_id%3Anone-5".to_owned(),
                     None,
                 ),
+                // The canary's whole document for the admin (a read: nothing changes).
+                "/v1/subject-access" => (
+                    "/v1/subject-access".to_owned(),
+                    Some(json!({"identifier": format!("email:{EMAIL}")})),
+                ),
                 "/v1/audit" => ("/v1/audit".to_owned(), None),
                 "/v1/review" => ("/v1/review".to_owned(), None),
                 // No such item: the admin gets 404, and nothing is decided.

@@ -48,6 +48,7 @@ mod search;
 mod segment;
 mod stewards;
 mod store_contract;
+mod subject_access;
 mod tls;
 mod unmerge;
 mod views;

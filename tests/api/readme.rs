@@ -79,6 +79,12 @@ fn the_readme_api_tour_runs_as_written() {
     assert!(stdout.contains("shared_address"), "{stdout}");
     assert!(stdout.contains(r#""tier":"typo_or_prefix""#), "{stdout}");
     assert!(stdout.contains("idgraph_events_total"), "{stdout}");
+    assert!(
+        stdout.contains(r#""format":"idgraph.subject_access""#),
+        "{stdout}"
+    );
+    let written = std::fs::read_to_string(tmp.path().join("bob.json")).unwrap_or_default();
+    assert!(written.contains("bob@example.com"), "{written}");
     assert!(!log.contains("panicked"), "{log}");
 }
 

@@ -381,6 +381,29 @@ async fn a_scoped_key_sees_nothing_of_other_people_in_any_answer() {
                     None,
                     StatusCode::FORBIDDEN,
                 )],
+                // The visible person's document, with the hidden person cut out of the
+                // shared tablet's login and the refused link; the hidden person is as
+                // unknown as a stranger, by identifier and by profile id.
+                "/v1/subject-access" => vec![
+                    (
+                        Method::POST,
+                        "/v1/subject-access".into(),
+                        Some(json!({"profile_id": v})),
+                        StatusCode::OK,
+                    ),
+                    (
+                        Method::POST,
+                        "/v1/subject-access".into(),
+                        Some(json!({"identifier": format!("email:{HIDDEN_EMAIL}")})),
+                        StatusCode::NOT_FOUND,
+                    ),
+                    (
+                        Method::POST,
+                        "/v1/subject-access".into(),
+                        Some(json!({"profile_id": w.hidden})),
+                        StatusCode::NOT_FOUND,
+                    ),
+                ],
                 "/v1/audit" => vec![(
                     Method::GET,
                     "/v1/audit?limit=10000".into(),
@@ -678,6 +701,22 @@ fn oracle_pairs(pattern: &str, h: &str, absent: &str) -> Vec<Pair> {
                 method: Method::POST,
                 hidden: "/v1/erasure".into(),
                 absent: "/v1/erasure".into(),
+                hidden_body: Some(json!({"identifier": format!("email:{HIDDEN_EMAIL}")})),
+                absent_body: Some(json!({"identifier": "email:nobody@example.com"})),
+            },
+        ],
+        "/v1/subject-access" => vec![
+            Pair {
+                method: Method::POST,
+                hidden: "/v1/subject-access".into(),
+                absent: "/v1/subject-access".into(),
+                hidden_body: Some(json!({"profile_id": h})),
+                absent_body: Some(json!({"profile_id": absent})),
+            },
+            Pair {
+                method: Method::POST,
+                hidden: "/v1/subject-access".into(),
+                absent: "/v1/subject-access".into(),
                 hidden_body: Some(json!({"identifier": format!("email:{HIDDEN_EMAIL}")})),
                 absent_body: Some(json!({"identifier": "email:nobody@example.com"})),
             },
