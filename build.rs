@@ -2,14 +2,24 @@
 //! into the binary (`src/serve/console.rs` includes them with `include_bytes!`).
 
 fn main() {
-    let cytoscape = "console/node_modules/cytoscape/dist/cytoscape.min.js";
-    println!("cargo::rerun-if-changed={cytoscape}");
     println!("cargo::rerun-if-changed=console/src");
-    if !std::path::Path::new(cytoscape).exists() {
-        eprintln!(
-            "error: {cytoscape} is missing. The web console bundles Cytoscape.js from npm: \
-             run ./scripts/install-deps.sh (it runs `npm ci` in console/)."
-        );
-        std::process::exit(1);
+    for (asset, what) in [
+        (
+            "console/node_modules/cytoscape/dist/cytoscape.min.js",
+            "Cytoscape.js",
+        ),
+        (
+            "console/node_modules/chart.js/dist/chart.umd.min.js",
+            "Chart.js",
+        ),
+    ] {
+        println!("cargo::rerun-if-changed={asset}");
+        if !std::path::Path::new(asset).exists() {
+            eprintln!(
+                "error: {asset} is missing. The web console bundles {what} from npm: \
+                 run ./scripts/install-deps.sh (it runs `npm ci` in console/)."
+            );
+            std::process::exit(1);
+        }
     }
 }
