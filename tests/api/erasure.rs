@@ -400,3 +400,88 @@ async fn erasure_after_a_split_purges_older_copies_of_the_other_part() {
     drop(server);
     assert_index_free_of(&data, &[SPLIT_EMAIL, "4155550177"]);
 }
+
+/// A person whose profiles were merged in a chain (P3 into P2, then P2 into P1): the
+/// profile lists only the id merged into it directly, and the erasure still removes the
+/// history and alias of the id merged away twice (no value left in any file, the old id
+/// answers 404 like the others).
+#[tokio::test]
+async fn erasure_after_a_chain_of_merges_reaches_the_id_merged_away_twice() {
+    const CHAIN_EMAIL: &str = "chain.erase.canary@example.com";
+    const CHAIN_PHONE: &str = "+14155550188";
+    const CHAIN_DEVICE: &str = "dev-chain-canary";
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let server = ServeProcess::start(&data);
+    let client = http_client();
+    let base = server.address.clone();
+    let mut pids = Vec::new();
+    for (id, ids) in [
+        ("ch-1", json!({"device_id": CHAIN_DEVICE})),
+        ("ch-2", json!({"email": CHAIN_EMAIL})),
+        ("ch-3", json!({"phone": CHAIN_PHONE})),
+    ] {
+        let (status, body) = post_json(
+            &client,
+            &format!("{base}/v1/events"),
+            &json!({"event_id": id, "source": "web", "identifiers": ids}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        pids.push(body["profile_id"].as_str().expect("pid").to_owned());
+    }
+    // The email's and the phone's profiles merge, then that one merges with the device's.
+    for (id, ids) in [
+        ("ch-4", json!({"email": CHAIN_EMAIL, "phone": CHAIN_PHONE})),
+        (
+            "ch-5",
+            json!({"phone": CHAIN_PHONE, "device_id": CHAIN_DEVICE}),
+        ),
+    ] {
+        let (status, body) = post_json(
+            &client,
+            &format!("{base}/v1/events"),
+            &json!({"event_id": id, "source": "web", "identifiers": ids}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (_, person) = get_json(
+        &client,
+        &format!("{base}/v1/lookup?kind=email&value={CHAIN_EMAIL}"),
+    )
+    .await;
+    let survivor = person["profile_id"].as_str().expect("pid").to_owned();
+    let absorbed: Vec<&String> = pids.iter().filter(|p| **p != survivor).collect();
+    assert_eq!(absorbed.len(), 2, "{person}");
+    // A chain: the survivor lists only the id merged into it directly.
+    assert_eq!(
+        person["merged_ids"].as_array().map(Vec::len),
+        Some(1),
+        "{person}"
+    );
+    // Every old id resolves to the survivor before.
+    for p in &absorbed {
+        let (status, _) = get_json(&client, &format!("{base}/v1/profiles/{p}")).await;
+        assert_eq!(status, 200);
+    }
+    let (status, out) = post_json(
+        &client,
+        &format!("{base}/v1/erasure"),
+        &json!({"identifier": format!("email:{CHAIN_EMAIL}")}),
+    )
+    .await;
+    assert_eq!(status, 200, "{out}");
+    for p in absorbed.iter().copied().chain(std::iter::once(&survivor)) {
+        let (status, body) = get_json(&client, &format!("{base}/v1/profiles/{p}")).await;
+        assert_eq!(status, 404, "{p}: {body}");
+        let (_, history) = get_json(&client, &format!("{base}/v1/profiles/{p}/history")).await;
+        assert!(
+            !history.to_string().contains("4155550188")
+                && !history.to_string().contains(CHAIN_EMAIL),
+            "{p}'s history keeps a value: {history}"
+        );
+    }
+    let leftovers = files_containing(&data, &[CHAIN_EMAIL, "4155550188", CHAIN_DEVICE]);
+    assert!(leftovers.is_empty(), "values left in files: {leftovers:?}");
+}
