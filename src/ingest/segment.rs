@@ -59,6 +59,9 @@ pub struct SegmentSettings {
     pub source: String,
     /// Call type → source (e.g. `screen = "mobile"`).
     pub sources: BTreeMap<String, String>,
+    /// Consent category of `context.consent.categoryPreferences` (Segment's consent
+    /// management) → idgraph consent purpose; categories not listed are ignored.
+    pub consent_categories: BTreeMap<String, String>,
 }
 
 impl Default for SegmentSettings {
@@ -84,6 +87,11 @@ impl Default for SegmentSettings {
             ]),
             source: "web".into(),
             sources: pairs(&[("screen", "mobile")]),
+            consent_categories: pairs(&[
+                ("Advertising", "advertising"),
+                ("Analytics", "analytics"),
+                ("Personalization", "personalization"),
+            ]),
         }
     }
 }
@@ -368,6 +376,33 @@ pub fn to_event(
         traits.insert(to, v);
     }
 
+    // Consent: mapped categories of `context.consent.categoryPreferences`; two categories
+    // mapped to one purpose that disagree give `denied`.
+    let mut consent = Map::new();
+    if let Some(c) = context
+        .map(|c| object(c, "consent", &ctx_path))
+        .transpose()?
+        .flatten()
+    {
+        let consent_path = sub(&ctx_path, "consent");
+        if let Some(prefs) = object(c, "categoryPreferences", &consent_path)? {
+            let prefs_path = sub(&consent_path, "categoryPreferences");
+            for (category, v) in prefs {
+                let state = match v {
+                    Value::Bool(true) => "granted",
+                    Value::Bool(false) => "denied",
+                    _ => return Err(err(sub(&prefs_path, category), "must be true or false")),
+                };
+                let Some(purpose) = settings.consent_categories.get(category) else {
+                    continue;
+                };
+                if consent.get(purpose).and_then(Value::as_str) != Some("denied") {
+                    consent.insert(purpose.clone(), Value::String(state.into()));
+                }
+            }
+        }
+    }
+
     let source = settings
         .sources
         .get(&ty)
@@ -406,6 +441,9 @@ pub fn to_event(
     });
     if let Some(t) = timestamp.filter(|t| !t.is_null()) {
         event["timestamp"] = t;
+    }
+    if !consent.is_empty() {
+        event["consent"] = Value::Object(consent);
     }
     Ok(event)
 }
@@ -550,5 +588,32 @@ mod tests {
             e["properties"]["segment"]["library"]["name"],
             "analytics-node"
         );
+    }
+
+    #[test]
+    fn consent_categories_map_to_purposes() {
+        let s = SegmentSettings::default();
+        let msg = json!({"type": "identify", "userId": "u1", "messageId": "m1",
+            "context": {"consent": {"categoryPreferences": {
+                "Advertising": true, "Analytics": false, "C0009": true}}}});
+        let ev = to_event(&s, &msg, "", None).expect("mapped");
+        assert_eq!(
+            ev["consent"],
+            json!({"advertising": "granted", "analytics": "denied"})
+        );
+        let bad = json!({"type": "identify", "userId": "u1",
+            "context": {"consent": {"categoryPreferences": {"Advertising": "yes"}}}});
+        let e = to_event(&s, &bad, "", None).expect_err("refused");
+        assert!(
+            e.field
+                .ends_with("context.consent.categoryPreferences.Advertising"),
+            "{e:?}"
+        );
+        // No consent object: no consent on the event.
+        let plain = json!({"type": "identify", "userId": "u1"});
+        assert!(to_event(&s, &plain, "", None)
+            .expect("mapped")
+            .get("consent")
+            .is_none());
     }
 }

@@ -683,3 +683,63 @@ async fn an_sdk_with_a_bad_write_key_fails_without_retrying_forever() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// Segment's consent management (`context.consent.categoryPreferences`) becomes consent
+/// statements through `segment.consent_categories`; a later call withdraws; a category
+/// that is not true/false is refused naming it, and nothing is stored.
+#[tokio::test]
+async fn consent_category_preferences_become_consent_statements() {
+    let app = spawn_app().await;
+    let call = |id: &str, t: &str, ads: Value| {
+        json!({"messageId": id, "userId": "cons-1", "timestamp": t,
+               "traits": {"email": "cons@example.com"},
+               "context": {"consent": {"categoryPreferences": {
+                   "Advertising": ads, "Analytics": true, "C0004": false}}}})
+    };
+    seg_ok(
+        seg_post(
+            &app,
+            "/v1/identify",
+            &call("c-1", "2026-03-01T10:00:00Z", json!(true)),
+        )
+        .await,
+    )
+    .await;
+    let g = golden_of(&app, "email", "cons@example.com").await;
+    assert_eq!(g["consents"]["advertising"]["state"], "granted", "{g}");
+    assert_eq!(g["consents"]["analytics"]["state"], "granted", "{g}");
+    assert_eq!(g["consents"]["advertising"]["source"], "web", "{g}");
+    assert_eq!(
+        g["consents"].as_object().map(|c| c.len()),
+        Some(2),
+        "unmapped categories are ignored: {g}"
+    );
+    seg_ok(
+        seg_post(
+            &app,
+            "/v1/identify",
+            &call("c-2", "2026-03-02T10:00:00Z", json!(false)),
+        )
+        .await,
+    )
+    .await;
+    let g = golden_of(&app, "email", "cons@example.com").await;
+    assert_eq!(g["consents"]["advertising"]["state"], "denied", "{g}");
+    let body = seg_error(
+        seg_post(
+            &app,
+            "/v1/identify",
+            &call("c-3", "2026-03-03T10:00:00Z", json!("yes")),
+        )
+        .await,
+        400,
+        "invalid_field",
+    )
+    .await;
+    assert_eq!(
+        body["error"]["field"], "context.consent.categoryPreferences.Advertising",
+        "{body}"
+    );
+    let g = golden_of(&app, "email", "cons@example.com").await;
+    assert_eq!(g["consents"]["advertising"]["state"], "denied", "{g}");
+}
