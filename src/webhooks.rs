@@ -85,14 +85,6 @@ pub struct Webhook {
     pub lag_ms: AtomicI64,
 }
 
-/// (name, type, help, value of one destination) of a metric family.
-type MetricFamily = (
-    &'static str,
-    &'static str,
-    &'static str,
-    fn(&Webhook) -> String,
-);
-
 /// Every configured destination.
 pub struct Webhooks {
     hooks: Vec<Arc<Webhook>>,
@@ -245,33 +237,52 @@ impl Webhook {
 
     /// One POST of `body`: `Ok` on 2xx, else what went wrong (no body, no URL secrets).
     async fn post(&self, body: &[u8], first: u64, last: u64) -> Result<(), String> {
-        let t = chrono::Utc::now().timestamp();
-        let sig = Webhook::signature(self.settings.secret.expose().as_bytes(), t, body);
-        let resp = self
-            .client
-            .post(&self.settings.url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header("Idgraph-Signature", sig)
-            .header("Idgraph-Webhook", &self.settings.name)
-            .header("Idgraph-Delivery", format!("{first}-{last}"))
-            .body(body.to_vec())
-            .send()
-            .await
-            .map_err(|e| {
-                if e.is_timeout() {
-                    "timed out".to_owned()
-                } else if e.is_connect() {
-                    "connection failed".to_owned()
-                } else {
-                    "request failed".to_owned()
-                }
-            })?;
-        let status = resp.status();
-        if status.is_success() {
-            Ok(())
+        post_signed(
+            &self.client,
+            &self.settings.url,
+            self.settings.secret.expose().as_bytes(),
+            &[
+                ("Idgraph-Webhook", &self.settings.name),
+                ("Idgraph-Delivery", &format!("{first}-{last}")),
+            ],
+            body,
+        )
+        .await
+    }
+}
+
+/// POSTs `body` as JSON to `url`, signed with `secret` (`Idgraph-Signature`), with the
+/// extra `headers`: `Ok` on 2xx, else what went wrong (a status or a transport error; never
+/// a body or a URL).
+pub(crate) async fn post_signed(
+    client: &reqwest::Client,
+    url: &str,
+    secret: &[u8],
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<(), String> {
+    let t = chrono::Utc::now().timestamp();
+    let mut req = client
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header("Idgraph-Signature", Webhook::signature(secret, t, body));
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let resp = req.body(body.to_vec()).send().await.map_err(|e| {
+        if e.is_timeout() {
+            "timed out".to_owned()
+        } else if e.is_connect() {
+            "connection failed".to_owned()
         } else {
-            Err(format!("HTTP {}", status.as_u16()))
+            "request failed".to_owned()
         }
+    })?;
+    let status = resp.status();
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("HTTP {}", status.as_u16()))
     }
 }
 
@@ -403,7 +414,7 @@ impl Webhooks {
             return String::new();
         }
         let mut out = String::new();
-        let families: [MetricFamily; 6] = [
+        let families: [crate::serve::metrics::Family<Webhook>; 6] = [
             (
                 "idgraph_webhook_delivered_records_total",
                 "counter",
@@ -441,16 +452,12 @@ impl Webhooks {
                 |h| format!("{:.3}", h.lag_ms.load(Ordering::Relaxed) as f64 / 1000.0),
             ),
         ];
-        for (name, kind, help, value) in families {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
-            for h in &self.hooks {
-                out.push_str(&format!(
-                    "{name}{{webhook=\"{}\"}} {}\n",
-                    h.settings.name,
-                    value(h)
-                ));
-            }
-        }
+        out.push_str(&crate::serve::metrics::per_item(
+            &families,
+            "webhook",
+            &self.hooks,
+            |h| &h.settings.name,
+        ));
         out
     }
 }

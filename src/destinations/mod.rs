@@ -47,14 +47,6 @@ use rows::{Field, FileFormat, Preset, Row};
 /// Rows of a file: cells, `None` when empty.
 type FileRows = Vec<Vec<Option<String>>>;
 
-/// (name, type, help, value of one destination) of a metric family.
-type MetricFamily = (
-    &'static str,
-    &'static str,
-    &'static str,
-    fn(&Destination) -> String,
-);
-
 /// How long an idle destination waits for a new record before looking again anyway.
 const IDLE_POLL: Duration = Duration::from_secs(5);
 
@@ -621,32 +613,17 @@ async fn send(
                 "deliveries": batch.deliveries,
             }))
             .map_err(|e| e.to_string())?;
-            let t = chrono::Utc::now().timestamp();
-            let sig = crate::webhooks::Webhook::signature(secret.as_bytes(), t, &body);
-            let resp = client
-                .post(url)
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .header("Idgraph-Signature", sig)
-                .header("Idgraph-Destination", d.name())
-                .header("Idgraph-Delivery", &batch.id)
-                .body(body)
-                .send()
-                .await
-                .map_err(|e| {
-                    if e.is_timeout() {
-                        "timed out".to_owned()
-                    } else if e.is_connect() {
-                        "connection failed".to_owned()
-                    } else {
-                        "request failed".to_owned()
-                    }
-                })?;
-            let status = resp.status();
-            if status.is_success() {
-                Ok(())
-            } else {
-                Err(format!("HTTP {}", status.as_u16()))
-            }
+            crate::webhooks::post_signed(
+                client,
+                url,
+                secret.as_bytes(),
+                &[
+                    ("Idgraph-Destination", d.name()),
+                    ("Idgraph-Delivery", &batch.id),
+                ],
+                &body,
+            )
+            .await
         }
         Sink::Kafka(k) => {
             use rdkafka::message::{Header, OwnedHeaders};
@@ -958,7 +935,7 @@ impl Destinations {
                 ));
             }
         }
-        let families: [MetricFamily; 4] = [
+        let families: [crate::serve::metrics::Family<Destination>; 4] = [
             (
                 "idgraph_destination_failed_attempts_total",
                 "counter",
@@ -984,16 +961,12 @@ impl Destinations {
                 |d| format!("{:.3}", d.lag_ms.load(Ordering::Relaxed) as f64 / 1000.0),
             ),
         ];
-        for (name, kind, help, value) in families {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
-            for d in &self.list {
-                out.push_str(&format!(
-                    "{name}{{destination=\"{}\"}} {}\n",
-                    d.name(),
-                    value(d)
-                ));
-            }
-        }
+        out.push_str(&crate::serve::metrics::per_item(
+            &families,
+            "destination",
+            &self.list,
+            |d| d.name(),
+        ));
         out
     }
 }

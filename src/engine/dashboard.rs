@@ -314,6 +314,7 @@ impl Engine {
     /// One pass over every golden profile: the dashboard's snapshot, cached and recorded
     /// as the day's totals. Blocking.
     pub fn refresh_dashboard(&self) -> Result<Arc<Snapshot>, EngineError> {
+        let started = std::time::Instant::now();
         let mut profiles = 0u64;
         let mut identifiers = 0u64;
         let mut by_kind: BTreeMap<String, u64> = BTreeMap::new();
@@ -429,6 +430,11 @@ impl Engine {
             Dashboard::trim(&mut d);
             self.dashboard.dirty.store(true, Ordering::SeqCst);
         }
+        tracing::info!(
+            profiles,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "dashboard pass done"
+        );
         Ok(snapshot)
     }
 }

@@ -127,6 +127,30 @@ pub fn families(rows: &[(&str, &str, &str, String)], labels: &str) -> String {
     out
 }
 
+/// (name, type, help, value of one item) of a metric family with one sample per item.
+pub type Family<T> = (&'static str, &'static str, &'static str, fn(&T) -> String);
+
+/// Metric families with one sample per item, labelled `label="<name of the item>"`.
+pub fn per_item<T>(
+    families: &[Family<T>],
+    label: &str,
+    items: &[std::sync::Arc<T>],
+    name_of: impl Fn(&T) -> &str,
+) -> String {
+    let mut out = String::new();
+    for (name, kind, help, value) in families {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for item in items {
+            out.push_str(&format!(
+                "{name}{{{label}=\"{}\"}} {}\n",
+                name_of(item),
+                value(item)
+            ));
+        }
+    }
+    out
+}
+
 /// The build: `idgraph_build_info{version, git_sha} 1` (`git_sha` when the build set
 /// `IDGRAPH_GIT_SHA`, e.g. `IDGRAPH_GIT_SHA=$(git rev-parse HEAD) cargo build`).
 pub fn build_info() -> String {
