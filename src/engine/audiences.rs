@@ -179,6 +179,77 @@ impl Engine {
         .unwrap_or(u64::MAX))
     }
 
+    /// Checks destination names against `[[destinations]]` (400 naming the unknown or
+    /// repeated one).
+    fn check_destinations(&self, names: &[String]) -> Result<(), EngineError> {
+        let mut seen = std::collections::BTreeSet::new();
+        for d in names {
+            if !self.settings().destinations.iter().any(|c| &c.name == d) {
+                let known: Vec<&str> = self
+                    .settings()
+                    .destinations
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect();
+                return Err(EngineError::Invalid {
+                    field: "destinations".into(),
+                    message: format!(
+                        "unknown destination {d:?}; configured ([[destinations]]): {}",
+                        if known.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                });
+            }
+            if !seen.insert(d) {
+                return Err(EngineError::Invalid {
+                    field: "destinations".into(),
+                    message: format!("{d:?} is listed twice"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces the destinations an audience is delivered to; answers the audience and the
+    /// destinations that were added or removed (each must then compare its members again).
+    /// Blocking.
+    pub fn set_audience_destinations(
+        &self,
+        id: &str,
+        destinations: Vec<String>,
+    ) -> Result<(AudienceView, Vec<String>), EngineError> {
+        self.check_destinations(&destinations)?;
+        let Some(bytes) = self.store.activation(&activation::def_key(id))? else {
+            return Err(EngineError::NotFound {
+                what: format!("audience {id:?}"),
+            });
+        };
+        let mut def: AudienceDef = decode(&bytes, "audience")?;
+        let old: std::collections::BTreeSet<String> = def.destinations.iter().cloned().collect();
+        let new: std::collections::BTreeSet<String> = destinations.iter().cloned().collect();
+        let changed: Vec<String> = old.symmetric_difference(&new).cloned().collect();
+        if !changed.is_empty() {
+            def.destinations = destinations;
+            self.write_rows(vec![(activation::def_key(id), Some(encode(&def)?))])?;
+            if let Some(c) = self
+                .rules
+                .audiences
+                .snapshot()
+                .iter()
+                .find(|c| c.def.id == id)
+            {
+                self.rules.audiences.insert(Compiled {
+                    def: def.clone(),
+                    expr: c.expr.clone(),
+                });
+            }
+        }
+        Ok((self.view(def)?, changed))
+    }
+
     /// Writes activation rows (a destination's ledger) through the writer. Blocking.
     pub fn write_activation_rows(
         &self,
@@ -233,34 +304,7 @@ impl Engine {
             });
         }
         let expr = self.compile_filter(&new.filter, &new.purpose)?;
-        let mut seen = std::collections::BTreeSet::new();
-        for d in &new.destinations {
-            if !self.settings().destinations.iter().any(|c| &c.name == d) {
-                let known: Vec<&str> = self
-                    .settings()
-                    .destinations
-                    .iter()
-                    .map(|c| c.name.as_str())
-                    .collect();
-                return Err(EngineError::Invalid {
-                    field: "destinations".into(),
-                    message: format!(
-                        "unknown destination {d:?}; configured ([[destinations]]): {}",
-                        if known.is_empty() {
-                            "none".to_owned()
-                        } else {
-                            known.join(", ")
-                        }
-                    ),
-                });
-            }
-            if !seen.insert(d) {
-                return Err(EngineError::Invalid {
-                    field: "destinations".into(),
-                    message: format!("{d:?} is listed twice"),
-                });
-            }
-        }
+        self.check_destinations(&new.destinations)?;
         if let Some(bytes) = self.store.activation(&activation::def_key(&new.id))? {
             let old: AudienceDef = decode(&bytes, "audience")?;
             // The same definition again (a retried request) is the audience as it is.

@@ -65,6 +65,11 @@ pub const ROUTES: &[RouteRule] = &[
     rule("GET", "/v1/audiences/{id}", Permission::Audiences),
     rule("DELETE", "/v1/audiences/{id}", Permission::Audiences),
     rule("GET", "/v1/audiences/{id}/members", Permission::Audiences),
+    rule(
+        "PUT",
+        "/v1/audiences/{id}/destinations",
+        Permission::Audiences,
+    ),
     rule("GET", "/v1/stats", Permission::Stats),
     rule("GET", "/v1/exports/{kind}", Permission::Changes),
     rule("DELETE", "/v1/links", Permission::Admin),

@@ -135,6 +135,46 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(v))
 }
 
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationsBody {
+    /// Destinations (`[[destinations]]` names) the members are delivered to from now on.
+    destinations: Vec<String>,
+}
+
+/// `PUT /v1/audiences/{id}/destinations`: replaces where the audience is delivered; an
+/// added destination receives every current member (a resync), a removed one their exits.
+#[utoipa::path(
+    put,
+    path = "/v1/audiences/{id}/destinations",
+    tag = "audiences",
+    params(("id" = String, Path, description = "Audience id")),
+    request_body = DestinationsBody,
+    responses(
+        (status = 200, description = "The audience with its destinations", body = Object),
+        (status = 404, description = "No such audience")
+    )
+)]
+pub async fn set_destinations(
+    auth: Auth<perm::Audiences>,
+    path: web::Path<String>,
+    body: web::Json<DestinationsBody>,
+    engine: web::Data<Engine>,
+    list: web::Data<crate::destinations::Destinations>,
+) -> Result<HttpResponse> {
+    unscoped(&auth)?;
+    let id = path.into_inner();
+    let e = engine.into_inner();
+    let names = body.into_inner().destinations;
+    let (view, changed) = blocking(move || e.set_audience_destinations(&id, names)).await?;
+    for name in changed {
+        if let Some(d) = list.get(&name) {
+            d.request_resync();
+        }
+    }
+    Ok(HttpResponse::Ok().json(view))
+}
+
 /// `DELETE /v1/audiences/{id}`: members leave it (with exit records) and it is removed.
 #[utoipa::path(
     delete,

@@ -234,6 +234,10 @@ impl Application {
                                 .route(web::delete().to(audiences::delete)),
                         )
                         .service(
+                            resource("/audiences/{id}/destinations")
+                                .route(web::put().to(audiences::set_destinations)),
+                        )
+                        .service(
                             resource("/audiences/{id}/members")
                                 .route(web::get().to(audiences::members)),
                         )

@@ -233,6 +233,7 @@ fn add_errors(responses: &mut Responses) {
         super::audiences::get,
         super::audiences::delete,
         super::audiences::members,
+        super::audiences::set_destinations,
         super::audiences::destinations,
         super::audiences::resync,
         super::audiences::stats,

@@ -695,3 +695,105 @@ async fn bad_destinations_are_refused_at_definition_and_at_start() {
         assert!(err.contains(want), "{err:?} should contain {want:?}");
     }
 }
+
+/// Destinations of a live audience change without redefining it: a destination added
+/// receives every current member, one removed receives their exits; the members stay.
+#[tokio::test]
+async fn adding_and_removing_a_destination_of_a_live_audience_delivers_enters_and_exits() {
+    let out = tempfile::tempdir().expect("a temporary directory");
+    let (a, b) = (out.path().join("a"), out.path().join("b"));
+    let (da, db) = (a.clone(), b.clone());
+    let app = spawn_app_with(move |s| {
+        for (name, dir) in [("first", da), ("second", db)] {
+            s.destinations.push(DestinationSettings {
+                name: name.into(),
+                preset: Preset::GoogleCustomerMatch,
+                fields: ["email_sha256", "phone_sha256", "country", "postal_code"]
+                    .map(String::from)
+                    .to_vec(),
+                file: Some(DestinationFile {
+                    dir,
+                    format: FileFormat::Csv,
+                }),
+                ..Default::default()
+            });
+        }
+    })
+    .await;
+    define(&app, "vip", r#"trait.tier = "vip""#, &["first"]).await;
+    let granted = json!({ "marketing_email": "granted" });
+    for (i, email) in ["one@example.net", "two@example.net"].iter().enumerate() {
+        app.ingest(&person(
+            &format!("d-{i}"),
+            json!({ "email": email }),
+            "vip",
+            granted.clone(),
+        ))
+        .await;
+    }
+    let want: BTreeSet<String> = ["one@example.net", "two@example.net"]
+        .iter()
+        .map(|e| sha256_hex(e))
+        .collect();
+    let emails = |dir: &Path, suffix: &str| -> BTreeSet<String> {
+        csv_rows(dir, "vip", suffix)
+            .into_iter()
+            .filter_map(|r| r.get("Email").cloned())
+            .collect()
+    };
+    eventually("the first destination has both", || {
+        emails(&a, "-add.csv") == want
+    })
+    .await;
+    assert!(emails(&b, "-add.csv").is_empty());
+
+    let put = |body: Value| {
+        let app = &app;
+        async move {
+            app.client
+                .put(app.url("/v1/audiences/vip/destinations"))
+                .json(&body)
+                .send()
+                .await
+                .expect("PUT destinations")
+        }
+    };
+    let v = json_ok(put(json!({"destinations": ["first", "second"]})).await).await;
+    assert_eq!(v["destinations"], json!(["first", "second"]), "{v}");
+    eventually("the added destination gets the current members", || {
+        emails(&b, "-add.csv") == want
+    })
+    .await;
+    let v = json_ok(put(json!({"destinations": ["second"]})).await).await;
+    assert_eq!(v["destinations"], json!(["second"]), "{v}");
+    eventually("the removed destination gets their exits", || {
+        emails(&a, "-remove.csv") == want
+    })
+    .await;
+    assert!(
+        emails(&b, "-remove.csv").is_empty(),
+        "the kept destination keeps them"
+    );
+    assert_eq!(
+        json_ok(app.get("/v1/audiences/vip").await).await["size"],
+        2,
+        "the audience itself is unchanged"
+    );
+    assert_error(
+        put(json!({"destinations": ["nope"]})).await,
+        400,
+        "invalid_parameter",
+    )
+    .await;
+    assert_error(
+        app.client
+            .put(app.url("/v1/audiences/missing/destinations"))
+            .json(&json!({"destinations": []}))
+            .send()
+            .await
+            .expect("PUT"),
+        404,
+        "not_found",
+    )
+    .await;
+}

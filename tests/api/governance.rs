@@ -121,6 +121,11 @@ fn routes(pid: &str, hh: &str) -> Vec<Route> {
                 }
                 "/v1/audiences/{id}" => ("/v1/audiences/matrix".to_owned(), None),
                 "/v1/audiences/{id}/members" => ("/v1/audiences/matrix/members".to_owned(), None),
+                // No such audience: allowed roles get 404.
+                "/v1/audiences/{id}/destinations" => (
+                    "/v1/audiences/none/destinations".to_owned(),
+                    Some(json!({"destinations": []})),
+                ),
                 "/v1/exports/{kind}" => ("/v1/exports/profiles".to_owned(), None),
                 "/v1/links" => (
                     "/v1/links?a=cookie_id%3Anone-1&b=cookie_id%3Anone-2".to_owned(),

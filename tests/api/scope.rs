@@ -476,6 +476,7 @@ async fn a_scoped_key_sees_nothing_of_other_people_in_any_answer() {
                 "/v1/audiences"
                 | "/v1/audiences/{id}"
                 | "/v1/audiences/{id}/members"
+                | "/v1/audiences/{id}/destinations"
                 | "/v1/audiences/estimate" => vec![(
                     Method::from_bytes(rule.method.as_bytes()).expect("a method"),
                     rule.pattern.replace("{id}", "any"),
@@ -486,6 +487,7 @@ async fn a_scoped_key_sees_nothing_of_other_people_in_any_answer() {
                         ("POST", _) => {
                             Some(json!({"filter": "has(email)", "purpose": "analytics"}))
                         }
+                        ("PUT", _) => Some(json!({"destinations": []})),
                         _ => None,
                     },
                     StatusCode::FORBIDDEN,
@@ -747,6 +749,7 @@ fn oracle_pairs(pattern: &str, h: &str, absent: &str) -> Vec<Pair> {
         | "/v1/audiences/estimate"
         | "/v1/audiences/{id}"
         | "/v1/audiences/{id}/members"
+        | "/v1/audiences/{id}/destinations"
         | "/v1/destinations"
         | "/v1/destinations/{name}/resync"
         | "/v1/stats" => vec![],
