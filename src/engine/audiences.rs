@@ -233,19 +233,7 @@ impl Engine {
         let changed: Vec<String> = old.symmetric_difference(&new).cloned().collect();
         if !changed.is_empty() {
             def.destinations = destinations;
-            self.write_rows(vec![(activation::def_key(id), Some(encode(&def)?))])?;
-            if let Some(c) = self
-                .rules
-                .audiences
-                .snapshot()
-                .iter()
-                .find(|c| c.def.id == id)
-            {
-                self.rules.audiences.insert(Compiled {
-                    def: def.clone(),
-                    expr: c.expr.clone(),
-                });
-            }
+            self.save_def(&def)?;
         }
         Ok((self.view(def)?, changed))
     }
@@ -370,25 +358,31 @@ impl Engine {
         Ok((self.audience(&def.id)?, true))
     }
 
+    /// Stores a changed definition and registers it with the filter already compiled.
+    fn save_def(&self, def: &AudienceDef) -> Result<(), EngineError> {
+        self.write_rows(vec![(activation::def_key(&def.id), Some(encode(def)?))])?;
+        if let Some(c) = self
+            .rules
+            .audiences
+            .snapshot()
+            .iter()
+            .find(|c| c.def.id == def.id)
+        {
+            self.rules.audiences.insert(Compiled {
+                def: def.clone(),
+                expr: c.expr.clone(),
+            });
+        }
+        Ok(())
+    }
+
     fn mark_ready(&self, id: &str) -> Result<(), EngineError> {
         let Some(bytes) = self.store.activation(&activation::def_key(id))? else {
             return Ok(());
         };
         let mut def: AudienceDef = decode(&bytes, "audience")?;
         def.ready_at = Some(now_ms());
-        self.write_rows(vec![(activation::def_key(id), Some(encode(&def)?))])?;
-        if let Some(c) = self
-            .rules
-            .audiences
-            .snapshot()
-            .iter()
-            .find(|c| c.def.id == id)
-        {
-            self.rules.audiences.insert(Compiled {
-                def,
-                expr: c.expr.clone(),
-            });
-        }
+        self.save_def(&def)?;
         self.record_size(id)
     }
 

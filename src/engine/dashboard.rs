@@ -361,19 +361,26 @@ impl Engine {
                         *pairs.entry(((*a).clone(), (*b).clone())).or_default() += 1;
                     }
                 }
-                largest.push(Largest {
-                    profile_id: g.profile_id.clone(),
-                    identifiers: n,
-                    events: g.event_count,
-                    sources: g.sources.len(),
-                });
-                largest.sort_by(|a, b| {
-                    b.identifiers
-                        .cmp(&a.identifiers)
-                        .then_with(|| b.events.cmp(&a.events))
-                        .then_with(|| a.profile_id.cmp(&b.profile_id))
-                });
-                largest.truncate(LARGEST);
+                // Only a profile that beats the smallest of a full list is placed.
+                let beats = largest.len() < LARGEST
+                    || largest
+                        .last()
+                        .is_some_and(|l| (n, g.event_count) > (l.identifiers, l.events));
+                if beats {
+                    largest.push(Largest {
+                        profile_id: g.profile_id.clone(),
+                        identifiers: n,
+                        events: g.event_count,
+                        sources: g.sources.len(),
+                    });
+                    largest.sort_by(|a, b| {
+                        b.identifiers
+                            .cmp(&a.identifiers)
+                            .then_with(|| b.events.cmp(&a.events))
+                            .then_with(|| a.profile_id.cmp(&b.profile_id))
+                    });
+                    largest.truncate(LARGEST);
+                }
             }
             if page.len() < 1000 {
                 break;
