@@ -32,4 +32,5 @@ pub mod search;
 pub mod serve;
 pub mod store;
 pub mod telemetry;
+pub mod tenants;
 pub mod webhooks;

@@ -130,6 +130,7 @@ pub fn run(mut settings: Settings, people: usize, seed: u64, serve: bool) -> any
                 rate_per_second: 1000.0,
                 burst: 2000,
                 sources: Vec::new(),
+                tenant: None,
             });
         }
         keys

@@ -639,7 +639,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let role: Role = serde_json::from_value(serde_json::Value::String(role.clone()))
                 .map_err(|_| {
                     anyhow::anyhow!(
-                        "--role {role:?}: expected ingest, service, agent, analyst or admin"
+                        "--role {role:?}: expected ingest, service, agent, analyst, admin or operator"
                     )
                 })?;
             let key = generate_key();
@@ -651,6 +651,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 rate_per_second: 100.0,
                 burst: 200,
                 sources: Vec::new(),
+                tenant: None,
             };
             KeyRing::new(std::slice::from_ref(&entry)).map_err(|e| anyhow::anyhow!("{e}"))?;
             crate::outln!("key (shown once; give it to {}): {key}\n", entry.name);

@@ -75,6 +75,9 @@ pub enum EngineError {
     Conflict { code: &'static str, message: String },
     #[error("the write queue is full; retry later")]
     Overloaded,
+    /// A tenant quota refused the batch (429 naming the quota).
+    #[error("{0}")]
+    QuotaExceeded(crate::tenants::usage::QuotaExceeded),
     #[error("the service is shutting down")]
     ShuttingDown,
     #[error("configuration error: {0}")]
@@ -121,6 +124,8 @@ pub struct Engine {
     stats: Arc<stats::ResolutionStats>,
     dashboard: Arc<dashboard::Dashboard>,
     retention: retention::RetentionStats,
+    /// What this engine's tenant uses, and its quotas (see `tenants::usage`).
+    usage: Arc<crate::tenants::usage::Usage>,
 }
 
 impl Engine {
@@ -291,6 +296,7 @@ impl Engine {
         ));
         all.push(dashboard.clone());
         all.extend(listeners);
+        let settings_dir = settings.storage.data_dir.clone();
         let writer_store = store.clone();
         let writer_rules = rules.clone();
         let fault = Arc::new(WriteFault::default());
@@ -314,6 +320,9 @@ impl Engine {
             stats,
             dashboard,
             retention: Default::default(),
+            usage: Arc::new(crate::tenants::usage::Usage::open(
+                &settings_dir,
+            )),
         };
         engine.load_audiences()?;
         Ok(engine)
@@ -326,6 +335,11 @@ impl Engine {
 
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// What this engine's tenant uses, and its quotas.
+    pub fn usage(&self) -> &Arc<crate::tenants::usage::Usage> {
+        &self.usage
     }
 
     /// Whether writes can be taken (readiness): the store answers, and if a write failed

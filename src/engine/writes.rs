@@ -30,22 +30,52 @@ impl Engine {
         &self,
         events: Vec<NormalizedEvent>,
     ) -> Result<Vec<EventOutcome>, EngineError> {
-        let rx = self.submit(Op::Ingest(events))?;
-        match rx.await.map_err(|_| EngineError::ShuttingDown)?? {
-            OpResult::Ingested(o) => Ok(o),
-            _ => Err(EngineError::ShuttingDown),
+        let n = self.admit(&events)?;
+        let result = async {
+            let rx = self.submit(Op::Ingest(events))?;
+            match rx.await.map_err(|_| EngineError::ShuttingDown)?? {
+                OpResult::Ingested(o) => Ok(o),
+                _ => Err(EngineError::ShuttingDown),
+            }
         }
+        .await;
+        self.admitted(n, &result);
+        result
     }
 
     /// Resolves events durably (blocking form, for the CLI, benches and tests).
     pub fn ingest(&self, events: Vec<NormalizedEvent>) -> Result<Vec<EventOutcome>, EngineError> {
-        let rx = self.submit(Op::Ingest(events))?;
-        match rx
-            .blocking_recv()
-            .map_err(|_| EngineError::ShuttingDown)??
-        {
-            OpResult::Ingested(o) => Ok(o),
-            _ => Err(EngineError::ShuttingDown),
+        let n = self.admit(&events)?;
+        let result = (|| {
+            let rx = self.submit(Op::Ingest(events))?;
+            match rx
+                .blocking_recv()
+                .map_err(|_| EngineError::ShuttingDown)??
+            {
+                OpResult::Ingested(o) => Ok(o),
+                _ => Err(EngineError::ShuttingDown),
+            }
+        })();
+        self.admitted(n, &result);
+        result
+    }
+
+    /// Reserves a batch against the tenant's quotas (`tenants::usage`).
+    fn admit(&self, events: &[NormalizedEvent]) -> Result<u64, EngineError> {
+        let n = events.len() as u64;
+        self.usage
+            .admit(n, super::now_ms().max(0) as u64, || {
+                self.store.counters().map(|c| c.profiles).unwrap_or(0)
+            })
+            .map_err(EngineError::QuotaExceeded)?;
+        Ok(n)
+    }
+
+    /// Counts a reserved batch as written, or gives its reservation back.
+    fn admitted<T>(&self, n: u64, result: &Result<T, EngineError>) {
+        match result {
+            Ok(_) => self.usage.written(n),
+            Err(_) => self.usage.release(n, super::now_ms().max(0) as u64),
         }
     }
 

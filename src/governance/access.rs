@@ -97,6 +97,15 @@ pub const ROUTES: &[RouteRule] = &[
         "/v1/replication/snapshot/{id}/{file}",
         Permission::Admin,
     ),
+    rule("GET", "/v1/tenants", Permission::Tenants),
+    rule("POST", "/v1/tenants", Permission::Tenants),
+    rule("GET", "/v1/tenants/{id}", Permission::Tenants),
+    rule("PATCH", "/v1/tenants/{id}", Permission::Tenants),
+    rule("DELETE", "/v1/tenants/{id}", Permission::Tenants),
+    rule("POST", "/v1/tenants/{id}/suspend", Permission::Tenants),
+    rule("POST", "/v1/tenants/{id}/resume", Permission::Tenants),
+    rule("POST", "/v1/tenants/{id}/keys", Permission::Tenants),
+    rule("DELETE", "/v1/tenants/{id}/keys/{name}", Permission::Tenants),
 ];
 
 /// The permission route `method` `pattern` needs, if it is in the table.
@@ -126,6 +135,7 @@ pub fn values_shown(role: Role) -> &'static str {
             "every identifier value is a stable keyed pseudonym (`email:ps_3f9a…`, \
              HMAC-SHA256); traits masked"
         }
+        Role::Operator => "n/a (reads no tenant's data: ids, quotas, usage, key names)",
     }
 }
 
@@ -144,6 +154,7 @@ pub fn values_accepted(role: Role) -> &'static str {
             "profile ids and household ids; explain takes the pseudonyms it is shown \
              (`email:ps_3f9a…`), never raw values"
         }
+        Role::Operator => "n/a",
     }
 }
 

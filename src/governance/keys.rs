@@ -38,11 +38,14 @@ pub enum Permission {
     Stats,
     /// Links, identifiers, erasure, suppression, audit.
     Admin,
+    /// `/v1/tenants`: create, list, suspend and delete tenants, their keys and quotas
+    /// (the deployment's operator; no tenant's data).
+    Tenants,
 }
 
 impl Permission {
     /// Every permission (the role table and the matrix test walk them).
-    pub const ALL: [Permission; 9] = [
+    pub const ALL: [Permission; 10] = [
         Permission::Ingest,
         Permission::Lookup,
         Permission::ReadProfile,
@@ -52,6 +55,7 @@ impl Permission {
         Permission::Audiences,
         Permission::Stats,
         Permission::Admin,
+        Permission::Tenants,
     ];
 }
 
@@ -67,18 +71,22 @@ pub enum Role {
     Agent,
     /// Analysts: graph, household and device views, identifier values pseudonymized.
     Analyst,
-    /// Everything, including unmerge, erasure and the audit trail.
+    /// Everything of its tenant, including unmerge, erasure and the audit trail.
     Admin,
+    /// The deployment's operator: manages tenants (create, list, suspend, delete with
+    /// all data, keys, quotas, usage); reads no tenant's data. Belongs to no tenant.
+    Operator,
 }
 
 impl Role {
     /// Every role, in the order the role table lists them.
-    pub const ALL: [Role; 5] = [
+    pub const ALL: [Role; 6] = [
         Role::Ingest,
         Role::Service,
         Role::Agent,
         Role::Analyst,
         Role::Admin,
+        Role::Operator,
     ];
 
     pub fn allows(self, p: Permission) -> bool {
@@ -88,7 +96,8 @@ impl Role {
             Role::Service => matches!(p, P::Lookup | P::ReadProfile | P::Changes),
             Role::Agent => matches!(p, P::Search | P::ReadProfile | P::Views),
             Role::Analyst => matches!(p, P::Views | P::Changes | P::Audiences | P::Stats),
-            Role::Admin => true,
+            Role::Admin => p != P::Tenants,
+            Role::Operator => p == P::Tenants,
         }
     }
 
@@ -99,6 +108,7 @@ impl Role {
             Role::Agent => "agent",
             Role::Analyst => "analyst",
             Role::Admin => "admin",
+            Role::Operator => "operator",
         }
     }
 }
@@ -136,6 +146,10 @@ pub struct KeySettings {
     /// invisible to it, in search counts too.
     #[serde(default)]
     pub sources: Vec<String>,
+    /// The tenant the key belongs to (default: the default tenant; an operator key
+    /// belongs to none and must not name one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 fn default_rate() -> f64 {
@@ -154,6 +168,8 @@ pub struct Caller {
     pub visibility: Visibility,
     /// The sources the key is limited to (`None`: every profile).
     pub scope: Option<std::collections::BTreeSet<String>>,
+    /// The tenant whose data the key reaches (`None`: an operator key, no tenant's).
+    pub tenant: Option<String>,
 }
 
 impl Caller {
@@ -206,9 +222,76 @@ pub enum Denied {
     RateLimited { retry_after: u64 },
 }
 
-/// The configured keys, by hash.
+/// The keys, by hash: the configured ones and those the operator created for tenants.
+/// One ring serves every tenant (a key names its tenant); keys are added and removed
+/// while the server runs.
 pub struct KeyRing {
-    keys: HashMap<String, Entry>,
+    keys: std::sync::RwLock<HashMap<String, std::sync::Arc<Entry>>>,
+}
+
+/// The id of the default tenant: the deployment's own data directory, which every key
+/// that names no tenant belongs to.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// Checks one key's settings (`at` names it in errors) and makes its entry.
+fn entry(at: &str, k: &KeySettings) -> Result<(String, Entry), String> {
+    if k.name.trim().is_empty() || k.name.len() > 64 || k.name.chars().any(char::is_control) {
+        return Err(format!("{at}.name must be 1 to 64 printable characters"));
+    }
+    let hex = k.hash.strip_prefix("sha256:").unwrap_or("");
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "{at}.hash must be \"sha256:\" and 64 hex digits (idgraph keys new prints it)"
+        ));
+    }
+    if !(k.rate_per_second > 0.0 && k.rate_per_second.is_finite()) || k.burst == 0 {
+        return Err(format!("{at}: rate_per_second and burst must be positive"));
+    }
+    if k.unmask && k.role != Role::Agent && k.role != Role::Admin {
+        return Err(format!("{at}.unmask only applies to the agent role"));
+    }
+    let tenant = match (k.role, &k.tenant) {
+        (Role::Operator, Some(_)) => {
+            return Err(format!(
+                "{at}.tenant: an operator key belongs to no tenant (it manages them all)"
+            ))
+        }
+        (Role::Operator, None) => None,
+        (_, None) => Some(DEFAULT_TENANT.to_owned()),
+        (_, Some(t)) => {
+            crate::tenants::validate_id(t).map_err(|e| format!("{at}.tenant: {e}"))?;
+            Some(t.clone())
+        }
+    };
+    if k.role == Role::Operator && !k.sources.is_empty() {
+        return Err(format!(
+            "{at}.sources: an operator key reads no profiles, so it cannot be scoped"
+        ));
+    }
+    let visibility = match (k.role, k.unmask) {
+        (Role::Agent, false) => Visibility::Masked,
+        (Role::Analyst, _) => Visibility::Pseudonymized,
+        _ => Visibility::Full,
+    };
+    let burst = f64::from(k.burst);
+    Ok((
+        format!("sha256:{}", hex.to_ascii_lowercase()),
+        Entry {
+            caller: Caller {
+                name: k.name.clone(),
+                role: k.role,
+                visibility,
+                scope: (!k.sources.is_empty()).then(|| k.sources.iter().cloned().collect()),
+                tenant,
+            },
+            rate: k.rate_per_second,
+            burst,
+            bucket: Mutex::new(Bucket {
+                tokens: burst,
+                at: Instant::now(),
+            }),
+        },
+    ))
 }
 
 impl KeyRing {
@@ -217,66 +300,75 @@ impl KeyRing {
         let mut names = std::collections::HashSet::new();
         for (i, k) in keys.iter().enumerate() {
             let at = format!("auth.keys[{i}]");
-            if k.name.trim().is_empty() || k.name.len() > 64 || k.name.chars().any(char::is_control)
-            {
-                return Err(format!("{at}.name must be 1 to 64 printable characters"));
-            }
+            let (hash, e) = entry(&at, k)?;
             if !names.insert(k.name.clone()) {
                 return Err(format!("{at}.name {:?} is used twice", k.name));
             }
-            let hex = k.hash.strip_prefix("sha256:").unwrap_or("");
-            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(format!(
-                    "{at}.hash must be \"sha256:\" and 64 hex digits (idgraph keys new prints it)"
-                ));
-            }
-            if !(k.rate_per_second > 0.0 && k.rate_per_second.is_finite()) || k.burst == 0 {
-                return Err(format!("{at}: rate_per_second and burst must be positive"));
-            }
-            if k.unmask && k.role != Role::Agent && k.role != Role::Admin {
-                return Err(format!("{at}.unmask only applies to the agent role"));
-            }
-            let visibility = match (k.role, k.unmask) {
-                (Role::Agent, false) => Visibility::Masked,
-                (Role::Analyst, _) => Visibility::Pseudonymized,
-                _ => Visibility::Full,
-            };
-            let burst = f64::from(k.burst);
-            map.insert(
-                format!("sha256:{}", hex.to_ascii_lowercase()),
-                Entry {
-                    caller: Caller {
-                        name: k.name.clone(),
-                        role: k.role,
-                        visibility,
-                        scope: (!k.sources.is_empty()).then(|| k.sources.iter().cloned().collect()),
-                    },
-                    rate: k.rate_per_second,
-                    burst,
-                    bucket: Mutex::new(Bucket {
-                        tokens: burst,
-                        at: Instant::now(),
-                    }),
-                },
-            );
+            map.insert(hash, std::sync::Arc::new(e));
         }
-        Ok(KeyRing { keys: map })
+        Ok(KeyRing {
+            keys: std::sync::RwLock::new(map),
+        })
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, std::sync::Arc<Entry>>> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, std::sync::Arc<Entry>>> {
+        self.keys.write().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.read().is_empty()
+    }
+
+    /// Adds a key (a tenant's, created by the operator); refused when its name or hash is
+    /// taken or its settings are invalid (`at` names it in the error).
+    pub fn add(&self, at: &str, k: &KeySettings) -> Result<(), String> {
+        let (hash, e) = entry(at, k)?;
+        let mut keys = self.write();
+        if keys.values().any(|other| other.caller.name == k.name) {
+            return Err(format!("{at}.name {:?} is taken", k.name));
+        }
+        if keys.contains_key(&hash) {
+            return Err(format!("{at}: this key is already configured"));
+        }
+        keys.insert(hash, std::sync::Arc::new(e));
+        Ok(())
+    }
+
+    /// Removes the key named `name` of `tenant`; whether it was there.
+    pub fn remove(&self, tenant: &str, name: &str) -> bool {
+        let mut keys = self.write();
+        let before = keys.len();
+        keys.retain(|_, e| !(e.caller.name == name && e.caller.tenant.as_deref() == Some(tenant)));
+        keys.len() != before
+    }
+
+    /// Removes every key of `tenant`; how many there were.
+    pub fn remove_tenant(&self, tenant: &str) -> usize {
+        let mut keys = self.write();
+        let before = keys.len();
+        keys.retain(|_, e| e.caller.tenant.as_deref() != Some(tenant));
+        before - keys.len()
+    }
+
+    /// Whether a key is named `name` (names are unique over every tenant: they name the
+    /// key in logs and audit entries).
+    pub fn has_name(&self, name: &str) -> bool {
+        self.read().values().any(|e| e.caller.name == name)
     }
 
     /// Who holds `key`, if it is configured (to audit refused requests by name).
     pub fn identify(&self, key: Option<&str>) -> Option<Caller> {
-        key.and_then(|k| self.keys.get(&hash_key(k)))
-            .map(|e| e.caller.clone())
+        key.and_then(|k| self.read().get(&hash_key(k)).map(|e| e.caller.clone()))
     }
 
     /// Authenticates `key`, checks `permission` and takes one token of the key's rate.
     pub fn authorize(&self, key: Option<&str>, permission: Permission) -> Result<Caller, Denied> {
         let entry = key
-            .and_then(|k| self.keys.get(&hash_key(k)))
+            .and_then(|k| self.read().get(&hash_key(k)).cloned())
             .ok_or(Denied::Unauthenticated)?;
         if !entry.caller.role.allows(permission) {
             return Err(Denied::Forbidden {
@@ -317,6 +409,7 @@ mod tests {
             rate_per_second: rate,
             burst,
             sources: Vec::new(),
+            tenant: None,
         }])
         .expect("valid key settings");
         (ring, key)
@@ -363,6 +456,7 @@ mod tests {
             rate_per_second: 1.0,
             burst: 1,
             sources: Vec::new(),
+            tenant: None,
         };
         let bad_hash = KeySettings {
             hash: "md5:abc".into(),
@@ -392,6 +486,11 @@ mod tests {
         assert!(Role::Service.allows(P::Lookup) && !Role::Agent.allows(P::Lookup));
         assert!(Role::Agent.allows(P::Search) && !Role::Agent.allows(P::Admin));
         assert!(Role::Analyst.allows(P::Views) && !Role::Analyst.allows(P::Search));
-        assert!(P::ALL.iter().all(|p| Role::Admin.allows(*p)));
+        assert!(P::ALL
+            .iter()
+            .all(|p| Role::Admin.allows(*p) == (*p != P::Tenants)));
+        assert!(P::ALL
+            .iter()
+            .all(|p| Role::Operator.allows(*p) == (*p == P::Tenants)));
     }
 }

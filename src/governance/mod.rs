@@ -17,10 +17,14 @@ use keys::KeyRing;
 
 /// Everything the HTTP edge needs to authorize, mask and audit requests.
 pub struct Governance {
-    pub keys: KeyRing,
+    /// Every tenant's keys (one ring, shared by the tenants' governances).
+    pub keys: std::sync::Arc<KeyRing>,
+    /// The tenant this governance serves: its audit log and pseudonym secret.
+    pub tenant: String,
     pub audit: AuditLog,
-    /// Failed authentications per client address (`auth.failed_auth_per_minute`).
-    pub failed_auth: lockout::FailedAuth,
+    /// Failed authentications per client address (`auth.failed_auth_per_minute`; one
+    /// count for the whole server).
+    pub failed_auth: std::sync::Arc<lockout::FailedAuth>,
     pub protect_metrics: bool,
     /// Secret for analysts' pseudonyms (derived from the configured secret).
     pub pseudonym_key: Vec<u8>,
@@ -45,10 +49,38 @@ impl Governance {
         let audit = AuditLog::open(data_dir, audit_settings.rotate_mb)
             .map_err(|e| format!("cannot open the audit log in {}: {e}", data_dir.display()))?;
         Ok(Governance {
-            keys,
+            keys: std::sync::Arc::new(keys),
+            tenant: keys::DEFAULT_TENANT.to_owned(),
             audit,
-            failed_auth: lockout::FailedAuth::new(settings.failed_auth_per_minute),
+            failed_auth: std::sync::Arc::new(lockout::FailedAuth::new(
+                settings.failed_auth_per_minute,
+            )),
             protect_metrics: settings.protect_metrics,
+            pseudonym_key: secret,
+            audit_on_failure: audit_settings.on_failure,
+        })
+    }
+}
+
+impl Governance {
+    /// The governance of tenant `tenant`, whose engine runs in `data_dir` with `secret`:
+    /// its own audit log and pseudonyms, this server's keys and failed-authentication
+    /// counts.
+    pub fn for_tenant(
+        &self,
+        tenant: &str,
+        audit_settings: &crate::config::AuditSettings,
+        data_dir: &Path,
+        secret: Vec<u8>,
+    ) -> Result<Governance, String> {
+        let audit = AuditLog::open(data_dir, audit_settings.rotate_mb)
+            .map_err(|e| format!("cannot open the audit log in {}: {e}", data_dir.display()))?;
+        Ok(Governance {
+            keys: self.keys.clone(),
+            tenant: tenant.to_owned(),
+            audit,
+            failed_auth: self.failed_auth.clone(),
+            protect_metrics: self.protect_metrics,
             pseudonym_key: secret,
             audit_on_failure: audit_settings.on_failure,
         })

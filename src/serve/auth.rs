@@ -53,7 +53,8 @@ pub mod perm {
         Changes,
         Audiences,
         Stats,
-        Admin
+        Admin,
+        Tenants
     );
 }
 
@@ -251,6 +252,22 @@ impl<P: Perm> Auth<P> {
         key: Option<&str>,
     ) -> Result<Self, ApiError> {
         let mut note = AuditNote::default();
+        // A key of a suspended tenant is refused whatever it asks, naming the suspension.
+        let tenants = req.app_data::<web::Data<super::tenants::Tenants>>();
+        let suspension = gov
+            .keys
+            .identify(key)
+            .and_then(|c| c.tenant.clone().map(|t| (c, t)))
+            .and_then(|(c, t)| tenants.and_then(|ts| ts.suspension(&t)).map(|s| (c, t, s)));
+        if let Some((caller, tenant, (since, reason))) = suspension {
+            note.caller = Some(caller);
+            req.extensions_mut().insert(note);
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "tenant_suspended",
+                format!("tenant {tenant:?} is suspended (since {since}: {reason}); its keys are refused until the operator resumes it"),
+            ));
+        }
         let result = gov.keys.authorize(key, P::PERMISSION);
         note.caller = match &result {
             Ok(caller) => Some(caller.clone()),
@@ -258,12 +275,28 @@ impl<P: Perm> Auth<P> {
         };
         req.extensions_mut().insert(note.clone());
         match result {
-            Ok(caller) => Ok(Auth {
-                caller,
-                gov,
-                note,
-                _p: PhantomData,
-            }),
+            Ok(caller) => {
+                // The request is served from its key's tenant (`serve::tenants::route`);
+                // a key read from elsewhere (a Segment body's writeKey) may name another.
+                if let Some(t) = &caller.tenant {
+                    if *t != gov.tenant {
+                        return Err(ApiError::new(
+                            StatusCode::UNAUTHORIZED,
+                            "tenant_key_not_in_header",
+                            "this key belongs to a tenant other than the default: send it in the Authorization or X-Api-Key header, not in the body",
+                        ));
+                    }
+                    if let Some(e) = req.app_data::<web::Data<Engine>>() {
+                        e.usage().request();
+                    }
+                }
+                Ok(Auth {
+                    caller,
+                    gov,
+                    note,
+                    _p: PhantomData,
+                })
+            }
             Err(Denied::Unauthenticated) => Err(unauthenticated(req, &gov)),
             Err(d) => Err(denied(d)),
         }
@@ -275,10 +308,20 @@ pub fn known_key(req: &HttpRequest, gov: &Governance) -> bool {
     gov.keys.identify(presented_key(req).as_deref()).is_some()
 }
 
-/// Checks a key of any role (for `/metrics` when `auth.protect_metrics` is set).
+/// Checks a key of any role of the default tenant, or the operator's (for `/metrics`
+/// when `auth.protect_metrics` is set: the deployment's figures, every tenant's usage).
 pub fn any_key(req: &HttpRequest, gov: &Governance) -> Result<(), ApiError> {
     let key = presented_key(req);
     let key = key.as_deref();
+    if let Some(t) = gov.keys.identify(key).and_then(|c| c.tenant) {
+        if t != crate::governance::keys::DEFAULT_TENANT {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "/metrics holds the deployment's figures: only the operator's and the default tenant's keys may read it",
+            ));
+        }
+    }
     for p in Permission::ALL {
         match gov.keys.authorize(key, p) {
             Ok(_) => return Ok(()),

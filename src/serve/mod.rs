@@ -20,6 +20,7 @@ pub mod routes;
 pub mod segment;
 pub mod stall;
 pub mod subject_access;
+pub mod tenants;
 pub mod tls;
 
 use std::net::TcpListener;
@@ -50,6 +51,7 @@ pub struct Application {
     kafka: Arc<crate::kafka::Kafka>,
     destinations: Arc<crate::destinations::Destinations>,
     governance: web::Data<crate::governance::Governance>,
+    tenants: Arc<tenants::Tenants>,
     /// A read replica: it follows the writer's retention instead of running its own.
     read_only: bool,
     /// The served certificate when `[server.tls]` is set.
@@ -115,6 +117,13 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("{e}"))?,
         );
         let audit_log = governance.clone();
+        let all_tenants = Arc::new(tenants::Tenants::open(
+            engine.settings(),
+            engine.clone(),
+            governance.clone().into_inner(),
+            read_only,
+        )?);
+        let tenant_data = web::Data::from(all_tenants.clone());
         let feed_end = crate::model::feed::seq(
             engine.store().counters()?.commit_seq,
             crate::model::feed::MAX_GROUP_RECORDS - 1,
@@ -153,6 +162,7 @@ impl Application {
                 .app_data(streams.clone())
                 .app_data(outlets.clone())
                 .app_data(replica.clone())
+                .app_data(tenant_data.clone())
                 .app_data(web::QueryConfig::default().error_handler(|e, _| {
                     ApiError::bad_request("invalid_query", format!("invalid query parameters: {e}"))
                         .into()
@@ -192,6 +202,31 @@ impl Application {
                 .service(
                     web::scope("/v1")
                         .wrap(from_fn(auth::audit))
+                        .wrap(from_fn(tenants::route))
+                        .service(
+                            resource("/tenants")
+                                .route(web::get().to(tenants::list))
+                                .route(web::post().to(tenants::create)),
+                        )
+                        .service(
+                            resource("/tenants/{id}")
+                                .route(web::get().to(tenants::get))
+                                .route(web::patch().to(tenants::update))
+                                .route(web::delete().to(tenants::delete)),
+                        )
+                        .service(
+                            resource("/tenants/{id}/suspend").route(web::post().to(tenants::suspend)),
+                        )
+                        .service(
+                            resource("/tenants/{id}/resume").route(web::post().to(tenants::resume)),
+                        )
+                        .service(
+                            resource("/tenants/{id}/keys").route(web::post().to(tenants::create_key)),
+                        )
+                        .service(
+                            resource("/tenants/{id}/keys/{name}")
+                                .route(web::delete().to(tenants::delete_key)),
+                        )
                         .service(resource("/audit").route(web::get().to(routes::audit)))
                         .service(resource("/config").route(web::get().to(routes::config)))
                         .service(resource("/erasure").route(web::post().to(routes::erasure)))
@@ -337,6 +372,7 @@ impl Application {
             kafka,
             destinations,
             governance: audit_log,
+            tenants: all_tenants,
             read_only,
             tls,
         })
@@ -375,22 +411,18 @@ impl Application {
     /// Starts the background tasks: retention (feed, events, audit), the audit log's
     /// fsync, webhooks, Kafka, audience destinations.
     fn start_tasks(&self) {
-        tokio::spawn(maintain(
-            Arc::downgrade(&self.engine),
+        spawn_engine_tasks(
+            &self.engine,
             self.governance.clone().into_inner(),
             self.read_only,
-        ));
-        tokio::spawn(sync_audit(Arc::downgrade(
-            &self.governance.clone().into_inner(),
-        )));
+        );
         if !self.read_only {
-            tokio::spawn(refresh_audiences(Arc::downgrade(&self.engine)));
             self.destinations
                 .spawn(&self.engine, self.governance.clone().into_inner());
         }
         self.webhooks.spawn(&self.engine);
         self.kafka.spawn(&self.engine);
-        tokio::spawn(refresh_dashboard(Arc::downgrade(&self.engine)));
+        self.tenants.spawn();
     }
 
     /// Runs until the server stops (Ctrl-C / SIGTERM when run from `main`).
@@ -411,6 +443,22 @@ impl Application {
         self.start_tasks();
         self.server.await
     }
+}
+
+/// One tenant's engine's background tasks: retention (feed, events, audit), the audit
+/// log's fsync, the audience pass (the writer), the dashboard's pass. They end when the
+/// engine is dropped.
+pub(crate) fn spawn_engine_tasks(
+    engine: &Arc<Engine>,
+    governance: Arc<crate::governance::Governance>,
+    read_only: bool,
+) {
+    tokio::spawn(sync_audit(Arc::downgrade(&governance)));
+    tokio::spawn(maintain(Arc::downgrade(engine), governance, read_only));
+    if !read_only {
+        tokio::spawn(refresh_audiences(Arc::downgrade(engine)));
+    }
+    tokio::spawn(refresh_dashboard(Arc::downgrade(engine)));
 }
 
 /// The writer's audience pass (see `Engine::refresh_audiences`): a few seconds after

@@ -241,6 +241,15 @@ fn add_errors(responses: &mut Responses) {
         routes::delete_identifier,
         routes::erasure,
         super::subject_access::subject_access,
+        super::tenants::list,
+        super::tenants::create,
+        super::tenants::get,
+        super::tenants::update,
+        super::tenants::delete,
+        super::tenants::suspend,
+        super::tenants::resume,
+        super::tenants::create_key,
+        super::tenants::delete_key,
         routes::delete_suppression,
         routes::audit,
         routes::config,
@@ -267,6 +276,7 @@ fn add_errors(responses: &mut Responses) {
         (name = "privacy", description = "Erasure, suppressions, link and identifier deletion (admin)"),
         (name = "admin", description = "Audit, configuration, re-resolve, replication"),
         (name = "ops", description = "Health, readiness, metrics and this document (no key)"),
+        (name = "tenants", description = "Tenants, their keys, quotas and usage (operator)"),
     )
 )]
 pub struct ApiDoc;

@@ -1574,6 +1574,13 @@ pub async fn metrics(
             .await
             .unwrap_or_default(),
     );
+    if let Some(tenants) = req.app_data::<web::Data<super::tenants::Tenants>>().cloned() {
+        body.push_str(
+            &web::block(move || tenants.metrics())
+                .await
+                .unwrap_or_default(),
+        );
+    }
     let p = engine.reresolve_progress();
     body.push_str(&format!(
         "# HELP idgraph_reresolve_profiles Profiles of the current or last re-resolve run, done and in total.\n# TYPE idgraph_reresolve_profiles gauge\nidgraph_reresolve_profiles{{what=\"done\"}} {}\nidgraph_reresolve_profiles{{what=\"total\"}} {}\n# HELP idgraph_reresolve_running Whether a re-resolve runs.\n# TYPE idgraph_reresolve_running gauge\nidgraph_reresolve_running {}\n",

@@ -250,6 +250,7 @@ async fn every_route_checks_the_role_and_no_masked_value_leaks() {
                 rate_per_second: 1_000_000.0,
                 burst: 1_000_000,
                 sources: vec!["pos".into()],
+                tenant: None,
             });
         }
     })
@@ -776,6 +777,7 @@ async fn a_scoped_key_never_sees_profiles_outside_its_sources() {
         rate_per_second: 1000.0,
         burst: 1000,
         sources: vec!["pos".into()],
+        tenant: None,
     };
     let app = spawn_app_with(|s| {
         s.auth.keys.push(scoped("scoped-agent", Role::Agent));

@@ -55,6 +55,7 @@ pub fn test_keys() -> Vec<KeySettings> {
             rate_per_second: 1_000_000.0,
             burst: 1_000_000,
             sources: Vec::new(),
+            tenant: None,
         })
         .collect()
 }

@@ -41,6 +41,7 @@ async fn app_with_scoped_keys() -> TestApp {
                 rate_per_second: 1_000_000.0,
                 burst: 1_000_000,
                 sources: vec!["pos".into()],
+                tenant: None,
             });
         }
     })
