@@ -198,6 +198,30 @@ fn routes(pid: &str, hh: &str) -> Vec<Route> {
                 "/v1/replication/snapshot/{id}/{file}" => {
                     ("/v1/replication/snapshot/1/CURRENT".to_owned(), None)
                 }
+                // The operator's routes: one tenant created, the others name a tenant
+                // that does not exist (404).
+                "/v1/tenants" if rule.method == "POST" => (
+                    "/v1/tenants".to_owned(),
+                    Some(json!({"id": "matrix"})),
+                ),
+                "/v1/tenants" => ("/v1/tenants".to_owned(), None),
+                "/v1/tenants/{id}" if rule.method == "PATCH" => (
+                    "/v1/tenants/none".to_owned(),
+                    Some(json!({"quotas": {"events_per_day": 10}})),
+                ),
+                "/v1/tenants/{id}" => ("/v1/tenants/none".to_owned(), None),
+                "/v1/tenants/{id}/suspend" => (
+                    "/v1/tenants/none/suspend".to_owned(),
+                    Some(json!({"reason": "matrix"})),
+                ),
+                "/v1/tenants/{id}/resume" => ("/v1/tenants/none/resume".to_owned(), None),
+                "/v1/tenants/{id}/keys" => (
+                    "/v1/tenants/none/keys".to_owned(),
+                    Some(json!({"name": "matrix-key", "role": "agent"})),
+                ),
+                "/v1/tenants/{id}/keys/{name}" => {
+                    ("/v1/tenants/none/keys/matrix-key".to_owned(), None)
+                }
                 other => panic!("the matrix has no request for route {other}: add one"),
             };
             Route {
@@ -242,6 +266,9 @@ async fn every_route_checks_the_role_and_no_masked_value_leaks() {
         // Where the admin's backup goes (a sibling of the data directory, removed below).
         s.backup.dir = Some(s.storage.data_dir.with_extension("backups"));
         for (name, role, unmask) in TEST_KEYS {
+            if role == idgraph::governance::keys::Role::Operator {
+                continue; // an operator key reads no profiles: it cannot be scoped
+            }
             s.auth.keys.push(idgraph::governance::keys::KeySettings {
                 name: format!("scoped-{name}"),
                 role,
@@ -336,6 +363,9 @@ async fn every_route_checks_the_role_and_no_masked_value_leaks() {
     // The same routes with keys scoped away from the canary profile: not a trace of it.
     for route in routes(&pid, &hh) {
         for (name, role, _) in TEST_KEYS {
+            if role == idgraph::governance::keys::Role::Operator {
+                continue;
+            }
             let role = role.name();
             let key = format!("idg_scoped-{name}");
             let (status, body) = call(
@@ -996,4 +1026,313 @@ async fn repeated_failed_authentication_is_throttled_per_client_and_valid_keys_s
         .filter(|e| e["status"] == 429 && e["key"] == "-")
         .count();
     assert_eq!(refused, 2, "{audit}");
+}
+
+/// The tenant axis of the authorization matrix: every route, every role, a key of one
+/// tenant against the data of another: no answer holds any of the other tenant's values,
+/// its search total and export are empty, and an absent-here identifier gets the answer
+/// of one that exists nowhere. Both ways: the default tenant's keys against tenant B's
+/// canary, and B's keys against the default tenant's person.
+#[tokio::test]
+async fn a_key_of_one_tenant_never_reveals_another_tenants_data() {
+    let app = spawn_app_with(|s| {
+        s.auth.failed_auth_per_minute = 0;
+        s.backup.dir = Some(s.storage.data_dir.with_extension("backups"));
+    })
+    .await;
+    let (status, body) = call(
+        &app,
+        Some(&key_of("test-operator")),
+        Method::POST,
+        "/v1/tenants",
+        Some(&json!({"id": "tenant-b"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let mut b_keys: Vec<(String, &str, String)> = Vec::new();
+    for (role, unmask) in [
+        ("admin", false),
+        ("ingest", false),
+        ("service", false),
+        ("agent", false),
+        ("agent", true),
+        ("analyst", false),
+    ] {
+        let name = format!("b-{role}{}", if unmask { "-unmasked" } else { "" });
+        let (status, body) = call(
+            &app,
+            Some(&key_of("test-operator")),
+            Method::POST,
+            "/v1/tenants/tenant-b/keys",
+            Some(&json!({"name": name, "role": role, "unmask": unmask,
+                         "rate_per_second": 1_000_000.0, "burst": 1_000_000})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let v: Value = serde_json::from_str(&body).expect("json");
+        b_keys.push((name, role, v["key"].as_str().expect("key").to_owned()));
+    }
+    let b_admin = b_keys[0].2.clone();
+
+    // The default tenant (A) holds its own person; tenant B holds the canary.
+    const A_EMAIL: &str = "adelind.fernsby@tenant-a.example";
+    const A_CUSTOMER: &str = "TENANT-A-C-1";
+    let a_person = event(
+        "a-person-1",
+        "crm",
+        json!({"email": A_EMAIL, "phone": "+14155550142", "customer_id": A_CUSTOMER}),
+        json!({"first_name": "Adelind", "last_name": "Fernsby", "birth_date": "1980-06-07",
+               "address": {"street": "12 Elsewhere Road", "city": "San Francisco", "postal_code": "94110"}}),
+    );
+    let pid_a = app.ingest(&a_person).await["profile_id"]
+        .as_str()
+        .expect("pid")
+        .to_owned();
+    let a_values = [
+        A_EMAIL,
+        A_CUSTOMER,
+        "4155550142",
+        "Adelind",
+        "Fernsby",
+        "1980-06-07",
+        "12 Elsewhere Road",
+    ];
+    let (status, out) = call(
+        &app,
+        Some(&b_admin),
+        Method::POST,
+        "/v1/events",
+        Some(&canary_event("canary-1")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    let out: Value = serde_json::from_str(&out).expect("json");
+    let pid_b = out["profile_id"].as_str().expect("pid").to_owned();
+    let hh_b = format!("hh_{}", &pid_b[2..]);
+    let hh_a = format!("hh_{}", &pid_a[2..]);
+    let canary_values = [
+        EMAIL,
+        PHONE_DIGITS,
+        BIRTH,
+        STREET,
+        CUSTOMER,
+        "dev-canary-1",
+        "Quibble",
+        "Ottoline",
+    ];
+    // Both tenants' people are searchable in their own tenant before the matrix runs.
+    for (key, q) in [
+        (b_admin.as_str(), "Quibble"),
+        (&key_of("test-admin"), "Fernsby"),
+    ] {
+        let mut found = false;
+        for _ in 0..100 {
+            let (_, body) = call(
+                &app,
+                Some(key),
+                Method::GET,
+                &format!("/v1/search?q={q}"),
+                None,
+            )
+            .await;
+            if body.contains("\"total\":1") {
+                found = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(found, "{q} is searchable in its own tenant");
+    }
+
+    // Every route, every role of A, against B's canary.
+    let mut calls = 0;
+    for route in routes(&pid_b, &hh_b) {
+        for (name, role, _) in TEST_KEYS {
+            let (status, body) = call(
+                &app,
+                Some(&key_of(name)),
+                route.method.clone(),
+                &route.path,
+                route.body.as_ref(),
+            )
+            .await;
+            calls += 1;
+            assert_ne!(
+                status,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "{name} on {}: {body}",
+                route.path
+            );
+            if !route.roles.contains(&role.name()) {
+                assert_eq!(
+                    status,
+                    StatusCode::FORBIDDEN,
+                    "{name} on {}: {body}",
+                    route.path
+                );
+            }
+            let sent = format!(
+                "{}{}",
+                route.path,
+                route
+                    .body
+                    .as_ref()
+                    .map(Value::to_string)
+                    .unwrap_or_default()
+            );
+            for value in canary_values {
+                // (An answer may echo the caller's own input, e.g. a search query.)
+                if sent.contains(value) {
+                    continue;
+                }
+                assert!(
+                    !body.contains(value),
+                    "{name} of the default tenant saw tenant B's {value} in {} {}: {body}",
+                    route.method,
+                    route.path
+                );
+            }
+            if route.path.starts_with("/v1/search") && status == StatusCode::OK {
+                assert!(
+                    body.contains("\"total\":0"),
+                    "B's people are not counted: {body}"
+                );
+            }
+        }
+    }
+    assert!(calls > 300, "{calls}");
+    // A's lookup of B's canary is the answer to an identifier no tenant holds.
+    let never = "never.seen@example.com";
+    for (kind, b_value, absent) in [
+        ("email", EMAIL, never),
+        ("customer_id", CUSTOMER, "NEVER-1"),
+    ] {
+        let enc = |s: &str| s.replace('@', "%40");
+        let (s1, b1) = call(
+            &app,
+            Some(&key_of("test-service")),
+            Method::GET,
+            &format!("/v1/lookup?kind={kind}&value={}", enc(b_value)),
+            None,
+        )
+        .await;
+        let (s2, b2) = call(
+            &app,
+            Some(&key_of("test-service")),
+            Method::GET,
+            &format!("/v1/lookup?kind={kind}&value={}", enc(absent)),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (s1, &b1),
+            (s2, &b2),
+            "B's identifier answers like one that exists nowhere"
+        );
+        assert_eq!(s1, StatusCode::NOT_FOUND);
+    }
+    let (s1, b1) = call(
+        &app,
+        Some(&key_of("test-admin")),
+        Method::POST,
+        "/v1/subject-access",
+        Some(&json!({"identifier": format!("email:{EMAIL}")})),
+    )
+    .await;
+    let (s2, b2) = call(
+        &app,
+        Some(&key_of("test-admin")),
+        Method::POST,
+        "/v1/subject-access",
+        Some(&json!({"identifier": format!("email:{never}")})),
+    )
+    .await;
+    assert_eq!((s1, b1), (s2, b2));
+    // A's export holds A's people only: as many as A's store counts, A's person among them.
+    let (_, export) = call(
+        &app,
+        Some(&key_of("test-admin")),
+        Method::GET,
+        "/v1/exports/profiles",
+        None,
+    )
+    .await;
+    let a_profiles = app.engine.store().counters().expect("counters").profiles;
+    assert_eq!(export.lines().count() as u64, a_profiles, "{export}");
+    assert!(export.contains(A_EMAIL), "{export}");
+
+    // Every route, every role of B, against A's person.
+    for route in routes(&pid_a, &hh_a) {
+        for (name, role, key) in &b_keys {
+            let (status, body) = call(
+                &app,
+                Some(key),
+                route.method.clone(),
+                &route.path,
+                route.body.as_ref(),
+            )
+            .await;
+            assert_ne!(
+                status,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "{name} on {}: {body}",
+                route.path
+            );
+            let allowed = route.roles.contains(role);
+            if allowed {
+                assert!(
+                    status.is_success() || status == StatusCode::NOT_FOUND,
+                    "tenant B's {name} on {} {}: {status} {body}",
+                    route.method,
+                    route.path
+                );
+            } else {
+                assert_eq!(
+                    status,
+                    StatusCode::FORBIDDEN,
+                    "{name} on {}: {body}",
+                    route.path
+                );
+            }
+            for value in a_values {
+                assert!(
+                    !body.contains(value),
+                    "tenant B's {name} saw the default tenant's {value} in {} {}: {body}",
+                    route.method,
+                    route.path
+                );
+            }
+        }
+    }
+    let (_, found) = call(
+        &app,
+        Some(&b_admin),
+        Method::GET,
+        "/v1/search?q=Fernsby",
+        None,
+    )
+    .await;
+    assert!(found.contains("\"total\":0"), "{found}");
+
+    // Each tenant's data is intact after the other's keys called every route.
+    let (status, body) = call(
+        &app,
+        Some(&b_keys[2].2),
+        Method::GET,
+        &format!("/v1/lookup?kind=customer_id&value={CUSTOMER}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains(&pid_b));
+    let (status, body) = call(
+        &app,
+        Some(&key_of("test-service")),
+        Method::GET,
+        &format!("/v1/lookup?kind=customer_id&value={A_CUSTOMER}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains(&pid_a));
 }

@@ -29,13 +29,14 @@ pub async fn spawn_app() -> TestApp {
 
 /// The test keys: one per role (`test-<role>`), plus an unmasked agent; each key is
 /// `idg_test_<name>`. Rates are high enough never to limit a test that does not mean to.
-pub const TEST_KEYS: [(&str, Role, bool); 6] = [
+pub const TEST_KEYS: [(&str, Role, bool); 7] = [
     ("test-admin", Role::Admin, false),
     ("test-ingest", Role::Ingest, false),
     ("test-service", Role::Service, false),
     ("test-agent", Role::Agent, false),
     ("test-agent-unmasked", Role::Agent, true),
     ("test-analyst", Role::Analyst, false),
+    ("test-operator", Role::Operator, false),
 ];
 
 /// The key of test key `name`.
