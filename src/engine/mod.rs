@@ -320,9 +320,7 @@ impl Engine {
             stats,
             dashboard,
             retention: Default::default(),
-            usage: Arc::new(crate::tenants::usage::Usage::open(
-                &settings_dir,
-            )),
+            usage: Arc::new(crate::tenants::usage::Usage::open(&settings_dir)),
         };
         engine.load_audiences()?;
         Ok(engine)

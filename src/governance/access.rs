@@ -105,7 +105,11 @@ pub const ROUTES: &[RouteRule] = &[
     rule("POST", "/v1/tenants/{id}/suspend", Permission::Tenants),
     rule("POST", "/v1/tenants/{id}/resume", Permission::Tenants),
     rule("POST", "/v1/tenants/{id}/keys", Permission::Tenants),
-    rule("DELETE", "/v1/tenants/{id}/keys/{name}", Permission::Tenants),
+    rule(
+        "DELETE",
+        "/v1/tenants/{id}/keys/{name}",
+        Permission::Tenants,
+    ),
 ];
 
 /// The permission route `method` `pattern` needs, if it is in the table.

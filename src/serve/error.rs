@@ -192,10 +192,17 @@ impl From<EngineError> for ApiError {
                 ApiError::unavailable("the write queue is full; retry later")
             }
             EngineError::QuotaExceeded(q) => {
-                let err = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", q.to_string())
-                    .with_field(q.quota);
+                let err = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "quota_exceeded",
+                    q.to_string(),
+                )
+                .with_field(q.quota);
                 match q.retry_after {
-                    Some(s) => err.with_header(actix_web::http::header::RETRY_AFTER.as_str(), &s.to_string()),
+                    Some(s) => err.with_header(
+                        actix_web::http::header::RETRY_AFTER.as_str(),
+                        &s.to_string(),
+                    ),
                     None => err,
                 }
             }

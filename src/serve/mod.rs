@@ -215,13 +215,15 @@ impl Application {
                                 .route(web::delete().to(tenants::delete)),
                         )
                         .service(
-                            resource("/tenants/{id}/suspend").route(web::post().to(tenants::suspend)),
+                            resource("/tenants/{id}/suspend")
+                                .route(web::post().to(tenants::suspend)),
                         )
                         .service(
                             resource("/tenants/{id}/resume").route(web::post().to(tenants::resume)),
                         )
                         .service(
-                            resource("/tenants/{id}/keys").route(web::post().to(tenants::create_key)),
+                            resource("/tenants/{id}/keys")
+                                .route(web::post().to(tenants::create_key)),
                         )
                         .service(
                             resource("/tenants/{id}/keys/{name}")
@@ -435,13 +437,19 @@ impl Application {
             tracing::info!("shutdown signal received; finishing in-flight requests");
             handle.stop(true).await;
         });
-        self.server.await
+        let tenants = self.tenants.clone();
+        let stopped = self.server.await;
+        tenants.save_usage();
+        stopped
     }
 
     /// Runs without installing signal handlers (tests).
     pub async fn run_in_background(self) -> std::io::Result<()> {
         self.start_tasks();
-        self.server.await
+        let tenants = self.tenants.clone();
+        let stopped = self.server.await;
+        tenants.save_usage();
+        stopped
     }
 }
 

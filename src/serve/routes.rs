@@ -1574,7 +1574,10 @@ pub async fn metrics(
             .await
             .unwrap_or_default(),
     );
-    if let Some(tenants) = req.app_data::<web::Data<super::tenants::Tenants>>().cloned() {
+    if let Some(tenants) = req
+        .app_data::<web::Data<super::tenants::Tenants>>()
+        .cloned()
+    {
         body.push_str(
             &web::block(move || tenants.metrics())
                 .await

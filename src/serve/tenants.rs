@@ -102,9 +102,10 @@ impl Tenants {
             base: base.clone(),
             default_engine,
             default_gov,
-            registry: tokio::sync::Mutex::new(Registry::open(&base.storage.data_dir).map_err(
-                |e| anyhow::anyhow!("tenants: {e}"),
-            )?),
+            registry: tokio::sync::Mutex::new(
+                Registry::open(&base.storage.data_dir)
+                    .map_err(|e| anyhow::anyhow!("tenants: {e}"))?,
+            ),
             open: RwLock::new(HashMap::new()),
             suspended: RwLock::new(HashMap::new()),
             unsupported,
@@ -139,7 +140,9 @@ impl Tenants {
             tenants.install(&record, tenant)?;
         }
         if changed {
-            registry.save().map_err(|e| anyhow::anyhow!("tenants: {e}"))?;
+            registry
+                .save()
+                .map_err(|e| anyhow::anyhow!("tenants: {e}"))?;
         }
         *tenants.registry.get_mut() = registry;
         Ok(tenants)
@@ -151,6 +154,9 @@ impl Tenants {
         tenants::create_private_dir(&settings.storage.data_dir)
             .map_err(|e| format!("cannot create its directory: {e}"))?;
         let engine = Arc::new(Engine::open(settings).map_err(|e| e.to_string())?);
+        engine
+            .usage()
+            .measure_storage(&engine.settings().storage.data_dir, None);
         let (golden, matching) = engine.resolution_changed().map_err(|e| e.to_string())?;
         if golden || matching {
             engine
@@ -275,10 +281,26 @@ impl Tenants {
         tokio::spawn(keep_usage(Arc::downgrade(self)));
     }
 
+    /// Saves every tenant's usage now (at shutdown).
+    pub fn save_usage(&self) {
+        for (id, e) in self.engines() {
+            if let Err(err) = e.usage().save(now_ms()) {
+                tracing::warn!(tenant = %id, error = %err, "cannot save the tenant's usage");
+            }
+        }
+    }
+
     /// `/metrics` lines: each tenant's usage and quotas.
     pub fn metrics(&self) -> String {
         let now = now_ms();
-        let rows: Vec<(String, crate::tenants::usage::UsageCounts, u64, u64, Quotas, bool)> = self
+        let rows: Vec<(
+            String,
+            crate::tenants::usage::UsageCounts,
+            u64,
+            u64,
+            Quotas,
+            bool,
+        )> = self
             .engines()
             .into_iter()
             .map(|(id, e)| {
@@ -296,12 +318,36 @@ impl Tenants {
             .collect();
         let mut out = String::new();
         let families: [(&str, &str, &str); 6] = [
-            ("idgraph_tenant_events_total", "counter", "Events the tenant's ingest accepted."),
-            ("idgraph_tenant_events_today", "gauge", "Events accepted today (UTC), the figure the events_per_day quota limits."),
-            ("idgraph_tenant_requests_total", "counter", "Authorized /v1 requests of the tenant's keys."),
-            ("idgraph_tenant_profiles", "gauge", "Live profiles of the tenant."),
-            ("idgraph_tenant_storage_bytes", "gauge", "Bytes of the tenant's files (measured every minute)."),
-            ("idgraph_tenant_suspended", "gauge", "1 while the tenant is suspended."),
+            (
+                "idgraph_tenant_events_total",
+                "counter",
+                "Events the tenant's ingest accepted.",
+            ),
+            (
+                "idgraph_tenant_events_today",
+                "gauge",
+                "Events accepted today (UTC), the figure the events_per_day quota limits.",
+            ),
+            (
+                "idgraph_tenant_requests_total",
+                "counter",
+                "Authorized /v1 requests of the tenant's keys.",
+            ),
+            (
+                "idgraph_tenant_profiles",
+                "gauge",
+                "Live profiles of the tenant.",
+            ),
+            (
+                "idgraph_tenant_storage_bytes",
+                "gauge",
+                "Bytes of the tenant's files (measured every minute).",
+            ),
+            (
+                "idgraph_tenant_suspended",
+                "gauge",
+                "1 while the tenant is suspended.",
+            ),
         ];
         for (i, (name, kind, help)) in families.iter().enumerate() {
             out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
@@ -398,7 +444,7 @@ async fn keep_usage(tenants: std::sync::Weak<Tenants>) {
     let mut tick: u64 = 0;
     loop {
         let Some(t) = tenants.upgrade() else { return };
-        let measure = tick % 30 == 0;
+        let measure = tick.is_multiple_of(30);
         let data_dir = t.base.storage.data_dir.clone();
         let engines = t.engines();
         drop(t);
@@ -542,7 +588,9 @@ fn not_the_default(id: &str, what: &str) -> Result<()> {
     if id == DEFAULT_TENANT {
         return Err(invalid(
             "id",
-            format!("the default tenant holds the deployment's own data directory: it cannot be {what}"),
+            format!(
+                "the default tenant holds the deployment's own data directory: it cannot be {what}"
+            ),
         ));
     }
     Ok(())
@@ -709,9 +757,13 @@ pub async fn create(
     }
     let engine = tenant.engine.clone();
     let governance = tenant.governance.clone();
-    tenants
-        .install(&record, tenant)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "config_error", e.to_string()))?;
+    tenants.install(&record, tenant).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "config_error",
+            e.to_string(),
+        )
+    })?;
     super::spawn_engine_tasks(&engine, governance, false);
     tracing::info!(tenant = %id, "tenant created");
     let t = tenants.clone();
@@ -767,7 +819,11 @@ pub async fn update(
 }
 
 /// Sets a tenant's status (suspend / resume).
-async fn set_status(tenants: &web::Data<Tenants>, id: &str, status: Status) -> Result<HttpResponse> {
+async fn set_status(
+    tenants: &web::Data<Tenants>,
+    id: &str,
+    status: Status,
+) -> Result<HttpResponse> {
     checked_id(id)?;
     not_the_default(id, "suspended")?;
     let mut registry = tenants.registry.lock().await;
@@ -778,7 +834,10 @@ async fn set_status(tenants: &web::Data<Tenants>, id: &str, status: Status) -> R
         return Err(tenant_not_found());
     }
     let mut record = before.clone();
-    if matches!((&before.status, &status), (Status::Suspended { .. }, Status::Suspended { .. })) {
+    if matches!(
+        (&before.status, &status),
+        (Status::Suspended { .. }, Status::Suspended { .. })
+    ) {
         // Suspending a suspended tenant keeps its first suspension.
     } else {
         record.status = status;
@@ -916,7 +975,8 @@ pub async fn delete(
     registry.records.remove(&id);
     saved(&registry)?;
     tracing::info!(tenant = %id, keys, bytes, "tenant deleted with its data");
-    Ok(HttpResponse::Ok().json(json!({ "deleted": id, "keys_removed": keys, "bytes_removed": bytes })))
+    Ok(HttpResponse::Ok()
+        .json(json!({ "deleted": id, "keys_removed": keys, "bytes_removed": bytes })))
 }
 
 /// `POST /v1/tenants/{id}/keys` (operator): a new key of the tenant, shown once.

@@ -62,7 +62,10 @@ pub struct Quotas {
 pub enum Status {
     Active,
     /// Every key of the tenant gets 403 `tenant_suspended`; its data is kept.
-    Suspended { since: String, reason: String },
+    Suspended {
+        since: String,
+        reason: String,
+    },
     /// Being deleted: a start-up finds this and finishes the deletion.
     Deleting,
 }
@@ -285,10 +288,16 @@ mod tests {
         assert_eq!(d.storage.data_dir, PathBuf::from("/data"));
 
         for (bad, named) in [
-            (serde_json::json!({"server": {"bind": "0.0.0.0:1"}}), "settings.server"),
+            (
+                serde_json::json!({"server": {"bind": "0.0.0.0:1"}}),
+                "settings.server",
+            ),
             (serde_json::json!({"rules": 3}), "settings.rules"),
             (serde_json::json!({"rules": {"nope": 1}}), "nope"),
-            (serde_json::json!({"matching": {"model": "/etc/passwd"}}), "settings.matching.model"),
+            (
+                serde_json::json!({"matching": {"model": "/etc/passwd"}}),
+                "settings.matching.model",
+            ),
         ] {
             let own: serde_json::Map<String, Value> = serde_json::from_value(bad).unwrap();
             let e = tenant_settings(&base, "acme", &own).unwrap_err();

@@ -261,7 +261,10 @@ mod tests {
         u.save(NOON).unwrap();
         let again = Usage::open(dir.path());
         let c = again.counts(NOON);
-        assert_eq!((c.events_today, c.events_total, c.requests_total), (1, 1, 1));
+        assert_eq!(
+            (c.events_today, c.events_total, c.requests_total),
+            (1, 1, 1)
+        );
     }
 
     #[test]

@@ -49,6 +49,7 @@ mod segment;
 mod stewards;
 mod store_contract;
 mod subject_access;
+mod tenants;
 mod tls;
 mod unmerge;
 mod views;
