@@ -154,6 +154,7 @@ impl Modify for CommonErrors {
                 &mut item.put,
                 &mut item.post,
                 &mut item.delete,
+                &mut item.patch,
                 &mut item.head,
             ]
             .into_iter()
