@@ -303,9 +303,13 @@ impl<P: Perm> Auth<P> {
     }
 }
 
-/// Whether the request presents a configured key (any role; no rate token is taken).
+/// Whether the request presents a configured key of the default tenant, or the
+/// operator's (any role; no rate token is taken): `/health`'s counts are the default
+/// tenant's, which another tenant's key may not read.
 pub fn known_key(req: &HttpRequest, gov: &Governance) -> bool {
-    gov.keys.identify(presented_key(req).as_deref()).is_some()
+    gov.keys
+        .identify(presented_key(req).as_deref())
+        .is_some_and(|c| c.tenant.as_deref().is_none_or(|t| t == gov.tenant))
 }
 
 /// Checks a key of any role of the default tenant, or the operator's (for `/metrics`

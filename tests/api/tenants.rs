@@ -326,6 +326,22 @@ async fn the_operator_creates_limits_suspends_and_deletes_a_tenant_with_its_data
     let v: Value = resp.json().await.expect("json");
     assert_eq!(v["error"]["code"], "tenant_key_not_in_header", "{v}");
 
+    // /health's counts are the default tenant's: not for another tenant's key.
+    let health = |key: String| {
+        let url = app.url("/health");
+        async move {
+            let resp = reqwest::Client::new()
+                .get(url)
+                .header("authorization", format!("Bearer {key}"))
+                .send()
+                .await
+                .expect("health");
+            resp.json::<Value>().await.expect("json")
+        }
+    };
+    assert!(health(key_of("test-admin")).await["events"].is_u64());
+    assert_eq!(health(acme.clone()).await, json!({"status": "ok"}));
+
     // Keys: created for a role, names unique, revoked.
     let (s, _, k) = send(
         &base,
