@@ -501,6 +501,7 @@ fn suppress(
         data_dir,
         settings.storage.block_cache_mb,
         settings.storage.bottommost_compression,
+        crate::crypto::for_settings(settings)?,
     )?;
     // Each hash as the journal left it: added when suppressed and not on the restored
     // list, removed when lifted and still on it.

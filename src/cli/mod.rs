@@ -490,7 +490,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                      from the database's own tools (not supported here yet)"
                 );
             }
-            let store = crate::store::rocks::RocksStore::open_read_only(&s.storage.data_dir)?;
+            let store = crate::store::rocks::RocksStore::open_read_only(
+                &s.storage.data_dir,
+                crate::crypto::for_settings(&s)?,
+            )?;
             let bar = indicatif::ProgressBar::new_spinner();
             bar.set_message("rows written");
             let started = std::time::Instant::now();

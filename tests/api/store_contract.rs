@@ -1109,17 +1109,17 @@ mod compression {
             (&zstd_dir, Compression::Zstd, Compression::Lz4),
             (&lz4_dir, Compression::Lz4, Compression::Zstd),
         ] {
-            let store = RocksStore::open_with_cache(dir.path(), 64, first).expect("open");
+            let store = RocksStore::open_with_cache(dir.path(), 64, first, None).expect("open");
             store.apply(&changes(0, 20_000)).expect("apply");
             store.compact().expect("compact to the last level");
             sizes.push(sst_bytes(dir.path()));
             drop(store);
-            let store = RocksStore::open_with_cache(dir.path(), 64, second).expect("reopen");
+            let store = RocksStore::open_with_cache(dir.path(), 64, second, None).expect("reopen");
             all_read_back(&store, 20_000);
             store.apply(&changes(20_000, 25_000)).expect("apply");
             store.compact().expect("compact");
             drop(store);
-            let store = RocksStore::open_with_cache(dir.path(), 64, first).expect("reopen");
+            let store = RocksStore::open_with_cache(dir.path(), 64, first, None).expect("reopen");
             all_read_back(&store, 25_000);
         }
         assert!(
