@@ -256,6 +256,8 @@ pub fn store_cipher(
         }
         return create_data_key(&kek, data_dir).map(|c| Some(Arc::new(c)));
     }
+    // The key file and the search index (which holds words) live here: owner-only.
+    owner_only_dir(data_dir)?;
     load_data_key(&kek, data_dir).map(|c| Some(Arc::new(c)))
 }
 
@@ -410,6 +412,50 @@ pub fn rewrap(old: &Kek, new: &Kek, data_dir: &Path) -> Result<String, CryptoErr
     // The new file opens with the new key before the old one is forgotten.
     unwrap_file(new, data_dir)?;
     Ok(key_id)
+}
+
+/// `idgraph keys rotate-kek`: re-wraps, under the KEK `new` names, the data key of the
+/// data directory and of every tenant directory under `<data_dir>/tenants/` (unwrapped
+/// with the configured KEK). Returns each directory with its key id.
+pub fn rotate(
+    settings: &crate::config::Settings,
+    new: &KekSettings,
+) -> Result<Vec<(PathBuf, String)>, CryptoError> {
+    if !settings.encryption.enabled {
+        return Err(CryptoError::Config(
+            "encryption.enabled is false: there is no data key to re-wrap".into(),
+        ));
+    }
+    if new.file.is_none() && new.env.is_none() {
+        return Err(CryptoError::Config(
+            "name the new key-encryption key: --new-file or --new-env".into(),
+        ));
+    }
+    let old = Kek::load(&settings.encryption.kek)?;
+    let new = Kek::load(new)?;
+    let root = &settings.storage.data_dir;
+    let mut dirs = vec![root.clone()];
+    if let Ok(entries) = std::fs::read_dir(root.join("tenants")) {
+        let mut tenants: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| data_key_path(p).is_file())
+            .collect();
+        tenants.sort();
+        dirs.extend(tenants);
+    }
+    let mut out = Vec::new();
+    for dir in dirs {
+        if !data_key_path(&dir).is_file() {
+            return Err(CryptoError::Config(format!(
+                "{} holds no data key ({DATA_KEY_FILE})",
+                dir.display()
+            )));
+        }
+        let id = rewrap(&old, &new, &dir)?;
+        tracing::info!(key_id = %id, "data key re-wrapped under the new key-encryption key");
+        out.push((dir, id));
+    }
+    Ok(out)
 }
 
 /// Crypto-shredding: overwrites the wrapped data key of `data_dir` with zeros, syncs it,

@@ -34,6 +34,9 @@ pub enum Subject {
     /// The in-memory store behind the remote backends' profile cache.
     MirroredMemory,
     Embedded,
+    /// The embedded store with encryption at rest (`[encryption]`): every key segment
+    /// and value sealed at the store's boundary must read back as written.
+    EncryptedEmbedded,
     /// A remote backend on its real server, as the engine opens it (behind the cache).
     Remote(Backend),
     /// A remote backend on its real server, bare: every read is a query.
@@ -71,6 +74,15 @@ pub fn open(subject: Subject) -> Opened {
                 _dir: None,
             }
         }
+        Subject::EncryptedEmbedded => {
+            let dir = tempfile::tempdir().expect("temporary directory");
+            let store = crate::encryption::encrypted_store(dir.path());
+            Opened {
+                store: Arc::new(store),
+                _hold: None,
+                _dir: Some(dir),
+            }
+        }
         Subject::Remote(backend) => {
             let inst = Instance::new(backend);
             Opened {
@@ -94,7 +106,9 @@ pub fn open(subject: Subject) -> Opened {
 fn open_remote(subject: Subject) -> (Box<dyn RemoteGraph>, Option<Instance>) {
     match subject {
         Subject::Memory | Subject::MirroredMemory => (Box::new(MemoryStore::new()), None),
-        Subject::Embedded => unreachable!("the embedded store is not a remote graph"),
+        Subject::Embedded | Subject::EncryptedEmbedded => {
+            unreachable!("the embedded store is not a remote graph")
+        }
         Subject::Remote(backend) | Subject::Bare(backend) => {
             let inst = Instance::new(backend);
             let graph: Box<dyn RemoteGraph> = match backend {
@@ -900,6 +914,7 @@ contract!(
     memory => Subject::Memory,
     mirrored_memory => Subject::MirroredMemory,
     embedded => Subject::Embedded,
+    encrypted_embedded => Subject::EncryptedEmbedded,
     arcadedb => Subject::Remote(Backend::Bolt),
     arcadedb_bare => Subject::Bare(Backend::Bolt),
     neo4j => Subject::Remote(Backend::Neo4j),
@@ -969,6 +984,10 @@ mod event_order {
     #[test]
     fn embedded() {
         super::event_order(Subject::Embedded)
+    }
+    #[test]
+    fn encrypted_embedded() {
+        super::event_order(Subject::EncryptedEmbedded)
     }
 
     /// A store written before the order existed (no `q` rows, no marker) gets it on first
