@@ -488,6 +488,9 @@ pub fn round_trip(subject: Subject) {
 /// Scans come back in key or sequence order, limits are honoured, pages cover everything
 /// exactly once.
 pub fn order_and_limits(subject: Subject) {
+    // An encrypted store keeps identifier keys encrypted: its pages follow the stored
+    // (ciphertext) order, still each record once.
+    let identifier_order = !matches!(subject, Subject::EncryptedEmbedded);
     let opened = open(subject);
     let s = opened.store.as_ref();
     let f = fixture();
@@ -597,6 +600,9 @@ pub fn order_and_limits(subject: Subject) {
         assert_eq!(Some(&record), f.changes.match_records[&k].as_ref());
         seen.push(k.clone());
         after = Some(k);
+    }
+    if !identifier_order {
+        seen.sort();
     }
     assert_eq!(seen, vec![f.ann_email.clone(), f.bob_email.clone()]);
 }
