@@ -23,6 +23,10 @@
 //!   -> the first group the log covers, `feed_bounds` -> [`FeedBounds`], `event_order` ->
 //!   "1" once every stored event has its `q` row (built on first open by this version)
 //!
+//! With encryption at rest (`[encryption]`, `crypto`), every value outside `meta` is
+//! sealed and the personal segments above (`kind:value`, addresses, blocking keys, feed
+//! subjects) are encrypted deterministically, at this file's boundary (`sealed`).
+//!
 //! All access goes through this file: column-family names, one options function, and
 //! reads/writes returning [`StoreError`]. Identifier values never contain control
 //! characters (ingest rejects them), so `\0` is a safe separator.
