@@ -70,12 +70,18 @@ struct WrappedKeyFile {
 /// 32 secret bytes, wiped when dropped.
 pub type KeyBytes = Zeroizing<[u8; 32]>;
 
+/// Deterministic key encryptions kept in memory (an event's identifiers are sealed several
+/// times while it is resolved: node, edges, event index, match records); emptied when full.
+const KEY_CACHE_ENTRIES: usize = 65_536;
+
 /// The ciphers of one store, derived from its data key.
 pub struct StoreCipher {
     key_id: String,
     values: Aes256GcmSiv,
     keys: Aes256GcmSiv,
     nonces: Hmac<Sha256>,
+    /// plaintext key segment -> its sealed form (process memory only).
+    key_cache: std::sync::Mutex<rustc_hash::FxHashMap<Box<[u8]>, Box<[u8]>>>,
 }
 
 impl std::fmt::Debug for StoreCipher {
@@ -114,6 +120,7 @@ impl StoreCipher {
             keys: Aes256GcmSiv::new_from_slice(keys.as_slice()).map_err(bad)?,
             nonces: <Hmac<Sha256> as Mac>::new_from_slice(nonces.as_slice())
                 .map_err(|_| CryptoError::Config("cannot key the nonce derivation".into()))?,
+            key_cache: Default::default(),
         })
     }
 
@@ -146,6 +153,25 @@ impl StoreCipher {
     /// `plain` encrypted deterministically (equal inputs, equal outputs), as base64url
     /// text: never holds a `\0`, so it can stand as one segment of a `\0`-joined key.
     pub fn seal_key(&self, plain: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        if let Some(hit) = self
+            .key_cache
+            .lock()
+            .ok()
+            .and_then(|c| c.get(plain).map(|v| v.to_vec()))
+        {
+            return Ok(hit);
+        }
+        let sealed = self.seal_key_uncached(plain)?;
+        if let Ok(mut cache) = self.key_cache.lock() {
+            if cache.len() >= KEY_CACHE_ENTRIES {
+                cache.clear();
+            }
+            cache.insert(plain.into(), sealed.clone().into_boxed_slice());
+        }
+        Ok(sealed)
+    }
+
+    fn seal_key_uncached(&self, plain: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let mut mac = self.nonces.clone();
         mac.update(plain);
         let digest = mac.finalize().into_bytes();

@@ -427,6 +427,13 @@ impl RocksStore {
         let cache = Cache::new_lru_cache_opts(&cache_opts);
         let cfs = ALL_CFS.iter().map(|name| {
             let mut opts = options(&cache, bottommost);
+            if cipher.is_some() {
+                // Sealed values are random bytes: block compression would spend CPU on
+                // every flush and compaction for nothing (RocksDB then stores the block
+                // as is).
+                opts.set_compression_type(rocksdb::DBCompressionType::None);
+                opts.set_bottommost_compression_type(rocksdb::DBCompressionType::None);
+            }
             if *name == CF_EVENTS {
                 // Payloads retention aged out (overwritten in place) leave the files within
                 // about two days even where no write would compact them.
