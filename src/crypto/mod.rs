@@ -74,6 +74,9 @@ pub type KeyBytes = Zeroizing<[u8; 32]>;
 /// times while it is resolved: node, edges, event index, match records); emptied when full.
 const KEY_CACHE_ENTRIES: usize = 65_536;
 
+/// Plaintext key segment -> its sealed form.
+type KeyCache = rustc_hash::FxHashMap<Box<[u8]>, Box<[u8]>>;
+
 /// The ciphers of one store, derived from its data key.
 pub struct StoreCipher {
     key_id: String,
@@ -81,7 +84,7 @@ pub struct StoreCipher {
     keys: Aes256GcmSiv,
     nonces: Hmac<Sha256>,
     /// plaintext key segment -> its sealed form (process memory only).
-    key_cache: std::sync::Mutex<rustc_hash::FxHashMap<Box<[u8]>, Box<[u8]>>>,
+    key_cache: std::sync::Mutex<KeyCache>,
 }
 
 impl std::fmt::Debug for StoreCipher {

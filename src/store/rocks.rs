@@ -236,11 +236,11 @@ type KeySpan = (Vec<u8>, Vec<u8>);
 /// (column family, first key, last key) of every key `changes` writes or deletes, as
 /// [`RocksStore::apply`] lays them out (the purge of an erasure compacts the files
 /// holding them).
-fn touched_ranges(
-    store: &RocksStore,
-    changes: &Changes,
-) -> Result<Vec<(&'static str, Vec<u8>, Vec<u8>)>, StoreError> {
-    let mut out: Vec<(&'static str, Vec<u8>, Vec<u8>)> = Vec::new();
+/// A column family with a first and a last key.
+type CfSpan = (&'static str, Vec<u8>, Vec<u8>);
+
+fn touched_ranges(store: &RocksStore, changes: &Changes) -> Result<Vec<CfSpan>, StoreError> {
+    let mut out: Vec<CfSpan> = Vec::new();
     let mut key = |cf: &'static str, k: Vec<u8>| out.push((cf, k.clone(), k));
     let seg = |s: &str| store.seg(s.as_bytes()).map(|c| c.into_owned());
     for k in changes.nodes.keys() {
@@ -699,7 +699,7 @@ impl RocksStore {
         tag: &[u8],
         after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<Vec<KeyValue>, StoreError> {
         let prefix = joined(&[tag, b""]);
         let start = match after {
             // The smallest key after `tag\0<after>`: keys never contain a 0 byte.
