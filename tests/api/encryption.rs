@@ -438,6 +438,39 @@ async fn rotating_the_kek_keeps_every_record_readable_with_the_new_kek_alone() {
         err.contains("wrong key-encryption key"),
         "the old KEK no longer opens it: {err}"
     );
+
+    // Offline readers open the store through the same checks: `idgraph export` reads
+    // the identifiers back with the KEK, and refuses without encryption settings.
+    let export = |env: &[(String, String)], to: &str| {
+        idgraph_command()
+            .args(["export", "identifiers", "--format", "jsonl", "--out"])
+            .arg(root.path().join(to))
+            .arg("--data-dir")
+            .arg(&data)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .expect("run idgraph export")
+    };
+    let out = export(&enc_env(&new), "out");
+    assert_succeeded(&out, "idgraph export of an encrypted store");
+    let mut exported = String::new();
+    for entry in std::fs::read_dir(root.path().join("out"))
+        .expect("export dir")
+        .flatten()
+    {
+        exported.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+    }
+    assert!(
+        exported.contains(EMAIL),
+        "the export holds the identifiers: {exported}"
+    );
+    let out = export(&[], "plain-out");
+    assert!(
+        !out.status.success(),
+        "an encrypted store is never read as plaintext"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("encryption.enabled is false"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
