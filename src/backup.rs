@@ -435,18 +435,38 @@ pub fn restore(
         );
     };
     if data_dir.exists() {
-        let mut entries = std::fs::read_dir(&data_dir)
+        let entries = std::fs::read_dir(&data_dir)
             .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", data_dir.display()))?;
-        if entries.next().is_some() {
+        // The one file allowed: the data key of the encrypted store being restored
+        // (backups never hold it; see `crypto`).
+        let mut others = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name() != std::ffi::OsStr::new(crate::crypto::DATA_KEY_FILE));
+        if others.next().is_some() {
             anyhow::bail!(
-                "{} is not empty: restore into a new or empty directory (a restore never overwrites a store)",
-                data_dir.display()
+                "{} is not empty: restore into a new or empty directory (a restore never overwrites a store; only the encrypted store's {} may be there)",
+                data_dir.display(),
+                crate::crypto::DATA_KEY_FILE
             );
         }
     }
     std::fs::create_dir_all(&data_dir)
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", data_dir.display()))?;
+    // RocksDB's restore empties the directory: the data key put there is kept aside.
+    let key_path = crate::crypto::data_key_path(&data_dir);
+    let data_key = std::fs::read(&key_path).ok();
     crate::store::rocks::restore_backup(&from.join(STORE_DIR), chosen.id, &data_dir)?;
+    if let Some(bytes) = data_key {
+        if !key_path.exists() {
+            write_synced(&key_path, &bytes)
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", key_path.display()))?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
+    }
     let copied = from
         .join(FILES_DIR)
         .join(chosen.id.to_string())
@@ -501,6 +521,7 @@ fn suppress(
         data_dir,
         settings.storage.block_cache_mb,
         settings.storage.bottommost_compression,
+        crate::crypto::for_settings(settings)?,
     )?;
     // Each hash as the journal left it: added when suppressed and not on the restored
     // list, removed when lifted and still on it.

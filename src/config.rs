@@ -53,6 +53,8 @@ pub struct Settings {
     pub audiences: AudienceSettings,
     /// Where audiences are delivered (see `destinations`).
     pub destinations: Vec<DestinationSettings>,
+    /// Encryption at rest of the embedded store (see `crypto`).
+    pub encryption: crate::crypto::EncryptionSettings,
 }
 
 /// `[audiences]`: what audience filters can read of events, and how often time-relative
@@ -1132,9 +1134,10 @@ pub struct ConfigError(pub String);
 /// config file's path), the logger (`IDGRAPH_LOG_FORMAT`) and users' own scripts
 /// (`IDGRAPH_KEY`, the API key the demo tells them to export) and the load scripts of
 /// `idgraph bench-http` (`IDGRAPH_BENCH_KEY`, which users running `wrk` with those scripts
-/// by hand export too); case-insensitive, after the prefix. Every other `IDGRAPH_*`
+/// by hand export too) and the key-encryption key `encryption.kek.env` conventionally
+/// names (`IDGRAPH_KEK`); case-insensitive, after the prefix. Every other `IDGRAPH_*`
 /// variable must name a setting.
-pub const NOT_SETTINGS: [&str; 4] = ["config", "log_format", "key", "bench_key"];
+pub const NOT_SETTINGS: [&str; 5] = ["config", "log_format", "key", "bench_key", "kek"];
 
 impl Settings {
     /// Defaults, then the TOML file (if given), then `IDGRAPH_*` environment variables.

@@ -13,6 +13,7 @@ pub mod backup;
 pub mod cleanroom;
 pub mod cli;
 pub mod config;
+pub mod crypto;
 pub mod demo;
 pub mod destinations;
 pub mod engine;

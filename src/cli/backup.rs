@@ -66,6 +66,7 @@ pub fn backup(config: Option<&PathBuf>, args: BackupArgs) -> anyhow::Result<()> 
                 &s.storage.data_dir,
                 s.storage.block_cache_mb,
                 s.storage.bottommost_compression,
+                crate::crypto::for_settings(&s)?,
             )?;
             let record = crate::backup::backup(&store, &s, &to)?;
             crate::outln!("{}", serde_json::to_string_pretty(&record)?);

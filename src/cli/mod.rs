@@ -268,6 +268,22 @@ pub enum KeysAction {
         #[arg(long)]
         unmask: bool,
     },
+    /// Encryption at rest: re-wrap the data key of the data directory (and of each
+    /// tenant's under `<data_dir>/tenants/`) under a new key-encryption key, without
+    /// rewriting any data. The current KEK comes from `[encryption.kek]`; afterwards,
+    /// point `[encryption.kek]` at the new one. Safe while a server runs.
+    RotateKek {
+        /// The new KEK's file (32 bytes: raw, hex or base64; owner-only).
+        #[arg(long, conflicts_with = "new_env")]
+        new_file: Option<PathBuf>,
+        /// The environment variable holding the new KEK (hex or base64).
+        #[arg(long)]
+        new_env: Option<String>,
+        /// Data directory [default: storage.data_dir of --config or
+        /// IDGRAPH_STORAGE__DATA_DIR, else ./idgraph-data]
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -490,7 +506,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                      from the database's own tools (not supported here yet)"
                 );
             }
-            let store = crate::store::rocks::RocksStore::open_read_only(&s.storage.data_dir)?;
+            let store = crate::store::rocks::RocksStore::open_read_only(
+                &s.storage.data_dir,
+                crate::crypto::for_settings(&s)?,
+            )?;
             let bar = indicatif::ProgressBar::new_spinner();
             bar.set_message("rows written");
             let started = std::time::Instant::now();
@@ -630,6 +649,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     );
                 }
             }
+            Ok(())
+        }
+        Command::Keys {
+            action:
+                KeysAction::RotateKek {
+                    new_file,
+                    new_env,
+                    data_dir,
+                },
+        } => {
+            let s = existing(settings(config, data_dir, None)?)?;
+            let new = crate::crypto::KekSettings {
+                file: new_file,
+                env: new_env,
+                aws_kms: None,
+            };
+            for (dir, key_id) in crate::crypto::rotate(&s, &new)? {
+                crate::outln!("re-wrapped data key {key_id} of {}", dir.display());
+            }
+            crate::errln!(
+                "done: set [encryption.kek] to the new key-encryption key before the next start"
+            );
             Ok(())
         }
         Command::Keys {

@@ -128,7 +128,10 @@ pub fn run(config: Option<&PathBuf>, args: OverlapArgs) -> anyhow::Result<()> {
     if s.graph.store != crate::config::GraphBackend::Embedded {
         bail!("idgraph overlap reads the embedded store (not supported on a graph database yet)");
     }
-    let store = crate::store::rocks::RocksStore::open_read_only(&s.storage.data_dir)?;
+    let store = crate::store::rocks::RocksStore::open_read_only(
+        &s.storage.data_dir,
+        crate::crypto::for_settings(&s)?,
+    )?;
     let population = read_population(&store, &selection)?;
     drop(store);
     let prepared = protocol::prepare(&params, &population);

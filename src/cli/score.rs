@@ -100,7 +100,8 @@ pub fn run(config: Option<&PathBuf>, action: ScoreAction) -> anyhow::Result<()> 
 
     let started = std::time::Instant::now();
     let (trained, addresses) = {
-        let store = RocksStore::open_read_only(&s.storage.data_dir)?;
+        let store =
+            RocksStore::open_read_only(&s.storage.data_dir, crate::crypto::for_settings(&s)?)?;
         let bar = indicatif::ProgressBar::new_spinner();
         bar.set_message("events read");
         let history = History::read(&store, &mut |n| bar.set_position(n))?;

@@ -94,6 +94,11 @@ fn invalid(field: &str, message: impl Into<String>) -> EngineError {
     }
 }
 
+/// A refusal of encryption at rest (`crypto`) stops start-up as a configuration error.
+fn config_error(e: crate::crypto::CryptoError) -> EngineError {
+    EngineError::Config(e.to_string())
+}
+
 fn not_found(what: impl Into<String>) -> EngineError {
     EngineError::NotFound { what: what.into() }
 }
@@ -147,7 +152,8 @@ impl Engine {
                 "reading a stopped store needs the embedded store; on a graph database, ask the running server".into(),
             ));
         }
-        let store = RocksStore::open_read_only(&settings.storage.data_dir)?;
+        let cipher = crate::crypto::for_settings(&settings).map_err(config_error)?;
+        let store = RocksStore::open_read_only(&settings.storage.data_dir, cipher)?;
         Engine::with_store(settings, Arc::new(store), None)
     }
 
@@ -155,12 +161,14 @@ impl Engine {
     /// `storage.data_dir`, or a Bolt graph database with its profile cache there.
     pub fn open_store(settings: &Settings) -> Result<Arc<dyn GraphStore>, EngineError> {
         let dir = &settings.storage.data_dir;
+        let cipher = crate::crypto::for_settings(settings).map_err(config_error)?;
         Ok(match settings.graph.store {
             GraphBackend::Embedded => {
                 let store = RocksStore::open_with_cache(
                     dir,
                     settings.storage.block_cache_mb,
                     settings.storage.bottommost_compression,
+                    cipher,
                 )?;
                 Arc::new(if settings.replication.enabled {
                     store.with_replication(settings.replication.backlog_mb.saturating_mul(1 << 20))?

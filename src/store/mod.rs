@@ -257,7 +257,8 @@ pub trait GraphStore: Send + Sync + 'static {
     /// Identifiers indexed under a blocking key, at most `limit`.
     fn match_candidates(&self, block: &str, limit: usize) -> Result<Vec<IdentKey>, StoreError>;
     /// Match records in identifier order, starting after `after`, at most `limit` (`idgraph
-    /// train` pages through them).
+    /// train` pages through them). An encrypted embedded store pages in the order of its
+    /// encrypted keys instead: every record once, in no meaningful order.
     fn match_records_after(
         &self,
         after: Option<&IdentKey>,

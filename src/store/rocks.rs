@@ -23,14 +23,21 @@
 //!   -> the first group the log covers, `feed_bounds` -> [`FeedBounds`], `event_order` ->
 //!   "1" once every stored event has its `q` row (built on first open by this version)
 //!
+//! With encryption at rest (`[encryption]`, `crypto`), every value outside `meta` is
+//! sealed and the personal segments above (`kind:value`, addresses, blocking keys, feed
+//! subjects) are encrypted deterministically, at this file's boundary (`sealed`).
+//!
 //! All access goes through this file: column-family names, one options function, and
 //! reads/writes returning [`StoreError`]. Identifier values never contain control
 //! characters (ingest rejects them), so `\0` is a safe separator.
 
 mod backup;
+mod sealed;
 
 use std::path::Path;
 use std::sync::Arc;
+
+use crate::crypto::StoreCipher;
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, Direction, IteratorMode, Options,
@@ -81,12 +88,13 @@ fn feed_key(seq: u64) -> Vec<u8> {
     joined(&[b"f", &seq.to_be_bytes()])
 }
 
-fn feed_index_key(subject: &str, seq: u64) -> Vec<u8> {
-    joined(&[b"x", subject.as_bytes(), &seq.to_be_bytes()])
+/// `subject` as stored (see `RocksStore::seg`).
+fn feed_index_key(subject: &[u8], seq: u64) -> Vec<u8> {
+    joined(&[b"x", subject, &seq.to_be_bytes()])
 }
 
-fn feed_index_prefix(subject: &str) -> Vec<u8> {
-    joined(&[b"x", subject.as_bytes(), b""])
+fn feed_index_prefix(subject: &[u8]) -> Vec<u8> {
+    joined(&[b"x", subject, b""])
 }
 
 fn event_order_key(seq: u64) -> Vec<u8> {
@@ -97,12 +105,13 @@ fn review_key(seq: u64) -> Vec<u8> {
     joined(&[b"r", &seq.to_be_bytes()])
 }
 
-fn review_index_key(ident: &str, seq: u64) -> Vec<u8> {
-    joined(&[b"y", ident.as_bytes(), &seq.to_be_bytes()])
+/// `ident` as stored (see `RocksStore::seg`).
+fn review_index_key(ident: &[u8], seq: u64) -> Vec<u8> {
+    joined(&[b"y", ident, &seq.to_be_bytes()])
 }
 
-fn review_index_prefix(ident: &str) -> Vec<u8> {
-    joined(&[b"y", ident.as_bytes(), b""])
+fn review_index_prefix(ident: &[u8]) -> Vec<u8> {
+    joined(&[b"y", ident, b""])
 }
 
 /// A raw key and value read by a scan.
@@ -120,6 +129,9 @@ pub struct RocksStore {
     /// a snapshot waits until they agree (its files must not hold erased values).
     last_erasure: std::sync::atomic::AtomicU64,
     purged_through: std::sync::atomic::AtomicU64,
+    /// Encryption at rest (`[encryption]`): personal key segments and values sealed at
+    /// this boundary (see `sealed`); `None` stores plaintext.
+    cipher: Option<Arc<StoreCipher>>,
 }
 
 /// RocksDB's error as a [`StoreError`]: a full disk (`IO error: No space left on
@@ -224,15 +236,20 @@ type KeySpan = (Vec<u8>, Vec<u8>);
 /// (column family, first key, last key) of every key `changes` writes or deletes, as
 /// [`RocksStore::apply`] lays them out (the purge of an erasure compacts the files
 /// holding them).
-fn touched_ranges(changes: &Changes) -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
-    let mut out: Vec<(&'static str, Vec<u8>, Vec<u8>)> = Vec::new();
+/// A column family with a first and a last key.
+type CfSpan = (&'static str, Vec<u8>, Vec<u8>);
+
+fn touched_ranges(store: &RocksStore, changes: &Changes) -> Result<Vec<CfSpan>, StoreError> {
+    let mut out: Vec<CfSpan> = Vec::new();
     let mut key = |cf: &'static str, k: Vec<u8>| out.push((cf, k.clone(), k));
+    let seg = |s: &str| store.seg(s.as_bytes()).map(|c| c.into_owned());
     for k in changes.nodes.keys() {
-        key(CF_IDENTIFIERS, k.as_bytes().to_vec());
+        key(CF_IDENTIFIERS, seg(k)?);
     }
     for (a, b) in changes.edges.keys() {
-        key(CF_EDGES, joined(&[a.as_bytes(), b.as_bytes()]));
-        key(CF_EDGES, joined(&[b.as_bytes(), a.as_bytes()]));
+        let (a, b) = (seg(a)?, seg(b)?);
+        key(CF_EDGES, joined(&[&a, &b]));
+        key(CF_EDGES, joined(&[&b, &a]));
     }
     for id in changes.profiles.keys() {
         key(CF_PROFILES, joined(&[b"s", id.as_bytes()]));
@@ -244,19 +261,13 @@ fn touched_ranges(changes: &Changes) -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
         key(CF_PROFILES, joined(&[b"a", id.as_bytes()]));
     }
     for (address, id, _) in &changes.address_index {
-        key(
-            CF_PROFILES,
-            joined(&[b"h", address.as_bytes(), id.as_bytes()]),
-        );
+        key(CF_PROFILES, joined(&[b"h", &seg(address)?, id.as_bytes()]));
     }
     for ident in changes.match_records.keys() {
-        key(CF_PROFILES, joined(&[b"m", ident.as_bytes()]));
+        key(CF_PROFILES, joined(&[b"m", &seg(ident)?]));
     }
     for (block, ident, _) in &changes.match_index {
-        key(
-            CF_PROFILES,
-            joined(&[b"k", block.as_bytes(), ident.as_bytes()]),
-        );
+        key(CF_PROFILES, joined(&[b"k", &seg(block)?, &seg(ident)?]));
     }
     for k in changes.activation.keys() {
         key(CF_FEED, joined(&[b"a", k]));
@@ -264,7 +275,7 @@ fn touched_ranges(changes: &Changes) -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
     for (item, _) in &changes.reviews {
         key(CF_FEED, review_key(item.seq));
         for ident in [&item.a, &item.b] {
-            key(CF_FEED, review_index_key(ident, item.seq));
+            key(CF_FEED, review_index_key(&seg(ident)?, item.seq));
         }
     }
     for id in &changes.delete_events {
@@ -274,10 +285,7 @@ fn touched_ranges(changes: &Changes) -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
         key(CF_EVENTS, joined(&[b"e", event.event_id.as_bytes()]));
     }
     for (ident, seq, _) in &changes.event_index {
-        key(
-            CF_EVENTS,
-            joined(&[b"i", ident.as_bytes(), &seq.to_be_bytes()]),
-        );
+        key(CF_EVENTS, joined(&[b"i", &seg(ident)?, &seq.to_be_bytes()]));
     }
     for entry in &changes.history {
         for id in &entry.profiles {
@@ -292,17 +300,17 @@ fn touched_ranges(changes: &Changes) -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
         out.push((CF_HISTORY, prefix.clone(), prefix_end(&prefix)));
     }
     for ident in &changes.drop_event_index {
-        let prefix = joined(&[b"i", ident.as_bytes(), b""]);
+        let prefix = joined(&[b"i", &seg(ident)?, b""]);
         out.push((CF_EVENTS, prefix.clone(), prefix_end(&prefix)));
     }
     for record in &changes.feed {
         out.push((CF_FEED, feed_key(record.seq), feed_key(record.seq)));
     }
     for subject in &changes.drop_feed_index {
-        let prefix = feed_index_prefix(subject);
+        let prefix = feed_index_prefix(&seg(subject)?);
         out.push((CF_FEED, prefix.clone(), prefix_end(&prefix)));
     }
-    out
+    Ok(out)
 }
 
 fn joined(parts: &[&[u8]]) -> Vec<u8> {
@@ -362,6 +370,7 @@ impl RocksStore {
         let mut out = Vec::new();
         for item in iter.take(limit) {
             let (k, v) = item.map_err(engine)?;
+            let v = self.unseal(CF_FEED, &k, v.into_vec())?;
             out.push(decode(CF_FEED, &k, &v)?);
         }
         Ok(out)
@@ -382,11 +391,9 @@ impl RocksStore {
 
     /// Opens (or creates) the store in `path` with the default block cache.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        RocksStore::open_with_cache(path, DEFAULT_BLOCK_CACHE_MB, Compression::default())
+        RocksStore::open_with_cache(path, DEFAULT_BLOCK_CACHE_MB, Compression::default(), None)
     }
 
-    /// Opens (or creates) the store in `path` with a block cache of `cache_mb` MiB and
-    /// `bottommost` compression of the last level.
     /// Keeps every write group from now on in a backlog of about `max_bytes` for read
     /// replicas (see `replication`).
     pub fn with_replication(mut self, max_bytes: usize) -> Result<Self, StoreError> {
@@ -397,10 +404,15 @@ impl RocksStore {
         Ok(self)
     }
 
+    /// Opens (or creates) the store in `path` with a block cache of `cache_mb` MiB and
+    /// `bottommost` compression of the last level, encrypted with `cipher` (see
+    /// `crypto::store_cipher`; `None`: plaintext). An encrypted store is refused without
+    /// its cipher, a plaintext one with a cipher.
     pub fn open_with_cache(
         path: &Path,
         cache_mb: usize,
         bottommost: Compression,
+        cipher: Option<Arc<StoreCipher>>,
     ) -> Result<Self, StoreError> {
         if cache_mb < MIN_BLOCK_CACHE_MB {
             return Err(StoreError::Engine(format!(
@@ -415,6 +427,13 @@ impl RocksStore {
         let cache = Cache::new_lru_cache_opts(&cache_opts);
         let cfs = ALL_CFS.iter().map(|name| {
             let mut opts = options(&cache, bottommost);
+            if cipher.is_some() {
+                // Sealed values are random bytes: block compression would spend CPU on
+                // every flush and compaction for nothing (RocksDB then stores the block
+                // as is).
+                opts.set_compression_type(rocksdb::DBCompressionType::None);
+                opts.set_bottommost_compression_type(rocksdb::DBCompressionType::None);
+            }
             if *name == CF_EVENTS {
                 // Payloads retention aged out (overwritten in place) leave the files within
                 // about two days even where no write would compact them.
@@ -437,7 +456,10 @@ impl RocksStore {
             backlog: None,
             last_erasure: Default::default(),
             purged_through: Default::default(),
+            cipher,
         };
+        let fresh = store.get_raw(CF_META, b"format")?.is_none();
+        store.check_encryption(fresh, false)?;
         if store.get_raw(CF_META, b"change_log_since")?.is_none() {
             // The change log covers the groups written from now on.
             let since = store.counters()?.commit_seq;
@@ -510,9 +532,12 @@ impl RocksStore {
         let (mut batch, mut rows) = (WriteBatch::default(), 0usize);
         for item in iter {
             let (k, v) = item.map_err(engine)?;
+            let v = self.unseal(CF_EVENTS, &k, v.into_vec())?;
             let event: StoredEvent = decode(CF_EVENTS, &k, &v)?;
             if event.aged_at.is_none() {
-                batch.put_cf(cf, event_order_key(event.seq), event.event_id.as_bytes());
+                let key = event_order_key(event.seq);
+                let id = self.seal(CF_EVENTS, &key, event.event_id.as_bytes())?;
+                batch.put_cf(cf, key, id);
                 rows += 1;
             }
             if batch.len() >= 10_000 {
@@ -534,7 +559,11 @@ impl RocksStore {
 
     /// Opens the store in `path` read-only, as it is now (a point-in-time view; another
     /// process, a running server, may hold it open for writing): exports and inspection.
-    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+    /// `cipher` as for [`RocksStore::open_with_cache`].
+    pub fn open_read_only(
+        path: &Path,
+        cipher: Option<Arc<StoreCipher>>,
+    ) -> Result<Self, StoreError> {
         if !path.join("CURRENT").is_file() {
             return Err(StoreError::Engine(format!(
                 "{} holds no store (no CURRENT file)",
@@ -550,13 +579,16 @@ impl RocksStore {
             .filter(|c| present.iter().any(|p| p == c))
             .collect();
         let db = DB::open_cf_for_read_only(&opts, path, cfs, false).map_err(engine)?;
-        Ok(RocksStore {
+        let store = RocksStore {
             db,
             db_options: opts,
             backlog: None,
             last_erasure: Default::default(),
             purged_through: Default::default(),
-        })
+            cipher,
+        };
+        store.check_encryption(false, true)?;
+        Ok(store)
     }
 
     /// Changes the file set once more (a flushed marker), which makes RocksDB write a new
@@ -580,8 +612,9 @@ impl RocksStore {
             .ok_or_else(|| StoreError::Engine(format!("missing column family {name}")))
     }
 
-    /// Every live key and value of every column family (maintenance: verifying an erasure,
-    /// inspecting a small store). Reads the whole store into memory.
+    /// Every live key and value of every column family as stored (maintenance: verifying
+    /// an erasure, inspecting a small store; ciphertext where the store is encrypted).
+    /// Reads the whole store into memory.
     pub fn dump(&self) -> Result<Vec<DumpedRecord>, StoreError> {
         let mut out = Vec::new();
         for name in ALL_CFS {
@@ -603,16 +636,34 @@ impl RocksStore {
         self.put_raw(CF_META, format!("x\0{name}").as_bytes(), value)
     }
 
+    /// The value of `key` in `cf`, opened (see `sealed`).
     fn get_raw(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.db.get_cf(self.cf(cf)?, key).map_err(engine)
+        match self.db.get_cf(self.cf(cf)?, key).map_err(engine)? {
+            Some(v) => self.unseal(cf, key, v).map(Some),
+            None => Ok(None),
+        }
     }
 
     fn put_raw(&self, cf: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
+        let value = self.seal(cf, key, value)?;
         self.db
             .put_cf_opt(self.cf(cf)?, key, value, &wo)
             .map_err(engine)
+    }
+
+    /// Puts `value` (sealed) under `key` in `cf` into `batch`.
+    fn bput(
+        &self,
+        batch: &mut WriteBatch,
+        cf: &str,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<(), StoreError> {
+        let sealed = self.seal(cf, key, value)?;
+        batch.put_cf(self.cf(cf)?, key, sealed);
+        Ok(())
     }
 
     fn get<T: Stored>(&self, cf: &str, key: &[u8]) -> Result<Option<T>, StoreError> {
@@ -634,24 +685,25 @@ impl RocksStore {
         let mut out = Vec::new();
         for item in iter.take(limit) {
             let (k, v) = item.map_err(engine)?;
-            out.push((k.into_vec(), v.into_vec()));
+            let v = self.unseal(cf, &k, v.into_vec())?;
+            out.push((k.into_vec(), v));
         }
         Ok(out)
     }
 
-    /// Raw values under `tag \0`, in key order, starting after `tag \0 after`, at most
-    /// `limit`, with the key's part after the tag.
+    /// Values (opened) under `tag \0`, in key order, starting after `tag \0 after`, at
+    /// most `limit`, with the key's part after the tag as stored.
     fn page_after(
         &self,
         cf: &str,
         tag: &[u8],
-        after: Option<&str>,
+        after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    ) -> Result<Vec<KeyValue>, StoreError> {
         let prefix = joined(&[tag, b""]);
         let start = match after {
             // The smallest key after `tag\0<after>`: keys never contain a 0 byte.
-            Some(id) => joined(&[tag, id.as_bytes(), b""]),
+            Some(id) => joined(&[tag, id, b""]),
             None => prefix.clone(),
         };
         let mut ro = ReadOptions::default();
@@ -664,8 +716,8 @@ impl RocksStore {
         let mut out = Vec::new();
         for item in iter.take(limit) {
             let (k, v) = item.map_err(engine)?;
-            let id = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-            out.push((id, v.into_vec()));
+            let v = self.unseal(cf, &k, v.into_vec())?;
+            out.push((k[prefix.len()..].to_vec(), v));
         }
         Ok(out)
     }
@@ -677,8 +729,7 @@ impl RocksStore {
         key: &[u8],
         value: &T,
     ) -> Result<(), StoreError> {
-        batch.put_cf(self.cf(cf)?, key, encode(value)?);
-        Ok(())
+        self.bput(batch, cf, key, &encode(value)?)
     }
 }
 
@@ -770,7 +821,7 @@ impl GraphStore for RocksStore {
     }
 
     fn node(&self, key: &IdentKey) -> Result<Option<Node>, StoreError> {
-        let node: Option<Node> = self.get(CF_IDENTIFIERS, key.as_bytes())?;
+        let node: Option<Node> = self.get(CF_IDENTIFIERS, &self.seg(key.as_bytes())?)?;
         Ok(node.map(|mut n| {
             let (kind, value) = split_key(key);
             n.kind = kind.to_owned();
@@ -781,7 +832,8 @@ impl GraphStore for RocksStore {
 
     fn edge(&self, a: &IdentKey, b: &IdentKey) -> Result<Option<Edge>, StoreError> {
         let (a, b) = edge_pair(a, b);
-        let edge: Option<Edge> = self.get(CF_EDGES, &joined(&[a.as_bytes(), b.as_bytes()]))?;
+        let k = joined(&[&self.seg(a.as_bytes())?, &self.seg(b.as_bytes())?]);
+        let edge: Option<Edge> = self.get(CF_EDGES, &k)?;
         Ok(edge.map(|mut e| {
             e.a = a;
             e.b = b;
@@ -790,10 +842,10 @@ impl GraphStore for RocksStore {
     }
 
     fn edges_of(&self, key: &IdentKey, limit: usize) -> Result<Vec<Edge>, StoreError> {
-        let prefix = joined(&[key.as_bytes(), b""]);
+        let prefix = joined(&[&self.seg(key.as_bytes())?, b""]);
         let mut out = Vec::new();
         for (k, v) in self.scan(CF_EDGES, &prefix, limit)? {
-            let other = IdentKey::from(String::from_utf8_lossy(&k[prefix.len()..]).into_owned());
+            let other = IdentKey::from(self.unseg(&k[prefix.len()..])?);
             if v.is_empty() {
                 // Reverse entry: the record lives under the canonical (other, key) order.
                 if let Some(e) = self.edge(&other, key)? {
@@ -825,7 +877,11 @@ impl GraphStore for RocksStore {
         self.db
             .batched_multi_get_cf(self.cf(CF_PROFILES)?, &keys, false)
             .into_iter()
-            .map(|r| r.map(|v| v.map(|v| v.to_vec())).map_err(engine))
+            .zip(&keys)
+            .map(|(r, k)| match r.map_err(engine)? {
+                Some(v) => self.unseal(CF_PROFILES, k, v.to_vec()).map(Some),
+                None => Ok(None),
+            })
             .collect()
     }
 
@@ -858,14 +914,15 @@ impl GraphStore for RocksStore {
                 .and_then(|t| <[u8; 8]>::try_from(t).ok())
                 .map(u64::from_be_bytes)
                 .ok_or_else(|| corrupt("malformed key".into()))?;
-            let id = String::from_utf8(v.into_vec()).map_err(|e| corrupt(e.to_string()))?;
+            let v = self.unseal(CF_EVENTS, &k, v.into_vec())?;
+            let id = String::from_utf8(v).map_err(|e| corrupt(e.to_string()))?;
             out.push((seq, id));
         }
         Ok(out)
     }
 
     fn event_ids_of(&self, key: &IdentKey, limit: usize) -> Result<Vec<String>, StoreError> {
-        let prefix = joined(&[b"i", key.as_bytes(), b""]);
+        let prefix = joined(&[b"i", &self.seg(key.as_bytes())?, b""]);
         self.scan(CF_EVENTS, &prefix, limit)?
             .into_iter()
             .map(|(_, v)| {
@@ -882,7 +939,7 @@ impl GraphStore for RocksStore {
         address_key: &str,
         limit: usize,
     ) -> Result<Vec<ProfileId>, StoreError> {
-        let prefix = joined(&[b"h", address_key.as_bytes(), b""]);
+        let prefix = joined(&[b"h", &self.seg(address_key.as_bytes())?, b""]);
         Ok(self
             .scan(CF_PROFILES, &prefix, limit)?
             .into_iter()
@@ -940,9 +997,9 @@ impl GraphStore for RocksStore {
         limit: usize,
     ) -> Result<Vec<(ProfileId, Vec<u8>)>, StoreError> {
         Ok(self
-            .page_after(CF_PROFILES, b"g", after.map(ProfileId::as_str), limit)?
+            .page_after(CF_PROFILES, b"g", after.map(|id| id.as_bytes()), limit)?
             .into_iter()
-            .map(|(id, v)| (id.into(), v))
+            .map(|(id, v)| (String::from_utf8_lossy(&id).into_owned().into(), v))
             .collect())
     }
 
@@ -953,20 +1010,15 @@ impl GraphStore for RocksStore {
     }
 
     fn match_record(&self, key: &IdentKey) -> Result<Option<MatchRecord>, StoreError> {
-        self.get(CF_PROFILES, &joined(&[b"m", key.as_bytes()]))
+        self.get(CF_PROFILES, &joined(&[b"m", &self.seg(key.as_bytes())?]))
     }
 
     fn match_candidates(&self, block: &str, limit: usize) -> Result<Vec<IdentKey>, StoreError> {
-        let prefix = joined(&[b"k", block.as_bytes(), b""]);
-        Ok(self
-            .scan(CF_PROFILES, &prefix, limit)?
+        let prefix = joined(&[b"k", &self.seg(block.as_bytes())?, b""]);
+        self.scan(CF_PROFILES, &prefix, limit)?
             .into_iter()
-            .map(|(k, _)| {
-                String::from_utf8_lossy(&k[prefix.len()..])
-                    .into_owned()
-                    .into()
-            })
-            .collect())
+            .map(|(k, _)| Ok(self.unseg(&k[prefix.len()..])?.into()))
+            .collect()
     }
 
     fn match_records_after(
@@ -974,9 +1026,13 @@ impl GraphStore for RocksStore {
         after: Option<&IdentKey>,
         limit: usize,
     ) -> Result<Vec<(IdentKey, MatchRecord)>, StoreError> {
-        self.page_after(CF_PROFILES, b"m", after.map(IdentKey::as_str), limit)?
+        let after = match after {
+            Some(a) => Some(self.seg(a.as_bytes())?.into_owned()),
+            None => None,
+        };
+        self.page_after(CF_PROFILES, b"m", after.as_deref(), limit)?
             .into_iter()
-            .map(|(key, v)| Ok((key.into(), decode(CF_PROFILES, b"m", &v)?)))
+            .map(|(key, v)| Ok((self.unseg(&key)?.into(), decode(CF_PROFILES, b"m", &v)?)))
             .collect()
     }
 
@@ -989,7 +1045,7 @@ impl GraphStore for RocksStore {
     }
 
     fn change_seqs_of(&self, subject: &str) -> Result<Vec<u64>, StoreError> {
-        self.seqs_under(&feed_index_prefix(subject))
+        self.seqs_under(&feed_index_prefix(&self.seg(subject.as_bytes())?))
     }
 
     fn feed_bounds(&self) -> Result<FeedBounds, StoreError> {
@@ -1044,7 +1100,8 @@ impl GraphStore for RocksStore {
             if !k.starts_with(&full) {
                 break;
             }
-            out.push((k[2..].to_vec(), v.into_vec()));
+            let v = self.unseal(CF_FEED, &k, v.into_vec())?;
+            out.push((k[2..].to_vec(), v));
         }
         Ok(out)
     }
@@ -1054,7 +1111,7 @@ impl GraphStore for RocksStore {
     }
 
     fn review_seqs_of(&self, key: &IdentKey) -> Result<Vec<u64>, StoreError> {
-        self.seqs_under(&review_index_prefix(key))
+        self.seqs_under(&review_index_prefix(&self.seg(key.as_bytes())?))
     }
 
     fn prune_changes(&self, before_ms: i64, max: usize) -> Result<usize, StoreError> {
@@ -1071,6 +1128,7 @@ impl GraphStore for RocksStore {
         for record in &old {
             batch.delete_cf(feed, feed_key(record.seq));
             for subject in record.subjects() {
+                let subject = self.seg(subject.as_bytes())?;
                 batch.delete_cf(feed, feed_index_key(&subject, record.seq));
             }
         }
@@ -1088,19 +1146,21 @@ impl GraphStore for RocksStore {
         }
         let mut batch = WriteBatch::default();
         for (key, node) in &changes.nodes {
+            let key = self.seg(key.as_bytes())?;
             match node {
-                Some(n) => self.batch_put(&mut batch, CF_IDENTIFIERS, key.as_bytes(), n)?,
-                None => batch.delete_cf(self.cf(CF_IDENTIFIERS)?, key.as_bytes()),
+                Some(n) => self.batch_put(&mut batch, CF_IDENTIFIERS, &key, n)?,
+                None => batch.delete_cf(self.cf(CF_IDENTIFIERS)?, &key),
             }
         }
         for (pair, edge) in &changes.edges {
             let (a, b) = pair;
             debug_assert!(a <= b, "edge keys are canonical");
-            let ab = joined(&[a.as_bytes(), b.as_bytes()]);
-            let ba = joined(&[b.as_bytes(), a.as_bytes()]);
+            let (a, b) = (self.seg(a.as_bytes())?, self.seg(b.as_bytes())?);
+            let ab = joined(&[&a, &b]);
+            let ba = joined(&[&b, &a]);
             match edge {
                 Some(e) => {
-                    batch.put_cf(self.cf(CF_EDGES)?, ab, encode(e)?);
+                    self.bput(&mut batch, CF_EDGES, &ab, &encode(e)?)?;
                     if !changes.stored_edges.contains(pair) {
                         batch.put_cf(self.cf(CF_EDGES)?, ba, b"");
                     }
@@ -1121,7 +1181,7 @@ impl GraphStore for RocksStore {
         for (id, golden) in &changes.goldens {
             let key = joined(&[b"g", id.as_bytes()]);
             match golden {
-                Some(g) => batch.put_cf(self.cf(CF_PROFILES)?, key, g),
+                Some(g) => self.bput(&mut batch, CF_PROFILES, &key, g)?,
                 None => batch.delete_cf(self.cf(CF_PROFILES)?, key),
             }
         }
@@ -1130,7 +1190,7 @@ impl GraphStore for RocksStore {
             self.batch_put(&mut batch, CF_PROFILES, &key, survivor)?;
         }
         for (address, id, present) in &changes.address_index {
-            let key = joined(&[b"h", address.as_bytes(), id.as_bytes()]);
+            let key = joined(&[b"h", &self.seg(address.as_bytes())?, id.as_bytes()]);
             if *present {
                 batch.put_cf(self.cf(CF_PROFILES)?, key, b"");
             } else {
@@ -1138,14 +1198,18 @@ impl GraphStore for RocksStore {
             }
         }
         for (ident, record) in &changes.match_records {
-            let key = joined(&[b"m", ident.as_bytes()]);
+            let key = joined(&[b"m", &self.seg(ident.as_bytes())?]);
             match record {
                 Some(r) => self.batch_put(&mut batch, CF_PROFILES, &key, r)?,
                 None => batch.delete_cf(self.cf(CF_PROFILES)?, key),
             }
         }
         for (block, ident, present) in &changes.match_index {
-            let key = joined(&[b"k", block.as_bytes(), ident.as_bytes()]);
+            let key = joined(&[
+                b"k",
+                &self.seg(block.as_bytes())?,
+                &self.seg(ident.as_bytes())?,
+            ]);
             if *present {
                 batch.put_cf(self.cf(CF_PROFILES)?, key, b"");
             } else {
@@ -1157,7 +1221,8 @@ impl GraphStore for RocksStore {
             // A deleted event leaves no identifier's index (like a deleted graph node).
             if let Some(event) = self.get::<StoredEvent>(CF_EVENTS, &key)? {
                 for ident in &event.identifiers {
-                    let row = joined(&[b"i", ident.as_bytes(), &event.seq.to_be_bytes()]);
+                    let ident = self.seg(ident.as_bytes())?;
+                    let row = joined(&[b"i", &ident, &event.seq.to_be_bytes()]);
                     batch.delete_cf(self.cf(CF_EVENTS)?, row);
                 }
                 batch.delete_cf(self.cf(CF_EVENTS)?, event_order_key(event.seq));
@@ -1184,18 +1249,18 @@ impl GraphStore for RocksStore {
             self.batch_put(&mut batch, CF_EVENTS, &key, event)?;
             let order = event_order_key(event.seq);
             if event.aged_at.is_none() {
-                batch.put_cf(self.cf(CF_EVENTS)?, order, event.event_id.as_bytes());
+                self.bput(&mut batch, CF_EVENTS, &order, event.event_id.as_bytes())?;
             } else {
                 batch.delete_cf(self.cf(CF_EVENTS)?, order);
             }
         }
         for key in &changes.drop_event_index {
-            let prefix = joined(&[b"i", key.as_bytes(), b""]);
+            let prefix = joined(&[b"i", &self.seg(key.as_bytes())?, b""]);
             batch.delete_range_cf(self.cf(CF_EVENTS)?, &prefix, &prefix_end(&prefix));
         }
         for (ident, seq, event_id) in &changes.event_index {
-            let key = joined(&[b"i", ident.as_bytes(), &seq.to_be_bytes()]);
-            batch.put_cf(self.cf(CF_EVENTS)?, key, event_id.as_bytes());
+            let key = joined(&[b"i", &self.seg(ident.as_bytes())?, &seq.to_be_bytes()]);
+            self.bput(&mut batch, CF_EVENTS, &key, event_id.as_bytes())?;
         }
         for entry in &changes.history {
             for id in &entry.profiles {
@@ -1204,26 +1269,27 @@ impl GraphStore for RocksStore {
             }
         }
         for subject in &changes.drop_feed_index {
-            let prefix = feed_index_prefix(subject);
+            let prefix = feed_index_prefix(&self.seg(subject.as_bytes())?);
             batch.delete_range_cf(self.cf(CF_FEED)?, &prefix, &prefix_end(&prefix));
         }
         for record in &changes.feed {
             self.batch_put(&mut batch, CF_FEED, &feed_key(record.seq), record)?;
         }
         for (subject, seq) in &changes.feed_index {
-            batch.put_cf(self.cf(CF_FEED)?, feed_index_key(subject, *seq), b"");
+            let subject = self.seg(subject.as_bytes())?;
+            batch.put_cf(self.cf(CF_FEED)?, feed_index_key(&subject, *seq), b"");
         }
         for (k, v) in &changes.activation {
             let k = joined(&[b"a", k]);
             match v {
-                Some(v) => batch.put_cf(self.cf(CF_FEED)?, k, v),
+                Some(v) => self.bput(&mut batch, CF_FEED, &k, v)?,
                 None => batch.delete_cf(self.cf(CF_FEED)?, k),
             }
         }
         for (item, present) in &changes.reviews {
             let keys = [
-                review_index_key(&item.a, item.seq),
-                review_index_key(&item.b, item.seq),
+                review_index_key(&self.seg(item.a.as_bytes())?, item.seq),
+                review_index_key(&self.seg(item.b.as_bytes())?, item.seq),
             ];
             if *present {
                 self.batch_put(&mut batch, CF_FEED, &review_key(item.seq), item)?;
@@ -1334,7 +1400,9 @@ impl GraphStore for RocksStore {
         }
         // The checkpoint's own counter (it may hold a group written during it; the
         // replica then asks for the groups after that one).
-        let seq = RocksStore::open_read_only(dir)?.counters()?.commit_seq;
+        let seq = RocksStore::open_read_only(dir, self.cipher.clone())?
+            .counters()?
+            .commit_seq;
         Ok(seq)
     }
 
@@ -1390,7 +1458,7 @@ impl RocksStore {
         for name in ALL_CFS {
             self.db.flush_cf(self.cf(name)?).map_err(engine)?;
         }
-        let ranges = touched_ranges(changes);
+        let ranges = touched_ranges(self, changes)?;
         let files = self.db.live_files().map_err(engine)?;
         // Per column family, the key ranges of the files to rewrite, merged where they
         // overlap.

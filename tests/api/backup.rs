@@ -42,7 +42,7 @@ async fn ingest_people(app: &TestApp, range: std::ops::Range<usize>) {
 
 /// Every profile id of a store, read-only (a server may be running on it).
 fn profile_ids(dir: &Path) -> Vec<ProfileId> {
-    let store = RocksStore::open_read_only(dir).expect("open the store read-only");
+    let store = RocksStore::open_read_only(dir, None).expect("open the store read-only");
     let mut out = Vec::new();
     let mut after: Option<ProfileId> = None;
     loop {

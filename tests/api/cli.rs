@@ -892,6 +892,8 @@ async fn the_cli_and_logger_variables_are_not_read_as_settings() {
             "IDGRAPH_BENCH_KEY",
             "idg_what_the_load_scripts_read".to_owned(),
         ),
+        // What `encryption.kek.env` conventionally names (unused here: encryption off).
+        ("IDGRAPH_KEK", "ab".repeat(32)),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

@@ -15,6 +15,7 @@ mod console;
 mod demo_quality;
 mod destinations;
 mod durability;
+mod encryption;
 mod erasure;
 mod errors;
 mod eval;

@@ -276,7 +276,8 @@ async fn the_request_id_is_in_the_json_log_lines_of_the_request() {
 async fn live_profile_and_identifier_gauges_match_the_store_after_every_kind_of_write() {
     let app = spawn_app().await;
     let truth = |dir: &std::path::Path| {
-        let store = idgraph::store::rocks::RocksStore::open_read_only(dir).expect("read-only");
+        let store =
+            idgraph::store::rocks::RocksStore::open_read_only(dir, None).expect("read-only");
         let (mut profiles, mut identifiers) = (0.0, 0.0);
         for (cf, k, _) in store.dump().expect("dump") {
             match cf {

@@ -102,7 +102,7 @@ impl RocksStore {
             .iterator_cf(self.cf(CF_IDENTIFIERS)?, IteratorMode::Start)
         {
             let (k, _) = item.map_err(engine)?;
-            out.push(String::from_utf8_lossy(&k).into_owned());
+            out.push(self.unseg(&k)?);
         }
         Ok(out)
     }

@@ -1,0 +1,227 @@
+//! Unit tests of the store cipher, the wrapped data key and the KEK sources.
+
+use super::*;
+use kek::parse_key;
+
+fn kek_bytes(b: u8) -> KeyBytes {
+    Zeroizing::new([b; 32])
+}
+
+fn local(b: u8) -> Kek {
+    Kek::Local {
+        key: kek_bytes(b),
+        source: "test".into(),
+    }
+}
+
+fn cipher() -> StoreCipher {
+    StoreCipher::new("id", &kek_bytes(7)).expect("cipher")
+}
+
+fn enabled_file(path: &Path) -> EncryptionSettings {
+    EncryptionSettings {
+        enabled: true,
+        kek: KekSettings {
+            file: Some(path.to_owned()),
+            ..Default::default()
+        },
+    }
+}
+
+fn write_kek(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write kek");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+    path
+}
+
+#[test]
+fn values_round_trip_with_fresh_nonces_and_bound_to_their_key() {
+    let c = cipher();
+    let a = c.seal_value(b"k1", b"alice@example.com").expect("seal");
+    let b = c.seal_value(b"k1", b"alice@example.com").expect("seal");
+    assert_ne!(a, b, "random nonces: equal values differ on disk");
+    assert_eq!(c.open_value(b"k1", &a).expect("open"), b"alice@example.com");
+    assert!(!a.windows(5).any(|w| w == b"alice"));
+    // Under another key (associated data) the value does not open.
+    assert!(matches!(
+        c.open_value(b"k2", &a),
+        Err(CryptoError::Tampered)
+    ));
+}
+
+#[test]
+fn tampered_values_and_keys_are_refused() {
+    let c = cipher();
+    let mut v = c.seal_value(b"", b"secret").expect("seal");
+    let last = v.len() - 1;
+    v[last] ^= 1;
+    assert!(matches!(c.open_value(b"", &v), Err(CryptoError::Tampered)));
+    assert!(matches!(
+        c.open_value(b"", b"short"),
+        Err(CryptoError::Tampered)
+    ));
+    let mut k = c.seal_key(b"email:a@b.c").expect("seal");
+    k[3] = if k[3] == b'A' { b'B' } else { b'A' };
+    assert!(c.open_key(&k).is_err());
+    assert!(c.open_key(b"not base64 !").is_err());
+}
+
+#[test]
+fn keys_are_deterministic_zero_free_and_open() {
+    let c = cipher();
+    let a = c.seal_key(b"email:alice@example.com").expect("seal");
+    assert_eq!(a, c.seal_key(b"email:alice@example.com").expect("seal"));
+    assert_ne!(a, c.seal_key(b"email:alice@example.org").expect("seal"));
+    assert!(!a.contains(&0));
+    assert!(!a.windows(5).any(|w| w == b"alice"));
+    assert_eq!(c.open_key(&a).expect("open"), b"email:alice@example.com");
+    // Another data key gives other ciphertexts and cannot open these.
+    let other = StoreCipher::new("id", &kek_bytes(8)).expect("cipher");
+    assert_ne!(a, other.seal_key(b"email:alice@example.com").expect("seal"));
+    assert!(other.open_key(&a).is_err());
+}
+
+#[test]
+fn a_data_key_is_created_wrapped_and_reopened_only_with_its_kek() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let good = write_kek(tmp.path(), "kek", &"ab".repeat(32));
+    let bad = write_kek(tmp.path(), "other", &"cd".repeat(32));
+    let c = store_cipher(&enabled_file(&good), &data)
+        .expect("create")
+        .expect("on");
+    let text = std::fs::read_to_string(data.join(DATA_KEY_FILE)).expect("file");
+    assert!(text.contains(c.key_id()));
+    let sealed = c.seal_key(b"phone:+441234").expect("seal");
+    let again = store_cipher(&enabled_file(&good), &data)
+        .expect("reopen")
+        .expect("on");
+    assert_eq!(again.key_id(), c.key_id());
+    assert_eq!(again.open_key(&sealed).expect("open"), b"phone:+441234");
+    let err = store_cipher(&enabled_file(&bad), &data).expect_err("wrong kek");
+    assert!(
+        err.to_string().contains("wrong key-encryption key"),
+        "{err}"
+    );
+    // Off over an encrypted directory: refused, never plaintext.
+    let err = store_cipher(&EncryptionSettings::default(), &data).expect_err("off");
+    assert!(
+        err.to_string().contains("encryption.enabled is false"),
+        "{err}"
+    );
+}
+
+#[test]
+fn rotation_rewraps_without_changing_the_data_key() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let old = write_kek(tmp.path(), "old", &"11".repeat(32));
+    let new = write_kek(tmp.path(), "new", &"22".repeat(32));
+    let c = store_cipher(&enabled_file(&old), &data)
+        .expect("create")
+        .expect("on");
+    let sealed = c.seal_key(b"email:x@y.z").expect("seal");
+    let before = std::fs::read(data.join(DATA_KEY_FILE)).expect("file");
+    let id = rewrap(
+        &Kek::load(&enabled_file(&old).kek).expect("old"),
+        &Kek::load(&enabled_file(&new).kek).expect("new"),
+        &data,
+    )
+    .expect("rewrap");
+    assert_eq!(id, c.key_id());
+    assert_ne!(
+        before,
+        std::fs::read(data.join(DATA_KEY_FILE)).expect("file")
+    );
+    let rotated = store_cipher(&enabled_file(&new), &data)
+        .expect("new kek")
+        .expect("on");
+    assert_eq!(rotated.open_key(&sealed).expect("open"), b"email:x@y.z");
+    assert!(
+        store_cipher(&enabled_file(&old), &data).is_err(),
+        "old KEK no longer opens it"
+    );
+}
+
+#[test]
+fn destroying_the_data_key_leaves_a_store_that_cannot_open() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let kek = write_kek(tmp.path(), "kek", &"33".repeat(32));
+    store_cipher(&enabled_file(&kek), &data).expect("create");
+    std::fs::write(data.join("CURRENT"), "MANIFEST-000001\n").expect("fake store");
+    assert!(destroy_data_key(&data).expect("destroy"));
+    assert!(!data.join(DATA_KEY_FILE).exists());
+    assert!(!destroy_data_key(&data).expect("again"));
+    let err = store_cipher(&enabled_file(&kek), &data).expect_err("gone");
+    assert!(err.to_string().contains("no data key"), "{err}");
+}
+
+#[test]
+fn kek_sources_are_checked() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let none = Kek::load(&KekSettings::default()).expect_err("none");
+    assert!(none.to_string().contains("encryption.kek.file"), "{none}");
+    let path = write_kek(tmp.path(), "kek", &"ab".repeat(32));
+    let both = Kek::load(&KekSettings {
+        file: Some(path.clone()),
+        env: Some("IDGRAPH_TEST_KEK_BOTH".into()),
+        aws_kms: None,
+    })
+    .expect_err("both");
+    assert!(both.to_string().contains("exactly one"), "{both}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let open = Kek::load(&KekSettings {
+            file: Some(path.clone()),
+            ..Default::default()
+        })
+        .expect_err("world-readable");
+        assert!(open.to_string().contains("owner-only"), "{open}");
+    }
+    let short = write_kek(tmp.path(), "short", "abcd");
+    let err = Kek::load(&KekSettings {
+        file: Some(short),
+        ..Default::default()
+    })
+    .expect_err("short");
+    assert!(err.to_string().contains("32-byte key"), "{err}");
+    let missing = Kek::load(&KekSettings {
+        env: Some("IDGRAPH_TEST_KEK_SURELY_UNSET".into()),
+        ..Default::default()
+    })
+    .expect_err("unset");
+    assert!(missing.to_string().contains("is not set"), "{missing}");
+    let b64 = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+    assert_eq!(*parse_key(b64.as_bytes(), "t").expect("b64"), [9u8; 32]);
+    assert_eq!(
+        *parse_key(format!("{}\n", "0a".repeat(32)).as_bytes(), "t").expect("hex"),
+        [10u8; 32]
+    );
+}
+
+#[test]
+fn kms_without_a_client_is_refused_clearly() {
+    let kek = Kek::load(&KekSettings {
+        aws_kms: Some(kek::AwsKmsSettings {
+            key_id: "alias/idgraph".into(),
+            region: "eu-west-1".into(),
+        }),
+        ..Default::default()
+    })
+    .expect("settings");
+    let err = kek.wrap_key("id", &kek_bytes(1)).expect_err("no client");
+    assert!(err.to_string().contains("aws_kms"), "{err}");
+    let local = local(1);
+    let err = local
+        .unwrap_key("aws_kms", "id", b"x")
+        .expect_err("mismatch");
+    assert!(err.to_string().contains("wrapped by `aws_kms`"), "{err}");
+}

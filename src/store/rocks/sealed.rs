@@ -1,0 +1,130 @@
+//! Encryption at rest at the store boundary (`[encryption]`, see `crypto`): the one place
+//! the embedded store turns personal key segments and values into ciphertext and back.
+//! Part of `store::rocks`.
+//!
+//! With a cipher:
+//! - every non-empty value of every column family but `meta` is sealed with a random nonce
+//!   and bound to its column family and stored key (`meta` holds counters, profile ids of
+//!   the change log, keyed hashes of the suppression list: no personal value);
+//! - key segments holding personal data (identifier keys `kind:value` wherever they are a
+//!   key, addresses of the household index, blocking keys, feed subjects) are encrypted
+//!   deterministically, so point reads and prefix scans find them; tags, profile ids,
+//!   event ids and sequence numbers stay in clear.
+//!
+//! Without a cipher every function here is the identity.
+
+use std::borrow::Cow;
+
+use super::{RocksStore, CF_META};
+use crate::store::StoreError;
+
+/// The meta key recording the data key's id (hex) of an encrypted store.
+pub(super) const MARKER: &[u8] = b"encryption";
+/// The meta key holding a sealed known value: the data key opens this store.
+const CHECK: &[u8] = b"encryption_check";
+const CHECK_VALUE: &[u8] = b"idgraph encrypted store";
+
+fn crypto_error(e: crate::crypto::CryptoError) -> StoreError {
+    StoreError::Corrupt {
+        key: "<encrypted record>".into(),
+        reason: e.to_string(),
+    }
+}
+
+fn aad(cf: &str, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(cf.len() + 1 + key.len());
+    out.extend_from_slice(cf.as_bytes());
+    out.push(0);
+    out.extend_from_slice(key);
+    out
+}
+
+impl RocksStore {
+    /// A personal key segment as stored.
+    pub(super) fn seg<'a>(&self, plain: &'a [u8]) -> Result<Cow<'a, [u8]>, StoreError> {
+        match &self.cipher {
+            None => Ok(Cow::Borrowed(plain)),
+            Some(c) => c.seal_key(plain).map(Cow::Owned).map_err(crypto_error),
+        }
+    }
+
+    /// A personal key segment read back from a stored key, as text.
+    pub(super) fn unseg(&self, stored: &[u8]) -> Result<String, StoreError> {
+        let plain = match &self.cipher {
+            None => return Ok(String::from_utf8_lossy(stored).into_owned()),
+            Some(c) => c.open_key(stored).map_err(crypto_error)?,
+        };
+        String::from_utf8(plain).map_err(|_| crypto_error(crate::crypto::CryptoError::Tampered))
+    }
+
+    /// A value as stored under `key` in `cf`.
+    pub(super) fn seal<'a>(
+        &self,
+        cf: &str,
+        key: &[u8],
+        value: &'a [u8],
+    ) -> Result<Cow<'a, [u8]>, StoreError> {
+        match &self.cipher {
+            Some(c) if cf != CF_META && !value.is_empty() => c
+                .seal_value(&aad(cf, key), value)
+                .map(Cow::Owned)
+                .map_err(crypto_error),
+            _ => Ok(Cow::Borrowed(value)),
+        }
+    }
+
+    /// A stored value of `key` in `cf`, opened.
+    pub(super) fn unseal(
+        &self,
+        cf: &str,
+        key: &[u8],
+        value: Vec<u8>,
+    ) -> Result<Vec<u8>, StoreError> {
+        match &self.cipher {
+            Some(c) if cf != CF_META && !value.is_empty() => {
+                c.open_value(&aad(cf, key), &value).map_err(|_| StoreError::Corrupt {
+                    key: format!("<{cf} record>"),
+                    reason: "does not decrypt under this store's data key (altered, or written under another key)".into(),
+                })
+            }
+            _ => Ok(value),
+        }
+    }
+
+    /// Checks, right after opening, that the store and the cipher agree: an encrypted
+    /// store is never opened without its data key, a plaintext one never with a key, and
+    /// a data key opens only the store it was made for. A `fresh` store (nothing written
+    /// yet) with a cipher is marked encrypted (unless `read_only`).
+    pub(super) fn check_encryption(&self, fresh: bool, read_only: bool) -> Result<(), StoreError> {
+        let marker = self.get_raw(CF_META, MARKER)?;
+        let refuse = |m: String| Err(StoreError::Engine(format!("encryption: {m}")));
+        let path = self.db.path().display().to_string();
+        match (&self.cipher, marker) {
+            (None, None) => Ok(()),
+            (None, Some(_)) => refuse(format!(
+                "the store in {path} is encrypted; open it with encryption.enabled = true and its key-encryption key (it is never read as plaintext)"
+            )),
+            (Some(c), Some(id)) if id == c.key_id().as_bytes() => {
+                let check = self.get_raw(CF_META, CHECK)?.unwrap_or_default();
+                match c.open_value(CHECK, &check) {
+                    Ok(v) if v == CHECK_VALUE => Ok(()),
+                    _ => refuse(format!(
+                        "the data key does not open the store in {path} (its check value does not decrypt)"
+                    )),
+                }
+            }
+            (Some(_), Some(_)) => refuse(format!(
+                "the data key ({}) is not the key of the store in {path}; put back the store's own data-key.json",
+                crate::crypto::DATA_KEY_FILE
+            )),
+            (Some(c), None) if fresh && !read_only => {
+                let check = c.seal_value(CHECK, CHECK_VALUE).map_err(crypto_error)?;
+                self.put_raw(CF_META, CHECK, &check)?;
+                self.put_raw(CF_META, MARKER, c.key_id().as_bytes())
+            }
+            (Some(_), None) => refuse(format!(
+                "the store in {path} was written without encryption; encryption.enabled = true cannot take over a plaintext store (turn it off, or import the data into a new data directory)"
+            )),
+        }
+    }
+}
