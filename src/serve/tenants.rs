@@ -252,7 +252,17 @@ impl Tenants {
         all
     }
 
+    /// Removes a deleted tenant's files: its data key first (crypto-shredding: with
+    /// encryption on, every copy of its files, backups elsewhere and old disks included,
+    /// is unreadable once the key is gone), then its directories.
     fn remove_files(&self, id: &str) -> anyhow::Result<()> {
+        let dir = tenants::tenant_dir(&self.base.storage.data_dir, id);
+        match crate::crypto::destroy_data_key(&dir) {
+            Ok(true) => tracing::info!(tenant = %id, "the tenant's data key is destroyed"),
+            Ok(false) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => anyhow::bail!("cannot destroy the tenant's data key: {e}"),
+        }
         for dir in self.dirs_of(id) {
             match std::fs::remove_dir_all(&dir) {
                 Ok(()) => {}
@@ -906,8 +916,9 @@ pub async fn resume(
 }
 
 /// `DELETE /v1/tenants/{id}` (operator): deletes the tenant with all its data: its keys
-/// stop working at once, its engine is closed, and its directory and backups are
-/// removed. A crash part-way is finished at the next start (the registry marks the
+/// stop working at once, its engine is closed, its data key is destroyed (with
+/// encryption on, every copy of its files is unreadable from then on), and its directory
+/// and backups are removed. A crash part-way is finished at the next start (the registry marks the
 /// tenant `deleting` first).
 #[utoipa::path(
     delete,

@@ -549,3 +549,146 @@ async fn destroying_the_data_key_shreds_the_store_its_copies_and_its_backups() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no data key"), "{err}");
 }
+
+/// Deleting a tenant destroys its data key: an old copy of its files and of its backup,
+/// taken before the deletion, hold no plaintext and cannot be opened or restored with the
+/// deployment's KEK.
+#[tokio::test]
+async fn deleting_a_tenant_shreds_its_data_key_so_old_copies_and_backups_stay_unreadable() {
+    let root = tempfile::tempdir().expect("tmp");
+    let kek = kek_file(root.path(), "kek", 0x33);
+    let data = root.path().join("data");
+    let backups = root.path().join("backups");
+    let mut env = enc_env(&kek);
+    env.push(("IDGRAPH_BACKUP__DIR".into(), backups.display().to_string()));
+    let mut server = ServeProcess::start_with_env(&data, &env);
+    let client = http_client();
+    let op = format!("Bearer {}", key_of("test-operator"));
+    let created: Value = client
+        .post(server.url("/v1/tenants"))
+        .header("authorization", &op)
+        .json(&json!({"id": "shred"}))
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let key = created["admin_key"]["key"]
+        .as_str()
+        .expect("key")
+        .to_owned();
+    let bearer = format!("Bearer {key}");
+    for id in ["t-1", "t-2"] {
+        let resp = client
+            .post(server.url("/v1/events"))
+            .header("authorization", &bearer)
+            .json(&person_event(id))
+            .send()
+            .await
+            .expect("ingest");
+        assert_eq!(resp.status(), 200);
+    }
+    let resp = client
+        .post(server.url("/v1/admin/backup"))
+        .header("authorization", &bearer)
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("backup");
+    assert!(resp.status().is_success(), "{:?}", resp.text().await);
+    let tenant_dir = data.join("tenants/shred");
+    assert!(
+        idgraph::crypto::data_key_path(&tenant_dir).exists(),
+        "the tenant has its own data key"
+    );
+    assert_ne!(
+        std::fs::read(idgraph::crypto::data_key_path(&tenant_dir)).expect("tenant key"),
+        std::fs::read(idgraph::crypto::data_key_path(&data)).expect("default key"),
+        "each tenant's data key is its own"
+    );
+    // Old copies of its files and its backup (what an off-site copy would hold).
+    let copy = root.path().join("copy");
+    copy_dir(&tenant_dir, &copy, &["data-key.json", "search"]);
+    let backup_copy = root.path().join("backup-copy");
+    copy_dir(&backups.join("tenants/shred"), &backup_copy, &[]);
+
+    // The key never leaves the tenant's directory: not in its backup.
+    assert!(files_named(&backup_copy, "data-key.json").is_empty());
+    // While the key exists, the backup copy restores (the key file put in place first).
+    let restored = root.path().join("restored");
+    std::fs::create_dir_all(&restored).expect("mkdir");
+    std::fs::copy(
+        idgraph::crypto::data_key_path(&tenant_dir),
+        idgraph::crypto::data_key_path(&restored),
+    )
+    .expect("key");
+    let out = idgraph_command()
+        .args(["restore", "--from"])
+        .arg(&backup_copy)
+        .arg("--data-dir")
+        .arg(&restored)
+        .envs(enc_env(&kek))
+        .output()
+        .expect("restore");
+    assert_succeeded(&out, "restoring the tenant's backup while its key exists");
+    idgraph::crypto::destroy_data_key(&restored).expect("destroy the restored copy's key");
+
+    let resp = client
+        .delete(server.url("/v1/tenants/shred"))
+        .header("authorization", &op)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(resp.status(), 200);
+    assert!(!tenant_dir.exists() && !backups.join("tenants/shred").exists());
+    // No data key of the tenant is left anywhere under the deployment's directories.
+    let left: Vec<PathBuf> = files_named(&data, "data-key.json")
+        .into_iter()
+        .chain(files_named(&backups, "data-key.json"))
+        .collect();
+    assert_eq!(
+        left,
+        vec![idgraph::crypto::data_key_path(&data)],
+        "only the default tenant's key"
+    );
+    server.terminate();
+
+    for dir in [&copy, &backup_copy] {
+        let hits = files_holding(dir, &needles());
+        assert!(hits.is_empty(), "plaintext in {}: {hits:?}", dir.display());
+    }
+    let err = refused_start(&copy, &borrowed(&enc_env(&kek)));
+    assert!(err.contains("no data key"), "{err}");
+    let again = root.path().join("again");
+    let out = idgraph_command()
+        .args(["restore", "--from"])
+        .arg(&backup_copy)
+        .arg("--data-dir")
+        .arg(&again)
+        .envs(enc_env(&kek))
+        .output()
+        .expect("restore");
+    assert!(
+        !out.status.success(),
+        "a shredded tenant's backup must not restore"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no data key"));
+}
+
+/// Every file named `name` under `root`.
+fn files_named(root: &Path, name: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if entry.file_name() == std::ffi::OsStr::new(name) {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
