@@ -610,11 +610,25 @@ fn tenant_not_found() -> ApiError {
     ApiError::not_found("tenant not found")
 }
 
-fn saved(registry: &Registry) -> Result<()> {
-    registry.save().map_err(|e| {
-        tracing::error!(error = %e, "cannot save the tenant registry");
-        ApiError::unavailable("the tenant registry cannot be written; nothing was changed")
-    })
+/// Puts `record` in the registry as tenant `id` (removes `id` when `None`) and saves it;
+/// when the save fails the registry is put back as it was, so it never disagrees with
+/// its file, and the answer says nothing was changed.
+fn commit(registry: &mut Registry, id: &str, record: Option<TenantRecord>) -> Result<()> {
+    let before = match record {
+        Some(r) => registry.records.insert(id.to_owned(), r),
+        None => registry.records.remove(id),
+    };
+    let Err(e) = registry.save() else {
+        return Ok(());
+    };
+    match before {
+        Some(b) => registry.records.insert(id.to_owned(), b),
+        None => registry.records.remove(id),
+    };
+    tracing::error!(error = %e, "cannot save the tenant registry");
+    Err(ApiError::unavailable(
+        "the tenant registry cannot be written; nothing was changed",
+    ))
 }
 
 /// `GET /v1/tenants` (operator): every tenant with its status, quotas and usage (the
@@ -759,10 +773,15 @@ pub async fn create(
             return Err(invalid("settings", e));
         }
     };
-    registry.records.insert(id.clone(), record.clone());
-    if let Err(e) = saved(&registry) {
-        registry.records.remove(&id);
-        drop(tenant);
+    if let Err(e) = commit(&mut registry, &id, Some(record.clone())) {
+        // Nothing of a tenant that could not be registered stays behind.
+        let t = tenants.clone();
+        let gone = id.clone();
+        let _ = web::block(move || {
+            drop(tenant);
+            t.remove_files(&gone)
+        })
+        .await;
         return Err(e);
     }
     let engine = tenant.engine.clone();
@@ -807,21 +826,13 @@ pub async fn update(
     checked_id(&id)?;
     let mut registry = tenants.registry.lock().await;
     let engine = tenants.engine_of(&id).ok_or_else(tenant_not_found)?;
-    let before = registry.records.get(&id).cloned();
-    let mut record = match &before {
+    let mut record = match registry.records.get(&id) {
         Some(r) => r.clone(),
         None if id == DEFAULT_TENANT => Tenants::default_record(),
         None => return Err(tenant_not_found()),
     };
     record.quotas = body.into_inner().quotas;
-    registry.records.insert(id.clone(), record.clone());
-    if let Err(e) = saved(&registry) {
-        match before {
-            Some(b) => registry.records.insert(id, b),
-            None => registry.records.remove(&id),
-        };
-        return Err(e);
-    }
+    commit(&mut registry, &id, Some(record.clone()))?;
     engine.usage().set_quotas(record.quotas);
     let t = tenants.clone();
     let view = web::block(move || t.view(&record, Some(&engine))).await?;
@@ -852,11 +863,7 @@ async fn set_status(
     } else {
         record.status = status;
     }
-    registry.records.insert(id.to_owned(), record.clone());
-    if let Err(e) = saved(&registry) {
-        registry.records.insert(id.to_owned(), before);
-        return Err(e);
-    }
+    commit(&mut registry, id, Some(record.clone()))?;
     tenants.set_status(id, &record.status);
     tracing::info!(tenant = %id, suspended = matches!(record.status, Status::Suspended { .. }), "tenant status changed");
     let engine = tenants.engine_of(id);
@@ -942,13 +949,9 @@ pub async fn delete(
     let Some(before) = registry.records.get(&id).cloned() else {
         return Err(tenant_not_found());
     };
-    let mut record = before.clone();
+    let mut record = before;
     record.status = Status::Deleting;
-    registry.records.insert(id.clone(), record);
-    if let Err(e) = saved(&registry) {
-        registry.records.insert(id.clone(), before);
-        return Err(e);
-    }
+    commit(&mut registry, &id, Some(record))?;
     // Its keys stop working first, so no new request reaches the engine.
     let keys = tenants.default_gov.keys.remove_tenant(&id);
     let tenant = tenants.open.write().ok().and_then(|mut o| o.remove(&id));
@@ -983,8 +986,7 @@ pub async fn delete(
         tracing::error!(tenant = %id, error = %e, "cannot remove a deleted tenant's files; a restart retries");
         ApiError::unavailable("the tenant's files could not all be removed; a restart finishes the deletion")
     })?;
-    registry.records.remove(&id);
-    saved(&registry)?;
+    commit(&mut registry, &id, None)?;
     tracing::info!(tenant = %id, keys, bytes, "tenant deleted with its data");
     Ok(HttpResponse::Ok()
         .json(json!({ "deleted": id, "keys_removed": keys, "bytes_removed": bytes })))
@@ -1050,12 +1052,7 @@ pub async fn create_key(
         .cloned()
         .unwrap_or_else(Tenants::default_record);
     record.keys.push(settings);
-    let before = registry.records.insert(id.clone(), record);
-    if let Err(e) = saved(&registry) {
-        match before {
-            Some(b) => registry.records.insert(id.clone(), b),
-            None => registry.records.remove(&id),
-        };
+    if let Err(e) = commit(&mut registry, &id, Some(record)) {
         tenants.default_gov.keys.remove(&id, &body.name);
         return Err(e);
     }
@@ -1094,11 +1091,7 @@ pub async fn delete_key(
     if record.keys.len() == before.keys.len() {
         return Err(ApiError::not_found("key not found").with_field("name"));
     }
-    registry.records.insert(id.clone(), record);
-    if let Err(e) = saved(&registry) {
-        registry.records.insert(id.clone(), before);
-        return Err(e);
-    }
+    commit(&mut registry, &id, Some(record))?;
     tenants.default_gov.keys.remove(&id, &name);
     Ok(HttpResponse::NoContent().finish())
 }
