@@ -252,28 +252,25 @@ impl<P: Perm> Auth<P> {
         key: Option<&str>,
     ) -> Result<Self, ApiError> {
         let mut note = AuditNote::default();
+        let result = gov.keys.authorize(key, P::PERMISSION);
+        note.caller = match &result {
+            Ok(caller) => Some(caller.clone()),
+            Err(_) => gov.keys.identify(key),
+        };
         // A key of a suspended tenant is refused whatever it asks, naming the suspension.
-        let tenants = req.app_data::<web::Data<super::tenants::Tenants>>();
-        let suspension = gov
-            .keys
-            .identify(key)
-            .and_then(|c| c.tenant.clone().map(|t| (c, t)))
-            .and_then(|(c, t)| tenants.and_then(|ts| ts.suspension(&t)).map(|s| (c, t, s)));
-        if let Some((caller, tenant, (since, reason))) = suspension {
-            note.caller = Some(caller);
-            req.extensions_mut().insert(note);
+        let suspension = note.caller.as_ref().and_then(|c| {
+            let tenant = c.tenant.as_deref()?;
+            let tenants = req.app_data::<web::Data<super::tenants::Tenants>>()?;
+            tenants.suspension(tenant).map(|s| (tenant.to_owned(), s))
+        });
+        req.extensions_mut().insert(note.clone());
+        if let Some((tenant, (since, reason))) = suspension {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "tenant_suspended",
                 format!("tenant {tenant:?} is suspended (since {since}: {reason}); its keys are refused until the operator resumes it"),
             ));
         }
-        let result = gov.keys.authorize(key, P::PERMISSION);
-        note.caller = match &result {
-            Ok(caller) => Some(caller.clone()),
-            Err(_) => gov.keys.identify(key),
-        };
-        req.extensions_mut().insert(note.clone());
         match result {
             Ok(caller) => {
                 // The request is served from its key's tenant (`serve::tenants::route`);

@@ -89,8 +89,9 @@ impl Tenants {
         default_gov: Arc<Governance>,
         read_only: bool,
     ) -> anyhow::Result<Tenants> {
-        let mut registry =
+        let registry =
             Registry::open(&base.storage.data_dir).map_err(|e| anyhow::anyhow!("tenants: {e}"))?;
+        let records: Vec<TenantRecord> = registry.records.values().cloned().collect();
         let unsupported = if read_only {
             Some("a read replica serves the default tenant only".to_owned())
         } else if base.graph.store != GraphBackend::Embedded {
@@ -102,20 +103,14 @@ impl Tenants {
             base: base.clone(),
             default_engine,
             default_gov,
-            registry: tokio::sync::Mutex::new(
-                Registry::open(&base.storage.data_dir)
-                    .map_err(|e| anyhow::anyhow!("tenants: {e}"))?,
-            ),
+            registry: tokio::sync::Mutex::new(registry),
             open: RwLock::new(HashMap::new()),
             suspended: RwLock::new(HashMap::new()),
             unsupported,
         };
-        let ids: Vec<String> = registry.records.keys().cloned().collect();
         let mut changed = false;
-        for id in ids {
-            let Some(record) = registry.records.get(&id).cloned() else {
-                continue;
-            };
+        for record in records {
+            let id = record.id.clone();
             if id == DEFAULT_TENANT {
                 tenants.default_engine.usage().set_quotas(record.quotas);
                 tenants.add_keys(&record)?;
@@ -130,7 +125,7 @@ impl Tenants {
             if record.status == Status::Deleting {
                 tracing::info!(tenant = %id, "finishing the deletion of a tenant");
                 tenants.remove_files(&id)?;
-                registry.records.remove(&id);
+                tenants.registry.get_mut().records.remove(&id);
                 changed = true;
                 continue;
             }
@@ -140,11 +135,12 @@ impl Tenants {
             tenants.install(&record, tenant)?;
         }
         if changed {
-            registry
+            tenants
+                .registry
+                .get_mut()
                 .save()
                 .map_err(|e| anyhow::anyhow!("tenants: {e}"))?;
         }
-        *tenants.registry.get_mut() = registry;
         Ok(tenants)
     }
 
@@ -216,6 +212,10 @@ impl Tenants {
 
     /// The open tenant (not the default) whose key `key` is.
     fn of_key(&self, key: Option<&str>) -> Option<Arc<Tenant>> {
+        // A single-tenant deployment pays nothing for tenants.
+        if self.open.read().ok()?.is_empty() {
+            return None;
+        }
         let caller = self.default_gov.keys.identify(key)?;
         let tenant = caller.tenant?;
         if tenant == DEFAULT_TENANT {
@@ -303,87 +303,71 @@ impl Tenants {
     /// `/metrics` lines: each tenant's usage and quotas.
     pub fn metrics(&self) -> String {
         let now = now_ms();
-        let rows: Vec<(
-            String,
-            crate::tenants::usage::UsageCounts,
-            u64,
-            u64,
-            Quotas,
-            bool,
-        )> = self
+        let rows: Vec<Arc<UsageRow>> = self
             .engines()
             .into_iter()
             .map(|(id, e)| {
-                let profiles = e.store().counters().map(|c| c.profiles).unwrap_or(0);
-                let suspended = self.suspension(&id).is_some();
-                (
+                Arc::new(UsageRow {
+                    counts: e.usage().counts(now),
+                    profiles: e.store().counters().map(|c| c.profiles).unwrap_or(0),
+                    storage_bytes: e.usage().storage_bytes(),
+                    quotas: e.usage().quotas(),
+                    suspended: self.suspension(&id).is_some(),
                     id,
-                    e.usage().counts(now),
-                    profiles,
-                    e.usage().storage_bytes(),
-                    e.usage().quotas(),
-                    suspended,
-                )
+                })
             })
             .collect();
-        let mut out = String::new();
-        let families: [(&str, &str, &str); 6] = [
+        let families: [super::metrics::Family<UsageRow>; 6] = [
             (
                 "idgraph_tenant_events_total",
                 "counter",
                 "Events the tenant's ingest accepted.",
+                |r| r.counts.events_total.to_string(),
             ),
             (
                 "idgraph_tenant_events_today",
                 "gauge",
                 "Events accepted today (UTC), the figure the events_per_day quota limits.",
+                |r| r.counts.events_today.to_string(),
             ),
             (
                 "idgraph_tenant_requests_total",
                 "counter",
                 "Authorized /v1 requests of the tenant's keys.",
+                |r| r.counts.requests_total.to_string(),
             ),
             (
                 "idgraph_tenant_profiles",
                 "gauge",
                 "Live profiles of the tenant.",
+                |r| r.profiles.to_string(),
             ),
             (
                 "idgraph_tenant_storage_bytes",
                 "gauge",
                 "Bytes of the tenant's files (measured every minute).",
+                |r| r.storage_bytes.to_string(),
             ),
             (
                 "idgraph_tenant_suspended",
                 "gauge",
                 "1 while the tenant is suspended.",
+                |r| u8::from(r.suspended).to_string(),
             ),
         ];
-        for (i, (name, kind, help)) in families.iter().enumerate() {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
-            for (id, c, profiles, bytes, _, suspended) in &rows {
-                let v = match i {
-                    0 => c.events_total,
-                    1 => c.events_today,
-                    2 => c.requests_total,
-                    3 => *profiles,
-                    4 => *bytes,
-                    _ => u64::from(*suspended),
-                };
-                out.push_str(&format!("{name}{{tenant=\"{id}\"}} {v}\n"));
-            }
-        }
+        let mut out = super::metrics::per_item(&families, "tenant", &rows, |r| &r.id);
         out.push_str("# HELP idgraph_tenant_quota A tenant's quota (absent: no limit).\n# TYPE idgraph_tenant_quota gauge\n");
-        for (id, _, _, _, q, _) in &rows {
-            if let Some(v) = q.events_per_day {
-                out.push_str(&format!(
-                    "idgraph_tenant_quota{{tenant=\"{id}\",quota=\"events_per_day\"}} {v}\n"
-                ));
-            }
-            if let Some(v) = q.profiles {
-                out.push_str(&format!(
-                    "idgraph_tenant_quota{{tenant=\"{id}\",quota=\"profiles\"}} {v}\n"
-                ));
+        for r in &rows {
+            for (quota, limit) in [
+                ("events_per_day", r.quotas.events_per_day),
+                ("profiles", r.quotas.profiles),
+            ] {
+                if let Some(v) = limit {
+                    out.push_str(&format!(
+                        "idgraph_tenant_quota{{tenant=\"{}\",quota=\"{quota}\"}} {v}\n",
+                        r.id
+                    ));
+                }
             }
         }
         out
@@ -399,12 +383,15 @@ impl Tenants {
             }
             Status::Deleting => ("deleting", None, None),
         };
-        let usage = engine.map(|e| UsageView {
-            events_today: e.usage().counts(now).events_today,
-            events_total: e.usage().counts(now).events_total,
-            requests_total: e.usage().counts(now).requests_total,
-            profiles: e.store().counters().map(|c| c.profiles).unwrap_or(0),
-            storage_bytes: e.usage().storage_bytes(),
+        let usage = engine.map(|e| {
+            let c = e.usage().counts(now);
+            UsageView {
+                events_today: c.events_today,
+                events_total: c.events_total,
+                requests_total: c.requests_total,
+                profiles: e.store().counters().map(|c| c.profiles).unwrap_or(0),
+                storage_bytes: e.usage().storage_bytes(),
+            }
         });
         TenantView {
             id: record.id.clone(),
@@ -446,6 +433,16 @@ impl Tenants {
             keys: Vec::new(),
         }
     }
+}
+
+/// One tenant's line of the usage metrics.
+struct UsageRow {
+    id: String,
+    counts: crate::tenants::usage::UsageCounts,
+    profiles: u64,
+    storage_bytes: u64,
+    quotas: Quotas,
+    suspended: bool,
 }
 
 /// Saves every tenant's usage every 2 s while it changes, and measures each tenant's
@@ -974,10 +971,7 @@ pub async fn delete(
         let bytes: u64 = t
             .dirs_of(&gone)
             .iter()
-            .map(|d| {
-                let u = crate::tenants::usage::Usage::open(d);
-                u.measure_storage(d, None)
-            })
+            .map(|d| crate::tenants::usage::dir_bytes(d, None))
             .sum();
         t.remove_files(&gone).map(|()| bytes)
     })

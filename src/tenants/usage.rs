@@ -196,7 +196,8 @@ impl Usage {
     }
 }
 
-fn dir_bytes(dir: &Path, skip: Option<&Path>) -> u64 {
+/// Bytes of the files under `dir`, leaving out `skip`.
+pub fn dir_bytes(dir: &Path, skip: Option<&Path>) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };

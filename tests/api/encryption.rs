@@ -80,33 +80,6 @@ pub fn encrypted_store(dir: &Path) -> RocksStore {
         .expect("open the encrypted store")
 }
 
-/// Every file under `root` (recursively) holding one of `needles` as bytes: (file, needle).
-fn files_holding(root: &Path, needles: &[&str]) -> Vec<(PathBuf, String)> {
-    let mut hits = Vec::new();
-    let mut stack = vec![root.to_owned()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            let Ok(bytes) = std::fs::read(&path) else {
-                continue;
-            };
-            for n in needles {
-                if bytes.windows(n.len()).any(|w| w == n.as_bytes()) {
-                    hits.push((path.clone(), (*n).to_owned()));
-                }
-            }
-        }
-    }
-    hits
-}
-
 /// Every hit outside `<data_dir>/search` (the search index holds words by design).
 fn outside_search(data_dir: &Path, hits: Vec<(PathBuf, String)>) -> Vec<(PathBuf, String)> {
     let search = data_dir.join("search");

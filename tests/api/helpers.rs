@@ -611,3 +611,33 @@ pub async fn metrics_text(c: &reqwest::Client, base: &str) -> String {
         .await
         .unwrap_or_default()
 }
+
+/// Every file under `root` (recursively) holding one of `needles` as bytes: (file, needle).
+pub fn files_holding(
+    root: &std::path::Path,
+    needles: &[&str],
+) -> Vec<(std::path::PathBuf, String)> {
+    let mut hits = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            for n in needles {
+                if bytes.windows(n.len()).any(|w| w == n.as_bytes()) {
+                    hits.push((path.clone(), (*n).to_owned()));
+                }
+            }
+        }
+    }
+    hits
+}
