@@ -94,13 +94,33 @@ pub fn test_keys_env() -> (String, String) {
 
 /// Starts the server with default settings changed by `modify`. The test keys are
 /// configured and the app's client sends the admin key.
-/// Every engine a test server opened, kept to the end of the process. A test's server
-/// stops after the test returns, on its own worker threads; were the last reference to its
+/// Every engine a test server opened whose server may still run. A test's server stops
+/// after the test returns, on its own worker threads; were the last reference to its
 /// engine dropped there while the harness already exits, RocksDB would close the store
 /// after its static state is gone and abort the whole test binary ("pthread lock: Invalid
 /// argument", seen about once in five runs). Kept here, no store is closed at exit (a
-/// static is never dropped), and each test's data directory still goes with its `TestApp`.
+/// static is never dropped). An engine only this list still holds (its test and server
+/// are gone) is closed by the next [`spawn_app_with`], on a live test thread: until it is,
+/// its files, already unlinked with the test's data directory, keep their disk space
+/// (RocksDB preallocates tens of MB per store), and a run of hundreds of tests that never
+/// closed one filled a CI machine's disk.
 static ENGINES: std::sync::Mutex<Vec<Arc<Engine>>> = std::sync::Mutex::new(Vec::new());
+
+/// Keeps `engine` open to the end of the process unless its server stops first; closes
+/// the engines whose tests and servers are gone.
+fn keep_engine(engine: Arc<Engine>) {
+    let finished: Vec<Arc<Engine>> = {
+        let mut engines = ENGINES.lock().unwrap_or_else(|e| e.into_inner());
+        let (running, finished) = std::mem::take(&mut *engines)
+            .into_iter()
+            .partition(|e| Arc::strong_count(e) > 1);
+        *engines = running;
+        engines.push(engine);
+        finished
+    };
+    // Closed here, outside the lock (a close waits for the store's background work).
+    drop(finished);
+}
 
 pub async fn spawn_app_with(modify: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = tempfile::tempdir().expect("cannot create a temporary data directory");
@@ -112,10 +132,7 @@ pub async fn spawn_app_with(modify: impl FnOnce(&mut Settings)) -> TestApp {
     settings.server.workers = 2;
     modify(&mut settings);
     let engine = Arc::new(Engine::open(settings).expect("cannot open the engine"));
-    ENGINES
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(engine.clone());
+    keep_engine(engine.clone());
     let app = Application::with_engine(engine.clone(), "127.0.0.1:0")
         .expect("cannot build the application");
     let port = app.port();
