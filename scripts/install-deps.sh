@@ -5,7 +5,8 @@
 # into the binary, and playwright-core for the browser tests) and Debian's chromium (the
 # browser tests drive it), Maven with a JDK for the Neo4j and Gremlin test servers, and
 # OpenSSL's headers (the gremlin-client crate's TLS is native-tls; librdkafka's TLS), cmake
-# (librdkafka's build) and Maven with a JDK for the Kafka test broker too.
+# (librdkafka's build) and Maven with a JDK for the Kafka test broker too, and Go for the
+# AWS KMS test server (scripts/local-kms.sh).
 # Idempotent: installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,6 +42,8 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # openssl-sys (under gremlin-client's native-tls) links OpenSSL, found by pkg-config.
 [ -f /usr/include/openssl/ssl.h ] || need+=(libssl-dev)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+# scripts/local-kms.sh builds the KMS test server (local-kms, from the Go module proxy).
+command -v go >/dev/null 2>&1 || need+=(golang-go)
 
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""

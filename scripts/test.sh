@@ -20,6 +20,8 @@ cd "$(dirname "$0")/.."
 ./scripts/kafka.sh install
 # The official Segment (Node, Python) and RudderStack (Node) SDKs the Segment API tests use.
 ./scripts/segment-sdks.sh
+# local-kms (the AWS KMS API; Go module proxy) for the KMS key-encryption-key test.
+./scripts/local-kms.sh install
 # Schemathesis (PyPI, in a virtualenv) for the OpenAPI conformance test.
 ./scripts/schemathesis.sh install
 

@@ -274,11 +274,22 @@ pub enum KeysAction {
     /// point `[encryption.kek]` at the new one. Safe while a server runs.
     RotateKek {
         /// The new KEK's file (32 bytes: raw, hex or base64; owner-only).
-        #[arg(long, conflicts_with = "new_env")]
+        #[arg(long, conflicts_with_all = ["new_env", "new_aws_kms_key_id"])]
         new_file: Option<PathBuf>,
         /// The environment variable holding the new KEK (hex or base64).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "new_aws_kms_key_id")]
         new_env: Option<String>,
+        /// The new KEK is this AWS KMS key (id, ARN or alias of a symmetric key); with
+        /// --new-aws-kms-region.
+        #[arg(long, requires = "new_aws_kms_region")]
+        new_aws_kms_key_id: Option<String>,
+        /// The region of --new-aws-kms-key-id.
+        #[arg(long, requires = "new_aws_kms_key_id")]
+        new_aws_kms_region: Option<String>,
+        /// Another KMS endpoint than the region's (a VPC endpoint, or a KMS-compatible
+        /// server on this machine).
+        #[arg(long, requires = "new_aws_kms_key_id")]
+        new_aws_kms_endpoint: Option<String>,
         /// Data directory [default: storage.data_dir of --config or
         /// IDGRAPH_STORAGE__DATA_DIR, else ./idgraph-data]
         #[arg(long)]
@@ -656,6 +667,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 KeysAction::RotateKek {
                     new_file,
                     new_env,
+                    new_aws_kms_key_id,
+                    new_aws_kms_region,
+                    new_aws_kms_endpoint,
                     data_dir,
                 },
         } => {
@@ -663,7 +677,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let new = crate::crypto::KekSettings {
                 file: new_file,
                 env: new_env,
-                aws_kms: None,
+                aws_kms: new_aws_kms_key_id.map(|key_id| crate::crypto::kek::AwsKmsSettings {
+                    key_id,
+                    region: new_aws_kms_region.unwrap_or_default(),
+                    endpoint: new_aws_kms_endpoint,
+                }),
             };
             for (dir, key_id) in crate::crypto::rotate(&s, &new)? {
                 crate::outln!("re-wrapped data key {key_id} of {}", dir.display());

@@ -43,14 +43,18 @@ pub struct AwsKmsSettings {
     pub key_id: String,
     /// Its region, e.g. `eu-west-1`.
     pub region: String,
+    /// Another endpoint than the region's public one: a VPC endpoint (`https://...`) or a
+    /// KMS-compatible server on this machine (`http://127.0.0.1:...`; plain HTTP is
+    /// refused for any other host, the data key would cross the network readable).
+    pub endpoint: Option<String>,
 }
 
 /// A loaded key-encryption key.
 pub enum Kek {
     /// 32 bytes from a file or the environment; `source` names the setting.
     Local { key: KeyBytes, source: String },
-    /// A key of AWS KMS.
-    AwsKms(AwsKmsSettings),
+    /// A key of AWS KMS, with its client.
+    AwsKms(std::sync::Arc<super::kms::KmsClient>),
 }
 
 impl std::fmt::Debug for Kek {
@@ -163,7 +167,10 @@ impl Kek {
                         "encryption.kek.aws_kms needs key_id and region".into(),
                     ));
                 }
-                Ok(Kek::AwsKms(kms.clone()))
+                if let Some(endpoint) = &kms.endpoint {
+                    check_endpoint(endpoint)?;
+                }
+                Ok(Kek::AwsKms(super::kms::KmsClient::for_settings(kms)?))
             }
             None => Err(CryptoError::Config(
                 "encryption.kek: no key-encryption key".into(),
@@ -175,7 +182,7 @@ impl Kek {
     pub fn describe(&self) -> String {
         match self {
             Kek::Local { source, .. } => source.clone(),
-            Kek::AwsKms(kms) => format!("encryption.kek.aws_kms {}", kms.key_id),
+            Kek::AwsKms(kms) => format!("encryption.kek.aws_kms {}", kms.settings().key_id),
         }
     }
 
@@ -187,7 +194,7 @@ impl Kek {
     ) -> Result<(&'static str, Vec<u8>), CryptoError> {
         match self {
             Kek::Local { key: kek, .. } => Ok(("local", super::wrap_local(kek, key_id, key)?)),
-            Kek::AwsKms(kms) => Err(no_kms_client(kms)),
+            Kek::AwsKms(kms) => Ok(("aws_kms", kms.encrypt(key_id, key)?)),
         }
     }
 
@@ -200,7 +207,7 @@ impl Kek {
     ) -> Result<KeyBytes, CryptoError> {
         match (self, wrapped_by) {
             (Kek::Local { key: kek, .. }, "local") => super::unwrap_local(kek, key_id, wrapped),
-            (Kek::AwsKms(kms), "aws_kms") => Err(no_kms_client(kms)),
+            (Kek::AwsKms(kms), "aws_kms") => kms.decrypt(key_id, wrapped),
             (_, other) => Err(CryptoError::Config(format!(
                 "the data key was wrapped by `{other}`, but the configured key-encryption key is {}; configure the key that wrapped it",
                 self.describe()
@@ -209,11 +216,26 @@ impl Kek {
     }
 }
 
-/// AWS KMS is configured, but this build carries no KMS client: a clear refusal rather
-/// than a store left unencrypted.
-fn no_kms_client(kms: &AwsKmsSettings) -> CryptoError {
-    CryptoError::Config(format!(
-        "encryption.kek.aws_kms (key {}, region {}): this build has no AWS KMS client; use encryption.kek.file or encryption.kek.env",
-        kms.key_id, kms.region
-    ))
+/// `encryption.kek.aws_kms.endpoint`: an http(s) URL; plain HTTP to this machine only.
+fn check_endpoint(endpoint: &str) -> Result<(), CryptoError> {
+    let bad = |why: &str| {
+        CryptoError::Config(format!(
+            "encryption.kek.aws_kms.endpoint {endpoint:?}: {why}"
+        ))
+    };
+    let url = url::Url::parse(endpoint).map_err(|e| bad(&format!("not a URL ({e})")))?;
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => return Err(bad("no host")),
+    };
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => Err(bad(
+            "plain HTTP to another machine would send the data key readable; use https",
+        )),
+        other => Err(bad(&format!("scheme {other} is not http or https"))),
+    }
 }

@@ -68,7 +68,13 @@ fn tampered_values_and_keys_are_refused() {
     let mut k = c.seal_key(b"email:a@b.c").expect("seal");
     k[3] = if k[3] == b'A' { b'B' } else { b'A' };
     assert!(c.open_key(&k).is_err());
-    assert!(c.open_key(b"not base64 !").is_err());
+    for bad in [
+        &b"short"[..],
+        b"with\0zero and more than sixteen bytes",
+        b"bad escape \x01\x07 and more",
+    ] {
+        assert!(matches!(c.open_key(bad), Err(CryptoError::Tampered)));
+    }
 }
 
 #[test]
@@ -78,6 +84,20 @@ fn keys_are_deterministic_zero_free_and_open() {
     assert_eq!(a, c.seal_key(b"email:alice@example.com").expect("seal"));
     assert_ne!(a, c.seal_key(b"email:alice@example.org").expect("seal"));
     assert!(!a.contains(&0));
+    assert!(
+        a.len() <= b"email:alice@example.com".len() + 16 + 2,
+        "the tag and few escapes: {} bytes",
+        a.len()
+    );
+    // Every byte value survives the escaping, and none leaves a `\0` behind.
+    let every: Vec<u8> = (0..=255u8).chain([0, 1, 0, 0, 1, 1]).collect();
+    let sealed = c.seal_key(&every).expect("seal");
+    assert!(!sealed.contains(&0));
+    assert_eq!(c.open_key(&sealed).expect("open"), every);
+    assert_eq!(
+        super::unescape_zeros(&super::escape_zeros(&every)),
+        Some(every)
+    );
     assert!(!a.windows(5).any(|w| w == b"alice"));
     assert_eq!(c.open_key(&a).expect("open"), b"email:alice@example.com");
     // Another data key gives other ciphertexts and cannot open these.
@@ -208,19 +228,53 @@ fn kek_sources_are_checked() {
 }
 
 #[test]
-fn kms_without_a_client_is_refused_clearly() {
-    let kek = Kek::load(&KekSettings {
+fn kms_endpoints_must_be_https_unless_on_this_machine() {
+    let load = |endpoint: &str| {
+        Kek::load(&KekSettings {
+            aws_kms: Some(kek::AwsKmsSettings {
+                key_id: "alias/idgraph".into(),
+                region: "eu-west-1".into(),
+                endpoint: Some(endpoint.into()),
+            }),
+            ..Default::default()
+        })
+    };
+    for (endpoint, why) in [
+        ("http://kms.example.com", "plain HTTP to another machine"),
+        ("http://10.0.0.7:4000", "plain HTTP to another machine"),
+        ("ftp://127.0.0.1", "scheme ftp"),
+        ("not a url", "not a URL"),
+    ] {
+        let err = load(endpoint).expect_err(endpoint);
+        assert!(
+            err.to_string().contains(why) && err.to_string().contains("endpoint"),
+            "{endpoint}: {err}"
+        );
+    }
+    for endpoint in [
+        "https://vpce-1.kms.eu-west-1.vpce.amazonaws.com",
+        "http://127.0.0.1:4599",
+        "http://localhost:4599",
+        "http://[::1]:4599",
+    ] {
+        let kek = load(endpoint).unwrap_or_else(|e| panic!("{endpoint}: {e}"));
+        assert_eq!(kek.describe(), "encryption.kek.aws_kms alias/idgraph");
+    }
+    let missing = Kek::load(&KekSettings {
         aws_kms: Some(kek::AwsKmsSettings {
-            key_id: "alias/idgraph".into(),
+            key_id: " ".into(),
             region: "eu-west-1".into(),
+            endpoint: None,
         }),
         ..Default::default()
     })
-    .expect("settings");
-    let err = kek.wrap_key("id", &kek_bytes(1)).expect_err("no client");
-    assert!(err.to_string().contains("aws_kms"), "{err}");
-    let local = local(1);
-    let err = local
+    .expect_err("no key id");
+    assert!(
+        missing.to_string().contains("key_id and region"),
+        "{missing}"
+    );
+    // A key file wrapped by KMS is not opened by a local KEK: the message names both.
+    let err = local(1)
         .unwrap_key("aws_kms", "id", b"x")
         .expect_err("mismatch");
     assert!(err.to_string().contains("wrapped by `aws_kms`"), "{err}");

@@ -18,7 +18,7 @@ use idgraph::store::rocks::RocksStore;
 use crate::helpers::*;
 
 /// Personal values of the test person, as they are stored after normalization.
-const EMAIL: &str = "zebulon.quixoteson@example.org";
+pub const EMAIL: &str = "zebulon.quixoteson@example.org";
 const PHONE: &str = "+14155550187";
 const FIRST: &str = "Zebulon";
 const LAST: &str = "Quixoteson";
@@ -26,7 +26,7 @@ const STREET: &str = "17 Aardvarkstrasse";
 const CITY: &str = "Wolkenkuckucksheim";
 const PAYLOAD: &str = "loyalty-card-XK42Q9VV";
 
-fn person_event(id: &str) -> Value {
+pub fn person_event(id: &str) -> Value {
     json!({
         "event_id": id,
         "source": "crm",
@@ -42,12 +42,12 @@ fn person_event(id: &str) -> Value {
 }
 
 /// The values no store file may hold in plaintext.
-fn needles() -> Vec<&'static str> {
+pub fn needles() -> Vec<&'static str> {
     vec![EMAIL, PHONE, "crm-Q7Z3X9W1", LAST, STREET, CITY, PAYLOAD]
 }
 
 /// An owner-only KEK file of 32 bytes as hex in `dir`.
-fn kek_file(dir: &Path, name: &str, byte: u8) -> PathBuf {
+pub fn kek_file(dir: &Path, name: &str, byte: u8) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, format!("{byte:02x}").repeat(32)).expect("write the KEK");
     #[cfg(unix)]
@@ -106,7 +106,7 @@ fn copy_dir(from: &Path, to: &Path, skip: &[&str]) {
 
 /// `idgraph serve` that must not start: waits for its exit (at most a minute), asserts
 /// it failed, returns its stderr.
-fn refused_start(data_dir: &Path, env: &[(&str, String)]) -> String {
+pub fn refused_start(data_dir: &Path, env: &[(&str, String)]) -> String {
     use std::io::Read;
     let mut child = idgraph_command()
         .args(["serve", "--data-dir"])
@@ -142,7 +142,7 @@ fn refused_start(data_dir: &Path, env: &[(&str, String)]) -> String {
     stderr
 }
 
-fn enc_env(kek: &Path) -> Vec<(String, String)> {
+pub fn enc_env(kek: &Path) -> Vec<(String, String)> {
     vec![
         ("IDGRAPH_ENCRYPTION__ENABLED".into(), "true".into()),
         (
@@ -152,7 +152,7 @@ fn enc_env(kek: &Path) -> Vec<(String, String)> {
     ]
 }
 
-fn borrowed(env: &[(String, String)]) -> Vec<(&str, String)> {
+pub fn borrowed(env: &[(String, String)]) -> Vec<(&str, String)> {
     env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect()
 }
 

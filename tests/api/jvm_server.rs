@@ -1,4 +1,5 @@
-//! Starting the real JVM test servers (`scripts/neo4j.sh`, `scripts/gremlin.sh`): one
+//! Starting the real test servers (`scripts/neo4j.sh`, `scripts/gremlin.sh`,
+//! `scripts/kafka.sh` on the JVM; `scripts/local-kms.sh`, a Go binary): one
 //! server per test process and script, started on first use, stopped by the script's
 //! watcher when this process exits. If a server cannot be started the tests that need it
 //! fail and say why; they are never skipped.

@@ -29,6 +29,7 @@ mod import_remote;
 mod ingest;
 mod jvm_server;
 mod kafka;
+mod kms;
 mod matching;
 mod neo4j;
 mod openapi;

@@ -16,21 +16,33 @@ use crate::store::StoreError;
 pub struct ClientRuntime {
     rt: Option<tokio::runtime::Runtime>,
     timeout: Duration,
+    /// Who answers the calls, for messages ("the graph database", "AWS KMS").
+    peer: &'static str,
 }
 
 impl ClientRuntime {
     /// A one-worker runtime whose thread is called `thread_name`; calls wait at most
     /// `timeout_ms` (at least 1 ms).
     pub fn new(thread_name: &str, timeout_ms: u64) -> Result<ClientRuntime, StoreError> {
+        ClientRuntime::for_peer(thread_name, "the graph database", timeout_ms)
+    }
+
+    /// [`ClientRuntime::new`] for a client of `peer` (named in timeout messages).
+    pub fn for_peer(
+        thread_name: &str,
+        peer: &'static str,
+        timeout_ms: u64,
+    ) -> Result<ClientRuntime, StoreError> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name(thread_name)
             .enable_all()
             .build()
-            .map_err(|e| StoreError::Engine(format!("cannot start the graph client: {e}")))?;
+            .map_err(|e| StoreError::Engine(format!("cannot start the client of {peer}: {e}")))?;
         Ok(ClientRuntime {
             rt: Some(rt),
             timeout: Duration::from_millis(timeout_ms.max(1)),
+            peer,
         })
     }
 
@@ -54,9 +66,10 @@ impl ClientRuntime {
         fut: impl Future<Output = Result<T, StoreError>> + Send + 'static,
     ) -> Result<T, StoreError> {
         let Some(rt) = &self.rt else {
-            return Err(StoreError::Unavailable(
-                "the graph client is shut down".into(),
-            ));
+            return Err(StoreError::Unavailable(format!(
+                "the client of {} is shut down",
+                self.peer
+            )));
         };
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let timeout = self.timeout;
@@ -67,11 +80,13 @@ impl ClientRuntime {
         match rx.recv() {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(StoreError::Unavailable(format!(
-                "{what}: no answer from the graph database within {} ms",
+                "{what}: no answer from {} within {} ms",
+                self.peer,
                 timeout.as_millis()
             ))),
             Err(_) => Err(StoreError::Unavailable(format!(
-                "{what}: the graph client stopped"
+                "{what}: the client of {} stopped",
+                self.peer
             ))),
         }
     }
