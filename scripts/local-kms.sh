@@ -24,7 +24,7 @@ repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 src="$repo_root/scripts/local-kms"
 cache_dir="${LOCAL_KMS_CACHE_DIR:-$repo_root/.cache/local-kms}"
 region=eu-west-1
-# stop_when_gone
+# stop_when_gone, recorded_pid, runs_as
 . "$repo_root/scripts/lib/servers.sh"
 
 die() {
@@ -56,16 +56,9 @@ install() {
   exec 9>&-
 }
 
-env_pid() {
-  [ -f "$1/env" ] || return 1
-  sed -n 's/^LOCAL_KMS_PID=\([0-9][0-9]*\)$/\1/p' "$1/env"
-}
+env_pid() { recorded_pid "$1" LOCAL_KMS; }
 
-is_ours() {
-  local pid="$1"
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q local-kms-loopback
-}
+is_ours() { runs_as "$1" local-kms-loopback; }
 
 start() {
   [ $# -eq 1 ] || usage

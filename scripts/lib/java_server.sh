@@ -68,16 +68,9 @@ js_install() {
   echo "$JS_NAME: installed" >&2
 }
 
-js_env_pid() {
-  [ -f "$1/env" ] || return 1
-  sed -n "s/^${JS_PREFIX}_PID=\([0-9][0-9]*\)$/\1/p" "$1/env"
-}
+js_env_pid() { recorded_pid "$1" "$JS_PREFIX"; }
 
-js_is_ours() {
-  local pid="$1"
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "$JS_MAIN"
-}
+js_is_ours() { runs_as "$1" "$JS_MAIN"; }
 
 js_start() {
   [ $# -eq 1 ] || js_usage

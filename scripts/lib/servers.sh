@@ -58,3 +58,17 @@ import socket, sys
 socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2).close()
 EOF2
 }
+
+# Prints the PID a server script recorded as ${2}_PID=... in $1/env.
+recorded_pid() {
+  [ -f "$1/env" ] || return 1
+  sed -n "s/^${2}_PID=\([0-9][0-9]*\)$/\1/p" "$1/env"
+}
+
+# Succeeds when process $1 runs and its command line holds $2 (a recorded PID may have
+# been reused by another process since).
+runs_as() {
+  local pid="$1"
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$2"
+}
