@@ -1,10 +1,10 @@
 //! Encryption at rest of the embedded store (`[encryption]`).
 //!
 //! Each data directory (the default tenant's, or a tenant's own) has one **data key**: 32
-//! random bytes, kept only wrapped (AES-256-GCM-SIV under the key-encryption key, KEK) in
-//! `<data_dir>/data-key.json`, a file RocksDB knows nothing of, so no checkpoint, backup or
-//! replication snapshot ever holds it. From the data key, HKDF-SHA256 derives three
-//! subkeys:
+//! random bytes, kept only wrapped by the key-encryption key (KEK: AES-256-GCM-SIV under a
+//! local KEK, or encrypted by AWS KMS, `kms.rs`) in `<data_dir>/data-key.json`, a file
+//! RocksDB knows nothing of, so no checkpoint, backup or replication snapshot ever holds
+//! it. From the data key, HKDF-SHA256 derives two subkeys:
 //! - `values`: AES-256-GCM-SIV with a random 96-bit nonce (prepended), the associated data
 //!   binding each value to its column family and stored key ([`StoreCipher::seal_value`]);
 //! - `keys`: deterministic encryption of the key segments that are looked up or
