@@ -336,17 +336,9 @@ cmd_stop() {
     echo "arcadedb: server $pid from $dir is not running" >&2
     return 0
   fi
-  local timeout="${ARCADEDB_STOP_TIMEOUT:-30}" waited=0
-  kill -TERM "$pid" 2>/dev/null || true
-  while kill -0 "$pid" 2>/dev/null && [ "$waited" -lt $((timeout * 10)) ]; do
-    sleep 0.1
-    waited=$((waited + 1))
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    echo "arcadedb: server $pid did not stop within ${timeout}s; killing it" >&2
-    kill -KILL "$pid" 2>/dev/null || true
-    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-  fi
+  local timeout="${ARCADEDB_STOP_TIMEOUT:-30}"
+  stop_pid "$pid" "$timeout" ||
+    echo "arcadedb: server $pid did not stop within ${timeout}s; killed it" >&2
   echo "arcadedb: stopped server $pid" >&2
 }
 

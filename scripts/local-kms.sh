@@ -24,7 +24,7 @@ repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 src="$repo_root/scripts/local-kms"
 cache_dir="${LOCAL_KMS_CACHE_DIR:-$repo_root/.cache/local-kms}"
 region=eu-west-1
-# stop_when_gone, recorded_pid, runs_as
+# stop_when_gone, recorded_pid, runs_as, stop_pid
 . "$repo_root/scripts/lib/servers.sh"
 
 die() {
@@ -101,18 +101,13 @@ start() {
 
 stop() {
   [ $# -eq 1 ] || usage
-  local pid waited=0
+  local pid
   pid="$(env_pid "$1" || true)"
   if ! is_ours "$pid"; then
     echo "local-kms: no running server recorded in $1/env" >&2
     return 0
   fi
-  kill -TERM "$pid" 2>/dev/null || true
-  while kill -0 "$pid" 2>/dev/null && [ "$waited" -lt 100 ]; do
-    sleep 0.1
-    waited=$((waited + 1))
-  done
-  kill -KILL "$pid" 2>/dev/null || true
+  stop_pid "$pid" 10 || true
   echo "local-kms: stopped server $pid" >&2
 }
 

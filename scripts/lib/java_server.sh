@@ -18,7 +18,7 @@
 # environment variable ${JS_PREFIX}_PASSWORD, prints a line starting with "ready " once it
 # serves, and must exit on TERM.
 
-# free_ports, stop_when_gone
+# free_ports, stop_when_gone, recorded_pid, runs_as, stop_pid
 . "$(dirname "${BASH_SOURCE[0]}")/servers.sh"
 
 js_cache_dir() {
@@ -141,14 +141,7 @@ js_stop() {
     echo "$JS_NAME: no running server recorded in $1/env" >&2
     return 0
   fi
-  kill -TERM "$pid" 2>/dev/null || true
-  local waited=0 timeout
-  timeout="$(js_knob STOP_TIMEOUT 30)"
-  while kill -0 "$pid" 2>/dev/null && [ "$waited" -lt $((timeout * 10)) ]; do
-    sleep 0.1
-    waited=$((waited + 1))
-  done
-  kill -KILL "$pid" 2>/dev/null || true
+  stop_pid "$pid" "$(js_knob STOP_TIMEOUT 30)" || true
   echo "$JS_NAME: stopped server $pid" >&2
 }
 

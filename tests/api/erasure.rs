@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{get_json, http_client, post_json, ServeProcess};
+use crate::helpers::{files_holding, get_json, http_client, post_json, ServeProcess};
 
 const EMAIL: &str = "erase.me.canary@example.com";
 const PHONE: &str = "+14155550142";
@@ -59,30 +59,6 @@ fn assert_index_free_of(data: &Path, values: &[&str]) {
             }
         }
     }
-}
-
-/// Every file under `dir` that contains one of `needles`, with the needle.
-fn files_containing(dir: &Path, needles: &[&str]) -> Vec<(String, String)> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).expect("read dir").flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            let Ok(bytes) = std::fs::read(&path) else {
-                continue;
-            };
-            for n in needles {
-                if bytes.windows(n.len()).any(|w| w == n.as_bytes()) {
-                    found.push((path.display().to_string(), (*n).to_owned()));
-                }
-            }
-        }
-    }
-    found
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,7 +118,7 @@ async fn erasure_leaves_no_value_in_any_file_and_suppresses_the_identifiers() {
     }
     // The scan sees the values before (the write-ahead log holds them as written).
     assert!(
-        !files_containing(&data, &[EMAIL]).is_empty(),
+        !files_holding(&data, &[EMAIL]).is_empty(),
         "the scan finds an ingested value before the erasure"
     );
 
@@ -172,7 +148,7 @@ async fn erasure_leaves_no_value_in_any_file_and_suppresses_the_identifiers() {
     // The answer came once no file holds the values: every byte of every file of the
     // running server (write-ahead log, SSTs, the live MANIFEST, search index, audit log),
     // before any restart rewrites anything.
-    let leftovers = files_containing(&data, &values());
+    let leftovers = files_holding(&data, &values());
     assert!(
         leftovers.is_empty(),
         "values left in files while the server runs: {leftovers:?}"
@@ -236,7 +212,7 @@ async fn erasure_leaves_no_value_in_any_file_and_suppresses_the_identifiers() {
         }
     }
     drop(store);
-    let leftovers = files_containing(&data, &values());
+    let leftovers = files_holding(&data, &values());
     assert!(leftovers.is_empty(), "values left in files: {leftovers:?}");
     // The search index, term by term and document by document.
     assert_index_free_of(&data, &values());
@@ -482,6 +458,6 @@ async fn erasure_after_a_chain_of_merges_reaches_the_id_merged_away_twice() {
             "{p}'s history keeps a value: {history}"
         );
     }
-    let leftovers = files_containing(&data, &[CHAIN_EMAIL, "4155550188", CHAIN_DEVICE]);
+    let leftovers = files_holding(&data, &[CHAIN_EMAIL, "4155550188", CHAIN_DEVICE]);
     assert!(leftovers.is_empty(), "values left in files: {leftovers:?}");
 }
