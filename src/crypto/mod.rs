@@ -20,6 +20,7 @@
 //! Destroying the data key ([`destroy_data_key`]) makes every copy of the store's files
 //! unreadable (crypto-shredding), backups included.
 
+mod det;
 pub mod kek;
 pub mod kms;
 
@@ -72,20 +73,11 @@ struct WrappedKeyFile {
 /// 32 secret bytes, wiped when dropped.
 pub type KeyBytes = Zeroizing<[u8; 32]>;
 
-/// Deterministic key encryptions kept in memory (an event's identifiers are sealed several
-/// times while it is resolved: node, edges, event index, match records); emptied when full.
-const KEY_CACHE_ENTRIES: usize = 65_536;
-
-/// Plaintext key segment -> its sealed form.
-type KeyCache = rustc_hash::FxHashMap<Box<[u8]>, Box<[u8]>>;
-
 /// The ciphers of one store, derived from its data key.
 pub struct StoreCipher {
     key_id: String,
     values: Aes256GcmSiv,
-    keys: Aes256GcmSiv,
-    /// plaintext key segment -> its sealed form (process memory only).
-    key_cache: std::sync::Mutex<KeyCache>,
+    keys: det::FixedNonceSiv,
 }
 
 impl std::fmt::Debug for StoreCipher {
@@ -97,9 +89,6 @@ impl std::fmt::Debug for StoreCipher {
 fn b64() -> base64::engine::GeneralPurpose {
     base64::engine::general_purpose::STANDARD
 }
-
-/// The one nonce of deterministic key encryption (see the module documentation).
-const KEY_NONCE: [u8; NONCE_LEN] = [0; NONCE_LEN];
 
 /// `raw` without a `\0`: `\0` becomes `\x01\x01` and `\x01` becomes `\x01\x02`; every other
 /// byte stays. Injective, and 2 bytes in 256 grow, where base64 grows every 3 by a third.
@@ -152,8 +141,7 @@ impl StoreCipher {
         Ok(StoreCipher {
             key_id: key_id.to_owned(),
             values: Aes256GcmSiv::new_from_slice(values.as_slice()).map_err(bad)?,
-            keys: Aes256GcmSiv::new_from_slice(keys.as_slice()).map_err(bad)?,
-            key_cache: Default::default(),
+            keys: det::FixedNonceSiv::new(&keys)?,
         })
     }
 
@@ -187,31 +175,9 @@ impl StoreCipher {
     /// can stand as one segment of a `\0`-joined key. 16 bytes (the tag) longer than
     /// `plain`, plus about 1% for the escapes.
     pub fn seal_key(&self, plain: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        if let Some(hit) = self
-            .key_cache
-            .lock()
-            .ok()
-            .and_then(|c| c.get(plain).map(|v| v.to_vec()))
-        {
-            return Ok(hit);
-        }
-        let sealed = self.seal_key_uncached(plain)?;
-        if let Ok(mut cache) = self.key_cache.lock() {
-            if cache.len() >= KEY_CACHE_ENTRIES {
-                cache.clear();
-            }
-            cache.insert(plain.into(), sealed.clone().into_boxed_slice());
-        }
-        Ok(sealed)
-    }
-
-    fn seal_key_uncached(&self, plain: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let mut raw = Vec::with_capacity(plain.len() + TAG_LEN);
         raw.extend_from_slice(plain);
-        let tag = self
-            .keys
-            .encrypt_in_place_detached(Nonce::from_slice(&KEY_NONCE), b"", &mut raw)
-            .map_err(|_| CryptoError::Config("a key is too long to encrypt".into()))?;
+        let tag = self.keys.seal_in_place(&mut raw);
         raw.extend_from_slice(&tag);
         Ok(escape_zeros(&raw))
     }
@@ -219,18 +185,13 @@ impl StoreCipher {
     /// The plaintext of [`StoreCipher::seal_key`]'s output.
     pub fn open_key(&self, sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let mut raw = unescape_zeros(sealed).ok_or(CryptoError::Tampered)?;
-        if raw.len() < TAG_LEN {
+        let Some(at) = raw.len().checked_sub(TAG_LEN) else {
             return Err(CryptoError::Tampered);
-        }
-        let tag = raw.split_off(raw.len() - TAG_LEN);
-        self.keys
-            .decrypt_in_place_detached(
-                Nonce::from_slice(&KEY_NONCE),
-                b"",
-                &mut raw,
-                aes_gcm_siv::Tag::from_slice(&tag),
-            )
-            .map_err(|_| CryptoError::Tampered)?;
+        };
+        let mut tag = [0u8; TAG_LEN];
+        tag.copy_from_slice(&raw[at..]);
+        raw.truncate(at);
+        self.keys.open_in_place(&mut raw, &tag)?;
         Ok(raw)
     }
 }

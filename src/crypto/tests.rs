@@ -107,6 +107,67 @@ fn keys_are_deterministic_zero_free_and_open() {
 }
 
 #[test]
+fn fixed_nonce_siv_is_aes_gcm_siv_under_the_zero_nonce() {
+    // The precomputed-key construction must give exactly the crate's RFC 8452 output
+    // (ciphertext and tag) for the zero nonce and no associated data, at every length
+    // around the block boundaries, under several keys; and open what it seals.
+    for k in [0u8, 7, 0xa5, 0xff] {
+        let key = kek_bytes(k);
+        let reference = Aes256GcmSiv::new_from_slice(key.as_slice()).expect("key");
+        let ours = det::FixedNonceSiv::new(&key).expect("key");
+        for len in 0..=100usize {
+            let plain: Vec<u8> = (0..len)
+                .map(|i| (i * 31 + len + k as usize) as u8)
+                .collect();
+            let mut expected = plain.clone();
+            let tag = reference
+                .encrypt_in_place_detached(Nonce::from_slice(&[0; NONCE_LEN]), b"", &mut expected)
+                .expect("seal");
+            let mut got = plain.clone();
+            let our_tag = ours.seal_in_place(&mut got);
+            assert_eq!(got, expected, "ciphertext, key {k}, length {len}");
+            assert_eq!(&our_tag[..], tag.as_slice(), "tag, key {k}, length {len}");
+            ours.open_in_place(&mut got, &our_tag).expect("open");
+            assert_eq!(got, plain, "round trip, key {k}, length {len}");
+        }
+    }
+}
+
+#[test]
+fn fixed_nonce_siv_refuses_any_flipped_bit_and_keeps_the_ciphertext() {
+    let ours = det::FixedNonceSiv::new(&kek_bytes(3)).expect("key");
+    let mut sealed = b"email:someone@example.org".to_vec();
+    let tag = ours.seal_in_place(&mut sealed);
+    for bit in 0..(sealed.len() + TAG_LEN) * 8 {
+        let (mut body, mut t) = (sealed.clone(), tag);
+        let byte = bit / 8;
+        if byte < body.len() {
+            body[byte] ^= 1 << (bit % 8);
+        } else {
+            t[byte - body.len()] ^= 1 << (bit % 8);
+        }
+        let before = body.clone();
+        assert!(
+            matches!(
+                ours.open_in_place(&mut body, &t),
+                Err(CryptoError::Tampered)
+            ),
+            "bit {bit} flipped must not open"
+        );
+        assert_eq!(
+            body, before,
+            "a refused open leaves the ciphertext, bit {bit}"
+        );
+    }
+    let other = det::FixedNonceSiv::new(&kek_bytes(4)).expect("key");
+    let mut body = sealed.clone();
+    assert!(
+        other.open_in_place(&mut body, &tag).is_err(),
+        "another key must not open"
+    );
+}
+
+#[test]
 fn a_data_key_is_created_wrapped_and_reopened_only_with_its_kek() {
     let tmp = tempfile::tempdir().expect("tmp");
     let data = tmp.path().join("data");
