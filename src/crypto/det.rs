@@ -23,9 +23,8 @@ const DERIVED_BLOCKS: u32 = 6;
 
 /// AES-256-GCM-SIV with the zero nonce and no associated data, its per-nonce keys
 /// precomputed (the AES round keys and POLYVAL's key are wiped when dropped).
-#[derive(Clone)]
 pub(super) struct FixedNonceSiv {
-    enc: aes::Aes256,
+    enc: aes::Aes256Enc,
     mac: polyval::Polyval,
 }
 
@@ -33,7 +32,7 @@ impl FixedNonceSiv {
     /// The cipher of key-generating key `key` and the nonce of twelve zero bytes.
     pub(super) fn new(key: &KeyBytes) -> Result<FixedNonceSiv, CryptoError> {
         let bad = |_| CryptoError::Config("a subkey has the wrong length".into());
-        let kgk = aes::Aes256::new_from_slice(key.as_slice()).map_err(bad)?;
+        let kgk = aes::Aes256Enc::new_from_slice(key.as_slice()).map_err(bad)?;
         let mut material = Zeroizing::new([0u8; 8 * DERIVED_BLOCKS as usize]);
         for (counter, chunk) in (0..DERIVED_BLOCKS).zip(material.chunks_mut(8)) {
             // The nonce's twelve bytes are zero.
@@ -44,7 +43,7 @@ impl FixedNonceSiv {
         }
         Ok(FixedNonceSiv {
             mac: polyval::Polyval::new_from_slice(&material[..16]).map_err(bad)?,
-            enc: aes::Aes256::new_from_slice(&material[16..]).map_err(bad)?,
+            enc: aes::Aes256Enc::new_from_slice(&material[16..]).map_err(bad)?,
         })
     }
 
@@ -67,8 +66,9 @@ impl FixedNonceSiv {
     fn apply_keystream(&self, tag: &[u8; TAG_LEN], buffer: &mut [u8]) {
         let mut counter = aes::Block::from(*tag);
         counter[15] |= 0x80;
-        let core =
-            ctr::CtrCore::<&aes::Aes256, ctr::flavors::Ctr32LE>::inner_iv_init(&self.enc, &counter);
+        let core = ctr::CtrCore::<&aes::Aes256Enc, ctr::flavors::Ctr32LE>::inner_iv_init(
+            &self.enc, &counter,
+        );
         StreamCipherCoreWrapper::from_core(core).apply_keystream(buffer);
     }
 

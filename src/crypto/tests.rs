@@ -1,6 +1,7 @@
 //! Unit tests of the store cipher, the wrapped data key and the KEK sources.
 
 use super::*;
+use aes_gcm_siv::Aes256GcmSiv;
 use kek::parse_key;
 
 fn kek_bytes(b: u8) -> KeyBytes {
@@ -55,6 +56,41 @@ fn values_round_trip_with_fresh_nonces_and_bound_to_their_key() {
 }
 
 #[test]
+fn values_open_in_their_own_buffer_exactly_as_from_a_copy() {
+    let c = cipher();
+    for len in [0usize, 1, 15, 16, 17, 700] {
+        let plain: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+        let sealed = c.seal_value(b"profiles\0g\0p1", &plain).expect("seal");
+        assert_eq!(
+            c.open_value_owned(b"profiles\0g\0p1", sealed.clone())
+                .expect("open"),
+            plain
+        );
+        assert_eq!(
+            c.open_value(b"profiles\0g\0p1", &sealed).expect("open"),
+            plain
+        );
+        // Another record's associated data, any flipped bit, or a cut value: refused.
+        assert!(matches!(
+            c.open_value_owned(b"profiles\0g\0p2", sealed.clone()),
+            Err(CryptoError::Tampered)
+        ));
+        for at in [0, sealed.len() / 2, sealed.len() - 1] {
+            let mut bad = sealed.clone();
+            bad[at] ^= 0x10;
+            assert!(matches!(
+                c.open_value_owned(b"profiles\0g\0p1", bad),
+                Err(CryptoError::Tampered)
+            ));
+        }
+        assert!(matches!(
+            c.open_value_owned(b"profiles\0g\0p1", sealed[..27].to_vec()),
+            Err(CryptoError::Tampered)
+        ));
+    }
+}
+
+#[test]
 fn tampered_values_and_keys_are_refused() {
     let c = cipher();
     let mut v = c.seal_value(b"", b"secret").expect("seal");
@@ -65,7 +101,7 @@ fn tampered_values_and_keys_are_refused() {
         c.open_value(b"", b"short"),
         Err(CryptoError::Tampered)
     ));
-    let mut k = c.seal_key(b"email:a@b.c").expect("seal");
+    let mut k = c.seal_key(b"email:a@b.c");
     k[3] = if k[3] == b'A' { b'B' } else { b'A' };
     assert!(c.open_key(&k).is_err());
     for bad in [
@@ -80,9 +116,9 @@ fn tampered_values_and_keys_are_refused() {
 #[test]
 fn keys_are_deterministic_zero_free_and_open() {
     let c = cipher();
-    let a = c.seal_key(b"email:alice@example.com").expect("seal");
-    assert_eq!(a, c.seal_key(b"email:alice@example.com").expect("seal"));
-    assert_ne!(a, c.seal_key(b"email:alice@example.org").expect("seal"));
+    let a = c.seal_key(b"email:alice@example.com");
+    assert_eq!(a, c.seal_key(b"email:alice@example.com"));
+    assert_ne!(a, c.seal_key(b"email:alice@example.org"));
     assert!(!a.contains(&0));
     assert!(
         a.len() <= b"email:alice@example.com".len() + 16 + 2,
@@ -91,7 +127,7 @@ fn keys_are_deterministic_zero_free_and_open() {
     );
     // Every byte value survives the escaping, and none leaves a `\0` behind.
     let every: Vec<u8> = (0..=255u8).chain([0, 1, 0, 0, 1, 1]).collect();
-    let sealed = c.seal_key(&every).expect("seal");
+    let sealed = c.seal_key(&every);
     assert!(!sealed.contains(&0));
     assert_eq!(c.open_key(&sealed).expect("open"), every);
     assert_eq!(
@@ -102,8 +138,35 @@ fn keys_are_deterministic_zero_free_and_open() {
     assert_eq!(c.open_key(&a).expect("open"), b"email:alice@example.com");
     // Another data key gives other ciphertexts and cannot open these.
     let other = StoreCipher::new("id", &kek_bytes(8)).expect("cipher");
-    assert_ne!(a, other.seal_key(b"email:alice@example.com").expect("seal"));
+    assert_ne!(a, other.seal_key(b"email:alice@example.com"));
     assert!(other.open_key(&a).is_err());
+}
+
+#[test]
+fn the_encryption_only_siv_is_the_crates_aes_256_gcm_siv() {
+    // Values and wrapped data keys use AES-GCM-SIV over the encryption-only AES-256; it
+    // must seal exactly as `Aes256GcmSiv` does (so stores and key files written either
+    // way open) and open what the reference sealed.
+    for k in [0u8, 9, 0xff] {
+        let key = kek_bytes(k);
+        let reference = Aes256GcmSiv::new_from_slice(key.as_slice()).expect("key");
+        let ours = Siv::new_from_slice(key.as_slice()).expect("key");
+        for len in [0usize, 1, 16, 17, 33, 300] {
+            let nonce = [k ^ len as u8; NONCE_LEN];
+            let aad = [b"profiles\0g\0".as_slice(), &[len as u8]].concat();
+            let plain: Vec<u8> = (0..len).map(|i| (i * 13 + k as usize) as u8).collect();
+            let (mut a, mut b) = (plain.clone(), plain.clone());
+            let ta = reference
+                .encrypt_in_place_detached(Nonce::from_slice(&nonce), &aad, &mut a)
+                .expect("seal");
+            let tb = ours
+                .encrypt_in_place_detached(Nonce::from_slice(&nonce), &aad, &mut b)
+                .expect("seal");
+            assert_eq!((a.clone(), ta), (b, tb), "key {k}, length {len}");
+            let sealed = [&nonce[..], &a, ta.as_slice()].concat();
+            assert_eq!(open(&ours, &aad, &sealed).expect("open"), plain);
+        }
+    }
 }
 
 #[test]
@@ -178,7 +241,7 @@ fn a_data_key_is_created_wrapped_and_reopened_only_with_its_kek() {
         .expect("on");
     let text = std::fs::read_to_string(data.join(DATA_KEY_FILE)).expect("file");
     assert!(text.contains(c.key_id()));
-    let sealed = c.seal_key(b"phone:+441234").expect("seal");
+    let sealed = c.seal_key(b"phone:+441234");
     let again = store_cipher(&enabled_file(&good), &data)
         .expect("reopen")
         .expect("on");
@@ -206,7 +269,7 @@ fn rotation_rewraps_without_changing_the_data_key() {
     let c = store_cipher(&enabled_file(&old), &data)
         .expect("create")
         .expect("on");
-    let sealed = c.seal_key(b"email:x@y.z").expect("seal");
+    let sealed = c.seal_key(b"email:x@y.z");
     let before = std::fs::read(data.join(DATA_KEY_FILE)).expect("file");
     let id = rewrap(
         &Kek::load(&enabled_file(&old).kek).expect("old"),

@@ -242,12 +242,12 @@ type CfSpan = (&'static str, Vec<u8>, Vec<u8>);
 fn touched_ranges(store: &RocksStore, changes: &Changes) -> Result<Vec<CfSpan>, StoreError> {
     let mut out: Vec<CfSpan> = Vec::new();
     let mut key = |cf: &'static str, k: Vec<u8>| out.push((cf, k.clone(), k));
-    let seg = |s: &str| store.seg(s.as_bytes()).map(|c| c.into_owned());
+    let seg = |s: &str| store.seg(s.as_bytes()).into_owned();
     for k in changes.nodes.keys() {
-        key(CF_IDENTIFIERS, seg(k)?);
+        key(CF_IDENTIFIERS, seg(k));
     }
     for (a, b) in changes.edges.keys() {
-        let (a, b) = (seg(a)?, seg(b)?);
+        let (a, b) = (seg(a), seg(b));
         key(CF_EDGES, joined(&[&a, &b]));
         key(CF_EDGES, joined(&[&b, &a]));
     }
@@ -261,13 +261,13 @@ fn touched_ranges(store: &RocksStore, changes: &Changes) -> Result<Vec<CfSpan>, 
         key(CF_PROFILES, joined(&[b"a", id.as_bytes()]));
     }
     for (address, id, _) in &changes.address_index {
-        key(CF_PROFILES, joined(&[b"h", &seg(address)?, id.as_bytes()]));
+        key(CF_PROFILES, joined(&[b"h", &seg(address), id.as_bytes()]));
     }
     for ident in changes.match_records.keys() {
-        key(CF_PROFILES, joined(&[b"m", &seg(ident)?]));
+        key(CF_PROFILES, joined(&[b"m", &seg(ident)]));
     }
     for (block, ident, _) in &changes.match_index {
-        key(CF_PROFILES, joined(&[b"k", &seg(block)?, &seg(ident)?]));
+        key(CF_PROFILES, joined(&[b"k", &seg(block), &seg(ident)]));
     }
     for k in changes.activation.keys() {
         key(CF_FEED, joined(&[b"a", k]));
@@ -275,7 +275,7 @@ fn touched_ranges(store: &RocksStore, changes: &Changes) -> Result<Vec<CfSpan>, 
     for (item, _) in &changes.reviews {
         key(CF_FEED, review_key(item.seq));
         for ident in [&item.a, &item.b] {
-            key(CF_FEED, review_index_key(&seg(ident)?, item.seq));
+            key(CF_FEED, review_index_key(&seg(ident), item.seq));
         }
     }
     for id in &changes.delete_events {
@@ -285,7 +285,7 @@ fn touched_ranges(store: &RocksStore, changes: &Changes) -> Result<Vec<CfSpan>, 
         key(CF_EVENTS, joined(&[b"e", event.event_id.as_bytes()]));
     }
     for (ident, seq, _) in &changes.event_index {
-        key(CF_EVENTS, joined(&[b"i", &seg(ident)?, &seq.to_be_bytes()]));
+        key(CF_EVENTS, joined(&[b"i", &seg(ident), &seq.to_be_bytes()]));
     }
     for entry in &changes.history {
         for id in &entry.profiles {
@@ -300,14 +300,14 @@ fn touched_ranges(store: &RocksStore, changes: &Changes) -> Result<Vec<CfSpan>, 
         out.push((CF_HISTORY, prefix.clone(), prefix_end(&prefix)));
     }
     for ident in &changes.drop_event_index {
-        let prefix = joined(&[b"i", &seg(ident)?, b""]);
+        let prefix = joined(&[b"i", &seg(ident), b""]);
         out.push((CF_EVENTS, prefix.clone(), prefix_end(&prefix)));
     }
     for record in &changes.feed {
         out.push((CF_FEED, feed_key(record.seq), feed_key(record.seq)));
     }
     for subject in &changes.drop_feed_index {
-        let prefix = feed_index_prefix(&seg(subject)?);
+        let prefix = feed_index_prefix(&seg(subject));
         out.push((CF_FEED, prefix.clone(), prefix_end(&prefix)));
     }
     Ok(out)
@@ -821,7 +821,7 @@ impl GraphStore for RocksStore {
     }
 
     fn node(&self, key: &IdentKey) -> Result<Option<Node>, StoreError> {
-        let node: Option<Node> = self.get(CF_IDENTIFIERS, &self.seg(key.as_bytes())?)?;
+        let node: Option<Node> = self.get(CF_IDENTIFIERS, &self.seg(key.as_bytes()))?;
         Ok(node.map(|mut n| {
             let (kind, value) = split_key(key);
             n.kind = kind.to_owned();
@@ -832,7 +832,7 @@ impl GraphStore for RocksStore {
 
     fn edge(&self, a: &IdentKey, b: &IdentKey) -> Result<Option<Edge>, StoreError> {
         let (a, b) = edge_pair(a, b);
-        let k = joined(&[&self.seg(a.as_bytes())?, &self.seg(b.as_bytes())?]);
+        let k = joined(&[&self.seg(a.as_bytes()), &self.seg(b.as_bytes())]);
         let edge: Option<Edge> = self.get(CF_EDGES, &k)?;
         Ok(edge.map(|mut e| {
             e.a = a;
@@ -842,7 +842,7 @@ impl GraphStore for RocksStore {
     }
 
     fn edges_of(&self, key: &IdentKey, limit: usize) -> Result<Vec<Edge>, StoreError> {
-        let prefix = joined(&[&self.seg(key.as_bytes())?, b""]);
+        let prefix = joined(&[&self.seg(key.as_bytes()), b""]);
         let mut out = Vec::new();
         for (k, v) in self.scan(CF_EDGES, &prefix, limit)? {
             let other = IdentKey::from(self.unseg(&k[prefix.len()..])?);
@@ -922,7 +922,7 @@ impl GraphStore for RocksStore {
     }
 
     fn event_ids_of(&self, key: &IdentKey, limit: usize) -> Result<Vec<String>, StoreError> {
-        let prefix = joined(&[b"i", &self.seg(key.as_bytes())?, b""]);
+        let prefix = joined(&[b"i", &self.seg(key.as_bytes()), b""]);
         self.scan(CF_EVENTS, &prefix, limit)?
             .into_iter()
             .map(|(_, v)| {
@@ -939,7 +939,7 @@ impl GraphStore for RocksStore {
         address_key: &str,
         limit: usize,
     ) -> Result<Vec<ProfileId>, StoreError> {
-        let prefix = joined(&[b"h", &self.seg(address_key.as_bytes())?, b""]);
+        let prefix = joined(&[b"h", &self.seg(address_key.as_bytes()), b""]);
         Ok(self
             .scan(CF_PROFILES, &prefix, limit)?
             .into_iter()
@@ -1010,11 +1010,11 @@ impl GraphStore for RocksStore {
     }
 
     fn match_record(&self, key: &IdentKey) -> Result<Option<MatchRecord>, StoreError> {
-        self.get(CF_PROFILES, &joined(&[b"m", &self.seg(key.as_bytes())?]))
+        self.get(CF_PROFILES, &joined(&[b"m", &self.seg(key.as_bytes())]))
     }
 
     fn match_candidates(&self, block: &str, limit: usize) -> Result<Vec<IdentKey>, StoreError> {
-        let prefix = joined(&[b"k", &self.seg(block.as_bytes())?, b""]);
+        let prefix = joined(&[b"k", &self.seg(block.as_bytes()), b""]);
         self.scan(CF_PROFILES, &prefix, limit)?
             .into_iter()
             .map(|(k, _)| Ok(self.unseg(&k[prefix.len()..])?.into()))
@@ -1026,10 +1026,7 @@ impl GraphStore for RocksStore {
         after: Option<&IdentKey>,
         limit: usize,
     ) -> Result<Vec<(IdentKey, MatchRecord)>, StoreError> {
-        let after = match after {
-            Some(a) => Some(self.seg(a.as_bytes())?.into_owned()),
-            None => None,
-        };
+        let after = after.map(|a| self.seg(a.as_bytes()).into_owned());
         self.page_after(CF_PROFILES, b"m", after.as_deref(), limit)?
             .into_iter()
             .map(|(key, v)| Ok((self.unseg(&key)?.into(), decode(CF_PROFILES, b"m", &v)?)))
@@ -1045,7 +1042,7 @@ impl GraphStore for RocksStore {
     }
 
     fn change_seqs_of(&self, subject: &str) -> Result<Vec<u64>, StoreError> {
-        self.seqs_under(&feed_index_prefix(&self.seg(subject.as_bytes())?))
+        self.seqs_under(&feed_index_prefix(&self.seg(subject.as_bytes())))
     }
 
     fn feed_bounds(&self) -> Result<FeedBounds, StoreError> {
@@ -1111,7 +1108,7 @@ impl GraphStore for RocksStore {
     }
 
     fn review_seqs_of(&self, key: &IdentKey) -> Result<Vec<u64>, StoreError> {
-        self.seqs_under(&review_index_prefix(&self.seg(key.as_bytes())?))
+        self.seqs_under(&review_index_prefix(&self.seg(key.as_bytes())))
     }
 
     fn prune_changes(&self, before_ms: i64, max: usize) -> Result<usize, StoreError> {
@@ -1128,7 +1125,7 @@ impl GraphStore for RocksStore {
         for record in &old {
             batch.delete_cf(feed, feed_key(record.seq));
             for subject in record.subjects() {
-                let subject = self.seg(subject.as_bytes())?;
+                let subject = self.seg(subject.as_bytes());
                 batch.delete_cf(feed, feed_index_key(&subject, record.seq));
             }
         }
@@ -1146,7 +1143,7 @@ impl GraphStore for RocksStore {
         }
         let mut batch = WriteBatch::default();
         for (key, node) in &changes.nodes {
-            let key = self.seg(key.as_bytes())?;
+            let key = self.seg(key.as_bytes());
             match node {
                 Some(n) => self.batch_put(&mut batch, CF_IDENTIFIERS, &key, n)?,
                 None => batch.delete_cf(self.cf(CF_IDENTIFIERS)?, &key),
@@ -1155,7 +1152,7 @@ impl GraphStore for RocksStore {
         for (pair, edge) in &changes.edges {
             let (a, b) = pair;
             debug_assert!(a <= b, "edge keys are canonical");
-            let (a, b) = (self.seg(a.as_bytes())?, self.seg(b.as_bytes())?);
+            let (a, b) = (self.seg(a.as_bytes()), self.seg(b.as_bytes()));
             let ab = joined(&[&a, &b]);
             let ba = joined(&[&b, &a]);
             match edge {
@@ -1190,7 +1187,7 @@ impl GraphStore for RocksStore {
             self.batch_put(&mut batch, CF_PROFILES, &key, survivor)?;
         }
         for (address, id, present) in &changes.address_index {
-            let key = joined(&[b"h", &self.seg(address.as_bytes())?, id.as_bytes()]);
+            let key = joined(&[b"h", &self.seg(address.as_bytes()), id.as_bytes()]);
             if *present {
                 batch.put_cf(self.cf(CF_PROFILES)?, key, b"");
             } else {
@@ -1198,7 +1195,7 @@ impl GraphStore for RocksStore {
             }
         }
         for (ident, record) in &changes.match_records {
-            let key = joined(&[b"m", &self.seg(ident.as_bytes())?]);
+            let key = joined(&[b"m", &self.seg(ident.as_bytes())]);
             match record {
                 Some(r) => self.batch_put(&mut batch, CF_PROFILES, &key, r)?,
                 None => batch.delete_cf(self.cf(CF_PROFILES)?, key),
@@ -1207,8 +1204,8 @@ impl GraphStore for RocksStore {
         for (block, ident, present) in &changes.match_index {
             let key = joined(&[
                 b"k",
-                &self.seg(block.as_bytes())?,
-                &self.seg(ident.as_bytes())?,
+                &self.seg(block.as_bytes()),
+                &self.seg(ident.as_bytes()),
             ]);
             if *present {
                 batch.put_cf(self.cf(CF_PROFILES)?, key, b"");
@@ -1221,7 +1218,7 @@ impl GraphStore for RocksStore {
             // A deleted event leaves no identifier's index (like a deleted graph node).
             if let Some(event) = self.get::<StoredEvent>(CF_EVENTS, &key)? {
                 for ident in &event.identifiers {
-                    let ident = self.seg(ident.as_bytes())?;
+                    let ident = self.seg(ident.as_bytes());
                     let row = joined(&[b"i", &ident, &event.seq.to_be_bytes()]);
                     batch.delete_cf(self.cf(CF_EVENTS)?, row);
                 }
@@ -1255,11 +1252,11 @@ impl GraphStore for RocksStore {
             }
         }
         for key in &changes.drop_event_index {
-            let prefix = joined(&[b"i", &self.seg(key.as_bytes())?, b""]);
+            let prefix = joined(&[b"i", &self.seg(key.as_bytes()), b""]);
             batch.delete_range_cf(self.cf(CF_EVENTS)?, &prefix, &prefix_end(&prefix));
         }
         for (ident, seq, event_id) in &changes.event_index {
-            let key = joined(&[b"i", &self.seg(ident.as_bytes())?, &seq.to_be_bytes()]);
+            let key = joined(&[b"i", &self.seg(ident.as_bytes()), &seq.to_be_bytes()]);
             self.bput(&mut batch, CF_EVENTS, &key, event_id.as_bytes())?;
         }
         for entry in &changes.history {
@@ -1269,14 +1266,14 @@ impl GraphStore for RocksStore {
             }
         }
         for subject in &changes.drop_feed_index {
-            let prefix = feed_index_prefix(&self.seg(subject.as_bytes())?);
+            let prefix = feed_index_prefix(&self.seg(subject.as_bytes()));
             batch.delete_range_cf(self.cf(CF_FEED)?, &prefix, &prefix_end(&prefix));
         }
         for record in &changes.feed {
             self.batch_put(&mut batch, CF_FEED, &feed_key(record.seq), record)?;
         }
         for (subject, seq) in &changes.feed_index {
-            let subject = self.seg(subject.as_bytes())?;
+            let subject = self.seg(subject.as_bytes());
             batch.put_cf(self.cf(CF_FEED)?, feed_index_key(&subject, *seq), b"");
         }
         for (k, v) in &changes.activation {
@@ -1288,8 +1285,8 @@ impl GraphStore for RocksStore {
         }
         for (item, present) in &changes.reviews {
             let keys = [
-                review_index_key(&self.seg(item.a.as_bytes())?, item.seq),
-                review_index_key(&self.seg(item.b.as_bytes())?, item.seq),
+                review_index_key(&self.seg(item.a.as_bytes()), item.seq),
+                review_index_key(&self.seg(item.b.as_bytes()), item.seq),
             ];
             if *present {
                 self.batch_put(&mut batch, CF_FEED, &review_key(item.seq), item)?;

@@ -31,20 +31,27 @@ fn crypto_error(e: crate::crypto::CryptoError) -> StoreError {
     }
 }
 
-fn aad(cf: &str, key: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(cf.len() + 1 + key.len());
-    out.extend_from_slice(cf.as_bytes());
-    out.push(0);
-    out.extend_from_slice(key);
-    out
+/// Runs `f` on the associated data of a value: its column family, `\0`, its stored key
+/// (on the stack when short, as nearly every key is).
+fn with_aad<R>(cf: &str, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
+    const STACK: usize = 256;
+    let len = cf.len() + 1 + key.len();
+    if len <= STACK {
+        let mut buf = [0u8; STACK];
+        buf[..cf.len()].copy_from_slice(cf.as_bytes());
+        buf[cf.len() + 1..len].copy_from_slice(key);
+        f(&buf[..len])
+    } else {
+        f(&[cf.as_bytes(), &[0], key].concat())
+    }
 }
 
 impl RocksStore {
     /// A personal key segment as stored.
-    pub(super) fn seg<'a>(&self, plain: &'a [u8]) -> Result<Cow<'a, [u8]>, StoreError> {
+    pub(super) fn seg<'a>(&self, plain: &'a [u8]) -> Cow<'a, [u8]> {
         match &self.cipher {
-            None => Ok(Cow::Borrowed(plain)),
-            Some(c) => c.seal_key(plain).map(Cow::Owned).map_err(crypto_error),
+            None => Cow::Borrowed(plain),
+            Some(c) => Cow::Owned(c.seal_key(plain)),
         }
     }
 
@@ -65,10 +72,11 @@ impl RocksStore {
         value: &'a [u8],
     ) -> Result<Cow<'a, [u8]>, StoreError> {
         match &self.cipher {
-            Some(c) if cf != CF_META && !value.is_empty() => c
-                .seal_value(&aad(cf, key), value)
-                .map(Cow::Owned)
-                .map_err(crypto_error),
+            Some(c) if cf != CF_META && !value.is_empty() => {
+                with_aad(cf, key, |aad| c.seal_value(aad, value))
+                    .map(Cow::Owned)
+                    .map_err(crypto_error)
+            }
             _ => Ok(Cow::Borrowed(value)),
         }
     }
@@ -82,7 +90,7 @@ impl RocksStore {
     ) -> Result<Vec<u8>, StoreError> {
         match &self.cipher {
             Some(c) if cf != CF_META && !value.is_empty() => {
-                c.open_value(&aad(cf, key), &value).map_err(|_| StoreError::Corrupt {
+                with_aad(cf, key, |aad| c.open_value_owned(aad, value)).map_err(|_| StoreError::Corrupt {
                     key: format!("<{cf} record>"),
                     reason: "does not decrypt under this store's data key (altered, or written under another key)".into(),
                 })
@@ -125,6 +133,20 @@ impl RocksStore {
             (Some(_), None) => refuse(format!(
                 "the store in {path} was written without encryption; encryption.enabled = true cannot take over a plaintext store (turn it off, or import the data into a new data directory)"
             )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_aad;
+
+    #[test]
+    fn associated_data_is_the_column_family_a_zero_and_the_key_at_any_length() {
+        for len in [0usize, 1, 200, 246, 247, 248, 1000] {
+            let key: Vec<u8> = (0..len).map(|i| (i % 250) as u8 + 1).collect();
+            let expected = [b"profiles".as_slice(), &[0], &key].concat();
+            assert_eq!(with_aad("profiles", &key, |a| a.to_vec()), expected);
         }
     }
 }
