@@ -98,33 +98,34 @@ fn b64() -> base64::engine::GeneralPurpose {
 
 /// `raw` without a `\0`: `\0` becomes `\x01\x01` and `\x01` becomes `\x01\x02`; every other
 /// byte stays. Injective, and 2 bytes in 256 grow, where base64 grows every 3 by a third.
+/// The runs between escapes are copied whole (`memchr2` finds the next one).
 fn escape_zeros(raw: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(raw.len() + raw.len() / 64 + 2);
-    for &b in raw {
-        match b {
-            0 => out.extend_from_slice(&[1, 1]),
-            1 => out.extend_from_slice(&[1, 2]),
-            b => out.push(b),
-        }
+    let mut from = 0;
+    for at in memchr::memchr2_iter(0, 1, raw) {
+        out.extend_from_slice(&raw[from..at]);
+        out.extend_from_slice(if raw[at] == 0 { &[1, 1] } else { &[1, 2] });
+        from = at + 1;
     }
+    out.extend_from_slice(&raw[from..]);
     out
 }
 
 /// The bytes [`escape_zeros`] made `escaped` from; `None` for anything it cannot make.
 fn unescape_zeros(escaped: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(escaped.len());
-    let mut bytes = escaped.iter();
-    while let Some(&b) = bytes.next() {
-        match b {
-            0 => return None,
-            1 => match bytes.next() {
-                Some(1) => out.push(0),
-                Some(2) => out.push(1),
-                _ => return None,
-            },
-            b => out.push(b),
+    let mut from = 0;
+    while let Some(found) = memchr::memchr2(0, 1, &escaped[from..]) {
+        let at = from + found;
+        out.extend_from_slice(&escaped[from..at]);
+        match (escaped[at], escaped.get(at + 1)) {
+            (1, Some(1)) => out.push(0),
+            (1, Some(2)) => out.push(1),
+            _ => return None,
         }
+        from = at + 2;
     }
+    out.extend_from_slice(&escaped[from..]);
     Some(out)
 }
 

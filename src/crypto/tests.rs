@@ -143,6 +143,41 @@ fn keys_are_deterministic_zero_free_and_open() {
 }
 
 #[test]
+fn escaping_is_exactly_the_byte_by_byte_rule_and_refuses_what_it_cannot_make() {
+    fn reference(raw: &[u8]) -> Vec<u8> {
+        raw.iter()
+            .flat_map(|&b| match b {
+                0 => vec![1, 1],
+                1 => vec![1, 2],
+                b => vec![b],
+            })
+            .collect()
+    }
+    let mut inputs: Vec<Vec<u8>> = vec![vec![], vec![0], vec![1], vec![1, 1], vec![2, 0, 1]];
+    let mut x = 0x9e37_79b9u32;
+    for len in [1usize, 5, 31, 64, 200] {
+        let bytes = (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                // Mostly 0 and 1, to put escapes at the start, end and side by side.
+                (x % 4) as u8
+            })
+            .collect();
+        inputs.push(bytes);
+    }
+    for raw in &inputs {
+        let escaped = escape_zeros(raw);
+        assert_eq!(escaped, reference(raw), "{raw:?}");
+        assert_eq!(unescape_zeros(&escaped).as_deref(), Some(raw.as_slice()));
+    }
+    for bad in [&[0u8][..], &[5, 0, 5], &[1], &[7, 1], &[1, 3], &[1, 1, 1]] {
+        assert_eq!(unescape_zeros(bad), None, "{bad:?}");
+    }
+}
+
+#[test]
 fn the_encryption_only_siv_is_the_crates_aes_256_gcm_siv() {
     // Values and wrapped data keys use AES-GCM-SIV over the encryption-only AES-256; it
     // must seal exactly as `Aes256GcmSiv` does (so stores and key files written either
