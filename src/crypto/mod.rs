@@ -73,7 +73,8 @@ struct WrappedKeyFile {
 /// AES-256-GCM-SIV over the encryption-only AES-256: GCM-SIV never decrypts a block
 /// (its tag and keystream are both AES encryptions), so each message's key schedule skips
 /// the decryption round keys `aes-gcm-siv`'s `Aes256GcmSiv` also expands (and wipes on
-/// drop), about a third of the instructions of sealing a short value. Same output.
+/// drop): about a fifth of the instructions of sealing a value (callgrind; see
+/// docs/benchmarks.md). Same output.
 type Siv = AesGcmSiv<aes::Aes256Enc>;
 
 /// 32 secret bytes, wiped when dropped.
