@@ -181,30 +181,8 @@ impl StoreCipher {
 
     /// [`StoreCipher::open_value`] in `sealed`'s own buffer (no copy of the ciphertext):
     /// the plaintext, or `Tampered` (the buffer is then dropped).
-    pub fn open_value_owned(
-        &self,
-        aad: &[u8],
-        mut sealed: Vec<u8>,
-    ) -> Result<Vec<u8>, CryptoError> {
-        if sealed.len() < NONCE_LEN + TAG_LEN {
-            return Err(CryptoError::Tampered);
-        }
-        let mut nonce = [0u8; NONCE_LEN];
-        nonce.copy_from_slice(&sealed[..NONCE_LEN]);
-        let at = sealed.len() - TAG_LEN;
-        let mut tag = [0u8; TAG_LEN];
-        tag.copy_from_slice(&sealed[at..]);
-        sealed.truncate(at);
-        sealed.drain(..NONCE_LEN);
-        self.values
-            .decrypt_in_place_detached(
-                Nonce::from_slice(&nonce),
-                aad,
-                &mut sealed,
-                aes_gcm_siv::Tag::from_slice(&tag),
-            )
-            .map_err(|_| CryptoError::Tampered)?;
-        Ok(sealed)
+    pub fn open_value_owned(&self, aad: &[u8], sealed: Vec<u8>) -> Result<Vec<u8>, CryptoError> {
+        open_owned(&self.values, aad, sealed)
     }
 
     /// `plain` encrypted deterministically (equal inputs, equal outputs), `\0`-free: it
@@ -233,21 +211,30 @@ impl StoreCipher {
 }
 
 fn open(cipher: &Siv, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    open_owned(cipher, aad, sealed.to_vec())
+}
+
+/// Nonce ‖ ciphertext ‖ tag opened in place: the plaintext, or `Tampered`.
+fn open_owned(cipher: &Siv, aad: &[u8], mut sealed: Vec<u8>) -> Result<Vec<u8>, CryptoError> {
     if sealed.len() < NONCE_LEN + TAG_LEN {
         return Err(CryptoError::Tampered);
     }
-    let (nonce, rest) = sealed.split_at(NONCE_LEN);
-    let (body, tag) = rest.split_at(rest.len() - TAG_LEN);
-    let mut out = body.to_vec();
+    let mut nonce = [0u8; NONCE_LEN];
+    nonce.copy_from_slice(&sealed[..NONCE_LEN]);
+    let at = sealed.len() - TAG_LEN;
+    let mut tag = [0u8; TAG_LEN];
+    tag.copy_from_slice(&sealed[at..]);
+    sealed.truncate(at);
+    sealed.drain(..NONCE_LEN);
     cipher
         .decrypt_in_place_detached(
-            Nonce::from_slice(nonce),
+            Nonce::from_slice(&nonce),
             aad,
-            &mut out,
-            aes_gcm_siv::Tag::from_slice(tag),
+            &mut sealed,
+            aes_gcm_siv::Tag::from_slice(&tag),
         )
         .map_err(|_| CryptoError::Tampered)?;
-    Ok(out)
+    Ok(sealed)
 }
 
 /// AES-256-GCM-SIV of the 32 data-key bytes under `kek`, bound to the key id.
