@@ -172,7 +172,12 @@ pub async fn ensure_topic(
     for (key, value) in config {
         new = new.set(key, value);
     }
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    // The broker waits up to 10 s for the topic; the whole request gives up after 20 s
+    // (librdkafka's default is `socket.timeout.ms`, a minute), so a broker that cannot be
+    // reached is counted as a failure and retried within seconds, not minutes.
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(10)))
+        .request_timeout(Some(Duration::from_secs(20)));
     let results = admin
         .create_topics([&new], &opts)
         .await

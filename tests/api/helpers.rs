@@ -356,8 +356,50 @@ pub fn idgraph_command() -> std::process::Command {
             cmd.env_remove(k);
         }
     }
-    cmd.env("RUST_LOG", "warn");
+    // Warnings, and the steps of a graceful stop (a stop that hangs shows how far it got).
+    cmd.env("RUST_LOG", "warn,idgraph::shutdown=info");
     cmd
+}
+
+/// What each thread of process `pid` is doing, for a failure message: its name, state and
+/// kernel wait channel from `/proc`, then every thread's stack when `gdb` is installed.
+fn thread_dump(pid: u32) -> String {
+    let mut out = String::new();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for task in tasks.flatten() {
+            let path = task.path();
+            let read = |f: &str| {
+                std::fs::read_to_string(path.join(f))
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned()
+            };
+            let state = read("status")
+                .lines()
+                .find(|l| l.starts_with("State:"))
+                .unwrap_or_default()
+                .to_owned();
+            out.push_str(&format!(
+                "{} {:?} {state} wchan={}\n",
+                task.file_name().to_string_lossy(),
+                read("comm"),
+                read("wchan")
+            ));
+        }
+    }
+    if let Ok(gdb) = std::process::Command::new("gdb")
+        .args([
+            "-batch",
+            "-p",
+            &pid.to_string(),
+            "-ex",
+            "thread apply all bt 30",
+        ])
+        .output()
+    {
+        out.push_str(&String::from_utf8_lossy(&gdb.stdout));
+    }
+    out
 }
 
 /// A running `idgraph serve` child process on a loopback port chosen by the OS (it reads
@@ -472,11 +514,13 @@ impl ServeProcess {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 return status;
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "idgraph did not exit within {SERVE_STOP_TIMEOUT:?} of SIGTERM; stderr:\n{}",
-                self.stderr()
-            );
+            if std::time::Instant::now() >= deadline {
+                panic!(
+                    "idgraph did not exit within {SERVE_STOP_TIMEOUT:?} of SIGTERM; stderr:\n{}\nthreads:\n{}",
+                    self.stderr(),
+                    thread_dump(self.child.id())
+                );
+            }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
