@@ -555,6 +555,7 @@ pub fn run(args: HttpBenchArgs) -> anyhow::Result<()> {
             "p99_ms": ms(&result, "p99_us"),
             "max_ms": ms(&result, "max_us"),
             "non_2xx": result["non_2xx"],
+            "socket_errors": result["socket_errors"],
             "failed_status": result["failed_status"],
             "last": result["exhausted"] == true,
         });

@@ -975,6 +975,14 @@ fn bench_http_drives_the_real_server_and_reports_every_figure() {
         report["windows"].as_array().is_some_and(|w| !w.is_empty()),
         "{report}"
     );
+    // Each window reports its socket errors, and they add up to the run's.
+    let windows = report["windows"].as_array().cloned().unwrap_or_default();
+    let per_window: Option<u64> = windows.iter().map(|w| w["socket_errors"].as_u64()).sum();
+    assert_eq!(
+        per_window,
+        report["ingest_socket_errors"].as_u64(),
+        "{report}"
+    );
     for phase in [
         "health",
         "lookup",
