@@ -23,6 +23,10 @@ use crate::config::TelemetrySettings;
 /// Whether spans are exported (the request span then carries OpenTelemetry's fields).
 static EXPORTING: AtomicBool = AtomicBool::new(false);
 
+/// The log target of the steps of a graceful stop (`serve` and `cli::serve`), so a stop
+/// that hangs shows how far it got (the test suite's servers log it).
+pub const SHUTDOWN: &str = "idgraph::shutdown";
+
 /// Whether an OTLP exporter is installed.
 pub fn exporting() -> bool {
     EXPORTING.load(Ordering::Relaxed)

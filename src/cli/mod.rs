@@ -390,14 +390,10 @@ pub fn serve(engine: Arc<Engine>) -> anyhow::Result<()> {
         }
     });
     // The runtime is gone: its tasks are dropped and its blocking tasks have finished.
-    tracing::info!(target: SHUTDOWN, "background tasks stopped");
+    tracing::info!(target: crate::telemetry::SHUTDOWN, "background tasks stopped");
     close(engine);
     served
 }
-
-/// The log target of the steps of a graceful stop, so a stop that hangs shows how far it
-/// got (the test suite's servers log it).
-pub(crate) const SHUTDOWN: &str = "idgraph::shutdown";
 
 /// Closes the engine on this (the main) thread: the HTTP workers release their handles as
 /// they stop, and the store must be closed before the process exits, never by the last
@@ -410,10 +406,10 @@ pub(crate) fn close(engine: Arc<Engine>) {
     if Arc::strong_count(&engine) > 1 {
         tracing::warn!("HTTP workers still hold the engine after 30 s; closing anyway");
     } else {
-        tracing::info!(target: SHUTDOWN, "engine released; stopping the writer and the indexer");
+        tracing::info!(target: crate::telemetry::SHUTDOWN, "engine released; stopping the writer and the indexer");
     }
     drop(engine);
-    tracing::info!(target: SHUTDOWN, "store closed");
+    tracing::info!(target: crate::telemetry::SHUTDOWN, "store closed");
 }
 
 pub(crate) fn bind_with_port(bind: &str, port: u16) -> String {

@@ -434,12 +434,12 @@ impl Application {
         let handle = self.server.handle();
         tokio::spawn(async move {
             shutdown_signal().await;
-            tracing::info!(target: crate::cli::SHUTDOWN, "shutdown signal received; finishing in-flight requests");
+            tracing::info!(target: crate::telemetry::SHUTDOWN, "shutdown signal received; finishing in-flight requests");
             handle.stop(true).await;
         });
         let tenants = self.tenants.clone();
         let stopped = self.server.await;
-        tracing::info!(target: crate::cli::SHUTDOWN, "HTTP workers stopped");
+        tracing::info!(target: crate::telemetry::SHUTDOWN, "HTTP workers stopped");
         tenants.save_usage();
         stopped
     }
