@@ -233,6 +233,9 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        // Installed before anything is announced, so no stop request is lost.
+        let mut stop = crate::serve::Shutdown::listen()
+            .map_err(|e| anyhow::anyhow!("cannot install the SIGTERM/SIGINT handlers: {e}"))?;
         let mut announced = false;
         loop {
             let current = root.join("current");
@@ -240,7 +243,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
                 tracing::info!(writer = %writer, "replica: fetching a snapshot of the writer");
                 tokio::select! {
                     r = fetch_until_done(&client, &state, &root) => r,
-                    () = crate::serve::shutdown_signal() => return Ok(()),
+                    () = stop.requested() => return Ok(()),
                 }
                 swap(&root)?;
             }
@@ -264,6 +267,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
                 listener.try_clone()?,
                 Some(state.clone()),
             )?;
+            let reload = app.reload_tls_on_hangup();
             if !announced {
                 tracing::info!(port, writer = %writer, "idgraph replica listening");
                 crate::outln!(
@@ -273,18 +277,17 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
                 );
                 announced = true;
             }
-            let reload = app.reload_tls_on_hangup();
             let handle = app.handle();
             let server = tokio::spawn(app.run_in_background());
             let stopped = tokio::select! {
                 s = follow(&engine, &client, &state) => s,
-                () = crate::serve::shutdown_signal() => Stopped::Shutdown,
+                () = stop.requested() => Stopped::Shutdown,
             };
             if let Stopped::NeedSnapshot = stopped {
                 tracing::warn!("replica: the writer no longer holds the groups it needs; fetching a new snapshot while serving the old data");
                 tokio::select! {
                     r = fetch_until_done(&client, &state, &root) => r,
-                    () = crate::serve::shutdown_signal() => {}
+                    () = stop.requested() => {}
                 }
             }
             handle.stop(true).await;

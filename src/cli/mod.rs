@@ -377,7 +377,12 @@ pub fn serve(engine: Arc<Engine>) -> anyhow::Result<()> {
     let served = runtime()?.block_on({
         let engine = engine.clone();
         async move {
+            // Signal handlers first: a stop request sent as soon as `listening on` is
+            // printed must find them installed.
+            let stop = crate::serve::Shutdown::listen()
+                .map_err(|e| anyhow::anyhow!("cannot install the SIGTERM/SIGINT handlers: {e}"))?;
             let app = Application::with_engine(engine, &bind)?;
+            let _reload = app.reload_tls_on_hangup();
             tracing::info!(port = app.port(), "idgraph listening");
             // Machine-readable for scripts and tests that start the binary on port 0.
             crate::outln!(
@@ -385,7 +390,7 @@ pub fn serve(engine: Arc<Engine>) -> anyhow::Result<()> {
                 app.scheme(),
                 bind_with_port(&bind, app.port())
             );
-            app.run_until_stopped().await?;
+            app.run_until_stopped(stop).await?;
             anyhow::Ok(())
         }
     });

@@ -395,6 +395,8 @@ impl Application {
 
     /// Reloads the TLS certificate on SIGHUP while the returned task runs (nothing, and
     /// SIGHUP keeps its default action, without TLS).
+    /// Reloads the TLS certificate on SIGHUP. The handler is installed by this call, so
+    /// call it before announcing the server.
     pub fn reload_tls_on_hangup(&self) -> Option<tokio::task::JoinHandle<()>> {
         self.tls
             .clone()
@@ -427,13 +429,14 @@ impl Application {
         self.tenants.spawn();
     }
 
-    /// Runs until the server stops (Ctrl-C / SIGTERM when run from `main`).
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+    /// Runs until `stop` sees a stop request (Ctrl-C / SIGTERM), then finishes in-flight
+    /// requests. The caller installs `stop` (and the TLS reload on SIGHUP, see
+    /// [`Application::reload_tls_on_hangup`]) before it announces the server.
+    pub async fn run_until_stopped(self, mut stop: Shutdown) -> std::io::Result<()> {
         self.start_tasks();
-        let _reload = self.reload_tls_on_hangup();
         let handle = self.server.handle();
         tokio::spawn(async move {
-            shutdown_signal().await;
+            stop.requested().await;
             tracing::info!(target: crate::telemetry::SHUTDOWN, "shutdown signal received; finishing in-flight requests");
             handle.stop(true).await;
         });
@@ -595,24 +598,51 @@ async fn sync_audit(governance: std::sync::Weak<crate::governance::Governance>) 
     }
 }
 
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// The process's stop request: SIGTERM (what orchestrators send) or SIGINT (Ctrl-C).
+///
+/// Both handlers are installed by [`Shutdown::listen`], which callers run before they
+/// announce `listening on`: a stop request sent the moment the server says it is up must
+/// stop it, never be lost while a task that would install the handler has not run yet.
+pub struct Shutdown {
     #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {},
-                    _ = term.recv() => {},
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Shutdown {
+    /// Installs the handlers; needs a running tokio runtime. An error (the OS refused a
+    /// handler) stops start-up: a server that cannot be stopped gracefully is not started.
+    pub fn listen() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Self {
+                term: signal(SignalKind::terminate())?,
+                interrupt: signal(SignalKind::interrupt())?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Self {})
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+
+    /// Resolves at the next stop request. Cancel-safe: a `select!` that drops it loses no
+    /// request, and it can be awaited again.
+    pub async fn requested(&mut self) {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => {},
+                _ = self.interrupt.recv() => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
     }
 }

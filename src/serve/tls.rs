@@ -163,36 +163,41 @@ pub fn server_config(cert: Arc<ReloadingCert>) -> Result<rustls::ServerConfig, r
 }
 
 /// Reloads `cert` on every SIGHUP, logging the outcome, for as long as the task runs.
-pub async fn reload_on_hangup(cert: Arc<ReloadingCert>) {
+pub fn reload_on_hangup(cert: Arc<ReloadingCert>) -> impl std::future::Future<Output = ()> {
+    // The SIGHUP handler is installed now, not when the future first runs: a hangup sent
+    // as soon as the server says it is listening must reload, not kill the process.
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut hangups = match signal(SignalKind::hangup()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch SIGHUP; the TLS certificate will not be reloaded");
-                return;
-            }
-        };
-        while hangups.recv().await.is_some() {
-            let c = cert.clone();
-            match tokio::task::spawn_blocking(move || c.reload()).await {
-                Ok(Ok(info)) => tracing::info!(
-                    serial = %info.serial,
-                    not_after = %info.not_after,
-                    "TLS certificate reloaded"
-                ),
-                Ok(Err(e)) => tracing::warn!(
-                    error = %e,
-                    "TLS certificate not reloaded; still serving the previous one"
-                ),
-                Err(_) => return,
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    async move {
+        #[cfg(unix)]
+        {
+            let mut hangups = match hangups {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch SIGHUP; the TLS certificate will not be reloaded");
+                    return;
+                }
+            };
+            while hangups.recv().await.is_some() {
+                let c = cert.clone();
+                match tokio::task::spawn_blocking(move || c.reload()).await {
+                    Ok(Ok(info)) => tracing::info!(
+                        serial = %info.serial,
+                        not_after = %info.not_after,
+                        "TLS certificate reloaded"
+                    ),
+                    Ok(Err(e)) => tracing::warn!(
+                        error = %e,
+                        "TLS certificate not reloaded; still serving the previous one"
+                    ),
+                    Err(_) => return,
+                }
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = cert;
+        #[cfg(not(unix))]
+        {
+            let _ = cert;
+        }
     }
 }
 

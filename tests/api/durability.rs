@@ -194,6 +194,34 @@ async fn a_graceful_restart_keeps_profiles_lookups_aliases_and_history() {
     );
 }
 
+/// A stop request sent the moment the server prints `listening on` (as an orchestrator
+/// may) stops it gracefully: the handlers are installed before the announcement, so the
+/// signal is neither lost (the server would run on) nor fatal (it would die uncleanly).
+#[test]
+fn a_stop_request_sent_as_the_server_comes_up_stops_it_gracefully() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (round, signal) in ["TERM", "INT", "TERM", "INT"].into_iter().enumerate() {
+        let mut server = Server::start(dir.path());
+        let status = server.stop_with(signal);
+        // The exited child's last lines may still be in the pipe to the reader thread.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !server.stderr().contains("store closed") && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let stderr = server.stderr();
+        assert!(
+            status.success(),
+            "round {round}: SIG{signal} at start-up should exit 0, got {status:?}; stderr:\n{stderr}"
+        );
+        for step in ["shutdown signal received", "store closed"] {
+            assert!(
+                stderr.contains(step),
+                "round {round}: SIG{signal} at start-up: no {step:?} in stderr:\n{stderr}"
+            );
+        }
+    }
+}
+
 /// Events per batch in the crash test.
 const CRASH_BATCH: usize = 50;
 /// Upper bound of batches the client sends.

@@ -365,6 +365,17 @@ pub fn idgraph_command() -> std::process::Command {
 /// kernel wait channel from `/proc`, then every thread's stack when `gdb` is installed.
 fn thread_dump(pid: u32) -> String {
     let mut out = String::new();
+    // Whether a signal is pending, blocked, ignored or caught, process-wide.
+    if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+        for line in status.lines().filter(|l| {
+            ["ShdPnd:", "SigPnd:", "SigBlk:", "SigIgn:", "SigCgt:"]
+                .iter()
+                .any(|p| l.starts_with(p))
+        }) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
     if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
         for task in tasks.flatten() {
             let path = task.path();
@@ -504,11 +515,17 @@ impl ServeProcess {
 
     /// Sends SIGTERM and waits for the process to exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
+        self.stop_with("TERM")
+    }
+
+    /// Sends `signal` (`"TERM"`, `"INT"`) and waits for the process to exit.
+    pub fn stop_with(&mut self, signal: &str) -> std::process::ExitStatus {
         let sent = std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
             .status()
             .expect("cannot run kill");
-        assert!(sent.success(), "kill -TERM failed");
+        assert!(sent.success(), "kill -{signal} failed");
         let deadline = std::time::Instant::now() + SERVE_STOP_TIMEOUT;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
@@ -516,7 +533,7 @@ impl ServeProcess {
             }
             if std::time::Instant::now() >= deadline {
                 panic!(
-                    "idgraph did not exit within {SERVE_STOP_TIMEOUT:?} of SIGTERM; stderr:\n{}\nthreads:\n{}",
+                    "idgraph did not exit within {SERVE_STOP_TIMEOUT:?} of SIG{signal}; stderr:\n{}\nthreads:\n{}",
                     self.stderr(),
                     thread_dump(self.child.id())
                 );
