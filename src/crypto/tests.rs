@@ -26,6 +26,7 @@ fn enabled_file(path: &Path) -> EncryptionSettings {
             file: Some(path.to_owned()),
             ..Default::default()
         },
+        ..Default::default()
     }
 }
 

@@ -32,6 +32,7 @@
 //! characters (ingest rejects them), so `\0` is a safe separator.
 
 mod backup;
+mod opened;
 mod sealed;
 
 use std::path::Path;
@@ -132,6 +133,9 @@ pub struct RocksStore {
     /// Encryption at rest (`[encryption]`): personal key segments and values sealed at
     /// this boundary (see `sealed`); `None` stores plaintext.
     cipher: Option<Arc<StoreCipher>>,
+    /// The plaintext of recently opened identifier and profile records of an encrypted
+    /// store (`encryption.open_cache_mb`, see `opened`).
+    opened: Option<opened::OpenedCache>,
 }
 
 /// RocksDB's error as a [`StoreError`]: a full disk (`IO error: No space left on
@@ -404,6 +408,29 @@ impl RocksStore {
         Ok(self)
     }
 
+    /// Keeps the plaintext of about `bytes` of recently opened identifier and profile
+    /// records in memory (see `opened`); only an encrypted store has one (a plaintext
+    /// store's block cache holds its records readable). 0: none.
+    pub fn with_open_cache(mut self, bytes: usize) -> Result<Self, StoreError> {
+        if self.cipher.is_some() {
+            let ids = opened::column_family_ids(&self.db, &[CF_IDENTIFIERS, CF_PROFILES])?;
+            self.opened = opened::OpenedCache::new(bytes, [ids[0], ids[1]]);
+        }
+        Ok(self)
+    }
+
+    /// Writes `batch`; with an opened-record cache, then invalidates what it wrote
+    /// (whether or not the write succeeded). Every write of the cached column families
+    /// goes through here or [`RocksStore::put_raw`].
+    fn write_batch(&self, batch: WriteBatch, wo: &WriteOptions) -> Result<(), StoreError> {
+        let written = self.opened.as_ref().map(|c| (c, c.written(&batch)));
+        let result = self.db.write_opt(batch, wo).map_err(engine);
+        if let Some((cache, written)) = written {
+            cache.invalidate_written(written);
+        }
+        result
+    }
+
     /// Opens (or creates) the store in `path` with a block cache of `cache_mb` MiB and
     /// `bottommost` compression of the last level, encrypted with `cipher` (see
     /// `crypto::store_cipher`; `None`: plaintext). An encrypted store is refused without
@@ -457,6 +484,7 @@ impl RocksStore {
             last_erasure: Default::default(),
             purged_through: Default::default(),
             cipher,
+            opened: None,
         };
         let fresh = store.get_raw(CF_META, b"format")?.is_none();
         store.check_encryption(fresh, false)?;
@@ -586,6 +614,7 @@ impl RocksStore {
             last_erasure: Default::default(),
             purged_through: Default::default(),
             cipher,
+            opened: None,
         };
         store.check_encryption(false, true)?;
         Ok(store)
@@ -638,19 +667,35 @@ impl RocksStore {
 
     /// The value of `key` in `cf`, opened (see `sealed`).
     fn get_raw(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.db.get_cf(self.cf(cf)?, key).map_err(engine)? {
-            Some(v) => self.unseal(cf, key, v).map(Some),
-            None => Ok(None),
+        let cached = match (&self.opened, opened_family(cf)) {
+            (Some(cache), Some(family)) => match cache.get(family, key) {
+                Ok(hit) => return Ok(Some(hit)),
+                Err(ticket) => Some((cache, family, ticket)),
+            },
+            _ => None,
+        };
+        let value = match self.db.get_cf(self.cf(cf)?, key).map_err(engine)? {
+            Some(v) => self.unseal(cf, key, v)?,
+            None => return Ok(None),
+        };
+        if let Some((cache, family, ticket)) = cached {
+            cache.fill(ticket, family, key, &value);
         }
+        Ok(Some(value))
     }
 
     fn put_raw(&self, cf: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         let value = self.seal(cf, key, value)?;
-        self.db
+        let result = self
+            .db
             .put_cf_opt(self.cf(cf)?, key, value, &wo)
-            .map_err(engine)
+            .map_err(engine);
+        if let (Some(cache), Some(family)) = (&self.opened, opened_family(cf)) {
+            cache.invalidate(family, key);
+        }
+        result
     }
 
     /// Puts `value` (sealed) under `key` in `cf` into `batch`.
@@ -733,6 +778,15 @@ impl RocksStore {
     }
 }
 
+/// The opened-record cache's family of column family `cf`, if it caches it.
+fn opened_family(cf: &str) -> Option<opened::Family> {
+    match cf {
+        CF_IDENTIFIERS => Some(opened::Family::Identifiers),
+        CF_PROFILES => Some(opened::Family::Profiles),
+        _ => None,
+    }
+}
+
 /// Single-sample families in the Prometheus text format: `(name, type, help, value)`.
 fn text_families(rows: &[(&str, &str, &str, String)]) -> String {
     rows.iter()
@@ -773,7 +827,27 @@ impl GraphStore for RocksStore {
                 int("rocksdb.estimate-num-keys")
             ));
         }
+        let (opened_hits, opened_misses) = self.opened.as_ref().map_or((0, 0), |c| c.counts());
+        let opened_bytes = self.opened.as_ref().map_or(0, |c| c.usage().1);
         let mut out = text_families(&[
+            (
+                "idgraph_store_opened_cache_hits_total",
+                "counter",
+                "Reads of an encrypted store answered by its opened-record cache since open (0 without encryption)",
+                opened_hits.to_string(),
+            ),
+            (
+                "idgraph_store_opened_cache_misses_total",
+                "counter",
+                "Reads of an encrypted store that opened a sealed record since open (0 without encryption)",
+                opened_misses.to_string(),
+            ),
+            (
+                "idgraph_store_opened_cache_bytes",
+                "gauge",
+                "Bytes held by the opened-record cache (see encryption.open_cache_mb)",
+                opened_bytes.to_string(),
+            ),
             (
                 "idgraph_rocksdb_block_cache_hits_total",
                 "counter",
@@ -870,6 +944,10 @@ impl GraphStore for RocksStore {
     }
 
     fn goldens(&self, ids: &[ProfileId]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        if self.opened.is_some() {
+            // Each through the opened-record cache.
+            return ids.iter().map(|id| self.golden(id)).collect();
+        }
         let keys: Vec<Vec<u8>> = ids
             .iter()
             .map(|id| joined(&[b"g", id.as_bytes()]))
@@ -1327,7 +1405,7 @@ impl GraphStore for RocksStore {
                 // never wait for an fsync. (A snapshot may hold a group the backlog
                 // records a moment later; a replica's position is its own store's
                 // counter, so it then asks for the groups after that one.)
-                self.db.write_opt(batch, &wo).map_err(engine)?;
+                self.write_batch(batch, &wo)?;
                 backlog.push(crate::replication::Entry {
                     commit_seq: counters.commit_seq,
                     at_ms: crate::engine::now_ms(),
@@ -1336,7 +1414,7 @@ impl GraphStore for RocksStore {
                 });
                 Ok(())
             }
-            _ => self.db.write_opt(batch, &wo).map_err(engine),
+            _ => self.write_batch(batch, &wo),
         }
     }
 
@@ -1349,9 +1427,7 @@ impl GraphStore for RocksStore {
     /// crash loses at most a tail of groups, which the replica fetches again from its
     /// store's counter (the write-ahead log recovers a prefix of the writes).
     fn apply_replicated(&self, batch: &[u8]) -> Result<(), StoreError> {
-        self.db
-            .write_opt(WriteBatch::from_data(batch), &WriteOptions::default())
-            .map_err(engine)
+        self.write_batch(WriteBatch::from_data(batch), &WriteOptions::default())
     }
 
     fn sync(&self) -> Result<(), StoreError> {

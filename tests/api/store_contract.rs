@@ -1155,3 +1155,88 @@ mod compression {
         );
     }
 }
+
+/// The encrypted store's opened-record cache (on in `encrypted_store`) never answers with
+/// a record a later write replaced or deleted: reads between writes see every write,
+/// on the writer and on a replica applying the writer's groups as written, and a record
+/// read twice is answered from the cache the second time (the metrics count the hits).
+#[test]
+fn the_opened_record_cache_follows_every_write_and_replicated_group() {
+    use idgraph::store::rocks::RocksStore;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let writer = crate::encryption::encrypted_store(dir.path())
+        .with_replication(1 << 20)
+        .expect("replication backlog");
+    let replica = crate::encryption::encrypted_store_in(dir.path(), "replica");
+    let backlog = writer.replication_backlog().expect("a backlog");
+    let email = key("email", "ann@example.com");
+    let hits = |s: &RocksStore| -> u64 {
+        let text = s.engine_metrics();
+        text.lines()
+            .find_map(|l| l.strip_prefix("idgraph_store_opened_cache_hits_total "))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no opened-cache hits in the metrics:\n{text}"))
+    };
+    let expect = |s: &RocksStore, at: &str, profile: &str, seen: i64, name: Option<&str>| {
+        for read in ["first read", "second read"] {
+            let got = s.node(&email).expect("node");
+            assert_eq!(
+                got.as_ref()
+                    .map(|n| (n.profile_id.as_str().to_owned(), n.first_seen)),
+                name.map(|_| (profile.to_owned(), seen)),
+                "{at}, {read}: the identifier node"
+            );
+            assert_eq!(
+                s.golden(&pid(profile)).expect("golden"),
+                name.map(|n| golden(profile, n)),
+                "{at}, {read}: the golden profile"
+            );
+        }
+    };
+    let steps: [(&str, Option<&str>); 4] = [
+        ("p1", Some("Ann")),
+        ("p1", Some("Anne")),
+        ("p2", Some("Annie")),
+        ("p2", None),
+    ];
+    for (i, (profile, name)) in steps.into_iter().enumerate() {
+        let seq = i as u64 + 1;
+        let mut ch = Changes::default();
+        ch.nodes.insert(
+            email.clone(),
+            name.map(|_| node("email", "ann@example.com", profile, seq as i64)),
+        );
+        ch.goldens
+            .insert(pid(profile), name.map(|n| golden(profile, n)));
+        if profile == "p2" {
+            // The move from p1 to p2 leaves no golden profile of p1 behind.
+            ch.goldens.insert(pid("p1"), None);
+        }
+        ch.counters = Some(Counters {
+            commit_seq: seq,
+            ..Counters::default()
+        });
+        let before = (hits(&writer), hits(&replica));
+        writer.apply(&ch).expect("apply");
+        let groups = backlog.after(seq - 1, usize::MAX).expect("the group");
+        assert_eq!(groups.len(), 1, "step {seq}: one group");
+        replica
+            .apply_replicated(&groups[0].batch)
+            .expect("apply the writer's group");
+        for (s, at) in [(&writer, "writer"), (&replica, "replica")] {
+            expect(s, &format!("{at}, step {seq}"), profile, seq as i64, name);
+            assert!(
+                s.golden(&pid("p1")).expect("golden of p1").is_none() || profile == "p1",
+                "{at}, step {seq}: p1's golden profile is gone"
+            );
+        }
+        if name.is_some() {
+            // The second reads of the node and the golden profile were hits.
+            assert!(hits(&writer) >= before.0 + 2, "writer, step {seq}: no hits");
+            assert!(
+                hits(&replica) >= before.1 + 2,
+                "replica, step {seq}: no hits"
+            );
+        }
+    }
+}
