@@ -231,6 +231,10 @@ pub struct StorageSettings {
     /// lookups and resolution read stay in memory. Larger stores want more (see the README's
     /// sizing notes).
     pub block_cache_mb: usize,
+    /// Record cache of the embedded store, in MiB (0: none): the bytes of recently read
+    /// identifier nodes and profile records (golden profiles included), so a hot lookup
+    /// reads neither RocksDB nor, with encryption on, decrypts again. Never on disk.
+    pub record_cache_mb: usize,
     /// Compression of the last level of the embedded store (most of its bytes): `zstd`
     /// (default; with a dictionary trained per file, about half the bytes of `lz4` on
     /// idgraph's records for more CPU in compactions) or `lz4`. Upper levels are always
@@ -1040,6 +1044,7 @@ impl Default for StorageSettings {
         StorageSettings {
             data_dir: PathBuf::from("./idgraph-data"),
             block_cache_mb: crate::store::rocks::DEFAULT_BLOCK_CACHE_MB,
+            record_cache_mb: crate::store::rocks::DEFAULT_RECORD_CACHE_MB,
             bottommost_compression: Compression::Zstd,
         }
     }

@@ -11,7 +11,7 @@ use zeroize::Zeroizing;
 use super::{CryptoError, KeyBytes};
 
 /// `[encryption]`: encryption at rest of the embedded store (see `crypto`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct EncryptionSettings {
     /// Off by default: a store is encrypted from its creation or never (an existing
@@ -19,24 +19,6 @@ pub struct EncryptionSettings {
     pub enabled: bool,
     /// Where the key-encryption key comes from: exactly one of `file`, `env`, `aws_kms`.
     pub kek: KekSettings,
-    /// MiB of recently opened identifier and profile records kept readable in memory, so
-    /// a hot lookup does not decrypt the same records again (0: none). A plaintext
-    /// store's block cache holds its records readable anyway; this is the encrypted
-    /// store's equivalent, never written to disk.
-    pub open_cache_mb: usize,
-}
-
-/// The default `encryption.open_cache_mb`.
-pub const DEFAULT_OPEN_CACHE_MB: usize = 128;
-
-impl Default for EncryptionSettings {
-    fn default() -> Self {
-        EncryptionSettings {
-            enabled: false,
-            kek: KekSettings::default(),
-            open_cache_mb: DEFAULT_OPEN_CACHE_MB,
-        }
-    }
 }
 
 /// `[encryption.kek]`.

@@ -26,7 +26,6 @@ fn enabled_file(path: &Path) -> EncryptionSettings {
             file: Some(path.to_owned()),
             ..Default::default()
         },
-        ..Default::default()
     }
 }
 

@@ -170,7 +170,7 @@ impl Engine {
                     settings.storage.bottommost_compression,
                     cipher,
                 )?
-                .with_open_cache(settings.encryption.open_cache_mb.saturating_mul(1 << 20))?;
+                .with_record_cache(settings.storage.record_cache_mb.saturating_mul(1 << 20))?;
                 Arc::new(if settings.replication.enabled {
                     store.with_replication(settings.replication.backlog_mb.saturating_mul(1 << 20))?
                 } else {

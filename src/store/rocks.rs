@@ -32,7 +32,7 @@
 //! characters (ingest rejects them), so `\0` is a safe separator.
 
 mod backup;
-mod opened;
+mod record_cache;
 mod sealed;
 
 use std::path::Path;
@@ -133,9 +133,9 @@ pub struct RocksStore {
     /// Encryption at rest (`[encryption]`): personal key segments and values sealed at
     /// this boundary (see `sealed`); `None` stores plaintext.
     cipher: Option<Arc<StoreCipher>>,
-    /// The plaintext of recently opened identifier and profile records of an encrypted
-    /// store (`encryption.open_cache_mb`, see `opened`).
-    opened: Option<opened::OpenedCache>,
+    /// The bytes of recently read identifier and profile records (opened, if sealed):
+    /// `storage.record_cache_mb`, see `record_cache`.
+    records: Option<record_cache::RecordCache>,
 }
 
 /// RocksDB's error as a [`StoreError`]: a full disk (`IO error: No space left on
@@ -166,6 +166,8 @@ fn engine(e: rocksdb::Error) -> StoreError {
 /// Block cache shared by every column family, unless `storage.block_cache_mb` says
 /// otherwise.
 pub const DEFAULT_BLOCK_CACHE_MB: usize = 512;
+/// The default `storage.record_cache_mb`.
+pub const DEFAULT_RECORD_CACHE_MB: usize = 128;
 
 /// The smallest block cache accepted: with 16 shards, 1 MiB each.
 pub const MIN_BLOCK_CACHE_MB: usize = 16;
@@ -408,22 +410,19 @@ impl RocksStore {
         Ok(self)
     }
 
-    /// Keeps the plaintext of about `bytes` of recently opened identifier and profile
-    /// records in memory (see `opened`); only an encrypted store has one (a plaintext
-    /// store's block cache holds its records readable). 0: none.
-    pub fn with_open_cache(mut self, bytes: usize) -> Result<Self, StoreError> {
-        if self.cipher.is_some() {
-            let ids = opened::column_family_ids(&self.db, &[CF_IDENTIFIERS, CF_PROFILES])?;
-            self.opened = opened::OpenedCache::new(bytes, [ids[0], ids[1]]);
-        }
+    /// Keeps the bytes of about `bytes` of recently read identifier and profile records in
+    /// memory (see `record_cache`; opened, if the store is encrypted). 0: none.
+    pub fn with_record_cache(mut self, bytes: usize) -> Result<Self, StoreError> {
+        let ids = record_cache::column_family_ids(&self.db, &[CF_IDENTIFIERS, CF_PROFILES])?;
+        self.records = record_cache::RecordCache::new(bytes, [ids[0], ids[1]]);
         Ok(self)
     }
 
-    /// Writes `batch`; with an opened-record cache, then invalidates what it wrote
+    /// Writes `batch`; with a record cache, then invalidates what it wrote
     /// (whether or not the write succeeded). Every write of the cached column families
     /// goes through here or [`RocksStore::put_raw`].
     fn write_batch(&self, batch: WriteBatch, wo: &WriteOptions) -> Result<(), StoreError> {
-        let written = self.opened.as_ref().map(|c| (c, c.written(&batch)));
+        let written = self.records.as_ref().map(|c| (c, c.written(&batch)));
         let result = self.db.write_opt(batch, wo).map_err(engine);
         if let Some((cache, written)) = written {
             cache.invalidate_written(written);
@@ -484,7 +483,7 @@ impl RocksStore {
             last_erasure: Default::default(),
             purged_through: Default::default(),
             cipher,
-            opened: None,
+            records: None,
         };
         let fresh = store.get_raw(CF_META, b"format")?.is_none();
         store.check_encryption(fresh, false)?;
@@ -614,7 +613,7 @@ impl RocksStore {
             last_erasure: Default::default(),
             purged_through: Default::default(),
             cipher,
-            opened: None,
+            records: None,
         };
         store.check_encryption(false, true)?;
         Ok(store)
@@ -667,7 +666,7 @@ impl RocksStore {
 
     /// The value of `key` in `cf`, opened (see `sealed`).
     fn get_raw(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let cached = match (&self.opened, opened_family(cf)) {
+        let cached = match (&self.records, cached_family(cf)) {
             (Some(cache), Some(family)) => match cache.get(family, key) {
                 Ok(hit) => return Ok(Some(hit)),
                 Err(ticket) => Some((cache, family, ticket)),
@@ -692,7 +691,7 @@ impl RocksStore {
             .db
             .put_cf_opt(self.cf(cf)?, key, value, &wo)
             .map_err(engine);
-        if let (Some(cache), Some(family)) = (&self.opened, opened_family(cf)) {
+        if let (Some(cache), Some(family)) = (&self.records, cached_family(cf)) {
             cache.invalidate(family, key);
         }
         result
@@ -778,11 +777,11 @@ impl RocksStore {
     }
 }
 
-/// The opened-record cache's family of column family `cf`, if it caches it.
-fn opened_family(cf: &str) -> Option<opened::Family> {
+/// The record cache's family of column family `cf`, if it caches it.
+fn cached_family(cf: &str) -> Option<record_cache::Family> {
     match cf {
-        CF_IDENTIFIERS => Some(opened::Family::Identifiers),
-        CF_PROFILES => Some(opened::Family::Profiles),
+        CF_IDENTIFIERS => Some(record_cache::Family::Identifiers),
+        CF_PROFILES => Some(record_cache::Family::Profiles),
         _ => None,
     }
 }
@@ -827,26 +826,26 @@ impl GraphStore for RocksStore {
                 int("rocksdb.estimate-num-keys")
             ));
         }
-        let (opened_hits, opened_misses) = self.opened.as_ref().map_or((0, 0), |c| c.counts());
-        let opened_bytes = self.opened.as_ref().map_or(0, |c| c.usage().1);
+        let (cache_hits, cache_misses) = self.records.as_ref().map_or((0, 0), |c| c.counts());
+        let cache_bytes = self.records.as_ref().map_or(0, |c| c.usage().1);
         let mut out = text_families(&[
             (
-                "idgraph_store_opened_cache_hits_total",
+                "idgraph_store_record_cache_hits_total",
                 "counter",
-                "Reads of an encrypted store answered by its opened-record cache since open (0 without encryption)",
-                opened_hits.to_string(),
+                "Identifier and profile record reads answered by the record cache since open",
+                cache_hits.to_string(),
             ),
             (
-                "idgraph_store_opened_cache_misses_total",
+                "idgraph_store_record_cache_misses_total",
                 "counter",
-                "Reads of an encrypted store that opened a sealed record since open (0 without encryption)",
-                opened_misses.to_string(),
+                "Identifier and profile record reads that went to RocksDB since open",
+                cache_misses.to_string(),
             ),
             (
-                "idgraph_store_opened_cache_bytes",
+                "idgraph_store_record_cache_bytes",
                 "gauge",
-                "Bytes held by the opened-record cache (see encryption.open_cache_mb)",
-                opened_bytes.to_string(),
+                "Bytes held by the record cache (storage.record_cache_mb)",
+                cache_bytes.to_string(),
             ),
             (
                 "idgraph_rocksdb_block_cache_hits_total",
@@ -944,8 +943,8 @@ impl GraphStore for RocksStore {
     }
 
     fn goldens(&self, ids: &[ProfileId]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        if self.opened.is_some() {
-            // Each through the opened-record cache.
+        if self.records.is_some() {
+            // Each through the record cache.
             return ids.iter().map(|id| self.golden(id)).collect();
         }
         let keys: Vec<Vec<u8>> = ids

@@ -65,25 +65,24 @@ fn settings_with(kek: &Path) -> EncryptionSettings {
             file: Some(kek.to_owned()),
             ..Default::default()
         },
-        ..Default::default()
     }
 }
 
-/// An encrypted embedded store in `<dir>/data` (KEK in `<dir>/kek`) with a small
-/// opened-record cache (1 MiB): the store contract runs on it.
+/// An encrypted embedded store in `<dir>/data` (KEK in `<dir>/kek`) with a small record
+/// cache (1 MiB): the store contract runs on it.
 pub fn encrypted_store(dir: &Path) -> RocksStore {
     encrypted_store_in(dir, "data")
 }
 
 /// An encrypted embedded store in `<dir>/<name>` under the data key of `<dir>/data`
-/// (made if missing), with a 1 MiB opened-record cache: a replica holds its writer's key.
+/// (made if missing), with a 1 MiB record cache: a replica holds its writer's key.
 pub fn encrypted_store_in(dir: &Path, name: &str) -> RocksStore {
     let kek = kek_file(dir, "kek", 0x5a);
     let cipher = idgraph::crypto::store_cipher(&settings_with(&kek), &dir.join("data"))
         .expect("data key")
         .expect("encryption is on");
     RocksStore::open_with_cache(&dir.join(name), 64, Compression::default(), Some(cipher))
-        .and_then(|s| s.with_open_cache(1 << 20))
+        .and_then(|s| s.with_record_cache(1 << 20))
         .expect("open the encrypted store")
 }
 

@@ -1156,26 +1156,53 @@ mod compression {
     }
 }
 
-/// The encrypted store's opened-record cache (on in `encrypted_store`) never answers with
-/// a record a later write replaced or deleted: reads between writes see every write,
-/// on the writer and on a replica applying the writer's groups as written, and a record
-/// read twice is answered from the cache the second time (the metrics count the hits).
+/// The embedded store's record cache never answers with a record a later write replaced
+/// or deleted: reads between writes see every write, on the writer and on a replica
+/// applying the writer's groups as written, and a record read twice is answered from the
+/// cache the second time (the metrics count the hits). Plaintext and encrypted.
 #[test]
-fn the_opened_record_cache_follows_every_write_and_replicated_group() {
+fn the_record_cache_follows_every_write_and_replicated_group() {
+    use idgraph::config::Compression;
     use idgraph::store::rocks::RocksStore;
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let writer = crate::encryption::encrypted_store(dir.path())
-        .with_replication(1 << 20)
-        .expect("replication backlog");
-    let replica = crate::encryption::encrypted_store_in(dir.path(), "replica");
+    let plain = |dir: &std::path::Path, name: &str| {
+        RocksStore::open_with_cache(&dir.join(name), 64, Compression::default(), None)
+            .and_then(|s| s.with_record_cache(1 << 20))
+            .expect("open the store")
+    };
+    for encrypted in [false, true] {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let (writer, replica) = if encrypted {
+            (
+                crate::encryption::encrypted_store(dir.path()),
+                crate::encryption::encrypted_store_in(dir.path(), "replica"),
+            )
+        } else {
+            (plain(dir.path(), "data"), plain(dir.path(), "replica"))
+        };
+        record_cache_follows_writes(
+            writer
+                .with_replication(1 << 20)
+                .expect("replication backlog"),
+            replica,
+            if encrypted { "encrypted" } else { "plaintext" },
+        );
+    }
+}
+
+fn record_cache_follows_writes(
+    writer: idgraph::store::rocks::RocksStore,
+    replica: idgraph::store::rocks::RocksStore,
+    mode: &str,
+) {
+    use idgraph::store::rocks::RocksStore;
     let backlog = writer.replication_backlog().expect("a backlog");
     let email = key("email", "ann@example.com");
     let hits = |s: &RocksStore| -> u64 {
         let text = s.engine_metrics();
         text.lines()
-            .find_map(|l| l.strip_prefix("idgraph_store_opened_cache_hits_total "))
+            .find_map(|l| l.strip_prefix("idgraph_store_record_cache_hits_total "))
             .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no opened-cache hits in the metrics:\n{text}"))
+            .unwrap_or_else(|| panic!("no record-cache hits in the metrics:\n{text}"))
     };
     let expect = |s: &RocksStore, at: &str, profile: &str, seen: i64, name: Option<&str>| {
         for read in ["first read", "second read"] {
@@ -1224,6 +1251,7 @@ fn the_opened_record_cache_follows_every_write_and_replicated_group() {
             .apply_replicated(&groups[0].batch)
             .expect("apply the writer's group");
         for (s, at) in [(&writer, "writer"), (&replica, "replica")] {
+            let at = &format!("{mode} {at}");
             expect(s, &format!("{at}, step {seq}"), profile, seq as i64, name);
             assert!(
                 s.golden(&pid("p1")).expect("golden of p1").is_none() || profile == "p1",

@@ -1,22 +1,23 @@
-//! The opened-record cache of an encrypted store (`encryption.open_cache_mb`): the
-//! plaintext of recently read identifier nodes and profile records, kept in memory so a
-//! hot lookup does not open the same sealed value again. Part of `store::rocks`.
+//! The record cache of the embedded store (`storage.record_cache_mb`): the bytes of
+//! recently read identifier nodes and profile records (golden profiles included), kept in
+//! memory so a hot lookup neither goes through RocksDB nor, in an encrypted store, opens
+//! the same sealed value again. Part of `store::rocks`.
 //!
-//! A plaintext store gets this for free: RocksDB's block cache holds its records readable.
-//! An encrypted store's block cache holds them sealed (as database engines with
-//! transparent encryption keep their buffer pools decrypted and pay only on disk I/O,
-//! this keeps what was opened). It holds nothing the process did not already hold while
-//! answering, and nothing of it reaches a file.
+//! RocksDB's block cache keeps blocks, and a read still seeks in them, checks them and
+//! copies the value out; an encrypted store's blocks hold sealed values, so every read
+//! also decrypts (databases with transparent encryption keep their buffer pools decrypted
+//! and pay only on disk I/O; this keeps what was read). It holds nothing the process did
+//! not already hold while answering, and none of it reaches a file.
 //!
 //! **Never stale.** Every write group invalidates the stored keys it writes in the cached
-//! column families *after* it is written; a read that missed takes a ticket (its shard's
-//! epoch) *before* it reads the store, and its result is kept only if no invalidation of
-//! that shard came in between (checked under the shard's lock). So a value is cached only
-//! if no write to its shard happened between the read and the fill, and any later write
-//! removes it. Writes this module cannot enumerate (a replica's group as the writer wrote
-//! it) clear the whole cache.
+//! column families *after* it is written and before the write returns; a read that
+//! missed takes a ticket (its shard's epoch) *before* it reads the store, and its result
+//! is kept only if no invalidation of that shard came in between (checked under the
+//! shard's lock). So a value is cached only if no write to its shard happened between the
+//! read and the fill, and any later write removes it. A batch whose operations RocksDB does
+//! not all report (its iteration stops at a range deletion) clears the whole cache.
 //!
-//! Memory: about `open_cache_mb` (values and keys counted, plus a fixed overhead per
+//! Memory: about `record_cache_mb` (values and keys counted, plus a fixed overhead per
 //! entry). Eviction is by two generations per shard: new and reused entries go to the
 //! young one; when it is full the old one is dropped and the young one becomes old.
 
@@ -65,7 +66,7 @@ pub(super) struct Ticket {
     epoch: u64,
 }
 
-pub(super) struct OpenedCache {
+pub(super) struct RecordCache {
     /// RocksDB's ids of the column families `identifiers` and `profiles`.
     ids: [u32; 2],
     hits: AtomicU64,
@@ -87,14 +88,14 @@ fn cost(key: &[u8], value: &[u8]) -> usize {
     key.len() + value.len() + ENTRY_OVERHEAD
 }
 
-impl OpenedCache {
+impl RecordCache {
     /// A cache of about `bytes` in all for the column families of RocksDB ids `ids`
     /// (`identifiers`, `profiles`); `None` when `bytes` is 0 (the cache is off).
-    pub(super) fn new(bytes: usize, ids: [u32; 2]) -> Option<OpenedCache> {
+    pub(super) fn new(bytes: usize, ids: [u32; 2]) -> Option<RecordCache> {
         if bytes == 0 {
             return None;
         }
-        Some(OpenedCache {
+        Some(RecordCache {
             ids,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -116,7 +117,7 @@ impl OpenedCache {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The cached plaintext of `key`, or the ticket to [`OpenedCache::fill`] it with once
+    /// The cached plaintext of `key`, or the ticket to [`RecordCache::fill`] it with once
     /// read from the store.
     pub(super) fn get(&self, family: Family, key: &[u8]) -> Result<Vec<u8>, Ticket> {
         let k = entry_key(family, key);
@@ -190,7 +191,7 @@ impl OpenedCache {
     }
 
     /// The cached keys `batch` writes (column family ids: `identifiers`, `profiles`), to
-    /// [`OpenedCache::invalidate_written`] once it is written.
+    /// [`RecordCache::invalidate_written`] once it is written.
     pub(super) fn written(&self, batch: &rocksdb::WriteBatch) -> Written {
         let mut w = Written {
             ids: self.ids,
@@ -205,7 +206,7 @@ impl OpenedCache {
         w
     }
 
-    /// Invalidates what [`OpenedCache::written`] found (after the write).
+    /// Invalidates what [`RecordCache::written`] found (after the write).
     pub(super) fn invalidate_written(&self, written: Written) {
         if written.all {
             return self.clear();
@@ -235,7 +236,7 @@ impl OpenedCache {
     }
 }
 
-/// The cached keys of a write batch (see [`OpenedCache::written`]).
+/// The cached keys of a write batch (see [`RecordCache::written`]).
 pub(super) struct Written {
     ids: [u32; 2],
     keys: Vec<(Family, Vec<u8>)>,
@@ -314,11 +315,11 @@ pub(super) fn column_family_ids(
 
 #[cfg(test)]
 mod tests {
-    use super::{Family, OpenedCache, ENTRY_OVERHEAD, SHARDS};
+    use super::{Family, RecordCache, ENTRY_OVERHEAD, SHARDS};
 
     #[test]
     fn a_fill_is_served_until_its_key_is_invalidated() {
-        let cache = OpenedCache::new(1 << 20, [1, 2]).expect("on");
+        let cache = RecordCache::new(1 << 20, [1, 2]).expect("on");
         let ticket = cache.get(Family::Profiles, b"g\0p1").expect_err("empty");
         cache.fill(ticket, Family::Profiles, b"g\0p1", b"{\"a\":1}");
         assert_eq!(
@@ -333,7 +334,7 @@ mod tests {
 
     #[test]
     fn a_read_overtaken_by_a_write_is_not_kept() {
-        let cache = OpenedCache::new(1 << 20, [1, 2]).expect("on");
+        let cache = RecordCache::new(1 << 20, [1, 2]).expect("on");
         // A reader misses and reads the old value from the store...
         let ticket = cache.get(Family::Identifiers, b"k").expect_err("empty");
         // ...a write group replaces it and invalidates the key...
@@ -362,7 +363,7 @@ mod tests {
     #[test]
     fn memory_stays_within_the_budget_and_recent_entries_survive() {
         let budget = 256 * 1024;
-        let cache = OpenedCache::new(budget, [1, 2]).expect("on");
+        let cache = RecordCache::new(budget, [1, 2]).expect("on");
         let value = vec![7u8; 1000];
         for i in 0..10_000u32 {
             let key = i.to_be_bytes();
@@ -388,6 +389,6 @@ mod tests {
         let t = cache.get(Family::Profiles, b"huge").expect_err("empty");
         cache.fill(t, Family::Profiles, b"huge", &huge);
         assert!(cache.get(Family::Profiles, b"huge").is_err());
-        assert!(OpenedCache::new(0, [1, 2]).is_none());
+        assert!(RecordCache::new(0, [1, 2]).is_none());
     }
 }
