@@ -394,9 +394,8 @@ impl Application {
     }
 
     /// Reloads the TLS certificate on SIGHUP while the returned task runs (nothing, and
-    /// SIGHUP keeps its default action, without TLS).
-    /// Reloads the TLS certificate on SIGHUP. The handler is installed by this call, so
-    /// call it before announcing the server.
+    /// SIGHUP keeps its default action, without TLS). The handler is installed by this
+    /// call, so call it before announcing the server.
     pub fn reload_tls_on_hangup(&self) -> Option<tokio::task::JoinHandle<()>> {
         self.tls
             .clone()

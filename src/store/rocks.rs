@@ -669,7 +669,7 @@ impl RocksStore {
         let cached = match (&self.records, cached_family(cf)) {
             (Some(cache), Some(family)) => match cache.get(family, key) {
                 Ok(hit) => return Ok(Some(hit)),
-                Err(ticket) => Some((cache, family, ticket)),
+                Err(ticket) => Some((cache, ticket)),
             },
             _ => None,
         };
@@ -677,8 +677,8 @@ impl RocksStore {
             Some(v) => self.unseal(cf, key, v)?,
             None => return Ok(None),
         };
-        if let Some((cache, family, ticket)) = cached {
-            cache.fill(ticket, family, key, &value);
+        if let Some((cache, ticket)) = cached {
+            cache.fill(ticket, &value);
         }
         Ok(Some(value))
     }

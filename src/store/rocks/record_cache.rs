@@ -49,6 +49,13 @@ struct Shard {
 }
 
 impl Shard {
+    /// Takes `key` out of the old generation.
+    fn take_old(&mut self, key: &[u8]) -> Option<Vec<u8>> {
+        let v = self.old.remove(key)?;
+        self.old_bytes -= cost(key, &v);
+        Some(v)
+    }
+
     fn remove(&mut self, key: &[u8]) {
         if let Some(v) = self.young.remove(key) {
             self.young_bytes -= cost(key, &v);
@@ -59,9 +66,11 @@ impl Shard {
     }
 }
 
-/// What a read that missed needs to fill the cache afterwards.
-#[derive(Debug, Clone, Copy)]
+/// What a read that missed needs to fill the cache afterwards: its entry's key and shard,
+/// and the shard's epoch when the read began.
+#[derive(Debug)]
 pub(super) struct Ticket {
+    key: Vec<u8>,
     shard: usize,
     epoch: u64,
 }
@@ -127,33 +136,34 @@ impl RecordCache {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(v.clone());
         }
-        match s.old.get(&k) {
+        match s.take_old(&k) {
             Some(v) => {
-                let v = v.clone();
-                self.insert(&mut s, k, v.clone());
+                let out = v.clone();
+                self.insert(&mut s, k, v);
                 self.hits.fetch_add(1, Ordering::Relaxed);
-                Ok(v)
+                Ok(out)
             }
             None => {
                 self.misses.fetch_add(1, Ordering::Relaxed);
+                let epoch = s.epoch;
                 Err(Ticket {
+                    key: k,
                     shard,
-                    epoch: s.epoch,
+                    epoch,
                 })
             }
         }
     }
 
-    /// Keeps `value` (the plaintext of `key`, read after `ticket` was taken) unless `key`'s
-    /// shard was invalidated since.
-    pub(super) fn fill(&self, ticket: Ticket, family: Family, key: &[u8], value: &[u8]) {
-        let k = entry_key(family, key);
-        if cost(&k, value) > self.generation_bytes {
+    /// Keeps `value` (the record `ticket` missed, read after the ticket was taken) unless
+    /// its shard was invalidated since.
+    pub(super) fn fill(&self, ticket: Ticket, value: &[u8]) {
+        if cost(&ticket.key, value) > self.generation_bytes {
             return;
         }
         let mut s = self.lock(ticket.shard);
         if s.epoch == ticket.epoch {
-            self.insert(&mut s, k, value.to_vec());
+            self.insert(&mut s, ticket.key, value.to_vec());
         }
     }
 
@@ -321,7 +331,7 @@ mod tests {
     fn a_fill_is_served_until_its_key_is_invalidated() {
         let cache = RecordCache::new(1 << 20, [1, 2]).expect("on");
         let ticket = cache.get(Family::Profiles, b"g\0p1").expect_err("empty");
-        cache.fill(ticket, Family::Profiles, b"g\0p1", b"{\"a\":1}");
+        cache.fill(ticket, b"{\"a\":1}");
         assert_eq!(
             cache.get(Family::Profiles, b"g\0p1").ok(),
             Some(b"{\"a\":1}".to_vec())
@@ -340,13 +350,13 @@ mod tests {
         // ...a write group replaces it and invalidates the key...
         cache.invalidate(Family::Identifiers, b"k");
         // ...and the reader's old value must not be kept.
-        cache.fill(ticket, Family::Identifiers, b"k", b"old");
+        cache.fill(ticket, b"old");
         assert!(cache.get(Family::Identifiers, b"k").is_err());
         // A read after the write is kept.
         let ticket = cache
             .get(Family::Identifiers, b"k")
             .expect_err("still empty");
-        cache.fill(ticket, Family::Identifiers, b"k", b"new");
+        cache.fill(ticket, b"new");
         assert_eq!(
             cache.get(Family::Identifiers, b"k").ok(),
             Some(b"new".to_vec())
@@ -356,7 +366,7 @@ mod tests {
         // A ticket taken before a clear is refused too.
         let ticket = cache.get(Family::Identifiers, b"k").expect_err("cleared");
         cache.clear();
-        cache.fill(ticket, Family::Identifiers, b"k", b"old");
+        cache.fill(ticket, b"old");
         assert!(cache.get(Family::Identifiers, b"k").is_err());
     }
 
@@ -368,12 +378,12 @@ mod tests {
         for i in 0..10_000u32 {
             let key = i.to_be_bytes();
             if let Err(t) = cache.get(Family::Profiles, &key) {
-                cache.fill(t, Family::Profiles, &key, &value);
+                cache.fill(t, &value);
             }
             // A hot key read all along stays.
             if let Err(t) = cache.get(Family::Profiles, b"hot") {
                 assert!(i < 2, "the hot key was evicted at {i}");
-                cache.fill(t, Family::Profiles, b"hot", &value);
+                cache.fill(t, &value);
             }
         }
         let (entries, bytes) = cache.usage();
@@ -387,7 +397,7 @@ mod tests {
         // A value larger than a shard's generation is never kept.
         let huge = vec![0u8; budget / SHARDS];
         let t = cache.get(Family::Profiles, b"huge").expect_err("empty");
-        cache.fill(t, Family::Profiles, b"huge", &huge);
+        cache.fill(t, &huge);
         assert!(cache.get(Family::Profiles, b"huge").is_err());
         assert!(RecordCache::new(0, [1, 2]).is_none());
     }
