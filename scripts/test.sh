@@ -29,7 +29,7 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
 echo "== cargo clippy"
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== cargo test"
-cargo test --all-targets --locked --no-fail-fast
+cargo test --workspace --all-targets --locked --no-fail-fast

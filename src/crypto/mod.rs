@@ -20,16 +20,14 @@
 //! Destroying the data key ([`destroy_data_key`]) makes every copy of the store's files
 //! unreadable (crypto-shredding), backups included.
 
-mod det;
 pub mod kek;
 pub mod kms;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use aes_gcm_siv::aead::{AeadInPlace, KeyInit};
-use aes_gcm_siv::{AesGcmSiv, Nonce};
 use base64::Engine as _;
+use idgraph_aead::{FixedNonceSiv, RandomNonceSiv, NONCE_LEN, TAG_LEN};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -40,8 +38,6 @@ pub use kek::{EncryptionSettings, Kek, KekSettings};
 /// The wrapped data key's file in a data directory.
 pub const DATA_KEY_FILE: &str = "data-key.json";
 
-const NONCE_LEN: usize = 12;
-const TAG_LEN: usize = 16;
 /// Associated data of a wrapped data key (with its key id after it).
 const WRAP_AAD: &[u8] = b"idgraph data key v1\0";
 const HKDF_SALT: &[u8] = b"idgraph store encryption v1";
@@ -70,21 +66,16 @@ struct WrappedKeyFile {
     wrapped: String,
 }
 
-/// AES-256-GCM-SIV over the encryption-only AES-256: GCM-SIV never decrypts a block
-/// (its tag and keystream are both AES encryptions), so each message's key schedule skips
-/// the decryption round keys `aes-gcm-siv`'s `Aes256GcmSiv` also expands (and wipes on
-/// drop): about a fifth of the instructions of sealing a value (callgrind; see
-/// docs/benchmarks.md). Same output.
-type Siv = AesGcmSiv<aes::Aes256Enc>;
-
 /// 32 secret bytes, wiped when dropped.
 pub type KeyBytes = Zeroizing<[u8; 32]>;
 
 /// The ciphers of one store, derived from its data key.
 pub struct StoreCipher {
     key_id: String,
-    values: Siv,
-    keys: det::FixedNonceSiv,
+    /// Values: AES-256-GCM-SIV under a random nonce.
+    values: RandomNonceSiv,
+    /// Key segments: AES-256-GCM-SIV under the zero nonce (deterministic).
+    keys: FixedNonceSiv,
 }
 
 impl std::fmt::Debug for StoreCipher {
@@ -148,8 +139,8 @@ impl StoreCipher {
         let bad = |_| CryptoError::Config("a subkey has the wrong length".into());
         Ok(StoreCipher {
             key_id: key_id.to_owned(),
-            values: Siv::new_from_slice(values.as_slice()).map_err(bad)?,
-            keys: det::FixedNonceSiv::new(&keys)?,
+            values: RandomNonceSiv::new(&values).map_err(bad)?,
+            keys: FixedNonceSiv::new(&keys).map_err(bad)?,
         })
     }
 
@@ -161,28 +152,22 @@ impl StoreCipher {
     /// `plain` encrypted with a fresh random nonce, bound to `aad` (nonce ‖ ciphertext ‖
     /// tag): 28 bytes more than `plain`.
     pub fn seal_value(&self, aad: &[u8], plain: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let mut out = Vec::with_capacity(NONCE_LEN + plain.len() + TAG_LEN);
-        let mut nonce = [0u8; NONCE_LEN];
-        rand::thread_rng().fill_bytes(&mut nonce);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(plain);
-        let tag = self
-            .values
-            .encrypt_in_place_detached(Nonce::from_slice(&nonce), aad, &mut out[NONCE_LEN..])
-            .map_err(|_| CryptoError::Config("a value is too long to encrypt".into()))?;
-        out.extend_from_slice(&tag);
-        Ok(out)
+        self.values
+            .seal(aad, plain)
+            .map_err(|_| CryptoError::Config("a value is too long to encrypt".into()))
     }
 
     /// The plaintext of [`StoreCipher::seal_value`]'s output under the same `aad`.
     pub fn open_value(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        open(&self.values, aad, sealed)
+        self.open_value_owned(aad, sealed.to_vec())
     }
 
     /// [`StoreCipher::open_value`] in `sealed`'s own buffer (no copy of the ciphertext):
     /// the plaintext, or `Tampered` (the buffer is then dropped).
     pub fn open_value_owned(&self, aad: &[u8], sealed: Vec<u8>) -> Result<Vec<u8>, CryptoError> {
-        open_owned(&self.values, aad, sealed)
+        self.values
+            .open(aad, sealed)
+            .map_err(|_| CryptoError::Tampered)
     }
 
     /// `plain` encrypted deterministically (equal inputs, equal outputs), `\0`-free: it
@@ -205,60 +190,34 @@ impl StoreCipher {
         let mut tag = [0u8; TAG_LEN];
         tag.copy_from_slice(&raw[at..]);
         raw.truncate(at);
-        self.keys.open_in_place(&mut raw, &tag)?;
+        self.keys
+            .open_in_place(&mut raw, &tag)
+            .map_err(|_| CryptoError::Tampered)?;
         Ok(raw)
     }
 }
 
-fn open(cipher: &Siv, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    open_owned(cipher, aad, sealed.to_vec())
-}
-
-/// Nonce ‖ ciphertext ‖ tag opened in place: the plaintext, or `Tampered`.
-fn open_owned(cipher: &Siv, aad: &[u8], mut sealed: Vec<u8>) -> Result<Vec<u8>, CryptoError> {
-    if sealed.len() < NONCE_LEN + TAG_LEN {
-        return Err(CryptoError::Tampered);
-    }
-    let mut nonce = [0u8; NONCE_LEN];
-    nonce.copy_from_slice(&sealed[..NONCE_LEN]);
-    let at = sealed.len() - TAG_LEN;
-    let mut tag = [0u8; TAG_LEN];
-    tag.copy_from_slice(&sealed[at..]);
-    sealed.truncate(at);
-    sealed.drain(..NONCE_LEN);
-    cipher
-        .decrypt_in_place_detached(
-            Nonce::from_slice(&nonce),
-            aad,
-            &mut sealed,
-            aes_gcm_siv::Tag::from_slice(&tag),
-        )
-        .map_err(|_| CryptoError::Tampered)?;
-    Ok(sealed)
-}
-
 /// AES-256-GCM-SIV of the 32 data-key bytes under `kek`, bound to the key id.
 fn wrap_local(kek: &KeyBytes, key_id: &str, key: &KeyBytes) -> Result<Vec<u8>, CryptoError> {
-    let cipher = Siv::new_from_slice(kek.as_slice())
+    let cipher = RandomNonceSiv::new(kek)
         .map_err(|_| CryptoError::Config("the key-encryption key must be 32 bytes".into()))?;
     let aad = [WRAP_AAD, key_id.as_bytes()].concat();
-    let mut out = Vec::with_capacity(NONCE_LEN + 32 + TAG_LEN);
     let mut nonce = [0u8; NONCE_LEN];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(key.as_slice());
-    let tag = cipher
-        .encrypt_in_place_detached(Nonce::from_slice(&nonce), &aad, &mut out[NONCE_LEN..])
-        .map_err(|_| CryptoError::Config("cannot wrap the data key".into()))?;
-    out.extend_from_slice(&tag);
-    Ok(out)
+    cipher
+        .seal_with_nonce(&nonce, &aad, key.as_slice())
+        .map_err(|_| CryptoError::Config("cannot wrap the data key".into()))
 }
 
 fn unwrap_local(kek: &KeyBytes, key_id: &str, wrapped: &[u8]) -> Result<KeyBytes, CryptoError> {
-    let cipher = Siv::new_from_slice(kek.as_slice())
+    let cipher = RandomNonceSiv::new(kek)
         .map_err(|_| CryptoError::Config("the key-encryption key must be 32 bytes".into()))?;
     let aad = [WRAP_AAD, key_id.as_bytes()].concat();
-    let plain = Zeroizing::new(open(&cipher, &aad, wrapped)?);
+    let plain = Zeroizing::new(
+        cipher
+            .open(&aad, wrapped.to_vec())
+            .map_err(|_| CryptoError::Tampered)?,
+    );
     let mut key = Zeroizing::new([0u8; 32]);
     if plain.len() != 32 {
         return Err(CryptoError::Tampered);
