@@ -11,7 +11,7 @@ use zeroize::Zeroizing;
 use super::{CryptoError, KeyBytes};
 
 /// `[encryption]`: encryption at rest of the embedded store (see `crypto`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct EncryptionSettings {
     /// Off by default: a store is encrypted from its creation or never (an existing
@@ -19,6 +19,23 @@ pub struct EncryptionSettings {
     pub enabled: bool,
     /// Where the key-encryption key comes from: exactly one of `file`, `env`, `aws_kms`.
     pub kek: KekSettings,
+    /// Compress values (zstd, with dictionaries trained on the store's own values) before
+    /// sealing them: on by default. A sealed value does not compress, so without it the
+    /// store is several times larger on disk. Off: each value's stored length is its
+    /// plaintext length plus a constant, never dependent on how its content compresses
+    /// (for deployments that rule out any compression length channel). Changing it later
+    /// only changes how new values are written.
+    pub compress: bool,
+}
+
+impl Default for EncryptionSettings {
+    fn default() -> Self {
+        EncryptionSettings {
+            enabled: false,
+            kek: KekSettings::default(),
+            compress: true,
+        }
+    }
 }
 
 /// `[encryption.kek]`.

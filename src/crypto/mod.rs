@@ -76,6 +76,8 @@ pub struct StoreCipher {
     values: RandomNonceSiv,
     /// Key segments: AES-256-GCM-SIV under the zero nonce (deterministic).
     keys: FixedNonceSiv,
+    /// Whether the store compresses values before sealing them (`encryption.compress`).
+    compress: bool,
 }
 
 impl std::fmt::Debug for StoreCipher {
@@ -141,7 +143,19 @@ impl StoreCipher {
             key_id: key_id.to_owned(),
             values: RandomNonceSiv::new(&values).map_err(bad)?,
             keys: FixedNonceSiv::new(&keys).map_err(bad)?,
+            compress: true,
         })
+    }
+
+    /// This cipher, with values compressed before sealing (`on`) or not.
+    pub fn with_compression(mut self, on: bool) -> StoreCipher {
+        self.compress = on;
+        self
+    }
+
+    /// Whether values are compressed before sealing (`encryption.compress`).
+    pub fn compresses(&self) -> bool {
+        self.compress
     }
 
     /// The data key's id (hex, not secret), recorded in the store.
@@ -262,11 +276,12 @@ pub fn store_cipher(
                 data_dir.display()
             )));
         }
-        return create_data_key(&kek, data_dir).map(|c| Some(Arc::new(c)));
+        return create_data_key(&kek, data_dir)
+            .map(|c| Some(Arc::new(c.with_compression(settings.compress))));
     }
     // The key file and the search index (which holds words) live here: owner-only.
     owner_only_dir(data_dir)?;
-    load_data_key(&kek, data_dir).map(|c| Some(Arc::new(c)))
+    load_data_key(&kek, data_dir).map(|c| Some(Arc::new(c.with_compression(settings.compress))))
 }
 
 /// The store cipher of `settings.storage.data_dir` (see [`store_cipher`]), after

@@ -28,6 +28,7 @@ fn enabled_file(path: &Path) -> EncryptionSettings {
             file: Some(path.to_owned()),
             ..Default::default()
         },
+        ..Default::default()
     }
 }
 

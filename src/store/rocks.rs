@@ -32,6 +32,7 @@
 //! characters (ingest rejects them), so `\0` is a safe separator.
 
 mod backup;
+mod packed;
 mod record_cache;
 mod sealed;
 
@@ -136,6 +137,9 @@ pub struct RocksStore {
     /// The bytes of recently read identifier and profile records (opened, if sealed):
     /// `storage.record_cache_mb`, see `record_cache`.
     records: Option<record_cache::RecordCache>,
+    /// An encrypted store's compression of values before sealing (`packed`); `None` for
+    /// plaintext (RocksDB compresses its blocks) and for stores encrypted before it.
+    packer: Option<packed::Packer>,
 }
 
 /// RocksDB's error as a [`StoreError`]: a full disk (`IO error: No space left on
@@ -476,7 +480,7 @@ impl RocksStore {
         db_options.enable_statistics();
         db_options.set_statistics_level(rocksdb::statistics::StatsLevel::ExceptTimers);
         let db = DB::open_cf_descriptors(&db_options, path, cfs).map_err(|e| in_use(path, e))?;
-        let store = RocksStore {
+        let mut store = RocksStore {
             db,
             db_options,
             backlog: None,
@@ -484,9 +488,11 @@ impl RocksStore {
             purged_through: Default::default(),
             cipher,
             records: None,
+            packer: None,
         };
         let fresh = store.get_raw(CF_META, b"format")?.is_none();
         store.check_encryption(fresh, false)?;
+        store.packer = store.packer_for()?;
         if store.get_raw(CF_META, b"change_log_since")?.is_none() {
             // The change log covers the groups written from now on.
             let since = store.counters()?.commit_seq;
@@ -606,7 +612,7 @@ impl RocksStore {
             .filter(|c| present.iter().any(|p| p == c))
             .collect();
         let db = DB::open_cf_for_read_only(&opts, path, cfs, false).map_err(engine)?;
-        let store = RocksStore {
+        let mut store = RocksStore {
             db,
             db_options: opts,
             backlog: None,
@@ -614,8 +620,10 @@ impl RocksStore {
             purged_through: Default::default(),
             cipher,
             records: None,
+            packer: None,
         };
         store.check_encryption(false, true)?;
+        store.packer = store.packer_for()?;
         Ok(store)
     }
 
@@ -828,7 +836,33 @@ impl GraphStore for RocksStore {
         }
         let (cache_hits, cache_misses) = self.records.as_ref().map_or((0, 0), |c| c.counts());
         let cache_bytes = self.records.as_ref().map_or(0, |c| c.usage().1);
+        let packed = self.packer.as_ref().map(|p| p.counts());
+        let packed = |f: fn(&packed::PackerCounts) -> u64| packed.as_ref().map_or(0, f);
         let mut out = text_families(&[
+            (
+                "idgraph_store_compression_dictionaries",
+                "gauge",
+                "Column families of an encrypted store whose new values are compressed with a dictionary before sealing",
+                packed(|c| c.dictionaries).to_string(),
+            ),
+            (
+                "idgraph_store_compressed_values_total",
+                "counter",
+                "Values an encrypted store compressed before sealing since open",
+                packed(|c| c.compressed).to_string(),
+            ),
+            (
+                "idgraph_store_compressed_bytes_in_total",
+                "counter",
+                "Bytes of those values before compression",
+                packed(|c| c.bytes_in).to_string(),
+            ),
+            (
+                "idgraph_store_compressed_bytes_out_total",
+                "counter",
+                "Bytes of those values after compression (framing included, before sealing)",
+                packed(|c| c.bytes_out).to_string(),
+            ),
             (
                 "idgraph_store_record_cache_hits_total",
                 "counter",
@@ -1219,6 +1253,9 @@ impl GraphStore for RocksStore {
             return Ok(());
         }
         let mut batch = WriteBatch::default();
+        // Newly trained value dictionaries go first: every replica and checkpoint holds a
+        // dictionary before any value compressed with it (used only once this is written).
+        let dictionaries = self.put_pending_dictionaries(&mut batch)?;
         for (key, node) in &changes.nodes {
             let key = self.seg(key.as_bytes());
             match node {
@@ -1411,10 +1448,13 @@ impl GraphStore for RocksStore {
                     erased: changes.drop_history.clone(),
                     batch: bytes,
                 });
-                Ok(())
             }
-            _ => self.write_batch(batch, &wo),
+            _ => self.write_batch(batch, &wo)?,
         }
+        if let (Some(packer), false) = (&self.packer, dictionaries.is_empty()) {
+            packer.written(&dictionaries);
+        }
+        Ok(())
     }
 
     fn replication_backlog(&self) -> Option<Arc<crate::replication::Backlog>> {

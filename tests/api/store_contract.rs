@@ -1268,3 +1268,81 @@ fn record_cache_follows_writes(
         }
     }
 }
+
+/// The value in a `/metrics` text of the unlabelled sample `name`.
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in the metrics:\n{text}"))
+}
+
+/// An encrypted store compresses values before sealing them once it has trained a
+/// dictionary on its first values; the dictionary travels in the writer's next write
+/// group, so a replica applying the groups as written reads every value, compressed or
+/// not, and so does the writer reopened.
+#[test]
+fn an_encrypted_replica_reads_the_values_compressed_with_a_dictionary_from_a_group() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let writer = crate::encryption::encrypted_store(dir.path())
+        .with_replication(64 << 20)
+        .expect("replication backlog");
+    let replica = crate::encryption::encrypted_store_in(dir.path(), "replica");
+    let backlog = writer.replication_backlog().expect("a backlog");
+    const GROUPS: u64 = 60;
+    const PER_GROUP: usize = 50;
+    let email = |g: u64, i: usize| format!("person.{g}.{i}@mail{}.example.org", i % 5);
+    for g in 1..=GROUPS {
+        let mut ch = Changes::default();
+        for i in 0..PER_GROUP {
+            let value = email(g, i);
+            ch.nodes.insert(
+                key("email", &value),
+                Some(node("email", &value, &format!("p_{g}_{i}"), g as i64)),
+            );
+        }
+        ch.counters = Some(Counters {
+            commit_seq: g,
+            ..Counters::default()
+        });
+        writer.apply(&ch).expect("apply");
+        for group in backlog.after(g - 1, usize::MAX).expect("the group") {
+            replica
+                .apply_replicated(&group.batch)
+                .expect("apply the writer's group");
+        }
+    }
+    let text = writer.engine_metrics();
+    assert!(
+        metric(&text, "idgraph_store_compression_dictionaries") >= 1,
+        "the identifiers' dictionary is in use:\n{text}"
+    );
+    let (bytes_in, bytes_out) = (
+        metric(&text, "idgraph_store_compressed_bytes_in_total"),
+        metric(&text, "idgraph_store_compressed_bytes_out_total"),
+    );
+    assert!(
+        metric(&text, "idgraph_store_compressed_values_total") > 500 && bytes_out * 2 < bytes_in,
+        "hundreds of values compressed to less than half: {bytes_out} of {bytes_in} bytes"
+    );
+    let check = |s: &idgraph::store::rocks::RocksStore, at: &str| {
+        for g in 1..=GROUPS {
+            for i in 0..PER_GROUP {
+                let value = email(g, i);
+                let got = s.node(&key("email", &value)).expect("node");
+                assert_eq!(
+                    got.map(|n| (n.value, n.profile_id.as_str().to_owned())),
+                    Some((value.clone(), format!("p_{g}_{i}"))),
+                    "{at}: the node of group {g}, item {i}"
+                );
+            }
+        }
+    };
+    check(&replica, "replica");
+    check(&writer, "writer");
+    drop((writer, replica));
+    let reopened = crate::encryption::encrypted_store(dir.path());
+    check(&reopened, "writer reopened");
+    let replica = crate::encryption::encrypted_store_in(dir.path(), "replica");
+    check(&replica, "replica reopened");
+}

@@ -15,7 +15,7 @@
 
 use std::borrow::Cow;
 
-use super::{RocksStore, CF_META};
+use super::{packed, RocksStore, ALL_CFS, CF_META};
 use crate::store::StoreError;
 
 /// The meta key recording the data key's id (hex) of an encrypted store.
@@ -73,7 +73,9 @@ impl RocksStore {
     ) -> Result<Cow<'a, [u8]>, StoreError> {
         match &self.cipher {
             Some(c) if cf != CF_META && !value.is_empty() => {
-                with_aad(cf, key, |aad| c.seal_value(aad, value))
+                let framed = self.packer.as_ref().map(|p| p.pack(cf, value));
+                let plain = framed.as_deref().unwrap_or(value);
+                with_aad(cf, key, |aad| c.seal_value(aad, plain))
                     .map(Cow::Owned)
                     .map_err(crypto_error)
             }
@@ -90,13 +92,71 @@ impl RocksStore {
     ) -> Result<Vec<u8>, StoreError> {
         match &self.cipher {
             Some(c) if cf != CF_META && !value.is_empty() => {
-                with_aad(cf, key, |aad| c.open_value_owned(aad, value)).map_err(|_| StoreError::Corrupt {
+                let opened = with_aad(cf, key, |aad| c.open_value_owned(aad, value)).map_err(|_| StoreError::Corrupt {
                     key: format!("<{cf} record>"),
                     reason: "does not decrypt under this store's data key (altered, or written under another key)".into(),
-                })
+                })?;
+                match &self.packer {
+                    Some(p) => p.unpack(cf, opened, || self.load_dictionary(cf)),
+                    None => Ok(opened),
+                }
             }
             _ => Ok(value),
         }
+    }
+
+    /// The packer of this store if it is encrypted and framed (see `packed`).
+    pub(super) fn packer_for(&self) -> Result<Option<packed::Packer>, StoreError> {
+        let Some(c) = &self.cipher else {
+            return Ok(None);
+        };
+        if self.get_raw(CF_META, packed::FRAMED)?.is_none() {
+            // Encrypted before values were framed: read and written as they are.
+            return Ok(None);
+        }
+        let families: Vec<&'static str> = ALL_CFS
+            .iter()
+            .copied()
+            .filter(|cf| *cf != CF_META)
+            .collect();
+        Ok(Some(packed::Packer::new(c.compresses(), &families)))
+    }
+
+    /// Column family `cf`'s value dictionary as stored (sealed in `meta`), opened.
+    fn load_dictionary(&self, cf: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let (Some(c), key) = (&self.cipher, packed::dictionary_key(cf)) else {
+            return Ok(None);
+        };
+        let Some(sealed) = self.get_raw(CF_META, &key)? else {
+            return Ok(None);
+        };
+        with_aad(CF_META, &key, |aad| c.open_value_owned(aad, sealed))
+            .map(Some)
+            .map_err(|_| StoreError::Corrupt {
+                key: format!("<{cf} dictionary>"),
+                reason: "does not decrypt under this store's data key".into(),
+            })
+    }
+
+    /// Puts the value dictionaries trained since the last write group into `batch`
+    /// (sealed, in `meta`); returns their column families, for [`packed::Packer::written`]
+    /// once the batch is written.
+    pub(super) fn put_pending_dictionaries(
+        &self,
+        batch: &mut rocksdb::WriteBatch,
+    ) -> Result<Vec<&'static str>, StoreError> {
+        let (Some(p), Some(c)) = (&self.packer, &self.cipher) else {
+            return Ok(Vec::new());
+        };
+        let mut names = Vec::new();
+        for (cf, dict) in p.take_pending() {
+            let key = packed::dictionary_key(cf);
+            let sealed =
+                with_aad(CF_META, &key, |aad| c.seal_value(aad, &dict)).map_err(crypto_error)?;
+            batch.put_cf(self.cf(CF_META)?, &key, sealed);
+            names.push(cf);
+        }
+        Ok(names)
     }
 
     /// Checks, right after opening, that the store and the cipher agree: an encrypted
@@ -126,6 +186,8 @@ impl RocksStore {
                 crate::crypto::DATA_KEY_FILE
             )),
             (Some(c), None) if fresh && !read_only => {
+                // Framed (values compressed before sealing; see `packed`) from its creation.
+                self.put_raw(CF_META, packed::FRAMED, b"1")?;
                 let check = c.seal_value(CHECK, CHECK_VALUE).map_err(crypto_error)?;
                 self.put_raw(CF_META, CHECK, &check)?;
                 self.put_raw(CF_META, MARKER, c.key_id().as_bytes())
