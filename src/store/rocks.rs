@@ -25,7 +25,10 @@
 //!
 //! With encryption at rest (`[encryption]`, `crypto`), every value outside `meta` is
 //! sealed and the personal segments above (`kind:value`, addresses, blocking keys, feed
-//! subjects) are encrypted deterministically, at this file's boundary (`sealed`).
+//! subjects) are encrypted deterministically, at this file's boundary (`sealed`). Values
+//! are compressed before sealing (`packed`): `meta` `encryption_framed` -> "1" marks a
+//! store whose values carry the framing byte, `zdict \0 column family` -> the column
+//! family's zstd dictionary, sealed.
 //!
 //! All access goes through this file: column-family names, one options function, and
 //! reads/writes returning [`StoreError`]. Identifier values never contain control

@@ -1325,8 +1325,25 @@ fn an_encrypted_replica_reads_the_values_compressed_with_a_dictionary_from_a_gro
         metric(&text, "idgraph_store_compressed_values_total") > 500 && bytes_out * 2 < bytes_in,
         "hundreds of values compressed to less than half: {bytes_out} of {bytes_in} bytes"
     );
-    let check = |s: &idgraph::store::rocks::RocksStore, at: &str| {
-        for g in 1..=GROUPS {
+    let write = |s: &idgraph::store::rocks::RocksStore, groups: std::ops::RangeInclusive<u64>| {
+        for g in groups {
+            let mut ch = Changes::default();
+            for i in 0..PER_GROUP {
+                let value = email(g, i);
+                ch.nodes.insert(
+                    key("email", &value),
+                    Some(node("email", &value, &format!("p_{g}_{i}"), g as i64)),
+                );
+            }
+            ch.counters = Some(Counters {
+                commit_seq: g,
+                ..Counters::default()
+            });
+            s.apply(&ch).expect("apply");
+        }
+    };
+    let check = |s: &idgraph::store::rocks::RocksStore, at: &str, groups: u64| {
+        for g in 1..=groups {
             for i in 0..PER_GROUP {
                 let value = email(g, i);
                 let got = s.node(&key("email", &value)).expect("node");
@@ -1338,11 +1355,20 @@ fn an_encrypted_replica_reads_the_values_compressed_with_a_dictionary_from_a_gro
             }
         }
     };
-    check(&replica, "replica");
-    check(&writer, "writer");
+    check(&replica, "replica", GROUPS);
+    check(&writer, "writer", GROUPS);
     drop((writer, replica));
+    // Reopened, the writer goes on with the dictionaries it stored (a second one trained
+    // and stored over the first would leave the values written before unreadable).
     let reopened = crate::encryption::encrypted_store(dir.path());
-    check(&reopened, "writer reopened");
+    write(&reopened, GROUPS + 1..=3 * GROUPS);
+    check(&reopened, "writer reopened", 3 * GROUPS);
+    drop(reopened);
+    check(
+        &crate::encryption::encrypted_store(dir.path()),
+        "writer reopened twice",
+        3 * GROUPS,
+    );
     let replica = crate::encryption::encrypted_store_in(dir.path(), "replica");
-    check(&replica, "replica reopened");
+    check(&replica, "replica reopened", GROUPS);
 }

@@ -149,11 +149,23 @@ pub(super) struct PackerCounts {
 }
 
 impl Packer {
-    /// The packer of a store whose sealed column families are `families`.
-    pub(super) fn new(compress: bool, families: &[&'static str]) -> Packer {
+    /// The packer of a store whose sealed column families are `families`, each with the
+    /// dictionary the store already holds for it, if any (in use from the start: a
+    /// column family never trains a second one, which would replace the first).
+    pub(super) fn new(compress: bool, families: Vec<(&'static str, Option<Vec<u8>>)>) -> Packer {
+        let family = |stored: Option<Vec<u8>>| {
+            let f = Family::default();
+            if let Some(bytes) = stored {
+                let _ = f.dictionary.set(Arc::new(Dictionary::new(bytes)));
+            }
+            f
+        };
         Packer {
             compress,
-            families: families.iter().map(|f| (*f, Family::default())).collect(),
+            families: families
+                .into_iter()
+                .map(|(name, stored)| (name, family(stored)))
+                .collect(),
             compressed: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
@@ -247,6 +259,17 @@ impl Packer {
         out
     }
 
+    /// Column family `cf` already has dictionary `stored` in the store (found when about to
+    /// write a trained one): that one is used, the trained one dropped.
+    pub(super) fn adopt(&self, cf: &str, stored: Vec<u8>) {
+        if let Some(family) = self.families.get(cf) {
+            if let Ok(mut t) = family.trainer.lock() {
+                t.pending = None;
+            }
+            let _ = family.dictionary.set(Arc::new(Dictionary::new(stored)));
+        }
+    }
+
     /// The write group holding the dictionaries of `families` is written: values of
     /// these column families may use them from now on.
     pub(super) fn written(&self, families: &[&'static str]) {
@@ -332,7 +355,7 @@ mod tests {
 
     #[test]
     fn values_are_raw_until_a_trained_dictionary_is_written_then_compressed() {
-        let p = Packer::new(true, &["identifiers", "edges"]);
+        let p = Packer::new(true, vec![("identifiers", None), ("edges", None)]);
         let mut framed = Vec::new();
         for i in 0..TRAIN_SAMPLES + 10 {
             framed.push((i, p.pack("identifiers", &record(i))));
@@ -373,7 +396,7 @@ mod tests {
 
     #[test]
     fn another_packer_reads_compressed_values_with_the_stored_dictionary_only() {
-        let writer = Packer::new(true, &["identifiers"]);
+        let writer = Packer::new(true, vec![("identifiers", None)]);
         for i in 0..TRAIN_SAMPLES {
             writer.pack("identifiers", &record(i));
         }
@@ -382,7 +405,7 @@ mod tests {
         let value = record(5_000_000);
         let f = writer.pack("identifiers", &value);
         assert_eq!(f[0], ZSTD_DICT);
-        let reader = Packer::new(false, &["identifiers"]);
+        let reader = Packer::new(false, vec![("identifiers", None)]);
         assert!(matches!(
             reader.unpack("identifiers", f.clone(), || Ok(None)),
             Err(StoreError::Corrupt { .. })
@@ -403,5 +426,35 @@ mod tests {
         for bad in [vec![], vec![9, 1, 2]] {
             assert!(reader.unpack("identifiers", bad, || Ok(None)).is_err());
         }
+    }
+
+    #[test]
+    fn a_packer_opened_with_a_stored_dictionary_uses_it_and_never_trains_another() {
+        let first = Packer::new(true, vec![("identifiers", None)]);
+        for i in 0..TRAIN_SAMPLES {
+            first.pack("identifiers", &record(i));
+        }
+        let (_, dict) = first.take_pending().pop().expect("trained");
+        let reopened = Packer::new(true, vec![("identifiers", Some(dict.clone()))]);
+        assert!(reopened.compressing("identifiers"), "in use from the start");
+        for i in 0..3 * TRAIN_SAMPLES {
+            let value = record(i);
+            let f = reopened.pack("identifiers", &value);
+            assert_eq!(f[0], ZSTD_DICT);
+            assert_eq!(
+                reopened
+                    .unpack("identifiers", f, || Ok(None))
+                    .expect("unpack"),
+                value
+            );
+        }
+        assert!(reopened.take_pending().is_empty(), "no second dictionary");
+        let other = Packer::new(true, vec![("identifiers", None)]);
+        for i in 0..TRAIN_SAMPLES {
+            other.pack("identifiers", &record(i + 7));
+        }
+        assert_eq!(other.take_pending().len(), 1);
+        other.adopt("identifiers", dict);
+        assert!(other.take_pending().is_empty() && other.compressing("identifiers"));
     }
 }

@@ -114,12 +114,11 @@ impl RocksStore {
             // Encrypted before values were framed: read and written as they are.
             return Ok(None);
         }
-        let families: Vec<&'static str> = ALL_CFS
-            .iter()
-            .copied()
-            .filter(|cf| *cf != CF_META)
-            .collect();
-        Ok(Some(packed::Packer::new(c.compresses(), &families)))
+        let mut families = Vec::new();
+        for cf in ALL_CFS.iter().copied().filter(|cf| *cf != CF_META) {
+            families.push((cf, self.load_dictionary(cf)?));
+        }
+        Ok(Some(packed::Packer::new(c.compresses(), families)))
     }
 
     /// Column family `cf`'s value dictionary as stored (sealed in `meta`), opened.
@@ -150,6 +149,11 @@ impl RocksStore {
         };
         let mut names = Vec::new();
         for (cf, dict) in p.take_pending() {
+            if let Some(stored) = self.load_dictionary(cf)? {
+                // Never replace a stored dictionary: values already written need it.
+                p.adopt(cf, stored);
+                continue;
+            }
             let key = packed::dictionary_key(cf);
             let sealed =
                 with_aad(CF_META, &key, |aad| c.seal_value(aad, &dict)).map_err(crypto_error)?;
