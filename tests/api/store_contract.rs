@@ -1292,20 +1292,25 @@ fn an_encrypted_replica_reads_the_values_compressed_with_a_dictionary_from_a_gro
     const GROUPS: u64 = 60;
     const PER_GROUP: usize = 50;
     let email = |g: u64, i: usize| format!("person.{g}.{i}@mail{}.example.org", i % 5);
-    for g in 1..=GROUPS {
-        let mut ch = Changes::default();
-        for i in 0..PER_GROUP {
-            let value = email(g, i);
-            ch.nodes.insert(
-                key("email", &value),
-                Some(node("email", &value, &format!("p_{g}_{i}"), g as i64)),
-            );
+    let write = |s: &idgraph::store::rocks::RocksStore, groups: std::ops::RangeInclusive<u64>| {
+        for g in groups {
+            let mut ch = Changes::default();
+            for i in 0..PER_GROUP {
+                let value = email(g, i);
+                ch.nodes.insert(
+                    key("email", &value),
+                    Some(node("email", &value, &format!("p_{g}_{i}"), g as i64)),
+                );
+            }
+            ch.counters = Some(Counters {
+                commit_seq: g,
+                ..Counters::default()
+            });
+            s.apply(&ch).expect("apply");
         }
-        ch.counters = Some(Counters {
-            commit_seq: g,
-            ..Counters::default()
-        });
-        writer.apply(&ch).expect("apply");
+    };
+    for g in 1..=GROUPS {
+        write(&writer, g..=g);
         for group in backlog.after(g - 1, usize::MAX).expect("the group") {
             replica
                 .apply_replicated(&group.batch)
@@ -1325,23 +1330,6 @@ fn an_encrypted_replica_reads_the_values_compressed_with_a_dictionary_from_a_gro
         metric(&text, "idgraph_store_compressed_values_total") > 500 && bytes_out * 2 < bytes_in,
         "hundreds of values compressed to less than half: {bytes_out} of {bytes_in} bytes"
     );
-    let write = |s: &idgraph::store::rocks::RocksStore, groups: std::ops::RangeInclusive<u64>| {
-        for g in groups {
-            let mut ch = Changes::default();
-            for i in 0..PER_GROUP {
-                let value = email(g, i);
-                ch.nodes.insert(
-                    key("email", &value),
-                    Some(node("email", &value, &format!("p_{g}_{i}"), g as i64)),
-                );
-            }
-            ch.counters = Some(Counters {
-                commit_seq: g,
-                ..Counters::default()
-            });
-            s.apply(&ch).expect("apply");
-        }
-    };
     let check = |s: &idgraph::store::rocks::RocksStore, at: &str, groups: u64| {
         for g in 1..=groups {
             for i in 0..PER_GROUP {

@@ -49,8 +49,9 @@ const TRAIN_ENOUGH_BYTES: usize = 1 << 20;
 const MAX_SAMPLE: usize = 4 * 1024;
 /// A column family whose training failed this often stays uncompressed.
 const MAX_TRAININGS: u32 = 3;
-/// No value decompresses to more (a frame says its size; values are far smaller).
-const MAX_VALUE: usize = 1 << 30;
+/// No value decompresses to more: every frame records its size (and is authenticated by
+/// the seal), and stored values are far smaller than this.
+const MAX_VALUE: usize = 256 << 20;
 
 /// The `meta` key of column family `cf`'s dictionary.
 pub(super) fn dictionary_key(cf: &str) -> Vec<u8> {
