@@ -717,16 +717,6 @@ fn crowd_events(n: usize) -> Vec<Value> {
         .collect()
 }
 
-/// Bytes of the SST files directly in `dir`.
-fn sst_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .expect("read the data directory")
-        .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "sst"))
-        .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
-        .sum()
-}
-
 /// Values are compressed before sealing with dictionaries trained on the store's own
 /// values: the same events take far fewer bytes than with `encryption.compress = false`,
 /// every value reads back (after a restart, where the dictionaries come from the store,

@@ -668,6 +668,16 @@ pub fn test_certificates(dir: &std::path::Path) -> std::path::PathBuf {
     dir.join("ca.pem")
 }
 
+/// Bytes of the SST files directly in the store directory `dir`.
+pub fn sst_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .expect("read the store directory")
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "sst"))
+        .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+        .sum()
+}
+
 /// The `/metrics` text of the server at `base` (empty when it cannot be read).
 /// The value of the sample `series` (name with labels, exactly as exposed) in a
 /// `/metrics` text, if present.

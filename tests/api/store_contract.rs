@@ -1110,15 +1110,6 @@ mod compression {
         ch
     }
 
-    fn sst_bytes(dir: &std::path::Path) -> u64 {
-        std::fs::read_dir(dir)
-            .expect("store dir")
-            .flatten()
-            .filter(|e| e.path().extension().is_some_and(|x| x == "sst"))
-            .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
-            .sum()
-    }
-
     fn all_read_back(store: &RocksStore, upto: usize) {
         let expected = changes(0, upto);
         for (k, n) in &expected.nodes {
@@ -1137,7 +1128,7 @@ mod compression {
             let store = RocksStore::open_with_cache(dir.path(), 64, first, None).expect("open");
             store.apply(&changes(0, 20_000)).expect("apply");
             store.compact().expect("compact to the last level");
-            sizes.push(sst_bytes(dir.path()));
+            sizes.push(crate::helpers::sst_bytes(dir.path()));
             drop(store);
             let store = RocksStore::open_with_cache(dir.path(), 64, second, None).expect("reopen");
             all_read_back(&store, 20_000);
@@ -1198,11 +1189,7 @@ fn record_cache_follows_writes(
     let backlog = writer.replication_backlog().expect("a backlog");
     let email = key("email", "ann@example.com");
     let hits = |s: &RocksStore| -> u64 {
-        let text = s.engine_metrics();
-        text.lines()
-            .find_map(|l| l.strip_prefix("idgraph_store_record_cache_hits_total "))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no record-cache hits in the metrics:\n{text}"))
+        metric(&s.engine_metrics(), "idgraph_store_record_cache_hits_total")
     };
     let expect = |s: &RocksStore, at: &str, profile: &str, seen: i64, name: Option<&str>| {
         for read in ["first read", "second read"] {
@@ -1269,12 +1256,10 @@ fn record_cache_follows_writes(
     }
 }
 
-/// The value in a `/metrics` text of the unlabelled sample `name`.
+/// The value in a `/metrics` text of the unlabelled sample `name` (it must be there).
 fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in the metrics:\n{text}"))
+    crate::helpers::metric_sample(text, name)
+        .unwrap_or_else(|| panic!("no {name} in the metrics:\n{text}")) as u64
 }
 
 /// An encrypted store compresses values before sealing them once it has trained a
