@@ -8,6 +8,12 @@
 //!   fetches a snapshot (`GET /v1/replication/snapshot`, file by file into `D/incoming`,
 //!   each file's size checked and synced) and moves it into place; the search index is
 //!   rebuilt from the store at open.
+//! - **Encryption.** A replica is encrypted exactly when its writer is (it writes the
+//!   writer's sealed bytes): the snapshot brings the writer's data key as the writer
+//!   wrapped it, fetched first and unwrapped with the replica's own `[encryption.kek]`
+//!   before anything else is fetched. A replica whose `encryption.enabled` differs from
+//!   the writer's, or whose key-encryption key cannot unwrap the data key, stops with a
+//!   configuration error instead of retrying.
 //! - **Following.** It long-polls `GET /v1/replication/log?after=<its last group>` and
 //!   writes each group exactly as the writer wrote it (synced), so it resumes from its own
 //!   store after a restart. The search index is caught up from the store's change log at
@@ -32,8 +38,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Settings;
+use crate::crypto::EncryptionSettings;
 use crate::engine::{now_ms, Engine};
-use crate::serve::replication::Manifest;
+use crate::serve::replication::{Manifest, SnapshotFile};
 use crate::serve::Application;
 
 /// Marks a store that came from the writer: `D/current/replica.json`.
@@ -242,7 +249,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
             if !current.join(MARKER).exists() {
                 tracing::info!(writer = %writer, "replica: fetching a snapshot of the writer");
                 tokio::select! {
-                    r = fetch_until_done(&client, &state, &root) => r,
+                    r = fetch_until_done(&client, &state, &root, &settings.encryption) => r?,
                     () = stop.requested() => return Ok(()),
                 }
                 swap(&root)?;
@@ -283,12 +290,13 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
                 s = follow(&engine, &client, &state) => s,
                 () = stop.requested() => Stopped::Shutdown,
             };
+            let mut refetched = Ok(());
             if let Stopped::NeedSnapshot = stopped {
                 tracing::warn!("replica: the writer no longer holds the groups it needs; fetching a new snapshot while serving the old data");
-                tokio::select! {
-                    r = fetch_until_done(&client, &state, &root) => r,
-                    () = stop.requested() => {}
-                }
+                refetched = tokio::select! {
+                    r = fetch_until_done(&client, &state, &root, &settings.encryption) => r,
+                    () = stop.requested() => Ok(()),
+                };
             }
             handle.stop(true).await;
             let _ = server.await;
@@ -299,6 +307,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
             if engine.is_err() {
                 anyhow::bail!("the store could not be closed");
             }
+            refetched?;
             match stopped {
                 Stopped::Shutdown => return Ok(()),
                 Stopped::NeedSnapshot if root.join("incoming").join(MARKER).exists() => {
@@ -310,13 +319,34 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     })
 }
 
-/// Fetches a snapshot into `D/incoming`, retrying until it is complete.
-async fn fetch_until_done(client: &reqwest::Client, state: &ReplicaState, root: &Path) {
+/// Why a snapshot was not fetched.
+enum Failure {
+    /// Worth another attempt (the network, the writer, a full disk).
+    Retry(String),
+    /// This replica cannot hold this writer's store as configured: it stops, saying why.
+    Refuse(String),
+}
+
+impl From<String> for Failure {
+    fn from(why: String) -> Failure {
+        Failure::Retry(why)
+    }
+}
+
+/// Fetches a snapshot into `D/incoming`, retrying until it is complete; an error only
+/// when the replica's configuration cannot hold the writer's store.
+async fn fetch_until_done(
+    client: &reqwest::Client,
+    state: &ReplicaState,
+    root: &Path,
+    encryption: &EncryptionSettings,
+) -> anyhow::Result<()> {
     let mut attempt = 0;
     loop {
-        match fetch_snapshot(client, state, root).await {
-            Ok(()) => return,
-            Err(why) => {
+        match fetch_snapshot(client, state, root, encryption).await {
+            Ok(()) => return Ok(()),
+            Err(Failure::Refuse(why)) => anyhow::bail!("configuration error: {why}"),
+            Err(Failure::Retry(why)) => {
                 attempt += 1;
                 state.failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(attempt, error = %why, "replica: snapshot failed; retrying");
@@ -326,11 +356,31 @@ async fn fetch_until_done(client: &reqwest::Client, state: &ReplicaState, root: 
     }
 }
 
+/// Refuses a writer's snapshot whose encryption the replica's `[encryption]` does not
+/// match: a replica writes the writer's bytes as they are, so it is encrypted exactly when
+/// the writer is, under the writer's data key.
+fn check_encryption(manifest: &Manifest, encryption: &EncryptionSettings) -> Result<(), Failure> {
+    let writer_encrypts = manifest
+        .files
+        .iter()
+        .any(|f| f.name == crate::crypto::DATA_KEY_FILE);
+    match (writer_encrypts, encryption.enabled) {
+        (true, false) => Err(Failure::Refuse(
+            "the writer's store is encrypted (its snapshot holds the wrapped data key): start the replica with encryption.enabled = true and [encryption.kek] naming the writer's key-encryption key".into(),
+        )),
+        (false, true) => Err(Failure::Refuse(
+            "the writer's store is not encrypted and a replica holds the writer's bytes as they are: start the replica with encryption.enabled = false, or encrypt the writer".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 async fn fetch_snapshot(
     client: &reqwest::Client,
     state: &ReplicaState,
     root: &Path,
-) -> Result<(), String> {
+    encryption: &EncryptionSettings,
+) -> Result<(), Failure> {
     let writer = &state.writer;
     let resp = client
         .get(format!("{writer}/v1/replication/snapshot"))
@@ -338,52 +388,34 @@ async fn fetch_snapshot(
         .await
         .map_err(|e| format!("cannot reach the writer: {e}"))?;
     if !resp.status().is_success() {
-        return Err(format!(
+        return Err(Failure::Retry(format!(
             "the writer answered {} to the snapshot request",
             resp.status()
-        ));
+        )));
     }
     let manifest: Manifest = resp
         .json()
         .await
         .map_err(|e| format!("the snapshot manifest is unreadable: {e}"))?;
+    check_encryption(&manifest, encryption)?;
     let incoming = root.join("incoming");
     if incoming.exists() {
         std::fs::remove_dir_all(&incoming).map_err(|e| format!("{}: {e}", incoming.display()))?;
     }
     std::fs::create_dir_all(&incoming).map_err(|e| format!("{}: {e}", incoming.display()))?;
-    for f in &manifest.files {
-        if f.name.contains('/') || f.name.starts_with('.') {
-            return Err(format!("the snapshot names a bad file {:?}", f.name));
+    // The data key first: a key-encryption key that cannot unwrap it stops the replica
+    // before it fetches the store.
+    let mut files: Vec<&SnapshotFile> = manifest.files.iter().collect();
+    files.sort_by_key(|f| f.name != crate::crypto::DATA_KEY_FILE);
+    for f in files {
+        fetch_file(client, writer, &manifest.id, f, &incoming).await?;
+        if f.name == crate::crypto::DATA_KEY_FILE {
+            let (settings, dir) = (encryption.clone(), incoming.clone());
+            tokio::task::spawn_blocking(move || crate::crypto::store_cipher(&settings, &dir))
+                .await
+                .map_err(|_| "the data key check stopped".to_owned())?
+                .map_err(|e| Failure::Refuse(format!("the writer's data key: {e}")))?;
         }
-        let resp = client
-            .get(format!(
-                "{writer}/v1/replication/snapshot/{}/{}",
-                manifest.id, f.name
-            ))
-            .send()
-            .await
-            .map_err(|e| format!("cannot fetch {}: {e}", f.name))?;
-        if !resp.status().is_success() {
-            return Err(format!(
-                "the writer answered {} for {}",
-                resp.status(),
-                f.name
-            ));
-        }
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| format!("cannot fetch {}: {e}", f.name))?;
-        if bytes.len() as u64 != f.bytes {
-            return Err(format!(
-                "{} has {} bytes, the manifest says {}",
-                f.name,
-                bytes.len(),
-                f.bytes
-            ));
-        }
-        write_synced(&incoming.join(&f.name), &bytes)?;
     }
     let marker = Marker {
         writer: writer.clone(),
@@ -400,6 +432,44 @@ async fn fetch_snapshot(
         "replica: snapshot fetched"
     );
     Ok(())
+}
+
+/// Fetches file `f` of snapshot `id` into `dir` (synced), checking its size.
+async fn fetch_file(
+    client: &reqwest::Client,
+    writer: &str,
+    id: &str,
+    f: &SnapshotFile,
+    dir: &Path,
+) -> Result<(), String> {
+    if f.name.contains('/') || f.name.starts_with('.') {
+        return Err(format!("the snapshot names a bad file {:?}", f.name));
+    }
+    let resp = client
+        .get(format!("{writer}/v1/replication/snapshot/{id}/{}", f.name))
+        .send()
+        .await
+        .map_err(|e| format!("cannot fetch {}: {e}", f.name))?;
+    if !resp.status().is_success() {
+        return Err(format!(
+            "the writer answered {} for {}",
+            resp.status(),
+            f.name
+        ));
+    }
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| format!("cannot fetch {}: {e}", f.name))?;
+    if bytes.len() as u64 != f.bytes {
+        return Err(format!(
+            "{} has {} bytes, the manifest says {}",
+            f.name,
+            bytes.len(),
+            f.bytes
+        ));
+    }
+    write_synced(&dir.join(&f.name), &bytes)
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), String> {

@@ -285,23 +285,18 @@ pub fn store_cipher(
 }
 
 /// The store cipher of `settings.storage.data_dir` (see [`store_cipher`]), after
-/// refusing what encryption does not cover yet: a graph database (its local profile
-/// cache would hold plaintext; use the database's own encryption at rest) and read
-/// replicas (a snapshot would need the writer's data key).
+/// refusing what encryption does not cover: a graph database (its local profile cache
+/// would hold plaintext; use the database's own encryption at rest). A writer with
+/// `replication.enabled` ships its wrapped data key in every snapshot; its replicas
+/// unwrap it with their own `[encryption.kek]` (see `replica`).
 pub fn for_settings(
     settings: &crate::config::Settings,
 ) -> Result<Option<Arc<StoreCipher>>, CryptoError> {
-    if settings.encryption.enabled {
-        if settings.graph.store != crate::config::GraphBackend::Embedded {
-            return Err(CryptoError::Config(
-                "encryption.enabled covers the embedded store only; with a graph database (graph.store), use the database's own encryption at rest and leave encryption.enabled off".into(),
-            ));
-        }
-        if settings.replication.enabled {
-            return Err(CryptoError::Config(
-                "encryption.enabled and replication.enabled cannot be on together yet: a replica would need the writer's data key".into(),
-            ));
-        }
+    if settings.encryption.enabled && settings.graph.store != crate::config::GraphBackend::Embedded
+    {
+        return Err(CryptoError::Config(
+            "encryption.enabled covers the embedded store only; with a graph database (graph.store), use the database's own encryption at rest and leave encryption.enabled off".into(),
+        ));
     }
     store_cipher(&settings.encryption, &settings.storage.data_dir)
 }

@@ -7,7 +7,8 @@
 //!   again from a snapshot), `409 replica_ahead` when the replica has groups the writer
 //!   does not (a writer restored from an older backup).
 //! - `GET /v1/replication/snapshot`: makes a snapshot, answers `{id, commit_seq, files:
-//!   [{name, bytes}]}`.
+//!   [{name, bytes}]}` (the store's checkpoint, the governance secret and an encrypted
+//!   store's wrapped data key).
 //! - `GET /v1/replication/snapshot/{id}/{file}`: one file of it.
 
 use std::path::{Path, PathBuf};
@@ -147,9 +148,11 @@ pub struct SnapshotFile {
     pub bytes: u64,
 }
 
-/// The file a replica copies besides the store's: the generated governance secret, so
-/// its pseudonyms are the writer's.
-const SECRET_FILE: &str = "governance.secret";
+/// The files of the data directory a replica copies besides the store's: the generated
+/// governance secret, so its pseudonyms are the writer's, and an encrypted store's data
+/// key as wrapped by the writer's key-encryption key (the replica unwraps it with its own
+/// `[encryption.kek]`; the unwrapped key never leaves the writer's memory).
+const SIDE_FILES: [&str; 2] = ["governance.secret", crate::crypto::DATA_KEY_FILE];
 
 fn snapshots_dir(engine: &Engine) -> PathBuf {
     engine
@@ -201,12 +204,13 @@ pub async fn snapshot(auth: Auth<perm::Admin>, engine: web::Data<Engine>) -> Res
                 });
             }
         }
-        let secret = e.settings().storage.data_dir.join(SECRET_FILE);
-        if let Ok(meta) = std::fs::metadata(&secret) {
-            files.push(SnapshotFile {
-                name: SECRET_FILE.into(),
-                bytes: meta.len(),
-            });
+        for name in SIDE_FILES {
+            if let Ok(meta) = std::fs::metadata(e.settings().storage.data_dir.join(name)) {
+                files.push(SnapshotFile {
+                    name: name.into(),
+                    bytes: meta.len(),
+                });
+            }
         }
         files.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(Manifest {
@@ -250,8 +254,8 @@ pub async fn snapshot_file(
             "no such snapshot (deleted by a newer one or by an erasure); ask for a new one",
         ));
     }
-    let file = if name == SECRET_FILE {
-        engine.settings().storage.data_dir.join(SECRET_FILE)
+    let file = if SIDE_FILES.contains(&name.as_str()) {
+        engine.settings().storage.data_dir.join(&name)
     } else {
         dir.join(&name)
     };

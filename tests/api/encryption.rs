@@ -114,9 +114,16 @@ fn copy_dir(from: &Path, to: &Path, skip: &[&str]) {
 /// `idgraph serve` that must not start: waits for its exit (at most a minute), asserts
 /// it failed, returns its stderr.
 pub fn refused_start(data_dir: &Path, env: &[(&str, String)]) -> String {
+    refused_run(&["serve"], data_dir, env)
+}
+
+/// `idgraph <args>` (a server: `serve`, `replica --follow URL`) that must not start, as
+/// [`refused_start`].
+pub fn refused_run(args: &[&str], data_dir: &Path, env: &[(&str, String)]) -> String {
     use std::io::Read;
     let mut child = idgraph_command()
-        .args(["serve", "--data-dir"])
+        .args(args)
+        .arg("--data-dir")
         .arg(data_dir)
         .args(["--bind", "127.0.0.1:0"])
         .envs([test_keys_env()])
@@ -134,7 +141,7 @@ pub fn refused_start(data_dir: &Path, env: &[(&str, String)]) -> String {
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("idgraph serve started (or hung) where it must refuse to start");
+            panic!("idgraph {args:?} started (or hung) where it must refuse to start");
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     };

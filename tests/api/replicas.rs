@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::helpers::{admin_headers, event, key_of, metrics_text, ServeProcess};
+use crate::encryption::{borrowed, enc_env, kek_file, refused_run};
+use crate::helpers::{
+    admin_headers, assert_succeeded, event, idgraph_command, key_of, metrics_text, ServeProcess,
+};
 
 fn client() -> reqwest::Client {
     // No idle connections kept: the test idles past the servers' keep-alive (a writer's
@@ -30,16 +33,32 @@ fn writer_env(backlog_mb: u32) -> Vec<(String, String)> {
 }
 
 fn replica(writer: &ServeProcess, dir: &Path, max_lag: u64) -> ServeProcess {
+    replica_with(writer, dir, max_lag, &[])
+}
+
+/// The environment of a replica: the writer's admin key, then `extra`.
+fn replica_env(max_lag: u64, extra: &[(String, String)]) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("IDGRAPH_REPLICA__KEY".into(), key_of("test-admin")),
+        (
+            "IDGRAPH_REPLICA__MAX_LAG_SECONDS".into(),
+            max_lag.to_string(),
+        ),
+    ];
+    env.extend_from_slice(extra);
+    env
+}
+
+fn replica_with(
+    writer: &ServeProcess,
+    dir: &Path,
+    max_lag: u64,
+    extra: &[(String, String)],
+) -> ServeProcess {
     ServeProcess::start_args(
         &["replica", "--follow", &writer.address],
         dir,
-        &[
-            ("IDGRAPH_REPLICA__KEY".into(), key_of("test-admin")),
-            (
-                "IDGRAPH_REPLICA__MAX_LAG_SECONDS".into(),
-                max_lag.to_string(),
-            ),
-        ],
+        &replica_env(max_lag, extra),
     )
 }
 
@@ -375,4 +394,122 @@ async fn a_replica_too_far_behind_starts_again_from_a_snapshot() {
     }
     let (status, _) = get(&c, &r.address, "/v1/lookup?kind=customer_id&value=crm-1").await;
     assert_eq!(status, 200, "reads go on without the writer");
+}
+
+/// Every file under `dir` (recursively), as paths.
+fn all_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// An encrypted writer's replica: the snapshot brings the writer's wrapped data key, and a
+/// replica with the writer's key-encryption key follows it (snapshot, then the log) and
+/// answers what the writer answers, while no file of its store holds a personal value in
+/// plaintext (its search index holds words, as the writer's does). A replica with
+/// encryption off or another KEK stops with a configuration error before it fetches the
+/// store, and so does an encrypted replica of a plaintext writer. After `keys rotate-kek`
+/// on the replica's store, the old KEK no longer opens it and the new one does.
+#[tokio::test]
+async fn an_encrypted_writers_replica_unwraps_its_data_key_and_holds_no_plaintext() {
+    let c = client();
+    let root = tempfile::tempdir().expect("dir");
+    let kek = kek_file(root.path(), "kek", 0x61);
+    let wrong = kek_file(root.path(), "wrong", 0x62);
+    let (wd, rd) = (root.path().join("writer"), root.path().join("replica"));
+    let mut env = writer_env(256);
+    env.extend(enc_env(&kek));
+    let writer = ServeProcess::start_with_env(&wd, &env);
+    let w = writer.address.clone();
+    ingest(&c, &w, 0..60, "r1").await;
+
+    // Refused, naming the setting, before any file of the store is fetched.
+    let follow = ["replica", "--follow", w.as_str()];
+    for (extra, says) in [
+        (Vec::new(), "encryption.enabled = true"),
+        (enc_env(&wrong), "wrong key-encryption key"),
+    ] {
+        let dir = root.path().join("refused");
+        let err = refused_run(&follow, &dir, &borrowed(&replica_env(10, &extra)));
+        assert!(err.contains(says), "{err}");
+        let fetched: Vec<_> = all_files(&dir)
+            .into_iter()
+            .filter(|p| !p.ends_with(idgraph::crypto::DATA_KEY_FILE))
+            .collect();
+        assert!(fetched.is_empty(), "nothing of the store: {fetched:?}");
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    let mut r = replica_with(&writer, &rd, 10, &enc_env(&kek));
+    caught_up(&c, &w, &r.address).await;
+    // Groups after the snapshot come through the log, sealed as the writer sealed them.
+    ingest(&c, &w, 60..120, "r1").await;
+    caught_up(&c, &w, &r.address).await;
+    same_answers(&c, &w, &r.address, &[0, 5, 59, 60, 119]).await;
+    let current = rd.join("current");
+    assert!(current.join(idgraph::crypto::DATA_KEY_FILE).is_file());
+    let search = current.join("search");
+    for needle in [
+        &b"person5@replica.example"[..],
+        b"person77@replica.example",
+        b"+14155550077",
+        b"crm-77",
+        b"Name77",
+    ] {
+        let holding: Vec<String> = files_holding(&rd, needle)
+            .into_iter()
+            .filter(|p| !Path::new(p).starts_with(&search))
+            .collect();
+        assert!(
+            holding.is_empty(),
+            "{:?} in plaintext in {holding:?}",
+            String::from_utf8_lossy(needle)
+        );
+    }
+
+    // The KEK rotated on the replica's store: the old KEK is refused, the new one follows
+    // on from the replica's own store.
+    r.terminate();
+    let new = kek_file(root.path(), "new", 0x63);
+    let out = idgraph_command()
+        .args(["keys", "rotate-kek", "--data-dir"])
+        .arg(&current)
+        .arg("--new-file")
+        .arg(&new)
+        .envs(enc_env(&kek))
+        .output()
+        .expect("run rotate-kek");
+    assert_succeeded(&out, "idgraph keys rotate-kek on a replica");
+    let err = refused_run(&follow, &rd, &borrowed(&replica_env(10, &enc_env(&kek))));
+    assert!(err.contains("wrong key-encryption key"), "{err}");
+    ingest(&c, &w, 120..140, "r1").await;
+    let r = replica_with(&writer, &rd, 10, &enc_env(&new));
+    caught_up(&c, &w, &r.address).await;
+    same_answers(&c, &w, &r.address, &[7, 130]).await;
+    let metrics = metrics_text(&c, &r.address).await;
+    assert!(
+        metrics.contains("idgraph_replica_snapshots_total 0"),
+        "{metrics}"
+    );
+
+    // An encrypted replica of a plaintext writer.
+    let plain = ServeProcess::start_with_env(&root.path().join("plain"), &writer_env(16));
+    ingest(&c, &plain.address, 0..5, "r1").await;
+    let dir = root.path().join("refused");
+    let err = refused_run(
+        &["replica", "--follow", &plain.address],
+        &dir,
+        &borrowed(&replica_env(10, &enc_env(&kek))),
+    );
+    assert!(err.contains("encryption.enabled = false"), "{err}");
+    assert!(all_files(&dir).is_empty(), "nothing fetched");
 }
