@@ -223,24 +223,11 @@ async fn same_answers(c: &reqwest::Client, writer: &str, replica: &str, persons:
 
 /// Files under `dir` (recursively) holding `needle`.
 fn files_holding(dir: &Path, needle: &[u8]) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let path = e.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if let Ok(bytes) = std::fs::read(&path) {
-                if bytes.windows(needle.len()).any(|w| w == needle) {
-                    out.push(path.display().to_string());
-                }
-            }
-        }
-    }
-    out
+    all_files(dir)
+        .into_iter()
+        .filter(|p| std::fs::read(p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)))
+        .map(|p| p.display().to_string())
+        .collect()
 }
 
 /// One writer, two replicas, under ingest with merges, a split and an erasure: once
