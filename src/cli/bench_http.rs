@@ -292,6 +292,12 @@ impl Drop for Server {
 /// `GET path` of the server at `address` (`http://host:port`) over a plain TCP socket:
 /// the status and the body as JSON (`Null` when it is not JSON).
 fn http_get(address: &str, path: &str, key: Option<&str>) -> anyhow::Result<(u16, Value)> {
+    let (status, body) = http_get_text(address, path, key)?;
+    Ok((status, serde_json::from_str(&body).unwrap_or(Value::Null)))
+}
+
+/// `GET path` as [`http_get`] does: the status and the body as text.
+fn http_get_text(address: &str, path: &str, key: Option<&str>) -> anyhow::Result<(u16, String)> {
     use std::io::Read;
     let host = address
         .strip_prefix("http://")
@@ -311,7 +317,43 @@ fn http_get(address: &str, path: &str, key: Option<&str>) -> anyhow::Result<(u16
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
     let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    Ok((status, serde_json::from_str(body).unwrap_or(Value::Null)))
+    Ok((status, body.to_owned()))
+}
+
+/// The store's bytes from the server's `/metrics`: table-file bytes per column family,
+/// and bytes flushes and compactions wrote and read since the server started.
+fn store_bytes(server: &Server) -> anyhow::Result<Value> {
+    let (status, text) = http_get_text(&server.address, "/metrics", Some(&server.key))?;
+    if status != 200 {
+        bail!("GET /metrics answered {status}");
+    }
+    let value = |line: &str| line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
+    let mut by_cf = serde_json::Map::new();
+    let mut totals = serde_json::Map::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("idgraph_rocksdb_sst_bytes{cf=\"") {
+            if let (Some((cf, _)), Some(v)) = (rest.split_once('"'), value(line)) {
+                by_cf.insert(cf.to_owned(), json!(v as u64));
+            }
+        }
+        for (metric, name) in [
+            ("idgraph_rocksdb_flush_bytes_total ", "flush_write_bytes"),
+            (
+                "idgraph_rocksdb_compaction_write_bytes_total ",
+                "compaction_write_bytes",
+            ),
+            (
+                "idgraph_rocksdb_compaction_read_bytes_total ",
+                "compaction_read_bytes",
+            ),
+        ] {
+            if let (true, Some(v)) = (line.starts_with(metric), value(line)) {
+                totals.insert(name.to_owned(), json!(v as u64));
+            }
+        }
+    }
+    totals.insert("sst_bytes_by_cf".to_owned(), Value::Object(by_cf));
+    Ok(Value::Object(totals))
 }
 
 /// Samples the replicas' lag (`/ready`) every 250 ms until `stop`: every sample, in
@@ -663,6 +705,7 @@ pub fn run(args: HttpBenchArgs) -> anyhow::Result<()> {
         p.extension().is_some_and(|e| e == "log") && p.parent() == Some(data.as_path())
     });
     let before_kill = server.settled_events()?;
+    let store = store_bytes(&server)?;
     server.child.kill()?;
     server.child.wait()?;
     let t = Instant::now();
@@ -729,6 +772,7 @@ pub fn run(args: HttpBenchArgs) -> anyhow::Result<()> {
         "disk_bytes": disk,
         "disk_bytes_per_profile": disk as f64 / profiles.max(1) as f64,
         "wal_bytes": wal,
+        "store": store,
         "restart_seconds": restart,
         "events_before_kill": before_kill,
         "events_after_restart": after_restart,
@@ -774,6 +818,21 @@ pub fn run(args: HttpBenchArgs) -> anyhow::Result<()> {
             disk as f64 / 1e6,
             report["disk_bytes_per_profile"].as_f64().unwrap_or(0.0),
             wal as f64 / 1e6
+        );
+        let mb = |v: &Value| v.as_f64().unwrap_or(0.0) / 1e6;
+        let by_cf = report["store"]["sst_bytes_by_cf"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(cf, v)| format!("{cf} {:.0}", mb(v)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        crate::outln!(
+            "  table files by column family (MB): {by_cf}; flushes wrote {:.0} MB, compactions {:.0} MB",
+            mb(&report["store"]["flush_write_bytes"]),
+            mb(&report["store"]["compaction_write_bytes"])
         );
         crate::outln!(
             "  restart after kill -9: ready in {restart:.2} s; events {before_kill} before, {after_restart} after"

@@ -819,6 +819,7 @@ impl GraphStore for RocksStore {
         let mut pending = 0u64;
         let mut memtables = 0u64;
         let mut keys = String::new();
+        let mut sst = String::new();
         for name in ALL_CFS {
             let Some(cf) = self.db.cf_handle(name) else {
                 continue;
@@ -835,6 +836,10 @@ impl GraphStore for RocksStore {
             keys.push_str(&format!(
                 "idgraph_rocksdb_estimated_keys{{cf=\"{name}\"}} {}\n",
                 int("rocksdb.estimate-num-keys")
+            ));
+            sst.push_str(&format!(
+                "idgraph_rocksdb_sst_bytes{{cf=\"{name}\"}} {}\n",
+                int("rocksdb.total-sst-files-size")
             ));
         }
         let (cache_hits, cache_misses) = self.records.as_ref().map_or((0, 0), |c| c.counts());
@@ -917,6 +922,30 @@ impl GraphStore for RocksStore {
                     .to_string(),
             ),
             (
+                "idgraph_rocksdb_flush_bytes_total",
+                "counter",
+                "Bytes memtable flushes wrote to table files since open",
+                self.db_options
+                    .get_ticker_count(Ticker::FlushWriteBytes)
+                    .to_string(),
+            ),
+            (
+                "idgraph_rocksdb_compaction_read_bytes_total",
+                "counter",
+                "Bytes compactions read since open",
+                self.db_options
+                    .get_ticker_count(Ticker::CompactReadBytes)
+                    .to_string(),
+            ),
+            (
+                "idgraph_rocksdb_compaction_write_bytes_total",
+                "counter",
+                "Bytes compactions wrote since open (with flushes: what the store's writes cost the disk)",
+                self.db_options
+                    .get_ticker_count(Ticker::CompactWriteBytes)
+                    .to_string(),
+            ),
+            (
                 "idgraph_rocksdb_memtable_bytes",
                 "gauge",
                 "Bytes held by memtables, all column families",
@@ -927,6 +956,10 @@ impl GraphStore for RocksStore {
             "# HELP idgraph_rocksdb_estimated_keys RocksDB's estimate of the keys of each column family (overwrites not yet compacted count twice)\n# TYPE idgraph_rocksdb_estimated_keys gauge\n",
         );
         out.push_str(&keys);
+        out.push_str(
+            "# HELP idgraph_rocksdb_sst_bytes Bytes of each column family's table files on disk (all versions: live data plus what compaction has yet to drop)\n# TYPE idgraph_rocksdb_sst_bytes gauge\n",
+        );
+        out.push_str(&sst);
         out
     }
 

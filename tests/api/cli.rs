@@ -1009,6 +1009,27 @@ fn bench_http_drives_the_real_server_and_reports_every_figure() {
         );
     }
     assert!(report["wal_bytes"].is_u64(), "{report}");
+    // The store's bytes, read from the server's /metrics: every column family's table
+    // files and what flushes and compactions wrote.
+    let store = &report["store"];
+    for cf in [
+        "identifiers",
+        "edges",
+        "events",
+        "profiles",
+        "history",
+        "meta",
+        "feed",
+    ] {
+        assert!(store["sst_bytes_by_cf"][cf].is_u64(), "{cf}: {report}");
+    }
+    for total in [
+        "flush_write_bytes",
+        "compaction_write_bytes",
+        "compaction_read_bytes",
+    ] {
+        assert!(store[total].is_u64(), "{total}: {report}");
+    }
     assert!(
         !tmp.path().join("bench").exists(),
         "the scratch directory is removed"

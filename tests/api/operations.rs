@@ -143,6 +143,18 @@ async fn metrics_expose_resolution_search_store_process_and_build_families() {
         "{text}"
     );
     assert!(must(&text, r#"idgraph_rocksdb_estimated_keys{cf="identifiers"}"#) >= 6.0);
+    // Table-file bytes for every column family (0 while its writes are in memtables).
+    for cf in [
+        "identifiers",
+        "edges",
+        "events",
+        "profiles",
+        "history",
+        "meta",
+        "feed",
+    ] {
+        assert!(must(&text, &format!(r#"idgraph_rocksdb_sst_bytes{{cf="{cf}"}}"#)) >= 0.0);
+    }
     must(&text, "idgraph_rocksdb_block_cache_hits_total");
     must(&text, "idgraph_rocksdb_block_cache_misses_total");
 
