@@ -28,7 +28,9 @@
 //! subjects) are encrypted deterministically, at this file's boundary (`sealed`). Values
 //! are compressed before sealing (`packed`): `meta` `encryption_framed` -> "1" marks a
 //! store whose values carry the framing byte, `zdict \0 column family` -> the column
-//! family's zstd dictionary, sealed.
+//! family's zstd dictionary, sealed. `encryption_clear_event_ids` -> "1" marks a store
+//! whose `q` and `i` rows hold their event id in clear (the `e` key holds it in clear
+//! anyway); stores encrypted before it seal those too.
 //!
 //! All access goes through this file: column-family names, one options function, and
 //! reads/writes returning [`StoreError`]. Identifier values never contain control
@@ -143,6 +145,9 @@ pub struct RocksStore {
     /// An encrypted store's compression of values before sealing (`packed`); `None` for
     /// plaintext (RocksDB compresses its blocks) and for stores encrypted before it.
     packer: Option<packed::Packer>,
+    /// An encrypted store keeping event ids in clear as the values of its `q` and `i`
+    /// rows (see `sealed::CLEAR_EVENT_IDS`); `false` for plaintext and older stores.
+    clear_event_ids: bool,
 }
 
 /// RocksDB's error as a [`StoreError`]: a full disk (`IO error: No space left on
@@ -492,10 +497,12 @@ impl RocksStore {
             cipher,
             records: None,
             packer: None,
+            clear_event_ids: false,
         };
         let fresh = store.get_raw(CF_META, b"format")?.is_none();
         store.check_encryption(fresh, false)?;
         store.packer = store.packer_for()?;
+        store.clear_event_ids = store.keeps_event_ids_clear()?;
         if store.get_raw(CF_META, b"change_log_since")?.is_none() {
             // The change log covers the groups written from now on.
             let since = store.counters()?.commit_seq;
@@ -624,9 +631,11 @@ impl RocksStore {
             cipher,
             records: None,
             packer: None,
+            clear_event_ids: false,
         };
         store.check_encryption(false, true)?;
         store.packer = store.packer_for()?;
+        store.clear_event_ids = store.keeps_event_ids_clear()?;
         Ok(store)
     }
 

@@ -5,7 +5,11 @@
 //! With a cipher:
 //! - every non-empty value of every column family but `meta` is sealed with a random nonce
 //!   and bound to its column family and stored key (`meta` holds counters, profile ids of
-//!   the change log, keyed hashes of the suppression list: no personal value);
+//!   the change log, keyed hashes of the suppression list: no personal value), but the
+//!   event id a `q` (arrival order) or `i` (identifier's events) row of `events` points
+//!   to: that id is in clear in the event's own `e` key already, and sealing it would add
+//!   28 bytes of nonce and tag to a value of a dozen, five times per event (stores
+//!   encrypted before [`CLEAR_EVENT_IDS`] seal them, and go on doing so);
 //! - key segments holding personal data (identifier keys `kind:value` wherever they are a
 //!   key, addresses of the household index, blocking keys, feed subjects) are encrypted
 //!   deterministically, so point reads and prefix scans find them; tags, profile ids,
@@ -15,7 +19,7 @@
 
 use std::borrow::Cow;
 
-use super::{packed, RocksStore, ALL_CFS, CF_META};
+use super::{packed, RocksStore, ALL_CFS, CF_EVENTS, CF_META};
 use crate::store::StoreError;
 
 /// The meta key recording the data key's id (hex) of an encrypted store.
@@ -23,6 +27,14 @@ pub(super) const MARKER: &[u8] = b"encryption";
 /// The meta key holding a sealed known value: the data key opens this store.
 const CHECK: &[u8] = b"encryption_check";
 const CHECK_VALUE: &[u8] = b"idgraph encrypted store";
+/// The meta key present (value `1`) in an encrypted store whose `q` and `i` rows hold
+/// their event id in clear.
+const CLEAR_EVENT_IDS: &[u8] = b"encryption_clear_event_ids";
+
+/// Whether `key` of `cf` is a row whose value is an event id (`q` or `i` of `events`).
+fn holds_event_id(cf: &str, key: &[u8]) -> bool {
+    cf == CF_EVENTS && (key.starts_with(b"q\0") || key.starts_with(b"i\0"))
+}
 
 fn crypto_error(e: crate::crypto::CryptoError) -> StoreError {
     StoreError::Corrupt {
@@ -47,6 +59,17 @@ fn with_aad<R>(cf: &str, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
 }
 
 impl RocksStore {
+    /// Whether the value of `key` in `cf` is sealed (with a cipher; see the module notes).
+    fn sealed_value(&self, cf: &str, key: &[u8], value: &[u8]) -> bool {
+        cf != CF_META && !value.is_empty() && !(self.clear_event_ids && holds_event_id(cf, key))
+    }
+
+    /// Whether this store keeps the event ids of its `q` and `i` rows in clear: an
+    /// encrypted store marked so when it was made.
+    pub(super) fn keeps_event_ids_clear(&self) -> Result<bool, StoreError> {
+        Ok(self.cipher.is_some() && self.get_raw(CF_META, CLEAR_EVENT_IDS)?.is_some())
+    }
+
     /// A personal key segment as stored.
     pub(super) fn seg<'a>(&self, plain: &'a [u8]) -> Cow<'a, [u8]> {
         match &self.cipher {
@@ -72,7 +95,7 @@ impl RocksStore {
         value: &'a [u8],
     ) -> Result<Cow<'a, [u8]>, StoreError> {
         match &self.cipher {
-            Some(c) if cf != CF_META && !value.is_empty() => {
+            Some(c) if self.sealed_value(cf, key, value) => {
                 let framed = self.packer.as_ref().map(|p| p.pack(cf, value));
                 let plain = framed.as_deref().unwrap_or(value);
                 with_aad(cf, key, |aad| c.seal_value(aad, plain))
@@ -91,7 +114,7 @@ impl RocksStore {
         value: Vec<u8>,
     ) -> Result<Vec<u8>, StoreError> {
         match &self.cipher {
-            Some(c) if cf != CF_META && !value.is_empty() => {
+            Some(c) if self.sealed_value(cf, key, &value) => {
                 let opened = with_aad(cf, key, |aad| c.open_value_owned(aad, value)).map_err(|_| StoreError::Corrupt {
                     key: format!("<{cf} record>"),
                     reason: "does not decrypt under this store's data key (altered, or written under another key)".into(),
@@ -190,8 +213,10 @@ impl RocksStore {
                 crate::crypto::DATA_KEY_FILE
             )),
             (Some(c), None) if fresh && !read_only => {
-                // Framed (values compressed before sealing; see `packed`) from its creation.
+                // Framed (values compressed before sealing; see `packed`) and with clear
+                // event ids from its creation.
                 self.put_raw(CF_META, packed::FRAMED, b"1")?;
+                self.put_raw(CF_META, CLEAR_EVENT_IDS, b"1")?;
                 let check = c.seal_value(CHECK, CHECK_VALUE).map_err(crypto_error)?;
                 self.put_raw(CF_META, CHECK, &check)?;
                 self.put_raw(CF_META, MARKER, c.key_id().as_bytes())
@@ -205,7 +230,69 @@ impl RocksStore {
 
 #[cfg(test)]
 mod tests {
-    use super::with_aad;
+    use std::sync::Arc;
+
+    use super::{with_aad, CLEAR_EVENT_IDS};
+    use crate::config::Compression;
+    use crate::crypto::StoreCipher;
+    use crate::store::rocks::{RocksStore, CF_EVENTS, CF_IDENTIFIERS, CF_META};
+
+    fn open(path: &std::path::Path) -> RocksStore {
+        let key = zeroize::Zeroizing::new([7u8; 32]);
+        let cipher = StoreCipher::new("0123456789abcdef", &key).expect("cipher");
+        RocksStore::open_with_cache(path, 64, Compression::default(), Some(Arc::new(cipher)))
+            .expect("open the encrypted store")
+    }
+
+    #[test]
+    fn a_new_encrypted_store_keeps_event_ids_in_clear_and_an_older_one_seals_them() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let order = [b"q\0".as_slice(), &7u64.to_be_bytes()].concat();
+        let index = [
+            b"i\0".as_slice(),
+            b"sealed-identifier\0",
+            &7u64.to_be_bytes(),
+        ]
+        .concat();
+        let event = b"e\0ev-7".to_vec();
+
+        let store = open(tmp.path());
+        assert!(store.keeps_event_ids_clear().expect("marker"));
+        for key in [&order, &index] {
+            let stored = store.seal(CF_EVENTS, key, b"ev-7").expect("seal");
+            assert_eq!(&stored[..], b"ev-7", "an event id row's value is the id");
+            let read = store.unseal(CF_EVENTS, key, stored.into_owned());
+            assert_eq!(read.expect("unseal"), b"ev-7");
+        }
+        // Everything else is still sealed: the event itself, identifiers.
+        for (cf, key) in [(CF_EVENTS, &event), (CF_IDENTIFIERS, &b"x".to_vec())] {
+            let stored = store.seal(cf, key, b"ev-7 payload").expect("seal");
+            assert!(!stored.windows(4).any(|w| w == b"ev-7"), "{cf} sealed");
+        }
+
+        // A store encrypted before the marker existed (no marker) seals the ids and reads
+        // them back sealed.
+        store
+            .db
+            .delete_cf(store.cf(CF_META).expect("meta"), CLEAR_EVENT_IDS)
+            .expect("delete");
+        drop(store);
+        let store = open(tmp.path());
+        assert!(!store.keeps_event_ids_clear().expect("marker"));
+        for key in [&order, &index] {
+            let stored = store
+                .seal(CF_EVENTS, key, b"ev-7")
+                .expect("seal")
+                .into_owned();
+            assert!(stored.len() > b"ev-7".len() + 16, "sealed: {stored:?}");
+            assert_eq!(
+                store.unseal(CF_EVENTS, key, stored).expect("unseal"),
+                b"ev-7"
+            );
+            // ...and refuses a clear value there as altered.
+            assert!(store.unseal(CF_EVENTS, key, b"ev-7".to_vec()).is_err());
+        }
+    }
 
     #[test]
     fn associated_data_is_the_column_family_a_zero_and_the_key_at_any_length() {
