@@ -1012,15 +1012,7 @@ fn bench_http_drives_the_real_server_and_reports_every_figure() {
     // The store's bytes, read from the server's /metrics: every column family's table
     // files and what flushes and compactions wrote.
     let store = &report["store"];
-    for cf in [
-        "identifiers",
-        "edges",
-        "events",
-        "profiles",
-        "history",
-        "meta",
-        "feed",
-    ] {
+    for cf in crate::helpers::STORE_CFS {
         assert!(store["sst_bytes_by_cf"][cf].is_u64(), "{cf}: {report}");
     }
     for total in [

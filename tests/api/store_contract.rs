@@ -1013,7 +1013,7 @@ mod event_order {
         }
         {
             // What an older version left: the events, without their order or its marker.
-            let cfs = DB_CFS
+            let cfs = crate::helpers::STORE_CFS
                 .iter()
                 .map(|n| rocksdb::ColumnFamilyDescriptor::new(*n, rocksdb::Options::default()));
             let db =
@@ -1058,16 +1058,6 @@ mod event_order {
         assert_eq!((c.profiles, c.identifiers), (2, 5));
         assert_eq!(c.commit_seq, 1, "counting is not a write group");
     }
-
-    const DB_CFS: [&str; 7] = [
-        "identifiers",
-        "edges",
-        "events",
-        "profiles",
-        "history",
-        "meta",
-        "feed",
-    ];
 }
 
 /// The `RemoteGraph` part of the contract, on every remote graph.
