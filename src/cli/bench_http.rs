@@ -327,30 +327,28 @@ fn store_bytes(server: &Server) -> anyhow::Result<Value> {
     if status != 200 {
         bail!("GET /metrics answered {status}");
     }
-    let value = |line: &str| line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
     let mut by_cf = serde_json::Map::new();
     let mut totals = serde_json::Map::new();
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("idgraph_rocksdb_sst_bytes{cf=\"") {
-            if let (Some((cf, _)), Some(v)) = (rest.split_once('"'), value(line)) {
-                by_cf.insert(cf.to_owned(), json!(v as u64));
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, v)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(v) = v.parse::<f64>() else { continue };
+        let name = match series {
+            "idgraph_rocksdb_flush_bytes_total" => "flush_write_bytes",
+            "idgraph_rocksdb_compaction_write_bytes_total" => "compaction_write_bytes",
+            "idgraph_rocksdb_compaction_read_bytes_total" => "compaction_read_bytes",
+            _ => {
+                if let Some(cf) = series
+                    .strip_prefix("idgraph_rocksdb_sst_bytes{cf=\"")
+                    .and_then(|r| r.strip_suffix("\"}"))
+                {
+                    by_cf.insert(cf.to_owned(), json!(v as u64));
+                }
+                continue;
             }
-        }
-        for (metric, name) in [
-            ("idgraph_rocksdb_flush_bytes_total ", "flush_write_bytes"),
-            (
-                "idgraph_rocksdb_compaction_write_bytes_total ",
-                "compaction_write_bytes",
-            ),
-            (
-                "idgraph_rocksdb_compaction_read_bytes_total ",
-                "compaction_read_bytes",
-            ),
-        ] {
-            if let (true, Some(v)) = (line.starts_with(metric), value(line)) {
-                totals.insert(name.to_owned(), json!(v as u64));
-            }
-        }
+        };
+        totals.insert(name.to_owned(), json!(v as u64));
     }
     totals.insert("sst_bytes_by_cf".to_owned(), Value::Object(by_cf));
     Ok(Value::Object(totals))
