@@ -382,8 +382,10 @@ impl Engine {
         };
         let mut def: AudienceDef = decode(&bytes, "audience")?;
         def.ready_at = Some(now_ms());
-        self.save_def(&def)?;
-        self.record_size(id)
+        // The first size point goes in before the audience reads as ready, so a reader
+        // that sees `ready` also sees a size history.
+        self.record_size(id)?;
+        self.save_def(&def)
     }
 
     /// Re-renders every profile through the writer (which evaluates every audience).
