@@ -68,7 +68,8 @@ const CF_PROFILES: &str = "profiles";
 const CF_HISTORY: &str = "history";
 const CF_META: &str = "meta";
 const CF_FEED: &str = "feed";
-const ALL_CFS: [&str; 7] = [
+/// The store's column families (tools and tests that open its files list them all).
+pub const ALL_CFS: [&str; 7] = [
     CF_IDENTIFIERS,
     CF_EDGES,
     CF_EVENTS,

@@ -1012,7 +1012,7 @@ fn bench_http_drives_the_real_server_and_reports_every_figure() {
     // The store's bytes, read from the server's /metrics: every column family's table
     // files and what flushes and compactions wrote.
     let store = &report["store"];
-    for cf in crate::helpers::STORE_CFS {
+    for cf in idgraph::store::rocks::ALL_CFS {
         assert!(store["sst_bytes_by_cf"][cf].is_u64(), "{cf}: {report}");
     }
     for total in [

@@ -668,17 +668,6 @@ pub fn test_certificates(dir: &std::path::Path) -> std::path::PathBuf {
     dir.join("ca.pem")
 }
 
-/// The embedded store's column families.
-pub const STORE_CFS: [&str; 7] = [
-    "identifiers",
-    "edges",
-    "events",
-    "profiles",
-    "history",
-    "meta",
-    "feed",
-];
-
 /// Bytes of the SST files directly in the store directory `dir`.
 pub fn sst_bytes(dir: &std::path::Path) -> u64 {
     std::fs::read_dir(dir)

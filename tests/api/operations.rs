@@ -144,7 +144,7 @@ async fn metrics_expose_resolution_search_store_process_and_build_families() {
     );
     assert!(must(&text, r#"idgraph_rocksdb_estimated_keys{cf="identifiers"}"#) >= 6.0);
     // Table-file bytes for every column family (0 while its writes are in memtables).
-    for cf in crate::helpers::STORE_CFS {
+    for cf in idgraph::store::rocks::ALL_CFS {
         assert!(must(&text, &format!(r#"idgraph_rocksdb_sst_bytes{{cf="{cf}"}}"#)) >= 0.0);
     }
     must(&text, "idgraph_rocksdb_block_cache_hits_total");

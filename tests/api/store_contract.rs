@@ -1013,7 +1013,7 @@ mod event_order {
         }
         {
             // What an older version left: the events, without their order or its marker.
-            let cfs = crate::helpers::STORE_CFS
+            let cfs = idgraph::store::rocks::ALL_CFS
                 .iter()
                 .map(|n| rocksdb::ColumnFamilyDescriptor::new(*n, rocksdb::Options::default()));
             let db =
