@@ -7,8 +7,12 @@
 //! 2. at the final size: `/health` (the ceiling), lookups by email, search by name, then
 //!    lookups while ingest runs at 5,000 events/s and search while it runs at 1,000;
 //! 3. the server's resident memory, bytes on disk (per profile created), write-ahead log
-//!    bytes, and the time to be ready again after `kill -9`, with every acknowledged
-//!    event still there.
+//!    bytes and the store's table-file and flush/compaction bytes;
+//! 4. once the store has settled (no flush or compaction running or waiting, from the
+//!    server's `/metrics`, at most `--settle-secs`): `/health`, lookups and search again,
+//!    and the bytes on disk then: reads apart from the backlog a bulk load leaves;
+//! 5. the time to be ready again after `kill -9`, with every acknowledged event still
+//!    there.
 //!
 //! Figures are printed (and with `--json`, one JSON object); nothing is asserted here.
 
@@ -44,9 +48,16 @@ pub struct HttpBenchArgs {
     /// Length of one ingest window, in seconds.
     #[arg(long, default_value_t = 30)]
     pub window_secs: u64,
-    /// Length of each read phase (health, lookups, search, and each under ingest).
+    /// Length of each read phase (health, lookups, search, each under ingest, and the
+    /// settled ones).
     #[arg(long, default_value_t = 20)]
     pub read_secs: u64,
+    /// After the read phases, wait at most this long (at least 3 s: settling is three
+    /// quiet samples a second apart) for the store's flushes and compactions to finish
+    /// (the server's `/metrics`), then measure `/health`, lookups and search again on the
+    /// settled store. 0: no settled phases.
+    #[arg(long, default_value_t = 600)]
+    pub settle_secs: u64,
     /// Connections of the read phases.
     #[arg(long, default_value_t = 16)]
     pub read_connections: usize,
@@ -318,6 +329,51 @@ fn http_get_text(address: &str, path: &str, key: Option<&str>) -> anyhow::Result
         .unwrap_or(0);
     let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
     Ok((status, body.to_owned()))
+}
+
+/// The value of the unlabelled series `name` in the Prometheus text `text`.
+fn gauge(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter_map(|l| l.split_once(' '))
+        .find(|(series, _)| *series == name)
+        .and_then(|(_, v)| v.trim().parse().ok())
+}
+
+/// Waits until the server's store has no flush or compaction running or waiting (three
+/// samples of `/metrics` a second apart, all at zero), at most `limit` (at least 3 s): the
+/// seconds waited, and whether the store settled within them. A failed sample counts as
+/// busy (the run is not thrown away for one); a `/metrics` without the two gauges is an
+/// error.
+fn settle(server: &Server, limit: Duration) -> anyhow::Result<(f64, bool)> {
+    let limit = limit.max(Duration::from_secs(3));
+    let t = Instant::now();
+    let mut quiet = 0;
+    loop {
+        let busy = match http_get_text(&server.address, "/metrics", Some(&server.key)) {
+            Ok((200, text)) => {
+                let mut busy = false;
+                for name in [
+                    "idgraph_rocksdb_running_jobs",
+                    "idgraph_rocksdb_waiting_jobs",
+                ] {
+                    match gauge(&text, name) {
+                        Some(v) => busy |= v > 0.0,
+                        None => bail!("the server's /metrics has no {name}"),
+                    }
+                }
+                busy
+            }
+            _ => true,
+        };
+        quiet = if busy { 0 } else { quiet + 1 };
+        if quiet == 3 {
+            return Ok((t.elapsed().as_secs_f64(), true));
+        }
+        if t.elapsed() >= limit {
+            return Ok((t.elapsed().as_secs_f64(), false));
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }
 
 /// The store's bytes from the server's `/metrics`: table-file bytes per column family,
@@ -696,14 +752,34 @@ pub fn run(args: HttpBenchArgs) -> anyhow::Result<()> {
     };
     drop(replicas);
 
-    // 3. Footprint, then kill -9 and restart.
+    // 3. Footprint at the end of the read phases.
     let rss = rss_of(server.child.id());
     let disk = bytes_under(&data, &|_| true);
     let wal = bytes_under(&data, &|p| {
         p.extension().is_some_and(|e| e == "log") && p.parent() == Some(data.as_path())
     });
-    let before_kill = server.settled_events()?;
     let store = store_bytes(&server)?;
+
+    // 4. The same reads once the store's flushes and compactions have caught up: what a
+    // lookup costs in steady state, apart from the backlog ingest leaves behind.
+    let settled = if args.settle_secs > 0 {
+        let (secs, done) = settle(&server, Duration::from_secs(args.settle_secs))?;
+        let disk = bytes_under(&data, &|_| true);
+        let health = wrk.read(conns, args.read_secs, "-", "/health")?;
+        let lookup = wrk.read(
+            conns,
+            args.read_secs,
+            &lookup_file,
+            "/v1/lookup?kind=email&value=",
+        )?;
+        let search = wrk.read(conns, args.read_secs, &search_file, "/v1/search?q=")?;
+        Some((secs, done, disk, [health, lookup, search]))
+    } else {
+        None
+    };
+
+    // 5. kill -9 and restart.
+    let before_kill = server.settled_events()?;
     server.child.kill()?;
     server.child.wait()?;
     let t = Instant::now();
@@ -766,6 +842,12 @@ pub fn run(args: HttpBenchArgs) -> anyhow::Result<()> {
         "lookup_while_ingesting_events_per_s": lookup_busy_rate,
         "search_while_ingesting": read(&search_busy),
         "search_while_ingesting_events_per_s": search_busy_rate,
+        "settle_seconds": settled.as_ref().map(|s| s.0),
+        "settled": settled.as_ref().map(|s| s.1),
+        "settled_disk_bytes": settled.as_ref().map(|s| s.2),
+        "settled_health": settled.as_ref().map(|s| read(&s.3[0])),
+        "settled_lookup": settled.as_ref().map(|s| read(&s.3[1])),
+        "settled_search": settled.as_ref().map(|s| read(&s.3[2])),
         "rss_bytes": rss,
         "disk_bytes": disk,
         "disk_bytes_per_profile": disk as f64 / profiles.max(1) as f64,
@@ -810,6 +892,20 @@ pub fn run(args: HttpBenchArgs) -> anyhow::Result<()> {
             &format!("search, ingest at {search_busy_rate:.0} events/s"),
             &report["search_while_ingesting"],
         );
+        if let Some((secs, done, disk, _)) = &settled {
+            crate::outln!(
+                "  {} after {secs:.0} s, disk then {:.0} MB:",
+                if *done {
+                    "store settled (no flush or compaction running or waiting)"
+                } else {
+                    "store still compacting at --settle-secs"
+                },
+                *disk as f64 / 1e6
+            );
+            r("  /health (ceiling), settled", &report["settled_health"]);
+            r("  lookup by email, settled", &report["settled_lookup"]);
+            r("  search by name, settled", &report["settled_search"]);
+        }
         crate::outln!(
             "  server RSS {:.0} MB; disk {:.0} MB ({:.0} bytes/profile); WAL {:.0} MB",
             rss as f64 / 1e6,

@@ -4,7 +4,7 @@
 //! random bytes, kept only wrapped by the key-encryption key (KEK: AES-256-GCM-SIV under a
 //! local KEK, or encrypted by AWS KMS, `kms.rs`) in `<data_dir>/data-key.json`, a file
 //! RocksDB knows nothing of, so no checkpoint, backup or replication snapshot ever holds
-//! it. From the data key, HKDF-SHA256 derives two subkeys:
+//! it. From the data key, HKDF-SHA256 derives three subkeys:
 //! - `values`: AES-256-GCM-SIV with a random 96-bit nonce (prepended), the associated data
 //!   binding each value to its column family and stored key ([`StoreCipher::seal_value`]);
 //! - `keys`: deterministic encryption of the key segments that are looked up or
@@ -14,7 +14,13 @@
 //!   need, and a repeated nonce reveals nothing but that equality). The ciphertext and tag
 //!   are stored with `\0` and `\x01` escaped, so a segment never holds the `\0` key
 //!   separator and is only about 1% longer than the ciphertext
-//!   ([`StoreCipher::seal_key`]).
+//!   ([`StoreCipher::seal_key`]). The store uses it for the segments it reads back from
+//!   keys (an identifier node's key, an edge's neighbour);
+//! - `blind`: blind indexes of the segments only ever looked up (the identifier an edge or
+//!   an index row is found by, addresses, blocking keys, feed subjects): the same
+//!   construction's 16-byte tag alone, a keyed pseudorandom function of the value that
+//!   cannot be decrypted and has one length whatever the value's
+//!   ([`StoreCipher::blind_key`]).
 //!
 //! Rotating the KEK re-wraps the data key ([`rewrap`]); no record is rewritten.
 //! Destroying the data key ([`destroy_data_key`]) makes every copy of the store's files
@@ -76,6 +82,9 @@ pub struct StoreCipher {
     values: RandomNonceSiv,
     /// Key segments: AES-256-GCM-SIV under the zero nonce (deterministic).
     keys: FixedNonceSiv,
+    /// Blind indexes of key segments only ever looked up: the tag alone, under a subkey
+    /// of its own.
+    blind: FixedNonceSiv,
     /// Whether the store compresses values before sealing them (`encryption.compress`).
     compress: bool,
 }
@@ -137,12 +146,13 @@ impl StoreCipher {
                 .map_err(|_| CryptoError::Config("cannot derive a subkey".into()))?;
             Ok(out)
         };
-        let (values, keys) = (derive(b"values")?, derive(b"keys")?);
+        let (values, keys, blind) = (derive(b"values")?, derive(b"keys")?, derive(b"blind")?);
         let bad = |_| CryptoError::Config("a subkey has the wrong length".into());
         Ok(StoreCipher {
             key_id: key_id.to_owned(),
             values: RandomNonceSiv::new(&values).map_err(bad)?,
             keys: FixedNonceSiv::new(&keys).map_err(bad)?,
+            blind: FixedNonceSiv::new(&blind).map_err(bad)?,
             compress: true,
         })
     }
@@ -193,6 +203,15 @@ impl StoreCipher {
         let tag = self.keys.seal_in_place(&mut raw);
         raw.extend_from_slice(&tag);
         escape_zeros(&raw)
+    }
+
+    /// The blind index of `plain`: its keyed 16-byte tag under a subkey used for nothing
+    /// else, `\0`-free. Equal inputs give equal outputs, as with
+    /// [`StoreCipher::seal_key`], but `plain` cannot be read back and every output has the
+    /// same length (about 16 bytes, whatever `plain`'s), so it stands for the key segments
+    /// that are only looked up: the prefixes index rows are found by.
+    pub fn blind_key(&self, plain: &[u8]) -> Vec<u8> {
+        escape_zeros(&self.blind.prf(plain))
     }
 
     /// The plaintext of [`StoreCipher::seal_key`]'s output.

@@ -146,6 +146,34 @@ fn keys_are_deterministic_zero_free_and_open() {
 }
 
 #[test]
+fn blind_keys_are_deterministic_zero_free_of_one_length_and_hold_nothing_of_the_value() {
+    let c = cipher();
+    let a = c.blind_key(b"email:alice@example.com");
+    assert_eq!(a, c.blind_key(b"email:alice@example.com"));
+    assert_ne!(a, c.blind_key(b"email:alice@example.org"));
+    assert!(!a.contains(&0));
+    assert!(!a.windows(5).any(|w| w == b"alice"));
+    // Sixteen bytes before escaping, whatever the input's length (which a sealed key
+    // shows).
+    for plain in [&b""[..], b"x", b"phone:+15550100", &[b'a'; 1000]] {
+        let raw = super::unescape_zeros(&c.blind_key(plain)).expect("an escaping");
+        assert_eq!(raw.len(), 16, "{} input bytes", plain.len());
+    }
+    // A subkey of its own: not the sealed key's tag, and another data key gives another
+    // index.
+    let sealed = super::unescape_zeros(&c.seal_key(b"email:alice@example.com")).expect("sealed");
+    let raw = super::unescape_zeros(&a).expect("blind");
+    assert_ne!(&sealed[sealed.len() - 16..], &raw[..]);
+    let other = StoreCipher::new("id", &kek_bytes(8)).expect("cipher");
+    assert_ne!(a, other.blind_key(b"email:alice@example.com"));
+    // No two of many distinct inputs share an index.
+    let many: std::collections::HashSet<Vec<u8>> = (0..20_000)
+        .map(|i| c.blind_key(format!("email:person{i}@example.com").as_bytes()))
+        .collect();
+    assert_eq!(many.len(), 20_000);
+}
+
+#[test]
 fn escaping_is_exactly_the_byte_by_byte_rule_and_refuses_what_it_cannot_make() {
     fn reference(raw: &[u8]) -> Vec<u8> {
         raw.iter()
@@ -229,6 +257,8 @@ fn fixed_nonce_siv_is_aes_gcm_siv_under_the_zero_nonce() {
             let our_tag = ours.seal_in_place(&mut got);
             assert_eq!(got, expected, "ciphertext, key {k}, length {len}");
             assert_eq!(&our_tag[..], tag.as_slice(), "tag, key {k}, length {len}");
+            // The blind-index function is that tag alone.
+            assert_eq!(ours.prf(&plain), our_tag, "prf, key {k}, length {len}");
             ours.open_in_place(&mut got, &our_tag).expect("open");
             assert_eq!(got, plain, "round trip, key {k}, length {len}");
         }

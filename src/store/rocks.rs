@@ -30,7 +30,11 @@
 //! store whose values carry the framing byte, `zdict \0 column family` -> the column
 //! family's zstd dictionary, sealed. `encryption_clear_event_ids` -> "1" marks a store
 //! whose `q` and `i` rows hold their event id in clear (the `e` key holds it in clear
-//! anyway); stores encrypted before it seal those too.
+//! anyway); stores encrypted before it seal those too. `encryption_blind_index` -> "1"
+//! marks a store whose segments that are only looked up (an edge row's first, the
+//! identifier of `i`, `x` and `y` rows, the address of `h`, the blocking key of `k`) are
+//! blind indexes, keyed 16-byte tags; the segments read back (an `identifiers` key, an
+//! edge row's second, the identifier of `m` and `k`) are deterministic ciphertext.
 //!
 //! All access goes through this file: column-family names, one options function, and
 //! reads/writes returning [`StoreError`]. Identifier values never contain control
@@ -96,7 +100,7 @@ fn feed_key(seq: u64) -> Vec<u8> {
     joined(&[b"f", &seq.to_be_bytes()])
 }
 
-/// `subject` as stored (see `RocksStore::seg`).
+/// `subject` as stored (see `RocksStore::blind`).
 fn feed_index_key(subject: &[u8], seq: u64) -> Vec<u8> {
     joined(&[b"x", subject, &seq.to_be_bytes()])
 }
@@ -113,7 +117,7 @@ fn review_key(seq: u64) -> Vec<u8> {
     joined(&[b"r", &seq.to_be_bytes()])
 }
 
-/// `ident` as stored (see `RocksStore::seg`).
+/// `ident` as stored (see `RocksStore::blind`).
 fn review_index_key(ident: &[u8], seq: u64) -> Vec<u8> {
     joined(&[b"y", ident, &seq.to_be_bytes()])
 }
@@ -149,6 +153,9 @@ pub struct RocksStore {
     /// An encrypted store keeping event ids in clear as the values of its `q` and `i`
     /// rows (see `sealed::CLEAR_EVENT_IDS`); `false` for plaintext and older stores.
     clear_event_ids: bool,
+    /// An encrypted store whose lookup-only key segments are blind indexes (see
+    /// `sealed::BLIND_INDEX`); `false` for plaintext and older stores.
+    blind_index: bool,
 }
 
 /// RocksDB's error as a [`StoreError`]: a full disk (`IO error: No space left on
@@ -262,13 +269,13 @@ fn touched_ranges(store: &RocksStore, changes: &Changes) -> Result<Vec<CfSpan>, 
     let mut out: Vec<CfSpan> = Vec::new();
     let mut key = |cf: &'static str, k: Vec<u8>| out.push((cf, k.clone(), k));
     let seg = |s: &str| store.seg(s.as_bytes()).into_owned();
+    let blind = |s: &str| store.blind(s.as_bytes()).into_owned();
     for k in changes.nodes.keys() {
         key(CF_IDENTIFIERS, seg(k));
     }
     for (a, b) in changes.edges.keys() {
-        let (a, b) = (seg(a), seg(b));
-        key(CF_EDGES, joined(&[&a, &b]));
-        key(CF_EDGES, joined(&[&b, &a]));
+        key(CF_EDGES, store.edge_row(a, b));
+        key(CF_EDGES, store.edge_row(b, a));
     }
     for id in changes.profiles.keys() {
         key(CF_PROFILES, joined(&[b"s", id.as_bytes()]));
@@ -280,13 +287,13 @@ fn touched_ranges(store: &RocksStore, changes: &Changes) -> Result<Vec<CfSpan>, 
         key(CF_PROFILES, joined(&[b"a", id.as_bytes()]));
     }
     for (address, id, _) in &changes.address_index {
-        key(CF_PROFILES, joined(&[b"h", &seg(address), id.as_bytes()]));
+        key(CF_PROFILES, joined(&[b"h", &blind(address), id.as_bytes()]));
     }
     for ident in changes.match_records.keys() {
         key(CF_PROFILES, joined(&[b"m", &seg(ident)]));
     }
     for (block, ident, _) in &changes.match_index {
-        key(CF_PROFILES, joined(&[b"k", &seg(block), &seg(ident)]));
+        key(CF_PROFILES, joined(&[b"k", &blind(block), &seg(ident)]));
     }
     for k in changes.activation.keys() {
         key(CF_FEED, joined(&[b"a", k]));
@@ -294,7 +301,7 @@ fn touched_ranges(store: &RocksStore, changes: &Changes) -> Result<Vec<CfSpan>, 
     for (item, _) in &changes.reviews {
         key(CF_FEED, review_key(item.seq));
         for ident in [&item.a, &item.b] {
-            key(CF_FEED, review_index_key(&seg(ident), item.seq));
+            key(CF_FEED, review_index_key(&blind(ident), item.seq));
         }
     }
     for id in &changes.delete_events {
@@ -304,7 +311,10 @@ fn touched_ranges(store: &RocksStore, changes: &Changes) -> Result<Vec<CfSpan>, 
         key(CF_EVENTS, joined(&[b"e", event.event_id.as_bytes()]));
     }
     for (ident, seq, _) in &changes.event_index {
-        key(CF_EVENTS, joined(&[b"i", &seg(ident), &seq.to_be_bytes()]));
+        key(
+            CF_EVENTS,
+            joined(&[b"i", &blind(ident), &seq.to_be_bytes()]),
+        );
     }
     for entry in &changes.history {
         for id in &entry.profiles {
@@ -319,14 +329,14 @@ fn touched_ranges(store: &RocksStore, changes: &Changes) -> Result<Vec<CfSpan>, 
         out.push((CF_HISTORY, prefix.clone(), prefix_end(&prefix)));
     }
     for ident in &changes.drop_event_index {
-        let prefix = joined(&[b"i", &seg(ident), b""]);
+        let prefix = joined(&[b"i", &blind(ident), b""]);
         out.push((CF_EVENTS, prefix.clone(), prefix_end(&prefix)));
     }
     for record in &changes.feed {
         out.push((CF_FEED, feed_key(record.seq), feed_key(record.seq)));
     }
     for subject in &changes.drop_feed_index {
-        let prefix = feed_index_prefix(&seg(subject));
+        let prefix = feed_index_prefix(&blind(subject));
         out.push((CF_FEED, prefix.clone(), prefix_end(&prefix)));
     }
     Ok(out)
@@ -499,11 +509,13 @@ impl RocksStore {
             records: None,
             packer: None,
             clear_event_ids: false,
+            blind_index: false,
         };
         let fresh = store.get_raw(CF_META, b"format")?.is_none();
         store.check_encryption(fresh, false)?;
         store.packer = store.packer_for()?;
         store.clear_event_ids = store.keeps_event_ids_clear()?;
+        store.blind_index = store.uses_blind_index()?;
         if store.get_raw(CF_META, b"change_log_since")?.is_none() {
             // The change log covers the groups written from now on.
             let since = store.counters()?.commit_seq;
@@ -633,10 +645,12 @@ impl RocksStore {
             records: None,
             packer: None,
             clear_event_ids: false,
+            blind_index: false,
         };
         store.check_encryption(false, true)?;
         store.packer = store.packer_for()?;
         store.clear_event_ids = store.keeps_event_ids_clear()?;
+        store.blind_index = store.uses_blind_index()?;
         Ok(store)
     }
 
@@ -827,6 +841,7 @@ impl GraphStore for RocksStore {
             hits as f64 / (hits + misses) as f64
         };
         let mut pending = 0u64;
+        let mut waiting = 0u64;
         let mut memtables = 0u64;
         let mut keys = String::new();
         let mut sst = String::new();
@@ -842,6 +857,7 @@ impl GraphStore for RocksStore {
                     .unwrap_or(0)
             };
             pending += int("rocksdb.estimate-pending-compaction-bytes");
+            waiting += int("rocksdb.compaction-pending") + int("rocksdb.mem-table-flush-pending");
             memtables += int("rocksdb.cur-size-all-mem-tables");
             keys.push_str(&format!(
                 "idgraph_rocksdb_estimated_keys{{cf=\"{name}\"}} {}\n",
@@ -852,6 +868,9 @@ impl GraphStore for RocksStore {
                 int("rocksdb.total-sst-files-size")
             ));
         }
+        let db_int = |p: &str| self.db.property_int_value(p).ok().flatten().unwrap_or(0);
+        let running =
+            db_int("rocksdb.num-running-compactions") + db_int("rocksdb.num-running-flushes");
         let (cache_hits, cache_misses) = self.records.as_ref().map_or((0, 0), |c| c.counts());
         let cache_bytes = self.records.as_ref().map_or(0, |c| c.usage().1);
         let packed = self.packer.as_ref().map(|p| p.counts());
@@ -924,6 +943,18 @@ impl GraphStore for RocksStore {
                 pending.to_string(),
             ),
             (
+                "idgraph_rocksdb_running_jobs",
+                "gauge",
+                "Flushes and compactions running now",
+                running.to_string(),
+            ),
+            (
+                "idgraph_rocksdb_waiting_jobs",
+                "gauge",
+                "Flushes and compactions waiting to run: per column family, 1 for a pending flush and 1 for a pending compaction (this and idgraph_rocksdb_running_jobs at 0: the store has settled)",
+                waiting.to_string(),
+            ),
+            (
                 "idgraph_rocksdb_wal_bytes_total",
                 "counter",
                 "Bytes written to the write-ahead log since open",
@@ -985,7 +1016,7 @@ impl GraphStore for RocksStore {
 
     fn edge(&self, a: &IdentKey, b: &IdentKey) -> Result<Option<Edge>, StoreError> {
         let (a, b) = edge_pair(a, b);
-        let k = joined(&[&self.seg(a.as_bytes()), &self.seg(b.as_bytes())]);
+        let k = self.edge_row(&a, &b);
         let edge: Option<Edge> = self.get(CF_EDGES, &k)?;
         Ok(edge.map(|mut e| {
             e.a = a;
@@ -995,7 +1026,7 @@ impl GraphStore for RocksStore {
     }
 
     fn edges_of(&self, key: &IdentKey, limit: usize) -> Result<Vec<Edge>, StoreError> {
-        let prefix = joined(&[&self.seg(key.as_bytes()), b""]);
+        let prefix = joined(&[&self.blind(key.as_bytes()), b""]);
         let mut out = Vec::new();
         for (k, v) in self.scan(CF_EDGES, &prefix, limit)? {
             let other = IdentKey::from(self.unseg(&k[prefix.len()..])?);
@@ -1079,7 +1110,7 @@ impl GraphStore for RocksStore {
     }
 
     fn event_ids_of(&self, key: &IdentKey, limit: usize) -> Result<Vec<String>, StoreError> {
-        let prefix = joined(&[b"i", &self.seg(key.as_bytes()), b""]);
+        let prefix = joined(&[b"i", &self.blind(key.as_bytes()), b""]);
         self.scan(CF_EVENTS, &prefix, limit)?
             .into_iter()
             .map(|(_, v)| {
@@ -1096,7 +1127,7 @@ impl GraphStore for RocksStore {
         address_key: &str,
         limit: usize,
     ) -> Result<Vec<ProfileId>, StoreError> {
-        let prefix = joined(&[b"h", &self.seg(address_key.as_bytes()), b""]);
+        let prefix = joined(&[b"h", &self.blind(address_key.as_bytes()), b""]);
         Ok(self
             .scan(CF_PROFILES, &prefix, limit)?
             .into_iter()
@@ -1171,7 +1202,7 @@ impl GraphStore for RocksStore {
     }
 
     fn match_candidates(&self, block: &str, limit: usize) -> Result<Vec<IdentKey>, StoreError> {
-        let prefix = joined(&[b"k", &self.seg(block.as_bytes()), b""]);
+        let prefix = joined(&[b"k", &self.blind(block.as_bytes()), b""]);
         self.scan(CF_PROFILES, &prefix, limit)?
             .into_iter()
             .map(|(k, _)| Ok(self.unseg(&k[prefix.len()..])?.into()))
@@ -1199,7 +1230,7 @@ impl GraphStore for RocksStore {
     }
 
     fn change_seqs_of(&self, subject: &str) -> Result<Vec<u64>, StoreError> {
-        self.seqs_under(&feed_index_prefix(&self.seg(subject.as_bytes())))
+        self.seqs_under(&feed_index_prefix(&self.blind(subject.as_bytes())))
     }
 
     fn feed_bounds(&self) -> Result<FeedBounds, StoreError> {
@@ -1265,7 +1296,7 @@ impl GraphStore for RocksStore {
     }
 
     fn review_seqs_of(&self, key: &IdentKey) -> Result<Vec<u64>, StoreError> {
-        self.seqs_under(&review_index_prefix(&self.seg(key.as_bytes())))
+        self.seqs_under(&review_index_prefix(&self.blind(key.as_bytes())))
     }
 
     fn prune_changes(&self, before_ms: i64, max: usize) -> Result<usize, StoreError> {
@@ -1282,7 +1313,7 @@ impl GraphStore for RocksStore {
         for record in &old {
             batch.delete_cf(feed, feed_key(record.seq));
             for subject in record.subjects() {
-                let subject = self.seg(subject.as_bytes());
+                let subject = self.blind(subject.as_bytes());
                 batch.delete_cf(feed, feed_index_key(&subject, record.seq));
             }
         }
@@ -1312,9 +1343,7 @@ impl GraphStore for RocksStore {
         for (pair, edge) in &changes.edges {
             let (a, b) = pair;
             debug_assert!(a <= b, "edge keys are canonical");
-            let (a, b) = (self.seg(a.as_bytes()), self.seg(b.as_bytes()));
-            let ab = joined(&[&a, &b]);
-            let ba = joined(&[&b, &a]);
+            let (ab, ba) = (self.edge_row(a, b), self.edge_row(b, a));
             match edge {
                 Some(e) => {
                     self.bput(&mut batch, CF_EDGES, &ab, &encode(e)?)?;
@@ -1347,7 +1376,7 @@ impl GraphStore for RocksStore {
             self.batch_put(&mut batch, CF_PROFILES, &key, survivor)?;
         }
         for (address, id, present) in &changes.address_index {
-            let key = joined(&[b"h", &self.seg(address.as_bytes()), id.as_bytes()]);
+            let key = joined(&[b"h", &self.blind(address.as_bytes()), id.as_bytes()]);
             if *present {
                 batch.put_cf(self.cf(CF_PROFILES)?, key, b"");
             } else {
@@ -1364,7 +1393,7 @@ impl GraphStore for RocksStore {
         for (block, ident, present) in &changes.match_index {
             let key = joined(&[
                 b"k",
-                &self.seg(block.as_bytes()),
+                &self.blind(block.as_bytes()),
                 &self.seg(ident.as_bytes()),
             ]);
             if *present {
@@ -1378,7 +1407,7 @@ impl GraphStore for RocksStore {
             // A deleted event leaves no identifier's index (like a deleted graph node).
             if let Some(event) = self.get::<StoredEvent>(CF_EVENTS, &key)? {
                 for ident in &event.identifiers {
-                    let ident = self.seg(ident.as_bytes());
+                    let ident = self.blind(ident.as_bytes());
                     let row = joined(&[b"i", &ident, &event.seq.to_be_bytes()]);
                     batch.delete_cf(self.cf(CF_EVENTS)?, row);
                 }
@@ -1412,11 +1441,11 @@ impl GraphStore for RocksStore {
             }
         }
         for key in &changes.drop_event_index {
-            let prefix = joined(&[b"i", &self.seg(key.as_bytes()), b""]);
+            let prefix = joined(&[b"i", &self.blind(key.as_bytes()), b""]);
             batch.delete_range_cf(self.cf(CF_EVENTS)?, &prefix, &prefix_end(&prefix));
         }
         for (ident, seq, event_id) in &changes.event_index {
-            let key = joined(&[b"i", &self.seg(ident.as_bytes()), &seq.to_be_bytes()]);
+            let key = joined(&[b"i", &self.blind(ident.as_bytes()), &seq.to_be_bytes()]);
             self.bput(&mut batch, CF_EVENTS, &key, event_id.as_bytes())?;
         }
         for entry in &changes.history {
@@ -1426,14 +1455,14 @@ impl GraphStore for RocksStore {
             }
         }
         for subject in &changes.drop_feed_index {
-            let prefix = feed_index_prefix(&self.seg(subject.as_bytes()));
+            let prefix = feed_index_prefix(&self.blind(subject.as_bytes()));
             batch.delete_range_cf(self.cf(CF_FEED)?, &prefix, &prefix_end(&prefix));
         }
         for record in &changes.feed {
             self.batch_put(&mut batch, CF_FEED, &feed_key(record.seq), record)?;
         }
         for (subject, seq) in &changes.feed_index {
-            let subject = self.seg(subject.as_bytes());
+            let subject = self.blind(subject.as_bytes());
             batch.put_cf(self.cf(CF_FEED)?, feed_index_key(&subject, *seq), b"");
         }
         for (k, v) in &changes.activation {
@@ -1445,8 +1474,8 @@ impl GraphStore for RocksStore {
         }
         for (item, present) in &changes.reviews {
             let keys = [
-                review_index_key(&self.seg(item.a.as_bytes()), item.seq),
-                review_index_key(&self.seg(item.b.as_bytes()), item.seq),
+                review_index_key(&self.blind(item.a.as_bytes()), item.seq),
+                review_index_key(&self.blind(item.b.as_bytes()), item.seq),
             ];
             if *present {
                 self.batch_put(&mut batch, CF_FEED, &review_key(item.seq), item)?;

@@ -940,10 +940,11 @@ async fn the_cli_and_logger_variables_are_not_read_as_settings() {
     }
 }
 
-/// `idgraph bench-http` at smoke size: the real server driven by wrk. Figures are printed
+/// `idgraph bench-http` at smoke size: the real server driven by wrk. Speeds are printed
 /// by the command and never asserted; what is checked is that the run is whole: every
-/// event acknowledged and stored once, every lookup and search answered 200, nothing lost
-/// across the kill -9, and every figure present.
+/// event acknowledged and stored once, every lookup and search answered 200 (right after
+/// ingest and once the store settled, which a store this small does), nothing lost across
+/// the kill -9, and every figure present.
 #[test]
 fn bench_http_drives_the_real_server_and_reports_every_figure() {
     let tmp = TempDir::new().expect("temp dir");
@@ -959,6 +960,8 @@ fn bench_http_drives_the_real_server_and_reports_every_figure() {
         "1",
         "--read-connections",
         "4",
+        "--settle-secs",
+        "120",
         "--json",
         "--dir",
     ]);
@@ -989,6 +992,9 @@ fn bench_http_drives_the_real_server_and_reports_every_figure() {
         "search",
         "lookup_while_ingesting",
         "search_while_ingesting",
+        "settled_health",
+        "settled_lookup",
+        "settled_search",
     ] {
         assert!(
             report[phase]["requests_per_s"].as_f64().unwrap_or(0.0) > 0.0,
@@ -1009,6 +1015,19 @@ fn bench_http_drives_the_real_server_and_reports_every_figure() {
         );
     }
     assert!(report["wal_bytes"].is_u64(), "{report}");
+    // A store this small finishes its flushes and compactions well within --settle-secs;
+    // settling takes three quiet samples of /metrics a second apart.
+    assert_eq!(report["settled"], true, "{report}");
+    assert!(
+        report["settle_seconds"]
+            .as_f64()
+            .is_some_and(|s| (2.0..120.0).contains(&s)),
+        "{report}"
+    );
+    assert!(
+        report["settled_disk_bytes"].as_u64().unwrap_or(0) > 0,
+        "{report}"
+    );
     // The store's bytes, read from the server's /metrics: every column family's table
     // files and what flushes and compactions wrote.
     let store = &report["store"];

@@ -138,6 +138,13 @@ async fn metrics_expose_resolution_search_store_process_and_build_families() {
     let ratio = must(&text, "idgraph_rocksdb_block_cache_hit_ratio");
     assert!((0.0..=1.0).contains(&ratio), "{ratio}");
     assert!(must(&text, "idgraph_rocksdb_pending_compaction_bytes") >= 0.0);
+    // Background work, present (bench-http's settled phases wait for both at 0).
+    for jobs in [
+        "idgraph_rocksdb_running_jobs",
+        "idgraph_rocksdb_waiting_jobs",
+    ] {
+        assert!(must(&text, jobs) >= 0.0, "{jobs}");
+    }
     assert!(
         must(&text, "idgraph_rocksdb_memtable_bytes") > 0.0,
         "{text}"

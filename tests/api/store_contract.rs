@@ -37,6 +37,10 @@ pub enum Subject {
     /// The embedded store with encryption at rest (`[encryption]`): every key segment
     /// and value sealed at the store's boundary must read back as written.
     EncryptedEmbedded,
+    /// An encrypted store as versions before blind indexes made them (no
+    /// `encryption_blind_index` marker): its lookup-only key segments are deterministic
+    /// ciphertext like the others, and must go on reading back.
+    EncryptedSealedIndex,
     /// A remote backend on its real server, as the engine opens it (behind the cache).
     Remote(Backend),
     /// A remote backend on its real server, bare: every read is a query.
@@ -83,6 +87,31 @@ pub fn open(subject: Subject) -> Opened {
                 _dir: Some(dir),
             }
         }
+        Subject::EncryptedSealedIndex => {
+            let dir = tempfile::tempdir().expect("temporary directory");
+            drop(crate::encryption::encrypted_store(dir.path()));
+            {
+                let cfs = idgraph::store::rocks::ALL_CFS
+                    .iter()
+                    .map(|n| rocksdb::ColumnFamilyDescriptor::new(*n, rocksdb::Options::default()));
+                let path = dir.path().join("data");
+                let db = rocksdb::DB::open_cf_descriptors(&rocksdb::Options::default(), path, cfs)
+                    .expect("open raw");
+                let meta = db.cf_handle("meta").expect("meta family");
+                assert!(db
+                    .get_cf(meta, b"encryption_blind_index")
+                    .expect("read")
+                    .is_some());
+                db.delete_cf(meta, b"encryption_blind_index")
+                    .expect("delete the marker");
+            }
+            let store = crate::encryption::encrypted_store(dir.path());
+            Opened {
+                store: Arc::new(store),
+                _hold: None,
+                _dir: Some(dir),
+            }
+        }
         Subject::Remote(backend) => {
             let inst = Instance::new(backend);
             Opened {
@@ -106,7 +135,7 @@ pub fn open(subject: Subject) -> Opened {
 fn open_remote(subject: Subject) -> (Box<dyn RemoteGraph>, Option<Instance>) {
     match subject {
         Subject::Memory | Subject::MirroredMemory => (Box::new(MemoryStore::new()), None),
-        Subject::Embedded | Subject::EncryptedEmbedded => {
+        Subject::Embedded | Subject::EncryptedEmbedded | Subject::EncryptedSealedIndex => {
             unreachable!("the embedded store is not a remote graph")
         }
         Subject::Remote(backend) | Subject::Bare(backend) => {
@@ -490,7 +519,10 @@ pub fn round_trip(subject: Subject) {
 pub fn order_and_limits(subject: Subject) {
     // An encrypted store keeps identifier keys encrypted: its pages follow the stored
     // (ciphertext) order, still each record once.
-    let identifier_order = !matches!(subject, Subject::EncryptedEmbedded);
+    let identifier_order = !matches!(
+        subject,
+        Subject::EncryptedEmbedded | Subject::EncryptedSealedIndex
+    );
     let opened = open(subject);
     let s = opened.store.as_ref();
     let f = fixture();
@@ -921,6 +953,7 @@ contract!(
     mirrored_memory => Subject::MirroredMemory,
     embedded => Subject::Embedded,
     encrypted_embedded => Subject::EncryptedEmbedded,
+    encrypted_sealed_index => Subject::EncryptedSealedIndex,
     arcadedb => Subject::Remote(Backend::Bolt),
     arcadedb_bare => Subject::Bare(Backend::Bolt),
     neo4j => Subject::Remote(Backend::Neo4j),
@@ -994,6 +1027,10 @@ mod event_order {
     #[test]
     fn encrypted_embedded() {
         super::event_order(Subject::EncryptedEmbedded)
+    }
+    #[test]
+    fn encrypted_sealed_index() {
+        super::event_order(Subject::EncryptedSealedIndex)
     }
 
     /// A store written before the order existed (no `q` rows, no marker) gets it on first

@@ -13,13 +13,20 @@
 //! - key segments holding personal data (identifier keys `kind:value` wherever they are a
 //!   key, addresses of the household index, blocking keys, feed subjects) are encrypted
 //!   deterministically, so point reads and prefix scans find them; tags, profile ids,
-//!   event ids and sequence numbers stay in clear.
+//!   event ids and sequence numbers stay in clear;
+//! - of those, the segments only ever looked up and never read back (the first segment
+//!   of an edge row, the identifier of an event-index, feed-index or review-index row,
+//!   the address of a household row, the blocking key of a match-index row) are blind
+//!   indexes in stores marked [`BLIND_INDEX`] ([`RocksStore::blind`]): a keyed 16-byte
+//!   tag, not the value plus 16 bytes. The segments read back (an identifier row's key,
+//!   an edge row's second segment, a match record's and a match-index row's identifier)
+//!   stay deterministic ciphertext ([`RocksStore::seg`]).
 //!
 //! Without a cipher every function here is the identity.
 
 use std::borrow::Cow;
 
-use super::{packed, RocksStore, ALL_CFS, CF_EVENTS, CF_META};
+use super::{joined, packed, RocksStore, ALL_CFS, CF_EVENTS, CF_META};
 use crate::store::StoreError;
 
 /// The meta key recording the data key's id (hex) of an encrypted store.
@@ -30,6 +37,10 @@ const CHECK_VALUE: &[u8] = b"idgraph encrypted store";
 /// The meta key present (value `1`) in an encrypted store whose `q` and `i` rows hold
 /// their event id in clear.
 const CLEAR_EVENT_IDS: &[u8] = b"encryption_clear_event_ids";
+/// The meta key present (value `1`) in an encrypted store whose lookup-only key segments
+/// are blind indexes ([`RocksStore::blind`]); stores encrypted before it seal them as
+/// [`RocksStore::seg`] does, and go on doing so.
+const BLIND_INDEX: &[u8] = b"encryption_blind_index";
 
 /// Whether `key` of `cf` is a row whose value is an event id (`q` or `i` of `events`).
 fn holds_event_id(cf: &str, key: &[u8]) -> bool {
@@ -76,6 +87,31 @@ impl RocksStore {
             None => Cow::Borrowed(plain),
             Some(c) => Cow::Owned(c.seal_key(plain)),
         }
+    }
+
+    /// Whether this store's lookup-only key segments are blind indexes: an encrypted
+    /// store marked so when it was made.
+    pub(super) fn uses_blind_index(&self) -> Result<bool, StoreError> {
+        Ok(self.cipher.is_some() && self.get_raw(CF_META, BLIND_INDEX)?.is_some())
+    }
+
+    /// A personal key segment that is only ever looked up, never read back from a stored
+    /// key (see the module notes): its blind index in a store marked [`BLIND_INDEX`] (a
+    /// keyed tag of about 16 bytes, whatever the segment's length), otherwise as
+    /// [`RocksStore::seg`].
+    pub(super) fn blind<'a>(&self, plain: &'a [u8]) -> Cow<'a, [u8]> {
+        match &self.cipher {
+            None => Cow::Borrowed(plain),
+            Some(c) if self.blind_index => Cow::Owned(c.blind_key(plain)),
+            Some(c) => Cow::Owned(c.seal_key(plain)),
+        }
+    }
+
+    /// The `edges` row `from \0 to`: the record of the edge between `a <= b` is the row
+    /// `(a, b)`, its reverse entry `(b, a)`. The first segment is looked up (a scan of it
+    /// lists an identifier's edges), the second is read back (the neighbour).
+    pub(super) fn edge_row(&self, from: &str, to: &str) -> Vec<u8> {
+        joined(&[&self.blind(from.as_bytes()), &self.seg(to.as_bytes())])
     }
 
     /// A personal key segment read back from a stored key, as text.
@@ -213,10 +249,11 @@ impl RocksStore {
                 crate::crypto::DATA_KEY_FILE
             )),
             (Some(c), None) if fresh && !read_only => {
-                // Framed (values compressed before sealing; see `packed`) and with clear
-                // event ids from its creation.
+                // Framed (values compressed before sealing; see `packed`), with clear
+                // event ids and blind indexes from its creation.
                 self.put_raw(CF_META, packed::FRAMED, b"1")?;
                 self.put_raw(CF_META, CLEAR_EVENT_IDS, b"1")?;
+                self.put_raw(CF_META, BLIND_INDEX, b"1")?;
                 let check = c.seal_value(CHECK, CHECK_VALUE).map_err(crypto_error)?;
                 self.put_raw(CF_META, CHECK, &check)?;
                 self.put_raw(CF_META, MARKER, c.key_id().as_bytes())
@@ -232,7 +269,7 @@ impl RocksStore {
 mod tests {
     use std::sync::Arc;
 
-    use super::{with_aad, CLEAR_EVENT_IDS};
+    use super::{with_aad, BLIND_INDEX, CLEAR_EVENT_IDS};
     use crate::config::Compression;
     use crate::crypto::StoreCipher;
     use crate::store::rocks::{RocksStore, CF_EVENTS, CF_IDENTIFIERS, CF_META};
@@ -292,6 +329,42 @@ mod tests {
             // ...and refuses a clear value there as altered.
             assert!(store.unseal(CF_EVENTS, key, b"ev-7".to_vec()).is_err());
         }
+    }
+
+    #[test]
+    fn a_new_encrypted_store_looks_up_by_blind_index_and_an_older_one_by_sealed_segments() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let (a, b) = ("email:ann.example.person@example.com", "phone:+15550100");
+        let store = open(tmp.path());
+        assert!(store.uses_blind_index().expect("marker"));
+        // Looked-up segments: sixteen bytes (and escapes) whatever the value's length.
+        let blind = store.blind(a.as_bytes()).into_owned();
+        assert!(blind.len() < 20 && !blind.contains(&0), "{blind:?}");
+        assert_ne!(blind, store.seg(a.as_bytes()).into_owned());
+        // An edge row: the first segment looked up, the second read back.
+        let row = store.edge_row(a, b);
+        let second = &row[blind.len() + 1..];
+        assert_eq!(&row[..blind.len()], &blind[..]);
+        assert_eq!(store.unseg(second).expect("the neighbour"), b);
+        assert!(!row.windows(4).any(|w| w == b"5550" || w == b"ann."));
+
+        // A store encrypted before the marker existed looks everything up by sealed
+        // segments, as it was written.
+        store
+            .db
+            .delete_cf(store.cf(CF_META).expect("meta"), BLIND_INDEX)
+            .expect("delete");
+        drop(store);
+        let store = open(tmp.path());
+        assert!(!store.uses_blind_index().expect("marker"));
+        assert_eq!(store.blind(a.as_bytes()), store.seg(a.as_bytes()));
+        let row = store.edge_row(a, b);
+        let first = store.seg(a.as_bytes()).into_owned();
+        assert_eq!(&row[..first.len()], &first[..]);
+        assert_eq!(
+            store.unseg(&row[first.len() + 1..]).expect("the neighbour"),
+            b
+        );
     }
 
     #[test]
