@@ -489,6 +489,22 @@ impl Wrk<'_> {
         self.run(c)
     }
 
+    /// The read phases with no ingest beside them: `/health` (the ceiling), lookups by
+    /// email from `lookups`, search by name from `searches`.
+    fn at_rest(
+        &self,
+        conns: usize,
+        secs: u64,
+        lookups: &str,
+        searches: &str,
+    ) -> anyhow::Result<[Value; 3]> {
+        Ok([
+            self.read(conns, secs, "-", "/health")?,
+            self.read(conns, secs, lookups, "/v1/lookup?kind=email&value=")?,
+            self.read(conns, secs, searches, "/v1/search?q=")?,
+        ])
+    }
+
     /// Ingest from byte `start` of `bodies` (`delay_ms` between a connection's requests).
     fn ingest(&self, conns: usize, secs: u64, bodies: &Path, start: u64, delay_ms: u64) -> Command {
         let mut c = self.command(1, conns, secs, "ingest.lua");
@@ -693,16 +709,10 @@ pub fn run(args: HttpBenchArgs) -> anyhow::Result<()> {
 
     // 2. Reads at the final size.
     let conns = args.read_connections;
-    let health_rate = wrk.read(conns, args.read_secs, "-", "/health")?;
     let lookup_file = lookups.display().to_string();
     let search_file = searches.display().to_string();
-    let lookup = wrk.read(
-        conns,
-        args.read_secs,
-        &lookup_file,
-        "/v1/lookup?kind=email&value=",
-    )?;
-    let search = wrk.read(conns, args.read_secs, &search_file, "/v1/search?q=")?;
+    let [health_rate, lookup, search] =
+        wrk.at_rest(conns, args.read_secs, &lookup_file, &search_file)?;
     let (lookup_busy, lookup_busy_rate, next) = read_while_ingesting(
         &wrk,
         &wrk,
@@ -765,15 +775,8 @@ pub fn run(args: HttpBenchArgs) -> anyhow::Result<()> {
     let settled = if args.settle_secs > 0 {
         let (secs, done) = settle(&server, Duration::from_secs(args.settle_secs))?;
         let disk = bytes_under(&data, &|_| true);
-        let health = wrk.read(conns, args.read_secs, "-", "/health")?;
-        let lookup = wrk.read(
-            conns,
-            args.read_secs,
-            &lookup_file,
-            "/v1/lookup?kind=email&value=",
-        )?;
-        let search = wrk.read(conns, args.read_secs, &search_file, "/v1/search?q=")?;
-        Some((secs, done, disk, [health, lookup, search]))
+        let reads = wrk.at_rest(conns, args.read_secs, &lookup_file, &search_file)?;
+        Some((secs, done, disk, reads))
     } else {
         None
     };
