@@ -274,8 +274,9 @@ fn touched_ranges(store: &RocksStore, changes: &Changes) -> Result<Vec<CfSpan>, 
         key(CF_IDENTIFIERS, seg(k));
     }
     for (a, b) in changes.edges.keys() {
-        key(CF_EDGES, store.edge_row(a, b));
-        key(CF_EDGES, store.edge_row(b, a));
+        let (ab, ba) = store.edge_rows(a, b);
+        key(CF_EDGES, ab);
+        key(CF_EDGES, ba);
     }
     for id in changes.profiles.keys() {
         key(CF_PROFILES, joined(&[b"s", id.as_bytes()]));
@@ -513,9 +514,7 @@ impl RocksStore {
         };
         let fresh = store.get_raw(CF_META, b"format")?.is_none();
         store.check_encryption(fresh, false)?;
-        store.packer = store.packer_for()?;
-        store.clear_event_ids = store.keeps_event_ids_clear()?;
-        store.blind_index = store.uses_blind_index()?;
+        store.read_layout()?;
         if store.get_raw(CF_META, b"change_log_since")?.is_none() {
             // The change log covers the groups written from now on.
             let since = store.counters()?.commit_seq;
@@ -648,9 +647,7 @@ impl RocksStore {
             blind_index: false,
         };
         store.check_encryption(false, true)?;
-        store.packer = store.packer_for()?;
-        store.clear_event_ids = store.keeps_event_ids_clear()?;
-        store.blind_index = store.uses_blind_index()?;
+        store.read_layout()?;
         Ok(store)
     }
 
@@ -1343,7 +1340,7 @@ impl GraphStore for RocksStore {
         for (pair, edge) in &changes.edges {
             let (a, b) = pair;
             debug_assert!(a <= b, "edge keys are canonical");
-            let (ab, ba) = (self.edge_row(a, b), self.edge_row(b, a));
+            let (ab, ba) = self.edge_rows(a, b);
             match edge {
                 Some(e) => {
                     self.bput(&mut batch, CF_EDGES, &ab, &encode(e)?)?;

@@ -75,10 +75,20 @@ impl RocksStore {
         cf != CF_META && !value.is_empty() && !(self.clear_event_ids && holds_event_id(cf, key))
     }
 
-    /// Whether this store keeps the event ids of its `q` and `i` rows in clear: an
-    /// encrypted store marked so when it was made.
-    pub(super) fn keeps_event_ids_clear(&self) -> Result<bool, StoreError> {
-        Ok(self.cipher.is_some() && self.get_raw(CF_META, CLEAR_EVENT_IDS)?.is_some())
+    /// Whether this store is encrypted and was marked with the layout flag `marker` (a
+    /// `meta` key) when it was made: [`CLEAR_EVENT_IDS`], [`BLIND_INDEX`].
+    fn marked(&self, marker: &[u8]) -> Result<bool, StoreError> {
+        Ok(self.cipher.is_some() && self.get_raw(CF_META, marker)?.is_some())
+    }
+
+    /// Reads the layout this store was made with, once its key is checked
+    /// ([`RocksStore::check_encryption`]): how values are framed, whether the `q` and `i`
+    /// rows keep their event id in clear, whether lookup-only segments are blind indexes.
+    pub(super) fn read_layout(&mut self) -> Result<(), StoreError> {
+        self.packer = self.packer_for()?;
+        self.clear_event_ids = self.marked(CLEAR_EVENT_IDS)?;
+        self.blind_index = self.marked(BLIND_INDEX)?;
+        Ok(())
     }
 
     /// A personal key segment as stored.
@@ -87,12 +97,6 @@ impl RocksStore {
             None => Cow::Borrowed(plain),
             Some(c) => Cow::Owned(c.seal_key(plain)),
         }
-    }
-
-    /// Whether this store's lookup-only key segments are blind indexes: an encrypted
-    /// store marked so when it was made.
-    pub(super) fn uses_blind_index(&self) -> Result<bool, StoreError> {
-        Ok(self.cipher.is_some() && self.get_raw(CF_META, BLIND_INDEX)?.is_some())
     }
 
     /// A personal key segment that is only ever looked up, never read back from a stored
@@ -112,6 +116,19 @@ impl RocksStore {
     /// lists an identifier's edges), the second is read back (the neighbour).
     pub(super) fn edge_row(&self, from: &str, to: &str) -> Vec<u8> {
         joined(&[&self.blind(from.as_bytes()), &self.seg(to.as_bytes())])
+    }
+
+    /// Both `edges` rows of the edge between `a` and `b`, `(a, b)` and `(b, a)`, as
+    /// [`RocksStore::edge_row`] lays them out, with each endpoint's segments computed
+    /// once (in a store without blind indexes, the looked-up and read-back segments of an
+    /// endpoint are the same).
+    pub(super) fn edge_rows(&self, a: &str, b: &str) -> (Vec<u8>, Vec<u8>) {
+        let (sa, sb) = (self.seg(a.as_bytes()), self.seg(b.as_bytes()));
+        if !self.blind_index {
+            return (joined(&[&sa, &sb]), joined(&[&sb, &sa]));
+        }
+        let (ba, bb) = (self.blind(a.as_bytes()), self.blind(b.as_bytes()));
+        (joined(&[&ba, &sb]), joined(&[&bb, &sa]))
     }
 
     /// A personal key segment read back from a stored key, as text.
@@ -165,7 +182,7 @@ impl RocksStore {
     }
 
     /// The packer of this store if it is encrypted and framed (see `packed`).
-    pub(super) fn packer_for(&self) -> Result<Option<packed::Packer>, StoreError> {
+    fn packer_for(&self) -> Result<Option<packed::Packer>, StoreError> {
         let Some(c) = &self.cipher else {
             return Ok(None);
         };
@@ -294,7 +311,7 @@ mod tests {
         let event = b"e\0ev-7".to_vec();
 
         let store = open(tmp.path());
-        assert!(store.keeps_event_ids_clear().expect("marker"));
+        assert!(store.marked(CLEAR_EVENT_IDS).expect("marker"));
         for key in [&order, &index] {
             let stored = store.seal(CF_EVENTS, key, b"ev-7").expect("seal");
             assert_eq!(&stored[..], b"ev-7", "an event id row's value is the id");
@@ -315,7 +332,7 @@ mod tests {
             .expect("delete");
         drop(store);
         let store = open(tmp.path());
-        assert!(!store.keeps_event_ids_clear().expect("marker"));
+        assert!(!store.marked(CLEAR_EVENT_IDS).expect("marker"));
         for key in [&order, &index] {
             let stored = store
                 .seal(CF_EVENTS, key, b"ev-7")
@@ -336,7 +353,7 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tmp");
         let (a, b) = ("email:ann.example.person@example.com", "phone:+15550100");
         let store = open(tmp.path());
-        assert!(store.uses_blind_index().expect("marker"));
+        assert!(store.marked(BLIND_INDEX).expect("marker"));
         // Looked-up segments: sixteen bytes (and escapes) whatever the value's length.
         let blind = store.blind(a.as_bytes()).into_owned();
         assert!(blind.len() < 20 && !blind.contains(&0), "{blind:?}");
@@ -347,6 +364,7 @@ mod tests {
         assert_eq!(&row[..blind.len()], &blind[..]);
         assert_eq!(store.unseg(second).expect("the neighbour"), b);
         assert!(!row.windows(4).any(|w| w == b"5550" || w == b"ann."));
+        assert_eq!(store.edge_rows(a, b), (row, store.edge_row(b, a)));
 
         // A store encrypted before the marker existed looks everything up by sealed
         // segments, as it was written.
@@ -356,9 +374,10 @@ mod tests {
             .expect("delete");
         drop(store);
         let store = open(tmp.path());
-        assert!(!store.uses_blind_index().expect("marker"));
+        assert!(!store.marked(BLIND_INDEX).expect("marker"));
         assert_eq!(store.blind(a.as_bytes()), store.seg(a.as_bytes()));
         let row = store.edge_row(a, b);
+        assert_eq!(store.edge_rows(a, b), (row.clone(), store.edge_row(b, a)));
         let first = store.seg(a.as_bytes()).into_owned();
         assert_eq!(&row[..first.len()], &first[..]);
         assert_eq!(
