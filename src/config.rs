@@ -180,8 +180,9 @@ pub struct ServerSettings {
     /// A request body that stops arriving for this many seconds (no new bytes) is
     /// answered 408 `body_timeout` and its connection closed (at least 1).
     pub body_idle_timeout_seconds: u64,
-    /// Seconds between the dashboard's passes over every profile (`GET /v1/stats`
-    /// snapshot: distributions, source overlap, largest profiles; at least 1).
+    /// Least seconds between the dashboard's passes over every profile (`GET /v1/stats`
+    /// snapshot: distributions, source overlap, largest profiles; at least 1); a pass runs
+    /// only when writes were committed since the last one began.
     pub stats_refresh_seconds: u64,
     /// Serve the web console's own files (`index.html`, `app.js`, `app.css`) from this
     /// directory instead of the copy compiled into the binary: for console development.

@@ -8,9 +8,14 @@
 //!   most the groups since the last save); at most [`MAX_DAYS`] days are kept.
 //! - **Snapshot** (cached): profile and identifier totals, identifiers per profile and
 //!   household sizes as distributions, which sources see the same people, and the largest
-//!   profiles, computed by one pass over the golden profiles in the background every
-//!   `server.stats_refresh_seconds`; each pass also records the day's totals (profiles and
-//!   identifiers over time).
+//!   profiles, computed by one pass over the golden profiles ([`DashboardPass`]) in the
+//!   background at most every `server.stats_refresh_seconds`, and only when write groups
+//!   were committed since the last pass began; each pass also records the day's totals
+//!   (profiles and identifiers over time). The snapshot is saved to
+//!   `<data_dir>/dashboard-snapshot.json` with the count of committed groups it saw, so a
+//!   restart serves it at once and passes again only once the store changes. A pass reads
+//!   a page at a time, so that `serve` can pace it (a share of one core, not a core for
+//!   minutes at millions of profiles) and stop it between pages when the server stops.
 //! - **Match scores** (since start): the probabilistic matcher's candidate scores in
 //!   twenty buckets, with the thresholds (`resolve::probable::MatchCounters`).
 
@@ -18,6 +23,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +36,8 @@ use crate::store::Changes;
 pub const MAX_DAYS: usize = 400;
 /// Largest profiles listed.
 const LARGEST: usize = 10;
+/// Golden profiles a pass reads per step.
+const PAGE: usize = 1000;
 
 /// One day's counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,17 +65,21 @@ pub struct Daily {
     pub days: BTreeMap<String, DayCounts>,
     /// `YYYY-MM-DD` → totals at the day's last snapshot.
     pub totals: BTreeMap<String, DayTotals>,
+    /// Write groups committed (counted since this field exists): a saved snapshot that
+    /// saw this many is current.
+    #[serde(default)]
+    pub commits: u64,
 }
 
 /// A bucket of a distribution.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Bucket {
     pub label: String,
     pub count: u64,
 }
 
 /// A profile of the mega-profile watch.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Largest {
     pub profile_id: ProfileId,
     pub identifiers: u64,
@@ -76,7 +88,7 @@ pub struct Largest {
 }
 
 /// The cached pass over every profile.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
     /// RFC 3339.
     pub computed_at: String,
@@ -92,10 +104,18 @@ pub struct Snapshot {
     pub largest: Vec<Largest>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SourceOverlap {
     pub sources: Vec<String>,
     pub matrix: Vec<Vec<u64>>,
+}
+
+/// `<data_dir>/dashboard-snapshot.json`: the last snapshot and [`Daily::commits`] when
+/// its pass began.
+#[derive(Debug, Serialize, Deserialize)]
+struct SavedSnapshot {
+    commits: u64,
+    snapshot: Snapshot,
 }
 
 /// The dashboard's state: the per-day counts and the cached snapshot.
@@ -103,7 +123,9 @@ pub struct Dashboard {
     daily: Mutex<Daily>,
     dirty: AtomicBool,
     path: PathBuf,
-    snapshot: RwLock<Option<Arc<Snapshot>>>,
+    snapshot_path: PathBuf,
+    /// The snapshot and the commit count its pass began at.
+    snapshot: RwLock<Option<(u64, Arc<Snapshot>)>>,
 }
 
 fn day_of(ms: i64) -> String {
@@ -162,12 +184,34 @@ impl Dashboard {
                 ..Daily::default()
             },
         };
+        let snapshot_path = data_dir.join("dashboard-snapshot.json");
+        let snapshot = match std::fs::read(&snapshot_path) {
+            Ok(bytes) => match serde_json::from_slice::<SavedSnapshot>(&bytes) {
+                Ok(saved) => Some((saved.commits, Arc::new(saved.snapshot))),
+                Err(e) => {
+                    tracing::warn!(error = %e, "dashboard-snapshot.json is unreadable; the next pass replaces it");
+                    None
+                }
+            },
+            Err(_) => None,
+        };
         Dashboard {
             daily: Mutex::new(daily),
             dirty: AtomicBool::new(false),
             path,
-            snapshot: RwLock::new(None),
+            snapshot_path,
+            snapshot: RwLock::new(snapshot),
         }
+    }
+
+    /// Whether a pass is due: there is no snapshot yet, or write groups were committed
+    /// since the current one's pass began.
+    pub fn stale(&self) -> bool {
+        let commits = self.daily.lock().map(|d| d.commits).unwrap_or_default();
+        self.snapshot
+            .read()
+            .map(|s| s.as_ref().is_none_or(|(seen, _)| *seen != commits))
+            .unwrap_or(true)
     }
 
     pub fn daily(&self) -> Daily {
@@ -175,7 +219,10 @@ impl Dashboard {
     }
 
     pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
-        self.snapshot.read().ok().and_then(|s| s.clone())
+        self.snapshot
+            .read()
+            .ok()
+            .and_then(|s| s.as_ref().map(|(_, s)| s.clone()))
     }
 
     /// Saves the per-day counts when they changed since the last save.
@@ -204,9 +251,9 @@ impl CommitListener for Dashboard {
         let Ok(mut d) = self.daily.lock() else {
             return;
         };
+        d.commits += 1;
         let seen = d.seen_history;
         let mut newest = seen;
-        let mut changed = false;
         for entry in changes.history.iter().filter(|e| e.seq > seen) {
             newest = newest.max(entry.seq);
             let day = d.days.entry(day_of(entry.at)).or_default();
@@ -218,13 +265,11 @@ impl CommitListener for Dashboard {
                 HistoryKind::LinkDeleted => day.links_deleted += 1,
                 _ => continue,
             }
-            changed = true;
         }
         d.seen_history = newest;
-        if changed {
-            Dashboard::trim(&mut d);
-            self.dirty.store(true, Ordering::SeqCst);
-        }
+        Dashboard::trim(&mut d);
+        // The commit count changed: saved with the day's counts.
+        self.dirty.store(true, Ordering::SeqCst);
     }
 }
 
@@ -311,88 +356,144 @@ impl Engine {
         }
     }
 
-    /// One pass over every golden profile: the dashboard's snapshot, cached and recorded
-    /// as the day's totals. Blocking.
+    /// One whole pass over every golden profile ([`DashboardPass`]) at once. Blocking.
     pub fn refresh_dashboard(&self) -> Result<Arc<Snapshot>, EngineError> {
-        let started = std::time::Instant::now();
-        let mut profiles = 0u64;
-        let mut identifiers = 0u64;
-        let mut by_kind: BTreeMap<String, u64> = BTreeMap::new();
-        let mut per_profile: BTreeMap<String, u64> = BTreeMap::new();
-        let mut households: BTreeMap<String, u64> = BTreeMap::new();
-        let mut sources: BTreeMap<String, usize> = BTreeMap::new();
-        let mut pairs: BTreeMap<(String, String), u64> = BTreeMap::new();
-        let mut largest: Vec<Largest> = Vec::new();
-        let mut after: Option<ProfileId> = None;
+        let mut pass = self.begin_dashboard_pass();
         loop {
-            let page = self.store.goldens_after(after.as_ref(), 1000)?;
-            let Some((last, _)) = page.last() else { break };
-            after = Some(last.clone());
-            for (id, raw) in &page {
-                let Some((hint, json)) = crate::model::codec::split_golden_cache(raw) else {
-                    continue;
-                };
-                let Ok(g) = serde_json::from_slice::<GoldenProfile>(json) else {
-                    continue;
-                };
-                profiles += 1;
-                let n: u64 = g.identifiers.values().map(|v| v.len() as u64).sum();
-                identifiers += n;
-                for (kind, values) in &g.identifiers {
-                    *by_kind.entry(kind.clone()).or_default() += values.len() as u64;
-                }
-                *per_profile
-                    .entry(bucket(n, &PER_PROFILE, "21+"))
-                    .or_default() += 1;
-                if hint != crate::profile::golden::ALONE {
-                    if let Ok(bytes) = self.profile_bytes(id) {
-                        if let Some(h) = serde_json::from_slice::<serde_json::Value>(&bytes)
-                            .ok()
-                            .and_then(|v| v["household_id"].as_str().map(str::to_owned))
-                        {
-                            *households.entry(h).or_default() += 1;
-                        }
-                    }
-                }
-                let seen: Vec<&String> = g.sources.iter().collect();
-                for (i, a) in seen.iter().enumerate() {
-                    sources.entry((*a).clone()).or_default();
-                    for b in &seen[i..] {
-                        *pairs.entry(((*a).clone(), (*b).clone())).or_default() += 1;
-                    }
-                }
-                // Only a profile that beats the smallest of a full list is placed.
-                let beats = largest.len() < LARGEST
-                    || largest
-                        .last()
-                        .is_some_and(|l| (n, g.event_count) > (l.identifiers, l.events));
-                if beats {
-                    largest.push(Largest {
-                        profile_id: g.profile_id.clone(),
-                        identifiers: n,
-                        events: g.event_count,
-                        sources: g.sources.len(),
-                    });
-                    largest.sort_by(|a, b| {
-                        b.identifiers
-                            .cmp(&a.identifiers)
-                            .then_with(|| b.events.cmp(&a.events))
-                            .then_with(|| a.profile_id.cmp(&b.profile_id))
-                    });
-                    largest.truncate(LARGEST);
-                }
-            }
-            if page.len() < 1000 {
-                break;
+            if let Some(snapshot) = pass.step(self)? {
+                return Ok(snapshot);
             }
         }
+    }
+
+    /// Starts a pass over every golden profile, at the write groups committed so far.
+    pub fn begin_dashboard_pass(&self) -> DashboardPass {
+        DashboardPass {
+            commits: self
+                .dashboard
+                .daily
+                .lock()
+                .map(|d| d.commits)
+                .unwrap_or_default(),
+            started: Instant::now(),
+            busy: std::time::Duration::ZERO,
+            after: None,
+            profiles: 0,
+            identifiers: 0,
+            by_kind: BTreeMap::new(),
+            per_profile: BTreeMap::new(),
+            households: BTreeMap::new(),
+            sources: BTreeMap::new(),
+            pairs: BTreeMap::new(),
+            largest: Vec::new(),
+        }
+    }
+}
+
+/// A pass over every golden profile in progress, read a page at a time
+/// ([`DashboardPass::step`]); its last step makes the dashboard's snapshot, caches and
+/// saves it, and records the day's totals.
+pub struct DashboardPass {
+    /// [`Daily::commits`] when the pass began.
+    commits: u64,
+    started: Instant,
+    /// Time spent in steps (the rest of `started.elapsed()` was pacing).
+    busy: std::time::Duration,
+    /// The last profile read.
+    after: Option<ProfileId>,
+    profiles: u64,
+    identifiers: u64,
+    by_kind: BTreeMap<String, u64>,
+    per_profile: BTreeMap<String, u64>,
+    /// Household id → profiles in it.
+    households: BTreeMap<String, u64>,
+    sources: BTreeMap<String, usize>,
+    pairs: BTreeMap<(String, String), u64>,
+    largest: Vec<Largest>,
+}
+
+impl DashboardPass {
+    /// Reads the next page of golden profiles. Blocking. `Some(snapshot)` once every
+    /// profile was read: the pass is done.
+    pub fn step(&mut self, engine: &Engine) -> Result<Option<Arc<Snapshot>>, EngineError> {
+        let began = Instant::now();
+        let page = engine.store.goldens_after(self.after.as_ref(), PAGE)?;
+        for (id, raw) in &page {
+            self.count(engine, id, raw);
+        }
+        self.after = page.last().map(|(id, _)| id.clone()).or(self.after.take());
+        self.busy += began.elapsed();
+        if page.len() < PAGE {
+            return Ok(Some(self.finish(engine)));
+        }
+        Ok(None)
+    }
+
+    fn count(&mut self, engine: &Engine, id: &ProfileId, raw: &[u8]) {
+        let Some((hint, json)) = crate::model::codec::split_golden_cache(raw) else {
+            return;
+        };
+        let Ok(g) = serde_json::from_slice::<GoldenProfile>(json) else {
+            return;
+        };
+        self.profiles += 1;
+        let n: u64 = g.identifiers.values().map(|v| v.len() as u64).sum();
+        self.identifiers += n;
+        for (kind, values) in &g.identifiers {
+            *self.by_kind.entry(kind.clone()).or_default() += values.len() as u64;
+        }
+        *self
+            .per_profile
+            .entry(bucket(n, &PER_PROFILE, "21+"))
+            .or_default() += 1;
+        if hint != crate::profile::golden::ALONE {
+            if let Ok(bytes) = engine.profile_bytes(id) {
+                if let Some(h) = serde_json::from_slice::<serde_json::Value>(&bytes)
+                    .ok()
+                    .and_then(|v| v["household_id"].as_str().map(str::to_owned))
+                {
+                    *self.households.entry(h).or_default() += 1;
+                }
+            }
+        }
+        let seen: Vec<&String> = g.sources.iter().collect();
+        for (i, a) in seen.iter().enumerate() {
+            self.sources.entry((*a).clone()).or_default();
+            for b in &seen[i..] {
+                *self.pairs.entry(((*a).clone(), (*b).clone())).or_default() += 1;
+            }
+        }
+        // Only a profile that beats the smallest of a full list is placed.
+        let beats = self.largest.len() < LARGEST
+            || self
+                .largest
+                .last()
+                .is_some_and(|l| (n, g.event_count) > (l.identifiers, l.events));
+        if beats {
+            self.largest.push(Largest {
+                profile_id: g.profile_id.clone(),
+                identifiers: n,
+                events: g.event_count,
+                sources: g.sources.len(),
+            });
+            self.largest.sort_by(|a, b| {
+                b.identifiers
+                    .cmp(&a.identifiers)
+                    .then_with(|| b.events.cmp(&a.events))
+                    .then_with(|| a.profile_id.cmp(&b.profile_id))
+            });
+            self.largest.truncate(LARGEST);
+        }
+    }
+
+    fn finish(&mut self, engine: &Engine) -> Arc<Snapshot> {
         let mut sizes: BTreeMap<String, u64> = BTreeMap::new();
         let mut in_households = 0;
-        for n in households.values().filter(|n| **n >= 2) {
+        for n in self.households.values().filter(|n| **n >= 2) {
             in_households += n;
             *sizes.entry(bucket(*n, &HOUSEHOLD, "7+")).or_default() += 1;
         }
-        let names: Vec<String> = sources.keys().cloned().collect();
+        let names: Vec<String> = self.sources.keys().cloned().collect();
         let matrix = names
             .iter()
             .map(|a| {
@@ -404,29 +505,42 @@ impl Engine {
                         } else {
                             (b.clone(), a.clone())
                         };
-                        pairs.get(&key).copied().unwrap_or_default()
+                        self.pairs.get(&key).copied().unwrap_or_default()
                     })
                     .collect()
             })
             .collect();
+        let (profiles, identifiers) = (self.profiles, self.identifiers);
         let snapshot = Arc::new(Snapshot {
             computed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             profiles,
             identifiers,
-            identifiers_by_kind: by_kind,
-            identifiers_per_profile: ordered(per_profile, &PER_PROFILE, "21+"),
+            identifiers_by_kind: std::mem::take(&mut self.by_kind),
+            identifiers_per_profile: ordered(
+                std::mem::take(&mut self.per_profile),
+                &PER_PROFILE,
+                "21+",
+            ),
             household_sizes: ordered(sizes, &HOUSEHOLD, "7+"),
             profiles_in_households: in_households,
             source_overlap: SourceOverlap {
                 sources: names,
                 matrix,
             },
-            largest,
+            largest: std::mem::take(&mut self.largest),
         });
-        if let Ok(mut s) = self.dashboard.snapshot.write() {
-            *s = Some(snapshot.clone());
+        let dashboard = &engine.dashboard;
+        let saved = SavedSnapshot {
+            commits: self.commits,
+            snapshot: (*snapshot).clone(),
+        };
+        if let Err(e) = crate::webhooks::save_json(&dashboard.snapshot_path, &saved) {
+            tracing::warn!(error = %e, "cannot save the dashboard's snapshot; the next start passes again");
         }
-        if let Ok(mut d) = self.dashboard.daily.lock() {
+        if let Ok(mut s) = dashboard.snapshot.write() {
+            *s = Some((self.commits, snapshot.clone()));
+        }
+        if let Ok(mut d) = dashboard.daily.lock() {
             d.totals.insert(
                 day_of(super::now_ms()),
                 DayTotals {
@@ -435,14 +549,15 @@ impl Engine {
                 },
             );
             Dashboard::trim(&mut d);
-            self.dashboard.dirty.store(true, Ordering::SeqCst);
+            dashboard.dirty.store(true, Ordering::SeqCst);
         }
         tracing::info!(
             profiles,
-            elapsed_ms = started.elapsed().as_millis() as u64,
+            elapsed_ms = self.started.elapsed().as_millis() as u64,
+            busy_ms = self.busy.as_millis() as u64,
             "dashboard pass done"
         );
-        Ok(snapshot)
+        snapshot
     }
 }
 

@@ -451,6 +451,11 @@ impl Drop for Engine {
         if let Some(w) = self.writer.take() {
             let _ = w.join();
         }
+        // No group commits after the writer: the dashboard's last counts are saved (a
+        // restart must not take a changed store's snapshot for current).
+        if let Err(err) = self.dashboard.save() {
+            tracing::warn!(error = %err, "cannot save the dashboard's per-day counts at close");
+        }
         // The writer held the last index feed: the indexer now commits and stops.
         if let Some(i) = self.indexer.take() {
             let _ = i.join();

@@ -489,9 +489,15 @@ async fn refresh_audiences(engine: std::sync::Weak<Engine>) {
     }
 }
 
-/// Passes over every profile for the dashboard's snapshot every
-/// `server.stats_refresh_seconds` (the first right away), and saves its per-day counts
-/// every few seconds while they change.
+/// How a dashboard pass is paced: after each page it waits this many times as long as
+/// the page took, so a pass takes at most a quarter of one core from serving (at millions
+/// of profiles a pass reads for minutes).
+const DASHBOARD_PACE: u32 = 3;
+
+/// Passes over every profile for the dashboard's snapshot when it is stale (none yet, or
+/// write groups were committed since its pass began: the first right away), at most every
+/// `server.stats_refresh_seconds`, and saves its per-day counts every second while they
+/// change.
 async fn refresh_dashboard(engine: std::sync::Weak<Engine>) {
     let every = engine
         .upgrade()
@@ -500,22 +506,70 @@ async fn refresh_dashboard(engine: std::sync::Weak<Engine>) {
     let mut next = tokio::time::Instant::now();
     loop {
         let Some(e) = engine.upgrade() else { return };
-        if tokio::time::Instant::now() >= next {
-            let pass = e.clone();
-            match tokio::task::spawn_blocking(move || pass.refresh_dashboard()).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(err)) => {
-                    tracing::warn!(error = %err, "dashboard pass failed; retrying later")
-                }
-                Err(_) => return,
+        if tokio::time::Instant::now() >= next && e.dashboard().stale() {
+            drop(e);
+            if !dashboard_pass(&engine).await {
+                return;
             }
             next = tokio::time::Instant::now() + std::time::Duration::from_secs(every);
+            continue;
         }
-        if let Err(err) = e.dashboard().save() {
-            tracing::warn!(error = %err, "cannot save the dashboard's per-day counts; retrying");
-        }
+        save_dashboard(&e);
         drop(e);
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
+/// One dashboard pass, a page at a time on the blocking pool, paced by
+/// [`DASHBOARD_PACE`]; between pages it holds no engine handle and stops with the runtime
+/// (a stopping server waits for one page, never for the pass). False when the engine is
+/// gone.
+async fn dashboard_pass(engine: &std::sync::Weak<Engine>) -> bool {
+    let Some(e) = engine.upgrade() else {
+        return false;
+    };
+    let mut pass = e.begin_dashboard_pass();
+    drop(e);
+    let mut saved = tokio::time::Instant::now();
+    loop {
+        let Some(e) = engine.upgrade() else {
+            return false;
+        };
+        let began = tokio::time::Instant::now();
+        let reader = e.clone();
+        let stepped = tokio::task::spawn_blocking(move || {
+            let step = pass.step(&reader);
+            (pass, step)
+        })
+        .await;
+        let step;
+        (pass, step) = match stepped {
+            Ok(stepped) => stepped,
+            Err(_) => return false,
+        };
+        match step {
+            Ok(Some(_)) => {
+                save_dashboard(&e);
+                return true;
+            }
+            Ok(None) => {}
+            Err(err) => {
+                tracing::warn!(error = %err, "dashboard pass failed; retrying later");
+                return true;
+            }
+        }
+        if saved.elapsed() >= std::time::Duration::from_secs(1) {
+            save_dashboard(&e);
+            saved = tokio::time::Instant::now();
+        }
+        drop(e);
+        tokio::time::sleep(began.elapsed() * DASHBOARD_PACE).await;
+    }
+}
+
+fn save_dashboard(engine: &Engine) {
+    if let Err(err) = engine.dashboard().save() {
+        tracing::warn!(error = %err, "cannot save the dashboard's per-day counts; retrying");
     }
 }
 

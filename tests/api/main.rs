@@ -12,6 +12,7 @@ mod cli;
 mod conformance;
 mod consent;
 mod console;
+mod dashboard;
 mod demo_quality;
 mod destinations;
 mod durability;
