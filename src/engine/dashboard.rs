@@ -225,6 +225,18 @@ impl Dashboard {
             .and_then(|s| s.as_ref().map(|(_, s)| s.clone()))
     }
 
+    /// Counts `groups` write groups a replica applied (they pass no [`CommitListener`]):
+    /// the snapshot is stale once they are written.
+    pub fn replicated(&self, groups: u64) {
+        if groups == 0 {
+            return;
+        }
+        if let Ok(mut d) = self.daily.lock() {
+            d.commits += groups;
+            self.dirty.store(true, Ordering::SeqCst);
+        }
+    }
+
     /// Saves the per-day counts when they changed since the last save.
     pub fn save(&self) -> Result<(), String> {
         if !self.dirty.swap(false, Ordering::SeqCst) {

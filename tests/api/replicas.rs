@@ -328,6 +328,55 @@ async fn two_replicas_answer_what_the_writer_answers_under_ingest() {
     drop(r2);
 }
 
+/// The profiles of a server's dashboard snapshot, once it has one.
+async fn snapshot_profiles(c: &reqwest::Client, base: &str) -> Option<u64> {
+    let (status, stats) = get(c, base, "/v1/stats").await;
+    assert_eq!(status, 200, "GET /v1/stats: {stats}");
+    stats["snapshot"]["profiles"].as_u64()
+}
+
+/// A replica's dashboard follows the writer: the groups it applies (which pass no commit
+/// listener) make its snapshot stale, and its next pass counts the writer's new profiles.
+#[tokio::test]
+async fn a_replicas_dashboard_is_passed_again_after_the_writers_groups() {
+    let c = client();
+    let (wd, rd) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    let often = (
+        "IDGRAPH_SERVER__STATS_REFRESH_SECONDS".to_owned(),
+        "1".to_owned(),
+    );
+    let mut wenv = writer_env(64);
+    wenv.push(often.clone());
+    let writer = ServeProcess::start_with_env(wd.path(), &wenv);
+    let w = writer.address.clone();
+    ingest(&c, &w, 0..20, "dash").await;
+    let r = replica_with(&writer, rd.path(), 10, &[often]);
+    for (round, persons) in [(1, 20), (2, 50)] {
+        if round == 2 {
+            ingest(&c, &w, 20..50, "dash").await;
+        }
+        caught_up(&c, &w, &r.address).await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (wp, rp) = (
+                snapshot_profiles(&c, &w).await,
+                snapshot_profiles(&c, &r.address).await,
+            );
+            if wp == Some(persons) && rp == Some(persons) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: {persons} profiles expected; the writer's snapshot has {wp:?}, the replica's {rp:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
 /// A replica further behind than the writer's backlog starts again from a snapshot and
 /// then answers what the writer answers; while the writer is down its lag grows and
 /// `/ready` says so (reads go on).
