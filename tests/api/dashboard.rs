@@ -19,6 +19,20 @@ fn ingest(engine: &Engine, events: &[serde_json::Value]) {
     engine.ingest(normalized).expect("ingest");
 }
 
+/// Ingests one new person with only an email: one more profile.
+fn one_person(engine: &Engine, name: &str) {
+    let email = format!("dash.{name}@example.com");
+    ingest(
+        engine,
+        &[event(
+            &format!("dash-{name}"),
+            "web",
+            json!({ "email": email }),
+            serde_json::Value::Null,
+        )],
+    );
+}
+
 #[test]
 fn dashboard_pass_reads_every_page_and_a_restart_serves_its_saved_snapshot() {
     let dir = tempfile::tempdir().expect("temporary data directory");
@@ -68,15 +82,7 @@ fn dashboard_pass_reads_every_page_and_a_restart_serves_its_saved_snapshot() {
             "nothing written since the pass began"
         );
 
-        ingest(
-            &engine,
-            &[event(
-                "dash-late",
-                "web",
-                json!({ "email": "dash.late@example.com" }),
-                serde_json::Value::Null,
-            )],
-        );
+        one_person(&engine, "late");
         assert!(
             engine.dashboard().stale(),
             "a committed write makes it stale"
@@ -96,15 +102,7 @@ fn dashboard_pass_reads_every_page_and_a_restart_serves_its_saved_snapshot() {
         !engine.dashboard().stale(),
         "nothing was written since: no pass is due after a restart"
     );
-    ingest(
-        &engine,
-        &[event(
-            "dash-after",
-            "web",
-            json!({ "email": "dash.after@example.com" }),
-            serde_json::Value::Null,
-        )],
-    );
+    one_person(&engine, "after");
     assert!(engine.dashboard().stale(), "written after the restart");
     drop(engine);
 
