@@ -12,8 +12,9 @@
 //!   background at most every `server.stats_refresh_seconds`, and only when write groups
 //!   were committed since the last pass began; each pass also records the day's totals
 //!   (profiles and identifiers over time). The snapshot is saved to
-//!   `<data_dir>/dashboard-snapshot.json` with the count of committed groups it saw, so a
-//!   restart serves it at once and passes again only once the store changes. A pass reads
+//!   `<data_dir>/dashboard-snapshot.json` with the store's commit sequence number when its
+//!   pass began (a replica's store carries the writer's), so a restart serves it at once
+//!   and passes again only once the store changes. A pass reads
 //!   a page at a time, so that `serve` can pace it (a share of one core, not a core for
 //!   minutes at millions of profiles) and stop it between pages when the server stops.
 //! - **Match scores** (since start): the probabilistic matcher's candidate scores in
@@ -65,10 +66,6 @@ pub struct Daily {
     pub days: BTreeMap<String, DayCounts>,
     /// `YYYY-MM-DD` → totals at the day's last snapshot.
     pub totals: BTreeMap<String, DayTotals>,
-    /// Write groups committed (counted since this field exists): a saved snapshot that
-    /// saw this many is current.
-    #[serde(default)]
-    pub commits: u64,
 }
 
 /// A bucket of a distribution.
@@ -110,11 +107,11 @@ pub struct SourceOverlap {
     pub matrix: Vec<Vec<u64>>,
 }
 
-/// `<data_dir>/dashboard-snapshot.json`: the last snapshot and [`Daily::commits`] when
-/// its pass began.
+/// `<data_dir>/dashboard-snapshot.json`: the last snapshot and the store's commit
+/// sequence number when its pass began.
 #[derive(Debug, Serialize, Deserialize)]
 struct SavedSnapshot {
-    commits: u64,
+    commit_seq: u64,
     snapshot: Snapshot,
 }
 
@@ -124,7 +121,7 @@ pub struct Dashboard {
     dirty: AtomicBool,
     path: PathBuf,
     snapshot_path: PathBuf,
-    /// The snapshot and the commit count its pass began at.
+    /// The snapshot and the commit sequence number its pass began at.
     snapshot: RwLock<Option<(u64, Arc<Snapshot>)>>,
 }
 
@@ -187,7 +184,7 @@ impl Dashboard {
         let snapshot_path = data_dir.join("dashboard-snapshot.json");
         let snapshot = match std::fs::read(&snapshot_path) {
             Ok(bytes) => match serde_json::from_slice::<SavedSnapshot>(&bytes) {
-                Ok(saved) => Some((saved.commits, Arc::new(saved.snapshot))),
+                Ok(saved) => Some((saved.commit_seq, Arc::new(saved.snapshot))),
                 Err(e) => {
                     tracing::warn!(error = %e, "dashboard-snapshot.json is unreadable; the next pass replaces it");
                     None
@@ -204,13 +201,12 @@ impl Dashboard {
         }
     }
 
-    /// Whether a pass is due: there is no snapshot yet, or write groups were committed
-    /// since the current one's pass began.
-    pub fn stale(&self) -> bool {
-        let commits = self.daily.lock().map(|d| d.commits).unwrap_or_default();
+    /// Whether a pass is due with the store at `commit_seq`: there is no snapshot yet, or
+    /// write groups were committed since the current one's pass began.
+    pub fn stale(&self, commit_seq: u64) -> bool {
         self.snapshot
             .read()
-            .map(|s| s.as_ref().is_none_or(|(seen, _)| *seen != commits))
+            .map(|s| s.as_ref().is_none_or(|(seen, _)| *seen != commit_seq))
             .unwrap_or(true)
     }
 
@@ -223,18 +219,6 @@ impl Dashboard {
             .read()
             .ok()
             .and_then(|s| s.as_ref().map(|(_, s)| s.clone()))
-    }
-
-    /// Counts `groups` write groups a replica applied (they pass no [`CommitListener`]):
-    /// the snapshot is stale once they are written.
-    pub fn replicated(&self, groups: u64) {
-        if groups == 0 {
-            return;
-        }
-        if let Ok(mut d) = self.daily.lock() {
-            d.commits += groups;
-            self.dirty.store(true, Ordering::SeqCst);
-        }
     }
 
     /// Saves the per-day counts when they changed since the last save.
@@ -263,9 +247,9 @@ impl CommitListener for Dashboard {
         let Ok(mut d) = self.daily.lock() else {
             return;
         };
-        d.commits += 1;
         let seen = d.seen_history;
         let mut newest = seen;
+        let mut changed = false;
         for entry in changes.history.iter().filter(|e| e.seq > seen) {
             newest = newest.max(entry.seq);
             let day = d.days.entry(day_of(entry.at)).or_default();
@@ -277,11 +261,13 @@ impl CommitListener for Dashboard {
                 HistoryKind::LinkDeleted => day.links_deleted += 1,
                 _ => continue,
             }
+            changed = true;
         }
         d.seen_history = newest;
-        Dashboard::trim(&mut d);
-        // The commit count changed: saved with the day's counts.
-        self.dirty.store(true, Ordering::SeqCst);
+        if changed {
+            Dashboard::trim(&mut d);
+            self.dirty.store(true, Ordering::SeqCst);
+        }
     }
 }
 
@@ -370,7 +356,7 @@ impl Engine {
 
     /// One whole pass over every golden profile ([`DashboardPass`]) at once. Blocking.
     pub fn refresh_dashboard(&self) -> Result<Arc<Snapshot>, EngineError> {
-        let mut pass = self.begin_dashboard_pass();
+        let mut pass = self.begin_dashboard_pass()?;
         loop {
             if let Some(snapshot) = pass.step(self)? {
                 return Ok(snapshot);
@@ -378,15 +364,15 @@ impl Engine {
         }
     }
 
+    /// Whether the dashboard's snapshot is stale (see [`Dashboard::stale`]).
+    pub fn dashboard_stale(&self) -> Result<bool, EngineError> {
+        Ok(self.dashboard.stale(self.store.counters()?.commit_seq))
+    }
+
     /// Starts a pass over every golden profile, at the write groups committed so far.
-    pub fn begin_dashboard_pass(&self) -> DashboardPass {
-        DashboardPass {
-            commits: self
-                .dashboard
-                .daily
-                .lock()
-                .map(|d| d.commits)
-                .unwrap_or_default(),
+    pub fn begin_dashboard_pass(&self) -> Result<DashboardPass, EngineError> {
+        Ok(DashboardPass {
+            commit_seq: self.store.counters()?.commit_seq,
             started: Instant::now(),
             busy: std::time::Duration::ZERO,
             after: None,
@@ -398,7 +384,7 @@ impl Engine {
             sources: BTreeMap::new(),
             pairs: BTreeMap::new(),
             largest: Vec::new(),
-        }
+        })
     }
 }
 
@@ -406,8 +392,8 @@ impl Engine {
 /// ([`DashboardPass::step`]); its last step makes the dashboard's snapshot, caches and
 /// saves it, and records the day's totals.
 pub struct DashboardPass {
-    /// [`Daily::commits`] when the pass began.
-    commits: u64,
+    /// The store's commit sequence number when the pass began.
+    commit_seq: u64,
     started: Instant,
     /// Time spent in steps (the rest of `started.elapsed()` was pacing).
     busy: std::time::Duration,
@@ -543,14 +529,14 @@ impl DashboardPass {
         });
         let dashboard = &engine.dashboard;
         let saved = SavedSnapshot {
-            commits: self.commits,
+            commit_seq: self.commit_seq,
             snapshot: (*snapshot).clone(),
         };
         if let Err(e) = crate::webhooks::save_json(&dashboard.snapshot_path, &saved) {
             tracing::warn!(error = %e, "cannot save the dashboard's snapshot; the next start passes again");
         }
         if let Ok(mut s) = dashboard.snapshot.write() {
-            *s = Some((self.commits, snapshot.clone()));
+            *s = Some((self.commit_seq, snapshot.clone()));
         }
         if let Ok(mut d) = dashboard.daily.lock() {
             d.totals.insert(

@@ -506,7 +506,8 @@ async fn refresh_dashboard(engine: std::sync::Weak<Engine>) {
     let mut next = tokio::time::Instant::now();
     loop {
         let Some(e) = engine.upgrade() else { return };
-        if tokio::time::Instant::now() >= next && e.dashboard().stale() {
+        // A store that cannot say its commit sequence number is passed (and fails there).
+        if tokio::time::Instant::now() >= next && e.dashboard_stale().unwrap_or(true) {
             drop(e);
             if !dashboard_pass(&engine).await {
                 return;
@@ -528,7 +529,13 @@ async fn dashboard_pass(engine: &std::sync::Weak<Engine>) -> bool {
     let Some(e) = engine.upgrade() else {
         return false;
     };
-    let mut pass = e.begin_dashboard_pass();
+    let mut pass = match e.begin_dashboard_pass() {
+        Ok(pass) => pass,
+        Err(err) => {
+            tracing::warn!(error = %err, "dashboard pass failed; retrying later");
+            return true;
+        }
+    };
     drop(e);
     let mut saved = tokio::time::Instant::now();
     loop {

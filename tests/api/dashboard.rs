@@ -40,7 +40,10 @@ fn dashboard_pass_reads_every_page_and_a_restart_serves_its_saved_snapshot() {
     settings.storage.data_dir = dir.path().to_path_buf();
     let before_restart = {
         let engine = Engine::open(settings.clone()).expect("open the engine");
-        assert!(engine.dashboard().stale(), "no snapshot yet: a pass is due");
+        assert!(
+            engine.dashboard_stale().expect("commit sequence number"),
+            "no snapshot yet: a pass is due"
+        );
         // One person per event, each with an email and a cookie; the last three share a
         // phone number with the first, so that profile has 4 emails, 4 cookies, 1 phone.
         let mut events: Vec<_> = (0..PEOPLE)
@@ -60,7 +63,7 @@ fn dashboard_pass_reads_every_page_and_a_restart_serves_its_saved_snapshot() {
             ingest(&engine, chunk);
         }
         let profiles = (PEOPLE - 3) as u64;
-        let mut pass = engine.begin_dashboard_pass();
+        let mut pass = engine.begin_dashboard_pass().expect("begin a pass");
         assert!(
             pass.step(&engine).expect("first page").is_none(),
             "{profiles} profiles do not fit one page"
@@ -78,20 +81,19 @@ fn dashboard_pass_reads_every_page_and_a_restart_serves_its_saved_snapshot() {
         assert_eq!(counted, profiles, "every profile read once");
         assert_eq!(snap.source_overlap.sources, ["crm", "web"]);
         assert!(
-            !engine.dashboard().stale(),
+            !engine.dashboard_stale().expect("commit sequence number"),
             "nothing written since the pass began"
         );
 
         one_person(&engine, "late");
         assert!(
-            engine.dashboard().stale(),
+            engine.dashboard_stale().expect("commit sequence number"),
             "a committed write makes it stale"
         );
         let snap = engine.refresh_dashboard().expect("a whole pass");
         assert_eq!(snap.profiles, profiles + 1);
-        assert!(!engine.dashboard().stale());
+        assert!(!engine.dashboard_stale().expect("commit sequence number"));
         snap
-        // The engine closes here, saving the commit count with the per-day counts.
     };
 
     let engine = Engine::open(settings.clone()).expect("reopen the engine");
@@ -99,11 +101,14 @@ fn dashboard_pass_reads_every_page_and_a_restart_serves_its_saved_snapshot() {
     assert_eq!(*restored, *before_restart);
     assert_eq!(engine.stats().snapshot.as_ref(), Some(&*before_restart));
     assert!(
-        !engine.dashboard().stale(),
+        !engine.dashboard_stale().expect("commit sequence number"),
         "nothing was written since: no pass is due after a restart"
     );
     one_person(&engine, "after");
-    assert!(engine.dashboard().stale(), "written after the restart");
+    assert!(
+        engine.dashboard_stale().expect("commit sequence number"),
+        "written after the restart"
+    );
     drop(engine);
 
     // An unreadable snapshot file is replaced by the next pass, never an error.
@@ -111,7 +116,7 @@ fn dashboard_pass_reads_every_page_and_a_restart_serves_its_saved_snapshot() {
         .expect("spoil the saved snapshot");
     let engine = Engine::open(settings).expect("open with a spoilt snapshot file");
     assert!(engine.dashboard().snapshot().is_none());
-    assert!(engine.dashboard().stale());
+    assert!(engine.dashboard_stale().expect("commit sequence number"));
     let snap = engine.refresh_dashboard().expect("a pass");
     assert_eq!(snap.profiles, (PEOPLE - 3) as u64 + 2);
 }
