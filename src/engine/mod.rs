@@ -451,8 +451,8 @@ impl Drop for Engine {
         if let Some(w) = self.writer.take() {
             let _ = w.join();
         }
-        // No group commits after the writer: the dashboard's last counts are saved (a
-        // restart must not take a changed store's snapshot for current).
+        // No group commits after the writer: the dashboard's per-day counts of the last
+        // second are saved, not lost.
         if let Err(err) = self.dashboard.save() {
             tracing::warn!(error = %err, "cannot save the dashboard's per-day counts at close");
         }

@@ -514,15 +514,12 @@ async fn refresh_dashboard(engine: std::sync::Weak<Engine>) {
                 tokio::task::spawn_blocking(move || check.dashboard_stale().unwrap_or(true))
                     .await
                     .unwrap_or(false);
-            next = tokio::time::Instant::now() + std::time::Duration::from_secs(every);
-            if stale {
-                drop(e);
-                if !dashboard_pass(&engine).await {
-                    return;
-                }
-                next = tokio::time::Instant::now() + std::time::Duration::from_secs(every);
-                continue;
+            drop(e);
+            if stale && !dashboard_pass(&engine).await {
+                return;
             }
+            next = tokio::time::Instant::now() + std::time::Duration::from_secs(every);
+            continue;
         }
         save_dashboard(&e);
         drop(e);

@@ -19,6 +19,13 @@ fn ingest(engine: &Engine, events: &[serde_json::Value]) {
     engine.ingest(normalized).expect("ingest");
 }
 
+/// Whether the engine's dashboard snapshot is due a pass.
+fn stale(engine: &Engine) -> bool {
+    engine
+        .dashboard_stale()
+        .expect("the store's commit sequence number")
+}
+
 /// Ingests one new person with only an email: one more profile.
 fn one_person(engine: &Engine, name: &str) {
     let email = format!("dash.{name}@example.com");
@@ -40,10 +47,7 @@ fn dashboard_pass_reads_every_page_and_a_restart_serves_its_saved_snapshot() {
     settings.storage.data_dir = dir.path().to_path_buf();
     let before_restart = {
         let engine = Engine::open(settings.clone()).expect("open the engine");
-        assert!(
-            engine.dashboard_stale().expect("commit sequence number"),
-            "no snapshot yet: a pass is due"
-        );
+        assert!(stale(&engine), "no snapshot yet: a pass is due");
         // One person per event, each with an email and a cookie; the last three share a
         // phone number with the first, so that profile has 4 emails, 4 cookies, 1 phone.
         let mut events: Vec<_> = (0..PEOPLE)
@@ -80,19 +84,13 @@ fn dashboard_pass_reads_every_page_and_a_restart_serves_its_saved_snapshot() {
         let counted: u64 = snap.identifiers_per_profile.iter().map(|b| b.count).sum();
         assert_eq!(counted, profiles, "every profile read once");
         assert_eq!(snap.source_overlap.sources, ["crm", "web"]);
-        assert!(
-            !engine.dashboard_stale().expect("commit sequence number"),
-            "nothing written since the pass began"
-        );
+        assert!(!stale(&engine), "nothing written since the pass began");
 
         one_person(&engine, "late");
-        assert!(
-            engine.dashboard_stale().expect("commit sequence number"),
-            "a committed write makes it stale"
-        );
+        assert!(stale(&engine), "a committed write makes it stale");
         let snap = engine.refresh_dashboard().expect("a whole pass");
         assert_eq!(snap.profiles, profiles + 1);
-        assert!(!engine.dashboard_stale().expect("commit sequence number"));
+        assert!(!stale(&engine));
         snap
     };
 
@@ -101,14 +99,11 @@ fn dashboard_pass_reads_every_page_and_a_restart_serves_its_saved_snapshot() {
     assert_eq!(*restored, *before_restart);
     assert_eq!(engine.stats().snapshot.as_ref(), Some(&*before_restart));
     assert!(
-        !engine.dashboard_stale().expect("commit sequence number"),
+        !stale(&engine),
         "nothing was written since: no pass is due after a restart"
     );
     one_person(&engine, "after");
-    assert!(
-        engine.dashboard_stale().expect("commit sequence number"),
-        "written after the restart"
-    );
+    assert!(stale(&engine), "written after the restart");
     drop(engine);
 
     // An unreadable snapshot file is replaced by the next pass, never an error.
@@ -116,7 +111,7 @@ fn dashboard_pass_reads_every_page_and_a_restart_serves_its_saved_snapshot() {
         .expect("spoil the saved snapshot");
     let engine = Engine::open(settings).expect("open with a spoilt snapshot file");
     assert!(engine.dashboard().snapshot().is_none());
-    assert!(engine.dashboard_stale().expect("commit sequence number"));
+    assert!(stale(&engine));
     let snap = engine.refresh_dashboard().expect("a pass");
     assert_eq!(snap.profiles, (PEOPLE - 3) as u64 + 2);
 }
